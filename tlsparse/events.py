@@ -1,0 +1,123 @@
+"""Events a `tlsparse.TlsConnection` returns: what one side put on the wire, in wire order.
+
+Frozen, slotted, keyword-only dataclasses in the manner of h11's events. `frame` and `ts` are those of the TCP
+segment that completed the record (as Wireshark attributes a reassembled PDU); `offset` is the byte offset in that
+direction's stream where the record starts.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from tlsparse.messages import HandshakeBody
+
+
+class Sender(enum.Enum):
+    CLIENT = "client"
+    SERVER = "server"
+
+    @property
+    def peer(self) -> "Sender":
+        return Sender.SERVER if self is Sender.CLIENT else Sender.CLIENT
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    sender: Sender
+    frame: int
+    ts: float
+    offset: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordSeen(Event):
+    """Every record header read, readable or not, before the events of its content."""
+
+    content_type: int
+    version: int
+    length: int
+    encrypted: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HandshakeSeen(Event):
+    """A complete, readable handshake message (possibly reassembled from several records)."""
+
+    msg_type: int  # 6 (hello_retry_request) for a ServerHello carrying the HRR random
+    length: int
+    message: HandshakeBody
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertSeen(Event):
+    """An alert record. When encrypted, level and description are None and `length` is the record length."""
+
+    level: int | None
+    description: int | None
+    encrypted: bool
+    length: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChangeCipherSpecSeen(Event):
+    pass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EncryptedRecordSeen(Event):
+    """A record that cannot be read without keys: after ChangeCipherSpec (TLS <= 1.2) or after the ServerHello
+    (TLS 1.3). `content_type` is the outer type (23 for TLS 1.3 records); `length` the record length, from which
+    analyzers infer an alert (TLS 1.3 AEAD alert: 19 bytes for AES-GCM/ChaCha20), a Finished or application data."""
+
+    content_type: int
+    length: int
+    handshake_phase: bool  # True while the sender's handshake is not known to be finished
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApplicationDataSeen(Event):
+    """Plaintext application data (only before encryption is on, i.e. a protocol violation or SSLv2 data)."""
+
+    length: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeartbeatSeen(Event):
+    length: int
+    encrypted: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnknownRecordSeen(Event):
+    content_type: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GapSeen(Event):
+    """Bytes lost in the capture (from TCP reassembly). The parser resynchronises after it."""
+
+    length: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResyncSeen(Event):
+    """After a gap or garbage the parser found the next plausible record header, skipping `skipped` bytes."""
+
+    skipped: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NotTlsSeen(Event):
+    """The stream's first bytes are not TLS (HTTP, SSH, SMTP banner, ...). `preview` holds up to 16 bytes."""
+
+    preview: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParseAnomaly(Event):
+    """Malformed input: a record over 2^14+256 bytes, a message that does not decode, a cap exceeded.
+    Named strings in the manner of Zeek's weirds (`record_too_long`, `handshake_too_long`, `bad_extension`, ...)."""
+
+    name: str
+    detail: str
