@@ -1,0 +1,568 @@
+"""Rules that turn a connection's handshake summary and TCP facts into one verdict: outcome, the step that broke,
+the cause, how sure we are, the evidence (with frame numbers) and what to do.
+
+The rules run in the order a handshake runs: TCP connect, then what the bytes are, then explicit alerts (the wire
+says it), then inferences from record shapes and TCP endings. The first rule that explains the failure wins.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from analyzers.hints import hint_for
+from analyzers.summary import AlertInfo, HandshakeSummary
+from analyzers.tcpfacts import TcpFacts
+from tlsparse import registry
+from tlsparse.events import Sender
+
+# Alert descriptions (IANA TLS Alerts).
+CLOSE_NOTIFY = 0
+UNEXPECTED_MESSAGE = 10
+BAD_RECORD_MAC = 20
+HANDSHAKE_FAILURE = 40
+BAD_CERTIFICATE = 42
+UNSUPPORTED_CERTIFICATE = 43
+CERTIFICATE_REVOKED = 44
+CERTIFICATE_EXPIRED = 45
+CERTIFICATE_UNKNOWN = 46
+ILLEGAL_PARAMETER = 47
+UNKNOWN_CA = 48
+ACCESS_DENIED = 49
+DECODE_ERROR = 50
+DECRYPT_ERROR = 51
+PROTOCOL_VERSION = 70
+INSUFFICIENT_SECURITY = 71
+INTERNAL_ERROR = 80
+USER_CANCELED = 90
+NO_RENEGOTIATION = 100
+MISSING_EXTENSION = 109
+UNSUPPORTED_EXTENSION = 110
+UNRECOGNIZED_NAME = 112
+BAD_CERTIFICATE_STATUS_RESPONSE = 113
+UNKNOWN_PSK_IDENTITY = 115
+CERTIFICATE_REQUIRED = 116
+NO_APPLICATION_PROTOCOL = 120
+
+CERTIFICATE_ALERTS = {BAD_CERTIFICATE, UNSUPPORTED_CERTIFICATE, CERTIFICATE_REVOKED, CERTIFICATE_EXPIRED,
+                      CERTIFICATE_UNKNOWN, UNKNOWN_CA, ACCESS_DENIED, BAD_CERTIFICATE_STATUS_RESPONSE}
+
+# A TLS 1.3 record holding only an alert: 2 bytes of alert + 1 byte of inner type + the AEAD tag (16 bytes, or 8
+# for CCM_8). A Finished is at least 32 + 4 + 1 + 16 = 53 bytes. Anything up to 24 is taken as an alert.
+MAX_ENCRYPTED_ALERT_LENGTH = 24
+# Client's encrypted handshake bytes above which its TLS 1.3 flight must hold a (non-empty) Certificate.
+TLS13_CLIENT_FLIGHT_WITH_CERT = 200
+# Seconds without an answer to the ClientHello before "server silent" is called on a flow still open.
+SILENT_AFTER_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class CertView:
+    """What certificate checks found, in the contract's cause names (`cert_expired`, ...), with evidence."""
+
+    findings: frozenset[str] = frozenset()
+    facts: tuple[str, ...] = ()
+    valid_at_capture_time: bool | None = None  # None: not checked (no certificate visible)
+    interception: str | None = None  # the product name, when the issuer is a TLS-inspection product
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class Verdict:
+    outcome: str
+    failed_step: str | None = None
+    cause: str | None = None
+    confidence: str | None = None
+    alert: str | None = None
+    alert_sender: str | None = None
+    evidence: list[str] = field(default_factory=list)
+    hint: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    end_ts: float | None = None  # when the handshake ended or failed (for handshake_ms)
+
+
+# Certificate findings in the order a user should fix them: the first one explains a rejection best.
+_CERT_CAUSE_ORDER = ("cert_revoked", "cert_expired", "cert_not_yet_valid", "cert_self_signed",
+                     "cert_incomplete_chain", "cert_unknown_ca", "cert_hostname_mismatch", "cert_weak")
+_ALERT_TO_CERT_CAUSE = {CERTIFICATE_EXPIRED: ("cert_expired", "cert_not_yet_valid"),
+                        CERTIFICATE_REVOKED: ("cert_revoked",),
+                        UNKNOWN_CA: ("cert_self_signed", "cert_incomplete_chain", "cert_unknown_ca")}
+
+
+def _alert_name(code: int | None) -> str:
+    return "encrypted" if code is None else registry.alert_name(code)
+
+
+def _side(sender: Sender) -> str:
+    return sender.value
+
+
+class _Decider:
+    def __init__(self, s: HandshakeSummary, tcp: TcpFacts, certs: CertView, capture_end: float | None) -> None:
+        self.s, self.tcp, self.certs, self.capture_end = s, tcp, certs, capture_end
+        self.v = Verdict(outcome="incomplete")
+
+    # -- helpers -------------------------------------------------------------------------------------------------
+    def fail(self, step: str, cause: str, confidence: str, *evidence: str, end_ts: float | None = None) -> Verdict:
+        v = self.v
+        v.outcome, v.failed_step, v.cause, v.confidence = "failed", step, cause, confidence
+        v.evidence.extend(evidence)
+        v.hint = hint_for(cause)
+        v.end_ts = end_ts
+        return v
+
+    def _ch_frame(self) -> str:
+        return f"frame {self.s.client_hellos[0].frame}: ClientHello" if self.s.client_hellos else "no ClientHello"
+
+    def _before(self, ts: float, msg_at) -> bool:
+        return msg_at is not None and msg_at.ts <= ts
+
+    def step_at(self, ts: float, sender: Sender) -> str:
+        """The first handshake step not completed when something happened at `ts` (an alert, a reset)."""
+        s = self.s
+        if s.server_hello is None or s.server_hello.ts > ts:
+            return "server_hello"
+        if s.is_tls13:
+            # Without keys the server's flight is one opaque block: a client that aborts after it rejected
+            # something in it, almost always the certificate.
+            client_enc = [r for r in s.encrypted_from(Sender.CLIENT) if r.ts <= ts]
+            server_enc = [r for r in s.encrypted_from(Sender.SERVER) if r.ts <= ts]
+            if sender is Sender.CLIENT or not client_enc:
+                return "server_certificate" if server_enc or sender is Sender.CLIENT else "encrypted_extensions"
+            return "client_certificate" if self._certificate_request_seen(ts) else "finished"
+        if s.server_certificate is None and s.server_key_exchange is None and s.server_hello_done is None:
+            if s.resumed_hint:
+                return "finished"
+            return "server_certificate"
+        if not self._before(ts, s.server_hello_done):
+            if s.server_certificate is None or s.server_certificate.ts > ts:
+                return "server_certificate"
+            if s.server_key_exchange is None or s.server_key_exchange.ts > ts:
+                return "server_key_exchange" if sender is Sender.SERVER else "server_certificate"
+            return "server_hello_done"
+        # Server's first flight complete: what the client sends next.
+        if sender is Sender.CLIENT and s.client_key_exchange is None:
+            return "server_certificate"  # the client judged the server's flight and refused it
+        if s.certificate_request is not None and (s.client_certificate is None or s.client_certificate.ts > ts):
+            return "client_certificate"
+        if s.client_key_exchange is None or s.client_key_exchange.ts > ts:
+            return "client_key_exchange"
+        if s.certificate_request is not None and sender is Sender.SERVER and s.client_certificate is not None:
+            return "client_certificate"
+        if Sender.CLIENT not in s.ccs or s.ccs[Sender.CLIENT].ts > ts:
+            return "change_cipher_spec"
+        return "finished"
+
+    def _certificate_request_seen(self, ts: float) -> bool:
+        s = self.s
+        return s.certificate_request is not None and s.certificate_request.ts <= ts
+
+    # -- the rules -----------------------------------------------------------------------------------------------
+    def decide(self) -> Verdict:
+        s, tcp = self.s, self.tcp
+        for rule in (self.tcp_connect, self.not_tls, self.readable_alert, self.encrypted_alert_tls12,
+                     self.tls13_record_shapes, self.established, self.tcp_ending):
+            verdict = rule()
+            if verdict is not None:
+                break
+        else:
+            verdict = self.v
+        if verdict.outcome == "incomplete" and not s.client_hellos and not s.first_record and not s.not_tls:
+            verdict.evidence.append("no TLS bytes on this connection")
+        self.add_warnings(verdict)
+        return verdict
+
+    def tcp_connect(self) -> Verdict | None:
+        c, srv = self.tcp.client, self.tcp.server
+        if c.syn_frame is None or srv.synack_frame is not None or c.payload_bytes or srv.payload_bytes:
+            return None
+        if srv.rst_frame is not None:
+            return self.fail("tcp_connect", "tcp_refused", "certain",
+                             f"frame {c.syn_frame}: client SYN", f"frame {srv.rst_frame}: server RST, no SYN-ACK",
+                             end_ts=srv.rst_ts)
+        if srv.packets == 0:
+            tries = 1 + c.retransmissions
+            waited = (c.last_ts or 0) - (c.syn_ts or 0)
+            if tries > 1 or (self.capture_end is not None and self.capture_end - (c.syn_ts or 0) >= 3.0):
+                return self.fail("tcp_connect", "tcp_no_answer", "likely",
+                                 f"frame {c.syn_frame}: client SYN, sent {tries} time(s) over {waited:.1f} s",
+                                 "no packet from the server", end_ts=c.last_ts)
+        return None
+
+    def not_tls(self) -> Verdict | None:
+        s = self.s
+        if not s.not_tls:
+            return None
+        v = self.v
+        v.outcome = "not_tls"
+        for sender, seen in s.not_tls.items():
+            preview = seen.preview[:16]
+            v.evidence.append(f"frame {seen.frame}: {_side(sender)} sent non-TLS bytes {preview!r}")
+        if Sender.SERVER in s.not_tls and s.client_hellos:
+            v.evidence.insert(0, self._ch_frame())
+        v.hint = hint_for("not_tls")
+        v.confidence = "certain"
+        return v
+
+    def readable_alert(self) -> Verdict | None:
+        s = self.s
+        alert = s.first_fatal_alert
+        if alert is None or alert.encrypted:
+            return None
+        v = self.v
+        v.alert, v.alert_sender = _alert_name(alert.description), _side(alert.sender)
+        desc = alert.description
+        ev_alert = (f"frame {alert.frame}: {_side(alert.sender)} alert {_alert_name(desc)} ({desc})"
+                    + ("" if alert.level == 2 else f", level {alert.level}"))
+        step = self.step_at(alert.ts, alert.sender)
+        cause, confidence, extra = self.cause_for_alert(alert, step)
+        if step == "server_certificate" and cause.startswith("client_cert"):
+            step = "client_certificate"
+        if cause in ("client_cert_missing", "client_cert_rejected"):
+            step = "client_certificate"
+        evidence = [self._ch_frame()]
+        if s.server_hello is not None and s.server_hello.ts <= alert.ts:
+            evidence.append(self._server_hello_evidence())
+        evidence.append(ev_alert)
+        evidence.extend(extra)
+        return self.fail(step, cause, confidence, *evidence, end_ts=alert.ts)
+
+    def _server_hello_evidence(self) -> str:
+        s = self.s
+        sh = s.server_hello_msg
+        assert sh is not None and s.server_hello is not None
+        return (f"frame {s.server_hello.frame}: ServerHello {registry.version_name(sh.selected_version)} "
+                f"{registry.cipher_suite_name(sh.cipher_suite)}")
+
+    def cause_for_alert(self, alert: AlertInfo, step: str) -> tuple[str, str, list[str]]:
+        """Cause, confidence and extra evidence for a readable fatal alert seen at `step`."""
+        s, certs = self.s, self.certs
+        desc = alert.description
+        from_server = alert.sender is Sender.SERVER
+        ch = s.client_hello
+        if desc == PROTOCOL_VERSION:
+            return "no_common_version", "certain", self._version_facts()
+        if desc == UNRECOGNIZED_NAME:
+            return "sni_unrecognized", "certain", [f"SNI {ch.sni!r}" if ch and ch.sni else "no SNI sent"]
+        if desc == NO_APPLICATION_PROTOCOL:
+            offered = ", ".join(ch.alpn) if ch and ch.alpn else "none"
+            return "alpn_mismatch", "certain", [f"client offered ALPN: {offered}"]
+        if desc == CERTIFICATE_REQUIRED:
+            return "client_cert_missing", "certain", []
+        if from_server and step in ("client_certificate", "client_key_exchange", "change_cipher_spec", "finished",
+                                    "certificate_verify") and self._certificate_request_seen(alert.ts):
+            if desc in CERTIFICATE_ALERTS or desc in (HANDSHAKE_FAILURE, DECRYPT_ERROR):
+                return self._client_cert_cause(alert)
+        if desc in (BAD_RECORD_MAC, DECRYPT_ERROR):
+            if not from_server and s.server_key_exchange is not None and step in ("server_certificate",
+                                                                                "server_key_exchange",
+                                                                                "server_hello_done"):
+                return "cert_key_mismatch", "likely", ["the client could not verify the ServerKeyExchange "
+                                                       "signature with the certificate's key"]
+            return "decrypt_error", "certain", []
+        if not from_server and (desc in CERTIFICATE_ALERTS or step == "server_certificate"
+                                and desc in (HANDSHAKE_FAILURE, INSUFFICIENT_SECURITY)):
+            cause, confidence, extra = self._server_cert_cause(desc)
+            if cause != "cert_rejected" or desc in CERTIFICATE_ALERTS:
+                return cause, confidence, extra
+        if desc in (HANDSHAKE_FAILURE, INSUFFICIENT_SECURITY):
+            return self._negotiation_cause(alert, step)
+        if desc == ILLEGAL_PARAMETER and s.hello_retry is not None and not from_server:
+            return "no_common_group", "likely", [f"frame {s.hello_retry.frame}: HelloRetryRequest"]
+        return "alert_other", "certain", []
+
+    def _version_facts(self) -> list[str]:
+        s = self.s
+        facts = []
+        ch = s.client_hello
+        if ch is not None:
+            offered = [v for v in (ch.supported_versions or (ch.legacy_version,)) if not registry.is_grease(v)]
+            facts.append("client offered " + ", ".join(registry.version_name(v) for v in offered))
+        if s.server_hello_msg is not None:
+            facts.append("server chose " + registry.version_name(s.server_hello_msg.selected_version))
+        return facts
+
+    def _server_cert_cause(self, desc: int | None) -> tuple[str, str, list[str]]:
+        certs = self.certs
+        extra = list(certs.facts)
+        if desc in (CERTIFICATE_EXPIRED,) and certs.valid_at_capture_time:
+            return "client_clock_skew", "likely", extra + ["the certificate is valid at the capture's time"]
+        candidates = _ALERT_TO_CERT_CAUSE.get(desc, _CERT_CAUSE_ORDER)
+        for cause in candidates:
+            if cause in certs.findings:
+                return cause, "certain" if desc in _ALERT_TO_CERT_CAUSE else "likely", extra
+        if desc == CERTIFICATE_EXPIRED:
+            return "cert_expired", "likely", extra
+        if desc == CERTIFICATE_REVOKED:
+            return "cert_revoked", "certain", extra
+        if desc == UNKNOWN_CA:
+            return "cert_unknown_ca", "certain", extra
+        for cause in _CERT_CAUSE_ORDER:
+            if cause in certs.findings:
+                return cause, "likely", extra
+        return "cert_rejected", "certain" if desc in CERTIFICATE_ALERTS else "likely", extra
+
+    def _client_cert_cause(self, alert: AlertInfo) -> tuple[str, str, list[str]]:
+        s = self.s
+        cert = s.client_certificate
+        if cert is None or not getattr(cert.message, "certificates", ()):
+            where = f"frame {cert.frame}: client sent an empty Certificate" if cert else "client sent no Certificate"
+            return "client_cert_missing", "certain", [f"frame {s.certificate_request.frame}: server "
+                                                      "CertificateRequest", where]
+        return "client_cert_rejected", "certain", [f"frame {cert.frame}: client Certificate "
+                                                   f"({len(cert.message.certificates)} cert(s))"]
+
+    def _negotiation_cause(self, alert: AlertInfo, step: str) -> tuple[str, str, list[str]]:
+        s = self.s
+        ch = s.last_client_hello
+        if step == "server_hello" and alert.sender is Sender.SERVER and ch is not None:
+            suites = [c for c in ch.cipher_suites if not registry.is_grease(c)]
+            infos = [registry.cipher_suite_info(c) for c in suites]
+            known = [i for i in infos if i is not None]
+            facts = [f"client offered {len(suites)} cipher suite(s)"]
+            tls13_only = ch.highest_version >= 0x0304 and all(
+                (v >= 0x0304 or registry.is_grease(v)) for v in ch.supported_versions or (0x0303,))
+            if tls13_only and s.hello_retry is None and len(ch.supported_groups) <= 2 and ch.supported_groups:
+                facts.append("client offered groups " + ", ".join(registry.group_name(g)
+                                                                  for g in ch.supported_groups))
+                return "no_common_group", "possible", facts
+            if known and all(i.weak for i in known):
+                facts.append("every suite the client offered is weak")
+                return "weak_cipher_only", "likely", facts
+            return "no_common_cipher", "likely", facts
+        if alert.sender is Sender.CLIENT and s.server_hello_msg is not None:
+            info = registry.cipher_suite_info(s.server_hello_msg.cipher_suite)
+            if info is not None and info.weak:
+                return "weak_cipher_only", "likely", [f"server chose weak suite {info.name}"]
+            if "cert_weak" in self.certs.findings:
+                return "cert_weak", "likely", list(self.certs.facts)
+        return "handshake_failure", "certain", []
+
+    def encrypted_alert_tls12(self) -> Verdict | None:
+        s = self.s
+        alert = s.first_fatal_alert
+        if alert is None or not alert.encrypted:
+            return None
+        v = self.v
+        v.alert, v.alert_sender = "encrypted", _side(alert.sender)
+        step = self.step_at(alert.ts, alert.sender)
+        if alert.sender is Sender.SERVER and step == "finished" and s.certificate_request is not None:
+            step = "client_certificate"
+        ev_alert = f"frame {alert.frame}: {_side(alert.sender)} sent an encrypted alert ({alert.length} bytes)"
+        # After both Finished, an encrypted alert is most often close_notify: not a failure.
+        if Sender.CLIENT in s.finished or self._tls12_finished(Sender.CLIENT) and self._tls12_finished(Sender.SERVER):
+            if s.app_data_records[Sender.CLIENT] or s.app_data_records[Sender.SERVER]:
+                return None
+        cause = {"client_certificate": "client_cert_rejected", "finished": "decrypt_error"}.get(step, "alert_other")
+        return self.fail(step, cause, "likely", self._ch_frame(), ev_alert, end_ts=alert.ts)
+
+    def _tls12_finished(self, sender: Sender) -> bool:
+        """TLS <= 1.2: the side sent ChangeCipherSpec and then an encrypted handshake record (its Finished)."""
+        s = self.s
+        ccs = s.ccs.get(sender)
+        if ccs is None:
+            return False
+        return any(r.content_type == 22 and r.ts >= ccs.ts for r in s.encrypted_from(sender)) or sender in s.finished
+
+    def tls13_record_shapes(self) -> Verdict | None:
+        s, tcp = self.s, self.tcp
+        if not s.is_tls13 or s.server_hello is None:
+            return None
+        server_enc = s.encrypted_from(Sender.SERVER)
+        client_enc = s.encrypted_from(Sender.CLIENT)
+        if not server_enc:
+            return None
+        server_flight_end = server_enc[0].ts
+        client_after = [r for r in client_enc if r.ts >= server_flight_end]
+        if client_after:
+            first = client_after[0]
+            if first.length <= MAX_ENCRYPTED_ALERT_LENGTH and self._closed_after(Sender.CLIENT, first.ts):
+                v = self.v
+                v.alert, v.alert_sender = "encrypted", "client"
+                facts = [self._ch_frame(), self._server_hello_evidence(),
+                         f"frame {server_enc[0].frame}: server encrypted flight",
+                         f"frame {first.frame}: client answered with one encrypted record of {first.length} bytes "
+                         "(alert-sized) and closed"]
+                return self.fail("server_certificate", "cert_rejected", "likely", *facts, end_ts=first.ts)
+            # The client's flight went out; did the server answer it with an alert and a close?
+            server_later = [r for r in server_enc if r.ts > first.ts]
+            if server_later and server_later[0].length <= MAX_ENCRYPTED_ALERT_LENGTH and \
+                    self._closed_after(Sender.SERVER, server_later[0].ts) and not s.app_data_records[Sender.CLIENT]:
+                flight = sum(r.length for r in client_after if r.ts <= server_later[0].ts)
+                cause = "client_cert_rejected" if flight > TLS13_CLIENT_FLIGHT_WITH_CERT else "client_cert_missing"
+                v = self.v
+                v.alert, v.alert_sender = "encrypted", "server"
+                facts = [self._ch_frame(), self._server_hello_evidence(),
+                         f"frame {first.frame}: client encrypted flight ({flight} bytes)",
+                         f"frame {server_later[0].frame}: server answered with one encrypted record of "
+                         f"{server_later[0].length} bytes (alert-sized) and closed"]
+                return self.fail("client_certificate", cause, "likely", *facts, end_ts=server_later[0].ts)
+        return None
+
+    def _closed_after(self, sender: Sender, ts: float) -> bool:
+        side = self.tcp.client if sender is Sender.CLIENT else self.tcp.server
+        for t in (side.fin_ts, side.rst_ts):
+            if t is not None and t >= ts:
+                return True
+        return False
+
+    def established(self) -> Verdict | None:
+        s = self.s
+        if s.server_hello is None:
+            return None
+        done = False
+        end_ts = None
+        if s.is_tls13:
+            client_enc = [r for r in s.encrypted_from(Sender.CLIENT)
+                          if s.encrypted_from(Sender.SERVER) and r.ts >= s.encrypted_from(Sender.SERVER)[0].ts]
+            if client_enc:
+                done, end_ts = True, client_enc[0].ts
+            elif Sender.CLIENT in s.finished:
+                done, end_ts = True, s.finished[Sender.CLIENT].ts
+        else:
+            if self._tls12_finished(Sender.CLIENT) and self._tls12_finished(Sender.SERVER):
+                done = True
+                end_ts = max(s.ccs[Sender.CLIENT].ts, s.ccs[Sender.SERVER].ts)
+                later = [r.ts for r in s.encrypted_records if r.content_type == 22 and r.ts >= end_ts]
+                end_ts = min(later) if later else end_ts
+        if not done:
+            return None
+        v = self.v
+        v.outcome = "established"
+        v.confidence = "certain"
+        v.end_ts = end_ts
+        close = [a for a in s.alerts if not a.encrypted and a.description == CLOSE_NOTIFY]
+        if close:
+            v.evidence.append(f"frame {close[0].frame}: {_side(close[0].sender)} close_notify")
+        return v
+
+    def tcp_ending(self) -> Verdict | None:
+        """No alert and no finished handshake: how did the connection end?"""
+        s, tcp = self.s, self.tcp
+        c, srv = tcp.client, tcp.server
+        if not s.client_hellos:
+            if srv.rst_frame is not None and c.payload_bytes == 0 and srv.payload_bytes == 0 and \
+                    srv.synack_frame is not None:
+                return self.fail("client_hello", "reset_during_handshake", "likely",
+                                 f"frame {srv.rst_frame}: server RST before any TLS byte", end_ts=srv.rst_ts)
+            return None
+        ch_at = s.client_hellos[0]
+        server_tls = Sender.SERVER in s.first_record
+        step = self.step_at(max(srv.rst_ts or 0, srv.fin_ts or 0, c.fin_ts or 0, c.rst_ts or 0, ch_at.ts),
+                            Sender.SERVER)
+        # Loss first: it explains resets and silences that follow it.
+        loss = self._loss_verdict(step)
+        if loss is not None:
+            return loss
+        if srv.rst_frame is not None and (c.rst_frame is None or srv.rst_ts <= c.rst_ts):
+            if not server_tls:
+                injected = self._rst_injected()
+                if injected:
+                    return self.fail("server_hello", "reset_injected", "likely", self._ch_frame(), *injected,
+                                     end_ts=srv.rst_ts)
+                return self.fail("server_hello", "reset_after_client_hello", "certain", self._ch_frame(),
+                                 f"frame {srv.rst_frame}: server RST "
+                                 f"{(srv.rst_ts - ch_at.ts) * 1000:.1f} ms after the ClientHello",
+                                 end_ts=srv.rst_ts)
+            injected = self._rst_injected()
+            if injected:
+                return self.fail(step, "reset_injected", "likely", self._ch_frame(), *injected, end_ts=srv.rst_ts)
+            return self.fail(step, "reset_during_handshake", "likely", self._ch_frame(),
+                             f"frame {srv.rst_frame}: server RST during the handshake", end_ts=srv.rst_ts)
+        if srv.fin_frame is not None and not server_tls:
+            return self.fail("server_hello", "closed_without_alert", "certain", self._ch_frame(),
+                             f"frame {srv.fin_frame}: server closed (FIN) without a TLS answer", end_ts=srv.fin_ts)
+        if not server_tls and srv.payload_bytes == 0:
+            client_gave_up = c.fin_frame is not None or c.rst_frame is not None
+            waited = ((c.fin_ts or c.rst_ts) if client_gave_up else (self.capture_end or ch_at.ts)) - ch_at.ts
+            acked = srv.acked_bytes > 0
+            if client_gave_up or waited >= SILENT_AFTER_SECONDS:
+                facts = [self._ch_frame(),
+                         ("server acknowledged it" if acked else "server did not even acknowledge it"),
+                         f"no answer for {waited:.1f} s"]
+                if client_gave_up:
+                    end_frame = c.fin_frame if c.fin_frame is not None else c.rst_frame
+                    facts.append(f"frame {end_frame}: client gave up and closed")
+                return self.fail("server_hello", "server_silent", "likely", *facts,
+                                 end_ts=c.fin_ts or c.rst_ts or self.capture_end)
+            return None
+        if srv.fin_frame is not None:
+            return self.fail(step, "closed_without_alert", "likely", self._ch_frame(),
+                             f"frame {srv.fin_frame}: server closed (FIN) in the middle of the handshake",
+                             end_ts=srv.fin_ts)
+        if c.rst_frame is not None or c.fin_frame is not None:
+            frame = c.rst_frame if c.rst_frame is not None else c.fin_frame
+            kind = "RST" if c.rst_frame is not None else "FIN"
+            cause = "reset_during_handshake" if kind == "RST" else "closed_without_alert"
+            return self.fail(step, cause, "likely", self._ch_frame(),
+                             f"frame {frame}: client closed ({kind}) without an alert",
+                             end_ts=c.rst_ts if kind == "RST" else c.fin_ts)
+        return None
+
+    def _rst_injected(self) -> list[str]:
+        """Evidence that the server-side RST was forged: its TTL differs from every TTL of the server's own packets
+        (they left the same host, so they share an initial TTL and path)."""
+        srv = self.tcp.server
+        if srv.rst_ttl is None or not srv.ttls:
+            return []
+        if srv.rst_ttl in srv.ttls:
+            return []
+        seen = ", ".join(str(t) for t in sorted(srv.ttls))
+        return [f"frame {srv.rst_frame}: RST with IP TTL {srv.rst_ttl}, while the server's own packets have TTL {seen}"]
+
+    def _loss_verdict(self, step: str) -> Verdict | None:
+        c, srv = self.tcp.client, self.tcp.server
+        for side_name, side in (("server", srv), ("client", c)):
+            if side.retransmissions == 0:
+                continue
+            frames = ", ".join(str(f) for f in side.retransmitted_frames[:5])
+            if not side.largest_segment_acked and side.largest_segment >= 1200:
+                peer = c if side is srv else srv
+                return self.fail(step, "mtu_blackhole", "likely", self._ch_frame(),
+                                 f"{side_name} segment of {side.largest_segment} bytes (frame "
+                                 f"{side.largest_segment_frame}) retransmitted and never acknowledged",
+                                 f"smaller packets got through ({peer.packets} from the {('client' if side is srv else 'server')})",
+                                 f"retransmissions at frames {frames}", end_ts=side.last_ts)
+            if side.retransmissions >= 2 or side.gaps:
+                return self.fail(step, "packet_loss", "likely", self._ch_frame(),
+                                 f"{side.retransmissions} {side_name} retransmission(s) at frames {frames}",
+                                 end_ts=side.last_ts)
+        return None
+
+    # -- warnings on every flow ------------------------------------------------------------------------------------
+    def add_warnings(self, v: Verdict) -> None:
+        s, tcp = self.s, self.tcp
+        w = v.warnings
+        ch = s.client_hello
+        if ch is not None and not ch.sni and not ch.sslv2:
+            w.append("sni_missing")
+        sh = s.server_hello_msg
+        if sh is not None:
+            if sh.selected_version < 0x0303 and not (0x7F00 <= sh.selected_version <= 0x7FFF):
+                w.append("old_version")
+            info = registry.cipher_suite_info(sh.cipher_suite)
+            if info is not None:
+                if info.weak:
+                    w.append("weak_cipher")
+                if not info.forward_secrecy and info.kx != "TLS13":
+                    w.append("no_forward_secrecy")
+        for warning in self.certs.warnings:
+            if v.outcome == "failed" and warning.endswith("_accepted"):
+                continue
+            w.append(warning)
+        if self.certs.interception:
+            w.append("tls_interception_suspected")
+        if (tcp.client.retransmissions or tcp.server.retransmissions) and v.cause not in ("packet_loss",
+                                                                                          "mtu_blackhole"):
+            w.append("packet_loss")
+        if s.resyncs or s.gaps:
+            w.append("resync_after_gap")
+        if s.client_hellos and Sender.SERVER in s.first_handshake_ts:
+            if s.first_handshake_ts[Sender.SERVER] - s.client_hellos[0].ts > 1.0:
+                w.append("slow_server_hello")
+        seen = set()
+        v.warnings[:] = [x for x in w if not (x in seen or seen.add(x))]
+
+
+def decide(summary: HandshakeSummary, tcp: TcpFacts, certs: CertView | None = None,
+           capture_end: float | None = None) -> Verdict:
+    """The verdict for one connection."""
+    return _Decider(summary, tcp, certs or CertView(), capture_end).decide()

@@ -1,0 +1,20 @@
+"""tlsflow: a passive TLS handshake analyzer. For every failed handshake in a capture: the step, the cause, the
+evidence and the fix.
+
+    >>> import tlsflow
+    >>> frame = tlsflow.analyze("capture.pcapng")        # pandas DataFrame, one row per TCP connection
+    >>> for record in tlsflow.iter_flows("big.pcap"): ... # the same rows as dicts, streamed
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "analyze", "iter_flows"]
+
+
+def __getattr__(name: str):  # keep `import tlsflow` light: pandas loads only when a DataFrame is asked for
+    if name in ("analyze", "iter_flows", "to_dataframe"):
+        from tlsflow import api
+
+        return getattr(api, name)
+    raise AttributeError(name)

@@ -1,0 +1,121 @@
+"""The Python API: `analyze()` returns a pandas DataFrame, `iter_flows()` streams records.
+
+Both take what the command line takes (files, directories, globs, '-'), and return the contract's fields.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from tlsflow.pipeline import CaptureReport, iter_flow_records
+from tlsflow.record import FIELDS
+
+ProgressFactory = Callable[[str], Callable[[int, int | None], None]]
+
+
+def _trust_store(ca_bundle: str | Path | None, trust: Any = None) -> Any:
+    if trust is not None:
+        return trust
+    from analyzers.certchecks import TrustStore
+
+    store = TrustStore.default()
+    return store.with_pem_file(str(ca_bundle)) if ca_bundle else store
+
+
+def _one_capture(path: str, trust: Any, progress: Callable[[int, int | None], None] | None = None
+                 ) -> Iterator[dict[str, Any] | str]:
+    report = CaptureReport(capture=path)
+    try:
+        yield from iter_flow_records(path, capture_name=path, trust=trust, report=report, progress=progress)
+    except OSError as exc:
+        yield f"{path}: {exc.strerror or exc}"
+        return
+    except Exception as exc:  # a capture we cannot open at all (not a capture, bad magic): one line, no traceback
+        from tlsflow.capture import CaptureError
+
+        if isinstance(exc, CaptureError):
+            yield f"{path}: {exc}"
+            return
+        raise
+    if report.error:
+        yield f"{path}: {report.error} ({report.flows} connection(s) before the damage were reported)"
+
+
+def _worker(args: tuple[str, str | None]) -> tuple[str, list[Any]]:
+    path, ca_bundle = args
+    return path, list(_one_capture(path, _trust_store(ca_bundle)))
+
+
+def analyze_files(inputs: list[str], *, trust: Any = None, ca_bundle: str | None = None, jobs: int = 1,
+                  progress_factory: ProgressFactory | None = None) -> Iterator[tuple[str, dict[str, Any] | str]]:
+    """Yield (capture, record) for every connection, or (capture, error message) for unreadable input."""
+    if jobs > 1 and len(inputs) > 1 and "-" not in inputs:
+        import multiprocessing
+
+        # Each worker builds its own trust store from the bundle path: stores do not pickle cheaply.
+        with multiprocessing.get_context("spawn").Pool(jobs) as pool:
+            for path, results in pool.imap(_worker, [(p, ca_bundle) for p in inputs]):
+                for result in results:
+                    yield path, result
+        return
+    trust = _trust_store(ca_bundle, trust)
+    for path in inputs:
+        progress = progress_factory(path) if progress_factory is not None else None
+        for result in _one_capture(path, trust, progress):
+            yield path, result
+        if progress is not None and hasattr(progress, "clear"):
+            progress.clear()
+
+
+def _expand(paths: str | Path | Iterable[str | Path]) -> list[str]:
+    from tlsflow.inputs import expand_inputs
+
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    return expand_inputs([str(p) for p in paths])
+
+
+def iter_flows(paths: str | Path | Iterable[str | Path], ca_bundle: str | Path | None = None,
+               errors: list[str] | None = None) -> Iterator[dict[str, Any]]:
+    """Stream one contract record (a dict) per TCP connection, without holding them all. Unreadable input is
+    reported in `errors` when given, else raised as ValueError after what could be read."""
+    trust = _trust_store(ca_bundle)
+    problems: list[str] = []
+    for _capture, result in analyze_files(_expand(paths), trust=trust):
+        if isinstance(result, str):
+            problems.append(result)
+        else:
+            yield result
+    if problems:
+        if errors is not None:
+            errors.extend(problems)
+        else:
+            raise ValueError("; ".join(problems))
+
+
+_CATEGORIES = ("outcome", "failed_step", "cause", "confidence", "version", "alert_sender")
+
+
+def to_dataframe(records: Iterable[dict[str, Any]]):
+    """Records → DataFrame with the contract's columns and useful dtypes (datetimes, categories)."""
+    import pandas as pd
+
+    frame = pd.DataFrame.from_records(list(records), columns=list(FIELDS))
+    for column in ("start", "end"):
+        frame[column] = pd.to_datetime(frame[column], unit="s", utc=True)
+    for column in ("cert_not_before", "cert_not_after"):
+        frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
+    for column in _CATEGORIES:
+        frame[column] = frame[column].astype("category")
+    for column in ("flow_id", "first_frame", "cert_chain_len"):
+        frame[column] = frame[column].astype("Int64")
+    frame["resumed"] = frame["resumed"].astype("boolean")
+    return frame
+
+
+def analyze(paths: str | Path | Iterable[str | Path], ca_bundle: str | Path | None = None,
+            errors: list[str] | None = None):
+    """Analyse captures and return a pandas DataFrame, one row per TCP connection, sorted by capture and flow."""
+    frame = to_dataframe(iter_flows(paths, ca_bundle=ca_bundle, errors=errors))
+    return frame.sort_values(["capture", "flow_id"], kind="stable").reset_index(drop=True)

@@ -1,0 +1,247 @@
+"""The `tlsflow` command: `analyze` captures, `explain` one connection, `live` sniffing.
+
+Exit codes (also in --help and the README): 0 analysed, no failed handshake; 1 analysed, failed handshakes found;
+2 usage error; 3 an input could not be read (after reporting whatever could be read from it).
+"""
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import os
+import sys
+import time
+from typing import IO, Any
+
+from tlsflow import __version__
+from tlsflow.formats import FORMATS, open_writer
+from tlsflow.inputs import InputError, expand_inputs
+
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_UNREADABLE = 0, 1, 2, 3
+EXIT_CODES_HELP = """exit codes:
+  0  analysed, no failed handshake
+  1  analysed, failed handshakes found
+  2  usage error
+  3  an input could not be read (whatever could be read is still reported)"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 already; keep the message to one line
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tlsflow", description="Passive TLS handshake analyzer: for every failed handshake, the "
+                     "step, the cause, the evidence and the fix.", epilog=EXIT_CODES_HELP,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"tlsflow {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    def common_filters(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--ca-bundle", metavar="FILE", help="PEM file of trusted CAs for certificate checks "
+                       "(added to the default Mozilla bundle)")
+
+    a = sub.add_parser("analyze", help="analyse capture files", epilog=EXIT_CODES_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Analyse pcap/pcapng captures (files, directories, globs, gzip, '-' for stdin).")
+    a.add_argument("inputs", nargs="+", metavar="CAPTURE")
+    a.add_argument("-f", "--format", choices=FORMATS, default=None,
+                   help="output format (default: text report on a terminal; jsonl for -o FILE.jsonl etc.)")
+    a.add_argument("-o", "--output", metavar="FILE", help="write records to FILE ('-' for standard output)")
+    a.add_argument("--failed", action="store_true", help="only connections whose handshake failed")
+    a.add_argument("--sni", metavar="PATTERN", help="only connections whose SNI matches (glob, e.g. '*.example.com')")
+    a.add_argument("--host", metavar="IP", help="only connections with this client or server IP")
+    a.add_argument("--port", type=int, metavar="N", help="only connections with this client or server port")
+    a.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary on standard error")
+    a.add_argument("--no-color", action="store_true", help="no colours in the text report")
+    a.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="analyse with N processes (files in parallel)")
+    common_filters(a)
+
+    e = sub.add_parser("explain", help="draw one connection's handshake as a ladder, with the verdict")
+    e.add_argument("input", metavar="CAPTURE")
+    e.add_argument("--flow", type=int, required=True, metavar="N", help="flow_id as shown by analyze")
+    e.add_argument("--no-color", action="store_true")
+    common_filters(e)
+
+    live = sub.add_parser("live", help="sniff an interface and report each handshake as it ends")
+    live.add_argument("-i", "--interface", required=True)
+    live.add_argument("--bpf", default="tcp", metavar="FILTER", help="capture filter (default: tcp)")
+    live.add_argument("-f", "--format", choices=("text", "jsonl", "json", "csv"), default="text")
+    live.add_argument("-o", "--output", metavar="FILE")
+    live.add_argument("--write", metavar="PCAPNG", help="also save the packets to this capture file")
+    live.add_argument("--idle-timeout", type=float, default=60.0, metavar="S",
+                      help="report a connection after S seconds without packets (default 60)")
+    live.add_argument("--count", type=int, default=0, help="stop after this many packets (0: never)")
+    live.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
+    live.add_argument("--failed", action="store_true", help="only report failed handshakes")
+    common_filters(live)
+    return parser
+
+
+def _filter(args: argparse.Namespace):
+    def keep(record: dict[str, Any]) -> bool:
+        if args.failed and record.get("outcome") != "failed":
+            return False
+        if getattr(args, "sni", None) and not fnmatch.fnmatchcase((record.get("sni") or "").lower(),
+                                                                  args.sni.lower()):
+            return False
+        if getattr(args, "host", None):
+            hosts = {_host(record.get("client")), _host(record.get("server"))}
+            if args.host.strip("[]") not in hosts:
+                return False
+        if getattr(args, "port", None) is not None:
+            if args.port not in {_port(record.get("client")), _port(record.get("server"))}:
+                return False
+        return True
+
+    return keep
+
+
+def _host(endpoint: str | None) -> str:
+    return (endpoint or "").rsplit(":", 1)[0].strip("[]")
+
+
+def _port(endpoint: str | None) -> int | None:
+    try:
+        return int((endpoint or "").rsplit(":", 1)[1])
+    except (IndexError, ValueError):
+        return None
+
+
+class ProgressBar:
+    """A one-line bar on standard error, redrawn at most five times a second."""
+
+    def __init__(self, stream: IO[str], label: str) -> None:
+        self.stream, self.label, self.last = stream, label, 0.0
+
+    def __call__(self, done: int, total: int | None) -> None:
+        now = time.monotonic()
+        if now - self.last < 0.2:
+            return
+        self.last = now
+        if total:
+            frac = min(1.0, done / total)
+            bar = "#" * int(frac * 30)
+            self.stream.write(f"\r{self.label[-30:]} [{bar:<30}] {frac * 100:5.1f}% {done / 1e6:8.1f} MB")
+        else:
+            self.stream.write(f"\r{self.label[-30:]} {done / 1e6:8.1f} MB")
+        self.stream.flush()
+
+    def clear(self) -> None:
+        if self.last:
+            self.stream.write("\r" + " " * 80 + "\r")
+            self.stream.flush()
+
+
+def _trust(args: argparse.Namespace):
+    from analyzers.certchecks import TrustStore
+
+    store = TrustStore.default()
+    if getattr(args, "ca_bundle", None):
+        store = store.with_pem_file(args.ca_bundle)
+    return store
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from tlsflow.api import analyze_files
+
+    try:
+        inputs = expand_inputs(args.inputs)
+    except InputError as exc:
+        sys.stderr.write(f"tlsflow: {exc}\n")
+        return EXIT_UNREADABLE
+    fmt = args.format
+    if fmt is None:
+        out = args.output or ""
+        fmt = next((f for f in ("jsonl", "json", "csv", "parquet") if out.endswith("." + f)), None)
+        fmt = fmt or ("jsonl" if args.output and args.output != "-" else "text")
+    try:
+        trust = _trust(args)
+    except (OSError, ValueError) as exc:
+        sys.stderr.write(f"tlsflow: --ca-bundle: {exc}\n")
+        return EXIT_USAGE
+    keep = _filter(args)
+    show_progress = not args.quiet and sys.stderr.isatty()
+    records: list[dict[str, Any]] = []
+    writer = to_close = None
+    if fmt != "text":
+        try:
+            writer, to_close = open_writer(fmt, args.output, sys.stdout)
+        except (OSError, ValueError) as exc:
+            sys.stderr.write(f"tlsflow: {exc}\n")
+            return EXIT_USAGE
+    failed = 0
+    outcomes: dict[str, int] = {}
+    unreadable = False
+    for capture, result in analyze_files(inputs, trust=trust, jobs=max(1, args.jobs),
+                                         progress_factory=(lambda name: ProgressBar(sys.stderr, name))
+                                         if show_progress else None):
+        if isinstance(result, str):  # an error message for this capture
+            unreadable = True
+            sys.stderr.write(f"tlsflow: {result}\n")
+            continue
+        record = result
+        if not keep(record):
+            continue
+        outcomes[record["outcome"]] = outcomes.get(record["outcome"], 0) + 1
+        if record["outcome"] == "failed":
+            failed += 1
+        if writer is not None:
+            writer.write(record)
+        else:
+            records.append(record)
+    if writer is not None:
+        writer.close()
+        if to_close is not None:
+            to_close.close()
+        if not args.quiet:
+            total = sum(outcomes.values())
+            sys.stderr.write(f"tlsflow: {total} connection(s): "
+                             + ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())) + "\n")
+    else:
+        from tlsflow.terminal import write_report
+
+        colour = sys.stdout.isatty() and not args.no_color and "NO_COLOR" not in os.environ
+        write_report(records, sys.stdout, colour=colour, show_capture=len(inputs) > 1)
+    if unreadable:
+        return EXIT_UNREADABLE
+    return EXIT_FAILURES if failed else EXIT_OK
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from tlsflow.explain import explain_flow
+
+    try:
+        trust = _trust(args)
+    except (OSError, ValueError) as exc:
+        sys.stderr.write(f"tlsflow: --ca-bundle: {exc}\n")
+        return EXIT_USAGE
+    colour = sys.stdout.isatty() and not args.no_color and "NO_COLOR" not in os.environ
+    return explain_flow(args.input, args.flow, sys.stdout, trust=trust, colour=colour)
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    from tlsflow.live import run_live
+
+    return run_live(args, trust=_trust(args), keep=_filter(args))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    handler = {"analyze": cmd_analyze, "explain": cmd_explain, "live": cmd_live}[args.command]
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        sys.stderr.write("tlsflow: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,127 @@
+"""`tlsflow explain`: one connection drawn as a ladder (client | server), with frame numbers and relative times,
+the place where it broke, and the verdict with its evidence and hint."""
+from __future__ import annotations
+
+from typing import IO, Any
+
+from tlsflow.capture import CaptureError, open_capture
+from tlsflow.pipeline import FlowAnalyzer
+from tlsflow.terminal import safe_text
+from tlsparse import events as ev
+from tlsparse import messages as m
+from tlsparse import registry
+from tlsparse.events import Sender
+
+_WIDTH = 34
+
+
+def _label(event: Any) -> str | None:
+    if isinstance(event, ev.HandshakeSeen):
+        msg = event.message
+        name = "HelloRetryRequest" if event.msg_type == m.HELLO_RETRY_REQUEST else \
+            registry.handshake_type_name(event.msg_type).replace("_RESERVED", "")
+        if isinstance(msg, m.ClientHello):
+            extra = registry.version_name(msg.highest_version)
+            if msg.sni:
+                extra += f", SNI {safe_text(msg.sni, 40)}"
+            return f"ClientHello ({extra})"
+        if isinstance(msg, m.ServerHello) and not msg.is_hello_retry_request:
+            return (f"ServerHello ({registry.version_name(msg.selected_version)}, "
+                    f"{registry.cipher_suite_name(msg.cipher_suite)})")
+        if isinstance(msg, m.Certificate):
+            return f"Certificate ({len(msg.certificates)} cert(s))"
+        return name
+    if isinstance(event, ev.AlertSeen):
+        if event.encrypted:
+            return f"Alert (encrypted, {event.length} bytes)"
+        level = "fatal" if event.level == 2 else "warning"
+        return f"Alert {level} {registry.alert_name(event.description)}"
+    if isinstance(event, ev.ChangeCipherSpecSeen):
+        return "ChangeCipherSpec"
+    if isinstance(event, ev.EncryptedRecordSeen):
+        kind = "handshake" if event.content_type == m.HANDSHAKE or event.handshake_phase else "data"
+        return f"[encrypted {kind} record, {event.length} bytes]"
+    if isinstance(event, ev.NotTlsSeen):
+        return f"not TLS: {safe_text(event.preview.decode('latin-1'), 24)}"
+    if isinstance(event, ev.GapSeen):
+        return f"[{event.length} bytes missing from the capture]"
+    if isinstance(event, ev.ParseAnomaly):
+        return f"[malformed: {event.name}]"
+    return None
+
+
+def _line(frame: int | None, t: float, sender: Sender, text: str) -> str:
+    frame_text = f"{frame:>7}" if frame is not None else "       "
+    text = text if len(text) <= _WIDTH else text[: _WIDTH - 1] + "…"
+    if sender is Sender.CLIENT:
+        body = f"{text:<{_WIDTH}} ──────►"
+    else:
+        body = f"{'':<{_WIDTH - len(text) - 1}}◄────── {text}" if len(text) < _WIDTH else f"◄────── {text}"
+    return f"{frame_text} {t * 1000:10.3f} ms  {body}"
+
+
+def render_ladder(events: list[Any], tcp: Any, record: dict[str, Any]) -> list[str]:
+    rows: list[tuple[float, int, Sender, str]] = []
+    for side, sender in ((tcp.client, Sender.CLIENT), (tcp.server, Sender.SERVER)):
+        if side.syn_frame is not None:
+            rows.append((side.syn_ts, side.syn_frame, sender, "SYN"))
+        if side.synack_frame is not None:
+            rows.append((side.synack_ts, side.synack_frame, sender, "SYN-ACK"))
+        if side.fin_frame is not None:
+            rows.append((side.fin_ts, side.fin_frame, sender, "FIN"))
+        if side.rst_frame is not None:
+            rows.append((side.rst_ts, side.rst_frame, sender, f"RST (TTL {side.rst_ttl})"))
+    for event in events:
+        label = _label(event)
+        if label is not None:
+            rows.append((event.ts, event.frame, event.sender, label))
+    rows.sort(key=lambda r: (r[1], r[0]))
+    start = record["start"]
+    lines = [f"{'frame':>7} {'time':>13}  {'client':<{_WIDTH}}         server", "─" * 78]
+    for ts, frame, sender, label in rows:
+        lines.append(_line(frame, ts - start, sender, label))
+    return lines
+
+
+def explain_flow(path: str, flow_id: int, out: IO[str], *, trust: Any = None, colour: bool = False) -> int:
+    analyzer = FlowAnalyzer(path, trust=trust, keep_events_for=flow_id)
+    record = None
+    try:
+        with open_capture(path) as cap:
+            try:
+                for pkt in cap.packets():
+                    for r in analyzer.feed(pkt):
+                        if r["flow_id"] == flow_id:
+                            record = r
+            except CaptureError as exc:
+                out.write(f"tlsflow: {exc}\n")
+            for r in analyzer.finish():
+                if r["flow_id"] == flow_id:
+                    record = r
+    except (OSError, CaptureError) as exc:
+        out.write(f"tlsflow: {path}: {exc}\n")
+        return 3
+    if record is None or analyzer.kept_tcp is None:
+        out.write(f"tlsflow: {path}: no connection with flow id {flow_id}\n")
+        return 2
+    out.write(f"flow {flow_id}: {record['client']} → {record['server']}"
+              + (f"  SNI {safe_text(record['sni'])}" if record.get("sni") else "") + "\n\n")
+    for line in render_ladder(analyzer.kept_events, analyzer.kept_tcp, record):
+        out.write(line + "\n")
+    out.write("\n")
+    outcome = record["outcome"]
+    head = f"outcome: {outcome}"
+    if outcome == "failed":
+        head += f" at {record['failed_step']}: {record['cause']} ({record['confidence']})"
+        if colour:
+            head = "\x1b[31m" + head + "\x1b[0m"
+    out.write(head + "\n")
+    if record.get("alert"):
+        out.write(f"alert: {record['alert']} from {record['alert_sender']}\n")
+    for fact in record.get("evidence") or ():
+        out.write(f"  - {safe_text(fact)}\n")
+    if record.get("hint"):
+        out.write(f"hint: {safe_text(record['hint'])}\n")
+    if record.get("warnings"):
+        out.write("warnings: " + ", ".join(record["warnings"]) + "\n")
+    return 1 if outcome == "failed" else 0

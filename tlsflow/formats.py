@@ -1,0 +1,191 @@
+"""Machine output formats: JSON lines, JSON, CSV and Parquet, all with the contract's fields and values.
+
+Lists become JSON arrays in CSV cells; CSV cells that a spreadsheet would run as a formula (=, +, -, @, tab, CR)
+are neutralised with a leading apostrophe, which `read_records` removes again so that every format round-trips.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from tlsflow.record import FIELDS, LIST_FIELDS
+
+FORMATS = ("text", "jsonl", "json", "csv", "parquet")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_INT_FIELDS = frozenset({"flow_id", "first_frame", "cert_chain_len"})
+_FLOAT_FIELDS = frozenset({"start", "end", "tcp_rtt_ms", "server_hello_ms", "handshake_ms"})
+_BOOL_FIELDS = frozenset({"resumed"})
+
+
+def _ordered(record: dict[str, Any]) -> dict[str, Any]:
+    out = {name: record.get(name) for name in FIELDS}
+    for name, value in record.items():  # fields added later keep their place after the contract's
+        if name not in out:
+            out[name] = value
+    return out
+
+
+class JsonLinesWriter:
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.stream.write(json.dumps(_ordered(record), ensure_ascii=False) + "\n")
+
+    def close(self) -> None:
+        self.stream.flush()
+
+
+class JsonWriter:
+    """One JSON array; written incrementally so that memory does not hold every record."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.first = True
+        stream.write("[")
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.stream.write(("\n" if self.first else ",\n") + json.dumps(_ordered(record), ensure_ascii=False))
+        self.first = False
+
+    def close(self) -> None:
+        self.stream.write("\n]\n")
+        self.stream.flush()
+
+
+def _csv_cell(name: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if name in LIST_FIELDS:
+        value = json.dumps(value, ensure_ascii=False)
+    elif isinstance(value, bool):
+        return "true" if value else "false"
+    elif not isinstance(value, str):
+        return repr(value) if isinstance(value, float) else str(value)
+    if value.startswith(_FORMULA_START) or value.startswith("'"):
+        return "'" + value
+    return value
+
+
+class CsvWriter:
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.writer = csv.writer(stream, lineterminator="\n")
+        self.writer.writerow(FIELDS)
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.writer.writerow([_csv_cell(name, record.get(name)) for name in FIELDS])
+
+    def close(self) -> None:
+        self.stream.flush()
+
+
+def parquet_schema():  # pyarrow is imported only when Parquet is asked for: it is slow to import
+    import pyarrow as pa
+
+    types = {name: pa.string() for name in FIELDS}
+    types.update({name: pa.int64() for name in _INT_FIELDS})
+    types.update({name: pa.float64() for name in _FLOAT_FIELDS})
+    types.update({name: pa.bool_() for name in _BOOL_FIELDS})
+    types.update({name: pa.list_(pa.string()) for name in LIST_FIELDS})
+    return pa.schema([(name, types[name]) for name in FIELDS])
+
+
+class ParquetWriter:
+    """Buffers rows into row groups of `batch` records, so memory stays bounded for any number of flows."""
+
+    def __init__(self, path: str | Path, batch: int = 20_000) -> None:
+        import pyarrow.parquet as pq
+
+        self.schema = parquet_schema()
+        self.writer = pq.ParquetWriter(str(path), self.schema)
+        self.batch = batch
+        self.rows: list[dict[str, Any]] = []
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.rows.append(record)
+        if len(self.rows) >= self.batch:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+
+        if self.rows:
+            columns = {name: [r.get(name) for r in self.rows] for name in FIELDS}
+            self.writer.write_table(pa.Table.from_pydict(columns, schema=self.schema))
+            self.rows = []
+
+    def close(self) -> None:
+        self._flush()
+        self.writer.close()
+
+
+def _from_csv_cell(name: str, cell: str) -> Any:
+    if cell == "":
+        return None
+    if cell.startswith("'") and (cell[1:].startswith(_FORMULA_START) or cell[1:].startswith("'")):
+        cell = cell[1:]
+    if name in LIST_FIELDS:
+        return json.loads(cell)
+    if name in _INT_FIELDS:
+        return int(cell)
+    if name in _FLOAT_FIELDS:
+        return float(cell)
+    if name in _BOOL_FIELDS:
+        return cell == "true"
+    return cell
+
+
+def read_records(path: str | Path, fmt: str) -> Iterator[dict[str, Any]]:
+    """Read back what the writers wrote (tests' round trip, and users who post-process)."""
+    if fmt == "jsonl":
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    yield json.loads(line)
+    elif fmt == "json":
+        with open(path, encoding="utf-8") as f:
+            yield from json.load(f)
+    elif fmt == "csv":
+        with open(path, encoding="utf-8", newline="") as f:
+            for row in csv.DictReader(f):
+                yield {name: _from_csv_cell(name, row[name]) for name in FIELDS}
+    elif fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        for row in pq.read_table(str(path)).to_pylist():
+            yield row
+    else:
+        raise ValueError(f"unknown format {fmt!r}")
+
+
+def open_writer(fmt: str, out: str | None, stdout: IO[str]) -> tuple[Any, IO[str] | None]:
+    """A writer for `fmt` into file `out` (or standard output); returns the writer and the file to close."""
+    if fmt == "parquet":
+        if out is None or out == "-":
+            raise ValueError("--format parquet needs -o FILE")
+        return ParquetWriter(out), None
+    stream: IO[str]
+    if out is None or out == "-":
+        stream, to_close = stdout, None
+    else:
+        stream = open(out, "w", encoding="utf-8", newline="")
+        to_close = stream
+    writer = {"jsonl": JsonLinesWriter, "json": JsonWriter, "csv": CsvWriter}[fmt](stream)
+    return writer, to_close
+
+
+def write_all(records: Iterable[dict[str, Any]], fmt: str, out: str) -> int:
+    writer, to_close = open_writer(fmt, out, io.StringIO())
+    n = 0
+    for record in records:
+        writer.write(record)
+        n += 1
+    writer.close()
+    if to_close is not None:
+        to_close.close()
+    return n

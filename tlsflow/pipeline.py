@@ -1,0 +1,171 @@
+"""The one-way pipeline: capture reader → TCP reassembly → tlsparse → summary → verdict → contract records.
+
+`iter_flow_records` streams one record per TCP connection as each connection ends, so memory stays flat however
+long the capture is; a connection whose handshake is over stops receiving bytes (`wants_data = False`) and its
+later packets only update TCP counters.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from analyzers.certview import assess_certificates
+from analyzers.summary import HandshakeSummary
+from analyzers.tcpfacts import SideFacts, TcpFacts
+from analyzers.verdict import decide
+from tlsflow.capture import CaptureError, open_capture
+from tlsflow.record import build_record
+from tlsflow.tcp import ConnectionClosed, ConnectionOpened, StreamChunk, TcpReassembler
+from tlsparse import TlsConnection
+from tlsparse.events import Sender
+from tlsparse.fingerprints import ja3, ja3s, ja4
+
+
+@dataclass(slots=True)
+class FlowState:
+    """What the pipeline keeps per connection (stored in the reassembler's `conn.handshake` slot)."""
+
+    tls: TlsConnection
+    summary: HandshakeSummary = field(default_factory=HandshakeSummary)
+
+
+@dataclass(slots=True)
+class CaptureReport:
+    """Per-capture outcome of reading, for the CLI's exit code and messages."""
+
+    capture: str
+    flows: int = 0
+    error: str | None = None
+    stats: Any = None
+
+
+def _side_facts(d: Any) -> SideFacts:
+    facts = SideFacts()
+    for name in SideFacts.__slots__:  # type: ignore[attr-defined]
+        if hasattr(d, name):
+            setattr(facts, name, getattr(d, name))
+    return facts
+
+
+def _tcp_facts(conn: Any, capture_ended: bool) -> TcpFacts:
+    client, server = _side_facts(conn.client), _side_facts(conn.server)
+    return TcpFacts(client=client, server=server, syn_seen=client.syn_frame is not None,
+                    roles_from=getattr(conn, "roles_from", "syn"), anomalies=list(getattr(conn, "anomalies", [])),
+                    capture_ended=capture_ended)
+
+
+class FlowAnalyzer:
+    """Feeds one capture's packets through reassembly and the parser, and yields a record per connection."""
+
+    def __init__(self, capture_name: str, *, trust: Any = None, keep_events_for: int | None = None) -> None:
+        self.capture_name = capture_name
+        self.trust = trust
+        self.reassembler = TcpReassembler()
+        self.last_ts: float | None = None
+        # `tlsflow explain` draws one flow's ladder: keep that flow's parser events and TCP facts.
+        self.keep_events_for = keep_events_for
+        self.kept_events: list[Any] = []
+        self.kept_tcp: TcpFacts | None = None
+
+    def feed(self, pkt: Any) -> Iterator[dict[str, Any]]:
+        self.last_ts = pkt.ts
+        for event in self.reassembler.add(pkt):
+            record = self._on_event(event)
+            if record is not None:
+                yield record
+
+    def finish(self) -> Iterator[dict[str, Any]]:
+        for event in self.reassembler.finish():
+            record = self._on_event(event, capture_ended=True)
+            if record is not None:
+                yield record
+
+    def _on_event(self, event: Any, capture_ended: bool = False) -> dict[str, Any] | None:
+        if isinstance(event, StreamChunk):
+            conn = event.conn
+            state: FlowState | None = conn.handshake
+            if state is None or not conn.wants_data:
+                return None
+            if event.gap:
+                events = state.tls.receive_gap(event.sender, event.gap, event.frame, event.ts)
+            else:
+                events = state.tls.receive(event.sender, event.data, event.frame, event.ts)
+            summary = state.summary
+            if conn.flow_id == self.keep_events_for:
+                self.kept_events.extend(events)
+            for e in events:
+                summary.add(e)
+            if self._handshake_over(summary):
+                conn.wants_data = False
+            return None
+        if isinstance(event, ConnectionOpened):
+            event.conn.handshake = FlowState(tls=TlsConnection())
+            return None
+        if isinstance(event, ConnectionClosed):
+            return self._record(event.conn, capture_ended)
+        return None
+
+    @staticmethod
+    def _handshake_over(s: HandshakeSummary) -> bool:
+        """Both sides are exchanging application data, or the parser gave up on the stream: later bytes
+        cannot change the verdict (alerts after this are not handshake failures)."""
+        if s.not_tls:
+            return True
+        return s.app_data_records[Sender.CLIENT] > 0 and s.app_data_records[Sender.SERVER] > 0
+
+    def _record(self, conn: Any, capture_ended: bool) -> dict[str, Any]:
+        state: FlowState = conn.handshake or FlowState(tls=TlsConnection())
+        summary = state.summary
+        tcp = _tcp_facts(conn, capture_ended)
+        if conn.flow_id == self.keep_events_for:
+            self.kept_tcp = tcp
+        at = _dt.datetime.fromtimestamp(conn.start, tz=_dt.timezone.utc)
+        certs, leaf, chain_len = assess_certificates(summary, at=at, trust=self.trust)
+        verdict = decide(summary, tcp, certs, capture_end=self.last_ts)
+        ch, sh = summary.client_hello, summary.server_hello_msg
+        return build_record(
+            capture=self.capture_name, flow_id=conn.flow_id,
+            client=(conn.client_ip, conn.client_port), server=(conn.server_ip, conn.server_port),
+            start=conn.start, end=conn.last_ts, first_frame=conn.first_frame, summary=summary, verdict=verdict,
+            syn_ts=tcp.client.syn_ts, synack_ts=tcp.server.synack_ts, leaf=leaf, chain_len=chain_len,
+            ja3=ja3(ch)[0] if ch is not None else None,
+            ja3s=ja3s(sh)[0] if sh is not None else None,
+            ja4=ja4(ch) if ch is not None else None,
+        )
+
+
+def iter_flow_records(source: str | Path, *, capture_name: str | None = None, trust: Any = None,
+                      report: CaptureReport | None = None,
+                      progress: Callable[[int, int | None], None] | None = None) -> Iterator[dict[str, Any]]:
+    """Stream the contract records of one capture. A capture that breaks part-way still yields every connection
+    seen before the damage; the error is then stored in `report.error` (or raised when no report is given)."""
+    name = capture_name if capture_name is not None else str(source)
+    raise_at_end = report is None
+    report = report if report is not None else CaptureReport(capture=name)
+    analyzer = FlowAnalyzer(name, trust=trust)
+    error: CaptureError | None = None
+    with open_capture(source) as cap:
+        count = 0
+        try:
+            for pkt in cap.packets():
+                for record in analyzer.feed(pkt):
+                    report.flows += 1
+                    yield record
+                count += 1
+                if progress is not None and not count & 0x3FFF:
+                    progress(cap.bytes_read, cap.total_bytes)
+        except CaptureError as exc:
+            error = exc
+        for record in analyzer.finish():
+            report.flows += 1
+            yield record
+        report.stats = cap.stats
+        if progress is not None:
+            progress(cap.bytes_read, cap.total_bytes)
+    if error is not None:
+        report.error = str(error)
+        if raise_at_end:
+            raise error
