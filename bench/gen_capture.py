@@ -31,7 +31,7 @@ MSS = 1460  # Ethernet MTU 1500 minus 20 bytes of IPv4 and 20 of TCP header (no 
 SERVER_PORT = 443
 SERVER_ADDRESSES = {"www.example.com": "127.0.10.1", "api.example.net": "127.0.10.2"}
 CAPTURE_START_US = 1_767_225_600 * 1_000_000  # 2026-01-01T00:00:00Z: fixed, so output does not depend on the clock
-CONCURRENT_CONNECTIONS = 48
+CONCURRENT_CONNECTIONS = 48  # open at once, interleaved; fewer for small captures (see `generate`)
 
 # Share of connections per kind of recorded exchange; the rest of a session's choice is its server name.
 KIND_WEIGHTS = {
@@ -298,8 +298,10 @@ def generate(out: BinaryIO, size: int, seed: int, sessions: list[Session] | None
     now_us = CAPTURE_START_US
     active: list[Connection] = []
     buffer: list[bytes] = [PCAP_GLOBAL_HEADER]
-    buffered = written = len(PCAP_GLOBAL_HEADER)
+    buffered, written = len(PCAP_GLOBAL_HEADER), 0
     randrange, expovariate = rng.randrange, rng.expovariate
+    # A connection averages ~45 KB, so a small capture with 48 open at once would overshoot its size many times.
+    concurrency = max(2, min(CONCURRENT_CONNECTIONS, size // 100_000))
 
     def open_connection() -> None:
         idx = rng.choices(choices, weights)[0]
@@ -313,7 +315,7 @@ def generate(out: BinaryIO, size: int, seed: int, sessions: list[Session] | None
 
     while True:
         if written + buffered < size:
-            while len(active) < CONCURRENT_CONNECTIONS:
+            while len(active) < concurrency:
                 open_connection()
         elif not active:
             break

@@ -1,0 +1,338 @@
+"""Time tlsflow against tshark and a bare pure-Python header loop on the same capture.
+
+    python -m bench.run CAPTURE [--runs 3] [--tlsflow-cmd "tlsflow analyze {capture} --format jsonl -o /dev/null"]
+                                [--jobs 1,2] [--tools tlsflow,tshark,bare] [--markdown]
+
+Tools run one after the other, alternating within each round, so that a slow drift of the machine (page cache,
+thermal state, a neighbour) spreads over all of them instead of penalising whichever ran last. Each is a child
+process: wall time is measured around it, its peak RSS comes from `wait4` (the largest single process), and a
+poller also sums VmRSS over the child's whole process tree (what `--jobs N` workers add up to). The table gives
+the median wall time of the runs and ratios to tshark: ratios survive a change of machine, seconds do not.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import re
+import shlex
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+README = Path(__file__).with_name("README.md")
+RESULTS_BEGIN = "<!-- bench-results:begin (bench/run.py --markdown writes between these lines) -->"
+RESULTS_END = "<!-- bench-results:end -->"
+DEFAULT_TLSFLOW_CMD = "tlsflow analyze {capture} --format jsonl -o /dev/null"
+TSHARK_FIELDS = ("frame.number", "tcp.stream", "tls.handshake.type", "tls.handshake.extensions_server_name",
+                 "tls.handshake.ciphersuite", "tls.alert_message.desc")
+
+
+def tshark_command(capture: str) -> list[str]:
+    cmd = ["tshark", "-r", capture, "-Y", "tls.handshake or tls.alert_message", "-T", "fields"]
+    for name in TSHARK_FIELDS:
+        cmd += ["-e", name]
+    return cmd
+
+
+def bare_loop_command(capture: str) -> list[str]:
+    return [sys.executable, "-m", "bench.bare_loop", capture]
+
+
+def tlsflow_command(template: str, capture: str, jobs: int | None) -> list[str]:
+    """Fill `{capture}` (and `{jobs}`) in the template; without a `{jobs}` placeholder, append `--jobs N`."""
+    text = template.replace("{capture}", shlex.quote(capture))
+    if jobs is not None:
+        text = text.replace("{jobs}", str(jobs)) if "{jobs}" in text else f"{text} --jobs {jobs}"
+    return shlex.split(text)
+
+
+@dataclass
+class Tool:
+    name: str
+    argv: list[str]
+    walls: list[float] = field(default_factory=list)
+    peak_kib: int = 0
+    tree_peak_kib: int = 0
+    failure: str | None = None
+    stdout_tail: str = ""
+
+    @property
+    def median_wall(self) -> float | None:
+        return statistics.median(self.walls) if self.walls and not self.failure else None
+
+
+# ---------------------------------------------------------------------------------------------- measuring
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def _rss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _tree_rss_kib(root: int) -> int:
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += _rss_kib(pid)
+        todo += _children(pid)
+    return total
+
+
+class TreeRssPoller(threading.Thread):
+    """Samples the summed RSS of a process and its descendants every `interval` seconds; keeps the maximum."""
+
+    def __init__(self, pid: int, interval: float = 0.05) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.interval, self.peak_kib = pid, interval, 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            self.peak_kib = max(self.peak_kib, _tree_rss_kib(self.pid))
+            self._stop_event.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+
+
+@dataclass(frozen=True)
+class Measurement:
+    wall: float
+    peak_kib: int  # ru_maxrss of the child (Linux reports KiB)
+    tree_peak_kib: int
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def measure(argv: list[str], timeout: float) -> Measurement:
+    """Run argv to completion; stdout is kept only up to a few KiB (the tools' output goes to /dev/null)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        poller = TreeRssPoller(proc.pid)
+        poller.start()
+        deadline = started + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() > deadline:
+                proc.kill()
+                _, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.005)
+        wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)  # keeps Popen from waiting a second time
+        poller.stop()
+        out.seek(0)
+        err.seek(0)
+        return Measurement(wall, usage.ru_maxrss, max(poller.peak_kib, usage.ru_maxrss), proc.returncode,
+                           out.read(4096).decode(errors="replace"), err.read()[-2000:].decode(errors="replace"))
+
+
+# ---------------------------------------------------------------------------------------------- the capture
+def count_packets(capture: str) -> int | None:
+    """Packets in a classic pcap by walking record headers; capinfos for anything else; None if neither works."""
+    with open(capture, "rb") as f:
+        magic = f.read(4)
+        order = {b"\xd4\xc3\xb2\xa1": "<", b"\x4d\x3c\xb2\xa1": "<", b"\xa1\xb2\xc3\xd4": ">",
+                 b"\xa1\xb2\x3c\x4d": ">"}.get(magic)
+        if order is not None:
+            record = struct.Struct(order + "IIII")
+            f.seek(24)
+            count = 0
+            while True:
+                header = f.read(16)
+                if len(header) < 16:
+                    return count
+                f.seek(record.unpack(header)[2], os.SEEK_CUR)
+                count += 1
+    if shutil.which("capinfos"):
+        out = subprocess.run(["capinfos", "-c", "-M", capture], capture_output=True, text=True,
+                             timeout=600, check=False).stdout
+        m = re.search(r"Number of packets:\s+(\d+)", out)
+        return int(m.group(1)) if m else None
+    return None
+
+
+def machine_description() -> dict[str, str]:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    tshark = "not installed"
+    if shutil.which("tshark"):
+        first = subprocess.run(["tshark", "--version"], capture_output=True, text=True, timeout=60, check=False).stdout
+        tshark = first.splitlines()[0] if first else "unknown"
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "tshark": tshark,
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- reporting
+def table_rows(tools: list[Tool], packets: int | None) -> list[list[str]]:
+    tshark = next((t for t in tools if t.name == "tshark" and t.median_wall), None)
+    rows = []
+    for t in tools:
+        wall = t.median_wall
+        if wall is None:
+            rows.append([t.name, t.failure or "not run", "", "", "", ""])
+            continue
+        ratio = f"{wall / tshark.median_wall:.2f}" if tshark else "n/a"
+        rate = f"{packets / wall:,.0f}" if packets else "n/a"
+        spread = f"{min(t.walls):.2f}–{max(t.walls):.2f}" if len(t.walls) > 1 else ""
+        rows.append([t.name, f"{wall:.2f}", ratio, rate, f"{t.peak_kib / 1024:.0f}", f"{t.tree_peak_kib / 1024:.0f}",
+                     spread])
+    return rows
+
+
+HEADERS = ["tool", "wall s (median)", "ratio to tshark", "packets/s", "peak MiB", "tree peak MiB", "min–max s"]
+
+
+def render_text(rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) if i < len(r) else 0 for r in rows)) for i, h in enumerate(HEADERS)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(HEADERS, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    for r in rows:
+        lines.append("  ".join((r[i] if i < len(r) else "").ljust(w) for i, w in enumerate(widths)))
+    return "\n".join(lines)
+
+
+def render_markdown(label: str, machine: dict[str, str], capture_line: str, rows: list[list[str]]) -> str:
+    out = [f"### {label}", "",
+           f"{machine['date']}; {machine['nproc']} × {machine['cpu']}; Python {machine['python']}; {machine['tshark']}",
+           "", capture_line, "",
+           "| " + " | ".join(HEADERS) + " |", "|" + "|".join("---" for _ in HEADERS) + "|"]
+    for r in rows:
+        out.append("| " + " | ".join(r + [""] * (len(HEADERS) - len(r))) + " |")
+    return "\n".join(out) + "\n"
+
+
+def update_readme(readme: Path, label: str, section: str) -> None:
+    """Replace the section with the same heading between the result markers, or append it there."""
+    text = readme.read_text() if readme.exists() else ""
+    if RESULTS_BEGIN not in text:
+        text = text.rstrip("\n") + f"\n\n## Results\n\n{RESULTS_BEGIN}\n{RESULTS_END}\n"
+    head, rest = text.split(RESULTS_BEGIN, 1)
+    body, tail = rest.split(RESULTS_END, 1)
+    sections = re.split(r"(?m)^(?=### )", body.strip("\n"))
+    sections = [s.strip("\n") + "\n" for s in sections if s.strip()]
+    heading = f"### {label}\n"
+    for i, s in enumerate(sections):
+        if s.startswith(heading):
+            sections[i] = section
+            break
+    else:
+        sections.append(section)
+    readme.write_text(head + RESULTS_BEGIN + "\n\n" + "\n".join(sections) + "\n" + RESULTS_END + tail)
+
+
+# ---------------------------------------------------------------------------------------------- main
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("capture")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--tlsflow-cmd", default=DEFAULT_TLSFLOW_CMD,
+                        help="command template; {capture} is replaced by the capture path, {jobs} by --jobs values")
+    parser.add_argument("--jobs", help="comma-separated worker counts: one tlsflow row per value, e.g. 1,2")
+    parser.add_argument("--tools", default="tlsflow,tshark,bare", help="subset of tlsflow,tshark,bare")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds before a single run is killed")
+    parser.add_argument("--markdown", nargs="?", const=str(README), metavar="README",
+                        help=f"append or update the results table in this file (default {README})")
+    parser.add_argument("--label", help="heading of the markdown section (default: capture file name and size)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    capture = os.path.abspath(args.capture)
+    if not os.path.isfile(capture):
+        raise SystemExit(f"{capture}: no such file")
+    wanted = [t.strip() for t in args.tools.split(",") if t.strip()]
+    unknown = set(wanted) - {"tlsflow", "tshark", "bare"}
+    if unknown:
+        raise SystemExit(f"unknown tools: {', '.join(sorted(unknown))}")
+
+    tools: list[Tool] = []
+    if "tlsflow" in wanted:
+        jobs_list = [int(j) for j in args.jobs.split(",")] if args.jobs else [None]
+        for jobs in jobs_list:
+            name = "tlsflow" if jobs is None else f"tlsflow --jobs {jobs}"
+            tools.append(Tool(name, tlsflow_command(args.tlsflow_cmd, capture, jobs)))
+    if "tshark" in wanted:
+        tools.append(Tool("tshark", tshark_command(capture)))
+    if "bare" in wanted:
+        tools.append(Tool("bare Python loop", bare_loop_command(capture)))
+    for t in tools:
+        if shutil.which(t.argv[0]) is None:
+            t.failure = f"not available ({t.argv[0]} not found)"
+
+    packets = count_packets(capture)
+    size_mb = os.path.getsize(capture) / 1e6
+    print(f"{capture}: {size_mb:,.1f} MB, {packets if packets is not None else '?'} packets", file=sys.stderr)
+
+    for round_no in range(1, args.runs + 1):
+        for t in tools:
+            if t.failure:
+                continue
+            m = measure(t.argv, args.timeout)
+            print(f"run {round_no}/{args.runs} {t.name}: {m.wall:.2f} s, {m.peak_kib / 1024:.0f} MiB"
+                  + (f", exit {m.returncode}" if m.returncode else ""), file=sys.stderr)
+            if m.returncode != 0:
+                t.failure = f"failed (exit {m.returncode})"
+                print(f"  {' '.join(t.argv)}\n  {m.stderr.strip()[-600:]}", file=sys.stderr)
+                continue
+            t.walls.append(m.wall)
+            t.peak_kib = max(t.peak_kib, m.peak_kib)
+            t.tree_peak_kib = max(t.tree_peak_kib, m.tree_peak_kib)
+            t.stdout_tail = m.stdout
+
+    rows = table_rows(tools, packets)
+    print(render_text(rows))
+
+    if args.markdown:
+        bare = next((t for t in tools if t.name == "bare Python loop" and t.stdout_tail), None)
+        connections = re.search(r"connections=(\d+)", bare.stdout_tail).group(1) if bare else "?"
+        label = args.label or f"{os.path.basename(capture)} ({size_mb:,.0f} MB)"
+        capture_line = (f"Capture: `{os.path.basename(capture)}`, {size_mb:,.1f} MB, "
+                        f"{packets if packets is not None else '?'} packets, {connections} TCP connections; "
+                        f"{args.runs} runs each, alternating.")
+        section = render_markdown(label, machine_description(), capture_line, rows)
+        update_readme(Path(args.markdown), label, section)
+        print(f"updated {args.markdown}", file=sys.stderr)
+    return 0 if all(t.failure is None or t.failure.startswith("not available") for t in tools) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
