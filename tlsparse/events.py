@@ -121,3 +121,13 @@ class ParseAnomaly(Event):
 
     name: str
     detail: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Sslv2RecordSeen(Event):
+    """An SSLv2 record other than the CLIENT-HELLO (which is reported as RecordSeen(version=0x0002) followed by
+    HandshakeSeen with a `ClientHello(sslv2=True)`). `msg_type` is the SSLv2 message type (4 SERVER-HELLO,
+    2 CLIENT-MASTER-KEY, ...) or None once that side's SSLv2 records are encrypted."""
+
+    msg_type: int | None
+    length: int

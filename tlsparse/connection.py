@@ -1,0 +1,550 @@
+"""`TlsConnection`: the sans-I/O TLS parser for one TCP connection.
+
+Bytes go in per direction (`receive`, `receive_gap`), events come out (`tlsparse.events`), in wire order. Nothing
+here reads files, sockets or clocks; nothing raises on bad input: malformed bytes become `ParseAnomaly` events
+and the parse goes on (resynchronising on the next plausible record header when the framing itself is lost).
+
+Encryption rules (what is readable without keys):
+- TLS <= 1.2: a direction is encrypted after it sent ChangeCipherSpec. An encrypted alert record (outer type 21)
+  is `AlertSeen(encrypted=True)`; other encrypted records are `EncryptedRecordSeen`. `handshake_phase` is True up
+  to and including that side's first encrypted handshake record (its Finished), False afterwards.
+- TLS 1.3 (a ServerHello, not a HelloRetryRequest, selecting 0x0304 or a draft): every record of outer type 23
+  is encrypted, from both sides; the client's plaintext ChangeCipherSpec (middlebox compatibility) and a plaintext
+  alert (outer type 21, length 2, as OpenSSL clients send when rejecting the certificate) stay readable.
+  `handshake_phase`: the client's first encrypted record (its Finished, or its Certificate with client auth) is
+  True, later ones False; the server's records are True until the client's first encrypted record has been seen
+  (the server's whole first flight precedes it), False afterwards. With client authentication split over several
+  client records, only the first is marked: the others cannot be told apart from application data.
+- 0-RTT: after a ClientHello offering TLS 1.3 and early_data, the client's type-23 records before the ServerHello
+  are encrypted early data (`handshake_phase=True`).
+- A ChangeCipherSpec changes nothing in TLS 1.3 or before the ServerHello of a client that offered TLS 1.3
+  (middlebox-compatibility CCS, also after a HelloRetryRequest).
+"""
+from __future__ import annotations
+
+import enum
+import re
+
+from tlsparse import messages as m
+from tlsparse.errors import TlsParseError
+from tlsparse.events import (
+    AlertSeen,
+    ApplicationDataSeen,
+    ChangeCipherSpecSeen,
+    EncryptedRecordSeen,
+    Event,
+    GapSeen,
+    HandshakeSeen,
+    HeartbeatSeen,
+    NotTlsSeen,
+    ParseAnomaly,
+    RecordSeen,
+    ResyncSeen,
+    Sender,
+    Sslv2RecordSeen,
+    UnknownRecordSeen,
+)
+from tlsparse.handshake import DecodeContext, decode_handshake, is_tls13
+from tlsparse.records import (
+    HEADER_LEN,
+    MAX_PLAINTEXT_PLUS,
+    RECORD_HEADER,
+    SSLV2_CLIENT_HELLO,
+    SSLV2_CLIENT_MASTER_KEY,
+    SSLV2_SERVER_HELLO,
+    SSLV2_VERSION,
+    decode_sslv2_client_hello,
+    plausible_header,
+    sslv2_header,
+    sslv2_prefix_possible,
+    tls_prefix_possible,
+)
+
+# Candidate record headers for resynchronisation: content type 20-24, version 3.0-3.4. Scanning with a regex
+# keeps the search in C.
+_HEADER_CANDIDATE = re.compile(rb"[\x14-\x18]\x03[\x00-\x04]")
+_unpack_header = RECORD_HEADER.unpack_from
+
+
+class _Mode(enum.Enum):
+    START = "start"  # nothing decided yet: the first bytes tell TLS, SSLv2 or not TLS
+    RECORDS = "records"  # in sync: the next byte is a record header
+    RESYNC = "resync"  # after a gap or garbage: looking for a plausible record header
+    DEAD = "dead"  # not TLS: bytes are counted, not parsed
+
+
+class _Direction:
+    """Parse state of one direction of the connection."""
+
+    __slots__ = (
+        "buf",
+        "buf_offset",
+        "encrypted",
+        "finished",
+        "hs_buf",
+        "hs_msg_abs",
+        "hs_rec_off",
+        "hs_skip",
+        "mode",
+        "resync_start",
+        "sender",
+        "skip_left",
+        "skip_record",
+        "sslv2",
+        "sslv2_encrypted",
+    )
+
+    def __init__(self, sender: Sender) -> None:
+        self.sender = sender
+        self.mode = _Mode.START
+        self.buf = bytearray()  # bytes received but not yet parsed (a partial record), at most max_buffer
+        self.buf_offset = 0  # stream offset of buf[0]
+        self.skip_left = 0  # bytes of the current record body still to come, skipped without buffering
+        self.skip_record: tuple[int, int, int, int, bool] | None = None  # (type, version, length, offset, enc)
+        self.resync_start = 0  # stream offset where the current resynchronisation began
+        self.hs_buf = bytearray()  # a handshake message split across records, at most max_handshake + 4
+        self.hs_msg_abs = 0  # stream offset of the first byte of the message in hs_buf
+        self.hs_rec_off = 0  # stream offset of the record where that message began
+        self.hs_skip = 0  # bytes of an over-long handshake message still to drop
+        self.encrypted = False
+        self.finished = False  # this side's handshake is assumed finished (see the module docstring)
+        self.sslv2 = False  # the stream began with SSLv2 framing
+        self.sslv2_encrypted = False
+
+
+class TlsConnection:
+    """Parses both directions of one TLS connection. See the module docstring for the encryption rules.
+
+    Caps (all attacker-controlled sizes are bounded): `max_record` is the largest record length accepted as a
+    header at all (larger ones are treated as lost framing and resynchronised); `max_handshake` the largest
+    handshake message reassembled (larger ones are reported and skipped); `max_buffer` the most bytes held for
+    an incomplete record (default: one maximal record with its header). Records that need no decoding
+    (encrypted, application data) are never buffered: their bodies are counted as they pass.
+    """
+
+    def __init__(self, *, max_record: int = 2**14 + 2048, max_handshake: int = 1 << 18,
+                 max_buffer: int | None = None) -> None:
+        self.max_record = max_record
+        self.max_handshake = max_handshake
+        self.max_buffer = max_buffer if max_buffer is not None else max_record + HEADER_LEN
+        self._dirs = {Sender.CLIENT: _Direction(Sender.CLIENT), Sender.SERVER: _Direction(Sender.SERVER)}
+        self.version: int | None = None  # negotiated: the ServerHello's selected version (0x0002 for SSLv2)
+        self.client_hello: m.ClientHello | None = None  # the last one seen
+        self.server_hello: m.ServerHello | None = None  # the last one seen (a HelloRetryRequest included)
+        self.hello_retry_request: m.ServerHello | None = None
+        self._tls13 = False
+        self._early_data = False  # the client may be sending 0-RTT data (offered, no ServerHello yet)
+
+    # --- public ---------------------------------------------------------------------------------------------
+
+    def encrypted(self, sender: Sender) -> bool:
+        """Whether that side's records are now encrypted (TLS 1.3: the server from its ServerHello on, the client
+        from its first encrypted record on)."""
+        return self._dirs[sender].encrypted
+
+    def buffer_sizes(self, sender: Sender) -> tuple[int, int]:
+        """(record buffer, handshake reassembly buffer) bytes held for that direction: bounded by the caps."""
+        d = self._dirs[sender]
+        return len(d.buf), len(d.hs_buf)
+
+    def stream_offset(self, sender: Sender) -> int:
+        """Bytes of that direction's stream accounted for so far (received, gaps included)."""
+        d = self._dirs[sender]
+        return d.buf_offset + len(d.buf)
+
+    def receive(self, sender: Sender, data: bytes, frame: int, ts: float) -> list[Event]:
+        """Feed the next bytes of one direction. Returns the events completed by them; [] means more is needed."""
+        d = self._dirs[sender]
+        if not data:
+            return []
+        events: list[Event] = []
+        try:
+            self._receive(d, data, frame, ts, events)
+        except Exception as exc:  # noqa: BLE001 - last line of defence: a parser bug must not kill the flow
+            self._lose_sync(d, d.buf_offset + len(d.buf))
+            events.append(ParseAnomaly(sender=sender, frame=frame, ts=ts, offset=d.buf_offset,
+                                       name="internal_error", detail=f"{type(exc).__name__}: {exc}"))
+        return events
+
+    def receive_gap(self, sender: Sender, length: int, frame: int, ts: float) -> list[Event]:
+        """`length` bytes of that direction were lost in the capture. The parse resumes on the next plausible
+        record header, unless the gap falls inside the body of a record being skipped anyway."""
+        d = self._dirs[sender]
+        if length <= 0:
+            return []
+        at = d.buf_offset + len(d.buf)
+        events: list[Event] = [GapSeen(sender=sender, frame=frame, ts=ts, offset=at, length=length)]
+        if d.mode is _Mode.DEAD:
+            d.buf_offset += length
+            return events
+        if d.skip_left:
+            covered = min(length, d.skip_left)
+            d.skip_left -= covered
+            d.buf_offset += covered
+            length -= covered
+            if d.skip_left == 0:
+                self._finish_skipped(d, frame, ts, events)
+            if length == 0:
+                return events
+        self._lose_sync(d, d.buf_offset + len(d.buf) + length)
+        return events
+
+    # --- framing ----------------------------------------------------------------------------------------------
+
+    def _lose_sync(self, d: _Direction, resume_at: int) -> None:
+        """Drop everything partial and look for a record header from stream offset `resume_at` on."""
+        d.buf = bytearray()
+        d.buf_offset = resume_at
+        d.skip_left = 0
+        d.skip_record = None
+        d.hs_buf = bytearray()
+        d.hs_skip = 0
+        d.mode = _Mode.RESYNC
+        d.resync_start = resume_at
+
+    def _receive(self, d: _Direction, data: bytes, frame: int, ts: float, events: list[Event]) -> None:
+        if d.mode is _Mode.DEAD:
+            d.buf_offset += len(data)
+            return
+        start = 0
+        if d.skip_left:
+            start = min(d.skip_left, len(data))
+            d.skip_left -= start
+            d.buf_offset += start
+            if d.skip_left == 0:
+                self._finish_skipped(d, frame, ts, events)
+            if start == len(data):
+                return
+        if d.buf:
+            d.buf += memoryview(data)[start:]
+            buf: bytes | bytearray = d.buf
+        else:  # fast path: parse the caller's bytes in place, copy only the incomplete tail
+            buf = data if start == 0 else data[start:]
+        consumed = self._parse(d, buf, frame, ts, events)
+        if buf is d.buf:
+            del d.buf[:consumed]
+        else:
+            d.buf = bytearray(buf[consumed:])
+        d.buf_offset += consumed
+
+    def _parse(self, d: _Direction, b: bytes | bytearray, frame: int, ts: float, events: list[Event]) -> int:
+        """Parse as many whole records of `b` (b[0] at stream offset d.buf_offset) as there are; return how many
+        bytes are done with (including a record whose body is being skipped)."""
+        pos = 0
+        n = len(b)
+        base = d.buf_offset
+        max_record = self.max_record
+        while pos < n:
+            mode = d.mode
+            if mode is _Mode.RECORDS:
+                if d.sslv2 and b[pos] & 0x80:
+                    if n - pos < 2:
+                        break
+                    length = sslv2_header(b, pos)
+                    if length + 2 > self.max_buffer:
+                        self._anomaly(d, frame, ts, base + pos, "record_too_long", f"SSLv2 record of {length}")
+                        d.mode = _Mode.RESYNC
+                        d.resync_start = base + pos
+                        pos += 1
+                        continue
+                    if n - pos < 2 + length:
+                        break
+                    self._sslv2_record(d, bytes(b[pos + 2:pos + 2 + length]), base + pos, frame, ts, events)
+                    pos += 2 + length
+                    continue
+                if n - pos < HEADER_LEN:
+                    break
+                ct, version, length = _unpack_header(b, pos)
+                if version >> 8 != 3 or version & 0xFF > 4 or length > max_record:
+                    name = "record_too_long" if version >> 8 == 3 and length > max_record else "bad_record_header"
+                    self._anomaly(d, frame, ts, base + pos, name, f"header {bytes(b[pos:pos + 5]).hex()}")
+                    d.mode = _Mode.RESYNC
+                    d.resync_start = base + pos
+                    d.hs_buf = bytearray()
+                    d.hs_skip = 0
+                    pos += 1
+                    continue
+                end = pos + HEADER_LEN + length
+                encrypted = self._is_encrypted(d, ct, length)
+                needs_body = not encrypted and 20 <= ct <= 22 and length + HEADER_LEN <= self.max_buffer
+                if end > n:
+                    if needs_body:
+                        break
+                    d.skip_left = end - n
+                    d.skip_record = (ct, version, length, base + pos, encrypted)
+                    return n
+                self._record(d, ct, version, length, b[pos + HEADER_LEN:end] if needs_body else None,
+                             base + pos, encrypted, frame, ts, events)
+                pos = end
+            elif mode is _Mode.RESYNC:
+                found = self._find_header(b, pos)
+                if found < 0:
+                    return max(pos, n - (HEADER_LEN - 1))  # keep a possible header's first bytes
+                events.append(ResyncSeen(sender=d.sender, frame=frame, ts=ts, offset=base + found,
+                                         skipped=base + found - d.resync_start))
+                d.mode = _Mode.RECORDS
+                pos = found
+            elif mode is _Mode.START:
+                head = b[pos:pos + 7]
+                tls = tls_prefix_possible(head[:HEADER_LEN], max_record)
+                if tls:
+                    d.mode = _Mode.RECORDS
+                    continue
+                sslv2 = sslv2_prefix_possible(head)
+                if sslv2:
+                    d.mode = _Mode.RECORDS
+                    d.sslv2 = True
+                    continue
+                if tls is None or sslv2 is None:
+                    break
+                events.append(NotTlsSeen(sender=d.sender, frame=frame, ts=ts, offset=base + pos,
+                                         preview=bytes(b[pos:pos + 16])))
+                d.mode = _Mode.DEAD
+                return n
+            else:
+                return n
+        return pos
+
+    def _find_header(self, b: bytes | bytearray, pos: int) -> int:
+        """The first plausible record header at or after `pos` whose successor is plausible too (or lies beyond
+        the data we have); -1 if none."""
+        n = len(b)
+        max_record = self.max_record
+        while True:
+            match = _HEADER_CANDIDATE.search(b, pos)
+            if match is None:
+                return -1
+            i = match.start()
+            if i + HEADER_LEN > n:
+                return -1
+            if plausible_header(b, i, max_record):
+                following = i + HEADER_LEN + ((b[i + 3] << 8) | b[i + 4])
+                if following + HEADER_LEN > n or plausible_header(b, following, max_record):
+                    return i
+            pos = i + 1
+
+    def _is_encrypted(self, d: _Direction, ct: int, length: int) -> bool:
+        if self._tls13:
+            if ct == m.APPLICATION_DATA or ct == m.HEARTBEAT:
+                return True
+            if ct == m.ALERT:
+                return length != 2
+            return False
+        if ct == m.CHANGE_CIPHER_SPEC:
+            return False
+        if self._early_data and ct == m.APPLICATION_DATA and d.sender is Sender.CLIENT:
+            return True
+        return d.encrypted
+
+    # --- records ----------------------------------------------------------------------------------------------
+
+    def _anomaly(self, d: _Direction, frame: int, ts: float, offset: int, name: str, detail: str,
+                 events: list[Event] | None = None) -> ParseAnomaly:
+        event = ParseAnomaly(sender=d.sender, frame=frame, ts=ts, offset=offset, name=name, detail=detail)
+        if events is not None:
+            events.append(event)
+        return event
+
+    def _finish_skipped(self, d: _Direction, frame: int, ts: float, events: list[Event]) -> None:
+        record = d.skip_record
+        d.skip_record = None
+        if record is not None:
+            ct, version, length, offset, encrypted = record
+            self._record(d, ct, version, length, None, offset, encrypted, frame, ts, events)
+
+    def _record(self, d: _Direction, ct: int, version: int, length: int, body: bytes | bytearray | None,
+                offset: int, encrypted: bool, frame: int, ts: float, events: list[Event]) -> None:
+        """Events for one complete record. `body` is None for records whose content is not needed (or that did
+        not fit the buffer cap)."""
+        sender = d.sender
+        events.append(RecordSeen(sender=sender, frame=frame, ts=ts, offset=offset, content_type=ct,
+                                 version=version, length=length, encrypted=encrypted))
+        if length > MAX_PLAINTEXT_PLUS:
+            events.append(self._anomaly(d, frame, ts, offset, "record_too_long",
+                                        f"content type {ct}, {length} bytes > {MAX_PLAINTEXT_PLUS}"))
+        if encrypted:
+            if ct == m.ALERT:
+                events.append(AlertSeen(sender=sender, frame=frame, ts=ts, offset=offset, level=None,
+                                        description=None, encrypted=True, length=length))
+            elif ct == m.HEARTBEAT:
+                events.append(HeartbeatSeen(sender=sender, frame=frame, ts=ts, offset=offset, length=length,
+                                            encrypted=True))
+            else:
+                self._encrypted_record(d, ct, length, offset, frame, ts, events)
+            return
+        if ct == m.HANDSHAKE:
+            if body is None:
+                self._anomaly(d, frame, ts, offset, "record_not_buffered",
+                              f"handshake record of {length} bytes over the buffer cap", events)
+                d.hs_buf = bytearray()
+                d.hs_skip = 0
+            elif length == 0:
+                self._anomaly(d, frame, ts, offset, "empty_handshake_record", "", events)
+            else:
+                self._handshake_bytes(d, body, offset, frame, ts, events)
+        elif ct == m.APPLICATION_DATA:
+            events.append(ApplicationDataSeen(sender=sender, frame=frame, ts=ts, offset=offset, length=length))
+        elif ct == m.ALERT:
+            self._plaintext_alert(d, body, length, offset, frame, ts, events)
+        elif ct == m.CHANGE_CIPHER_SPEC:
+            events.append(ChangeCipherSpecSeen(sender=sender, frame=frame, ts=ts, offset=offset))
+            if body is not None and bytes(body) != b"\x01":
+                self._anomaly(d, frame, ts, offset, "bad_change_cipher_spec", f"body {bytes(body[:8]).hex()}",
+                              events)
+            self._change_cipher_spec(d, offset, frame, ts, events)
+        elif ct == m.HEARTBEAT:
+            events.append(HeartbeatSeen(sender=sender, frame=frame, ts=ts, offset=offset, length=length,
+                                        encrypted=False))
+        else:
+            events.append(UnknownRecordSeen(sender=sender, frame=frame, ts=ts, offset=offset, content_type=ct,
+                                            length=length))
+
+    def _plaintext_alert(self, d: _Direction, body: bytes | bytearray | None, length: int, offset: int,
+                         frame: int, ts: float, events: list[Event]) -> None:
+        if body is None or length == 0 or length % 2:
+            # Not a whole number of 2-byte alerts: most likely encrypted after a CCS we did not see.
+            self._anomaly(d, frame, ts, offset, "bad_alert", f"plaintext alert record of {length} bytes", events)
+            events.append(AlertSeen(sender=d.sender, frame=frame, ts=ts, offset=offset, level=None,
+                                    description=None, encrypted=True, length=length))
+            return
+        for i in range(0, length, 2):  # TLS <= 1.2 allows several alerts in one record
+            events.append(AlertSeen(sender=d.sender, frame=frame, ts=ts, offset=offset, level=body[i],
+                                    description=body[i + 1], encrypted=False, length=2))
+
+    def _change_cipher_spec(self, d: _Direction, offset: int, frame: int, ts: float,
+                            events: list[Event]) -> None:
+        if self._tls13:
+            return  # middlebox-compatibility CCS (RFC 8446 D.4): no state change
+        if self.version is None:
+            if self.hello_retry_request is not None:
+                return  # compatibility CCS around a HelloRetryRequest
+            ch = self.client_hello
+            if d.sender is Sender.CLIENT and ch is not None and any(is_tls13(v) for v in ch.supported_versions):
+                return  # a TLS 1.3 client's compatibility CCS sent before the ServerHello
+        if d.hs_buf or d.hs_skip:
+            self._anomaly(d, frame, ts, offset, "handshake_fragment_before_ccs",
+                          f"{len(d.hs_buf)} bytes of an incomplete handshake message dropped", events)
+            d.hs_buf = bytearray()
+            d.hs_skip = 0
+        d.encrypted = True
+
+    def _encrypted_record(self, d: _Direction, ct: int, length: int, offset: int, frame: int, ts: float,
+                          events: list[Event]) -> None:
+        is_client = d.sender is Sender.CLIENT
+        if self._tls13:
+            if is_client:
+                phase = not d.finished
+                if ct == m.APPLICATION_DATA:
+                    d.finished = True
+                    d.encrypted = True
+            else:
+                phase = not self._dirs[Sender.CLIENT].finished
+        elif is_client and self._early_data and not d.encrypted:
+            phase = True  # 0-RTT data before the ServerHello
+        else:
+            phase = not d.finished
+            if ct == m.HANDSHAKE:
+                d.finished = True  # the first encrypted handshake record after CCS is the Finished
+        events.append(EncryptedRecordSeen(sender=d.sender, frame=frame, ts=ts, offset=offset, content_type=ct,
+                                          length=length, handshake_phase=phase))
+
+    # --- handshake messages -----------------------------------------------------------------------------------
+
+    def _handshake_bytes(self, d: _Direction, body: bytes | bytearray, rec_off: int, frame: int, ts: float,
+                         events: list[Event]) -> None:
+        """Reassemble handshake messages from a plaintext handshake record's body."""
+        body_abs = rec_off + HEADER_LEN
+        if d.hs_skip:
+            k = min(d.hs_skip, len(body))
+            d.hs_skip -= k
+            body = body[k:]
+            body_abs += k
+            if not body:
+                return
+        prev = len(d.hs_buf)
+        data = d.hs_buf + body if prev else body
+        p = 0
+        n = len(data)
+        while n - p >= 4:
+            msg_type = data[p]
+            length = (data[p + 1] << 16) | (data[p + 2] << 8) | data[p + 3]
+            continued = p < prev  # this message began in an earlier record
+            msg_abs = d.hs_msg_abs if continued else body_abs + p - prev
+            msg_rec = d.hs_rec_off if continued else rec_off
+            if length > self.max_handshake:
+                self._anomaly(d, frame, ts, msg_abs, "handshake_too_long",
+                              f"msg_type {msg_type}, {length} bytes > {self.max_handshake}", events)
+                available = n - p - 4
+                if available >= length:
+                    p += 4 + length
+                    continue
+                d.hs_skip = length - available
+                p = n
+                break
+            if n - p - 4 < length:
+                break
+            self._handshake_message(d, msg_type, length, bytes(data[p + 4:p + 4 + length]), msg_abs, msg_rec,
+                                    frame, ts, events)
+            p += 4 + length
+        if p < n:
+            if p >= prev:
+                d.hs_msg_abs = body_abs + p - prev
+                d.hs_rec_off = rec_off
+            d.hs_buf = bytearray(data[p:])
+        elif prev:
+            d.hs_buf = bytearray()
+
+    def _handshake_message(self, d: _Direction, msg_type: int, length: int, body: bytes, msg_abs: int,
+                           rec_off: int, frame: int, ts: float, events: list[Event]) -> None:
+        sh = self.server_hello
+        suite = sh.cipher_suite if sh is not None and not sh.is_hello_retry_request else None
+        decoded = decode_handshake(msg_type, body, DecodeContext(version=self.version, cipher_suite=suite),
+                                   base=msg_abs + 4)
+        events.append(HandshakeSeen(sender=d.sender, frame=frame, ts=ts, offset=rec_off,
+                                    msg_type=decoded.msg_type, length=length, message=decoded.message))
+        for name, detail, offset in decoded.anomalies:
+            self._anomaly(d, frame, ts, offset, name, detail, events)
+        self._after_handshake(d, decoded.message)
+
+    def _after_handshake(self, d: _Direction, message: m.HandshakeBody) -> None:
+        if isinstance(message, m.ClientHello):
+            self.client_hello = message
+            if (self.version is None and message.has_extension(m.EXT_EARLY_DATA)
+                    and any(is_tls13(v) for v in message.supported_versions)):
+                self._early_data = True
+        elif isinstance(message, m.ServerHello):
+            self.server_hello = message
+            self._early_data = False
+            if message.is_hello_retry_request:
+                self.hello_retry_request = message
+                return
+            self.version = message.selected_version
+            self._tls13 = is_tls13(self.version)
+            if self._tls13:
+                d.encrypted = True
+                if d.hs_buf:  # RFC 8446 5.1: a key change must fall on a record boundary
+                    d.hs_buf = bytearray()
+
+    def _sslv2_record(self, d: _Direction, body: bytes, offset: int, frame: int, ts: float,
+                      events: list[Event]) -> None:
+        sender = d.sender
+        if not d.sslv2_encrypted and body and body[0] == SSLV2_CLIENT_HELLO:
+            events.append(RecordSeen(sender=sender, frame=frame, ts=ts, offset=offset, content_type=m.HANDSHAKE,
+                                     version=SSLV2_VERSION, length=len(body), encrypted=False))
+            try:
+                hello = decode_sslv2_client_hello(body, base=offset + 2)
+            except TlsParseError as err:
+                self._anomaly(d, frame, ts, err.offset, "bad_sslv2_client_hello", err.reason, events)
+                return
+            events.append(HandshakeSeen(sender=sender, frame=frame, ts=ts, offset=offset,
+                                        msg_type=m.CLIENT_HELLO, length=len(body), message=hello))
+            self._after_handshake(d, hello)
+            return
+        msg_type = None if d.sslv2_encrypted or not body else body[0]
+        events.append(Sslv2RecordSeen(sender=sender, frame=frame, ts=ts, offset=offset, msg_type=msg_type,
+                                      length=len(body)))
+        if msg_type == SSLV2_SERVER_HELLO:
+            self.version = SSLV2_VERSION
+        if msg_type in (SSLV2_SERVER_HELLO, SSLV2_CLIENT_MASTER_KEY):
+            d.sslv2_encrypted = True  # everything after these two is under the session key
+            d.encrypted = True

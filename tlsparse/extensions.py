@@ -1,0 +1,316 @@
+"""TLS extension lists: split into `Extension` objects and decode the bodies the parser knows.
+
+An extension whose body does not decode keeps its raw bytes, gets `parsed=None` and an `error`; the message that
+carries it still decodes (the connection reports a `bad_extension` anomaly). GREASE and unknown types are kept raw.
+"""
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+
+from tlsparse.errors import TlsParseError
+from tlsparse.messages import Extension, KeyShareEntry
+from tlsparse.reader import Reader
+
+LAYER = "extension"
+
+# Caps on attacker-controlled counts. A message is already bounded by the handshake cap; these keep the
+# decoded objects small too.
+MAX_EXTENSIONS = 512
+MAX_LIST_ITEMS = 8192
+
+
+class HelloContext(enum.Enum):
+    """Which message an extension list belongs to: several extensions have a different body in each."""
+
+    CLIENT_HELLO = "client_hello"
+    SERVER_HELLO = "server_hello"
+    HELLO_RETRY_REQUEST = "hello_retry_request"
+    ENCRYPTED_EXTENSIONS = "encrypted_extensions"
+    CERTIFICATE_REQUEST = "certificate_request"
+    NEW_SESSION_TICKET = "new_session_ticket"
+    CERTIFICATE = "certificate"
+
+
+CH = HelloContext.CLIENT_HELLO
+SH = HelloContext.SERVER_HELLO
+HRR = HelloContext.HELLO_RETRY_REQUEST
+NST = HelloContext.NEW_SESSION_TICKET
+
+# Extension code points (IANA "TLS ExtensionType Values").
+SERVER_NAME = 0
+MAX_FRAGMENT_LENGTH = 1
+STATUS_REQUEST = 5
+SUPPORTED_GROUPS = 10
+EC_POINT_FORMATS = 11
+SIGNATURE_ALGORITHMS = 13
+HEARTBEAT = 15
+ALPN = 16
+SIGNED_CERTIFICATE_TIMESTAMP = 18
+PADDING = 21
+ENCRYPT_THEN_MAC = 22
+EXTENDED_MASTER_SECRET = 23
+COMPRESS_CERTIFICATE = 27
+RECORD_SIZE_LIMIT = 28
+SESSION_TICKET = 35
+PRE_SHARED_KEY = 41
+EARLY_DATA = 42
+SUPPORTED_VERSIONS = 43
+COOKIE = 44
+PSK_KEY_EXCHANGE_MODES = 45
+CERTIFICATE_AUTHORITIES = 47
+POST_HANDSHAKE_AUTH = 49
+SIGNATURE_ALGORITHMS_CERT = 50
+KEY_SHARE = 51
+APPLICATION_SETTINGS_OLD = 0x4469  # ALPS as Chrome first shipped it (17513)
+APPLICATION_SETTINGS = 0x44CD  # ALPS, new code point (17613)
+ENCRYPTED_CLIENT_HELLO = 0xFE0D
+RENEGOTIATION_INFO = 0xFF01
+
+
+def _names(r: Reader, what: str) -> tuple[str, ...]:
+    """A list of u8-prefixed names (ALPN, ALPS), latin-1 decoded so that every byte survives."""
+    names: list[str] = []
+    while not r.done():
+        if len(names) >= MAX_LIST_ITEMS:
+            raise r.fail(f"too_many_items: {what}")
+        names.append(r.vec8(what).decode("latin-1"))
+    return tuple(names)
+
+
+def _empty(r: Reader, ctx: HelloContext) -> bool:
+    r.expect_end("empty extension")
+    return True
+
+
+def _server_name(r: Reader, ctx: HelloContext) -> tuple[str, ...]:
+    if r.done():  # the server's acknowledgement (SH/EE) is empty
+        return ()
+    lst = r.sub16("server_name_list")
+    r.expect_end("server_name_list")
+    names: list[str] = []
+    while not lst.done():
+        name_type = lst.u8("name_type")
+        name = lst.vec16("host_name")
+        if name_type == 0:
+            if len(names) >= MAX_LIST_ITEMS:
+                raise lst.fail("too_many_items: server_name")
+            names.append(name.decode("latin-1"))
+    return tuple(names)
+
+
+def _alpn(r: Reader, ctx: HelloContext) -> tuple[str, ...]:
+    lst = r.sub16("protocol_name_list")
+    r.expect_end("protocol_name_list")
+    return _names(lst, "protocol_name")
+
+
+def _u16_vec16(r: Reader, ctx: HelloContext) -> tuple[int, ...]:
+    lst = r.sub16("list")
+    r.expect_end("list")
+    return lst.u16_list("list", MAX_LIST_ITEMS)
+
+
+def _u8_vec8(r: Reader, ctx: HelloContext) -> tuple[int, ...]:
+    lst = r.sub8("list")
+    r.expect_end("list")
+    return lst.u8_list("list", MAX_LIST_ITEMS)
+
+
+def _u16_vec8(r: Reader, ctx: HelloContext) -> tuple[int, ...]:
+    lst = r.sub8("list")
+    r.expect_end("list")
+    return lst.u16_list("list", MAX_LIST_ITEMS)
+
+
+def _supported_versions(r: Reader, ctx: HelloContext) -> tuple[int, ...] | int:
+    if ctx in (SH, HRR):
+        value = r.u16("selected_version")
+        r.expect_end("selected_version")
+        return value
+    return _u16_vec8(r, ctx)
+
+
+def _key_share_entry(r: Reader) -> KeyShareEntry:
+    group = r.u16("group")
+    length = r.u16("key_exchange length")
+    r.take(length, "key_exchange")
+    return KeyShareEntry(group=group, key_exchange_length=length)
+
+
+def _key_share(r: Reader, ctx: HelloContext) -> tuple[KeyShareEntry, ...] | KeyShareEntry | int:
+    if ctx is HRR:
+        value = r.u16("selected_group")
+        r.expect_end("selected_group")
+        return value
+    if ctx is SH:
+        entry = _key_share_entry(r)
+        r.expect_end("server_share")
+        return entry
+    lst = r.sub16("client_shares")
+    r.expect_end("client_shares")
+    entries: list[KeyShareEntry] = []
+    while not lst.done():
+        if len(entries) >= MAX_LIST_ITEMS:
+            raise lst.fail("too_many_items: client_shares")
+        entries.append(_key_share_entry(lst))
+    return tuple(entries)
+
+
+def _pre_shared_key(r: Reader, ctx: HelloContext) -> int:
+    """CH: the number of offered identities; SH: the selected identity index."""
+    if ctx is CH:
+        identities = r.sub16("identities")
+        count = 0
+        while not identities.done():
+            identities.vec16("identity")
+            identities.u32("obfuscated_ticket_age")
+            count += 1
+        r.sub16("binders")
+        r.expect_end("pre_shared_key")
+        return count
+    value = r.u16("selected_identity")
+    r.expect_end("selected_identity")
+    return value
+
+
+def _early_data(r: Reader, ctx: HelloContext) -> bool | int:
+    if ctx is NST:
+        value = r.u32("max_early_data_size")
+        r.expect_end("max_early_data_size")
+        return value
+    return _empty(r, ctx)
+
+
+def _status_request(r: Reader, ctx: HelloContext) -> bool | int:
+    """CH: the status_type (1 = ocsp); an empty acknowledgement (SH, CR): True."""
+    if r.done():
+        return True
+    status_type = r.u8("status_type")
+    if ctx is CH and status_type == 1:
+        r.vec16("responder_id_list")
+        r.vec16("request_extensions")
+        r.expect_end("status_request")
+    return status_type
+
+
+def _renegotiation_info(r: Reader, ctx: HelloContext) -> bytes:
+    value = r.vec8("renegotiated_connection")
+    r.expect_end("renegotiation_info")
+    return value
+
+
+def _u16_value(r: Reader, ctx: HelloContext) -> int:
+    value = r.u16("value")
+    r.expect_end("value")
+    return value
+
+
+def _u8_value(r: Reader, ctx: HelloContext) -> int:
+    value = r.u8("value")
+    r.expect_end("value")
+    return value
+
+
+def _raw(r: Reader, ctx: HelloContext) -> bytes:
+    return r.rest()
+
+
+def _padding(r: Reader, ctx: HelloContext) -> int:
+    return len(r.rest())
+
+
+def _cookie(r: Reader, ctx: HelloContext) -> bytes:
+    value = r.vec16("cookie")
+    r.expect_end("cookie")
+    return value
+
+
+def _ech(r: Reader, ctx: HelloContext) -> int | bool:
+    """CH: the ECHClientHello type (0 outer, 1 inner); the payload stays in `data`. Elsewhere: presence."""
+    if ctx is CH:
+        value = r.u8("ech_type")
+        r.rest()
+        return value
+    r.rest()
+    return True
+
+
+def _application_settings(r: Reader, ctx: HelloContext) -> tuple[str, ...] | bytes:
+    if ctx is CH:
+        return _alpn(r, ctx)
+    return r.rest()
+
+
+def _sct(r: Reader, ctx: HelloContext) -> bool | bytes:
+    return True if r.done() else r.rest()
+
+
+_DECODERS: dict[int, Callable[[Reader, HelloContext], object]] = {
+    SERVER_NAME: _server_name,
+    MAX_FRAGMENT_LENGTH: _u8_value,
+    STATUS_REQUEST: _status_request,
+    SUPPORTED_GROUPS: _u16_vec16,
+    EC_POINT_FORMATS: _u8_vec8,
+    SIGNATURE_ALGORITHMS: _u16_vec16,
+    SIGNATURE_ALGORITHMS_CERT: _u16_vec16,
+    HEARTBEAT: _u8_value,
+    ALPN: _alpn,
+    SIGNED_CERTIFICATE_TIMESTAMP: _sct,
+    PADDING: _padding,
+    ENCRYPT_THEN_MAC: _empty,
+    EXTENDED_MASTER_SECRET: _empty,
+    COMPRESS_CERTIFICATE: _u16_vec8,
+    RECORD_SIZE_LIMIT: _u16_value,
+    SESSION_TICKET: _raw,
+    PRE_SHARED_KEY: _pre_shared_key,
+    EARLY_DATA: _early_data,
+    SUPPORTED_VERSIONS: _supported_versions,
+    COOKIE: _cookie,
+    PSK_KEY_EXCHANGE_MODES: _u8_vec8,
+    POST_HANDSHAKE_AUTH: _empty,
+    KEY_SHARE: _key_share,
+    APPLICATION_SETTINGS_OLD: _application_settings,
+    APPLICATION_SETTINGS: _application_settings,
+    ENCRYPTED_CLIENT_HELLO: _ech,
+    RENEGOTIATION_INFO: _renegotiation_info,
+}
+
+
+def decode_extension(ext_type: int, data: bytes, ctx: HelloContext, *, base: int = 0) -> Extension:
+    """One extension; an undecodable body yields `parsed=None` and `error`, never an exception."""
+    decoder = _DECODERS.get(ext_type)
+    if decoder is None:
+        return Extension(type=ext_type, data=data)
+    try:
+        parsed = decoder(Reader(data, layer=LAYER, base=base), ctx)
+    except TlsParseError as err:
+        return Extension(type=ext_type, data=data, error=err.reason)
+    return Extension(type=ext_type, data=data, parsed=parsed)
+
+
+def parse_extensions(r: Reader, ctx: HelloContext) -> tuple[Extension, ...]:
+    """The u16-length-prefixed extension list at the reader's position (the whole block is consumed)."""
+    block = r.sub16("extensions")
+    extensions: list[Extension] = []
+    while not block.done():
+        if len(extensions) >= MAX_EXTENSIONS:
+            raise block.fail(f"too_many_extensions: more than {MAX_EXTENSIONS}")
+        ext_type = block.u16("extension_type")
+        start = block.pos + 2
+        data = block.vec16("extension_data")
+        extensions.append(decode_extension(ext_type, data, ctx, base=block.base + start))
+    return tuple(extensions)
+
+
+def extension_problems(extensions: tuple[Extension, ...]) -> list[tuple[str, str]]:
+    """(anomaly name, detail) for undecodable and duplicated extensions (RFC 8446 4.2: at most one of each)."""
+    problems: list[tuple[str, str]] = []
+    seen: set[int] = set()
+    for ext in extensions:
+        if ext.error is not None:
+            problems.append(("bad_extension", f"extension 0x{ext.type:04x}: {ext.error}"))
+        if ext.type in seen:
+            problems.append(("duplicate_extension", f"extension 0x{ext.type:04x}"))
+        seen.add(ext.type)
+    return problems

@@ -1,0 +1,320 @@
+"""Handshake message bodies: from (msg_type, body bytes) to the typed messages of `tlsparse.messages`.
+
+Decoders raise `TlsParseError` on malformed input; `decode_handshake` turns that into a `RawHandshake` with
+`error` set plus an anomaly, so a broken message never stops the parse of the ones after it. Layouts that differ
+between versions (Certificate, CertificateRequest, NewSessionTicket, ServerKeyExchange, CertificateVerify) follow
+the negotiated version when known and the message's shape otherwise.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tlsparse import messages as m
+from tlsparse.errors import TlsParseError
+from tlsparse.extensions import MAX_LIST_ITEMS, HelloContext, extension_problems, parse_extensions
+from tlsparse.reader import Reader
+
+LAYER = "handshake"
+TLS12 = 0x0303
+
+
+def is_tls13(version: int | None) -> bool:
+    """TLS 1.3 and its drafts (0x7fXX) and Facebook's experimental 0xfb17/0xfb1a variants."""
+    if version is None:
+        return False
+    return version == 0x0304 or (version >> 8) == 0x7F or version in (0xFB17, 0xFB1A)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DecodeContext:
+    """What a decoder needs to know about the connection: the negotiated (or, before the ServerHello, the
+    offered) version and the cipher suite, when seen."""
+
+    version: int | None = None
+    cipher_suite: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    msg_type: int  # as reported: 6 for a ServerHello carrying the HRR random
+    message: m.HandshakeBody
+    anomalies: list[tuple[str, str, int]]  # (name, detail, absolute offset)
+
+
+# --- hellos ---------------------------------------------------------------------------------------------------
+
+def decode_client_hello(r: Reader) -> m.ClientHello:
+    legacy_version = r.u16("legacy_version")
+    random = r.take(32, "random")
+    session_id = r.vec8("session_id")
+    suites = r.sub16("cipher_suites").u16_list("cipher_suites", MAX_LIST_ITEMS)
+    compression = r.sub8("compression_methods").u8_list("compression_methods", 255)
+    # SSL 3.0 / early TLS ClientHellos may end here: no extension block at all.
+    extensions = parse_extensions(r, HelloContext.CLIENT_HELLO) if not r.done() else ()
+    r.expect_end("client_hello")
+    return m.ClientHello(legacy_version=legacy_version, random=random, session_id=session_id,
+                         cipher_suites=suites, compression_methods=compression, extensions=extensions)
+
+
+def decode_server_hello(r: Reader) -> m.ServerHello:
+    legacy_version = r.u16("legacy_version")
+    random = r.take(32, "random")
+    draft = (legacy_version >> 8) == 0x7F and (legacy_version & 0xFF) < 22
+    # TLS 1.3 drafts before -22 dropped session_id and compression_method from the ServerHello.
+    session_id = b"" if draft else r.vec8("session_id")
+    cipher_suite = r.u16("cipher_suite")
+    compression = 0 if draft else r.u8("compression_method")
+    ctx = HelloContext.HELLO_RETRY_REQUEST if random == m.HRR_RANDOM else HelloContext.SERVER_HELLO
+    extensions = parse_extensions(r, ctx) if not r.done() else ()
+    r.expect_end("server_hello")
+    return m.ServerHello(legacy_version=legacy_version, random=random, session_id=session_id,
+                         cipher_suite=cipher_suite, compression_method=compression, extensions=extensions)
+
+
+def decode_encrypted_extensions(r: Reader) -> m.EncryptedExtensions:
+    extensions = parse_extensions(r, HelloContext.ENCRYPTED_EXTENSIONS)
+    r.expect_end("encrypted_extensions")
+    return m.EncryptedExtensions(extensions=extensions)
+
+
+# --- certificates ---------------------------------------------------------------------------------------------
+
+def _looks_like_tls13_certificate(r: Reader) -> bool:
+    """Shape test when the version is unknown: a 1.3 Certificate starts with a u8 context, then a u24 list that
+    runs to the end; a 1.2 one starts with a u24 list that runs to the end."""
+    d, p, n = r.data, r.pos, r.remaining
+    if n >= 3 and ((d[p] << 16) | (d[p + 1] << 8) | d[p + 2]) == n - 3:
+        return False
+    if n >= 1 and n >= 1 + d[p] + 3:
+        q = p + 1 + d[p]
+        return ((d[q] << 16) | (d[q + 1] << 8) | d[q + 2]) == n - 1 - d[p] - 3
+    return False
+
+
+def decode_certificate(r: Reader, ctx: DecodeContext) -> m.Certificate:
+    tls13 = is_tls13(ctx.version) if ctx.version is not None else _looks_like_tls13_certificate(r)
+    request_context = r.vec8("certificate_request_context") if tls13 else None
+    entries = r.sub24("certificate_list")
+    r.expect_end("certificate")
+    certs: list[bytes] = []
+    while not entries.done():
+        if len(certs) >= MAX_LIST_ITEMS:
+            raise entries.fail("too_many_items: certificate_list")
+        certs.append(entries.vec24("cert_data"))
+        if tls13:  # per-entry extensions (status_request, SCT); decoded only to skip them
+            parse_extensions(entries, HelloContext.CERTIFICATE)
+    return m.Certificate(certificates=tuple(certs), request_context=request_context)
+
+
+def decode_certificate_request(r: Reader, ctx: DecodeContext) -> m.CertificateRequest:
+    if is_tls13(ctx.version):
+        request_context = r.vec8("certificate_request_context")
+        extensions = parse_extensions(r, HelloContext.CERTIFICATE_REQUEST)
+        r.expect_end("certificate_request")
+        sigs = m._ext(extensions, m.EXT_SIGNATURE_ALGORITHMS)
+        return m.CertificateRequest(
+            request_context=request_context, extensions=extensions,
+            signature_algorithms=tuple(sigs.parsed) if sigs is not None and sigs.parsed is not None else ())
+    cert_types = r.sub8("certificate_types").u8_list("certificate_types", 255)
+    # TLS 1.2 added supported_signature_algorithms; when the version is unknown, tell by shape: the two u16
+    # vectors (algorithms, authorities) must then exactly fill the rest.
+    with_sigs = ctx.version == TLS12 if ctx.version is not None else _two_vec16_fill(r)
+    sigs_list: tuple[int, ...] = ()
+    if with_sigs:
+        sigs_list = r.sub16("supported_signature_algorithms").u16_list("signature_algorithms", MAX_LIST_ITEMS)
+    names = r.sub16("certificate_authorities")
+    r.expect_end("certificate_request")
+    authorities: list[bytes] = []
+    while not names.done():
+        if len(authorities) >= MAX_LIST_ITEMS:
+            raise names.fail("too_many_items: certificate_authorities")
+        authorities.append(names.vec16("distinguished_name"))
+    return m.CertificateRequest(certificate_types=cert_types, signature_algorithms=sigs_list,
+                                certificate_authorities=tuple(authorities))
+
+
+def _two_vec16_fill(r: Reader) -> bool:
+    d, p, n = r.data, r.pos, r.remaining
+    if n < 4:
+        return False
+    first = (d[p] << 8) | d[p + 1]
+    if 2 + first + 2 > n:
+        return False
+    q = p + 2 + first
+    return 2 + first + 2 + ((d[q] << 8) | d[q + 1]) == n
+
+
+def decode_certificate_status(r: Reader) -> m.CertificateStatus:
+    status_type = r.u8("status_type")
+    response = r.vec24("ocsp_response") if status_type == 1 else r.rest()
+    r.expect_end("certificate_status")
+    return m.CertificateStatus(status_type=status_type, ocsp_response=response)
+
+
+# --- key exchange ---------------------------------------------------------------------------------------------
+
+def _suite_kind(cipher_suite: int | None) -> str | None:
+    """'ecdhe' / 'dhe' / 'other' from the suite's IANA name via tlsparse.registry when that module exists;
+    None when it cannot tell (then the message's shape decides)."""
+    if cipher_suite is None:
+        return None
+    try:
+        from tlsparse import registry  # optional: owned by another module, may not exist yet
+        info = registry.cipher_suite_info(cipher_suite)
+    except Exception:  # noqa: BLE001 - a missing or broken registry must never break parsing
+        return None
+    name = info if isinstance(info, str) else getattr(info, "name", None)
+    if name is None and isinstance(info, dict):
+        name = info.get("name")
+    if not isinstance(name, str) or name.startswith("unknown"):
+        return None
+    if "PSK" in name:
+        return "other"  # (EC)DHE_PSK carry a PSK identity hint first: kept raw
+    if "ECDHE" in name or "ECDH_anon" in name:
+        return "ecdhe"
+    if "DHE" in name or "DH_anon" in name:
+        return "dhe"
+    return "other"
+
+
+def _signature_tail(r: Reader, ctx: DecodeContext) -> tuple[int | None, bytes]:
+    """The digitally-signed struct: TLS 1.2 puts a 2-byte SignatureAndHashAlgorithm before the u16 vector.
+    Anonymous suites carry nothing."""
+    if r.done():
+        return None, b""
+    with_scheme = ctx.version == TLS12 if ctx.version is not None else (
+        r.remaining >= 4 and 4 + ((r.data[r.pos + 2] << 8) | r.data[r.pos + 3]) == r.remaining)
+    scheme = r.u16("signature_algorithm") if with_scheme else None
+    signature = r.vec16("signature")
+    return scheme, signature
+
+
+def decode_server_key_exchange(r: Reader, ctx: DecodeContext) -> m.ServerKeyExchange:
+    raw = bytes(r.data[r.pos:r.end])
+    kind = _suite_kind(ctx.cipher_suite)
+    if kind is None:  # by shape: ECParameters start with curve_type 3 (named_curve) and a u8 point length
+        d, p, n = r.data, r.pos, r.remaining
+        kind = "ecdhe" if n >= 4 and d[p] == 3 and 4 + d[p + 3] <= n else "dhe"
+        if kind == "dhe":
+            try:
+                return _decode_dhe(Reader(r.data, layer=r.layer, base=r.base, start=r.pos, end=r.end), ctx, raw)
+            except TlsParseError:
+                return m.ServerKeyExchange(raw=raw, kind="unknown")
+    if kind == "ecdhe":
+        start = r.pos
+        curve_type = r.u8("curve_type")
+        if curve_type != 3:  # explicit curves (1, 2) are obsolete: keep raw
+            return m.ServerKeyExchange(raw=raw, kind="ecdhe")
+        curve = r.u16("named_curve")
+        point = r.vec8("public")
+        signed = bytes(r.data[start:r.pos])
+        scheme, signature = _signature_tail(r, ctx)
+        r.expect_end("server_key_exchange")
+        return m.ServerKeyExchange(raw=raw, kind="ecdhe", curve=curve, public_key_length=len(point),
+                                   signature_scheme=scheme, signature=signature, signed_params=signed)
+    if kind == "dhe":
+        return _decode_dhe(r, ctx, raw)
+    return m.ServerKeyExchange(raw=raw, kind="unknown")
+
+
+def _decode_dhe(r: Reader, ctx: DecodeContext, raw: bytes) -> m.ServerKeyExchange:
+    start = r.pos
+    p = r.vec16("dh_p")
+    r.vec16("dh_g")
+    ys = r.vec16("dh_Ys")
+    signed = bytes(r.data[start:r.pos])
+    scheme, signature = _signature_tail(r, ctx)
+    r.expect_end("server_key_exchange")
+    prime_bits = int.from_bytes(p, "big").bit_length()
+    return m.ServerKeyExchange(raw=raw, kind="dhe", public_key_length=len(ys), dh_prime_bits=prime_bits,
+                               signature_scheme=scheme, signature=signature, signed_params=signed)
+
+
+def decode_certificate_verify(r: Reader, ctx: DecodeContext) -> m.CertificateVerify:
+    if ctx.version is not None:
+        with_scheme = ctx.version >= TLS12 or is_tls13(ctx.version)
+    else:
+        with_scheme = r.remaining >= 4 and 4 + ((r.data[r.pos + 2] << 8) | r.data[r.pos + 3]) == r.remaining
+    scheme = r.u16("signature_algorithm") if with_scheme else None
+    signature = r.vec16("signature")
+    r.expect_end("certificate_verify")
+    return m.CertificateVerify(signature_scheme=scheme, signature=signature)
+
+
+# --- the rest ---------------------------------------------------------------------------------------------------
+
+def decode_new_session_ticket(r: Reader, ctx: DecodeContext) -> m.NewSessionTicket:
+    lifetime = r.u32("ticket_lifetime")
+    tls13 = is_tls13(ctx.version) if ctx.version is not None else not (
+        r.remaining >= 2 and 2 + ((r.data[r.pos] << 8) | r.data[r.pos + 1]) == r.remaining)
+    if not tls13:
+        ticket = r.vec16("ticket")
+        r.expect_end("new_session_ticket")
+        return m.NewSessionTicket(lifetime=lifetime, ticket=ticket)
+    age_add = r.u32("ticket_age_add")
+    nonce = r.vec8("ticket_nonce")
+    ticket = r.vec16("ticket")
+    extensions = parse_extensions(r, HelloContext.NEW_SESSION_TICKET)
+    r.expect_end("new_session_ticket")
+    return m.NewSessionTicket(lifetime=lifetime, ticket=ticket, age_add=age_add, nonce=nonce,
+                              extensions=extensions)
+
+
+def _empty_body(r: Reader, what: str) -> None:
+    r.expect_end(what)
+
+
+def decode_handshake(msg_type: int, body: bytes, ctx: DecodeContext, *, base: int = 0) -> Decoded:
+    """Decode one complete handshake message body. Never raises: a body that does not decode becomes
+    `RawHandshake(error=...)` plus a `bad_handshake` anomaly. `base` is the body's absolute stream offset."""
+    r = Reader(body, layer=LAYER, base=base)
+    reported = msg_type
+    try:
+        message: m.HandshakeBody
+        if msg_type == m.CLIENT_HELLO:
+            message = decode_client_hello(r)
+        elif msg_type == m.SERVER_HELLO:
+            message = decode_server_hello(r)
+            if message.is_hello_retry_request:
+                reported = m.HELLO_RETRY_REQUEST
+        elif msg_type == m.CERTIFICATE:
+            message = decode_certificate(r, ctx)
+        elif msg_type == m.SERVER_KEY_EXCHANGE:
+            message = decode_server_key_exchange(r, ctx)
+        elif msg_type == m.SERVER_HELLO_DONE:
+            _empty_body(r, "server_hello_done")
+            message = m.ServerHelloDone()
+        elif msg_type == m.CLIENT_KEY_EXCHANGE:
+            message = m.ClientKeyExchange(raw=r.rest())
+        elif msg_type == m.FINISHED:
+            message = m.Finished(verify_data=r.rest())
+        elif msg_type == m.CERTIFICATE_REQUEST:
+            message = decode_certificate_request(r, ctx)
+        elif msg_type == m.CERTIFICATE_VERIFY:
+            message = decode_certificate_verify(r, ctx)
+        elif msg_type == m.NEW_SESSION_TICKET:
+            message = decode_new_session_ticket(r, ctx)
+        elif msg_type == m.ENCRYPTED_EXTENSIONS:
+            message = decode_encrypted_extensions(r)
+        elif msg_type == m.CERTIFICATE_STATUS:
+            message = decode_certificate_status(r)
+        elif msg_type == m.KEY_UPDATE:
+            request = r.u8("request_update")
+            r.expect_end("key_update")
+            message = m.KeyUpdate(request_update=request)
+        elif msg_type == m.HELLO_REQUEST:
+            _empty_body(r, "hello_request")
+            message = m.HelloRequest()
+        elif msg_type == m.END_OF_EARLY_DATA:
+            _empty_body(r, "end_of_early_data")
+            message = m.EndOfEarlyData()
+        else:  # hello_verify_request (DTLS), message_hash, compressed_certificate, drafts' HRR, unassigned
+            message = m.RawHandshake(msg_type=msg_type, body=body)
+    except TlsParseError as err:
+        return Decoded(msg_type, m.RawHandshake(msg_type=msg_type, body=body, error=err.reason),
+                       [("bad_handshake", f"msg_type {msg_type}: {err.reason}", err.offset)])
+    anomalies: list[tuple[str, str, int]] = []
+    extensions = getattr(message, "extensions", ())
+    for name, detail in extension_problems(extensions):
+        anomalies.append((name, f"msg_type {msg_type}: {detail}", base))
+    return Decoded(reported, message, anomalies)
