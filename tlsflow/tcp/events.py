@@ -1,0 +1,46 @@
+"""Events `TcpReassembler` returns: a connection opened, a piece of one direction's byte stream, the end.
+
+Frozen and slotted like the parser's events. Per connection the order is always ConnectionOpened, then the
+StreamChunks of both directions (each direction in stream order, offsets contiguous: every chunk starts where the
+previous one of that direction ended, a gap included), then ConnectionClosed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tlsflow.tcp.facts import Connection
+from tlsparse.events import Sender
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionOpened:
+    """The roles of a new connection are settled; no chunk of it has been delivered yet."""
+
+    conn: Connection
+
+
+@dataclass(frozen=True, slots=True)
+class StreamChunk:
+    """Bytes of one direction's stream, or a gap: `gap` bytes lost in the capture (then `data` is b"").
+
+    `offset` counts bytes from the start of that direction's stream (the byte after the SYN, or the first byte
+    seen when the capture started mid-connection). `frame`/`ts` are those of the packet that delivered the chunk:
+    the segment itself when in order, the segment that filled the hole (or made the hole be declared a gap) when
+    it had to wait, the chunk's own segment when flushed at the end of the connection.
+    """
+
+    conn: Connection
+    sender: Sender
+    offset: int
+    data: bytes
+    gap: int
+    frame: int
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClosed:
+    """The connection is over (closed and lingered, idle, reused, evicted or end of capture); `conn` holds all
+    its facts and `conn.close_reason` says which."""
+
+    conn: Connection

@@ -1,0 +1,83 @@
+"""What the reassembler remembers of a connection and of each direction, for the verdicts after the handshake.
+
+Mutable slotted dataclasses: the reassembler updates them packet by packet, the consumer reads them (and sets
+`wants_data` and `handshake`). Every collection in them is bounded, so a long or hostile flow cannot grow them.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+# How many (frame, ip_id) pairs and retransmitted frames a direction keeps.
+IP_IDS_KEPT = 16
+RETRANSMITTED_FRAMES_KEPT = 20
+
+
+@dataclass(slots=True)
+class DirectionFacts:
+    """Facts of the packets SENT by one side of a connection."""
+
+    packets: int = 0
+    payload_bytes: int = 0  # TCP payload bytes of every packet sent, retransmissions included
+    stream_bytes: int = 0  # length of the stream seen so far (highest sequence offset, gaps included)
+    first_ts: float | None = None
+    last_ts: float | None = None
+    syn_frame: int | None = None  # first SYN without ACK
+    syn_ts: float | None = None
+    synack_frame: int | None = None  # first SYN-ACK (the server's)
+    synack_ts: float | None = None
+    fin_frame: int | None = None  # first FIN
+    fin_ts: float | None = None
+    rst_frame: int | None = None  # first RST, with the IP header facts that tell an injected one
+    rst_ts: float | None = None
+    rst_ttl: int | None = None
+    rst_ip_id: int | None = None
+    rst_count: int = 0
+    ttls: Counter[int] = field(default_factory=Counter)  # TTL / hop limit of the non-RST packets
+    ip_ids: list[tuple[int, int]] = field(default_factory=list)  # last IP_IDS_KEPT (frame, ip_id), non-RST, IPv4
+    retransmissions: int = 0  # segments carrying bytes (or a SYN/FIN) already seen
+    retransmitted_frames: list[int] = field(default_factory=list)  # the first RETRANSMITTED_FRAMES_KEPT
+    retransmitted_bytes: int = 0
+    out_of_order_segments: int = 0  # segments that arrived ahead of a hole and had to wait
+    overlap_mismatches: int = 0  # overlapping bytes that differed from the ones seen first
+    largest_segment: int = 0
+    largest_segment_frame: int | None = None
+    largest_segment_acked: bool = True  # the peer acknowledged the end of the largest segment
+    gaps: int = 0  # holes in this side's stream delivered as gaps
+    gap_bytes: int = 0
+    acked_bytes: int = 0  # how many of the PEER's stream bytes this side has acknowledged
+    acked_frame: int | None = None  # the frame that acknowledged them (last increase)
+    zero_window: bool = False  # advertised a zero receive window (outside RSTs)
+    first_payload_frame: int | None = None
+    first_payload_ts: float | None = None
+    last_payload_frame: int | None = None
+    last_payload_ts: float | None = None
+
+
+@dataclass(slots=True, eq=False)
+class Connection:
+    """One TCP connection. Compared and hashed by identity."""
+
+    flow_id: int  # 1-based, in order of the connection's first packet
+    ip_version: int
+    client_ip: str
+    client_port: int
+    server_ip: str
+    server_port: int
+    first_frame: int
+    start: float  # capture time of the first packet
+    last_ts: float  # capture time of the last packet
+    last_frame: int
+    client: DirectionFacts = field(default_factory=DirectionFacts)
+    server: DirectionFacts = field(default_factory=DirectionFacts)
+    roles_from: str = "guess"  # "syn" | "client_hello" | "guess"
+    anomalies: list[str] = field(default_factory=list)  # named, each at most once
+    # "closed" (FIN/RST, then linger), "idle", "port_reuse", "evicted", "end_of_capture"; None while open
+    close_reason: str | None = None
+    wants_data: bool = True  # set False by the consumer: no more chunks, packets only update counters
+    handshake: Any = None  # free slot for the consumer's TLS state
+
+    def note(self, anomaly: str) -> None:
+        if anomaly not in self.anomalies:
+            self.anomalies.append(anomaly)

@@ -1,0 +1,418 @@
+"""TCP reassembly for the whole capture: packets in, connection and byte-stream events out.
+
+Flows are keyed by both endpoints (each direction's 4-tuple points at the same flow). Everything runs on capture
+time: idle flows, lingering closed flows and a full flow table are handled as packets arrive, never by a clock.
+Two time-ordered tables (open flows, flows that saw both FINs or a RST) keep expiry and eviction O(1) per packet.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from tlsflow.packet import ACK, FIN, RST, SYN, TcpPacket
+from tlsflow.tcp import anomalies
+from tlsflow.tcp.events import ConnectionClosed, ConnectionOpened, StreamChunk
+from tlsflow.tcp.facts import IP_IDS_KEPT, RETRANSMITTED_FRAMES_KEPT, Connection
+from tlsflow.tcp.roles import guess_client, looks_like_client_hello
+from tlsflow.tcp.stream import HalfStream, Piece, StreamLimits
+from tlsparse.events import Sender
+
+Event = ConnectionOpened | StreamChunk | ConnectionClosed
+FlowKey = tuple[str, int, str, int]
+
+_SYN_ACK = SYN | ACK
+# An ACK this far beyond anything seen cannot be inside any window (max scaled window is 2^30).
+_MAX_ACK_AHEAD = 1 << 30
+_PROBE_LEN = 6  # bytes a ClientHello check needs
+
+
+class _Flow:
+    """The reassembler's private state of one connection."""
+
+    __slots__ = (
+        "closing",
+        "conn",
+        "full",
+        "hello_index",
+        "keys",
+        "last_ts",
+        "pending",
+        "pending_bytes",
+        "settled",
+        "sides",
+    )
+
+    def __init__(self, conn: Connection, sides: tuple[HalfStream, HalfStream], keys: tuple[FlowKey, ...],
+                 ts: float) -> None:
+        self.conn = conn
+        self.sides = sides  # index 0: the side that sent the connection's first packet
+        self.keys = keys
+        self.settled = False  # roles known, ConnectionOpened emitted
+        self.pending: list[tuple[HalfStream, Piece]] = []  # chunks waiting for the roles
+        self.pending_bytes = 0
+        self.hello_index: int | None = None  # side whose first bytes are a ClientHello
+        self.closing = False  # both FINs or a RST seen: lingers briefly, then closes
+        self.full = True  # reassembling (the consumer still wants data)
+        self.last_ts = ts
+
+
+class TcpReassembler:
+    """Turns `TcpPacket`s into `ConnectionOpened`, `StreamChunk` and `ConnectionClosed` events.
+
+    `add(pkt)` returns the events the packet causes (often none or one chunk); `finish()` ends the capture.
+    Caps: `max_flows` open connections (the least recently active one is evicted when a new one needs room),
+    `max_buffer_per_direction` out-of-order bytes and `max_segments_per_direction` segments per direction (the
+    hole is declared a gap when exceeded), `role_buffer_bytes` of chunks held while the roles are unknown.
+    Timeouts are in capture seconds: `idle_timeout` for open connections, `linger_timeout` after both FINs or a RST.
+    """
+
+    def __init__(self, max_flows: int = 100_000, max_buffer_per_direction: int = 1 << 20,
+                 idle_timeout: float = 300.0, *, linger_timeout: float = 5.0,
+                 max_segments_per_direction: int = 1024, role_buffer_bytes: int = 1 << 16,
+                 role_buffer_chunks: int = 64, retransmit_check_bytes: int = 1 << 16,
+                 expiry_interval: float = 1.0) -> None:
+        if max_flows < 1:
+            raise ValueError("max_flows must be at least 1")
+        self.max_flows = max_flows
+        self.idle_timeout = idle_timeout
+        self.linger_timeout = linger_timeout
+        self.role_buffer_bytes = role_buffer_bytes
+        self.role_buffer_chunks = role_buffer_chunks
+        self.expiry_interval = expiry_interval
+        self.limits = StreamLimits(max_buffer_bytes=max_buffer_per_direction,
+                                   max_buffer_segments=max_segments_per_direction,
+                                   max_history_bytes=retransmit_check_bytes)
+        self._flows: dict[FlowKey, tuple[_Flow, int]] = {}
+        self._open: OrderedDict[int, _Flow] = OrderedDict()  # least recently active first
+        self._closing: OrderedDict[int, _Flow] = OrderedDict()
+        self._next_flow_id = 1
+        self._now = float("-inf")
+        self._next_expiry = float("-inf")
+        self.flows_evicted = 0
+
+    @property
+    def open_flows(self) -> int:
+        return len(self._open) + len(self._closing)
+
+    # --- packets ---------------------------------------------------------------------------------------------
+
+    def add(self, pkt: TcpPacket) -> list[Event]:
+        out: list[Event] = []
+        ts = pkt.ts
+        if ts > self._now:
+            self._now = ts
+            if ts >= self._next_expiry:
+                self._next_expiry = ts + self.expiry_interval
+                self._expire(ts, out)
+        flags = pkt.flags
+        key = (pkt.src, pkt.sport, pkt.dst, pkt.dport)
+        entry = self._flows.get(key)
+        if entry is not None:
+            flow, index = entry
+            if ts - flow.last_ts > (self.linger_timeout if flow.closing else self.idle_timeout):
+                self._close(flow, "closed" if flow.closing else "idle", out)
+                entry = None
+            elif flags & _SYN_ACK == SYN and self._starts_new_connection(flow, index, pkt.seq):
+                if not flow.closing:
+                    flow.conn.note(anomalies.SYN_ON_OPEN_FLOW)
+                self._close(flow, "port_reuse", out)
+                entry = None
+            else:
+                (self._closing if flow.closing else self._open).move_to_end(flow.conn.flow_id)
+        if entry is None:
+            flow = self._open_flow(pkt, key, out)
+            index = 0
+
+        conn = flow.conn
+        side = flow.sides[index]
+        peer = flow.sides[index ^ 1]
+        facts = side.facts
+        frame = pkt.frame
+        if flow.full and not conn.wants_data:
+            flow.full = False
+            side.stop_reassembly()
+            peer.stop_reassembly()
+        full = flow.full
+
+        # Facts every packet updates, whatever the consumer wants.
+        facts.packets += 1
+        if facts.first_ts is None:
+            facts.first_ts = ts
+        facts.last_ts = ts
+        flow.last_ts = ts
+        conn.last_ts = max(conn.last_ts, ts)
+        conn.last_frame = frame
+        if flags & RST:
+            facts.rst_count += 1
+            if facts.rst_frame is None:
+                facts.rst_frame = frame
+                facts.rst_ts = ts
+                facts.rst_ttl = pkt.ttl
+                facts.rst_ip_id = pkt.ip_id
+        else:
+            facts.ttls[pkt.ttl] += 1
+            if pkt.ip_id is not None:
+                ip_ids = facts.ip_ids
+                ip_ids.append((frame, pkt.ip_id))
+                if len(ip_ids) > IP_IDS_KEPT:
+                    del ip_ids[0]
+            if pkt.window == 0:
+                facts.zero_window = True
+
+        seq = pkt.seq
+        payload = pkt.payload
+        n = len(payload)
+        pieces: list[Piece] | None = [] if full else None
+        if flags & SYN:
+            self._on_syn(flow, side, peer, pkt, n, out)
+            seq = (seq + 1) & 0xFFFFFFFF
+
+        if n:
+            if flags & RST:
+                # Receivers drop a RST's payload; keep it out of the stream but count it.
+                conn.note(anomalies.RST_WITH_DATA)
+                facts.payload_bytes += n
+            else:
+                if not side.started:
+                    side.start(seq)
+                start = side.offset_of(seq)
+                end = start + n
+                facts.payload_bytes += n
+                if facts.first_payload_frame is None:
+                    facts.first_payload_frame = frame
+                    facts.first_payload_ts = ts
+                facts.last_payload_frame = frame
+                facts.last_payload_ts = ts
+                if n > facts.largest_segment:
+                    facts.largest_segment = n
+                    facts.largest_segment_frame = frame
+                    facts.largest_segment_acked = False
+                    side.largest_end = end
+                if pieces is not None:
+                    seen = side.receive(start, payload, frame, ts, pieces)
+                else:
+                    # Not reassembling: what lies below the highest byte seen counts as retransmitted.
+                    high = side.high_offset
+                    seen = (min(end, high) - start) if start < high else 0
+                side.advance_high(end)
+                facts.stream_bytes = side.high_offset
+                if seen:
+                    self._retransmitted(facts, frame, seen)
+
+        if flags & FIN:
+            if not side.started:
+                side.start(seq)
+            fin_offset = side.offset_of(seq) + n
+            if side.fin_offset is None:
+                side.fin_offset = fin_offset
+                facts.fin_frame = frame
+                facts.fin_ts = ts
+                side.advance_high(fin_offset)
+                facts.stream_bytes = side.high_offset
+            elif n == 0 and fin_offset == side.fin_offset:
+                self._retransmitted(facts, frame, 0)
+
+        if flags & ACK and peer.started:
+            ack_offset = peer.offset_of(pkt.ack)
+            if ack_offset - peer.high_offset > _MAX_ACK_AHEAD:
+                conn.note(anomalies.ACK_BEYOND_WINDOW)
+            else:
+                if peer.fin_offset is not None and ack_offset > peer.fin_offset:
+                    ack_offset = peer.fin_offset  # the FIN takes a sequence number, not a stream byte
+                if ack_offset > facts.acked_bytes:
+                    facts.acked_bytes = ack_offset
+                    facts.acked_frame = frame
+                peer_facts = peer.facts
+                if not peer_facts.largest_segment_acked and ack_offset >= peer.largest_end:
+                    peer_facts.largest_segment_acked = True
+                if full and not flags & RST and (ack_offset > peer.next_offset or peer.history):
+                    peer_pieces: list[Piece] = []
+                    peer.acked(ack_offset, peer_pieces, frame, ts)
+                    if peer_pieces:
+                        peer.facts.stream_bytes = peer.high_offset
+                        self._deliver(flow, peer, peer_pieces, out)
+
+        if pieces:
+            self._deliver(flow, side, pieces, out)
+        if not flow.settled and (flow.pending or flow.hello_index is not None):
+            self._try_settle(flow, out, force=False)
+
+        if not flow.closing and (flags & RST or (side.fin_offset is not None and peer.fin_offset is not None)):
+            flow.closing = True
+            fid = conn.flow_id
+            del self._open[fid]
+            self._closing[fid] = flow
+        return out
+
+    def finish(self) -> list[Event]:
+        """End of capture: flush every hole as a gap, deliver what waits, close every connection."""
+        out: list[Event] = []
+        flows = sorted([*self._open.values(), *self._closing.values()], key=lambda f: f.conn.flow_id)
+        for flow in flows:
+            self._close(flow, "closed" if flow.closing else "end_of_capture", out)
+        return out
+
+    # --- connection life -------------------------------------------------------------------------------------
+
+    def _open_flow(self, pkt: TcpPacket, key: FlowKey, out: list[Event]) -> _Flow:
+        if len(self._open) + len(self._closing) >= self.max_flows:
+            self._evict(out)
+        flow_id = self._next_flow_id
+        self._next_flow_id += 1
+        conn = Connection(flow_id=flow_id, ip_version=pkt.ip_version, client_ip=pkt.src, client_port=pkt.sport,
+                          server_ip=pkt.dst, server_port=pkt.dport, first_frame=pkt.frame, start=pkt.ts,
+                          last_ts=pkt.ts, last_frame=pkt.frame)
+        sides = (HalfStream(conn, conn.client, self.limits, 0), HalfStream(conn, conn.server, self.limits, 1))
+        reverse = (pkt.dst, pkt.dport, pkt.src, pkt.sport)
+        keys = (key,) if reverse == key else (key, reverse)
+        flow = _Flow(conn, sides, keys, pkt.ts)
+        self._flows[key] = (flow, 0)
+        if reverse != key:
+            self._flows[reverse] = (flow, 1)
+        self._open[flow_id] = flow
+        return flow
+
+    @staticmethod
+    def _starts_new_connection(flow: _Flow, index: int, seq: int) -> bool:
+        """A SYN without ACK on a known 4-tuple: a retransmission of the same SYN, or a new connection?"""
+        side = flow.sides[index]
+        if side.isn is not None:
+            return seq != side.isn
+        # No SYN seen from this side: new unless nothing happened yet that a SYN could belong to.
+        if flow.closing:
+            return True
+        return any(s.facts.payload_bytes or s.fin_offset is not None for s in flow.sides)
+
+    def _on_syn(self, flow: _Flow, side: HalfStream, peer: HalfStream, pkt: TcpPacket, n: int,
+                out: list[Event]) -> None:
+        facts = side.facts
+        seq = pkt.seq
+        if pkt.flags & ACK:
+            first = facts.synack_frame is None
+            if first:
+                facts.synack_frame = pkt.frame
+                facts.synack_ts = pkt.ts
+            if not peer.started:
+                peer.start(pkt.ack)  # the SYN-ACK tells where the client's stream starts
+        else:
+            first = facts.syn_frame is None
+            if first:
+                facts.syn_frame = pkt.frame
+                facts.syn_ts = pkt.ts
+        if side.isn is None:
+            if not side.started:
+                side.isn = seq
+                side.start(seq + 1)
+            elif side.offset_of(seq + 1) == 0:
+                side.isn = seq  # the stream was started by the peer's SYN-ACK; this SYN came late
+            else:
+                flow.conn.note(anomalies.SYN_SEQ_MISMATCH)
+        elif side.isn == seq:
+            if not first and n == 0:
+                self._retransmitted(facts, pkt.frame, 0)
+        else:
+            flow.conn.note(anomalies.SYN_SEQ_MISMATCH)
+        if not flow.settled:
+            client_index = side.index ^ 1 if pkt.flags & ACK else side.index
+            self._settle(flow, client_index, "syn", out)
+
+    @staticmethod
+    def _retransmitted(facts, frame: int, nbytes: int) -> None:  # type: ignore[no-untyped-def]
+        facts.retransmissions += 1
+        facts.retransmitted_bytes += nbytes
+        if len(facts.retransmitted_frames) < RETRANSMITTED_FRAMES_KEPT:
+            facts.retransmitted_frames.append(frame)
+
+    def _close(self, flow: _Flow, reason: str, out: list[Event]) -> None:
+        conn = flow.conn
+        if flow.full:
+            for side in flow.sides:
+                pieces: list[Piece] = []
+                side.flush(pieces, side.facts.fin_frame, side.facts.fin_ts)
+                if pieces:
+                    side.facts.stream_bytes = side.high_offset
+                    self._deliver(flow, side, pieces, out)
+        if not flow.settled:
+            self._try_settle(flow, out, force=True)
+        for side in flow.sides:
+            side.stop_reassembly()
+        conn.close_reason = reason
+        out.append(ConnectionClosed(conn))
+        for key in flow.keys:
+            del self._flows[key]
+        fid = conn.flow_id
+        if flow.closing:
+            del self._closing[fid]
+        else:
+            del self._open[fid]
+
+    def _expire(self, now: float, out: list[Event]) -> None:
+        for table, timeout, reason in ((self._closing, self.linger_timeout, "closed"),
+                                       (self._open, self.idle_timeout, "idle")):
+            while table:
+                flow = next(iter(table.values()))
+                if now - flow.last_ts <= timeout:
+                    break
+                self._close(flow, reason, out)
+
+    def _evict(self, out: list[Event]) -> None:
+        fronts = [next(iter(t.values())) for t in (self._open, self._closing) if t]
+        victim = min(fronts, key=lambda f: f.last_ts)
+        victim.conn.note(anomalies.FLOW_EVICTED)
+        self.flows_evicted += 1
+        self._close(victim, "evicted", out)
+
+    # --- roles and delivery ----------------------------------------------------------------------------------
+
+    def _deliver(self, flow: _Flow, side: HalfStream, pieces: list[Piece], out: list[Event]) -> None:
+        if flow.settled:
+            conn = flow.conn
+            sender = side.sender
+            for offset, data, gap, frame, ts in pieces:
+                out.append(StreamChunk(conn, sender, offset, data, gap, frame, ts))
+            return
+        pending = flow.pending
+        for piece in pieces:
+            pending.append((side, piece))
+            flow.pending_bytes += len(piece[1])
+            if side.probe_done:
+                continue
+            offset, data, gap = piece[0], piece[1], piece[2]
+            if gap or offset != len(side.probe):
+                side.probe_done = True
+                continue
+            side.probe += data[:_PROBE_LEN - len(side.probe)]
+            verdict = looks_like_client_hello(side.probe)
+            if verdict is not None:
+                side.probe_done = True
+                if verdict and flow.hello_index is None:
+                    flow.hello_index = side.index
+
+    def _try_settle(self, flow: _Flow, out: list[Event], *, force: bool) -> None:
+        """Settle the roles from the first bytes once they tell, or guess when waiting longer is not possible."""
+        if flow.hello_index is not None:
+            self._settle(flow, flow.hello_index, "client_hello", out)
+            return
+        sides = flow.sides
+        if (force or (sides[0].probe_done and sides[1].probe_done)
+                or flow.pending_bytes > self.role_buffer_bytes or len(flow.pending) > self.role_buffer_chunks):
+            conn = flow.conn
+            self._settle(flow, guess_client(conn.client_port, conn.server_port), "guess", out)
+
+    @staticmethod
+    def _settle(flow: _Flow, client_index: int, how: str, out: list[Event]) -> None:
+        conn = flow.conn
+        if client_index == 1:
+            conn.client_ip, conn.server_ip = conn.server_ip, conn.client_ip
+            conn.client_port, conn.server_port = conn.server_port, conn.client_port
+            conn.client, conn.server = conn.server, conn.client
+        flow.sides[client_index].sender = Sender.CLIENT
+        flow.sides[client_index ^ 1].sender = Sender.SERVER
+        conn.roles_from = how
+        flow.settled = True
+        out.append(ConnectionOpened(conn))
+        for side in flow.sides:
+            side.probe = b""
+        for side, (offset, data, gap, frame, ts) in flow.pending:
+            out.append(StreamChunk(conn, side.sender, offset, data, gap, frame, ts))
+        flow.pending = []
+        flow.pending_bytes = 0

@@ -1,0 +1,264 @@
+"""One direction of a TCP connection: sequence numbers to stream offsets, the out-of-order buffer, gaps.
+
+Offsets are plain Python integers counted from the start of the direction's stream, so that everything past the
+sequence-number mapping (buffer, gaps, history) is free of wrap-around. The mapping itself goes through the
+highest sequence number seen (`high_seq` ↔ `high_offset`) with wrap-safe differences.
+
+Delivered pieces are appended to a caller's list as `(offset, data, gap, frame, ts)` tuples; the reassembler
+turns them into `StreamChunk`s once the connection's roles are known.
+"""
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections import deque
+from dataclasses import dataclass
+
+from tlsflow.tcp import anomalies
+from tlsflow.tcp.facts import Connection, DirectionFacts
+from tlsflow.tcp.seq import SEQ_MASK, seq_diff
+
+Piece = tuple[int, bytes, int, int, float]  # offset, data, gap, frame, ts
+_NO_FRAME = -1
+
+
+@dataclass(frozen=True, slots=True)
+class StreamLimits:
+    """Caps shared by every direction of one reassembler."""
+
+    max_buffer_bytes: int = 1 << 20  # out-of-order bytes waiting per direction
+    max_buffer_segments: int = 1024  # out-of-order segments waiting per direction
+    # Recently delivered bytes kept (until the peer ACKs them) to tell a retransmission that differs.
+    max_history_bytes: int = 1 << 16
+
+
+def _start(seg: tuple[int, int, bytes, int, float]) -> int:
+    return seg[0]
+
+
+class HalfStream:
+    """Reassembly state of the bytes one side sends."""
+
+    __slots__ = (
+        "buffered_bytes",
+        "conn",
+        "facts",
+        "fin_offset",
+        "high_offset",
+        "high_seq",
+        "history",
+        "history_bytes",
+        "index",
+        "isn",
+        "largest_end",
+        "limits",
+        "next_offset",
+        "probe",
+        "probe_done",
+        "segments",
+        "sender",
+        "started",
+    )
+
+    def __init__(self, conn: Connection, facts: DirectionFacts, limits: StreamLimits, index: int) -> None:
+        self.conn = conn
+        self.facts = facts
+        self.limits = limits
+        self.index = index  # 0: the side that sent the connection's first packet
+        self.sender = None  # tlsparse Sender once the roles are settled
+        self.started = False  # the sequence number of offset 0 is known
+        self.isn: int | None = None  # sequence number of this side's SYN
+        self.high_seq = 0  # sequence number just past the highest byte seen ...
+        self.high_offset = 0  # ... and its stream offset
+        self.next_offset = 0  # next offset to deliver (everything before it is delivered or declared a gap)
+        self.fin_offset: int | None = None
+        # Out-of-order data: sorted, non-overlapping (start, end, data, frame, ts), all starting after next_offset.
+        self.segments: list[tuple[int, int, bytes, int, float]] = []
+        self.buffered_bytes = 0
+        self.history: deque[tuple[int, int, bytes]] = deque()  # recently delivered (start, end, data)
+        self.history_bytes = 0
+        self.largest_end = 0  # offset just past the largest segment, to see whether the peer ACKed it
+        self.probe = b""  # the stream's first bytes, while the roles wait for a ClientHello
+        self.probe_done = False
+
+    def start(self, seq: int) -> None:
+        """Offset 0 is at `seq` (the byte after the SYN, or the first byte seen mid-connection)."""
+        self.started = True
+        self.high_seq = seq & SEQ_MASK
+        self.high_offset = 0
+        self.next_offset = 0
+
+    def offset_of(self, seq: int) -> int:
+        return self.high_offset + seq_diff(seq, self.high_seq)
+
+    def advance_high(self, end_offset: int) -> None:
+        if end_offset > self.high_offset:
+            self.high_seq = (self.high_seq + end_offset - self.high_offset) & SEQ_MASK
+            self.high_offset = end_offset
+
+    # --- full reassembly -------------------------------------------------------------------------------------
+
+    def receive(self, start: int, data: bytes, frame: int, ts: float, out: list[Piece]) -> int:
+        """Take a segment at stream offset `start`; return how many of its bytes were already seen."""
+        end = start + len(data)
+        nxt = self.next_offset
+        seen = 0
+        if start < nxt:
+            old = min(end, nxt)
+            self._compare_with_history(start, data, old)
+            if end <= nxt:
+                return len(data)
+            seen = nxt - start
+            data = data[seen:]
+            start = nxt
+        segments = self.segments
+        if start == nxt and (not segments or end <= segments[0][0]):
+            # The common case: in order, nothing waiting in its way. No copy, no buffer.
+            out.append((start, data, 0, frame, ts))
+            self.next_offset = end
+            self._remember(start, end, data)
+            if segments and segments[0][0] == end:
+                self._drain(out, frame, ts)
+            return seen
+        seen += self._insert(start, end, data, frame, ts)
+        if segments and segments[0][0] <= self.next_offset:
+            self._drain(out, frame, ts)
+        elif start > nxt:
+            self.facts.out_of_order_segments += 1
+        self._enforce_caps(out, frame, ts)
+        return seen
+
+    def _insert(self, start: int, end: int, data: bytes, frame: int, ts: float) -> int:
+        """Buffer the parts of [start, end) not buffered yet (first data wins); return the bytes already there."""
+        segments = self.segments
+        i = bisect_right(segments, start, key=_start)
+        if i and segments[i - 1][1] > start:
+            i -= 1
+        pieces = []
+        pos = start
+        seen = 0
+        j = i
+        while j < len(segments) and segments[j][0] < end:
+            s_start, s_end, s_data = segments[j][0], segments[j][1], segments[j][2]
+            if s_start > pos:
+                pieces.append((pos, s_start, data[pos - start:s_start - start], frame, ts))
+            lo, hi = max(pos, s_start), min(end, s_end)
+            if hi > lo:
+                seen += hi - lo
+                if s_data[lo - s_start:hi - s_start] != data[lo - start:hi - start]:
+                    self._mismatch()
+            pos = max(pos, s_end)
+            j += 1
+        if pos < end:
+            pieces.append((pos, end, data[pos - start:] if pos > start else data, frame, ts))
+        if pieces:
+            for piece in pieces:
+                k = bisect_right(segments, piece[0], key=_start)
+                segments.insert(k, piece)
+                self.buffered_bytes += piece[1] - piece[0]
+        return seen
+
+    def _drain(self, out: list[Piece], frame: int, ts: float) -> None:
+        """Deliver the buffered segments that now continue the stream. frame == _NO_FRAME: their own frames."""
+        segments = self.segments
+        while segments and segments[0][0] <= self.next_offset:
+            s_start, s_end, s_data, s_frame, s_ts = segments.pop(0)
+            self.buffered_bytes -= s_end - s_start
+            nxt = self.next_offset
+            if s_end <= nxt:
+                continue
+            if s_start < nxt:
+                s_data = s_data[nxt - s_start:]
+            if frame == _NO_FRAME:
+                out.append((nxt, s_data, 0, s_frame, s_ts))
+            else:
+                out.append((nxt, s_data, 0, frame, ts))
+            self._remember(nxt, s_end, s_data)
+            self.next_offset = s_end
+
+    def _gap_to(self, target: int, out: list[Piece], frame: int, ts: float) -> None:
+        nxt = self.next_offset
+        if target <= nxt:
+            return
+        out.append((nxt, b"", target - nxt, frame, ts))
+        self.facts.gaps += 1
+        self.facts.gap_bytes += target - nxt
+        self.next_offset = target
+        self.advance_high(target)
+
+    def skip_to(self, target: int, out: list[Piece], frame: int, ts: float) -> None:
+        """Everything before `target` was sent: deliver what is buffered and declare the holes gaps."""
+        while self.next_offset < target:
+            segments = self.segments
+            if segments and segments[0][0] <= self.next_offset:
+                self._drain(out, frame, ts)
+                continue
+            hole_end = min(target, segments[0][0]) if segments else target
+            self._gap_to(hole_end, out, frame, ts)
+
+    def _enforce_caps(self, out: list[Piece], frame: int, ts: float) -> None:
+        limits = self.limits
+        while self.segments and (self.buffered_bytes > limits.max_buffer_bytes
+                                 or len(self.segments) > limits.max_buffer_segments):
+            if self.buffered_bytes > limits.max_buffer_bytes:
+                self.conn.note(anomalies.REASSEMBLY_BYTES_EXCEEDED)
+            else:
+                self.conn.note(anomalies.REASSEMBLY_SEGMENTS_EXCEEDED)
+            first = self.segments[0]
+            self._gap_to(first[0], out, frame, ts)
+            self._drain(out, frame, ts)
+
+    def acked(self, ack_offset: int, out: list[Piece], frame: int, ts: float) -> None:
+        """The peer acknowledged everything before `ack_offset`: forget delivered history up to there, and
+        declare as gaps the holes it covers (the receiver got those bytes; the capture did not)."""
+        history = self.history
+        while history and history[0][1] <= ack_offset:
+            self.history_bytes -= history[0][1] - history[0][0]
+            history.popleft()
+        if ack_offset > self.next_offset and self.started:
+            if self.fin_offset is not None and ack_offset > self.fin_offset:
+                ack_offset = self.fin_offset
+            self.skip_to(ack_offset, out, frame, ts)
+
+    def flush(self, out: list[Piece], fin_frame: int | None, fin_ts: float | None) -> None:
+        """The connection is over: deliver every buffered byte (holes as gaps), then the hole before the FIN."""
+        while self.segments:
+            first = self.segments[0]
+            self._gap_to(first[0], out, first[3], first[4])
+            self._drain(out, _NO_FRAME, 0.0)
+        if self.fin_offset is not None and self.fin_offset > self.next_offset and fin_frame is not None:
+            self._gap_to(self.fin_offset, out, fin_frame, fin_ts or 0.0)
+
+    def stop_reassembly(self) -> None:
+        """The consumer wants no more data: drop every buffer."""
+        self.segments = []
+        self.buffered_bytes = 0
+        self.history.clear()
+        self.history_bytes = 0
+        self.probe = b""
+
+    # --- retransmission checks --------------------------------------------------------------------------------
+
+    def _remember(self, start: int, end: int, data: bytes) -> None:
+        history = self.history
+        history.append((start, end, data))
+        self.history_bytes += end - start
+        limit = self.limits.max_history_bytes
+        while self.history_bytes > limit and history:
+            old = history.popleft()
+            self.history_bytes -= old[1] - old[0]
+
+    def _compare_with_history(self, start: int, data: bytes, stop: int) -> None:
+        """Compare the already delivered part [start, stop) of a segment with what was delivered first."""
+        for h_start, h_end, h_data in self.history:
+            if h_end <= start:
+                continue
+            if h_start >= stop:
+                break
+            lo, hi = max(start, h_start), min(stop, h_end)
+            if h_data[lo - h_start:hi - h_start] != data[lo - start:hi - start]:
+                self._mismatch()
+                return
+
+    def _mismatch(self) -> None:
+        self.facts.overlap_mismatches += 1
+        self.conn.note(anomalies.OVERLAP_DATA_MISMATCH)
