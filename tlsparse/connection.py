@@ -242,7 +242,7 @@ class TlsConnection:
                         break
                     length = sslv2_header(b, pos)
                     if length + 2 > self.max_buffer:
-                        self._anomaly(d, frame, ts, base + pos, "record_too_long", f"SSLv2 record of {length}")
+                        self._anomaly(d, frame, ts, base + pos, "record_too_long", f"SSLv2 record of {length}", events)
                         d.mode = _Mode.RESYNC
                         d.resync_start = base + pos
                         pos += 1
@@ -257,7 +257,7 @@ class TlsConnection:
                 ct, version, length = _unpack_header(b, pos)
                 if version >> 8 != 3 or version & 0xFF > 4 or length > max_record:
                     name = "record_too_long" if version >> 8 == 3 and length > max_record else "bad_record_header"
-                    self._anomaly(d, frame, ts, base + pos, name, f"header {bytes(b[pos:pos + 5]).hex()}")
+                    self._anomaly(d, frame, ts, base + pos, name, f"header {bytes(b[pos:pos + 5]).hex()}", events)
                     d.mode = _Mode.RESYNC
                     d.resync_start = base + pos
                     d.hs_buf = bytearray()
