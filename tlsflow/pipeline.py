@@ -77,6 +77,14 @@ class FlowAnalyzer:
             if record is not None:
                 yield record
 
+    def expire(self, now: float) -> Iterator[dict[str, Any]]:
+        """Records of the connections idle (or done lingering after their close) at `now`: live mode's
+        wall-clock housekeeping, between packets."""
+        for event in self.reassembler.expire(now):
+            record = self._on_event(event)
+            if record is not None:
+                yield record
+
     def finish(self) -> Iterator[dict[str, Any]]:
         for event in self.reassembler.finish():
             record = self._on_event(event, capture_ended=True)

@@ -243,6 +243,14 @@ class TcpReassembler:
             self._closing[fid] = flow
         return out
 
+    def expire(self, now: float) -> list[Event]:
+        """Close the connections idle longer than `idle_timeout` (or lingering longer than `linger_timeout`) at
+        time `now`. Reading a capture never needs this (`add` expires by packet time); live capture calls it with
+        the wall clock so that a connection is reported when it ends, not when the next packet happens to come."""
+        out: list[Event] = []
+        self._expire(now, out)
+        return out
+
     def finish(self) -> list[Event]:
         """End of capture: flush every hole as a gap, deliver what waits, close every connection."""
         out: list[Event] = []
