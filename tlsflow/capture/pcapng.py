@@ -1,0 +1,268 @@
+"""pcapng files: several sections (each with its own byte order), several interfaces with their own link types
+and timestamp resolutions, Enhanced/Simple/obsolete Packet Blocks, Decryption Secrets Blocks.
+
+Walked in chunks like pcap.py. Blocks that Wireshark turns into frames without packet data (custom blocks,
+systemd journal entries, sysdig events) still take a frame number, so that our numbers match Wireshark's.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from struct import Struct
+from typing import TypeVar
+
+from .errors import CaptureError, CorruptCaptureError, NotACaptureError, TruncatedCaptureError
+from .source import SourceReadError
+from .stats import CaptureStats
+
+T = TypeVar("T")
+
+SHB_MAGIC = b"\x0a\x0d\x0d\x0a"
+SECTION_HEADER = 0x0A0D0D0A
+INTERFACE_DESCRIPTION = 0x00000001
+PACKET = 0x00000002  # obsolete Packet Block
+SIMPLE_PACKET = 0x00000003
+NAME_RESOLUTION = 0x00000004
+INTERFACE_STATISTICS = 0x00000005
+ENHANCED_PACKET = 0x00000006
+DECRYPTION_SECRETS = 0x0000000A
+CUSTOM_COPY = 0x00000BAD
+CUSTOM_NO_COPY = 0x40000BAD
+SYSTEMD_JOURNAL_EXPORT = 0x00000009
+# Blocks without packet data that tshark 4.0 nevertheless shows as frames (checked with tshark 4.0.17).
+FRAME_WITHOUT_PACKET = frozenset((CUSTOM_COPY, CUSTOM_NO_COPY, SYSTEMD_JOURNAL_EXPORT, 0x204, 0x216, 0x221))
+IGNORED = frozenset((NAME_RESOLUTION, INTERFACE_STATISTICS, 0x7, 0x8))  # IRIG/ARINC: obsolete, never framed
+TLS_KEY_LOG = 0x544C534B  # DSB secrets type "TLSK": NSS key log text
+
+BYTE_ORDER_LITTLE = b"\x4d\x3c\x2b\x1a"
+BYTE_ORDER_BIG = b"\x1a\x2b\x3c\x4d"
+OPT_END = 0
+IF_TSRESOL = 9
+IF_TSOFFSET = 14
+MAX_BLOCK_SIZE = 32 << 20  # larger is a corrupt length, not a packet (Wireshark's own limit is 16 MiB)
+CHUNK_SIZE = 1 << 20
+
+_IFACE_HANDLER, _IFACE_UNITS, _IFACE_OFFSET, _IFACE_LINK_TYPE, _IFACE_SNAPLEN, _IFACE_FRAMES = range(6)
+
+
+def is_pcapng_magic(head: bytes) -> bool:
+    return head[:4] == SHB_MAGIC
+
+
+class _Layout:
+    """The structs of one byte order; a section picks one."""
+
+    def __init__(self, order: str) -> None:
+        self.block_header = Struct(order + "II").unpack_from
+        self.u32 = Struct(order + "I").unpack_from
+        self.enhanced = Struct(order + "IIIII").unpack_from  # interface, ts high, ts low, caplen, original len
+        self.obsolete = Struct(order + "HHIIII").unpack_from  # interface, drops, ts high, ts low, caplen, len
+        self.interface = Struct(order + "HHI").unpack_from  # link type, reserved, snaplen
+        self.version = Struct(order + "HH").unpack_from
+        self.option = Struct(order + "HH").unpack_from
+        self.secrets = Struct(order + "II").unpack_from
+        self.i64 = Struct(order + "q").unpack_from
+
+
+_LITTLE = _Layout("<")
+_BIG = _Layout(">")
+
+
+def _interface_time(layout: _Layout, buf: bytes, p: int, end: int) -> tuple[float, float]:
+    """(timestamp units per second, offset in seconds) from an IDB's options; defaults: microseconds, 0."""
+    units = 1_000_000.0
+    offset = 0.0
+    while p + 4 <= end:
+        code, length = layout.option(buf, p)
+        if code == OPT_END or p + 4 + length > end:
+            break
+        if code == IF_TSRESOL and length >= 1:
+            resolution = buf[p + 4]
+            units = float(2 ** (resolution & 0x7F)) if resolution & 0x80 else float(10 ** resolution)
+        elif code == IF_TSOFFSET and length >= 8:
+            offset = float(layout.i64(buf, p + 4)[0])
+        p += 4 + ((length + 3) & ~3)
+    return units, offset
+
+
+def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
+                handler_for: Callable[[int], Callable[[bytes, int, int, int, float], T | None]],
+                stats: CaptureStats, secrets: list[bytes]) -> Iterator[T]:
+    """Calls the interface's handler(buf, start, end, frame, ts) for every packet and yields non-None results.
+
+    `buf` holds bytes already read, starting at stream offset `base`, which must be a section header block.
+    """
+    layout = _LITTLE
+    block_header = layout.block_header
+    enhanced = layout.enhanced
+    interfaces: list[list] = []  # per interface: handler, units, offset, link type, snaplen, frames (see _IFACE_*)
+    retired: list[list] = []  # interfaces of finished sections, until their frame counts are folded into stats
+    frame = 0
+    skipped = 0
+    last_ts = 0.0  # Simple Packet Blocks carry no timestamp: they get the latest one seen
+    pos = 0
+
+    def fold_link_types() -> None:
+        for iface in retired + interfaces:
+            if iface[_IFACE_FRAMES]:
+                stats.link_types[iface[_IFACE_LINK_TYPE]] = (stats.link_types.get(iface[_IFACE_LINK_TYPE], 0)
+                                                             + iface[_IFACE_FRAMES])
+                iface[_IFACE_FRAMES] = 0
+        retired.clear()
+        stats.skipped = skipped
+
+    def corrupt(message: str, at: int) -> CaptureError:
+        if base + at == 0:
+            return NotACaptureError(message, 0)
+        return CorruptCaptureError(message, base + at, frame + 1)
+
+    try:
+        while True:
+            end = len(buf)
+            while end - pos >= 12:
+                block_type, length = block_header(buf, pos)
+                if block_type == SECTION_HEADER:  # a palindrome: readable before the byte order is known
+                    magic = buf[pos + 8:pos + 12]
+                    if magic == BYTE_ORDER_LITTLE:
+                        layout = _LITTLE
+                    elif magic == BYTE_ORDER_BIG:
+                        layout = _BIG
+                    else:
+                        raise corrupt(f"section header has an invalid byte-order magic {magic.hex()}", pos)
+                    block_header = layout.block_header
+                    enhanced = layout.enhanced
+                    length = block_header(buf, pos)[1]
+                if length < 12 or length & 3:
+                    raise corrupt(f"block of type 0x{block_type:08x} has an impossible length {length}", pos)
+                stop = pos + length
+                if stop > end:
+                    if length > MAX_BLOCK_SIZE:
+                        raise corrupt(f"block of type 0x{block_type:08x} claims {length} bytes, more than the "
+                                      f"maximum {MAX_BLOCK_SIZE}", pos)
+                    break  # block continues in the next chunk
+                if layout.u32(buf, stop - 4)[0] != length:
+                    raise corrupt(f"block of type 0x{block_type:08x}: length at its end "
+                                  f"({layout.u32(buf, stop - 4)[0]}) differs from its start ({length})", pos)
+                if block_type == ENHANCED_PACKET:
+                    if length < 32:
+                        raise corrupt(f"enhanced packet block too short ({length} bytes)", pos)
+                    interface, ts_high, ts_low, caplen, _original = enhanced(buf, pos + 8)
+                    start = pos + 28
+                    if caplen > length - 32:
+                        raise corrupt(f"enhanced packet block: {caplen} captured bytes do not fit in a block of "
+                                      f"{length}", pos)
+                    if interface >= len(interfaces):
+                        raise corrupt(f"packet on interface {interface}, but the section describes "
+                                      f"{len(interfaces)}", pos)
+                    iface = interfaces[interface]
+                    frame += 1
+                    stats.frames = frame
+                    iface[5] += 1
+                    last_ts = ((ts_high << 32) | ts_low) / iface[1] + iface[2]
+                    pos = stop
+                    out = iface[0](buf, start, start + caplen, frame, last_ts)
+                    if out is None:
+                        skipped += 1
+                    else:
+                        yield out
+                    continue
+                if block_type == SIMPLE_PACKET:
+                    if not interfaces:
+                        raise corrupt("simple packet block before any interface description block", pos)
+                    if length < 16:
+                        raise corrupt(f"simple packet block too short ({length} bytes)", pos)
+                    iface = interfaces[0]  # SPBs always belong to the section's first interface
+                    caplen = min(layout.u32(buf, pos + 8)[0], length - 16)
+                    if iface[_IFACE_SNAPLEN]:
+                        caplen = min(caplen, iface[_IFACE_SNAPLEN])
+                    start = pos + 12
+                elif block_type == PACKET:
+                    if length < 32:
+                        raise corrupt(f"packet block too short ({length} bytes)", pos)
+                    interface, _drops, ts_high, ts_low, caplen, _original = layout.obsolete(buf, pos + 8)
+                    if caplen > length - 32:
+                        raise corrupt(f"packet block: {caplen} captured bytes do not fit in a block of {length}",
+                                      pos)
+                    if interface >= len(interfaces):
+                        raise corrupt(f"packet on interface {interface}, but the section describes "
+                                      f"{len(interfaces)}", pos)
+                    iface = interfaces[interface]
+                    last_ts = ((ts_high << 32) | ts_low) / iface[1] + iface[2]
+                    start = pos + 28
+                elif block_type == SECTION_HEADER:
+                    if length < 28:
+                        raise corrupt(f"section header block too short ({length} bytes)", pos)
+                    major, minor = layout.version(buf, pos + 12)
+                    if major != 1:
+                        raise corrupt(f"unsupported pcapng version {major}.{minor}", pos)
+                    retired.extend(interfaces)
+                    interfaces = []  # interface numbers restart in every section
+                    stats.sections += 1
+                    pos = stop
+                    continue
+                elif block_type == INTERFACE_DESCRIPTION:
+                    if length < 20:
+                        raise corrupt(f"interface description block too short ({length} bytes)", pos)
+                    link_type, _reserved, snaplen = layout.interface(buf, pos + 8)
+                    units, offset = _interface_time(layout, buf, pos + 16, stop - 4)
+                    interfaces.append([handler_for(link_type), units, offset, link_type, snaplen, 0])
+                    stats.interfaces += 1
+                    pos = stop
+                    continue
+                elif block_type == DECRYPTION_SECRETS:
+                    if length < 20:
+                        raise corrupt(f"decryption secrets block too short ({length} bytes)", pos)
+                    secrets_type, secrets_length = layout.secrets(buf, pos + 8)
+                    if secrets_length > length - 20:
+                        raise corrupt(f"decryption secrets block: {secrets_length} bytes of secrets do not fit "
+                                      f"in a block of {length}", pos)
+                    stats.secrets_blocks += 1
+                    if secrets_type == TLS_KEY_LOG:
+                        secrets.append(buf[pos + 16:pos + 16 + secrets_length])
+                    pos = stop
+                    continue
+                elif block_type in FRAME_WITHOUT_PACKET:
+                    frame += 1
+                    stats.frames = frame
+                    stats.non_ip += 1
+                    stats.ignored_blocks += 1
+                    skipped += 1
+                    pos = stop
+                    continue
+                else:
+                    if block_type in IGNORED:
+                        stats.ignored_blocks += 1
+                    else:
+                        stats.unknown_blocks += 1
+                    pos = stop
+                    continue
+                # Simple and obsolete packet blocks end up here.
+                frame += 1
+                stats.frames = frame
+                iface[5] += 1
+                pos = stop
+                out = iface[0](buf, start, start + caplen, frame, last_ts)
+                if out is None:
+                    skipped += 1
+                else:
+                    yield out
+            fold_link_types()
+            try:
+                chunk = read_chunk(CHUNK_SIZE)
+            except SourceReadError as exc:
+                cls = TruncatedCaptureError if exc.truncated else CorruptCaptureError
+                raise cls(str(exc), base + end, frame + 1) from exc
+            if not chunk:
+                if pos == end:
+                    return
+                if end - pos < 12:
+                    raise TruncatedCaptureError(f"file ends inside a block header ({end - pos} of 12 bytes)",
+                                                base + pos, frame + 1)
+                block_type, length = block_header(buf, pos)
+                raise TruncatedCaptureError(
+                    f"file ends inside a block of type 0x{block_type:08x}: {length} bytes announced, "
+                    f"{end - pos} present", base + pos, frame + 1)
+            buf = buf[pos:] + chunk
+            base += pos
+            pos = 0
+    finally:
+        fold_link_types()

@@ -1,0 +1,135 @@
+"""`open_capture()`: the one entry point the pipeline uses to read a pcap or pcapng file (or stdin) as TcpPackets."""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from types import TracebackType
+from typing import NamedTuple, Self, TypeVar
+
+from ..packet import TcpPacket
+from . import pcap, pcapng
+from .decode import make_handlers
+from .errors import CaptureError, NotACaptureError
+from .fragments import FragmentReassembler
+from .source import CaptureSource
+from .stats import CaptureStats
+
+T = TypeVar("T")
+
+
+class RawFrame(NamedTuple):
+    frame: int  # 1-based, every frame counted
+    ts: float  # epoch seconds
+    link_type: int
+    data: bytes  # the captured bytes, link-layer header included
+
+
+class Capture:
+    """An open capture. Read it once, with `packets()` or `frames()`; use as a context manager to close it."""
+
+    def __init__(self, source: CaptureSource) -> None:
+        self._source = source
+        self.stats = CaptureStats(compressed=source.compressed)
+        self.secrets: list[bytes] = []  # TLS key log text from pcapng decryption secrets blocks, in file order
+        self.reassembler = FragmentReassembler(self.stats)
+        self._started = False
+        head = source.head
+        if pcap.is_pcap_magic(head):
+            self.stats.format = "pcap"
+            data = head + source.read_exactly(pcap.HEADER_SIZE - len(head))
+            self._pcap_header: pcap.PcapHeader | None = pcap.parse_header(data)
+            self._buf = b""
+            self._base = pcap.HEADER_SIZE
+            self.stats.sections = self.stats.interfaces = 1
+        elif pcapng.is_pcapng_magic(head):
+            self.stats.format = "pcapng"
+            self._pcap_header = None
+            self._buf = head
+            self._base = 0
+        else:
+            raise NotACaptureError(_not_a_capture_message(head, source.compressed), 0)
+
+    @property
+    def name(self) -> str:
+        return self._source.name
+
+    @property
+    def bytes_read(self) -> int:
+        """Bytes taken from the file so far (compressed bytes for gzip input), for a progress bar."""
+        return self._source.bytes_read
+
+    @property
+    def total_bytes(self) -> int | None:
+        """Size of the file when known (a regular file, or stdin redirected from one), else None."""
+        return self._source.total_bytes
+
+    @property
+    def link_type(self) -> int | None:
+        """The link type of a pcap file (pcapng files have one per interface: see stats.link_types)."""
+        return self._pcap_header.link_type if self._pcap_header else None
+
+    def packets(self) -> Iterator[TcpPacket]:
+        """Every TCP segment, in file order. Raises CaptureError after the last good packet if the file is damaged."""
+        return self._walk(make_handlers(self.stats, self.reassembler))
+
+    def frames(self) -> Iterator[RawFrame]:
+        """Every packet frame undecoded, as (frame, ts, link_type, data); blocks framed by Wireshark that hold no
+        packet (custom, journal, sysdig blocks) are counted in numbering but not yielded."""
+
+        def handler_for(link_type: int) -> Callable[[bytes, int, int, int, float], RawFrame]:
+            def raw_frame(buf: bytes, start: int, end: int, frame: int, ts: float) -> RawFrame:
+                return RawFrame(frame, ts, link_type, buf[start:end])
+            return raw_frame
+
+        return self._walk(handler_for)
+
+    def _walk(self, handler_for: Callable[[int], Callable[[bytes, int, int, int, float], T | None]]
+              ) -> Iterator[T]:
+        if self._started:
+            raise RuntimeError("a capture can be read only once; open it again")
+        self._started = True
+        source = self._source
+        try:
+            if self._pcap_header is not None:
+                header = self._pcap_header
+                yield from pcap.walk_records(source.read_chunk, self._buf, self._base, header,
+                                             handler_for(header.link_type), self.stats)
+            else:
+                yield from pcapng.walk_blocks(source.read_chunk, self._buf, self._base, handler_for, self.stats,
+                                              self.secrets)
+        except CaptureError as exc:
+            exc.source = exc.source or source.name
+            exc.compressed = source.compressed
+            raise
+
+    def close(self) -> None:
+        self._source.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def open_capture(path: str | os.PathLike[str]) -> Capture:
+    """Open a pcap/pcapng file, optionally gzip-compressed; "-" reads standard input.
+
+    Raises NotACaptureError (a CaptureError) at once when the input cannot be opened or is not a capture.
+    """
+    source = CaptureSource(path)
+    try:
+        return Capture(source)
+    except CaptureError as exc:
+        source.close()
+        exc.source = exc.source or source.name
+        exc.compressed = source.compressed
+        raise
+
+
+def _not_a_capture_message(head: bytes, compressed: bool) -> str:
+    inner = "gzip-compressed data that is " if compressed else ""
+    if not head:
+        return f"{inner}empty: not a pcap or pcapng capture"
+    return f"{inner}not a pcap or pcapng capture (starts with {head[:4].hex(' ')})"

@@ -1,0 +1,160 @@
+"""Opening capture input as a byte stream: a path or "-" (standard input), gzip detected by magic, not by name.
+
+The readers pull the stream in large chunks (`read_chunk`), so memory stays bounded by the chunk size plus the
+largest record, whatever the size of the capture; `bytes_read` counts bytes taken from the underlying file
+(compressed bytes for gzip input) so that it can be compared with `total_bytes` for a progress bar.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import stat
+import sys
+import zlib
+from pathlib import Path
+from typing import BinaryIO
+
+from .errors import CaptureError, NotACaptureError
+
+GZIP_MAGIC = b"\x1f\x8b"
+# Compressions we recognise only to say so: a bare "not a capture" would leave the user guessing.
+OTHER_COMPRESSIONS = {
+    b"\x28\xb5\x2f\xfd": "zstd",
+    b"\x04\x22\x4d\x18": "lz4",
+    b"BZh": "bzip2",
+    b"\xfd7zXZ": "xz",
+}
+
+
+class SourceReadError(Exception):
+    """The compressed stream is damaged; the format reader turns this into a CaptureError with offset and frame."""
+
+    def __init__(self, message: str, truncated: bool) -> None:
+        super().__init__(message)
+        self.truncated = truncated
+
+
+class _CountingReader:
+    """Read-only file wrapper that counts bytes taken from `raw` and first replays bytes already peeked."""
+
+    __slots__ = ("_prefix", "_raw", "count", "mode", "name")
+
+    def __init__(self, raw: BinaryIO, prefix: bytes, already_counted: int) -> None:
+        self._raw = raw
+        self._prefix = prefix
+        self.count = already_counted
+        self.name = ""  # gzip looks at .name and .mode
+        self.mode = "rb"
+
+    def read(self, size: int = -1) -> bytes:
+        if self._prefix:
+            data, self._prefix = self._prefix, b""
+            if size is None or size < 0:
+                rest = self._raw.read()
+                self.count += len(rest)
+                return data + rest
+            if len(data) > size:
+                data, self._prefix = data[:size], data[size:]
+            return data
+        data = self._raw.read(size)
+        self.count += len(data)
+        return data
+
+    def read1(self, size: int = -1) -> bytes:
+        if self._prefix:
+            return self.read(size)
+        reader = getattr(self._raw, "read1", self._raw.read)
+        data = reader(size)
+        self.count += len(data)
+        return data
+
+
+class CaptureSource:
+    """An open capture input: `head` is the first decompressed bytes (at least 4 unless the input is shorter)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.name = str(path)
+        self.compressed = False
+        self.total_bytes: int | None = None
+        self._owned: BinaryIO | None = None
+        if self.name == "-":
+            raw: BinaryIO = sys.stdin.buffer
+        else:
+            try:
+                raw = self._owned = open(Path(path), "rb")  # noqa: SIM115 - closed by close()
+            except OSError as exc:
+                raise NotACaptureError(f"cannot open: {exc.strerror or exc}", source=self.name) from exc
+        try:
+            info = os.fstat(raw.fileno())
+            if stat.S_ISREG(info.st_mode):
+                self.total_bytes = info.st_size
+        except (OSError, ValueError, AttributeError):
+            pass
+        try:
+            magic = _read_exactly(raw, 4)
+        except OSError as exc:
+            self.close()
+            raise NotACaptureError(f"cannot read: {exc.strerror or exc}", source=self.name) from exc
+        self._counter = _CountingReader(raw, magic, len(magic))
+        self._stream: object = self._counter
+        if magic[:2] == GZIP_MAGIC:
+            self.compressed = True
+            self._stream = gzip.GzipFile(fileobj=self._counter, mode="rb")  # type: ignore[arg-type]
+        self.read_chunk = self._read_chunk_gzip if self.compressed else self._counter.read1
+        try:
+            self.head = self._read_head(4)
+        except SourceReadError as exc:
+            self.close()
+            raise NotACaptureError(f"not a readable gzip file: {exc}", 0, source=self.name) from exc
+        for prefix, what in OTHER_COMPRESSIONS.items():
+            if magic.startswith(prefix):
+                self.close()
+                raise NotACaptureError(f"{what}-compressed input is not supported (decompress it, or use gzip)",
+                                       source=self.name)
+
+    def _read_head(self, size: int) -> bytes:
+        head = b""
+        while len(head) < size:
+            chunk = self.read_chunk(size - len(head))
+            if not chunk:
+                break
+            head += chunk
+        return head
+
+    def read_exactly(self, size: int) -> bytes:
+        """Up to `size` bytes (fewer only at the end of input); used for fixed-size file headers."""
+        return self._read_head(size)
+
+    def _read_chunk_gzip(self, size: int) -> bytes:
+        # read1: a damaged tail must not swallow the good data decompressed just before it.
+        try:
+            return self._stream.read1(size)  # type: ignore[attr-defined]
+        except EOFError as exc:
+            raise SourceReadError("gzip data ends before its end-of-stream marker", truncated=True) from exc
+        except (gzip.BadGzipFile, zlib.error, OSError) as exc:
+            raise SourceReadError(f"damaged gzip data: {exc}", truncated=False) from exc
+
+    @property
+    def bytes_read(self) -> int:
+        return self._counter.count
+
+    def close(self) -> None:
+        stream = getattr(self, "_stream", None)
+        if isinstance(stream, gzip.GzipFile):
+            stream.close()
+        if self._owned is not None:
+            self._owned.close()
+            self._owned = None
+
+
+def _read_exactly(raw: BinaryIO, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = raw.read(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+__all__ = ["CaptureError", "CaptureSource", "SourceReadError"]
