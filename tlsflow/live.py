@@ -1,0 +1,390 @@
+"""`tlsflow live`: sniff an interface, report each TLS connection as soon as it ends, summarise on exit.
+
+Frames come from scapy's Linux PF_PACKET sockets as raw bytes (`recv_raw`) and are decoded by the capture
+reader's own frame handlers (`tlsflow.capture.decode`), not by scapy layers: dissecting every packet into scapy
+objects would cost more than the whole analysis, and live and offline decoding must agree.
+Live mode is the one place where the wall clock is used: once a second, connections idle for `--idle-timeout`
+seconds (and closed ones whose linger is over) are reported, so that nothing waits for the next packet and memory
+stays flat however long the capture runs.
+"""
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import select
+import signal
+import struct
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, Any
+
+from tlsflow.capture import CaptureStats, linktypes
+from tlsflow.capture.decode import make_handlers
+from tlsflow.capture.fragments import FragmentReassembler
+from tlsflow.formats import open_writer
+from tlsflow.pipeline import FlowAnalyzer
+from tlsflow.terminal import safe_text, write_summary
+
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_UNREADABLE = 0, 1, 2, 3
+NEEDS_PRIVILEGE = ("tlsflow live: capturing on {iface} needs root or CAP_NET_RAW "
+                   "(try sudo, or setcap cap_net_raw+ep on the Python binary)")
+ARPHRD_LOOPBACK = 772
+# Linux ARPHRD_* hardware type of the interface → the link type of the frames a PF_PACKET SOCK_RAW socket reads.
+# Loopback frames carry a (zeroed) Ethernet header; tun, PPP and IP tunnels hand over bare IP packets.
+LINK_TYPES = {1: linktypes.ETHERNET, ARPHRD_LOOPBACK: linktypes.ETHERNET, 512: linktypes.RAW, 768: linktypes.RAW,
+              769: linktypes.RAW, 776: linktypes.RAW, 778: linktypes.RAW, 823: linktypes.RAW, 0xFFFE: linktypes.RAW}
+# Larger than any frame the kernel hands over (loopback MTU 65536 plus headers, GRO super-packets): a frame cut by
+# a short receive buffer would look like lost bytes to the reassembler.
+RECV_BUFFER = 1 << 18
+HOUSEKEEPING_S = 1.0  # how often idle connections are looked for
+MAX_BATCH = 256  # frames read per wake-up before the stop conditions and housekeeping are looked at again
+
+# --- saving frames --------------------------------------------------------------------------------------------
+
+class PcapNgWriter:
+    """A minimal pcapng writer (one section, one interface, Enhanced Packet Blocks, microsecond timestamps).
+
+    Written here rather than with scapy's writer because that one wants scapy packet objects, and we hold bytes.
+    """
+
+    def __init__(self, path: str, link_type: int, interface: str, snaplen: int = RECV_BUFFER) -> None:
+        self.file = open(path, "wb")  # noqa: SIM115 - closed by close()
+        app = _option(4, b"tlsflow live")  # shb_userappl
+        self._block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1) + app + _option(0, b""))
+        options = _option(2, interface.encode("utf-8", "replace")) + _option(9, b"\x06") + _option(0, b"")
+        self._block(0x00000001, struct.pack("<HHI", link_type, 0, snaplen) + options)  # if_name, if_tsresol 10^-6
+
+    def _block(self, block_type: int, body: bytes) -> None:
+        body += b"\x00" * (-len(body) % 4)
+        length = 12 + len(body)
+        self.file.write(struct.pack("<II", block_type, length) + body + struct.pack("<I", length))
+
+    def write(self, data: bytes, ts: float) -> None:
+        micros = round(ts * 1_000_000)
+        self._block(0x00000006, struct.pack("<IIIII", 0, micros >> 32, micros & 0xFFFFFFFF, len(data), len(data))
+                    + data)
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _option(code: int, value: bytes) -> bytes:
+    return struct.pack("<HH", code, len(value)) + value + b"\x00" * (-len(value) % 4)
+
+
+# --- the sniffer ----------------------------------------------------------------------------------------------
+
+class CaptureDenied(Exception):
+    """The socket could not be opened for lack of privilege."""
+
+
+class Sniffer:
+    """A scapy PF_PACKET socket on one interface with a BPF filter, read as (bytes, timestamp) frames.
+
+    On loopback every packet passes the socket twice (leaving and arriving): scapy's L2Socket drops the outgoing
+    copy. On other interfaces L2ListenSocket keeps both directions, so this host's own connections are seen whole.
+    """
+
+    def __init__(self, interface: str, bpf: str | None) -> None:
+        import logging
+
+        import scapy.arch  # noqa: F401 - fills conf.L2socket / conf.L2listen for this platform
+        from scapy.config import conf
+        from scapy.error import Scapy_Exception
+
+        factory = conf.L2socket if _hardware_type(interface) == ARPHRD_LOOPBACK else conf.L2listen
+        # scapy warns when it has no dissector for the link type; we decode the bytes ourselves, so say nothing.
+        scapy_log = logging.getLogger("scapy.runtime")
+        level = scapy_log.level
+        scapy_log.setLevel(logging.ERROR)
+        try:
+            self.sock = factory(iface=interface, filter=bpf or None, promisc=False)
+        except PermissionError as exc:
+            raise CaptureDenied(str(exc)) from exc
+        except Scapy_Exception as exc:  # the filter did not compile: a usage error
+            raise ValueError(str(exc)) from exc
+        finally:
+            scapy_log.setLevel(level)
+        hardware = self.sock.ins.getsockname()[3]
+        link_type = LINK_TYPES.get(hardware)
+        if link_type is None:
+            self.sock.close()
+            raise ValueError(f"interface {interface}: link layer (ARPHRD {hardware}) is not supported")
+        self.link_type = link_type
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def read(self) -> tuple[bytes, float] | None:
+        """One frame, or None when the socket had nothing for us (an outgoing loopback copy, EAGAIN)."""
+        try:
+            _, data, ts = self.sock.recv_raw(RECV_BUFFER)
+        except BlockingIOError:
+            return None
+        if data is None:
+            return None
+        return data, ts if ts is not None else time.time()
+
+    def kernel_drops(self) -> int | None:
+        """Frames the kernel dropped because we did not read fast enough (PACKET_STATISTICS), if it says."""
+        try:
+            raw = self.sock.ins.getsockopt(263, 6, 8)  # SOL_PACKET, PACKET_STATISTICS: tp_packets, tp_drops
+        except (OSError, AttributeError):
+            return None
+        return struct.unpack("II", raw)[1]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _hardware_type(interface: str) -> int | None:
+    try:
+        with open(f"/sys/class/net/{interface}/type", encoding="ascii") as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+# --- the report -----------------------------------------------------------------------------------------------
+
+_COLOURS = {"failed": "\x1b[31m", "not_tls": "\x1b[35m", "incomplete": "\x1b[33m", "established": "\x1b[32m"}
+_RESET = "\x1b[0m"
+
+
+def format_line(record: dict[str, Any], *, colour: bool) -> str:
+    """One connection as one line (plus the hint under a failure), every wire string escaped."""
+    outcome = record.get("outcome") or "-"
+    stamp = time.strftime("%H:%M:%S", time.localtime(record["end"])) if record.get("end") else "--:--:--"
+    endpoints = f"{safe_text(record.get('client'))} -> {safe_text(record.get('server'))}"
+    parts = [stamp, f"{safe_text(outcome):<11}", endpoints]
+    if record.get("sni"):
+        parts.append(f"sni={safe_text(record['sni'], 60)}")
+    if record.get("version"):
+        parts.append(safe_text(record["version"]))
+    if outcome == "failed":
+        parts.append(f"at {safe_text(record.get('failed_step'))}: {safe_text(record.get('cause'))}")
+        if record.get("alert"):
+            parts.append(f"(alert {safe_text(record['alert'])} from {safe_text(record.get('alert_sender'))})")
+    line = "  ".join(parts)
+    if colour and outcome in _COLOURS:
+        line = _COLOURS[outcome] + line + _RESET
+    if outcome == "failed" and record.get("hint"):
+        line += "\n          hint: " + safe_text(record["hint"])
+    return line
+
+
+class TextWriter:
+    def __init__(self, stream: IO[str], colour: bool) -> None:
+        self.stream, self.colour = stream, colour
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.stream.write(format_line(record, colour=self.colour) + "\n")
+
+    def close(self) -> None:
+        self.stream.flush()
+
+
+class Tally:
+    """What the final summary needs, in memory bounded by the vocabulary rather than by the number of
+    connections: records reduced to (outcome, step, cause, warnings) with a count. Iterating yields one small
+    record per connection again, which is what `write_summary` reads."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[tuple[Any, ...]] = Counter()
+        self.total = 0
+
+    def add(self, record: dict[str, Any]) -> None:
+        self.counts[(record.get("outcome"), record.get("failed_step"), record.get("cause"),
+                     tuple(record.get("warnings") or ()))] += 1
+        self.total += 1
+
+    def __len__(self) -> int:
+        return self.total
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for (outcome, step, cause, warnings), n in self.counts.items():
+            stub = {"outcome": outcome, "failed_step": step, "cause": cause, "warnings": list(warnings)}
+            for _ in range(n):
+                yield stub
+
+    @property
+    def failed(self) -> int:
+        return sum(n for key, n in self.counts.items() if key[0] == "failed")
+
+
+# --- the loop -------------------------------------------------------------------------------------------------
+
+class _StopFlag:
+    """SIGINT/SIGTERM set a flag and wake the select() through a pipe: the loop then stops between two packets,
+    never inside the analyzer, so the final flush sees consistent state."""
+
+    def __init__(self) -> None:
+        self.stop = False
+        self.reason = ""
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[signum] = signal.signal(signum, self._handle)
+            except ValueError:  # not the main thread: the caller handles its own signals
+                return
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        self.stop = True
+        self.reason = signal.Signals(signum).name
+        try:
+            os.write(self._write, b"x")
+        except OSError:
+            pass
+
+    def fileno(self) -> int:
+        return self._read
+
+    def close(self) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        os.close(self._read)
+        os.close(self._write)
+
+
+def run_live(args: argparse.Namespace, *, trust: Any = None,
+             keep: Callable[[dict[str, Any]], bool] | None = None,
+             stdout: IO[str] | None = None, stderr: IO[str] | None = None) -> int:
+    """Sniff `args.interface` until Ctrl-C/SIGTERM, `--count` packets or `--timeout` seconds; exit code as
+    `analyze`: 0 no failed handshake, 1 failed handshakes reported, 2 usage error, 3 cannot capture."""
+    stdout = stdout if stdout is not None else sys.stdout
+    stderr = stderr if stderr is not None else sys.stderr
+    keep = keep if keep is not None else (lambda _record: True)
+    interface = args.interface
+    fmt = args.format or "text"
+    idle_timeout = args.idle_timeout if args.idle_timeout and args.idle_timeout > 0 else 60.0
+
+    try:
+        sniffer = Sniffer(interface, args.bpf)
+    except CaptureDenied:
+        stderr.write(NEEDS_PRIVILEGE.format(iface=safe_text(interface)) + "\n")
+        return EXIT_UNREADABLE
+    except ValueError as exc:
+        stderr.write(f"tlsflow live: {safe_text(exc)}\n")
+        return EXIT_USAGE
+    except OSError as exc:
+        if exc.errno in (errno.EPERM, errno.EACCES):
+            stderr.write(NEEDS_PRIVILEGE.format(iface=safe_text(interface)) + "\n")
+        elif exc.errno == errno.ENODEV:
+            stderr.write(f"tlsflow live: no such interface: {safe_text(interface)}\n")
+        else:
+            stderr.write(f"tlsflow live: cannot capture on {safe_text(interface)}: {exc.strerror or exc}\n")
+        return EXIT_UNREADABLE
+
+    to_close: IO[str] | None = None
+    pcapng: PcapNgWriter | None = None
+    try:
+        if fmt == "text":
+            out = stdout
+            if args.output and args.output != "-":
+                out = to_close = open(args.output, "w", encoding="utf-8")  # noqa: SIM115
+            colour = out.isatty() and not getattr(args, "no_color", False) and "NO_COLOR" not in os.environ
+            writer: Any = TextWriter(out, colour)
+        else:
+            writer, to_close = open_writer(fmt, args.output, stdout)
+            out = to_close or stdout
+        if args.write:
+            pcapng = PcapNgWriter(args.write, sniffer.link_type, interface)
+    except OSError as exc:
+        sniffer.close()
+        if to_close is not None:
+            to_close.close()
+        stderr.write(f"tlsflow live: {safe_text(exc)}\n")
+        return EXIT_USAGE
+
+    capture_name = f"live:{interface}"
+    stats = CaptureStats()
+    decode = make_handlers(stats, FragmentReassembler(stats))(sniffer.link_type)
+    analyzer = FlowAnalyzer(capture_name, trust=trust)
+    analyzer.reassembler.idle_timeout = idle_timeout
+    tally = Tally()
+    flag = _StopFlag()
+    flag.install()
+
+    def emit(records: Iterable[dict[str, Any]]) -> None:
+        for record in records:
+            if keep(record):
+                tally.add(record)
+                writer.write(record)
+                out.flush()
+
+    frames = 0
+    started = time.monotonic()
+    deadline = started + args.timeout if args.timeout else None
+    next_housekeeping = started + HOUSEKEEPING_S
+    filter_text = f" (filter: {safe_text(args.bpf)})" if args.bpf else ""
+    stderr.write(f"tlsflow live: capturing on {safe_text(interface)}{filter_text}; Ctrl-C to stop\n")
+    stderr.flush()
+    try:
+        while not flag.stop:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                flag.reason = "timeout"
+                break
+            wait = next_housekeeping - now
+            if deadline is not None:
+                wait = min(wait, deadline - now)
+            try:
+                readable, _, _ = select.select([sniffer, flag], [], [], max(0.0, wait))
+            except InterruptedError:  # pragma: no cover - PEP 475 retries; kept for other signal setups
+                readable = []
+            if sniffer in readable:
+                for _ in range(MAX_BATCH):
+                    got = sniffer.read()
+                    if got is None:
+                        break
+                    data, ts = got
+                    frames += 1
+                    if pcapng is not None:
+                        pcapng.write(data, ts)
+                    packet = decode(data, 0, len(data), frames, ts)
+                    if packet is not None:
+                        emit(analyzer.feed(packet))
+                    if args.count and frames >= args.count:
+                        flag.stop, flag.reason = True, "count"
+                        break
+                    if not _more_waiting(sniffer):
+                        break
+            if time.monotonic() >= next_housekeeping:
+                emit(analyzer.expire(time.time()))
+                if pcapng is not None:
+                    pcapng.flush()
+                next_housekeeping = time.monotonic() + HOUSEKEEPING_S
+    finally:
+        # Stop sniffing first, then report every connection still open: nothing seen is lost.
+        drops = sniffer.kernel_drops()
+        sniffer.close()
+        emit(analyzer.finish())
+        writer.close()
+        if pcapng is not None:
+            pcapng.close()
+        summary_stream = out if fmt == "text" else stderr
+        write_summary(tally, summary_stream, colour=fmt == "text" and getattr(writer, "colour", False))
+        stderr.write(f"tlsflow live: {frames} packet(s) captured"
+                     + (f", {drops} dropped by the kernel" if drops else "")
+                     + (f"; stopped by {flag.reason}" if flag.reason else "") + "\n")
+        summary_stream.flush()
+        stderr.flush()
+        if to_close is not None:
+            to_close.close()
+        flag.close()  # our handlers stay until here: a second SIGTERM must not cut the final flush short
+    return EXIT_FAILURES if tally.failed else EXIT_OK
+
+
+def _more_waiting(sniffer: Sniffer) -> bool:
+    readable, _, _ = select.select([sniffer], [], [], 0)
+    return bool(readable)
