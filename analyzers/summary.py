@@ -130,7 +130,11 @@ class HandshakeSummary:
     @property
     def first_fatal_alert(self) -> AlertInfo | None:
         for alert in self.alerts:
-            if alert.encrypted or alert.level == 2 or (alert.description not in (0, 90, 100, None)):
+            if alert.encrypted or alert.level == 2:
+                return alert
+            # TLS 1.3 (RFC 8446 6): every alert but close_notify and user_canceled is fatal, whatever its level.
+            # Before it, a warning (e.g. unrecognized_name) lets the handshake go on.
+            if self.is_tls13 and alert.description not in (0, 90):
                 return alert
         return None
 

@@ -205,7 +205,7 @@ class _Decider:
     def readable_alert(self) -> Verdict | None:
         s = self.s
         alert = s.first_fatal_alert
-        if alert is None or alert.encrypted:
+        if alert is None or alert.encrypted or not (s.client_hellos or s.server_hello):
             return None
         v = self.v
         v.alert, v.alert_sender = _alert_name(alert.description), _side(alert.sender)
@@ -339,7 +339,7 @@ class _Decider:
     def encrypted_alert_tls12(self) -> Verdict | None:
         s = self.s
         alert = s.first_fatal_alert
-        if alert is None or not alert.encrypted:
+        if alert is None or not alert.encrypted or not (s.client_hellos or s.server_hello):
             return None
         v = self.v
         v.alert, v.alert_sender = "encrypted", _side(alert.sender)
@@ -347,20 +347,22 @@ class _Decider:
         if alert.sender is Sender.SERVER and step == "finished" and s.certificate_request is not None:
             step = "client_certificate"
         ev_alert = f"frame {alert.frame}: {_side(alert.sender)} sent an encrypted alert ({alert.length} bytes)"
-        # After both Finished, an encrypted alert is most often close_notify: not a failure.
-        if Sender.CLIENT in s.finished or self._tls12_finished(Sender.CLIENT) and self._tls12_finished(Sender.SERVER):
-            if s.app_data_records[Sender.CLIENT] or s.app_data_records[Sender.SERVER]:
-                return None
+        # After both Finished an encrypted alert is the close_notify of a finished handshake, not a failure.
+        if self._tls12_finished(Sender.CLIENT, before=alert.ts) and self._tls12_finished(Sender.SERVER,
+                                                                                        before=alert.ts):
+            return None
         cause = {"client_certificate": "client_cert_rejected", "finished": "decrypt_error"}.get(step, "alert_other")
         return self.fail(step, cause, "likely", self._ch_frame(), ev_alert, end_ts=alert.ts)
 
-    def _tls12_finished(self, sender: Sender) -> bool:
+    def _tls12_finished(self, sender: Sender, before: float | None = None) -> bool:
         """TLS <= 1.2: the side sent ChangeCipherSpec and then an encrypted handshake record (its Finished)."""
         s = self.s
         ccs = s.ccs.get(sender)
-        if ccs is None:
+        if ccs is None or (before is not None and ccs.ts > before):
             return False
-        return any(r.content_type == 22 and r.ts >= ccs.ts for r in s.encrypted_from(sender)) or sender in s.finished
+        return sender in s.finished or any(
+            r.content_type == 22 and r.ts >= ccs.ts and (before is None or r.ts <= before)
+            for r in s.encrypted_from(sender))
 
     def tls13_record_shapes(self) -> Verdict | None:
         s, tcp = self.s, self.tcp
@@ -471,6 +473,11 @@ class _Decider:
             return self.fail("server_hello", "closed_without_alert", "certain", self._ch_frame(),
                              f"frame {srv.fin_frame}: server closed (FIN) without a TLS answer", end_ts=srv.fin_ts)
         if not server_tls and srv.payload_bytes == 0:
+            if srv.packets == 0 or (srv.last_ts is not None and srv.last_ts < ch_at.ts and srv.acked_bytes == 0):
+                # The capture holds nothing of the server after the ClientHello (one-way capture, or a capture
+                # cut right there): silence cannot be told from not seeing it.
+                self.v.evidence.extend([self._ch_frame(), "no packet from the server after it in the capture"])
+                return None
             client_gave_up = c.fin_frame is not None or c.rst_frame is not None
             waited = ((c.fin_ts or c.rst_ts) if client_gave_up else (self.capture_end or ch_at.ts)) - ch_at.ts
             acked = srv.acked_bytes > 0
@@ -510,9 +517,13 @@ class _Decider:
 
     def _loss_verdict(self, step: str) -> Verdict | None:
         c, srv = self.tcp.client, self.tcp.server
+        ended = any(x is not None for x in (c.fin_frame, c.rst_frame, srv.fin_frame, srv.rst_frame))
         for side_name, side in (("server", srv), ("client", c)):
-            if side.retransmissions == 0:
+            if side.retransmitted_bytes == 0:  # SYN retransmissions alone say nothing of the TLS handshake
                 continue
+            if not ended and (self.capture_end is None or side.last_ts is None
+                              or self.capture_end - side.last_ts < SILENT_AFTER_SECONDS):
+                continue  # the capture stops while the sender may still be retrying
             frames = ", ".join(str(f) for f in side.retransmitted_frames[:5])
             if not side.largest_segment_acked and side.largest_segment >= 1200:
                 peer = c if side is srv else srv

@@ -42,6 +42,11 @@ class CaptureReport:
     stats: Any = None
 
 
+def _first(pair: tuple[str, str] | None) -> str | None:
+    """JA3/JA3S give (hash, string), or None where the hello has no JA3 (SSLv2)."""
+    return pair[0] if pair else None
+
+
 def _side_facts(d: Any) -> SideFacts:
     facts = SideFacts()
     for name in SideFacts.__slots__:  # type: ignore[attr-defined]
@@ -62,6 +67,10 @@ class FlowAnalyzer:
 
     def __init__(self, capture_name: str, *, trust: Any = None, keep_events_for: int | None = None) -> None:
         self.capture_name = capture_name
+        if trust is None:
+            from analyzers.certchecks import TrustStore
+
+            trust = TrustStore.default()
         self.trust = trust
         self.reassembler = TcpReassembler()
         self.last_ts: float | None = None
@@ -139,8 +148,8 @@ class FlowAnalyzer:
             client=(conn.client_ip, conn.client_port), server=(conn.server_ip, conn.server_port),
             start=conn.start, end=conn.last_ts, first_frame=conn.first_frame, summary=summary, verdict=verdict,
             syn_ts=tcp.client.syn_ts, synack_ts=tcp.server.synack_ts, leaf=leaf, chain_len=chain_len,
-            ja3=ja3(ch)[0] if ch is not None else None,
-            ja3s=ja3s(sh)[0] if sh is not None else None,
+            ja3=_first(ja3(ch)) if ch is not None else None,
+            ja3s=_first(ja3s(sh)) if sh is not None else None,
             ja4=ja4(ch) if ch is not None else None,
         )
 

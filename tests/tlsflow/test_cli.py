@@ -1,0 +1,161 @@
+"""The command line on the shipped corpus: exit codes, formats that round-trip, filters, escaping, explain."""
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CORPUS, corpus_labels
+from tlsflow.cli import main
+from tlsflow.formats import read_records
+from tlsflow.record import FIELDS
+
+LABELS = corpus_labels()
+
+
+def _pick(outcome: str) -> Path:
+    for label in LABELS:
+        if label["outcome"] == outcome:
+            return CORPUS / label["file"]
+    pytest.skip(f"no corpus capture with outcome {outcome}")
+
+
+def _only_established() -> Path:
+    by_file: dict[str, set[str]] = {}
+    for label in LABELS:
+        by_file.setdefault(label["file"], set()).add(label["outcome"])
+    for name, outcomes in sorted(by_file.items()):
+        if outcomes == {"established"}:
+            return CORPUS / name
+    pytest.skip("no capture with only established connections")
+
+
+def test_exit_code_zero_when_nothing_failed(capsys):
+    assert main(["analyze", str(_only_established()), "--format", "jsonl"]) == 0
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert rows and all(r["outcome"] == "established" for r in rows)
+
+
+def test_exit_code_one_when_a_handshake_failed(capsys):
+    assert main(["analyze", str(_pick("failed"))]) == 1
+    out = capsys.readouterr().out
+    assert "failed" in out and "hint:" in out
+
+
+def test_exit_code_two_on_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["analyze"])
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["analyze", "x.pcap", "--format", "xml"])
+    assert exc.value.code == 2
+
+
+def test_exit_code_three_on_missing_or_non_capture(tmp_path, capsys):
+    assert main(["analyze", str(tmp_path / "missing.pcap")]) == 3
+    junk = tmp_path / "notes.pcap"
+    junk.write_text("this is not a capture\n")
+    assert main(["analyze", str(junk)]) == 3
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "notes.pcap" in err
+
+
+def test_truncated_capture_reports_flows_before_the_damage(tmp_path, capsys):
+    source = max((CORPUS / lab["file"] for lab in LABELS), key=lambda p: p.stat().st_size)
+    data = source.read_bytes()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(data[: int(len(data) * 0.7)])
+    code = main(["analyze", str(cut), "--format", "jsonl"])
+    captured = capsys.readouterr()
+    assert code == 3
+    assert "cut.pcap" in captured.err and "offset" in captured.err
+    assert captured.out.strip(), "flows before the damage are still reported"
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv", "parquet"])
+def test_formats_round_trip_to_the_same_rows(tmp_path, fmt):
+    out = tmp_path / f"out.{fmt}"
+    main(["analyze", str(CORPUS), "--format", fmt, "-o", str(out), "--quiet"])
+    rows = list(read_records(out, fmt))
+    reference = tmp_path / "ref.jsonl"
+    main(["analyze", str(CORPUS), "--format", "jsonl", "-o", str(reference), "--quiet"])
+    expected = list(read_records(reference, "jsonl"))
+    assert len(rows) == len(expected) > 0
+    for got, want in zip(rows, expected):
+        assert list(got)[: len(FIELDS)] == list(FIELDS)
+        assert {k: got[k] for k in FIELDS} == {k: want[k] for k in FIELDS}
+
+
+def test_csv_neutralises_formula_cells():
+    from tlsflow.formats import _csv_cell, _from_csv_cell
+
+    for value in ("=cmd|' /C calc'!A0", "+1", "-2", "@SUM(1)"):
+        cell = _csv_cell("sni", value)
+        assert cell.startswith("'")
+        assert _from_csv_cell("sni", cell) == value
+
+
+def test_filters(capsys):
+    main(["analyze", str(CORPUS), "--format", "jsonl", "--failed"])
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert rows and all(r["outcome"] == "failed" for r in rows)
+    port = int(rows[0]["server"].rsplit(":", 1)[1])
+    main(["analyze", str(CORPUS), "--format", "jsonl", "--port", str(port)])
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert rows and all(str(port) in (r["server"] + r["client"]) for r in rows)
+
+
+def test_gzip_and_stdin(tmp_path):
+    source = _only_established()
+    gz = tmp_path / "c.pcap.gz"
+    gz.write_bytes(gzip.compress(source.read_bytes()))
+    plain = subprocess.run([sys.executable, "-m", "tlsflow.cli", "analyze", str(source), "--format", "jsonl"],
+                           capture_output=True, text=True, check=False)
+    via_stdin = subprocess.run([sys.executable, "-m", "tlsflow.cli", "analyze", "-", "--format", "jsonl"],
+                               input=None, stdin=open(gz, "rb"), capture_output=True, check=False)
+    rows_plain = [json.loads(x) for x in plain.stdout.splitlines()]
+    rows_stdin = [json.loads(x) for x in via_stdin.stdout.decode().splitlines()]
+    assert rows_plain and len(rows_plain) == len(rows_stdin)
+    assert [r["outcome"] for r in rows_plain] == [r["outcome"] for r in rows_stdin]
+    assert all(r["capture"] == "-" for r in rows_stdin)
+
+
+def test_hostile_sni_is_escaped_in_the_terminal_report():
+    import io
+
+    from tlsflow.terminal import write_report
+
+    record = {name: None for name in FIELDS}
+    record.update(flow_id=1, client="10.0.0.1:1234", server="10.0.0.2:443", outcome="failed",
+                  sni="evil\x1b[2J\x07.example", failed_step="server_hello", cause="handshake_failure",
+                  evidence=["frame 3: x\x1b]0;pwn\x07"], hint="h")
+    out = io.StringIO()
+    write_report([record], out, colour=False, show_capture=False)
+    text = out.getvalue()
+    assert "\x1b" not in text and "\x07" not in text
+    assert "\\x1b" in text
+
+
+def test_explain_draws_a_ladder(capsys):
+    label = next((lab for lab in LABELS if lab["outcome"] == "failed" and lab.get("alert")), None)
+    if label is None:
+        pytest.skip("no failed scenario with an alert in the corpus")
+    code = main(["explain", str(CORPUS / label["file"]), "--flow", str(label["flow"])])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "ClientHello" in out and "──────►" in out and "◄──────" in out
+    assert f"{label['failed_step']}: {label['cause']}" in out
+
+
+def test_version_and_help_show_exit_codes(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert "tlsflow" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["analyze", "--help"])
+    assert "exit codes" in capsys.readouterr().out

@@ -1,0 +1,3 @@
+from tlsflow.cli import main
+
+raise SystemExit(main())
