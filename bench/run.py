@@ -60,6 +60,7 @@ class Tool:
     name: str
     argv: list[str]
     walls: list[float] = field(default_factory=list)
+    cpus: list[float] = field(default_factory=list)
     peak_kib: int = 0
     tree_peak_kib: int = 0
     failure: str | None = None
@@ -120,6 +121,7 @@ class TreeRssPoller(threading.Thread):
 @dataclass(frozen=True)
 class Measurement:
     wall: float
+    cpu: float  # user + system seconds of the child and the children it waited for
     peak_kib: int  # ru_maxrss of the child (Linux reports KiB)
     tree_peak_kib: int
     returncode: int
@@ -149,7 +151,7 @@ def measure(argv: list[str], timeout: float) -> Measurement:
         poller.stop()
         out.seek(0)
         err.seek(0)
-        return Measurement(wall, usage.ru_maxrss, max(poller.peak_kib, usage.ru_maxrss), proc.returncode,
+        return Measurement(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, max(poller.peak_kib, usage.ru_maxrss), proc.returncode,
                            out.read(4096).decode(errors="replace"), err.read()[-2000:].decode(errors="replace"))
 
 
@@ -190,13 +192,14 @@ def machine_description() -> dict[str, str]:
     tshark = "not installed"
     if shutil.which("tshark"):
         first = subprocess.run(["tshark", "--version"], capture_output=True, text=True, timeout=60, check=False).stdout
-        tshark = first.splitlines()[0] if first else "unknown"
+        tshark = first.splitlines()[0].rstrip(".") if first else "unknown"
     return {
         "nproc": str(os.cpu_count()),
         "cpu": cpu,
         "python": platform.python_version(),
         "tshark": tshark,
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
 
 
@@ -207,17 +210,18 @@ def table_rows(tools: list[Tool], packets: int | None) -> list[list[str]]:
     for t in tools:
         wall = t.median_wall
         if wall is None:
-            rows.append([t.name, t.failure or "not run", "", "", "", ""])
+            rows.append([t.name, t.failure or "not run"])
             continue
         ratio = f"{wall / tshark.median_wall:.2f}" if tshark else "n/a"
         rate = f"{packets / wall:,.0f}" if packets else "n/a"
         spread = f"{min(t.walls):.2f}–{max(t.walls):.2f}" if len(t.walls) > 1 else ""
         rows.append([t.name, f"{wall:.2f}", ratio, rate, f"{t.peak_kib / 1024:.0f}", f"{t.tree_peak_kib / 1024:.0f}",
-                     spread])
+                     spread, f"{statistics.median(t.cpus):.2f}"])
     return rows
 
 
-HEADERS = ["tool", "wall s (median)", "ratio to tshark", "packets/s", "peak MiB", "tree peak MiB", "min–max s"]
+HEADERS = ["tool", "wall s (median)", "ratio to tshark", "packets/s", "peak MiB", "tree peak MiB", "min–max s",
+           "CPU s (median)"]
 
 
 def render_text(rows: list[list[str]]) -> str:
@@ -230,9 +234,9 @@ def render_text(rows: list[list[str]]) -> str:
 
 
 def render_markdown(label: str, machine: dict[str, str], capture_line: str, rows: list[list[str]]) -> str:
-    out = [f"### {label}", "",
-           f"{machine['date']}; {machine['nproc']} × {machine['cpu']}; Python {machine['python']}; {machine['tshark']}",
-           "", capture_line, "",
+    machine_line = (f"{machine['date']}; {machine['nproc']} × {machine['cpu']}; Python {machine['python']}; "
+                    f"{machine['tshark']}; load average after the runs {machine['load']}")
+    out = [f"### {label}", "", machine_line, "", capture_line, "",
            "| " + " | ".join(HEADERS) + " |", "|" + "|".join("---" for _ in HEADERS) + "|"]
     for r in rows:
         out.append("| " + " | ".join(r + [""] * (len(HEADERS) - len(r))) + " |")
@@ -307,13 +311,15 @@ def main(argv: list[str] | None = None) -> int:
             if t.failure:
                 continue
             m = measure(t.argv, args.timeout)
-            print(f"run {round_no}/{args.runs} {t.name}: {m.wall:.2f} s, {m.peak_kib / 1024:.0f} MiB"
+            print(f"run {round_no}/{args.runs} {t.name}: {m.wall:.2f} s wall, {m.cpu:.2f} s CPU, "
+                  f"{m.peak_kib / 1024:.0f} MiB"
                   + (f", exit {m.returncode}" if m.returncode else ""), file=sys.stderr)
             if m.returncode != 0:
                 t.failure = f"failed (exit {m.returncode})"
                 print(f"  {' '.join(t.argv)}\n  {m.stderr.strip()[-600:]}", file=sys.stderr)
                 continue
             t.walls.append(m.wall)
+            t.cpus.append(m.cpu)
             t.peak_kib = max(t.peak_kib, m.peak_kib)
             t.tree_peak_kib = max(t.tree_peak_kib, m.tree_peak_kib)
             t.stdout_tail = m.stdout
@@ -327,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         label = args.label or f"{os.path.basename(capture)} ({size_mb:,.0f} MB)"
         capture_line = (f"Capture: `{os.path.basename(capture)}`, {size_mb:,.1f} MB, "
                         f"{packets if packets is not None else '?'} packets, {connections} TCP connections; "
-                        f"{args.runs} runs each, alternating.")
+                        f"{args.runs} run{'s' if args.runs != 1 else ''} each, alternating.")
         section = render_markdown(label, machine_description(), capture_line, rows)
         update_readme(Path(args.markdown), label, section)
         print(f"updated {args.markdown}", file=sys.stderr)
