@@ -171,3 +171,23 @@ def test_run_markdown_section_is_replaced_not_duplicated(tmp_path: Path) -> None
     assert text.startswith("# Bench\n\nintro\n")
     assert text.count("### a.pcap (1 MB)") == 1 and "second" in text and "first" not in text
     assert text.index("### a.pcap") < text.index("### b.pcap")
+
+
+@pytest.mark.tools
+def test_run_measures_the_tools_and_writes_markdown(capture: tuple[Path, gen_capture.Stats], tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    if shutil.which("tshark") is None:
+        pytest.skip("tshark not installed")
+    path, stats = capture
+    readme = tmp_path / "README.md"
+    readme.write_text("# Bench\n")
+    rc = run.main([str(path), "--runs", "1", "--tlsflow-cmd", "no-such-tlsflow-binary {capture}",
+                   "--markdown", str(readme), "--label", "tiny"])
+    assert rc == 0  # a tool that is not installed is reported, not fatal
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in readme.read_text().splitlines()
+            if line.startswith("| ") and not line.startswith("| tool")}
+    assert rows["tlsflow"][1].startswith("not available")
+    assert rows["tshark"][2] == "1.00"
+    assert float(rows["bare Python loop"][1]) > 0 and float(rows["bare Python loop"][4]) > 0
+    assert f"{stats.packets} packets, {stats.connections} TCP connections" in readme.read_text()
+    assert "tshark" in capsys.readouterr().out
