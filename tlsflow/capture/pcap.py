@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from struct import Struct
 from typing import TypeVar
 
-from .errors import CorruptCaptureError, NotACaptureError, TruncatedCaptureError
+from .errors import CaptureError, CorruptCaptureError, NotACaptureError, TruncatedCaptureError
 from .source import SourceReadError
 from .stats import CaptureStats
 
@@ -58,10 +58,12 @@ def parse_header(data: bytes) -> PcapHeader:
 
 
 def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, header: PcapHeader,
-                 handle: Callable[[bytes, int, int, int, float], T | None], stats: CaptureStats) -> Iterator[T]:
+                 handle: Callable[[bytes, int, int, int, float], T | None], stats: CaptureStats,
+                 source_name: str | None = None, compressed: bool = False) -> Iterator[T]:
     """Calls `handle(buf, start, end, frame, ts)` for every record and yields its non-None results.
 
-    `buf` holds bytes already read, starting at stream offset `base` (the first record).
+    `buf` holds bytes already read, starting at stream offset `base` (the first record). `stats.frames` and
+    `stats.skipped` are brought up to date at every chunk and at the end (not per frame: that costs time).
     """
     record = Struct(header.byte_order + "IIII").unpack_from
     units = float(header.ts_units)
@@ -84,13 +86,13 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
                             base + pos, frame + 1)
                     break  # record continues in the next chunk
                 frame += 1
-                stats.frames = frame
                 pos = stop
                 out = handle(buf, start, stop, frame, seconds + fraction / units)
                 if out is None:
                     skipped += 1
                 else:
                     yield out
+            stats.frames = frame
             stats.skipped = skipped
             stats.link_types[link_type] = frame
             try:
@@ -112,7 +114,12 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
             buf = buf[pos:] + chunk
             base += pos
             pos = 0
+    except CaptureError as exc:
+        exc.source = exc.source or source_name
+        exc.compressed = compressed
+        raise
     finally:
+        stats.frames = frame
         stats.skipped = skipped
         if frame:
             stats.link_types[link_type] = frame

@@ -86,10 +86,12 @@ def _interface_time(layout: _Layout, buf: bytes, p: int, end: int) -> tuple[floa
 
 def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                 handler_for: Callable[[int], Callable[[bytes, int, int, int, float], T | None]],
-                stats: CaptureStats, secrets: list[bytes]) -> Iterator[T]:
+                stats: CaptureStats, secrets: list[bytes], source_name: str | None = None,
+                compressed: bool = False) -> Iterator[T]:
     """Calls the interface's handler(buf, start, end, frame, ts) for every packet and yields non-None results.
 
     `buf` holds bytes already read, starting at stream offset `base`, which must be a section header block.
+    `stats.frames`, `stats.skipped` and `stats.link_types` are brought up to date at every chunk and at the end.
     """
     layout = _LITTLE
     block_header = layout.block_header
@@ -108,6 +110,7 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                                                              + iface[_IFACE_FRAMES])
                 iface[_IFACE_FRAMES] = 0
         retired.clear()
+        stats.frames = frame
         stats.skipped = skipped
 
     def corrupt(message: str, at: int) -> CaptureError:
@@ -155,7 +158,6 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                                       f"{len(interfaces)}", pos)
                     iface = interfaces[interface]
                     frame += 1
-                    stats.frames = frame
                     iface[5] += 1
                     last_ts = ((ts_high << 32) | ts_low) / iface[1] + iface[2]
                     pos = stop
@@ -222,7 +224,6 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                     continue
                 elif block_type in FRAME_WITHOUT_PACKET:
                     frame += 1
-                    stats.frames = frame
                     stats.non_ip += 1
                     stats.ignored_blocks += 1
                     skipped += 1
@@ -237,7 +238,6 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                     continue
                 # Simple and obsolete packet blocks end up here.
                 frame += 1
-                stats.frames = frame
                 iface[5] += 1
                 pos = stop
                 out = iface[0](buf, start, start + caplen, frame, last_ts)
@@ -264,5 +264,9 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
             buf = buf[pos:] + chunk
             base += pos
             pos = 0
+    except CaptureError as exc:
+        exc.source = exc.source or source_name
+        exc.compressed = compressed
+        raise
     finally:
         fold_link_types()

@@ -85,22 +85,17 @@ class Capture:
 
     def _walk(self, handler_for: Callable[[int], Callable[[bytes, int, int, int, float], T | None]]
               ) -> Iterator[T]:
+        # Returns the walker generator itself: a wrapping generator would cost a frame switch per packet.
         if self._started:
             raise RuntimeError("a capture can be read only once; open it again")
         self._started = True
         source = self._source
-        try:
-            if self._pcap_header is not None:
-                header = self._pcap_header
-                yield from pcap.walk_records(source.read_chunk, self._buf, self._base, header,
-                                             handler_for(header.link_type), self.stats)
-            else:
-                yield from pcapng.walk_blocks(source.read_chunk, self._buf, self._base, handler_for, self.stats,
-                                              self.secrets)
-        except CaptureError as exc:
-            exc.source = exc.source or source.name
-            exc.compressed = source.compressed
-            raise
+        if self._pcap_header is not None:
+            header = self._pcap_header
+            return pcap.walk_records(source.read_chunk, self._buf, self._base, header,
+                                     handler_for(header.link_type), self.stats, source.name, source.compressed)
+        return pcapng.walk_blocks(source.read_chunk, self._buf, self._base, handler_for, self.stats,
+                                  self.secrets, source.name, source.compressed)
 
     def close(self) -> None:
         self._source.close()
