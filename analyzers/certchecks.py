@@ -11,6 +11,7 @@ import datetime as dt
 import enum
 import ipaddress
 import re
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -19,6 +20,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509 import ocsp
 
 from tlsparse.certificates import CertificateAnomaly, CertificateInfo, describe_certificate, load_certificate
@@ -124,12 +126,13 @@ class TrustStore:
 
     @classmethod
     def from_pem_file(cls, path: str | Path) -> TrustStore:
-        data = Path(path).read_bytes()
-        return cls(x509.load_pem_x509_certificates(data), sources=(str(path),))
+        return cls.from_pem(Path(path).read_bytes(), source=str(path))
 
     @classmethod
     def from_pem(cls, data: bytes, *, source: str = "pem") -> TrustStore:
-        return cls(x509.load_pem_x509_certificates(data), sources=(source,))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)  # e.g. a root with serial 0
+            return cls(x509.load_pem_x509_certificates(data), sources=(source,))
 
     def with_pem_file(self, path: str | Path) -> TrustStore:
         """This store plus the certificates of a PEM bundle (--ca-bundle)."""
@@ -172,22 +175,54 @@ def _default_store() -> TrustStore:
 # ------------------------------------------------------------------------------------------------ helpers
 
 
-def _issued_by(subject: x509.Certificate, issuer: x509.Certificate) -> bool | None:
-    """True: names chain and the signature verifies; False: names chain, signature does not; None: not its issuer."""
+class _Signed(enum.Enum):
+    NOT_ISSUER = "not_issuer"  # the names do not chain
+    VERIFIED = "verified"
+    BAD = "bad"  # the names chain but the signature does not verify with the issuer's key
+    UNCHECKED = "unchecked"  # the names chain; the algorithm or key cannot be checked here
+
+
+def _verify_manually(subject: x509.Certificate, issuer: x509.Certificate) -> None:
+    """Signature check without cryptography's X.509 policy, which refuses SHA-1 and MD5 signatures outright
+    (old chains in captures use them, and a weak signature is a finding of its own, not a broken chain)."""
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+
+    key = issuer.public_key()
+    params = subject.signature_algorithm_parameters
+    algorithm = subject.signature_hash_algorithm
+    if isinstance(key, rsa.RSAPublicKey) and algorithm is not None:
+        key.verify(subject.signature, subject.tbs_certificate_bytes, params, algorithm)  # type: ignore[arg-type]
+    elif isinstance(key, ec.EllipticCurvePublicKey):
+        key.verify(subject.signature, subject.tbs_certificate_bytes, params)  # type: ignore[arg-type]
+    elif isinstance(key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
+        key.verify(subject.signature, subject.tbs_certificate_bytes)
+    elif isinstance(key, dsa.DSAPublicKey) and algorithm is not None:
+        key.verify(subject.signature, subject.tbs_certificate_bytes, algorithm)
+    else:
+        raise UnsupportedAlgorithm(f"{type(key).__name__} signatures")
+
+
+def _issued_by(subject: x509.Certificate, issuer: x509.Certificate) -> _Signed:
     if subject.issuer != issuer.subject:
-        return None
+        return _Signed.NOT_ISSUER
     try:
         subject.verify_directly_issued_by(issuer)
+        return _Signed.VERIFIED
     except InvalidSignature:
-        return False
+        return _Signed.BAD
     except (ValueError, TypeError, UnsupportedAlgorithm):
-        # ValueError: name mismatch or a signature algorithm/parameters mismatch; TypeError: an unsupported key type.
-        return False
-    return True
+        pass  # names matched, so: an algorithm cryptography's X.509 layer will not check (SHA-1, MD5, ...)
+    try:
+        _verify_manually(subject, issuer)
+        return _Signed.VERIFIED
+    except InvalidSignature:
+        return _Signed.BAD
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return _Signed.UNCHECKED
 
 
 def _self_signed(cert: x509.Certificate) -> bool:
-    return _issued_by(cert, cert) is True
+    return _issued_by(cert, cert) in (_Signed.VERIFIED, _Signed.UNCHECKED)
 
 
 def _iso(when: dt.datetime) -> str:
@@ -293,10 +328,13 @@ def _build_path(
             if candidate is None or index in path:
                 continue
             verdict = _issued_by(current, candidate)
-            if verdict is True:
+            if verdict in (_Signed.VERIFIED, _Signed.UNCHECKED):
+                if verdict is _Signed.UNCHECKED:
+                    out.facts.append(f"signature of certificate {path[-1]} by certificate {index} not checked "
+                                     f"(algorithm not supported here)")
                 next_index = index
                 break
-            if verdict is False:
+            if verdict is _Signed.BAD:
                 out.add(Finding.BAD_SIGNATURE, path[-1],
                         f"certificate {path[-1]}'s signature does not verify with the key of certificate {index} "
                         f"({candidate.subject.rfc4514_string()})")
@@ -306,14 +344,22 @@ def _build_path(
             assert current is not None
             continue
         for anchor in trust.candidates_for(current.issuer):
-            if _issued_by(current, anchor) is True:
+            verdict = _issued_by(current, anchor)
+            if verdict in (_Signed.VERIFIED, _Signed.UNCHECKED):
                 return path, anchor, False
+            if verdict is _Signed.BAD:
+                out.add(Finding.BAD_SIGNATURE, path[-1],
+                        f"certificate {path[-1]}'s signature does not verify with trust anchor "
+                        f"{anchor.subject.rfc4514_string()}")
         return path, None, False
 
 
 def _check_ocsp(
     ocsp_der: bytes, leaf: x509.Certificate, issuer: x509.Certificate | None, at: dt.datetime, out: _Collector,
 ) -> str | None:
+    """Status of the leaf in a stapled OCSP response ("good", "revoked", "unknown"), None when it says nothing
+    about the leaf. The response's signature and freshness become facts: a passive observer reports what the server
+    stapled, the client decides."""
     try:
         response = ocsp.load_der_ocsp_response(ocsp_der)
     except ValueError as exc:
@@ -329,7 +375,6 @@ def _check_ocsp(
             key_hash = _issuer_key_hash(issuer, single.hash_algorithm)
             if key_hash is not None and key_hash != single.issuer_key_hash:
                 continue  # same serial, another CA
-        status = single.certificate_status
         if _ocsp_signature_ok(response, issuer) is False:
             out.facts.append("stapled OCSP response signature does not verify with the issuer or its responder")
         this_update = single.this_update_utc
@@ -338,12 +383,13 @@ def _check_ocsp(
             out.facts.append(f"stapled OCSP response not current at the capture's time "
                              f"(thisUpdate {_iso(this_update)}, nextUpdate "
                              f"{_iso(next_update) if next_update else 'none'})")
+        status = single.certificate_status
         if status == ocsp.OCSPCertStatus.REVOKED:
             when = single.revocation_time_utc
             reason = single.revocation_reason.name if single.revocation_reason is not None else "unspecified"
             if when is None or when <= at:
-                out.add(Finding.REVOKED, 0, f"stapled OCSP response: leaf revoked {_iso(when) if when else ''} "
-                        f"(reason {reason})".replace("  ", " "))
+                since = f" since {_iso(when)}" if when is not None else ""
+                out.add(Finding.REVOKED, 0, f"stapled OCSP response: leaf revoked{since} (reason {reason})")
                 return "revoked"
             out.facts.append(f"stapled OCSP response: leaf revoked only after the capture ({_iso(when)})")
             return "good"
@@ -369,7 +415,7 @@ def _ocsp_signature_ok(response: ocsp.OCSPResponse, issuer: x509.Certificate | N
     """Whether the response is signed by the issuer, or by a responder certificate the issuer signed."""
     if issuer is None:
         return None
-    signers = [issuer] + [c for c in response.certificates if _issued_by(c, issuer) is True]
+    signers = [issuer] + [c for c in response.certificates if _issued_by(c, issuer) is _Signed.VERIFIED]
     for signer in signers:
         try:
             _verify_signature(signer, response.signature, response.tbs_response_bytes,

@@ -274,7 +274,7 @@ def _endpoint(ip: str, port: int) -> str:
 @cache
 def tcp_streams(path: Path) -> dict[tuple[str, str], bytes]:
     """(sender, receiver) -> the sender's TCP payload bytes in sequence order (first copy of each byte wins)."""
-    from scapy.all import IP, TCP, IPv6, Loopback, Raw, rdpcap  # scapy is for tests only
+    from scapy.all import IP, TCP, IPv6, Loopback, Padding, Raw, rdpcap  # scapy is for tests only
 
     segments: dict[tuple[str, str], list[tuple[int, bytes]]] = defaultdict(list)
     isn: dict[tuple[str, str], int] = {}
@@ -295,6 +295,8 @@ def tcp_streams(path: Path) -> dict[tuple[str, str], bytes]:
         if tcp.flags & 0x02:  # SYN
             isn[key] = (tcp.seq + 1) & 0xFFFFFFFF
         payload = bytes(tcp.payload)
+        if Padding in packet:  # Ethernet minimum-frame padding is not TCP payload
+            payload = payload[: len(payload) - len(packet[Padding])]
         if payload:
             segments[key].append((tcp.seq, payload))
     streams = {}
