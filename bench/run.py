@@ -59,6 +59,7 @@ def tlsflow_command(template: str, capture: str, jobs: int | None) -> list[str]:
 class Tool:
     name: str
     argv: list[str]
+    ok_exit_codes: frozenset[int] = frozenset({0})
     walls: list[float] = field(default_factory=list)
     cpus: list[float] = field(default_factory=list)
     peak_kib: int = 0
@@ -269,6 +270,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--tlsflow-cmd", default=DEFAULT_TLSFLOW_CMD,
                         help="command template; {capture} is replaced by the capture path, {jobs} by --jobs values")
+    parser.add_argument("--tlsflow-ok-codes", default="0,1",
+                        help="exit codes that mean success (tlsflow exits 1 when it found failed handshakes, and "
+                             "generated captures always have some)")
     parser.add_argument("--jobs", help="comma-separated worker counts: one tlsflow row per value, e.g. 1,2")
     parser.add_argument("--tools", default="tlsflow,tshark,bare", help="subset of tlsflow,tshark,bare")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds before a single run is killed")
@@ -291,9 +295,10 @@ def main(argv: list[str] | None = None) -> int:
     tools: list[Tool] = []
     if "tlsflow" in wanted:
         jobs_list = [int(j) for j in args.jobs.split(",")] if args.jobs else [None]
+        ok_codes = frozenset(int(c) for c in args.tlsflow_ok_codes.split(","))
         for jobs in jobs_list:
             name = "tlsflow" if jobs is None else f"tlsflow --jobs {jobs}"
-            tools.append(Tool(name, tlsflow_command(args.tlsflow_cmd, capture, jobs)))
+            tools.append(Tool(name, tlsflow_command(args.tlsflow_cmd, capture, jobs), ok_codes))
     if "tshark" in wanted:
         tools.append(Tool("tshark", tshark_command(capture)))
     if "bare" in wanted:
@@ -314,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"run {round_no}/{args.runs} {t.name}: {m.wall:.2f} s wall, {m.cpu:.2f} s CPU, "
                   f"{m.peak_kib / 1024:.0f} MiB"
                   + (f", exit {m.returncode}" if m.returncode else ""), file=sys.stderr)
-            if m.returncode != 0:
+            if m.returncode not in t.ok_exit_codes:
                 t.failure = f"failed (exit {m.returncode})"
                 print(f"  {' '.join(t.argv)}\n  {m.stderr.strip()[-600:]}", file=sys.stderr)
                 continue
