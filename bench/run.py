@@ -216,13 +216,15 @@ def table_rows(tools: list[Tool], packets: int | None) -> list[list[str]]:
         ratio = f"{wall / tshark.median_wall:.2f}" if tshark else "n/a"
         rate = f"{packets / wall:,.0f}" if packets else "n/a"
         spread = f"{min(t.walls):.2f}–{max(t.walls):.2f}" if len(t.walls) > 1 else ""
+        cpu = statistics.median(t.cpus)
+        cpu_ratio = f"{cpu / statistics.median(tshark.cpus):.2f}" if tshark else "n/a"
         rows.append([t.name, f"{wall:.2f}", ratio, rate, f"{t.peak_kib / 1024:.0f}", f"{t.tree_peak_kib / 1024:.0f}",
-                     spread, f"{statistics.median(t.cpus):.2f}"])
+                     spread, f"{cpu:.2f}", cpu_ratio])
     return rows
 
 
 HEADERS = ["tool", "wall s (median)", "ratio to tshark", "packets/s", "peak MiB", "tree peak MiB", "min–max s",
-           "CPU s (median)"]
+           "CPU s (median)", "CPU ratio to tshark"]
 
 
 def render_text(rows: list[list[str]]) -> str:
