@@ -14,6 +14,7 @@ import errno
 import os
 import select
 import signal
+import socket
 import struct
 import sys
 import time
@@ -41,6 +42,7 @@ LINK_TYPES = {1: linktypes.ETHERNET, ARPHRD_LOOPBACK: linktypes.ETHERNET, 512: l
 RECV_BUFFER = 1 << 18
 HOUSEKEEPING_S = 1.0  # how often idle connections are looked for
 MAX_BATCH = 256  # frames read per wake-up before the stop conditions and housekeeping are looked at again
+DRAIN_LIMIT = 100_000  # frames still queued in the socket when told to stop, read before closing it
 
 # --- saving frames --------------------------------------------------------------------------------------------
 
@@ -98,6 +100,10 @@ class Sniffer:
         from scapy.config import conf
         from scapy.error import Scapy_Exception
 
+        try:
+            socket.if_nametoindex(interface)
+        except OSError as exc:  # scapy would say so only through its filter compiler, as a usage error
+            raise OSError(errno.ENODEV, "no such interface") from exc
         factory = conf.L2socket if _hardware_type(interface) == ARPHRD_LOOPBACK else conf.L2listen
         # scapy warns when it has no dissector for the link type; we decode the bytes ourselves, so say nothing.
         scapy_log = logging.getLogger("scapy.runtime")
@@ -117,19 +123,21 @@ class Sniffer:
             self.sock.close()
             raise ValueError(f"interface {interface}: link layer (ARPHRD {hardware}) is not supported")
         self.link_type = link_type
+        self.sock.ins.setblocking(False)  # select() says when to read; reads stop at EAGAIN
 
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def read(self) -> tuple[bytes, float] | None:
-        """One frame, or None when the socket had nothing for us (an outgoing loopback copy, EAGAIN)."""
-        try:
-            _, data, ts = self.sock.recv_raw(RECV_BUFFER)
-        except BlockingIOError:
-            return None
-        if data is None:
-            return None
-        return data, ts if ts is not None else time.time()
+    def available(self, limit: int) -> Iterator[tuple[bytes, float]]:
+        """The frames waiting in the socket now, at most `limit` reads (outgoing loopback copies count)."""
+        recv = self.sock.recv_raw
+        for _ in range(limit):
+            try:
+                _, data, ts = recv(RECV_BUFFER)
+            except BlockingIOError:
+                return
+            if data:  # None: the outgoing copy of a loopback packet
+                yield data, ts if ts is not None else time.time()
 
     def kernel_drops(self) -> int | None:
         """Frames the kernel dropped because we did not read fast enough (PACKET_STATISTICS), if it says."""
@@ -329,6 +337,19 @@ def run_live(args: argparse.Namespace, *, trust: Any = None,
     filter_text = f" (filter: {safe_text(args.bpf)})" if args.bpf else ""
     stderr.write(f"tlsflow live: capturing on {safe_text(interface)}{filter_text}; Ctrl-C to stop\n")
     stderr.flush()
+    def take(frames_waiting: Iterable[tuple[bytes, float]]) -> None:
+        nonlocal frames
+        for data, ts in frames_waiting:
+            frames += 1
+            if pcapng is not None:
+                pcapng.write(data, ts)
+            packet = decode(data, 0, len(data), frames, ts)
+            if packet is not None:
+                emit(analyzer.feed(packet))
+            if args.count and frames >= args.count:
+                flag.stop, flag.reason = True, "count"
+                return
+
     try:
         while not flag.stop:
             now = time.monotonic()
@@ -338,32 +359,18 @@ def run_live(args: argparse.Namespace, *, trust: Any = None,
             wait = next_housekeeping - now
             if deadline is not None:
                 wait = min(wait, deadline - now)
-            try:
-                readable, _, _ = select.select([sniffer, flag], [], [], max(0.0, wait))
-            except InterruptedError:  # pragma: no cover - PEP 475 retries; kept for other signal setups
-                readable = []
+            readable, _, _ = select.select([sniffer, flag], [], [], max(0.0, wait))
             if sniffer in readable:
-                for _ in range(MAX_BATCH):
-                    got = sniffer.read()
-                    if got is None:
-                        break
-                    data, ts = got
-                    frames += 1
-                    if pcapng is not None:
-                        pcapng.write(data, ts)
-                    packet = decode(data, 0, len(data), frames, ts)
-                    if packet is not None:
-                        emit(analyzer.feed(packet))
-                    if args.count and frames >= args.count:
-                        flag.stop, flag.reason = True, "count"
-                        break
-                    if not _more_waiting(sniffer):
-                        break
+                take(sniffer.available(MAX_BATCH))
             if time.monotonic() >= next_housekeeping:
                 emit(analyzer.expire(time.time()))
                 if pcapng is not None:
                     pcapng.flush()
                 next_housekeeping = time.monotonic() + HOUSEKEEPING_S
+        if flag.reason != "count":
+            # Frames the kernel queued before the stop are part of what was seen: take them, within a budget
+            # so that a busy link cannot keep us from stopping.
+            take(sniffer.available(DRAIN_LIMIT))
     finally:
         # Stop sniffing first, then report every connection still open: nothing seen is lost.
         drops = sniffer.kernel_drops()
@@ -383,8 +390,3 @@ def run_live(args: argparse.Namespace, *, trust: Any = None,
             to_close.close()
         flag.close()  # our handlers stay until here: a second SIGTERM must not cut the final flush short
     return EXIT_FAILURES if tally.failed else EXIT_OK
-
-
-def _more_waiting(sniffer: Sniffer) -> bool:
-    readable, _, _ = select.select([sniffer], [], [], 0)
-    return bool(readable)
