@@ -9,7 +9,7 @@ Packet loss is made with iptables rules in the INPUT chain, specific to the scen
 `finally`. On loopback, tcpdump sees a packet on its way out, before INPUT: the captures therefore show the lost
 segments and their retransmissions, like a capture taken on the sending host.
 
-`python -m captures.scenarios_network [OUTDIR] [NAME ...]` records the scenarios without `captures.record`.
+`python -m captures.scenarios_network [NAME ...]` records (some of) them through `captures.record`.
 """
 from __future__ import annotations
 
@@ -559,7 +559,7 @@ def reset_injected(workdir: Path, port: int, pki: Pki) -> list[Label]:
 
     name = "net_reset_injected"
     pcap = workdir / f"{name}.pcap"
-    upstream = free_port()
+    upstream = port + 1  # captures.record gives each scenario port .. port+9
     injected = threading.Event()
 
     def inject(packet: object) -> None:
@@ -807,7 +807,7 @@ def _mtu_blackhole(workdir: Path, port: int, pki: Pki, name: str, *, split_recor
     readable in the capture.
     """
     pcap = workdir / f"{name}.pcap"
-    upstream = free_port()
+    upstream = port + 1  # captures.record gives each scenario port .. port+9
     rule = ["-p", "tcp", "--sport", str(port), "-m", "length", "--length", f"{SMALLEST_LOST}:65535"]
     timeout = CLIENT_TIMEOUT + 1
     to_client = Direction(split_records=split_records, max_send=ETHERNET_SEGMENT)
@@ -858,7 +858,7 @@ def relay_control(workdir: Path, port: int, pki: Pki) -> list[Label]:
     """A normal handshake through the relay: the control for the relay-based scenarios."""
     name = "net_relay_control"
     pcap = workdir / f"{name}.pcap"
-    upstream = free_port()
+    upstream = port + 1  # captures.record gives each scenario port .. port+9
     with openssl_server(upstream, pki, "-alpn", "http/1.1"), Relay(port, (HOST, upstream)), \
             capture(pcap, port):
         result = openssl_client(port, pki, "-alpn", "h2,http/1.1")
@@ -917,36 +917,11 @@ SCENARIOS: list[Scenario] = [
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Record the network scenarios into OUTDIR (default captures/corpus) without captures.record."""
-    import json
+    """`python -m captures.scenarios_network [NAME ...]`: record these network scenarios with captures.record."""
+    from captures import record
 
-    from captures.pki import build_pki
-
-    args = sys.argv[1:] if argv is None else argv
-    outdir = Path(args[0]) if args else Path(__file__).resolve().parent / "corpus"
-    wanted = set(args[1:])
-    outdir.mkdir(parents=True, exist_ok=True)
-    pki_dir = outdir / ".pki-network"
-    pki = build_pki(pki_dir)
-    labels_path = outdir / "labels.jsonl"
-    names = {s.name for s in SCENARIOS if not wanted or s.name in wanted}
-    kept = []
-    if labels_path.exists():
-        kept = [line for line in labels_path.read_text().splitlines()
-                if line.strip() and json.loads(line)["scenario"] not in names]
-    lines = list(kept)
-    try:
-        for scenario in SCENARIOS:
-            if scenario.name not in names:
-                continue
-            port = free_port()
-            labels = scenario.run(outdir, port, pki)
-            lines += [label.to_json() for label in labels]
-            print(f"{scenario.name}: " + "; ".join(f"{lb.outcome} {lb.failed_step} {lb.cause}" for lb in labels))
-    finally:
-        labels_path.write_text("".join(line + "\n" for line in lines))
-        shutil.rmtree(pki_dir, ignore_errors=True)
-    return 0
+    names = (sys.argv[1:] if argv is None else argv) or [s.name for s in SCENARIOS]
+    return record.main(["--only", *names])
 
 
 if __name__ == "__main__":
