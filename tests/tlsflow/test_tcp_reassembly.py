@@ -136,7 +136,7 @@ def test_wrap_server_ack_and_gap() -> None:
     """The server's ACK crosses 2^32 too, and declares the lost bytes a gap."""
     isn = (1 << 32) - 2
     segs = handshake(client_isn=isn) + [seg(C, isn + 1, b"ab"), seg(S, SERVER_ISN + 1, ack=isn + 1 + 6)]
-    events = run(segs, finish=False)
+    events = run(segs)
     assert chunks(events, Sender.CLIENT) == [(0, b"ab"), (2, 4)]
     assert only_conn(events).server.acked_bytes == 6
 

@@ -224,7 +224,7 @@ class TcpReassembler:
                 peer_facts = peer.facts
                 if not peer_facts.largest_segment_acked and ack_offset >= peer.largest_end:
                     peer_facts.largest_segment_acked = True
-                if full and not flags & RST and (ack_offset > peer.next_offset or peer.history):
+                if full and not flags & RST and (ack_offset > peer.acked_limit or peer.history):
                     peer_pieces: list[Piece] = []
                     peer.acked(ack_offset, peer_pieces, frame, ts)
                     if peer_pieces:
@@ -335,7 +335,11 @@ class TcpReassembler:
         if flow.full:
             for side in flow.sides:
                 pieces: list[Piece] = []
-                side.flush(pieces, side.facts.fin_frame, side.facts.fin_ts)
+                fin_frame = side.facts.fin_frame
+                if fin_frame is not None:
+                    side.flush(pieces, fin_frame, side.facts.fin_ts or conn.last_ts)
+                else:
+                    side.flush(pieces, conn.last_frame, conn.last_ts)
                 if pieces:
                     side.facts.stream_bytes = side.high_offset
                     self._deliver(flow, side, pieces, out)

@@ -39,6 +39,7 @@ class HalfStream:
     """Reassembly state of the bytes one side sends."""
 
     __slots__ = (
+        "acked_limit",
         "buffered_bytes",
         "conn",
         "facts",
@@ -71,6 +72,7 @@ class HalfStream:
         self.high_offset = 0  # ... and its stream offset
         self.next_offset = 0  # next offset to deliver (everything before it is delivered or declared a gap)
         self.fin_offset: int | None = None
+        self.acked_limit = 0  # the peer acknowledged every byte before this offset
         # Out-of-order data: sorted, non-overlapping (start, end, data, frame, ts), all starting after next_offset.
         self.segments: list[tuple[int, int, bytes, int, float]] = []
         self.buffered_bytes = 0
@@ -124,6 +126,8 @@ class HalfStream:
             self._drain(out, frame, ts)
         elif start > nxt:
             self.facts.out_of_order_segments += 1
+            if self.acked_limit > nxt:  # the peer had acknowledged the hole before this segment arrived
+                self.skip_to(min(self.acked_limit, max(end, self.high_offset)), out, frame, ts)
         self._enforce_caps(out, frame, ts)
         return seen
 
@@ -209,24 +213,31 @@ class HalfStream:
 
     def acked(self, ack_offset: int, out: list[Piece], frame: int, ts: float) -> None:
         """The peer acknowledged everything before `ack_offset`: forget delivered history up to there, and
-        declare as gaps the holes it covers (the receiver got those bytes; the capture did not)."""
+        declare as gaps the holes it covers (the receiver got those bytes; the capture did not).
+
+        Only holes below data already seen are declared now. An ACK ahead of everything seen is also what a
+        capture that reordered a segment and its ACK looks like, so that hole waits for the next segment (or the
+        end of the connection) to tell a loss from a late segment."""
         history = self.history
         while history and history[0][1] <= ack_offset:
             self.history_bytes -= history[0][1] - history[0][0]
             history.popleft()
-        if ack_offset > self.next_offset and self.started:
-            if self.fin_offset is not None and ack_offset > self.fin_offset:
-                ack_offset = self.fin_offset
-            self.skip_to(ack_offset, out, frame, ts)
+        if self.fin_offset is not None and ack_offset > self.fin_offset:
+            ack_offset = self.fin_offset
+        self.acked_limit = max(self.acked_limit, ack_offset)
+        if self.segments and ack_offset > self.next_offset:
+            self.skip_to(min(ack_offset, self.high_offset), out, frame, ts)
 
-    def flush(self, out: list[Piece], fin_frame: int | None, fin_ts: float | None) -> None:
-        """The connection is over: deliver every buffered byte (holes as gaps), then the hole before the FIN."""
+    def flush(self, out: list[Piece], end_frame: int, end_ts: float) -> None:
+        """The connection is over: deliver every buffered byte (holes as gaps), then the hole before the FIN or
+        before what the peer acknowledged (`end_frame`/`end_ts`: the FIN's, else the connection's last packet)."""
         while self.segments:
             first = self.segments[0]
             self._gap_to(first[0], out, first[3], first[4])
             self._drain(out, _NO_FRAME, 0.0)
-        if self.fin_offset is not None and self.fin_offset > self.next_offset and fin_frame is not None:
-            self._gap_to(self.fin_offset, out, fin_frame, fin_ts or 0.0)
+        end = max(self.fin_offset or 0, self.acked_limit)
+        if end > self.next_offset and self.started:
+            self._gap_to(end, out, end_frame, end_ts)
 
     def stop_reassembly(self) -> None:
         """The consumer wants no more data: drop every buffer."""
