@@ -1,0 +1,262 @@
+"""The network-failure scenarios: the relay on its own, a few scenarios re-recorded, and the committed corpus.
+
+Re-recorded captures are checked with tshark display filters written here, independently of the assertions the
+scenario module makes while recording: a label has to hold for a plain reading of the pcap.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from captures import scenarios_network as net
+from captures.relay import Direction, Relay, RelayMode, split_tls_records
+from captures.scenario import Label, Pki
+from tests.conftest import CORPUS, corpus_labels
+
+NETWORK_NAMES = {s.name for s in net.SCENARIOS}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The relay, without root
+# ---------------------------------------------------------------------------------------------------------------
+def _record(content_type: int, body: bytes) -> bytes:
+    return bytes([content_type, 3, 3]) + len(body).to_bytes(2, "big") + body
+
+
+def test_split_tls_records_cuts_whole_records_and_keeps_the_rest() -> None:
+    hello, cert = _record(0x16, b"\x02" + b"h" * 40), _record(0x16, b"\x0b" + b"c" * 3000)
+    partial = _record(0x16, b"\x0c" + b"k" * 100)[:50]
+    records, rest = split_tls_records(hello + cert + partial)
+    assert records == [hello, cert]
+    assert rest == partial
+
+
+def test_split_tls_records_waits_for_a_header() -> None:
+    assert split_tls_records(b"\x16\x03") == ([], b"\x16\x03")
+
+
+def _free_pair() -> int:
+    """A port p with p and p+1 both free on 127.0.0.1."""
+    for _ in range(50):
+        port = net.free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind((net.HOST, port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no two adjacent free ports")
+
+
+@pytest.fixture
+def echo_server() -> Iterator[int]:
+    """A plain echo server on a free port, stopped after the test."""
+    listener = socket.socket()
+    listener.bind((net.HOST, 0))
+    listener.listen(4)
+    listener.settimeout(5)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                while data := conn.recv(65536):
+                    conn.sendall(data)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    listener.close()
+    thread.join(timeout=10)
+
+
+def _exchange(port: int, payload: bytes) -> bytes:
+    with socket.create_connection((net.HOST, port), timeout=5) as sock:
+        sock.sendall(payload)
+        sock.shutdown(socket.SHUT_WR)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+def test_relay_forwards_both_directions_and_passes_the_close_on(echo_server: int) -> None:
+    payload = b"".join(_record(0x16, bytes([i]) * 700) for i in range(8))
+    with Relay(net.free_port(), (net.HOST, echo_server)) as relay:
+        assert _exchange(relay.listen_port, payload) == payload
+        assert relay.connections == 1
+
+
+def test_relay_pacing_by_record_and_segment_keeps_the_bytes(echo_server: int) -> None:
+    payload = _record(0x16, b"\x02" * 80) + _record(0x16, b"\x0b" * 5000) + _record(0x16, b"\x0e")
+    paced = Direction(split_records=True, max_send=net.ETHERNET_SEGMENT)
+    with Relay(net.free_port(), (net.HOST, echo_server), to_client=paced, client_mss=net.ETHERNET_MSS) as relay:
+        assert _exchange(relay.listen_port, payload) == payload
+
+
+def test_relay_reset_mode_aborts_after_the_first_bytes() -> None:
+    with Relay(net.free_port(), mode=RelayMode.RESET_AFTER_FIRST) as relay, \
+            socket.create_connection((net.HOST, relay.listen_port), timeout=5) as sock:
+        sock.sendall(_record(0x16, b"\x01" * 200))
+        with pytest.raises(ConnectionResetError):
+            while sock.recv(65536):
+                pass
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Re-recording a few scenarios (root, tcpdump, tshark, openssl)
+# ---------------------------------------------------------------------------------------------------------------
+def _need_recording_tools() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("recording on lo needs root")
+    for tool in ("tcpdump", "tshark", "openssl"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed")
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    pki_module = pytest.importorskip("captures.pki")
+    return pki_module.build_pki(tmp_path_factory.mktemp("pki"))
+
+
+def _tshark_count(pcap: Path, port: int, display_filter: str) -> int:
+    out = subprocess.run(["tshark", "-r", str(pcap), "-n", "-d", f"tcp.port=={port},tls", "-Y", display_filter,
+                          "-T", "fields", "-e", "frame.number"],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    return len(out.split())
+
+
+def _rerecord(scenario_name: str, workdir: Path, pki: Pki) -> tuple[Label, Path, int]:
+    scenario = next(s for s in net.SCENARIOS if s.name == scenario_name)
+    port = _free_pair()
+    labels = scenario.run(workdir, port, pki)
+    assert len(labels) == 1
+    pcap = scenario.pcap(workdir)
+    assert pcap.exists()
+    _holds_for_the_recorder(labels[0], pcap)
+    return labels[0], pcap, port
+
+
+def _holds_for_the_recorder(label: Label, pcap: Path) -> None:
+    """The recorder's own label check (captures.labels) agrees, where that module is present."""
+    try:
+        from captures.labels import check_label, read_wire
+    except ImportError:
+        return
+    wire = {flow.flow: flow for flow in read_wire(pcap)}
+    assert check_label(label, wire[label.flow]) == []
+
+
+@pytest.mark.tools
+def test_port_closed_is_a_rst_to_the_syn(tmp_path: Path, pki: Pki) -> None:
+    _need_recording_tools()
+    label, pcap, port = _rerecord("net_port_closed", tmp_path, pki)
+    assert (label.outcome, label.failed_step, label.cause) == ("failed", "tcp_connect", "tcp_refused")
+    assert label.server == f"{net.HOST}:{port}"
+    assert _tshark_count(pcap, port, "tcp.flags.syn==1 && tcp.flags.ack==0") == 1
+    assert _tshark_count(pcap, port, f"tcp.srcport=={port} && tcp.flags.reset==1") == 1
+    assert _tshark_count(pcap, port, "tcp.len > 0") == 0
+
+
+@pytest.mark.tools
+def test_reset_after_client_hello(tmp_path: Path, pki: Pki) -> None:
+    _need_recording_tools()
+    label, pcap, port = _rerecord("net_reset_after_client_hello", tmp_path, pki)
+    assert (label.outcome, label.failed_step, label.cause) == ("failed", "server_hello", "reset_after_client_hello")
+    assert label.alert is None
+    assert _tshark_count(pcap, port, f"tcp.dstport=={port} && tls.handshake.type==1") == 1
+    assert _tshark_count(pcap, port, f"tcp.srcport=={port} && tcp.flags.reset==1") >= 1
+    assert _tshark_count(pcap, port, f"tcp.srcport=={port} && tcp.len > 0") == 0
+    assert _tshark_count(pcap, port, f"tcp.srcport=={port} && tcp.flags.fin==1") == 0
+
+
+@pytest.mark.tools
+def test_closed_without_alert(tmp_path: Path, pki: Pki) -> None:
+    _need_recording_tools()
+    label, pcap, port = _rerecord("net_closed_without_alert", tmp_path, pki)
+    assert (label.outcome, label.failed_step, label.cause) == ("failed", "server_hello", "closed_without_alert")
+    assert _tshark_count(pcap, port, f"tcp.srcport=={port} && tcp.flags.fin==1") >= 1
+    assert _tshark_count(pcap, port, f"tcp.srcport=={port} && (tcp.len > 0 || tcp.flags.reset==1)") == 0
+    # Whatever alert the label names was sent by the client, after the server's FIN.
+    if label.alert is not None:
+        assert label.alert_sender == "client"
+        assert _tshark_count(pcap, port, f"tcp.dstport=={port} && tls.alert_message") == 1
+
+
+@pytest.mark.tools
+@pytest.mark.slow
+def test_packet_loss_recovered_retransmits_and_cleans_its_rules(tmp_path: Path, pki: Pki) -> None:
+    _need_recording_tools()
+    if not net.iptables_available():
+        pytest.skip("iptables is not installed or netfilter is unavailable")
+    label, pcap, port = _rerecord("net_packet_loss_recovered", tmp_path, pki)
+    assert label.outcome == "established" and label.cause is None
+    assert label.version == "TLS 1.3"
+    assert "packet_loss" in (label.note or "")
+    assert _tshark_count(pcap, port, f"tcp.srcport=={port} && tcp.analysis.retransmission") >= 1
+    assert _tshark_count(pcap, port, f"tcp.dstport=={port} && tcp.analysis.retransmission") >= 1
+    assert _tshark_count(pcap, port, "tls.handshake.type==2") == 1
+    rules = subprocess.run(["iptables", "-S", "INPUT"], check=False, capture_output=True, text=True, timeout=10).stdout
+    assert "tlsflow-capture" not in rules
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The committed corpus
+# ---------------------------------------------------------------------------------------------------------------
+def _network_labels() -> list[dict]:
+    return [label for label in corpus_labels() if label["scenario"] in NETWORK_NAMES]
+
+
+def test_every_network_scenario_is_in_the_corpus_with_its_pcap(corpus_dir: Path) -> None:
+    labels = _network_labels()
+    assert {label["scenario"] for label in labels} == NETWORK_NAMES
+    for label in labels:
+        assert (corpus_dir / label["file"]).is_file(), label["file"]
+        Label.from_dict(label)  # the contract's vocabulary
+
+
+@pytest.mark.tools
+@pytest.mark.parametrize("label", _network_labels(), ids=lambda label: f"{label['scenario']}#{label['flow']}")
+def test_committed_network_label_matches_its_pcap(label: dict) -> None:
+    if shutil.which("tshark") is None:
+        pytest.skip("tshark is not installed")
+    flows = net.wire_flows(CORPUS / label["file"])
+    flow = flows[label["flow"] - 1]
+    assert (flow.client, flow.server) == (label["client"], label["server"])
+    client, server = flow.sent_by_client(), flow.sent_by_server()
+    if label["cause"] == "tcp_refused":
+        assert [p.rst for p in server] == [True]
+    elif label["cause"] == "tcp_no_answer":
+        assert not server and len(client) >= 2
+    elif label["cause"] in ("reset_after_client_hello", "reset_injected"):
+        assert net.is_client_hello(flow.client_data())
+        rst = next(p for p in server if p.rst)
+        assert not any(p.tcp_len for p in server if p.frame < rst.frame)
+        synack = next(p for p in server if p.syn)
+        assert (rst.ttl != synack.ttl) == (label["cause"] == "reset_injected")
+    elif label["cause"] in ("server_silent", "closed_without_alert"):
+        assert net.is_client_hello(flow.client_data()) and not flow.server_data()
+    elif label["cause"] == "packet_loss" or "packet_loss" in (label["note"] or ""):
+        assert any(p.retransmission for p in flow.packets)
+    elif label["cause"] == "mtu_blackhole":
+        assert any(p.retransmission and p.ip_len >= net.SMALLEST_LOST for p in server)
+    elif label["cause"] == "not_tls":
+        assert net.is_client_hello(flow.client_data()) and flow.server_data()[:1] != b"\x16"
+    elif label["outcome"] == "not_tls":
+        assert not net.is_client_hello(flow.client_data())
+    if label["outcome"] == "established":
+        assert net.is_client_hello(flow.client_data()) and flow.server_data()[:1] == b"\x16"
