@@ -246,6 +246,7 @@ class Stats:
     packets: int = 0
     bytes: int = 0
     kinds: Counter = field(default_factory=Counter)
+    ok_kinds: frozenset[str] = frozenset()  # kinds whose handshake completes
 
     @property
     def client_hellos(self) -> int:
@@ -253,7 +254,7 @@ class Stats:
 
     @property
     def completed_handshakes(self) -> int:
-        return sum(n for k, n in self.kinds.items() if k in _OK_KINDS)
+        return sum(n for k, n in self.kinds.items() if k in self.ok_kinds)
 
     def as_dict(self) -> dict:
         return {
@@ -264,9 +265,6 @@ class Stats:
             "completed_handshakes": self.completed_handshakes,
             "kinds": dict(sorted(self.kinds.items())),
         }
-
-
-_OK_KINDS: set[str] = set()
 
 
 class ClientAddresses:
@@ -290,13 +288,12 @@ class ClientAddresses:
 def generate(out: BinaryIO, size: int, seed: int, sessions: list[Session] | None = None) -> Stats:
     """Write a pcap of about `size` bytes (it stops opening connections there and lets open ones finish)."""
     sessions = sessions if sessions is not None else load(STREAMS_PATH)
-    _OK_KINDS.update(s.kind for s in sessions if s.outcome == "ok")
     rng = random.Random(seed)
     choices = [i for i, s in enumerate(sessions) if s.kind in KIND_WEIGHTS]
     weights = [KIND_WEIGHTS[sessions[i].kind] for i in choices]
     cache = SegmentCache()
     clients = ClientAddresses(rng)
-    stats = Stats()
+    stats = Stats(ok_kinds=frozenset(s.kind for s in sessions if s.outcome == "ok"))
     now_us = CAPTURE_START_US
     active: list[Connection] = []
     buffer: list[bytes] = [PCAP_GLOBAL_HEADER]
