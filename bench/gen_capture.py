@@ -66,7 +66,9 @@ def parse_size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a size: {text!r}")
     unit = (m.group(2) or "").lower().rstrip("b")
     scale = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
-             "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}[unit]
+             "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}.get(unit)
+    if scale is None:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r}")
     return int(float(m.group(1)) * scale)
 
 
