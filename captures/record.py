@@ -1,0 +1,150 @@
+"""Record the labelled corpus: ``python -m captures.record [--only NAME...] [--out DIR] [--list]``.
+
+Discovers ``SCENARIOS`` in every scenario module, builds a fresh test PKI, gives each scenario its own loopback
+port range, runs it (one pcap per scenario), then checks each returned label against tshark's reading of the
+pcap (``captures.labels``) and fills in the wire facts (addresses, SNI, version, alert and its sender). Labels go
+to ``DIR/labels.jsonl``; with ``--only``, the lines of other scenarios already there are kept.
+Needs root (tcpdump on ``lo``, nginx), openssl, tcpdump and tshark; the scenarios that use them also need nginx,
+curl, gnutls-cli and faketime.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from captures.labels import check_label, fill_label, read_labels, read_wire, write_labels
+from captures.pki import build_pki
+from captures.scenario import Label, Pki, Scenario
+
+SCENARIO_MODULES = ("captures.scenarios_tls", "captures.scenarios_network")
+CORPUS = Path(__file__).resolve().parent / "corpus"
+BASE_PORT = 24000
+PORTS_PER_SCENARIO = 10  # a scenario owns port .. port+9 (helpers such as a relay may use the extra ones)
+
+
+class RecordError(RuntimeError):
+    """A scenario failed to record, or its labels do not hold on its own capture."""
+
+
+def discover(modules: tuple[str, ...] = SCENARIO_MODULES) -> list[Scenario]:
+    """Every scenario of every module that exists, in module order; names must be unique."""
+    found: list[Scenario] = []
+    for module_name in modules:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue  # that module is not written yet
+            raise
+        found.extend(getattr(module, "SCENARIOS", []))
+    names = [s.name for s in found]
+    duplicates = {n for n in names if names.count(n) > 1}
+    if duplicates:
+        raise RecordError(f"duplicate scenario names: {sorted(duplicates)}")
+    return found
+
+
+def port_for(scenarios: list[Scenario], scenario: Scenario) -> int:
+    """A stable port per scenario (its index in the discovery order), so reruns land on the same ports."""
+    return BASE_PORT + PORTS_PER_SCENARIO * [s.name for s in scenarios].index(scenario.name)
+
+
+def record_one(scenario: Scenario, out: Path, port: int, pki: Pki) -> list[Label]:
+    """Run one scenario into `out` and return its labels, checked against the capture and completed from it."""
+    labels = scenario.run(out, port, pki)
+    pcap = scenario.pcap(out)
+    if not pcap.exists():
+        raise RecordError(f"{scenario.name}: no pcap written")
+    keylog = scenario.keylog(out)
+    wire = {flow.flow: flow for flow in read_wire(pcap, keylog if keylog.exists() else None)}
+    problems = []
+    if len(wire) != len(labels):
+        problems.append(f"{scenario.name}: {len(labels)} labels but {len(wire)} TCP connections in the pcap")
+    checked = []
+    for label in labels:
+        flow = wire.get(label.flow)
+        if flow is None:
+            problems.append(f"{scenario.name}: flow {label.flow} not in the pcap")
+            continue
+        problems += check_label(label, flow)
+        checked.append(fill_label(label, flow))
+    if problems:
+        raise RecordError("\n".join(problems))
+    return checked
+
+
+def record(scenarios: list[Scenario], out: Path, *, all_scenarios: list[Scenario] | None = None,
+           keep_other_labels: bool = True, keep_failed: bool = False) -> tuple[list[Label], dict[str, str]]:
+    """Record `scenarios` into `out`; returns the labels written and the failures (name -> reason)."""
+    all_scenarios = all_scenarios or scenarios
+    out.mkdir(parents=True, exist_ok=True)
+    failures: dict[str, str] = {}
+    new_labels: dict[str, list[Label]] = {}
+    with tempfile.TemporaryDirectory(prefix="tlsflow-pki-") as pki_dir:
+        pki = build_pki(Path(pki_dir))
+        for scenario in scenarios:
+            started = time.monotonic()
+            for stale in (scenario.pcap(out), scenario.keylog(out)):
+                stale.unlink(missing_ok=True)
+            try:
+                new_labels[scenario.name] = record_one(scenario, out, port_for(all_scenarios, scenario), pki)
+            except Exception as exc:  # one broken scenario must not stop the corpus
+                failures[scenario.name] = f"{type(exc).__name__}: {exc}"
+                print(f"FAIL {scenario.name}: {exc}", file=sys.stderr)
+                if not isinstance(exc, RecordError):
+                    traceback.print_exc()
+                if not keep_failed:
+                    scenario.pcap(out).unlink(missing_ok=True)
+                    scenario.keylog(out).unlink(missing_ok=True)
+                continue
+            summary = ", ".join(_describe(label) for label in new_labels[scenario.name])
+            print(f"ok   {scenario.name} ({time.monotonic() - started:.1f} s): {summary}")
+    labels_path = out / "labels.jsonl"
+    kept: list[Label] = []
+    if keep_other_labels and labels_path.exists():
+        recorded = {s.name for s in scenarios}
+        kept = [label for label in read_labels(labels_path) if label.scenario not in recorded]
+    order = {s.name: i for i, s in enumerate(all_scenarios)}
+    merged = kept + [label for labels in new_labels.values() for label in labels]
+    merged.sort(key=lambda label: (order.get(label.scenario, len(order)), label.scenario, label.flow))
+    write_labels(labels_path, merged)
+    return merged, failures
+
+
+def _describe(label: Label) -> str:
+    if label.outcome == "established":
+        return f"#{label.flow} established {label.version}" + (" resumed" if label.resumed else "")
+    alert = f" {label.alert_sender} alert {label.alert}" if label.alert else " no alert"
+    return f"#{label.flow} {label.outcome} {label.failed_step}/{label.cause}{alert}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m captures.record", description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="record only these scenarios")
+    parser.add_argument("--out", type=Path, default=CORPUS, help=f"output directory (default {CORPUS})")
+    parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    parser.add_argument("--keep-failed", action="store_true", help="keep the pcap of a scenario that failed")
+    args = parser.parse_args(argv)
+    scenarios = discover()
+    if args.list:
+        for scenario in scenarios:
+            print(f"{scenario.name:45} {scenario.description}")
+        return 0
+    chosen = scenarios
+    if args.only:
+        unknown = set(args.only) - {s.name for s in scenarios}
+        if unknown:
+            parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+        chosen = [s for s in scenarios if s.name in args.only]
+    _, failures = record(chosen, args.out, all_scenarios=scenarios, keep_failed=args.keep_failed)
+    print(f"{len(chosen) - len(failures)} of {len(chosen)} scenarios recorded into {args.out}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
