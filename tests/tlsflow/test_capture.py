@@ -715,8 +715,13 @@ def test_not_a_capture_is_one_clear_line(tmp_path: Path, content: bytes, expecte
 def test_missing_file_and_short_header(tmp_path: Path) -> None:
     with pytest.raises(CaptureError, match="cannot open"):
         open_capture(tmp_path / "missing.pcap")
+    with pytest.raises(CaptureError, match="cannot open"):
+        open_capture(tmp_path)  # a directory
     with pytest.raises(TruncatedCaptureError, match="file header"):
         open_capture(write(tmp_path, "short.pcap", pcap_file([])[:10]))
+    compressed = gzip.compress(pcap_file([(1, 0, ether_tcp(1))]))
+    with pytest.raises(TruncatedCaptureError, match="file header"):
+        open_capture(write(tmp_path, "short.pcap.gz", compressed[:20]))
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

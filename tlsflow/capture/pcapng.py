@@ -96,6 +96,7 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
     layout = _LITTLE
     block_header = layout.block_header
     enhanced = layout.enhanced
+    u32 = layout.u32
     interfaces: list[list] = []  # per interface: handler, units, offset, link type, snaplen, frames (see _IFACE_*)
     retired: list[list] = []  # interfaces of finished sections, until their frame counts are folded into stats
     frame = 0
@@ -133,6 +134,7 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                         raise corrupt(f"section header has an invalid byte-order magic {magic.hex()}", pos)
                     block_header = layout.block_header
                     enhanced = layout.enhanced
+                    u32 = layout.u32
                     length = block_header(buf, pos)[1]
                 if length < 12 or length & 3:
                     raise corrupt(f"block of type 0x{block_type:08x} has an impossible length {length}", pos)
@@ -142,9 +144,9 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                         raise corrupt(f"block of type 0x{block_type:08x} claims {length} bytes, more than the "
                                       f"maximum {MAX_BLOCK_SIZE}", pos)
                     break  # block continues in the next chunk
-                if layout.u32(buf, stop - 4)[0] != length:
+                if u32(buf, stop - 4)[0] != length:
                     raise corrupt(f"block of type 0x{block_type:08x}: length at its end "
-                                  f"({layout.u32(buf, stop - 4)[0]}) differs from its start ({length})", pos)
+                                  f"({u32(buf, stop - 4)[0]}) differs from its start ({length})", pos)
                 if block_type == ENHANCED_PACKET:
                     if length < 32:
                         raise corrupt(f"enhanced packet block too short ({length} bytes)", pos)
@@ -158,7 +160,7 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                                       f"{len(interfaces)}", pos)
                     iface = interfaces[interface]
                     frame += 1
-                    iface[5] += 1
+                    iface[5] += 1  # _IFACE_FRAMES; indices spelled out on the hot path
                     last_ts = ((ts_high << 32) | ts_low) / iface[1] + iface[2]
                     pos = stop
                     out = iface[0](buf, start, start + caplen, frame, last_ts)

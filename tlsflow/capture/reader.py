@@ -9,9 +9,9 @@ from typing import NamedTuple, Self, TypeVar
 from ..packet import TcpPacket
 from . import pcap, pcapng
 from .decode import make_handlers
-from .errors import CaptureError, NotACaptureError
+from .errors import CaptureError, NotACaptureError, TruncatedCaptureError
 from .fragments import FragmentReassembler
-from .source import CaptureSource
+from .source import CaptureSource, SourceReadError
 from .stats import CaptureStats
 
 T = TypeVar("T")
@@ -36,7 +36,10 @@ class Capture:
         head = source.head
         if pcap.is_pcap_magic(head):
             self.stats.format = "pcap"
-            data = head + source.read_exactly(pcap.HEADER_SIZE - len(head))
+            try:
+                data = head + source.read_exactly(pcap.HEADER_SIZE - len(head))
+            except SourceReadError as exc:
+                raise TruncatedCaptureError(f"cannot read the pcap file header: {exc}", 0, 1) from exc
             self._pcap_header: pcap.PcapHeader | None = pcap.parse_header(data)
             self._buf = b""
             self._base = pcap.HEADER_SIZE

@@ -78,6 +78,8 @@ class CaptureSource:
         self.total_bytes: int | None = None
         self._owned: BinaryIO | None = None
         if self.name == "-":
+            if sys.stdin is None or not hasattr(sys.stdin, "buffer"):
+                raise NotACaptureError("cannot read standard input: there is none", source=self.name)
             raw: BinaryIO = sys.stdin.buffer
         else:
             try:

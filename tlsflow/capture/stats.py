@@ -6,7 +6,11 @@ from dataclasses import dataclass, field
 
 @dataclass(slots=True)
 class CaptureStats:
-    """Running counts; complete once iteration has ended (including when it ended with a CaptureError).
+    """Running counts; exact once iteration has ended (also when it ended with a CaptureError).
+
+    During iteration `frames`, `skipped` and `link_types` are brought up to date once per chunk read (about a
+    megabyte), not per frame, because that bookkeeping would cost measurable time per packet; the other counters
+    are always current.
 
     `frames == tcp_packets + skipped` after `packets()`: a frame yields at most one TCP segment (a reassembled IP
     datagram is yielded at the frame of the fragment that completed it, as Wireshark shows it).
