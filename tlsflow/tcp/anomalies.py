@@ -11,7 +11,7 @@ REASSEMBLY_SEGMENTS_EXCEEDED = "reassembly_buffer_segments_exceeded"
 OVERLAP_DATA_MISMATCH = "overlap_data_mismatch"
 # The flow table was full and this (least recently active) flow was closed to make room.
 FLOW_EVICTED = "flow_evicted"
-# A new SYN arrived on this 4-tuple while the connection had not been seen to close: the old one is ended.
+# A new SYN arrived on this 4-tuple before any FIN or RST of the connection: the old one is ended.
 SYN_ON_OPEN_FLOW = "syn_on_open_flow"
 # A SYN whose sequence number differs from the one the side sent first, on the same connection.
 SYN_SEQ_MISMATCH = "syn_seq_mismatch"

@@ -2,7 +2,7 @@
 
 Flows are keyed by both endpoints (each direction's 4-tuple points at the same flow). Everything runs on capture
 time: idle flows, lingering closed flows and a full flow table are handled as packets arrive, never by a clock.
-Two time-ordered tables (open flows, flows that saw both FINs or a RST) keep expiry and eviction O(1) per packet.
+Two time-ordered tables (open flows, flows that saw a RST or both FINs acknowledged) keep expiry and eviction O(1) per packet.
 """
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ class _Flow:
         self.pending: list[tuple[HalfStream, Piece]] = []  # chunks waiting for the roles
         self.pending_bytes = 0
         self.hello_index: int | None = None  # side whose first bytes are a ClientHello
-        self.closing = False  # both FINs or a RST seen: lingers briefly, then closes
+        self.closing = False  # a RST, or both FINs acknowledged: lingers briefly, then closes
         self.full = True  # reassembling (the consumer still wants data)
         self.last_ts = ts
 
@@ -62,7 +62,8 @@ class TcpReassembler:
     Caps: `max_flows` open connections (the least recently active one is evicted when a new one needs room),
     `max_buffer_per_direction` out-of-order bytes and `max_segments_per_direction` segments per direction (the
     hole is declared a gap when exceeded), `role_buffer_bytes` of chunks held while the roles are unknown.
-    Timeouts are in capture seconds: `idle_timeout` for open connections, `linger_timeout` after both FINs or a RST.
+    Timeouts are in capture seconds: `idle_timeout` for open connections, `linger_timeout` after a RST or once
+    both FINs are acknowledged (trailing ACKs and stray retransmissions within it still count).
     """
 
     def __init__(self, max_flows: int = 100_000, max_buffer_per_direction: int = 1 << 20,
@@ -112,7 +113,7 @@ class TcpReassembler:
                 self._close(flow, "closed" if flow.closing else "idle", out)
                 entry = None
             elif flags & _SYN_ACK == SYN and self._starts_new_connection(flow, index, pkt.seq):
-                if not flow.closing:
+                if not flow.closing and flow.sides[0].fin_offset is None and flow.sides[1].fin_offset is None:
                     flow.conn.note(anomalies.SYN_ON_OPEN_FLOW)
                 self._close(flow, "port_reuse", out)
                 entry = None
@@ -218,6 +219,7 @@ class TcpReassembler:
             else:
                 if peer.fin_offset is not None and ack_offset > peer.fin_offset:
                     ack_offset = peer.fin_offset  # the FIN takes a sequence number, not a stream byte
+                    peer.fin_acked = True
                 if ack_offset > facts.acked_bytes:
                     facts.acked_bytes = ack_offset
                     facts.acked_frame = frame
@@ -236,7 +238,9 @@ class TcpReassembler:
         if not flow.settled and (flow.pending or flow.hello_index is not None):
             self._try_settle(flow, out, force=False)
 
-        if not flow.closing and (flags & RST or (side.fin_offset is not None and peer.fin_offset is not None)):
+        # Closed once a RST is seen or both FINs are acknowledged: then only stray packets can follow. A FIN not
+        # yet acknowledged will be retransmitted (with backoff, for up to minutes): that flow stays open.
+        if not flow.closing and (flags & RST or (side.fin_acked and peer.fin_acked)):
             flow.closing = True
             fid = conn.flow_id
             del self._open[fid]

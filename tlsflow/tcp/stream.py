@@ -43,6 +43,7 @@ class HalfStream:
         "buffered_bytes",
         "conn",
         "facts",
+        "fin_acked",
         "fin_offset",
         "high_offset",
         "high_seq",
@@ -72,6 +73,7 @@ class HalfStream:
         self.high_offset = 0  # ... and its stream offset
         self.next_offset = 0  # next offset to deliver (everything before it is delivered or declared a gap)
         self.fin_offset: int | None = None
+        self.fin_acked = False  # the peer acknowledged the FIN itself
         self.acked_limit = 0  # the peer acknowledged every byte before this offset
         # Out-of-order data: sorted, non-overlapping (start, end, data, frame, ts), all starting after next_offset.
         self.segments: list[tuple[int, int, bytes, int, float]] = []
