@@ -39,6 +39,8 @@ class Direction:
     delay: float = 0.0  # hold every chunk this long before sending it on (a slow path or a slow server)
     drop: bool = False  # read and discard: the peer sees its data acknowledged and never answered
     split_records: bool = False  # send one TLS record per send() call, with Nagle off, so records get own segments
+    reset_at_chunk: int | None = None  # abort the client's connection with RST (SO_LINGER 0) when this
+    # direction's Nth chunk (1-based) arrives, instead of forwarding it: a server or proxy dying mid-handshake
     max_send: int | None = None  # send at most this many bytes at a time (one MSS), Nagle off: lo does not cut
     # large sends into MSS-sized segments (it offloads that and never has to), so a 3 KB send shows as one packet
 
@@ -155,8 +157,8 @@ class Relay:
         assert self.upstream is not None
         server = self._track(socket.create_connection(self.upstream, timeout=5))
         server.settimeout(0.2)
-        self._spawn(self._pump, client, server, self.to_server)
-        self._pump(server, client, self.to_client)
+        self._spawn(self._pump, client, server, self.to_server, client)
+        self._pump(server, client, self.to_client, client)
 
     def _wait_readable(self, sock: socket.socket) -> None:
         while not self._stop.is_set():
@@ -174,8 +176,9 @@ class Relay:
             except OSError:
                 return
 
-    def _pump(self, src: socket.socket, dst: socket.socket, how: Direction) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, how: Direction, client: socket.socket) -> None:
         paced = how.split_records or how.max_send is not None
+        chunks = 0
         if paced:
             dst.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         pending = b""
@@ -194,6 +197,12 @@ class Relay:
                     dst.shutdown(socket.SHUT_WR)
                 except OSError:
                     pass
+                return
+            chunks += 1
+            if how.reset_at_chunk == chunks:
+                set_linger_reset(client)
+                client.close()
+                (dst if dst is not client else src).close()
                 return
             if how.drop:
                 continue

@@ -578,9 +578,11 @@ def reset_injected(workdir: Path, port: int, pki: Pki) -> list[Label]:
     with openssl_server(upstream, pki), \
             Relay(port, (HOST, upstream), to_client=Direction(delay=1.0)), \
             capture(pcap, port):
-        sniffer = AsyncSniffer(iface="lo", filter=f"tcp dst port {port}", prn=inject, store=False)
+        listening = threading.Event()
+        sniffer = AsyncSniffer(iface="lo", filter=f"tcp dst port {port}", prn=inject, store=False,
+                               started_callback=listening.set)
         sniffer.start()
-        time.sleep(0.5)  # the sniffer opens its socket asynchronously
+        _expect(listening.wait(10), name, "the injector's sniffer started")
         try:
             result = python_tls_client(port, pki, timeout=CLIENT_TIMEOUT)
             time.sleep(1.5)  # the late ServerHello and the client's answer to it
@@ -603,6 +605,61 @@ def reset_injected(workdir: Path, port: int, pki: Pki) -> list[Label]:
                    server_impl=f"openssl s_server {_openssl_version()} behind captures.relay (1 s delay)",
                    note=f"forged RST in frame {rst.frame}: TTL {rst.ttl} vs {synack.ttl}, IP ID {rst.ip_id:#x} "
                         f"without DF (scapy); {late}; client: {result.error}")]
+
+
+def reset_during_handshake(workdir: Path, port: int, pki: Pki) -> list[Label]:
+    """TLS 1.2: the server's whole flight arrives, the client answers, and the server side aborts with RST."""
+    name = "net_reset_during_handshake"
+    pcap = workdir / f"{name}.pcap"
+    upstream = port + 1  # captures.record gives each scenario port .. port+9
+    # The relay forwards the ClientHello and the server's flight, and resets when the client's second flight
+    # (ClientKeyExchange, ChangeCipherSpec, Finished) arrives: a server or load balancer dying mid-handshake.
+    with openssl_server(upstream, pki), Relay(port, (HOST, upstream), to_server=Direction(reset_at_chunk=2)), \
+            capture(pcap, port):
+        result = python_tls_client(port, pki, max_version=ssl.TLSVersion.TLSv1_2)
+    flow = _single_flow(name, pcap)
+    _expect_client_hello(name, flow)
+    server, client = flow.sent_by_server(), flow.sent_by_client()
+    _expect(flow.server_data()[5:6] == b"\x02", name, "the server's flight (ServerHello first)")
+    client_flight = [p for p in client if p.tcp_len and p.seq > 1]
+    _expect(client_flight, name, "the client's second flight")
+    rst = next((p for p in server if p.rst), None)
+    _expect(rst is not None and rst.frame > client_flight[0].frame, name, "a RST from the server after it")
+    assert rst is not None
+    _expect(rst.ttl == next(p for p in server if p.syn).ttl, name, "the RST has the server's own TTL")
+    _expect(not any(p.tcp_len for p in server if p.frame > client_flight[0].frame), name,
+            "no ChangeCipherSpec/Finished from the server")
+    return [_label(name, flow, pcap, outcome="failed", failed_step="finished", cause="reset_during_handshake",
+                   version="TLS 1.2", sni=pki.hostname, client_impl=_python_client_impl(),
+                   server_impl=f"openssl s_server {_openssl_version()} behind captures.relay (RST on the client's "
+                               "second flight)",
+                   note=f"client sent ClientKeyExchange/ChangeCipherSpec/Finished (frame {client_flight[0].frame}); "
+                        f"the server side answered with RST (frame {rst.frame}) instead of its own "
+                        f"ChangeCipherSpec/Finished; client: {result.error}")]
+
+
+def capture_ends_mid_handshake(workdir: Path, port: int, pki: Pki) -> list[Label]:
+    """The capture stops while the client still waits for the ServerHello: nothing failed yet on the wire."""
+    name = "net_capture_ends_mid_handshake"
+    pcap = workdir / f"{name}.pcap"
+    outcome: list[ClientResult] = []
+    with Relay(port, mode=RelayMode.BLACKHOLE):
+        client = threading.Thread(target=lambda: outcome.append(python_tls_client(port, pki)), daemon=True)
+        with capture(pcap, port):
+            client.start()
+        # The capture is closed now; the client gives up (FIN) later, outside it.
+        client.join(timeout=CLIENT_TIMEOUT + 5)
+    flow = _single_flow(name, pcap)
+    _expect_client_hello(name, flow)
+    _expect_client_hello_acked(name, flow)
+    _expect(not flow.server_data(), name, "no data from the server")
+    _expect(not any(p.fin or p.rst for p in flow.packets), name, "no FIN or RST from either side")
+    last = flow.packets[-1].time - next(p.time for p in flow.packets if p.tcp_len)
+    _expect(last < CLIENT_TIMEOUT, name, "the capture ended before the client's timeout")
+    return [_label(name, flow, pcap, outcome="incomplete", sni=pki.hostname, client_impl=_python_client_impl(),
+                   server_impl="captures.relay in black-hole mode",
+                   note="the capture stopped about a second after the ClientHello; the client was still waiting "
+                        f"(it gave up later, unseen: {outcome[0].error if outcome else 'still running'})")]
 
 
 def server_silent(workdir: Path, port: int, pki: Pki) -> list[Label]:
@@ -893,6 +950,10 @@ SCENARIOS: list[Scenario] = [
              reset_after_client_hello, ("network", "fast")),
     Scenario("net_reset_injected", "a middlebox forges a RST (other TTL and IP ID) before the server answers",
              reset_injected, ("network", "scapy")),
+    Scenario("net_reset_during_handshake", "TLS 1.2: RST from the server side after the client's Finished",
+             reset_during_handshake, ("network",)),
+    Scenario("net_capture_ends_mid_handshake", "the capture stops while the client waits for the ServerHello",
+             capture_ends_mid_handshake, ("network",)),
     Scenario("net_server_silent", "server accepts the ClientHello and never answers", server_silent,
              ("network",)),
     Scenario("net_closed_without_alert", "server reads the ClientHello and closes with FIN, no alert",

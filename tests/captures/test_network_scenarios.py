@@ -61,13 +61,15 @@ def echo_server() -> Iterator[int]:
     listener = socket.socket()
     listener.bind((net.HOST, 0))
     listener.listen(4)
-    listener.settimeout(5)
+    listener.settimeout(0.1)  # short, so that the accept loop notices the stop quickly
     stop = threading.Event()
 
     def serve() -> None:
         while not stop.is_set():
             try:
                 conn, _ = listener.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 return
             with conn:
@@ -111,6 +113,21 @@ def test_relay_reset_mode_aborts_after_the_first_bytes() -> None:
     with Relay(net.free_port(), mode=RelayMode.RESET_AFTER_FIRST) as relay, \
             socket.create_connection((net.HOST, relay.listen_port), timeout=5) as sock:
         sock.sendall(_record(0x16, b"\x01" * 200))
+        with pytest.raises(ConnectionResetError):
+            while sock.recv(65536):
+                pass
+
+
+def test_relay_reset_at_chunk_forwards_the_first_and_resets_on_the_second(echo_server: int) -> None:
+    with Relay(net.free_port(), (net.HOST, echo_server), to_server=Direction(reset_at_chunk=2)) as relay, \
+            socket.create_connection((net.HOST, relay.listen_port), timeout=5) as sock:
+        first = _record(0x16, b"\x01" * 100)
+        sock.sendall(first)
+        echoed = b""
+        while len(echoed) < len(first):
+            echoed += sock.recv(65536)
+        assert echoed == first
+        sock.sendall(_record(0x16, b"\x10" * 50))
         with pytest.raises(ConnectionResetError):
             while sock.recv(65536):
                 pass
@@ -248,6 +265,11 @@ def test_committed_network_label_matches_its_pcap(label: dict) -> None:
         assert not any(p.tcp_len for p in server if p.frame < rst.frame)
         synack = next(p for p in server if p.syn)
         assert (rst.ttl != synack.ttl) == (label["cause"] == "reset_injected")
+    elif label["cause"] == "reset_during_handshake":
+        rst = next(p for p in server if p.rst)
+        assert rst.ttl == next(p for p in server if p.syn).ttl
+        assert any(p.tcp_len for p in server if p.frame < rst.frame)  # the server's flight came first
+        assert any(p.tcp_len and p.seq > 1 for p in client if p.frame < rst.frame)  # and the client answered it
     elif label["cause"] in ("server_silent", "closed_without_alert"):
         assert net.is_client_hello(flow.client_data()) and not flow.server_data()
     elif label["cause"] == "packet_loss" or "packet_loss" in (label["note"] or ""):
@@ -258,5 +280,7 @@ def test_committed_network_label_matches_its_pcap(label: dict) -> None:
         assert net.is_client_hello(flow.client_data()) and flow.server_data()[:1] != b"\x16"
     elif label["outcome"] == "not_tls":
         assert not net.is_client_hello(flow.client_data())
+    if label["outcome"] == "incomplete":
+        assert not any(p.fin or p.rst for p in flow.packets)
     if label["outcome"] == "established":
         assert net.is_client_hello(flow.client_data()) and flow.server_data()[:1] == b"\x16"
