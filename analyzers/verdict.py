@@ -50,6 +50,11 @@ CERTIFICATE_ALERTS = {BAD_CERTIFICATE, UNSUPPORTED_CERTIFICATE, CERTIFICATE_REVO
 MAX_ENCRYPTED_ALERT_LENGTH = 24
 # Client's encrypted handshake bytes above which its TLS 1.3 flight must hold a (non-empty) Certificate.
 TLS13_CLIENT_FLIGHT_WITH_CERT = 200
+# Signalling values in the cipher-suite list that are not suites: renegotiation SCSV and fallback SCSV.
+_SIGNALLING_SUITES = frozenset({0x00FF, 0x5600})
+# Suites every maintained TLS server enables: a server that refuses all of them offers only weak/exotic suites.
+_WIDELY_SUPPORTED_SUITES = frozenset({0x1301, 0x1302, 0x1303, 0xC02B, 0xC02F, 0xC02C, 0xC030, 0xCCA8, 0xCCA9,
+                                      0x009C, 0x009D, 0x002F, 0x0035, 0xC013, 0xC014})
 # Seconds without an answer to the ClientHello before "server silent" is called on a flow still open.
 SILENT_AFTER_SECONDS = 5.0
 
@@ -192,6 +197,11 @@ class _Decider:
         if not s.not_tls:
             return None
         v = self.v
+        if Sender.SERVER in s.not_tls and s.client_hellos and Sender.CLIENT not in s.not_tls:
+            seen = s.not_tls[Sender.SERVER]
+            return self.fail("server_hello", "not_tls", "certain", self._ch_frame(),
+                             f"frame {seen.frame}: server answered with non-TLS bytes {seen.preview[:16]!r}",
+                             end_ts=seen.ts)
         v.outcome = "not_tls"
         for sender, seen in s.not_tls.items():
             preview = seen.preview[:16]
@@ -213,6 +223,9 @@ class _Decider:
         ev_alert = (f"frame {alert.frame}: {_side(alert.sender)} alert {_alert_name(desc)} ({desc})"
                     + ("" if alert.level == 2 else f", level {alert.level}"))
         step = self.step_at(alert.ts, alert.sender)
+        reaction = self._reaction_to_close(alert)
+        if reaction is not None:
+            return reaction
         cause, confidence, extra = self.cause_for_alert(alert, step)
         if step == "server_certificate" and cause.startswith("client_cert"):
             step = "client_certificate"
@@ -224,6 +237,24 @@ class _Decider:
         evidence.append(ev_alert)
         evidence.extend(extra)
         return self.fail(step, cause, confidence, *evidence, end_ts=alert.ts)
+
+    def _reaction_to_close(self, alert: AlertInfo) -> Verdict | None:
+        """An alert sent after the peer had already closed or reset without a word of TLS is the sender's reaction
+        (decode_error, unexpected EOF): the failure is the peer's silent close."""
+        tcp = self.tcp
+        peer = tcp.server if alert.sender is Sender.CLIENT else tcp.client
+        peer_sender = alert.sender.peer
+        closed_ts = min((t for t in (peer.fin_ts, peer.rst_ts) if t is not None), default=None)
+        if closed_ts is None or closed_ts > alert.ts or peer_sender in self.s.first_record:
+            return None
+        frame = peer.fin_frame if peer.fin_ts == closed_ts else peer.rst_frame
+        kind = "FIN" if peer.fin_ts == closed_ts else "RST"
+        cause = "closed_without_alert" if kind == "FIN" else "reset_after_client_hello"
+        step = self.step_at(closed_ts, peer_sender)
+        return self.fail(step, cause, "certain", self._ch_frame(),
+                         f"frame {frame}: {_side(peer_sender)} closed ({kind}) without any TLS answer",
+                         f"frame {alert.frame}: {_side(alert.sender)} alert {_alert_name(alert.description)} "
+                         f"({alert.description}) in reaction", end_ts=closed_ts)
 
     def _server_hello_evidence(self) -> str:
         s = self.s
@@ -283,8 +314,10 @@ class _Decider:
     def _server_cert_cause(self, desc: int | None) -> tuple[str, str, list[str]]:
         certs = self.certs
         extra = list(certs.facts)
-        if desc in (CERTIFICATE_EXPIRED,) and certs.valid_at_capture_time:
-            return "client_clock_skew", "likely", extra + ["the certificate is valid at the capture's time"]
+        if desc in (CERTIFICATE_EXPIRED, BAD_CERTIFICATE) and certs.valid_at_capture_time and not certs.findings:
+            # OpenSSL sends certificate_expired for an expired certificate and bad_certificate for a not yet valid
+            # one; a certificate that passes every check at the capture's time was judged with a wrong clock.
+            return "client_clock_skew", "likely", extra + ["the certificate chain is valid at the capture's time"]
         candidates = _ALERT_TO_CERT_CAUSE.get(desc, _CERT_CAUSE_ORDER)
         for cause in candidates:
             if cause in certs.findings:
@@ -311,22 +344,38 @@ class _Decider:
                                                    f"({len(cert.message.certificates)} cert(s))"]
 
     def _negotiation_cause(self, alert: AlertInfo, step: str) -> tuple[str, str, list[str]]:
+        """A handshake_failure / insufficient_security: which part of the negotiation found nothing in common.
+        The server does not say; the ClientHello's shape does: a narrow group list, a narrow suite list, or a broad
+        modern offer that a server can only refuse when it has nothing but weak or exotic suites."""
         s = self.s
         ch = s.last_client_hello
         if step == "server_hello" and alert.sender is Sender.SERVER and ch is not None:
-            suites = [c for c in ch.cipher_suites if not registry.is_grease(c)]
-            infos = [registry.cipher_suite_info(c) for c in suites]
-            known = [i for i in infos if i is not None]
+            suites = [c for c in ch.cipher_suites if not registry.is_grease(c) and c not in _SIGNALLING_SUITES]
+            infos = [i for i in (registry.cipher_suite_info(c) for c in suites) if i is not None]
+            groups = [g for g in ch.supported_groups if not registry.is_grease(g)]
+            needs_group = ch.highest_version >= 0x0304 or (infos and all(i.kx in ("ECDHE", "TLS13") for i in infos))
             facts = [f"client offered {len(suites)} cipher suite(s)"]
-            tls13_only = ch.highest_version >= 0x0304 and all(
-                (v >= 0x0304 or registry.is_grease(v)) for v in ch.supported_versions or (0x0303,))
-            if tls13_only and s.hello_retry is None and len(ch.supported_groups) <= 2 and ch.supported_groups:
-                facts.append("client offered groups " + ", ".join(registry.group_name(g)
-                                                                  for g in ch.supported_groups))
-                return "no_common_group", "possible", facts
-            if known and all(i.weak for i in known):
-                facts.append("every suite the client offered is weak")
-                return "weak_cipher_only", "likely", facts
+            if needs_group and 0 < len(groups) <= 2:
+                facts.append("client offered only the group(s) " + ", ".join(registry.group_name(g) for g in groups)
+                             + ", and every suite it offered needs one")
+                return "no_common_group", "likely", facts
+            if infos and all(i.weak for i in infos):
+                facts.append("every suite the client offered is weak (" + ", ".join(i.name for i in infos[:3])
+                             + ("…" if len(infos) > 3 else "") + ")")
+                return "no_common_cipher", "likely", facts
+            # A narrow offer for any version the client speaks explains the failure by itself; a full offer for
+            # every version it speaks can only be refused by a server whose suites are all weak or exotic.
+            tls13_suites = [c for c in suites if 0x1300 <= c <= 0x13FF]
+            legacy_suites = [c for c in suites if not 0x1300 <= c <= 0x13FF]
+            narrow = ((ch.highest_version >= 0x0304 and len(tls13_suites) < 3)
+                      or (legacy_suites and len(legacy_suites) <= 4))
+            common = [c for c in suites if c in _WIDELY_SUPPORTED_SUITES]
+            if not narrow and len(common) >= 3:
+                facts.append(f"the server shares none of the {len(common)} widely supported suites the client "
+                             "offered: it accepts only weak or unusual suites")
+                return "weak_cipher_only", "possible", facts
+            facts.append("client offered: " + ", ".join(registry.cipher_suite_name(c) for c in suites[:4])
+                         + ("…" if len(suites) > 4 else ""))
             return "no_common_cipher", "likely", facts
         if alert.sender is Sender.CLIENT and s.server_hello_msg is not None:
             info = registry.cipher_suite_info(s.server_hello_msg.cipher_suite)
@@ -384,11 +433,13 @@ class _Decider:
                          f"frame {first.frame}: client answered with one encrypted record of {first.length} bytes "
                          "(alert-sized) and closed"]
                 return self.fail("server_certificate", "cert_rejected", "likely", *facts, end_ts=first.ts)
-            # The client's flight went out; did the server answer it with an alert and a close?
+            # The client's flight went out; did the server answer it with nothing but an alert and a close (no
+            # session tickets, no data)?
             server_later = [r for r in server_enc if r.ts > first.ts]
-            if server_later and server_later[0].length <= MAX_ENCRYPTED_ALERT_LENGTH and \
-                    self._closed_after(Sender.SERVER, server_later[0].ts) and not s.app_data_records[Sender.CLIENT]:
-                flight = sum(r.length for r in client_after if r.ts <= server_later[0].ts)
+            if server_later and all(r.length <= MAX_ENCRYPTED_ALERT_LENGTH for r in server_later[:2]) and \
+                    len(server_later) <= 2 and self._closed_after(Sender.SERVER, server_later[0].ts):
+                # The client's flight is the records of its first segment after the server's flight.
+                flight = sum(r.length for r in client_after if r.frame == first.frame)
                 cause = "client_cert_rejected" if flight > TLS13_CLIENT_FLIGHT_WITH_CERT else "client_cert_missing"
                 v = self.v
                 v.alert, v.alert_sender = "encrypted", "server"
@@ -455,6 +506,8 @@ class _Decider:
         if loss is not None:
             return loss
         if srv.rst_frame is not None and (c.rst_frame is None or srv.rst_ts <= c.rst_ts):
+            step = self.step_at(srv.rst_ts, Sender.SERVER)
+            server_tls = Sender.SERVER in s.first_record and s.first_record[Sender.SERVER].ts <= srv.rst_ts
             if not server_tls:
                 injected = self._rst_injected()
                 if injected:
@@ -517,25 +570,49 @@ class _Decider:
 
     def _loss_verdict(self, step: str) -> Verdict | None:
         c, srv = self.tcp.client, self.tcp.server
+        s = self.s
         ended = any(x is not None for x in (c.fin_frame, c.rst_frame, srv.fin_frame, srv.rst_frame))
-        for side_name, side in (("server", srv), ("client", c)):
+        # The ClientHello itself never got through: sent again and again, never acknowledged.
+        if c.retransmitted_bytes and c.retransmissions >= 2 and srv.acked_bytes == 0 and s.client_hellos:
+            frames = ", ".join(str(f) for f in c.retransmitted_frames[:5])
+            return self.fail("client_hello", "packet_loss", "likely", self._ch_frame(),
+                             f"client sent its data {1 + c.retransmissions} times (again at frames {frames}), "
+                             "the server never acknowledged it", end_ts=c.last_ts)
+        for side_name, side, peer in (("server", srv, c), ("client", c, srv)):
             if side.retransmitted_bytes == 0:  # SYN retransmissions alone say nothing of the TLS handshake
                 continue
-            if not ended and (self.capture_end is None or side.last_ts is None
-                              or self.capture_end - side.last_ts < SILENT_AFTER_SECONDS):
+            if not ended and side.retransmissions < 2 and (
+                    self.capture_end is None or side.last_ts is None
+                    or self.capture_end - side.last_ts < SILENT_AFTER_SECONDS):
                 continue  # the capture stops while the sender may still be retrying
             frames = ", ".join(str(f) for f in side.retransmitted_frames[:5])
-            if not side.largest_segment_acked and side.largest_segment >= 1200:
-                peer = c if side is srv else srv
-                return self.fail(step, "mtu_blackhole", "likely", self._ch_frame(),
+            if not side.largest_segment_acked and side.largest_segment >= 1200 and side.retransmissions >= 2:
+                lost_step = self._step_of_segment(side_name, side.largest_segment_frame) or step
+                return self.fail(lost_step, "mtu_blackhole", "likely", self._ch_frame(),
                                  f"{side_name} segment of {side.largest_segment} bytes (frame "
                                  f"{side.largest_segment_frame}) retransmitted and never acknowledged",
-                                 f"smaller packets got through ({peer.packets} from the {('client' if side is srv else 'server')})",
+                                 f"smaller packets got through ({peer.packets} from the "
+                                 f"{'client' if side is srv else 'server'})",
                                  f"retransmissions at frames {frames}", end_ts=side.last_ts)
             if side.retransmissions >= 2 or side.gaps:
                 return self.fail(step, "packet_loss", "likely", self._ch_frame(),
                                  f"{side.retransmissions} {side_name} retransmission(s) at frames {frames}",
                                  end_ts=side.last_ts)
+        return None
+
+    def _step_of_segment(self, side_name: str, frame: int | None) -> str | None:
+        """The step of the first message the lost segment carried (its frame completes or starts that message)."""
+        if frame is None or side_name != "server":
+            return None
+        s = self.s
+        for at, step in ((s.server_hello, "server_hello"), (s.server_certificate, "server_certificate"),
+                         (s.server_key_exchange, "server_key_exchange"),
+                         (s.certificate_request, "certificate_request"), (s.server_hello_done, "server_hello_done")):
+            if at is not None and at.frame >= frame:
+                return step
+        enc = s.encrypted_from(Sender.SERVER)
+        if enc and enc[0].frame >= frame:
+            return "server_certificate"
         return None
 
     # -- warnings on every flow ------------------------------------------------------------------------------------
