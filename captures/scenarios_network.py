@@ -279,13 +279,8 @@ def free_port() -> int:
 def _listening(port: int) -> bool:
     """Whether something listens on 127.0.0.1:port, read from /proc (probing it would add packets to the pcap)."""
     want = f"0100007F:{port:04X}"
-    for table in ("/proc/net/tcp",):
-        with open(table) as handle:
-            for line in handle.readlines()[1:]:
-                cols = line.split()
-                if cols[1] == want and cols[3] == "0A":
-                    return True
-    return False
+    with open("/proc/net/tcp") as table:
+        return any(cols[1] == want and cols[3] == "0A" for cols in (line.split() for line in table.readlines()[1:]))
 
 
 def _wait_listening(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 10) -> None:
@@ -377,6 +372,11 @@ def iptables_rules(*rules: list[str]) -> Iterator[None]:
     try:
         for rule in rules:
             spec = ["INPUT", "-i", "lo", *rule, "-m", "comment", "--comment", "tlsflow-capture", "-j", "DROP"]
+            # A run killed before its `finally` may have left this very rule behind: remove it first.
+            for _ in range(10):
+                if subprocess.run([exe, "-w", "5", "-D", *spec], check=False, capture_output=True,
+                                  timeout=15).returncode != 0:
+                    break
             subprocess.run([exe, "-w", "5", "-I", *spec], check=True, capture_output=True, timeout=15)
             added.append(spec)
         yield
