@@ -78,13 +78,19 @@ def ether_tcp(n: int, payload: bytes | None = None) -> bytes:
 
 
 def pcap_file(frames: list[tuple[int, int, bytes]], *, link_type: int = 1, order: str = "<", nano: bool = False,
-              snaplen: int = 65535, orig_lens: dict[int, int] | None = None) -> bytes:
-    """frames: (seconds, fraction, data); the fraction is in µs, or ns when `nano`."""
-    magic = 0xA1B23C4D if nano else 0xA1B2C3D4
+              snaplen: int = 65535, orig_lens: dict[int, int] | None = None, patched: bool = False) -> bytes:
+    """frames: (seconds, fraction, data); the fraction is in µs, or ns when `nano`.
+
+    `patched`: Kuznetsov's modified format, whose records carry ifindex, protocol and packet type as well.
+    """
+    magic = 0xA1B2CD34 if patched else 0xA1B23C4D if nano else 0xA1B2C3D4
     out = bytearray(struct.pack(order + "IHHiIII", magic, 2, 4, 0, 0, snaplen, link_type))
     for index, (seconds, fraction, data) in enumerate(frames):
         original = (orig_lens or {}).get(index, len(data))
-        out += struct.pack(order + "IIII", seconds, fraction, len(data), original) + data
+        out += struct.pack(order + "IIII", seconds, fraction, len(data), original)
+        if patched:
+            out += struct.pack(order + "IHBx", 2, 0x0800, 0)
+        out += data
     return bytes(out)
 
 
@@ -201,6 +207,16 @@ def test_pcap_byte_orders_and_timestamp_resolutions(tmp_path: Path, order: str, 
     assert (stats.format, stats.frames, stats.tcp_packets, stats.skipped) == ("pcap", 4, 2, 2)
     assert (stats.non_ip, stats.non_tcp) == (1, 1)
     assert stats.link_types == {1: 4}
+    check_against_tshark(path, packets, stats)
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_patched_pcap_records_are_longer(tmp_path: Path, order: str) -> None:
+    frames = [(1, 500000, ether_tcp(1)), (2, 0, raw(Eth() / ARP())), (3, 0, ether_tcp(3))]
+    path = write(tmp_path, "patched.pcap", pcap_file(frames, order=order, patched=True))
+    packets, stats, _ = read_all(path)
+    assert [(p.frame, p.ts) for p in packets] == [(1, 1.5), (3, 3.0)]
+    assert_segment(packets[1], 3, frame=3)
     check_against_tshark(path, packets, stats)
 
 

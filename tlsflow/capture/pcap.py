@@ -17,14 +17,17 @@ from .stats import CaptureStats
 T = TypeVar("T")
 
 MAGICS = {
-    # magic as read little-endian -> (byte order of the file, timestamp fraction units per second)
-    0xA1B2C3D4: ("<", 1_000_000),
-    0xA1B23C4D: ("<", 1_000_000_000),
-    0xD4C3B2A1: (">", 1_000_000),
-    0x4D3CB2A1: (">", 1_000_000_000),
+    # magic as read little-endian -> (byte order of the file, timestamp fraction units per second, record header)
+    0xA1B2C3D4: ("<", 1_000_000, 16),
+    0xA1B23C4D: ("<", 1_000_000_000, 16),
+    0xD4C3B2A1: (">", 1_000_000, 16),
+    0x4D3CB2A1: (">", 1_000_000_000, 16),
+    # Alexey Kuznetsov's patched libpcap (old Red Hat/SuSE tcpdump): 8 more bytes per record (ifindex, protocol,
+    # packet type), which are of no use to us but must be skipped.
+    0xA1B2CD34: ("<", 1_000_000, 24),
+    0x34CDB2A1: (">", 1_000_000, 24),
 }
 HEADER_SIZE = 24
-RECORD_HEADER_SIZE = 16
 STANDARD_MAX_CAPLEN = 262144  # Wireshark's limit for ordinary link types
 ABSOLUTE_MAX_CAPLEN = 16 << 20  # whatever the header's snap length says: a bigger record is a corrupt length
 CHUNK_SIZE = 1 << 20
@@ -35,6 +38,7 @@ _MAGIC = Struct("<I")
 class PcapHeader:
     byte_order: str  # "<" or ">"
     ts_units: int  # fraction units per second: 10**6 or 10**9
+    record_header_size: int  # 16, or 24 in the patched (Kuznetsov) format
     version: tuple[int, int]
     snaplen: int
     link_type: int
@@ -48,13 +52,13 @@ def is_pcap_magic(head: bytes) -> bool:
 def parse_header(data: bytes) -> PcapHeader:
     if len(data) < HEADER_SIZE:
         raise TruncatedCaptureError(f"pcap file header is {HEADER_SIZE} bytes, file has {len(data)}", 0, 1)
-    byte_order, units = MAGICS[_MAGIC.unpack_from(data)[0]]
+    byte_order, units, record_size = MAGICS[_MAGIC.unpack_from(data)[0]]
     major, minor, _zone, _sigfigs, snaplen, network = Struct(byte_order + "HHiIII").unpack_from(data, 4)
     if major != 2:
         raise NotACaptureError(f"unsupported pcap version {major}.{minor}", 4)
     # The link-type field's upper bits carry the FCS length (pcap spec, "LinkType and additional information").
     fcs = (network >> 28) * 2 if network & 0x04000000 else 0
-    return PcapHeader(byte_order, units, (major, minor), snaplen, network & 0xFFFF, fcs)
+    return PcapHeader(byte_order, units, record_size, (major, minor), snaplen, network & 0xFFFF, fcs)
 
 
 def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, header: PcapHeader,
@@ -66,6 +70,7 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
     `stats.skipped` are brought up to date at every chunk and at the end (not per frame: that costs time).
     """
     record = Struct(header.byte_order + "IIII").unpack_from
+    record_header_size = header.record_header_size
     units = float(header.ts_units)
     max_caplen = min(max(header.snaplen, STANDARD_MAX_CAPLEN), ABSOLUTE_MAX_CAPLEN)
     link_type = header.link_type
@@ -75,9 +80,9 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
     try:
         while True:
             end = len(buf)
-            while end - pos >= RECORD_HEADER_SIZE:
+            while end - pos >= record_header_size:
                 seconds, fraction, caplen, _origlen = record(buf, pos)
-                start = pos + RECORD_HEADER_SIZE
+                start = pos + record_header_size
                 stop = start + caplen
                 if stop > end or caplen > max_caplen:
                     if caplen > max_caplen:
@@ -103,14 +108,14 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
             if not chunk:
                 if pos == end:
                     return
-                if end - pos < RECORD_HEADER_SIZE:
+                if end - pos < record_header_size:
                     raise TruncatedCaptureError(
-                        f"file ends inside a packet record header ({end - pos} of {RECORD_HEADER_SIZE} bytes)",
+                        f"file ends inside a packet record header ({end - pos} of {record_header_size} bytes)",
                         base + pos, frame + 1)
                 caplen = record(buf, pos)[2]
                 raise TruncatedCaptureError(
                     f"file ends inside a packet record: {caplen} bytes announced, "
-                    f"{end - pos - RECORD_HEADER_SIZE} present", base + pos, frame + 1)
+                    f"{end - pos - record_header_size} present", base + pos, frame + 1)
             buf = buf[pos:] + chunk
             base += pos
             pos = 0
