@@ -33,7 +33,9 @@ class Tcpdump:
             raise TcpdumpError("tcpdump is not installed (apt-get install tcpdump)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # -U: write each packet as it arrives, so that stopping loses nothing; -Z root: keep ownership simple.
-        cmd = [exe, "-i", self.interface, "-s", str(self.snaplen), "-U", "-n", "-Z", "root",
+        # --immediate-mode: libpcap otherwise hands packets over in blocks that can wait up to a second, and a
+        # scenario's last packets would be lost when tcpdump is stopped.
+        cmd = [exe, "-i", self.interface, "-s", str(self.snaplen), "-U", "--immediate-mode", "-n", "-Z", "root",
                "-w", str(self.path), self.bpf]
         self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         # tcpdump says "listening on" on stderr once the capture is open; wait for it (bounded).
