@@ -104,6 +104,15 @@ TABLE = [
     ("ACK of the FIN is not a lost byte",
      [seg(C, c1, b"hello", flags=FIN | ACK | PSH), seg(S, SERVER_ISN + 1, ack=c1 + 6, flags=ACK)],
      [(0, b"hello")]),
+    ("capture shows a segment's ACK before the segment: not a loss",
+     [seg(C, c1, b"hello"), seg(S, SERVER_ISN + 1, ack=c1 + 10, flags=ACK), seg(C, c1 + 5, b"world")],
+     [(0, b"hello"), (5, b"world")]),
+    ("ACK ahead of everything seen, the segment never comes: gap at the end",
+     [seg(C, c1, b"hello"), seg(S, SERVER_ISN + 1, ack=c1 + 10, flags=ACK)],
+     [(0, b"hello"), (5, 5)]),
+    ("ACK ahead, then a later segment: the acknowledged hole is a gap at once",
+     [seg(C, c1, b"hello"), seg(S, SERVER_ISN + 1, ack=c1 + 10, flags=ACK), seg(C, c1 + 10, b"later")],
+     [(0, b"hello"), (5, 5), (10, b"later")]),
     ("peer ACK beyond two holes",
      [seg(C, c1 + 2, b"cc"), seg(C, c1 + 6, b"gg"), seg(S, SERVER_ISN + 1, ack=c1 + 10, flags=ACK)],
      [(0, 2), (2, b"cc"), (4, 2), (6, b"gg"), (8, 2)]),
@@ -191,3 +200,12 @@ def test_server_stream_and_both_directions() -> None:
     assert chunks(events, Sender.SERVER) == [(0, b"\x16\x03\x03SH"), (5, b"cert")]
     conn = only_conn(events)
     assert conn.server.acked_bytes == len(HELLO) and conn.client.acked_bytes == 9
+
+
+def test_stream_chunk_is_frozen_and_compares_by_value() -> None:
+    a = StreamChunk(None, Sender.CLIENT, 0, b"x", 0, 1, 1.0)  # type: ignore[arg-type]
+    b = StreamChunk(conn=None, sender=Sender.CLIENT, offset=0, data=b"x", gap=0, frame=1, ts=1.0)  # type: ignore[arg-type]
+    assert a == b and a.data == b"x" and a.frame == 1
+    with pytest.raises(AttributeError):  # FrozenInstanceError is an AttributeError
+        a.gap = 3  # type: ignore[misc]
+    assert not hasattr(a, "__dict__")

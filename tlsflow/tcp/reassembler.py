@@ -20,6 +20,8 @@ Event = ConnectionOpened | StreamChunk | ConnectionClosed
 FlowKey = tuple[str, int, str, int]
 
 _SYN_ACK = SYN | ACK
+_HALF = 1 << 31
+_MASK = (1 << 32) - 1
 # An ACK this far beyond anything seen cannot be inside any window (max scaled window is 2^30).
 _MAX_ACK_AHEAD = 1 << 30
 _PROBE_LEN = 6  # bytes a ClientHello check needs
@@ -124,14 +126,18 @@ class TcpReassembler:
             index = 0
 
         conn = flow.conn
+        if not conn.wants_data:
+            if flow.full:
+                flow.full = False
+                flow.sides[0].stop_reassembly()
+                flow.sides[1].stop_reassembly()
+            if not flags & (SYN | FIN | RST):
+                self._add_counted(flow, index, pkt, ts, flags)
+                return out
         side = flow.sides[index]
         peer = flow.sides[index ^ 1]
         facts = side.facts
         frame = pkt.frame
-        if flow.full and not conn.wants_data:
-            flow.full = False
-            side.stop_reassembly()
-            peer.stop_reassembly()
         full = flow.full
 
         # Facts every packet updates, whatever the consumer wants.
@@ -140,7 +146,8 @@ class TcpReassembler:
             facts.first_ts = ts
         facts.last_ts = ts
         flow.last_ts = ts
-        conn.last_ts = max(conn.last_ts, ts)
+        if ts > conn.last_ts:  # noqa: PLR1730 (hot path: a call to max() costs more)
+            conn.last_ts = ts
         conn.last_frame = frame
         if flags & RST:
             facts.rst_count += 1
@@ -175,7 +182,8 @@ class TcpReassembler:
             else:
                 if not side.started:
                     side.start(seq)
-                start = side.offset_of(seq)
+                # side.offset_of(seq), inlined: wrap-safe distance from the highest sequence number seen
+                start = side.high_offset + ((seq - side.high_seq + _HALF) & _MASK) - _HALF
                 end = start + n
                 facts.payload_bytes += n
                 if facts.first_payload_frame is None:
@@ -194,8 +202,9 @@ class TcpReassembler:
                     # Not reassembling: what lies below the highest byte seen counts as retransmitted.
                     high = side.high_offset
                     seen = (min(end, high) - start) if start < high else 0
-                side.advance_high(end)
-                facts.stream_bytes = side.high_offset
+                if end > side.high_offset:
+                    side.high_seq = (seq + n) & _MASK
+                    side.high_offset = facts.stream_bytes = end
                 if seen:
                     self._retransmitted(facts, frame, seen)
 
@@ -213,7 +222,7 @@ class TcpReassembler:
                 self._retransmitted(facts, frame, 0)
 
         if flags & ACK and peer.started:
-            ack_offset = peer.offset_of(pkt.ack)
+            ack_offset = peer.high_offset + ((pkt.ack - peer.high_seq + _HALF) & _MASK) - _HALF
             if ack_offset - peer.high_offset > _MAX_ACK_AHEAD:
                 conn.note(anomalies.ACK_BEYOND_WINDOW)
             else:
@@ -254,6 +263,67 @@ class TcpReassembler:
         out: list[Event] = []
         self._expire(now, out)
         return out
+
+    @staticmethod
+    def _add_counted(flow: _Flow, index: int, pkt: TcpPacket, ts: float, flags: int) -> None:
+        """The fast path of a connection that wants no more data, for packets without SYN, FIN or RST: the same
+        facts as `add`, nothing else (no buffer, no chunk, no role or close logic)."""
+        side = flow.sides[index]
+        facts = side.facts
+        frame = pkt.frame
+        facts.packets += 1
+        facts.last_ts = ts
+        flow.last_ts = ts
+        conn = flow.conn
+        if ts > conn.last_ts:  # noqa: PLR1730
+            conn.last_ts = ts
+        conn.last_frame = frame
+        facts.ttls[pkt.ttl] += 1
+        ip_id = pkt.ip_id
+        if ip_id is not None:
+            ip_ids = facts.ip_ids
+            ip_ids.append((frame, ip_id))
+            if len(ip_ids) > IP_IDS_KEPT:
+                del ip_ids[0]
+        if not pkt.window:
+            facts.zero_window = True
+        n = len(pkt.payload)
+        if n:
+            seq = pkt.seq
+            if not side.started:
+                side.start(seq)
+            high = side.high_offset
+            start = high + ((seq - side.high_seq + _HALF) & _MASK) - _HALF
+            end = start + n
+            facts.payload_bytes += n
+            if facts.first_payload_frame is None:
+                facts.first_payload_frame = frame
+                facts.first_payload_ts = ts
+            facts.last_payload_frame = frame
+            facts.last_payload_ts = ts
+            if n > facts.largest_segment:
+                facts.largest_segment = n
+                facts.largest_segment_frame = frame
+                facts.largest_segment_acked = False
+                side.largest_end = end
+            if end > high:
+                side.high_seq = (seq + n) & _MASK
+                side.high_offset = facts.stream_bytes = end
+            if start < high:  # bytes below the highest seen: counted as retransmitted
+                TcpReassembler._retransmitted(facts, frame, min(end, high) - start)
+        if flags & ACK:
+            peer = flow.sides[index ^ 1]
+            if peer.started:
+                ack_offset = peer.high_offset + ((pkt.ack - peer.high_seq + _HALF) & _MASK) - _HALF
+                if ack_offset > facts.acked_bytes and ack_offset - peer.high_offset <= _MAX_ACK_AHEAD:
+                    if peer.fin_offset is not None and ack_offset > peer.fin_offset:
+                        ack_offset = peer.fin_offset
+                        peer.fin_acked = True
+                    facts.acked_bytes = ack_offset
+                    facts.acked_frame = frame
+                    peer_facts = peer.facts
+                    if not peer_facts.largest_segment_acked and ack_offset >= peer.largest_end:
+                        peer_facts.largest_segment_acked = True
 
     def finish(self) -> list[Event]:
         """End of capture: flush every hole as a gap, deliver what waits, close every connection."""
