@@ -234,7 +234,7 @@ def _days(delta: dt.timedelta) -> str:
     return f"{days:.0f} days" if days >= 2 else f"{abs(delta.total_seconds()) / 3600:.0f} hours"
 
 
-def _role(index: int, path_len: int, info: CertificateInfo) -> str:
+def _role(index: int, info: CertificateInfo) -> str:
     if index == 0:
         return "leaf"
     return "root" if info.self_issued else "intermediate"
@@ -377,15 +377,16 @@ def _check_ocsp(
                 continue  # same serial, another CA
         if _ocsp_signature_ok(response, issuer) is False:
             out.facts.append("stapled OCSP response signature does not verify with the issuer or its responder")
-        this_update = single.this_update_utc
-        next_update = single.next_update_utc
+        this_update = _ocsp_time(single, "this_update")
+        next_update = _ocsp_time(single, "next_update")
+        assert this_update is not None
         if at < this_update or (next_update is not None and at > next_update):
             out.facts.append(f"stapled OCSP response not current at the capture's time "
                              f"(thisUpdate {_iso(this_update)}, nextUpdate "
                              f"{_iso(next_update) if next_update else 'none'})")
         status = single.certificate_status
         if status == ocsp.OCSPCertStatus.REVOKED:
-            when = single.revocation_time_utc
+            when = _ocsp_time(single, "revocation_time")
             reason = single.revocation_reason.name if single.revocation_reason is not None else "unspecified"
             if when is None or when <= at:
                 since = f" since {_iso(when)}" if when is not None else ""
@@ -400,6 +401,15 @@ def _check_ocsp(
         return "unknown"
     out.facts.append("stapled OCSP response does not cover the leaf certificate")
     return None
+
+
+def _ocsp_time(single: object, attr: str) -> dt.datetime | None:
+    """cryptography >= 43 has aware `*_utc` accessors; older ones only naive UTC datetimes."""
+    aware = getattr(single, attr + "_utc", None)
+    if aware is not None:
+        return aware
+    naive = getattr(single, attr)
+    return naive.replace(tzinfo=dt.UTC) if naive is not None else None
 
 
 def _issuer_key_hash(issuer: x509.Certificate, algorithm: hashes.HashAlgorithm) -> bytes | None:
@@ -449,14 +459,34 @@ def check_chain(
     trust: TrustStore,
     ocsp_der: bytes | None = None,
 ) -> ChainReport:
-    """Check the chain a server sent (leaf first, as on the wire) at time `at` (the capture's time)."""
+    """Check the chain a server sent (leaf first, as on the wire) at time `at` (the capture's time).
+
+    Never raises on hostile certificates: what cannot be checked becomes a finding or a fact.
+    """
     at = _as_utc(at)
     infos = tuple(describe_certificate(der) for der in ders)
+    try:
+        return _check_chain(ders, infos, at, server_name, trust, ocsp_der)
+    except Exception as exc:  # noqa: BLE001 - cryptography decodes lazily; one odd certificate must not stop a run
+        stopped = f"certificate checks stopped: {type(exc).__name__}: {exc}"
+        return ChainReport(findings=(), details=(), facts=(stopped,), certificates=infos, path=(), anchor=None,
+                           trusted=False)
+
+
+def _check_chain(
+    ders: Sequence[bytes],
+    infos: tuple[CertificateInfo | CertificateAnomaly, ...],
+    at: dt.datetime,
+    server_name: str | None,
+    trust: TrustStore,
+    ocsp_der: bytes | None,
+) -> ChainReport:
     out = _Collector()
     if not ders:
         return ChainReport(findings=(), details=(), facts=("no certificate sent",), certificates=(), path=(),
                            anchor=None, trusted=False)
-    certs = [load_certificate(der) for der in ders]
+    # Only certificates that describe cleanly take part in path building.
+    certs = [load_certificate(der) if isinstance(info, CertificateInfo) else None for der, info in zip(ders, infos)]
     leaf_info = infos[0]
     if certs[0] is None or not isinstance(leaf_info, CertificateInfo):
         error = leaf_info.error if isinstance(leaf_info, CertificateAnomaly) else "undecodable"
@@ -505,7 +535,7 @@ def check_chain(
     for index in path:
         info = infos[index]
         assert isinstance(info, CertificateInfo)
-        role = _role(index, len(path), info)
+        role = _role(index, info)
         if at > info.not_after:
             out.add(Finding.EXPIRED, index, f"{role} {info.subject} expired {_iso(info.not_after)}, "
                     f"{_days(at - info.not_after)} before the capture")

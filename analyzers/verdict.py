@@ -437,7 +437,8 @@ class _Decider:
             # session tickets, no data)?
             server_later = [r for r in server_enc if r.ts > first.ts]
             if server_later and all(r.length <= MAX_ENCRYPTED_ALERT_LENGTH for r in server_later[:2]) and \
-                    len(server_later) <= 2 and self._closed_after(Sender.SERVER, server_later[0].ts):
+                    len(server_later) <= 2 and self._closed_after(Sender.SERVER, server_later[0].ts) and \
+                    not self._closed_before(Sender.CLIENT, server_later[0].ts):
                 # The client's flight is the records of its first segment after the server's flight.
                 flight = sum(r.length for r in client_after if r.frame == first.frame)
                 cause = "client_cert_rejected" if flight > TLS13_CLIENT_FLIGHT_WITH_CERT else "client_cert_missing"
@@ -449,6 +450,11 @@ class _Decider:
                          f"{server_later[0].length} bytes (alert-sized) and closed"]
                 return self.fail("client_certificate", cause, "likely", *facts, end_ts=server_later[0].ts)
         return None
+
+    def _closed_before(self, sender: Sender, ts: float) -> bool:
+        """The side had closed (FIN or RST) before `ts`: what its peer sends then is a reply to the close."""
+        side = self.tcp.client if sender is Sender.CLIENT else self.tcp.server
+        return any(t is not None and t < ts for t in (side.fin_ts, side.rst_ts))
 
     def _closed_after(self, sender: Sender, ts: float) -> bool:
         side = self.tcp.client if sender is Sender.CLIENT else self.tcp.server
