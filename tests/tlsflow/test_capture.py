@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
 import shutil
 import struct
 import subprocess
@@ -395,11 +396,14 @@ def test_gzip_is_detected_by_magic_not_name(tmp_path: Path, kind: str) -> None:
 
 def test_stdin_through_a_pipe_plain_and_gzip(tmp_path: Path) -> None:
     data = pcap_file([(n, 0, ether_tcp(n)) for n in range(1, 4)])
+    data_ng = Pcapng().section().interface(1)
+    for n in range(1, 4):
+        data_ng.enhanced(0, n, ether_tcp(n))
     program = ("from tlsflow.capture import open_capture\n"
                "with open_capture('-') as cap:\n"
                "    print([(p.frame, p.sport, len(p.payload)) for p in cap.packets()], cap.total_bytes)\n")
     expected = str([(n, 40000 + n, len(raw(tcp_segment(n).payload))) for n in range(1, 4)]) + " None"
-    for payload in (data, gzip.compress(data)):
+    for payload in (data, gzip.compress(data), data_ng.bytes(), gzip.compress(data_ng.bytes())):
         result = subprocess.run([sys.executable, "-c", program], input=payload, capture_output=True,
                                 timeout=60, check=False)
         assert result.returncode == 0, result.stderr.decode()
@@ -580,6 +584,26 @@ def test_reassembler_is_bounded_by_capture_time_count_and_bytes() -> None:
     assert stats.fragments_dropped >= 4
     assert reassembler.add(("late", 0), 1, False, b"z", ts=201.0) == b"zz"
     assert (reassembler.pending_sets, reassembler.pending_bytes, stats.reassembled) == (0, 0, 1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(size=st.integers(min_value=1, max_value=6000), cuts=st.lists(st.integers(min_value=1, max_value=749),
+                                                                      max_size=12),
+       order=st.randoms(use_true_random=False), duplicates=st.integers(min_value=0, max_value=3))
+def test_reassembly_in_any_order_gives_the_datagram_once(size: int, cuts: list[int], order, duplicates: int) -> None:
+    payload = bytes(i % 251 for i in range(size))
+    bounds = sorted({0, size, *(c * 8 for c in cuts if c * 8 < size)})  # fragment offsets are multiples of 8
+    pieces = [(start, payload[start:end], end != size) for start, end in itertools.pairwise(bounds)]
+    pieces += [order.choice(pieces) for _ in range(duplicates)]
+    order.shuffle(pieces)
+    stats = CaptureStats()
+    reassembler = FragmentReassembler(stats)
+    results = [reassembler.add(("key",), start, more, data, ts=1.0) for start, data, more in pieces]
+    completed = [r for r in results if r is not None]
+    assert completed[0] == payload
+    assert results.index(completed[0]) == max(  # completes exactly when the last missing piece arrives
+        min(i for i, p in enumerate(pieces) if p[0] == start) for start, _, _ in pieces)
+    assert stats.reassembled == len(completed)
 
 
 def test_reassembler_rejects_overlong_and_contradicting_fragments() -> None:
