@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from analyzers.certchecks import (
     ChainReport,
@@ -540,3 +542,20 @@ def test_zeek_name_and_ocsp_results(record: dict) -> None:
         # signatures must verify and nothing may be out of date at the capture's time.
         assert not report.has(Finding.BAD_SIGNATURE)
         assert not report.has(Finding.EXPIRED) and not report.has(Finding.NOT_YET_VALID)
+
+
+@given(data=st.data())
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                    HealthCheck.function_scoped_fixture])
+def test_check_chain_never_raises_on_damaged_chains(pki: Pki, data: st.DataObject) -> None:
+    chain = [bytearray(pki.leaf_rsa.der), bytearray(pki.intermediate.der), bytearray(pki.root.der)]
+    for _ in range(data.draw(st.integers(1, 6))):
+        victim = chain[data.draw(st.integers(0, 2))]
+        victim[data.draw(st.integers(0, len(victim) - 1))] = data.draw(st.integers(0, 255))
+    order = data.draw(st.permutations(range(3)))
+    ders = [bytes(chain[i]) for i in order][: data.draw(st.integers(1, 3))]
+    report = check_chain(ders, at=T0, server_name=data.draw(st.sampled_from([None, "www.example.test", "1.2.3.4"])),
+                         trust=pki.trust, ocsp_der=data.draw(st.sampled_from([None, b"", b"\x30\x00"])))
+    assert isinstance(report, ChainReport)
+    assert all(isinstance(f, Finding) for f in report.findings)
+    looks_like_interception(ders)

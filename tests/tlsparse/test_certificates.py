@@ -3,6 +3,7 @@ expected subject/serial/validity/fingerprint) and over generated ones for the fi
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import ipaddress
 import json
@@ -18,6 +19,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tlsparse import Certificate, HandshakeSeen, Sender, TlsConnection
 from tlsparse.certificates import CertificateAnomaly, CertificateInfo, describe_certificate
@@ -27,6 +30,7 @@ PUBLIC = Path(os.environ.get("TLSFLOW_SHARED", REPO.parent / "shared")) / "captu
 UTC = dt.UTC
 
 
+@functools.cache
 def certifi_ders() -> list[bytes]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # certifi carries a root with serial 0
@@ -245,3 +249,15 @@ def test_every_certificate_in_the_public_captures_is_described() -> None:
                     assert info.sha256 == hashlib.sha256(der).hexdigest()
                     assert info.subject is not None and info.not_before.tzinfo is not None
     assert seen["CertificateInfo"] > 20
+
+
+@given(data=st.data())
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_describe_never_raises_on_damaged_der(data: st.DataObject) -> None:
+    der = bytearray(certifi_ders()[data.draw(st.integers(0, 20))])
+    for _ in range(data.draw(st.integers(1, 4))):
+        der[data.draw(st.integers(0, len(der) - 1))] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(1, len(der)))
+    result = describe_certificate(bytes(der[:cut]))
+    assert isinstance(result, (CertificateInfo, CertificateAnomaly))
+    assert result.sha256 == hashlib.sha256(bytes(der[:cut])).hexdigest()
