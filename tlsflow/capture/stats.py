@@ -33,4 +33,4 @@ class CaptureStats:
     unknown_blocks: int = 0  # pcapng blocks of a type this reader does not know, skipped
     ignored_blocks: int = 0  # known pcapng blocks that carry nothing for us (name resolution, statistics, custom)
     secrets_blocks: int = 0  # pcapng decryption secrets blocks (all types; TLS key logs are kept on the reader)
-    link_types: dict[int, int] = field(default_factory=dict)  # link type -> frames; exact once iteration ended
+    link_types: dict[int, int] = field(default_factory=dict)  # link type -> packet frames (not custom/journal blocks)
