@@ -105,6 +105,26 @@ def _general_names(san: list[str]) -> list[x509.GeneralName]:
     return names
 
 
+def _twin(cert: x509.Certificate, key: rsa.RSAPrivateKey, issuer: _Issuer) -> x509.Certificate:
+    """`cert` again (same serial, names, validity, extensions), but for another public key of the same size.
+
+    Its DER has the same length as the original, so that a relay can swap one for the other inside a TLS 1.2
+    Certificate message without touching any length field.
+    """
+    builder = (x509.CertificateBuilder().subject_name(cert.subject).issuer_name(cert.issuer)
+               .public_key(key.public_key()).serial_number(cert.serial_number)
+               .not_valid_before(cert.not_valid_before_utc).not_valid_after(cert.not_valid_after_utc))
+    for ext in cert.extensions:
+        value = ext.value
+        if isinstance(value, x509.SubjectKeyIdentifier):
+            value = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+        builder = builder.add_extension(value, critical=ext.critical)
+    twin = builder.sign(issuer.key, hashes.SHA256())
+    if len(twin.public_bytes(serialization.Encoding.DER)) != len(cert.public_bytes(serialization.Encoding.DER)):
+        raise ValueError("twin certificate has another DER length")
+    return twin
+
+
 def _write_cert(path: Path, *certs: x509.Certificate) -> Path:
     path.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs))
     return path
@@ -141,13 +161,14 @@ def build_pki(root: Path, *, now: dt.datetime | None = None) -> Pki:
     clients do not know, + ``otherca-root.pem``), ``leaf-only.pem`` (valid leaf without its intermediate),
     ``revoked.pem`` + ``revoked.ocsp`` (stapled OCSP saying revoked), ``good.ocsp`` (for server.pem),
     ``weak1024.pem`` + ``weak1024.key``, ``sha1.pem``, ``untrusted-client.pem`` + ``untrusted-client.key``,
-    ``intermediate.pem``, ``other.key`` (an RSA key matching no certificate).
+    ``intermediate.pem``, ``other.key`` (an RSA key), ``mismatch-leaf.pem`` (server-leaf.pem's twin for other.key:
+    same serial, names and DER length, another public key).
     Every leaf except selfsigned/weak1024 uses ``server.key``.
     """
     root.mkdir(parents=True, exist_ok=True)
-    now = now or dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-    valid = dict(not_before=now - DAY, not_after=now + 365 * DAY)
-    ca_valid = dict(not_before=now - 3650 * DAY, not_after=now + 3650 * DAY)
+    now = now or dt.datetime.now(dt.UTC).replace(microsecond=0)
+    valid = {"not_before": now - DAY, "not_after": now + 365 * DAY}
+    ca_valid = {"not_before": now - 3650 * DAY, "not_after": now + 3650 * DAY}
 
     root_key = _key()
     root_ca = _Issuer(_build("tlsflow test root CA", root_key, None, ca=True, **ca_valid), root_key)
@@ -197,7 +218,9 @@ def build_pki(root: Path, *, now: dt.datetime | None = None) -> Pki:
     _write_cert(root / "untrusted-client.pem", _build("untrusted test client", client_key, other_root, ca=False,
                                                       client=True, **valid))
     _write_key(root / "untrusted-client.key", client_key)
-    _write_key(root / "other.key", _key())
+    other_key = _key()
+    _write_key(root / "other.key", other_key)
+    _write_cert(root / "mismatch-leaf.pem", _twin(server, other_key, inter))
 
     return Pki(root=root, hostname=HOSTNAME, ca_cert=ca_cert, server_cert=server_cert, server_chain=server_chain,
                server_key=server_key_path, client_cert=client_cert, client_key=client_key_path)

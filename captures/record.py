@@ -25,23 +25,30 @@ SCENARIO_MODULES = ("captures.scenarios_tls", "captures.scenarios_network")
 CORPUS = Path(__file__).resolve().parent / "corpus"
 BASE_PORT = 24000
 PORTS_PER_SCENARIO = 10  # a scenario owns port .. port+9 (helpers such as a relay may use the extra ones)
+PORTS_PER_MODULE = 4000  # each module its own range, below the ephemeral ports (32768+): 24000-27999, 28000-31999
 
 
 class RecordError(RuntimeError):
     """A scenario failed to record, or its labels do not hold on its own capture."""
 
 
-def discover(modules: tuple[str, ...] = SCENARIO_MODULES) -> list[Scenario]:
-    """Every scenario of every module that exists, in module order; names must be unique."""
-    found: list[Scenario] = []
+def _modules(modules: tuple[str, ...]) -> list[list[Scenario]]:
+    found = []
     for module_name in modules:
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
             if exc.name == module_name:
-                continue  # that module is not written yet
+                found.append([])  # that module is not written yet
+                continue
             raise
-        found.extend(getattr(module, "SCENARIOS", []))
+        found.append(list(getattr(module, "SCENARIOS", [])))
+    return found
+
+
+def discover(modules: tuple[str, ...] = SCENARIO_MODULES) -> list[Scenario]:
+    """Every scenario of every module that exists, in module order; names must be unique."""
+    found = [scenario for scenarios in _modules(modules) for scenario in scenarios]
     names = [s.name for s in found]
     duplicates = {n for n in names if names.count(n) > 1}
     if duplicates:
@@ -49,9 +56,14 @@ def discover(modules: tuple[str, ...] = SCENARIO_MODULES) -> list[Scenario]:
     return found
 
 
-def port_for(scenarios: list[Scenario], scenario: Scenario) -> int:
-    """A stable port per scenario (its index in the discovery order), so reruns land on the same ports."""
-    return BASE_PORT + PORTS_PER_SCENARIO * [s.name for s in scenarios].index(scenario.name)
+def assign_ports(modules: tuple[str, ...] = SCENARIO_MODULES) -> dict[str, int]:
+    """A stable port per scenario: its module's range plus its index in that module, so that adding scenarios
+    to one module (at its end) never moves the others, and a re-recording lands on the same ports."""
+    ports = {}
+    for module_index, scenarios in enumerate(_modules(modules)):
+        for index, scenario in enumerate(scenarios):
+            ports[scenario.name] = BASE_PORT + PORTS_PER_MODULE * module_index + PORTS_PER_SCENARIO * index
+    return ports
 
 
 def record_one(scenario: Scenario, out: Path, port: int, pki: Pki) -> list[Label]:
@@ -85,6 +97,7 @@ def record(scenarios: list[Scenario], out: Path, *, all_scenarios: list[Scenario
     out.mkdir(parents=True, exist_ok=True)
     failures: dict[str, str] = {}
     new_labels: dict[str, list[Label]] = {}
+    ports = assign_ports()
     with tempfile.TemporaryDirectory(prefix="tlsflow-pki-") as pki_dir:
         pki = build_pki(Path(pki_dir))
         for scenario in scenarios:
@@ -92,8 +105,8 @@ def record(scenarios: list[Scenario], out: Path, *, all_scenarios: list[Scenario
             for stale in (scenario.pcap(out), scenario.keylog(out)):
                 stale.unlink(missing_ok=True)
             try:
-                new_labels[scenario.name] = record_one(scenario, out, port_for(all_scenarios, scenario), pki)
-            except Exception as exc:  # one broken scenario must not stop the corpus
+                new_labels[scenario.name] = record_one(scenario, out, ports[scenario.name], pki)
+            except Exception as exc:  # noqa: BLE001  (one broken scenario must not stop the corpus)
                 failures[scenario.name] = f"{type(exc).__name__}: {exc}"
                 print(f"FAIL {scenario.name}: {exc}", file=sys.stderr)
                 if not isinstance(exc, RecordError):

@@ -5,7 +5,10 @@ A scenario module (``captures/scenarios_tls.py``, ``captures/scenarios_network.p
 loopback port and calls ``scenario.run(workdir, port, pki)``; the scenario records ``workdir / f"{name}.pcap"``
 with ``captures.tcpdump.Tcpdump`` (optionally ``workdir / f"{name}.keylog"``) and returns one Label per TCP
 connection in that pcap. Label fields use the vocabulary of CONTRACT.md so that the corpus is the analyzer's
-expected output.
+expected output. The port is stable across recordings; the scenario owns ``port`` to ``port + 9`` (a helper such
+as a relay or an upstream server may use the extra ones; record with a filter on the port(s) the client uses).
+The recorder checks each label against tshark's reading of the pcap (``captures.labels``) and fills in what the
+scenario left null: client/server addresses, SNI, version, ALPN, alert and alert_sender.
 """
 from __future__ import annotations
 

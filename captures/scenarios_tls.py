@@ -12,9 +12,12 @@ import json
 import os
 import shutil
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -241,6 +244,117 @@ def py_server(**cfg: Any) -> Builder:
     return build
 
 
+class _CertSwapRelay:
+    """A loopback relay that replaces one certificate by its same-length twin in the server's plaintext flight.
+
+    No TLS server will run with a key that does not match its certificate (OpenSSL, nginx and Python all refuse
+    to load the pair), so the mismatch is made in transit: the server signs its ServerKeyExchange with the key
+    of the real certificate, the client receives the twin, whose public key cannot verify that signature.
+    Threads are daemons with socket timeouts, joined on exit; only the relay's port is recorded.
+    """
+
+    def __init__(self, listen_port: int, upstream_port: int, old: bytes, new: bytes) -> None:
+        self.listen = socket.create_server(("127.0.0.1", listen_port))
+        self.listen.settimeout(0.2)
+        self.upstream_port = upstream_port
+        self.old, self.new = old, new
+        self.swapped = False
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def __enter__(self) -> _CertSwapRelay:
+        self._spawn(self._accept_loop)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self.listen.close()
+
+    def _spawn(self, target: Callable[..., None], *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _accept_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self.listen.accept()
+            except TimeoutError:
+                continue
+            server = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=10)
+            client.settimeout(10)
+            self._spawn(self._pump, client, server, False)
+            self._spawn(self._pump, server, client, True)
+
+    def _pump(self, src: socket.socket, dst: socket.socket, rewrite: bool) -> None:
+        pending = b""
+        try:
+            while not self._stop.is_set():
+                try:
+                    data = src.recv(65536)
+                except TimeoutError:
+                    continue
+                if not data:
+                    break
+                if rewrite and not self.swapped:
+                    # Hold the server's bytes until the whole certificate went by (or clearly will not).
+                    pending += data
+                    if self.old in pending:
+                        pending = pending.replace(self.old, self.new)
+                        self.swapped = True
+                    elif len(pending) < len(self.old) + 65536:
+                        continue
+                    data, pending = pending, b""
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            src.close()
+
+
+def _der(path: Path) -> bytes:
+    pem = path.read_bytes()
+    return ssl.PEM_cert_to_DER_cert(pem.decode())
+
+
+def _key_mismatch_scenario() -> Scenario:
+    name = "tls12_cert_key_mismatch"
+
+    def run(workdir: Path, port: int, pki: Pki) -> list[Label]:
+        tmp = Path(tempfile.mkdtemp(prefix=f"tlsflow-{name}-"))
+        ctx = Ctx(name=name, workdir=workdir, tmp=tmp, port=port + 1, pki=pki)
+        relay_ctx = Ctx(name=name, workdir=workdir, tmp=tmp, port=port, pki=pki)
+        ctx.keylog.unlink(missing_ok=True)
+        try:
+            server = s_server(T12, "-cipher", "ECDHE-RSA-AES128-GCM-SHA256")(ctx)
+            relay = _CertSwapRelay(port, port + 1, _der(pki.server_cert), _der(pki.file("mismatch-leaf.pem")))
+            with Tcpdump(workdir / f"{name}.pcap", f"tcp port {port}"), _Server(server, ctx), relay:
+                result = _run_client(s_client()(relay_ctx), relay_ctx)
+                time.sleep(TCPDUMP_FLUSH_WAIT)
+            if result.returncode == 0 or not relay.swapped:
+                raise ScenarioError(f"{name}: swapped={relay.swapped}, client exit {result.returncode}:\n"
+                                    f"{result.output[-2000:]}")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        _drop_empty_keylog(ctx.keylog)
+        return [Label(scenario=name, file=f"{name}.pcap", flow=1, **fail(
+            "server_key_exchange", "cert_key_mismatch", "decrypt_error", "client", S_CLIENT,
+            S_SERVER + " behind a relay swapping its certificate", version=V12,
+            note="the certificate the client received is a valid twin of the server's for another key (a relay "
+                 "swapped it in transit, since no server loads a mismatched pair); ServerKeyExchange does not "
+                 "verify with it"))]
+
+    return Scenario(name=name, description="TLS 1.2, the certificate's public key does not match the key that "
+                    "signed ServerKeyExchange; s_client alerts decrypt_error", run=run, tags=("tls12",))
+
+
 # ---------------------------------------------------------------- clients
 
 
@@ -325,6 +439,13 @@ def py_client(**cfg: Any) -> Builder:
 # ---------------------------------------------------------------- scenario assembly
 
 
+def _drop_empty_keylog(path: Path) -> None:
+    """A key log without a secret (the handshake failed before any key existed) is only noise in the corpus."""
+    if path.exists() and not any(line.strip() and not line.startswith("#")
+                                 for line in path.read_text(errors="replace").splitlines()):
+        path.unlink()
+
+
 def _tls_scenario(name: str, description: str, server: Builder, clients: list[Builder],
                   expect: list[dict[str, Any] | list[dict[str, Any]]], *, tags: tuple[str, ...] = (),
                   server_stop: int = signal.SIGTERM) -> Scenario:
@@ -358,8 +479,7 @@ def _tls_scenario(name: str, description: str, server: Builder, clients: list[Bu
                 time.sleep(TCPDUMP_FLUSH_WAIT)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        if ctx.keylog.exists() and ctx.keylog.stat().st_size == 0:
-            ctx.keylog.unlink()
+        _drop_empty_keylog(ctx.keylog)
         return labels
     return Scenario(name=name, description=description, run=run, tags=tags)
 
@@ -662,3 +782,4 @@ _add(_tls_scenario(
     s_server(T12), [s_client("-attime", "978307200")],
     [fail("server_certificate", "client_clock_skew", "bad_certificate", "client", S_CLIENT + " -attime 2001",
           S_SERVER, version=V12)], tags=("tls12",)))
+_add(_key_mismatch_scenario())
