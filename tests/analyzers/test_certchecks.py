@@ -3,6 +3,7 @@ cryptography no longer does, SHA-1 signatures), and on the chains of the public 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import ipaddress
 import json
 import os
@@ -457,6 +458,7 @@ def zeek_records() -> list[dict]:
     return out
 
 
+@functools.cache
 def capture_flows(path: Path) -> dict[tuple[str, str], dict]:
     """Per (client, server): first packet time, SNI, server chain and stapled OCSP, parsed by tlsparse."""
     from scapy.all import IP, TCP, IPv6, Padding, rdpcap
