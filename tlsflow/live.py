@@ -40,6 +40,8 @@ LINK_TYPES = {1: linktypes.ETHERNET, ARPHRD_LOOPBACK: linktypes.ETHERNET, 512: l
 # Larger than any frame the kernel hands over (loopback MTU 65536 plus headers, GRO super-packets): a frame cut by
 # a short receive buffer would look like lost bytes to the reassembler.
 RECV_BUFFER = 1 << 18
+SOCKET_BUFFER = 64 << 20  # kernel receive buffer asked for: about a second of a busy gigabit link
+SO_RCVBUFFORCE = 33  # Linux; not exported by the socket module
 HOUSEKEEPING_S = 1.0  # how often idle connections are looked for
 MAX_BATCH = 256  # frames read per wake-up before the stop conditions and housekeeping are looked at again
 DRAIN_LIMIT = 100_000  # frames still queued in the socket when told to stop, read before closing it
@@ -86,6 +88,10 @@ class CaptureDenied(Exception):
     """The socket could not be opened for lack of privilege."""
 
 
+class CaptureLost(Exception):
+    """The socket failed while capturing (interface down or removed)."""
+
+
 class Sniffer:
     """A scapy PF_PACKET socket on one interface with a BPF filter, read as (bytes, timestamp) frames.
 
@@ -104,7 +110,11 @@ class Sniffer:
             socket.if_nametoindex(interface)
         except OSError as exc:  # scapy would say so only through its filter compiler, as a usage error
             raise OSError(errno.ENODEV, "no such interface") from exc
-        factory = conf.L2socket if _hardware_type(interface) == ARPHRD_LOOPBACK else conf.L2listen
+        loopback = _hardware_type(interface) == ARPHRD_LOOPBACK
+        factory = conf.L2socket if loopback else conf.L2listen
+        if loopback:
+            # Drop the outgoing copy in the kernel already: it halves what the socket buffer has to hold.
+            bpf = f"inbound and ({bpf})" if bpf else "inbound"
         # scapy warns when it has no dissector for the link type; we decode the bytes ourselves, so say nothing.
         scapy_log = logging.getLogger("scapy.runtime")
         level = scapy_log.level
@@ -124,6 +134,7 @@ class Sniffer:
             raise ValueError(f"interface {interface}: link layer (ARPHRD {hardware}) is not supported")
         self.link_type = link_type
         self.sock.ins.setblocking(False)  # select() says when to read; reads stop at EAGAIN
+        _enlarge_receive_buffer(self.sock.ins)
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -136,6 +147,8 @@ class Sniffer:
                 _, data, ts = recv(RECV_BUFFER)
             except BlockingIOError:
                 return
+            except OSError as exc:  # the interface went down or away
+                raise CaptureLost(exc.strerror or str(exc)) from exc
             if data:  # None: the outgoing copy of a loopback packet
                 yield data, ts if ts is not None else time.time()
 
@@ -149,6 +162,18 @@ class Sniffer:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def _enlarge_receive_buffer(sock: socket.socket) -> None:
+    """scapy leaves the socket buffer at 64 KiB, a few hundred frames: a burst of connections would be dropped
+    by the kernel before we read it. SO_RCVBUFFORCE passes net.core.rmem_max when we may (CAP_NET_ADMIN)."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, SOCKET_BUFFER)
+    except OSError:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)  # capped at rmem_max
+        except OSError:
+            pass
 
 
 def _hardware_type(interface: str) -> int | None:
@@ -350,6 +375,7 @@ def run_live(args: argparse.Namespace, *, trust: Any = None,
                 flag.stop, flag.reason = True, "count"
                 return
 
+    lost: str | None = None
     try:
         while not flag.stop:
             now = time.monotonic()
@@ -371,6 +397,9 @@ def run_live(args: argparse.Namespace, *, trust: Any = None,
             # Frames the kernel queued before the stop are part of what was seen: take them, within a budget
             # so that a busy link cannot keep us from stopping.
             take(sniffer.available(DRAIN_LIMIT))
+    except CaptureLost as exc:
+        lost = str(exc)
+        flag.reason = f"a capture error ({lost})"
     finally:
         # Stop sniffing first, then report every connection still open: nothing seen is lost.
         drops = sniffer.kernel_drops()
@@ -389,4 +418,6 @@ def run_live(args: argparse.Namespace, *, trust: Any = None,
         if to_close is not None:
             to_close.close()
         flag.close()  # our handlers stay until here: a second SIGTERM must not cut the final flush short
+    if lost is not None:
+        return EXIT_UNREADABLE
     return EXIT_FAILURES if tally.failed else EXIT_OK
