@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import subprocess
 import sys
@@ -194,3 +195,27 @@ def test_run_measures_the_tools_and_writes_markdown(capture: tuple[Path, gen_cap
     assert float(rows["bare Python loop"][1]) > 0 and float(rows["bare Python loop"][4]) > 0
     assert f"{stats.packets} packets, {stats.connections} TCP connections" in readme.read_text()
     assert "tshark" in capsys.readouterr().out
+
+
+def test_tlsflow_reports_what_the_generator_put_in(tmp_path: Path) -> None:
+    """The benchmark only means something if tlsflow really analyses the capture: one record per connection, and
+    the outcome, version and cause of each kind as ../shared/CONTRACT.md names them."""
+    path = tmp_path / "mix.pcap"
+    with open(path, "wb") as out:
+        stats = gen_capture.generate(out, 6_000_000, SEED)
+    out_path = tmp_path / "out.jsonl"
+    proc = subprocess.run([sys.executable, "-m", "tlsflow", "analyze", str(path), "--format", "jsonl",
+                           "-o", str(out_path)], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert proc.returncode == 1, proc.stderr  # 1: analysed, failed handshakes found
+    records = [json.loads(line) for line in out_path.read_text().splitlines() if line.strip()]
+    assert len(records) == stats.connections
+    seen = Counter((r["outcome"], r["version"], r["cause"]) for r in records)
+    k = stats.kinds
+    assert seen == Counter({
+        ("established", "TLS 1.3", None): k["tls13-rsa"] + k["tls13-ecdsa"],
+        ("established", "TLS 1.2", None): k["tls12-ecdhe-rsa"] + k["tls12-ecdhe-ecdsa"] + k["tls12-rsa-kx"],
+        ("failed", "TLS 1.3", "cert_unknown_ca"): k["tls13-unknown-ca"],
+        ("failed", None, "no_common_cipher"): k["tls12-handshake-failure"],
+        ("failed", None, "reset_after_client_hello"): k["tls13-rst-after-client-hello"],
+    })
