@@ -279,3 +279,60 @@ def test_unknown_interface_and_bad_filter():
                               timeout=60, check=False, env=dict(os.environ, PYTHONWARNINGS="ignore"))
         assert done.returncode == code, done.stderr
         assert text in done.stderr and "Traceback" not in done.stderr
+
+
+def _wait_for_records(path: Path, want: int, process: subprocess.Popen, timeout: float) -> list[dict]:
+    """Records written so far, once there are `want` of them (the capture still running), within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "tlsflow live exited early"
+        lines = path.read_text().splitlines() if path.exists() else []
+        if len(lines) >= want:
+            return [json.loads(line) for line in lines]
+        time.sleep(0.2)
+    raise AssertionError(f"fewer than {want} record(s) in {path} within {timeout}s")
+
+
+def test_idle_and_closed_connections_are_reported_while_the_capture_runs(pki, tmp_path):
+    port, closed = _free_port(), _free_port()
+    out = tmp_path / "live.jsonl"
+    with _live(["--bpf", f"tcp port {port} or tcp port {closed}", "--format", "jsonl", "-o", str(out),
+                "--idle-timeout", "2", "--timeout", "120"]) as live:
+        err = Lines(live.stderr)
+        err.wait_for("capturing on lo", START_TIMEOUT)
+        _refused(closed)
+        [refused] = _wait_for_records(out, 1, live, 60)  # reported once its linger is over, no packet needed
+        assert refused["cause"] == "tcp_refused"
+        with _server(pki, port, 1) as server:
+            Lines(server.stdout).wait_for("ACCEPT", 20)
+            with _process(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", HOST,
+                           "-CAfile", str(pki["server_ca"])],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as client:
+                Lines(client.stdout).wait_for("Verify return code: 0", 20)
+                # The connection stays open and silent: the idle timeout reports it while live runs.
+                records = _wait_for_records(out, 2, live, 60)
+                live.send_signal(signal.SIGTERM)
+                live.wait(timeout=60)
+                client.stdin.close()
+        stderr = err.rest()
+    assert "stopped by SIGTERM" in stderr
+    idle = records[1]
+    assert (idle["outcome"], idle["sni"], _endpoint_port(idle["server"])) == ("established", HOST, port)
+    final = [json.loads(line) for line in out.read_text().splitlines()]
+    assert final == records  # nothing reported twice at the final flush
+
+
+def test_count_stops_after_that_many_packets(tmp_path):
+    closed = _free_port()
+    out = tmp_path / "live.jsonl"
+    with _live(["--bpf", f"tcp port {closed}", "--format", "jsonl", "-o", str(out), "--count", "2",
+                "--timeout", "60"]) as live:
+        err = Lines(live.stderr)
+        err.wait_for("capturing on lo", START_TIMEOUT)
+        _refused(closed)  # SYN, then RST: two packets
+        live.wait(timeout=60)
+        stderr = err.rest()
+    assert "2 packet(s) captured; stopped by count" in stderr
+    [record] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert record["cause"] == "tcp_refused"
+    assert live.returncode == 1
