@@ -10,9 +10,12 @@ decrypts it and we learn its real description too (kept in ``WireAlert.decrypted
 """
 from __future__ import annotations
 
+import bisect
 import json
 import shutil
+import struct
 import subprocess
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -77,6 +80,7 @@ class WireFlow:
     server_hellos: int          # ServerHello and HelloRetryRequest
     alerts: tuple[WireAlert, ...]
     handshake_done: bool        # TLS 1.2: both sides sent ChangeCipherSpec; TLS 1.3: client sent records after CCS/Finished
+    first_frame: int = 0        # frame number of the connection's first packet
 
     def first_fatal_alert(self) -> WireAlert | None:
         """The first alert that is fatal, or unreadable before the handshake finished (a failure's alert)."""
@@ -104,7 +108,7 @@ def _run_tshark(pcap: Path, ports: set[int], keylog: Path | None) -> list[dict[s
         cmd += ["-o", f"tls.keylog_file:{keylog}"]
     for name in _FIELDS:
         cmd += ["-e", name]
-    proc = subprocess.run(cmd, capture_output=True, timeout=60, text=True)
+    proc = subprocess.run(cmd, capture_output=True, timeout=300, text=True, check=False)
     if proc.returncode != 0:
         raise WireError(f"tshark failed on {pcap}: {proc.stderr.strip()}")
     rows = []
@@ -120,7 +124,7 @@ def _server_ports(pcap: Path) -> set[int]:
     if exe is None:
         raise WireError("tshark is not installed")
     proc = subprocess.run([exe, "-r", str(pcap), "-n", "-Y", "tcp.flags.syn==1 && tcp.flags.ack==0", "-T", "fields",
-                           "-e", "tcp.dstport"], capture_output=True, timeout=60, text=True)
+                           "-e", "tcp.dstport"], capture_output=True, timeout=300, text=True, check=False)
     if proc.returncode != 0:
         raise WireError(f"tshark failed on {pcap}: {proc.stderr.strip()}")
     return {int(p) for p in proc.stdout.split()}
@@ -162,12 +166,87 @@ def read_wire(pcap: Path, keylog: Path | None = None) -> list[WireFlow]:
     ports = _server_ports(pcap)
     plain = _run_tshark(pcap, ports, None)
     decrypted = _run_tshark(pcap, ports, keylog) if keylog is not None and keylog.exists() else None
+    flows = _flows_from_rows(plain, decrypted)
+    return [flows[stream] for stream in sorted(flows)]
+
+
+def read_wires(captures: list[tuple[Path, Path | None]]) -> dict[Path, list[WireFlow]]:
+    """`read_wire` for many (pcap, keylog) pairs with three tshark runs in all instead of three per capture.
+
+    tshark's start-up costs far more than reading a small capture, so the captures are appended into one file
+    (mergecap -a) and their key logs into one key log; frames and connections are then mapped back to their file.
+    """
+    if not captures:
+        return {}
+    mergecap = shutil.which("mergecap")
+    if mergecap is None or len(captures) == 1:
+        return {pcap: read_wire(pcap, keylog) for pcap, keylog in captures}
+    counts = [_count_pcap_frames(pcap) for pcap, _ in captures]
+    if any(count is None for count in counts):  # not classic pcap: read them one by one
+        return {pcap: read_wire(pcap, keylog) for pcap, keylog in captures}
+    with tempfile.TemporaryDirectory(prefix="tlsflow-wire-") as tmp:
+        merged = Path(tmp) / "merged.pcap"
+        proc = subprocess.run([mergecap, "-a", "-F", "pcap", "-w", str(merged), *[str(p) for p, _ in captures]],
+                              capture_output=True, timeout=120, text=True, check=False)
+        if proc.returncode != 0:
+            raise WireError(f"mergecap failed: {proc.stderr.strip()}")
+        keylog = Path(tmp) / "merged.keylog"
+        keylog.write_text("".join(k.read_text() + "\n" for _, k in captures if k is not None and k.exists()))
+        ports = _server_ports(merged)
+        plain = _run_tshark(merged, ports, None)
+        decrypted = _run_tshark(merged, ports, keylog) if keylog.stat().st_size > len(captures) else None
+    flows = _flows_from_rows(plain, decrypted)
+    starts = []  # first global frame number of each capture
+    first = 1
+    for count in counts:
+        starts.append(first)
+        first += count or 0
+    result: dict[Path, list[WireFlow]] = {pcap: [] for pcap, _ in captures}
+    for stream in sorted(flows):
+        flow = flows[stream]
+        index = bisect.bisect_right(starts, flow.first_frame) - 1
+        offset = starts[index] - 1
+        pcap = captures[index][0]
+        result[pcap].append(replace(flow, flow=len(result[pcap]) + 1, first_frame=flow.first_frame - offset,
+                                    alerts=tuple(replace(a, frame=a.frame - offset) for a in flow.alerts)))
+    return result
+
+
+def _count_pcap_frames(pcap: Path) -> int | None:
+    """Records in a classic pcap file (None for pcapng or anything else)."""
+    data = pcap.read_bytes()
+    if len(data) < 24:
+        return None
+    magic = data[:4]
+    if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
+        endian = "<"
+    elif magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
+        endian = ">"
+    else:
+        return None
+    count, offset = 0, 24
+    while offset + 16 <= len(data):
+        (incl_len,) = struct.unpack_from(endian + "I", data, offset + 8)
+        offset += 16 + incl_len
+        count += 1
+    return count
+
+
+def _flows_from_rows(plain: list[dict[str, list[str]]],
+                     decrypted: list[dict[str, list[str]]] | None) -> dict[int, WireFlow]:
+    """Fold tshark's rows (without keys, and with them if a key log was given) into one WireFlow per tcp.stream."""
     decrypted_alerts: dict[int, list[tuple[str | None, str | None]]] = {}
     decrypted_alpn: dict[int, str] = {}
+    decrypted_streams: set[int] = set()  # TLS 1.3 streams whose encrypted handshake the key log opened
     if decrypted is not None:
         for row in decrypted:
             decrypted_alerts[int(row["frame.number"][0])] = _alerts_in(row)
-            if row["tls.handshake.extensions_alpn_str"] and "8" in row["tls.handshake.type"]:
+            if not row["tcp.stream"]:
+                continue
+            hs_types = {int(t) for t in row["tls.handshake.type"]}
+            if hs_types & {8, 11, 15, 20}:
+                decrypted_streams.add(int(row["tcp.stream"][0]))
+            if row["tls.handshake.extensions_alpn_str"] and 8 in hs_types:
                 decrypted_alpn[int(row["tcp.stream"][0])] = row["tls.handshake.extensions_alpn_str"][0]
 
     flows: dict[int, dict] = {}
@@ -179,7 +258,7 @@ def read_wire(pcap: Path, keylog: Path | None = None) -> list[WireFlow]:
         src = _endpoint(row, "src")
         flow = flows.setdefault(stream, {"client": None, "server": None, "sni": None, "version": None,
                                          "alpn": None, "ch": 0, "sh": 0, "alerts": [], "ccs": set(),
-                                         "tail": {}, "last13": {}})
+                                         "tail": {}, "last13": {}, "first": frame})
         if row["tcp.flags.syn"] == ["1"] and row["tcp.flags.ack"] == ["0"] and flow["client"] is None:
             flow["client"], flow["server"] = src, _endpoint(row, "dst")
         hs_types = [int(t) for t in row["tls.handshake.type"]]
@@ -221,18 +300,18 @@ def read_wire(pcap: Path, keylog: Path | None = None) -> list[WireFlow]:
                 hidden -= 1
         for _ in range(max(hidden, 0)):
             flow["alerts"].append(WireAlert(frame, sender, None, ENCRYPTED))
-    result = []
+    result = {}
     for stream in sorted(flows):
         f = flows[stream]
         alerts = list(f["alerts"])
         done = {"client", "server"} <= f["ccs"] if f["version"] != "TLS 1.3" else _tls13_done(f)
-        if f["version"] == "TLS 1.3" and decrypted is None:
+        if f["version"] == "TLS 1.3" and stream not in decrypted_streams:
             alerts += _tls13_hidden_alerts(f, alerts, done)
         alerts.sort(key=lambda a: a.frame)
-        result.append(WireFlow(flow=stream + 1, client=f["client"], server=f["server"], sni=f["sni"],
-                               version=f["version"], alpn=f["alpn"] or decrypted_alpn.get(stream),
-                               client_hellos=f["ch"], server_hellos=f["sh"], alerts=tuple(alerts),
-                               handshake_done=done))
+        result[stream] = WireFlow(flow=stream + 1, client=f["client"], server=f["server"], sni=f["sni"],
+                                  version=f["version"], alpn=f["alpn"] or decrypted_alpn.get(stream),
+                                  client_hellos=f["ch"], server_hellos=f["sh"], alerts=tuple(alerts),
+                                  handshake_done=done, first_frame=f["first"])
     return result
 
 

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from captures.scenario import Label, Pki, Scenario
 from captures.tcpdump import Tcpdump
@@ -100,7 +100,7 @@ class _Server:
         self.log = ctx.tmp / "server.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> _Server:
+    def __enter__(self) -> Self:
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(self.command.argv, stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, env={**os.environ, **self.command.env},
@@ -139,7 +139,7 @@ class ClientRun:
 def _run_client(command: Command, ctx: Ctx) -> ClientRun:
     try:
         proc = subprocess.run(command.argv, input=command.stdin, capture_output=True, timeout=CLIENT_TIMEOUT,
-                              env={**os.environ, **command.env}, cwd=ctx.tmp)
+                              env={**os.environ, **command.env}, cwd=ctx.tmp, check=False)
     except subprocess.TimeoutExpired as exc:
         raise ScenarioError(f"{ctx.name}: client {command.argv[0]} did not finish in {CLIENT_TIMEOUT} s") from exc
     output = (proc.stdout + proc.stderr).decode(errors="replace")
@@ -262,7 +262,7 @@ class _CertSwapRelay:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
-    def __enter__(self) -> _CertSwapRelay:
+    def __enter__(self) -> Self:
         self._spawn(self._accept_loop)
         return self
 
@@ -783,3 +783,33 @@ _add(_tls_scenario(
     [fail("server_certificate", "client_clock_skew", "bad_certificate", "client", S_CLIENT + " -attime 2001",
           S_SERVER, version=V12)], tags=("tls12",)))
 _add(_key_mismatch_scenario())
+_add(_tls_scenario(
+    "tls13_cert_unknown_ca", "TLS 1.3, unknown root; s_client rejects it with a PLAINTEXT alert (OpenSSL clients "
+    "send it before switching to handshake keys)",
+    s_server(T13, cert="otherca.pem", chain=None), [s_client()],
+    [fail("server_certificate", "cert_unknown_ca", "unknown_ca", "client", S_CLIENT, S_SERVER, version=V13)],
+    tags=("tls13",)))
+_add(_tls_scenario(
+    "tls13_cert_weak_rsa1024", "TLS 1.3, a 1024-bit RSA server key (server at SECLEVEL 0); curl rejects it",
+    s_server(T13, "-cipher", "DEFAULT:@SECLEVEL=0", cert="weak1024.pem", key="weak1024.key"), [curl()],
+    [fail("server_certificate", "cert_weak", "bad_certificate", "client", CURL, S_SERVER, version=V13)],
+    tags=("tls13",)))
+_add(_tls_scenario(
+    "tls12_cert_sha1_signature", "TLS 1.2, leaf signed with SHA-1; Python's client (SECLEVEL 2) rejects it",
+    s_server(T12, "-cipher", "DEFAULT:@SECLEVEL=0", cert="sha1.pem"), [py_client()],
+    [fail("server_certificate", "cert_weak", "bad_certificate", "client", PY_CLIENT, S_SERVER, version=V12)],
+    tags=("tls12",)))
+_add(_tls_scenario(
+    "tls13_sni_unrecognized_s_server", "TLS 1.3, s_server -servername_fatal knows only 'known.tlsflow.test'",
+    s_server(T13, "-servername", "known.tlsflow.test", "-servername_fatal", "-cert2", "{pki}/server-leaf.pem",
+             "-key2", "{pki}/server.key"),
+    [s_client()],
+    [fail("server_hello", "sni_unrecognized", "unrecognized_name", "server", S_CLIENT, S_SERVER)],
+    tags=("tls13",)))
+_add(_tls_scenario(
+    "tls12_cert_revoked_ocsp_ignored_s_client", "TLS 1.2, stapled OCSP response says revoked; s_client -status "
+    "prints it but does not fail the handshake",
+    s_server(T12, "-status_file", "{pki}/revoked.ocsp", cert="revoked.pem"), [s_client("-status")],
+    [ok(V12, S_CLIENT, S_SERVER, note="the certificate is revoked (stapled OCSP, CertificateStatus message) but "
+        "OpenSSL's s_client only prints the status; the connection goes on")],
+    tags=("tls12",)))

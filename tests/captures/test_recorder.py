@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from captures.labels import check_label, read_labels, read_wire
+from captures.labels import check_label, read_labels, read_wire, read_wires
 from captures.record import assign_ports, discover, record
 from captures.scenario import CAUSES, OUTCOMES, STEPS, Label
 
@@ -65,10 +65,14 @@ def test_committed_labels_hold_on_their_captures() -> None:
     by_file: dict[str, list[Label]] = {}
     for label in labels:
         by_file.setdefault(label.file, []).append(label)
+    captures = []
+    for file in sorted(by_file):
+        keylog = CORPUS / file.replace(".pcap", ".keylog")
+        captures.append((CORPUS / file, keylog if keylog.exists() else None))
+    wires = read_wires(captures)
     problems = []
     for file, file_labels in sorted(by_file.items()):
-        keylog = CORPUS / file.replace(".pcap", ".keylog")
-        wire = {flow.flow: flow for flow in read_wire(CORPUS / file, keylog if keylog.exists() else None)}
+        wire = {flow.flow: flow for flow in wires[CORPUS / file]}
         if len(wire) != len(file_labels):
             problems.append(f"{file}: {len(file_labels)} labels, {len(wire)} connections")
         for label in file_labels:
