@@ -129,6 +129,22 @@ def record(scenarios: list[Scenario], out: Path, *, all_scenarios: list[Scenario
     return merged, failures
 
 
+def markdown_table(scenarios: list[Scenario], labels: list[Label]) -> str:
+    """The scenario table of captures/README.md: one row per connection label."""
+    described = {s.name: s.description for s in scenarios}
+    rows = ["| scenario | what happens | flow | outcome | failed_step / cause | alert (sender) | version | client → server |",
+            "|---|---|---|---|---|---|---|---|"]
+    for label in labels:
+        what = described.get(label.scenario, "") if label.flow == 1 else ""
+        step = f"{label.failed_step} / {label.cause}" if label.outcome == "failed" else ""
+        alert = f"{label.alert} ({label.alert_sender})" if label.alert else ""
+        extra = " resumed" if label.resumed else ""
+        impl = f"{label.client_impl or '?'} → {label.server_impl or '?'}" if label.client_impl else ""
+        rows.append(f"| {label.scenario} | {what} | {label.flow} | {label.outcome}{extra} | {step} | {alert} | "
+                    f"{label.version or ''} | {impl} |")
+    return "\n".join(rows)
+
+
 def _describe(label: Label) -> str:
     if label.outcome == "established":
         return f"#{label.flow} established {label.version}" + (" resumed" if label.resumed else "")
@@ -141,12 +157,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", metavar="NAME", help="record only these scenarios")
     parser.add_argument("--out", type=Path, default=CORPUS, help=f"output directory (default {CORPUS})")
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    parser.add_argument("--table", action="store_true",
+                        help="print the scenarios with their committed labels as a Markdown table and exit")
     parser.add_argument("--keep-failed", action="store_true", help="keep the pcap of a scenario that failed")
     args = parser.parse_args(argv)
     scenarios = discover()
     if args.list:
         for scenario in scenarios:
             print(f"{scenario.name:45} {scenario.description}")
+        return 0
+    if args.table:
+        print(markdown_table(scenarios, read_labels(args.out / "labels.jsonl")))
         return 0
     chosen = scenarios
     if args.only:
