@@ -46,6 +46,7 @@ _FIELDS = (
     "tls.alert_message.level", "tls.alert_message.desc", "tls.handshake.type",
     "tls.handshake.extensions_server_name", "tls.handshake.extensions.supported_version",
     "tls.handshake.version", "tls.handshake.extensions_alpn_str", "ipv6.src", "ipv6.dst",
+    "tls.handshake.extension.type",
 )
 
 
@@ -81,6 +82,7 @@ class WireFlow:
     alerts: tuple[WireAlert, ...]
     handshake_done: bool        # TLS 1.2: both sides sent ChangeCipherSpec; TLS 1.3: client sent records after CCS/Finished
     first_frame: int = 0        # frame number of the connection's first packet
+    resumed: bool | None = None  # TLS 1.2: ServerHello then CCS with no server Certificate; TLS 1.3: PSK accepted
 
     def first_fatal_alert(self) -> WireAlert | None:
         """The first alert that is fatal, or unreadable before the handshake finished (a failure's alert)."""
@@ -258,7 +260,8 @@ def _flows_from_rows(plain: list[dict[str, list[str]]],
         src = _endpoint(row, "src")
         flow = flows.setdefault(stream, {"client": None, "server": None, "sni": None, "version": None,
                                          "alpn": None, "ch": 0, "sh": 0, "alerts": [], "ccs": set(),
-                                         "tail": {}, "last13": {}, "first": frame})
+                                         "tail": {}, "last13": {}, "first": frame, "server_cert": False,
+                                         "psk": False})
         if row["tcp.flags.syn"] == ["1"] and row["tcp.flags.ack"] == ["0"] and flow["client"] is None:
             flow["client"], flow["server"] = src, _endpoint(row, "dst")
         hs_types = [int(t) for t in row["tls.handshake.type"]]
@@ -270,8 +273,12 @@ def _flows_from_rows(plain: list[dict[str, list[str]]],
         flow["ch"] += hs_types.count(1) if sender == "client" else 0
         if sender == "client" and row["tls.handshake.extensions_server_name"] and flow["sni"] is None:
             flow["sni"] = row["tls.handshake.extensions_server_name"][0]
+        if sender == "server" and 11 in hs_types:
+            flow["server_cert"] = True
         if sender == "server" and 2 in hs_types:
             flow["sh"] += hs_types.count(2)
+            # pre_shared_key (41) in the ServerHello: the server accepted a PSK (TLS 1.3 resumption).
+            flow["psk"] = flow["psk"] or "41" in row["tls.handshake.extension.type"]
             chosen = row["tls.handshake.extensions.supported_version"] or row["tls.handshake.version"][:1]
             if chosen:
                 flow["version"] = VERSION_NAMES.get(_int(chosen[0]), chosen[0])
@@ -308,7 +315,11 @@ def _flows_from_rows(plain: list[dict[str, list[str]]],
         if f["version"] == "TLS 1.3" and stream not in decrypted_streams:
             alerts += _tls13_hidden_alerts(f, alerts, done)
         alerts.sort(key=lambda a: a.frame)
-        result[stream] = WireFlow(flow=stream + 1, client=f["client"], server=f["server"], sni=f["sni"],
+        if f["version"] == "TLS 1.3":
+            resumed = f["psk"] if f["sh"] else None
+        else:
+            resumed = (not f["server_cert"] and "server" in f["ccs"]) if f["sh"] else None
+        result[stream] = WireFlow(flow=stream + 1, resumed=resumed, client=f["client"], server=f["server"], sni=f["sni"],
                                   version=f["version"], alpn=f["alpn"] or decrypted_alpn.get(stream),
                                   client_hellos=f["ch"], server_hellos=f["sh"], alerts=tuple(alerts),
                                   handshake_done=done, first_frame=f["first"])
@@ -347,6 +358,10 @@ def check_label(label: Label, wire: WireFlow) -> list[str]:
     differs("version", wire.version)
     if wire.alpn is not None:
         differs("alpn", wire.alpn)
+    if label.outcome == "established":
+        differs("resumed", wire.resumed)
+        if not wire.handshake_done:
+            problems.append(f"{label.scenario} flow {label.flow}: established, but the handshake did not finish")
     alert = wire.first_fatal_alert()
     if label.outcome == "established":
         if alert is not None:
