@@ -813,3 +813,45 @@ _add(_tls_scenario(
     [ok(V12, S_CLIENT, S_SERVER, note="the certificate is revoked (stapled OCSP, CertificateStatus message) but "
         "OpenSSL's s_client only prints the status; the connection goes on")],
     tags=("tls12",)))
+_add(_tls_scenario(
+    "tls12_established_curl_python", "TLS 1.2, curl to a Python ssl server",
+    py_server(max="TLSv1_2"), [curl()], [ok(V12, CURL, PY_SERVER, sni="server.tlsflow.test")], tags=("tls12",)))
+_add(_tls_scenario(
+    "tls13_cert_expired_gnutls", "TLS 1.3, expired server certificate; gnutls-cli rejects it with an encrypted alert",
+    s_server(T13, cert="expired.pem"), [gnutls_cli()],
+    [fail("server_certificate", "cert_expired", "encrypted", "client", GNUTLS, S_SERVER, version=V13)],
+    tags=("tls13",)))
+
+
+def _resumption_refused_scenario() -> Scenario:
+    name = "tls12_resumption_refused"
+
+    def run(workdir: Path, port: int, pki: Pki) -> list[Label]:
+        tmp = Path(tempfile.mkdtemp(prefix=f"tlsflow-{name}-"))
+        ctx = Ctx(name=name, workdir=workdir, tmp=tmp, port=port, pki=pki)
+        other = Ctx(name=name, workdir=workdir, tmp=tmp, port=port + 1, pki=pki)
+        try:
+            # A session from another server process (not recorded): the recorded server has never seen its ID.
+            with _Server(s_server(T12, "-no_ticket")(other), other):
+                first = _run_client(s_client(sess_out=True)(other), other)
+            ctx.keylog.unlink(missing_ok=True)
+            if first.returncode != 0 or not (tmp / "session.pem").exists():
+                raise ScenarioError(f"{name}: no session to offer:\n{first.output[-2000:]}")
+            with Tcpdump(workdir / f"{name}.pcap", f"tcp port {port}"), _Server(s_server(T12, "-no_ticket")(ctx), ctx):
+                result = _run_client(s_client(sess_in=True)(ctx), ctx)
+                time.sleep(TCPDUMP_FLUSH_WAIT)
+            if result.returncode != 0 or "Reused" in result.output:
+                raise ScenarioError(f"{name}: client exit {result.returncode}:\n{result.output[-2000:]}")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        _drop_empty_keylog(ctx.keylog)
+        return [Label(scenario=name, file=f"{name}.pcap", flow=1, **ok(
+            V12, S_CLIENT, S_SERVER,
+            note="the client offers a session ID from another server process; the server does not know it and "
+                 "answers with a new session ID and a full handshake"))]
+
+    return Scenario(name=name, description="TLS 1.2, the client offers a cached session ID the server does not "
+                    "know; full handshake, not resumed", run=run, tags=("tls12",))
+
+
+_add(_resumption_refused_scenario())
