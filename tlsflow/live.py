@@ -289,20 +289,107 @@ class _StopFlag:
         os.close(self._write)
 
 
-def run_live(args: argparse.Namespace, *, trust: Any = None,
-             keep: Callable[[dict[str, Any]], bool] | None = None,
-             stdout: IO[str] | None = None, stderr: IO[str] | None = None) -> int:
-    """Sniff `args.interface` until Ctrl-C/SIGTERM, `--count` packets or `--timeout` seconds; exit code as
-    `analyze`: 0 no failed handshake, 1 failed handshakes reported, 2 usage error, 3 cannot capture."""
-    stdout = stdout if stdout is not None else sys.stdout
-    stderr = stderr if stderr is not None else sys.stderr
-    keep = keep if keep is not None else (lambda _record: True)
-    interface = args.interface
-    fmt = args.format or "text"
-    idle_timeout = args.idle_timeout if args.idle_timeout and args.idle_timeout > 0 else 60.0
+class LiveSession:
+    """One run: frames in (to the optional pcapng file and the analyzer), records out as connections end."""
 
+    def __init__(self, sniffer: Sniffer, writer: Any, out: IO[str], pcapng: PcapNgWriter | None, *,
+                 capture_name: str, trust: Any, idle_timeout: float, count: int,
+                 keep: Callable[[dict[str, Any]], bool]) -> None:
+        self.sniffer, self.writer, self.out, self.pcapng = sniffer, writer, out, pcapng
+        self.count, self.keep = count, keep
+        stats = CaptureStats()
+        self.decode = make_handlers(stats, FragmentReassembler(stats))(sniffer.link_type)
+        self.analyzer = FlowAnalyzer(capture_name, trust=trust)
+        self.analyzer.reassembler.idle_timeout = idle_timeout
+        self.tally = Tally()
+        self.frames = 0
+
+    def emit(self, records: Iterable[dict[str, Any]]) -> None:
+        for record in records:
+            if self.keep(record):
+                self.tally.add(record)
+                self.writer.write(record)
+
+    def take(self, frames: Iterable[tuple[bytes, float]]) -> bool:
+        """Feed frames; False once `--count` frames have been taken."""
+        try:
+            for data, ts in frames:
+                self.frames += 1
+                if self.pcapng is not None:
+                    self.pcapng.write(data, ts)
+                packet = self.decode(data, 0, len(data), self.frames, ts)
+                if packet is not None:
+                    self.emit(self.analyzer.feed(packet))
+                if self.count and self.frames >= self.count:
+                    return False
+            return True
+        finally:
+            self.out.flush()  # once per batch: records show up promptly without a write per record
+
+    def housekeeping(self) -> None:
+        self.emit(self.analyzer.expire(time.time()))
+        self.out.flush()
+        if self.pcapng is not None:
+            self.pcapng.flush()
+
+    def run(self, flag: _StopFlag, timeout: float | None) -> None:
+        """Capture until a signal, the timeout or the count; raises CaptureLost if the socket fails."""
+        deadline = time.monotonic() + timeout if timeout else None
+        next_housekeeping = time.monotonic() + HOUSEKEEPING_S
+        while not flag.stop:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                flag.reason = "timeout"
+                break
+            wait = next_housekeeping - now if deadline is None else min(next_housekeeping, deadline) - now
+            readable, _, _ = select.select([self.sniffer, flag], [], [], max(0.0, wait))
+            if self.sniffer in readable and not self.take(self.sniffer.available(MAX_BATCH)):
+                flag.stop, flag.reason = True, "count"
+                return
+            if time.monotonic() >= next_housekeeping:
+                self.housekeeping()
+                next_housekeeping = time.monotonic() + HOUSEKEEPING_S
+        # Frames the kernel queued before the stop are part of what was seen: take them, within a budget so that
+        # a busy link cannot keep us from stopping.
+        self.take(self.sniffer.available(DRAIN_LIMIT))
+
+    def finish(self) -> int | None:
+        """Stop sniffing, then report every connection still open: nothing seen is lost. Returns kernel drops."""
+        drops = self.sniffer.kernel_drops()
+        self.sniffer.close()
+        self.emit(self.analyzer.finish())
+        self.writer.close()
+        if self.pcapng is not None:
+            self.pcapng.close()
+        return drops
+
+
+def _open_outputs(args: argparse.Namespace, fmt: str, stdout: IO[str], link_type: int
+                  ) -> tuple[Any, IO[str], IO[str] | None, PcapNgWriter | None]:
+    """(record writer, its stream, the file to close, the pcapng writer); OSError if a file cannot be opened."""
+    to_close: IO[str] | None = None
     try:
-        sniffer = Sniffer(interface, args.bpf)
+        if fmt == "text":
+            out = stdout
+            if args.output and args.output != "-":
+                out = to_close = open(args.output, "w", encoding="utf-8")  # noqa: SIM115 - closed by the caller
+            colour = out.isatty() and not getattr(args, "no_color", False) and "NO_COLOR" not in os.environ
+            writer: Any = TextWriter(out, colour)
+        else:
+            writer, to_close = open_writer(fmt, args.output, stdout)
+            out = to_close or stdout
+        pcapng = PcapNgWriter(args.write, link_type, args.interface) if args.write else None
+    except OSError:
+        if to_close is not None:
+            to_close.close()
+        raise
+    return writer, out, to_close, pcapng
+
+
+def _open_sniffer(interface: str, bpf: str | None, stderr: IO[str]) -> Sniffer | int:
+    """The sniffer, or the exit code after one line on standard error."""
+    try:
+        return Sniffer(interface, bpf)
     except CaptureDenied:
         stderr.write(NEEDS_PRIVILEGE.format(iface=safe_text(interface)) + "\n")
         return EXIT_UNREADABLE
@@ -318,99 +405,44 @@ def run_live(args: argparse.Namespace, *, trust: Any = None,
             stderr.write(f"tlsflow live: cannot capture on {safe_text(interface)}: {exc.strerror or exc}\n")
         return EXIT_UNREADABLE
 
-    to_close: IO[str] | None = None
-    pcapng: PcapNgWriter | None = None
+
+def run_live(args: argparse.Namespace, *, trust: Any = None,
+             keep: Callable[[dict[str, Any]], bool] | None = None,
+             stdout: IO[str] | None = None, stderr: IO[str] | None = None) -> int:
+    """Sniff `args.interface` until Ctrl-C/SIGTERM, `--count` packets or `--timeout` seconds; exit code as
+    `analyze`: 0 no failed handshake, 1 failed handshakes reported, 2 usage error, 3 cannot capture."""
+    stdout = stdout if stdout is not None else sys.stdout
+    stderr = stderr if stderr is not None else sys.stderr
+    fmt = args.format or "text"
+    sniffer = _open_sniffer(args.interface, args.bpf, stderr)
+    if isinstance(sniffer, int):
+        return sniffer
     try:
-        if fmt == "text":
-            out = stdout
-            if args.output and args.output != "-":
-                out = to_close = open(args.output, "w", encoding="utf-8")  # noqa: SIM115
-            colour = out.isatty() and not getattr(args, "no_color", False) and "NO_COLOR" not in os.environ
-            writer: Any = TextWriter(out, colour)
-        else:
-            writer, to_close = open_writer(fmt, args.output, stdout)
-            out = to_close or stdout
-        if args.write:
-            pcapng = PcapNgWriter(args.write, sniffer.link_type, interface)
+        writer, out, to_close, pcapng = _open_outputs(args, fmt, stdout, sniffer.link_type)
     except OSError as exc:
         sniffer.close()
-        if to_close is not None:
-            to_close.close()
         stderr.write(f"tlsflow live: {safe_text(exc)}\n")
         return EXIT_USAGE
 
-    capture_name = f"live:{interface}"
-    stats = CaptureStats()
-    decode = make_handlers(stats, FragmentReassembler(stats))(sniffer.link_type)
-    analyzer = FlowAnalyzer(capture_name, trust=trust)
-    analyzer.reassembler.idle_timeout = idle_timeout
-    tally = Tally()
+    session = LiveSession(sniffer, writer, out, pcapng, capture_name=f"live:{args.interface}", trust=trust,
+                          idle_timeout=args.idle_timeout if args.idle_timeout and args.idle_timeout > 0 else 60.0,
+                          count=args.count or 0, keep=keep if keep is not None else (lambda _record: True))
     flag = _StopFlag()
     flag.install()
-
-    def emit(records: Iterable[dict[str, Any]]) -> None:
-        for record in records:
-            if keep(record):
-                tally.add(record)
-                writer.write(record)
-                out.flush()
-
-    frames = 0
-    started = time.monotonic()
-    deadline = started + args.timeout if args.timeout else None
-    next_housekeeping = started + HOUSEKEEPING_S
     filter_text = f" (filter: {safe_text(args.bpf)})" if args.bpf else ""
-    stderr.write(f"tlsflow live: capturing on {safe_text(interface)}{filter_text}; Ctrl-C to stop\n")
+    stderr.write(f"tlsflow live: capturing on {safe_text(args.interface)}{filter_text}; Ctrl-C to stop\n")
     stderr.flush()
-    def take(frames_waiting: Iterable[tuple[bytes, float]]) -> None:
-        nonlocal frames
-        for data, ts in frames_waiting:
-            frames += 1
-            if pcapng is not None:
-                pcapng.write(data, ts)
-            packet = decode(data, 0, len(data), frames, ts)
-            if packet is not None:
-                emit(analyzer.feed(packet))
-            if args.count and frames >= args.count:
-                flag.stop, flag.reason = True, "count"
-                return
-
-    lost: str | None = None
+    lost = False
     try:
-        while not flag.stop:
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                flag.reason = "timeout"
-                break
-            wait = next_housekeeping - now
-            if deadline is not None:
-                wait = min(wait, deadline - now)
-            readable, _, _ = select.select([sniffer, flag], [], [], max(0.0, wait))
-            if sniffer in readable:
-                take(sniffer.available(MAX_BATCH))
-            if time.monotonic() >= next_housekeeping:
-                emit(analyzer.expire(time.time()))
-                if pcapng is not None:
-                    pcapng.flush()
-                next_housekeeping = time.monotonic() + HOUSEKEEPING_S
-        if flag.reason != "count":
-            # Frames the kernel queued before the stop are part of what was seen: take them, within a budget
-            # so that a busy link cannot keep us from stopping.
-            take(sniffer.available(DRAIN_LIMIT))
+        session.run(flag, args.timeout)
     except CaptureLost as exc:
-        lost = str(exc)
-        flag.reason = f"a capture error ({lost})"
+        lost = True
+        flag.reason = f"a capture error ({safe_text(exc)})"
     finally:
-        # Stop sniffing first, then report every connection still open: nothing seen is lost.
-        drops = sniffer.kernel_drops()
-        sniffer.close()
-        emit(analyzer.finish())
-        writer.close()
-        if pcapng is not None:
-            pcapng.close()
+        drops = session.finish()
         summary_stream = out if fmt == "text" else stderr
-        write_summary(tally, summary_stream, colour=fmt == "text" and getattr(writer, "colour", False))
-        stderr.write(f"tlsflow live: {frames} packet(s) captured"
+        write_summary(session.tally, summary_stream, colour=getattr(writer, "colour", False))
+        stderr.write(f"tlsflow live: {session.frames} packet(s) captured"
                      + (f", {drops} dropped by the kernel" if drops else "")
                      + (f"; stopped by {flag.reason}" if flag.reason else "") + "\n")
         summary_stream.flush()
@@ -418,6 +450,6 @@ def run_live(args: argparse.Namespace, *, trust: Any = None,
         if to_close is not None:
             to_close.close()
         flag.close()  # our handlers stay until here: a second SIGTERM must not cut the final flush short
-    if lost is not None:
+    if lost:
         return EXIT_UNREADABLE
-    return EXIT_FAILURES if tally.failed else EXIT_OK
+    return EXIT_FAILURES if session.tally.failed else EXIT_OK
