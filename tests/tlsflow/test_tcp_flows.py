@@ -337,3 +337,31 @@ def test_events_order_per_connection() -> None:
     events = run(segs)
     assert isinstance(events[0], ConnectionOpened) and isinstance(events[-1], ConnectionClosed)
     assert all(isinstance(e, StreamChunk) for e in events[1:-1])
+
+
+def test_wants_data_false_flow_still_lingers_and_closes_after_the_last_ack() -> None:
+    r = TcpReassembler(linger_timeout=5.0)
+    events = []
+    for p in packets(handshake()):
+        events += r.add(p)
+    conn = opened(events)[0]
+    conn.wants_data = False
+    close = [seg(C, c1, b"bye", flags=FIN | ACK | PSH, ack=s1), seg(S, s1, flags=FIN | ACK, ack=c1 + 4),
+             seg(C, c1 + 4, flags=ACK, ack=s1 + 1)]
+    for p in packets(close, t0=1001.0):
+        assert r.add(p) == []
+    assert conn.client.acked_bytes == 0 and conn.server.acked_bytes == 3
+    events = r.add(pkt(50, 1007.0, "10.9.9.9", 1, "10.9.9.8", 2))  # another flow, 6 s later
+    assert closed(events) == [conn] and conn.close_reason == "closed"
+
+
+def test_ipv6_flow_keeps_no_ip_ids() -> None:
+    r = TcpReassembler()
+    a = TcpPacket(frame=1, ts=1.0, ip_version=6, src="2001:db8::1", dst="2001:db8::2", sport=50000, dport=443,
+                  seq=10, ack=0, flags=SYN, window=1000, payload=b"", ttl=64, ip_id=None)
+    b = TcpPacket(frame=2, ts=1.1, ip_version=6, src="2001:db8::2", dst="2001:db8::1", sport=443, dport=50000,
+                  seq=99, ack=11, flags=SYN | ACK, window=1000, payload=b"", ttl=57, ip_id=None)
+    events = r.add(a) + r.add(b) + r.finish()
+    conn = only_conn(events)
+    assert conn.ip_version == 6 and conn.client_ip == "2001:db8::1" and conn.server.ttls == Counter({57: 1})
+    assert conn.client.ip_ids == [] and conn.server.ip_ids == []

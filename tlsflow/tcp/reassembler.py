@@ -71,7 +71,7 @@ class TcpReassembler:
     def __init__(self, max_flows: int = 100_000, max_buffer_per_direction: int = 1 << 20,
                  idle_timeout: float = 300.0, *, linger_timeout: float = 5.0,
                  max_segments_per_direction: int = 1024, role_buffer_bytes: int = 1 << 16,
-                 role_buffer_chunks: int = 64, retransmit_check_bytes: int = 1 << 16,
+                 role_buffer_chunks: int = 64, retransmit_check_bytes: int = 1 << 15,
                  expiry_interval: float = 1.0) -> None:
         if max_flows < 1:
             raise ValueError("max_flows must be at least 1")
@@ -250,11 +250,14 @@ class TcpReassembler:
         # Closed once a RST is seen or both FINs are acknowledged: then only stray packets can follow. A FIN not
         # yet acknowledged will be retransmitted (with backoff, for up to minutes): that flow stays open.
         if not flow.closing and (flags & RST or (side.fin_acked and peer.fin_acked)):
-            flow.closing = True
-            fid = conn.flow_id
-            del self._open[fid]
-            self._closing[fid] = flow
+            self._start_closing(flow)
         return out
+
+    def _start_closing(self, flow: _Flow) -> None:
+        flow.closing = True
+        fid = flow.conn.flow_id
+        del self._open[fid]
+        self._closing[fid] = flow
 
     def expire(self, now: float) -> list[Event]:
         """Close the connections idle longer than `idle_timeout` (or lingering longer than `linger_timeout`) at
@@ -264,8 +267,7 @@ class TcpReassembler:
         self._expire(now, out)
         return out
 
-    @staticmethod
-    def _add_counted(flow: _Flow, index: int, pkt: TcpPacket, ts: float, flags: int) -> None:
+    def _add_counted(self, flow: _Flow, index: int, pkt: TcpPacket, ts: float, flags: int) -> None:
         """The fast path of a connection that wants no more data, for packets without SYN, FIN or RST: the same
         facts as `add`, nothing else (no buffer, no chunk, no role or close logic)."""
         side = flow.sides[index]
@@ -319,6 +321,8 @@ class TcpReassembler:
                     if peer.fin_offset is not None and ack_offset > peer.fin_offset:
                         ack_offset = peer.fin_offset
                         peer.fin_acked = True
+                        if side.fin_acked and not flow.closing:  # the last ACK of the close
+                            self._start_closing(flow)
                     facts.acked_bytes = ack_offset
                     facts.acked_frame = frame
                     peer_facts = peer.facts

@@ -28,7 +28,7 @@ class StreamLimits:
     max_buffer_bytes: int = 1 << 20  # out-of-order bytes waiting per direction
     max_buffer_segments: int = 1024  # out-of-order segments waiting per direction
     # Recently delivered bytes kept (until the peer ACKs them) to tell a retransmission that differs.
-    max_history_bytes: int = 1 << 16
+    max_history_bytes: int = 1 << 15
 
 
 def _start(seg: tuple[int, int, bytes, int, float]) -> int:
