@@ -19,6 +19,15 @@ Encryption rules (what is readable without keys):
   are encrypted early data (`handshake_phase=True`).
 - A ChangeCipherSpec changes nothing in TLS 1.3 or before the ServerHello of a client that offered TLS 1.3
   (middlebox-compatibility CCS, also after a HelloRetryRequest).
+
+Decryption (`TlsConnection(keylog=KeyLog)`): when the key log holds secrets for the ClientHello's random, each
+direction gets a `RecordDecryptor` (TLS 1.3: at the ServerHello; TLS <= 1.2: at that side's ChangeCipherSpec).
+Encrypted records still produce the events above; what they decrypt to then goes through the same handshake and
+alert decoding as plaintext, giving `HandshakeSeen(decrypted=True)` and `AlertSeen(decrypted=True)` (a decrypted
+TLS <= 1.2 alert record gives that readable AlertSeen instead of the opaque one). TLS <= 1.2 application data is
+counted, not decrypted. The first record that does not decrypt gives one `decryption_failed` anomaly and
+the connection goes back to the keyless behaviour; a suite the decryptor cannot handle gives
+`decryption_unsupported`. Offsets of anomalies inside decrypted handshake messages are plaintext positions.
 """
 from __future__ import annotations
 
@@ -26,6 +35,7 @@ import enum
 import re
 
 from tlsparse import messages as m
+from tlsparse.decrypt import DecryptError, RecordDecryptor
 from tlsparse.errors import TlsParseError
 from tlsparse.events import (
     AlertSeen,
@@ -45,6 +55,7 @@ from tlsparse.events import (
     UnknownRecordSeen,
 )
 from tlsparse.handshake import DecodeContext, decode_handshake, is_tls13
+from tlsparse.keylog import KeyLog, SessionSecrets
 from tlsparse.records import (
     HEADER_LEN,
     MAX_PLAINTEXT_PLUS,
@@ -64,6 +75,7 @@ from tlsparse.records import (
 # keeps the search in C.
 _HEADER_CANDIDATE = re.compile(rb"[\x14-\x18]\x03[\x00-\x04]")
 _unpack_header = RECORD_HEADER.unpack_from
+_EXT_ENCRYPT_THEN_MAC = 0x0016  # RFC 7366
 
 
 class _Mode(enum.Enum):
@@ -79,6 +91,8 @@ class _Direction:
     __slots__ = (
         "buf",
         "buf_offset",
+        "decryptor",
+        "early_records",
         "encrypted",
         "finished",
         "hs_buf",
@@ -110,6 +124,8 @@ class _Direction:
         self.finished = False  # this side's handshake is assumed finished (see the module docstring)
         self.sslv2 = False  # the stream began with SSLv2 framing
         self.sslv2_encrypted = False
+        self.decryptor: RecordDecryptor | None = None  # with a key log: decrypts this side's encrypted records
+        self.early_records = 0  # 0-RTT records seen before the ServerHello (their sequence numbers are used up)
 
 
 class TlsConnection:
@@ -123,7 +139,7 @@ class TlsConnection:
     """
 
     def __init__(self, *, max_record: int = 2**14 + 2048, max_handshake: int = 1 << 18,
-                 max_buffer: int | None = None) -> None:
+                 max_buffer: int | None = None, keylog: KeyLog | None = None) -> None:
         self.max_record = max_record
         self.max_handshake = max_handshake
         self.max_buffer = max_buffer if max_buffer is not None else max_record + HEADER_LEN
@@ -134,6 +150,7 @@ class TlsConnection:
         self.hello_retry_request: m.ServerHello | None = None
         self._tls13 = False
         self._early_data = False  # the client may be sending 0-RTT data (offered, no ServerHello yet)
+        self.keylog = keylog
 
     # --- public ---------------------------------------------------------------------------------------------
 
@@ -266,7 +283,12 @@ class TlsConnection:
                     continue
                 end = pos + HEADER_LEN + length
                 encrypted = self._is_encrypted(d, ct, length)
-                needs_body = not encrypted and 20 <= ct <= 22 and length + HEADER_LEN <= self.max_buffer
+                if encrypted:
+                    decryptor = d.decryptor
+                    needs_body = (decryptor is not None and length + HEADER_LEN <= self.max_buffer
+                                  and (ct != m.APPLICATION_DATA or decryptor.needs_every_record))
+                else:
+                    needs_body = 20 <= ct <= 22 and length + HEADER_LEN <= self.max_buffer
                 if end > n:
                     if needs_body:
                         break
@@ -363,6 +385,10 @@ class TlsConnection:
             events.append(self._anomaly(d, frame, ts, offset, "record_too_long",
                                         f"content type {ct}, {length} bytes > {MAX_PLAINTEXT_PLUS}"))
         if encrypted:
+            decrypted = self._decrypt(d, ct, version, body, offset, frame, ts, events) if d.decryptor else None
+            if decrypted is not None and ct == m.ALERT and decrypted[0] == m.ALERT:  # TLS <= 1.2, now readable
+                self._plaintext_alert(d, decrypted[1], len(decrypted[1]), offset, frame, ts, events, decrypted=True)
+                return
             if ct == m.ALERT:
                 events.append(AlertSeen(sender=sender, frame=frame, ts=ts, offset=offset, level=None,
                                         description=None, encrypted=True, length=length))
@@ -371,6 +397,12 @@ class TlsConnection:
                                             encrypted=True))
             else:
                 self._encrypted_record(d, ct, length, offset, frame, ts, events)
+            if decrypted is not None:
+                inner_type, plaintext = decrypted
+                if inner_type == m.HANDSHAKE and plaintext:
+                    self._handshake_bytes(d, plaintext, offset, frame, ts, events, decrypted=True)
+                elif inner_type == m.ALERT:
+                    self._plaintext_alert(d, plaintext, len(plaintext), offset, frame, ts, events, decrypted=True)
             return
         if ct == m.HANDSHAKE:
             if body is None:
@@ -400,16 +432,16 @@ class TlsConnection:
                                             length=length))
 
     def _plaintext_alert(self, d: _Direction, body: bytes | bytearray | None, length: int, offset: int,
-                         frame: int, ts: float, events: list[Event]) -> None:
+                         frame: int, ts: float, events: list[Event], *, decrypted: bool = False) -> None:
         if body is None or length == 0 or length % 2:
             # Not a whole number of 2-byte alerts: most likely encrypted after a CCS we did not see.
             self._anomaly(d, frame, ts, offset, "bad_alert", f"plaintext alert record of {length} bytes", events)
             events.append(AlertSeen(sender=d.sender, frame=frame, ts=ts, offset=offset, level=None,
-                                    description=None, encrypted=True, length=length))
+                                    description=None, encrypted=True, length=length, decrypted=decrypted))
             return
         for i in range(0, length, 2):  # TLS <= 1.2 allows several alerts in one record
             events.append(AlertSeen(sender=d.sender, frame=frame, ts=ts, offset=offset, level=body[i],
-                                    description=body[i + 1], encrypted=False, length=2))
+                                    description=body[i + 1], encrypted=False, length=2, decrypted=decrypted))
 
     def _change_cipher_spec(self, d: _Direction, offset: int, frame: int, ts: float,
                             events: list[Event]) -> None:
@@ -427,6 +459,8 @@ class TlsConnection:
             d.hs_buf = bytearray()
             d.hs_skip = 0
         d.encrypted = True
+        if self.keylog is not None:
+            self._start_tls12_decryption(d, offset, frame, ts, events)
 
     def _encrypted_record(self, d: _Direction, ct: int, length: int, offset: int, frame: int, ts: float,
                           events: list[Event]) -> None:
@@ -441,6 +475,7 @@ class TlsConnection:
                 phase = not self._dirs[Sender.CLIENT].finished
         elif is_client and self._early_data and not d.encrypted:
             phase = True  # 0-RTT data before the ServerHello
+            d.early_records += 1
         else:
             phase = not d.finished
             if ct == m.HANDSHAKE:
@@ -451,7 +486,7 @@ class TlsConnection:
     # --- handshake messages -----------------------------------------------------------------------------------
 
     def _handshake_bytes(self, d: _Direction, body: bytes | bytearray, rec_off: int, frame: int, ts: float,
-                         events: list[Event]) -> None:
+                         events: list[Event], *, decrypted: bool = False) -> None:
         """Reassemble handshake messages from a plaintext handshake record's body."""
         body_abs = rec_off + HEADER_LEN
         if d.hs_skip:
@@ -484,7 +519,7 @@ class TlsConnection:
             if n - p - 4 < length:
                 break
             self._handshake_message(d, msg_type, length, bytes(data[p + 4:p + 4 + length]), msg_abs, msg_rec,
-                                    frame, ts, events)
+                                    frame, ts, events, decrypted)
             p += 4 + length
         if p < n:
             if p >= prev:
@@ -495,16 +530,84 @@ class TlsConnection:
             d.hs_buf = bytearray()
 
     def _handshake_message(self, d: _Direction, msg_type: int, length: int, body: bytes, msg_abs: int,
-                           rec_off: int, frame: int, ts: float, events: list[Event]) -> None:
+                           rec_off: int, frame: int, ts: float, events: list[Event], decrypted: bool = False) -> None:
         sh = self.server_hello
         suite = sh.cipher_suite if sh is not None and not sh.is_hello_retry_request else None
         decoded = decode_handshake(msg_type, body, DecodeContext(version=self.version, cipher_suite=suite),
                                    base=msg_abs + 4)
         events.append(HandshakeSeen(sender=d.sender, frame=frame, ts=ts, offset=rec_off,
-                                    msg_type=decoded.msg_type, length=length, message=decoded.message))
+                                    msg_type=decoded.msg_type, length=length, message=decoded.message,
+                                    decrypted=decrypted))
         for name, detail, offset in decoded.anomalies:
             self._anomaly(d, frame, ts, offset, name, detail, events)
         self._after_handshake(d, decoded.message)
+        if self._tls13 and self.keylog is not None and isinstance(decoded.message, m.ServerHello):
+            self._start_tls13_decryption(rec_off, frame, ts, events)
+
+    # --- decryption (with a key log) --------------------------------------------------------------------------
+
+    def _secrets(self) -> SessionSecrets | None:
+        ch = self.client_hello
+        if self.keylog is None or ch is None:
+            return None
+        return self.keylog.secrets_for(ch.random)
+
+    def _start_tls13_decryption(self, offset: int, frame: int, ts: float, events: list[Event]) -> None:
+        """At the ServerHello: the server's next records are under its handshake keys, the client's too once it
+        has sent its compatibility CCS, or its early keys if it is sending 0-RTT data."""
+        secrets = self._secrets()
+        sh = self.server_hello
+        ch = self.client_hello
+        if secrets is None or sh is None or ch is None or not secrets.has_tls13:
+            return
+        for d in self._dirs.values():
+            if d.sender is Sender.CLIENT:
+                logged = (secrets.client_handshake_traffic_secret, secrets.client_traffic_secret_0)
+            else:
+                logged = (secrets.server_handshake_traffic_secret, secrets.server_traffic_secret_0)
+            if logged == (None, None):
+                continue  # nothing logged for that side: it stays keyless, silently
+            early = d.sender is Sender.CLIENT and ch.has_extension(m.EXT_EARLY_DATA) and d.early_records > 0
+            try:
+                d.decryptor = RecordDecryptor.for_tls13(secrets, sh.cipher_suite, d.sender, early=early,
+                                                        initial_sequence=d.early_records if early else 0)
+            except DecryptError as err:
+                d.decryptor = None
+                self._anomaly(d, frame, ts, offset, "decryption_unsupported", err.reason, events)
+
+    def _start_tls12_decryption(self, d: _Direction, offset: int, frame: int, ts: float,
+                                events: list[Event]) -> None:
+        """At that side's ChangeCipherSpec: its next records are under the keys of the key block."""
+        d.decryptor = None
+        secrets = self._secrets()
+        ch, sh = self.client_hello, self.server_hello
+        if secrets is None or secrets.master_secret is None or ch is None or sh is None or self.version is None:
+            return
+        etm = ch.has_extension(_EXT_ENCRYPT_THEN_MAC) and sh.has_extension(_EXT_ENCRYPT_THEN_MAC)
+        try:
+            d.decryptor = RecordDecryptor.for_tls12(secrets.master_secret, ch.random, sh.random, sh.cipher_suite,
+                                                    d.sender, version=self.version, encrypt_then_mac=etm)
+        except DecryptError as err:
+            self._anomaly(d, frame, ts, offset, "decryption_unsupported", err.reason, events)
+
+    def _decrypt(self, d: _Direction, ct: int, version: int, body: bytes | bytearray | None, offset: int,
+                 frame: int, ts: float, events: list[Event]) -> tuple[int, bytes] | None:
+        """Decrypt one encrypted record of `d` (None when it was not buffered, or on failure: the first failure
+        is reported and ends decryption for the connection)."""
+        decryptor = d.decryptor
+        assert decryptor is not None
+        if body is None:
+            decryptor.skip()  # application data we do not read, or over the buffer cap: only its number counts
+            return None
+        try:
+            return decryptor.decrypt(ct, version, body)
+        except DecryptError as err:
+            # Wrong keys (or lost records): say so once, then parse the connection as if there were no key log.
+            for each in self._dirs.values():
+                each.decryptor = None
+            self.keylog = None
+            self._anomaly(d, frame, ts, offset, "decryption_failed", str(err), events)
+            return None
 
     def _after_handshake(self, d: _Direction, message: m.HandshakeBody) -> None:
         if isinstance(message, m.ClientHello):

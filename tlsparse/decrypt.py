@@ -358,6 +358,13 @@ class RecordDecryptor:
         return self._sequence
 
     @property
+    def needs_every_record(self) -> bool:
+        """Whether every record must go through `decrypt` (or `skip` with its ciphertext): TLS 1.3 hides the
+        content type (a handshake message or alert may be in any record) and TLS 1.0 CBC chains IVs. Otherwise
+        application data records can be `skip`ped unread."""
+        return self.version == 0x0304 or (self.spec.kind == "cbc" and self.version == 0x0301)
+
+    @property
     def key_phase(self) -> str:
         """TLS 1.3: "early", "handshake" or "application" (see `key_updates`); TLS <= 1.2: "application"."""
         return self._stage

@@ -46,16 +46,19 @@ class HandshakeSeen(Event):
     msg_type: int  # 6 (hello_retry_request) for a ServerHello carrying the HRR random
     length: int
     message: HandshakeBody
+    decrypted: bool = False  # read from an encrypted record with key log secrets (TlsConnection(keylog=...))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AlertSeen(Event):
-    """An alert record. When encrypted, level and description are None and `length` is the record length."""
+    """An alert record. When encrypted, level and description are None and `length` is the record length.
+    An alert read from an encrypted record with key log secrets has `encrypted=False, decrypted=True`."""
 
     level: int | None
     description: int | None
     encrypted: bool
     length: int
+    decrypted: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
