@@ -365,3 +365,13 @@ def test_ipv6_flow_keeps_no_ip_ids() -> None:
     conn = only_conn(events)
     assert conn.ip_version == 6 and conn.client_ip == "2001:db8::1" and conn.server.ttls == Counter({57: 1})
     assert conn.client.ip_ids == [] and conn.server.ip_ids == []
+
+
+def test_expire_by_an_outside_clock_for_live_mode() -> None:
+    r = TcpReassembler(idle_timeout=300.0, linger_timeout=5.0)
+    first = r.add(pkt(1, 1000.0, "10.0.0.1", 50000, "10.0.0.2", 443, payload=HELLO))
+    assert [type(e) for e in first] == [ConnectionOpened, StreamChunk]
+    assert r.expire(1200.0) == []
+    events = r.expire(1301.0)
+    assert [type(e) for e in events] == [ConnectionClosed]
+    assert events[-1].conn.close_reason == "idle" and r.open_flows == 0
