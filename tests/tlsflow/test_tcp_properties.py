@@ -92,3 +92,73 @@ def test_small_caps_never_lose_or_invent_bytes(case, cap_bytes: int, cap_segment
             assert c.data == versions[0][pos:pos + len(c.data)]
         pos += c.gap or len(c.data)
     assert pos <= len(versions[0])
+
+
+@settings(max_examples=200, deadline=None)
+@given(segmented_stream(), st.data())
+def test_receiver_acks_declare_only_lost_bytes_as_gaps(case, data) -> None:  # type: ignore[no-untyped-def]
+    """The receiver got every segment (the capture lost some) and ACKs its contiguous prefix after some of them.
+    Delivered bytes are always the stream's; every byte the capture never saw is inside a gap; the stream
+    reaches as far as the data seen or the highest ACK."""
+    versions, segs, isn = case
+    segs = [(a, b, 0) for a, b, _ in segs]
+    size = len(versions[0])
+    r = TcpReassembler()
+    events = r.add(TcpPacket(frame=1, ts=1.0, ip_version=4, src="10.0.0.1", dst="10.0.0.2", sport=40000, dport=443,
+                             seq=isn, ack=0, flags=SYN, window=1000, payload=b"", ttl=64, ip_id=1))
+    covered = [False] * size  # what the receiver holds: everything sent so far, captured or not
+    captured = [False] * size
+    frame = 1
+    highest_ack = 0
+    # Lost segments were still sent: the receiver gets them at a random point among the captured ones.
+    lost = list(_missing_ranges(segs, size))
+    arrivals = [("seg", s) for s in segs] + [("lost", s) for s in lost]
+    order = data.draw(st.permutations(range(len(arrivals))))
+    for i in order:
+        kind, (a, b, *_) = arrivals[i]
+        for x in range(a, b):
+            covered[x] = True
+        frame += 1
+        if kind == "seg":
+            for x in range(a, b):
+                captured[x] = True
+            events += r.add(TcpPacket(frame=frame, ts=1.0 + frame * 1e-3, ip_version=4, src="10.0.0.1",
+                                      dst="10.0.0.2", sport=40000, dport=443, seq=(isn + 1 + a) & 0xFFFFFFFF, ack=0,
+                                      flags=ACK | PSH, window=1000, payload=versions[0][a:b], ttl=64, ip_id=frame))
+        if data.draw(st.booleans()):
+            prefix = next((x for x in range(size) if not covered[x]), size)
+            highest_ack = max(highest_ack, prefix)
+            frame += 1
+            events += r.add(TcpPacket(frame=frame, ts=1.0 + frame * 1e-3, ip_version=4, src="10.0.0.2",
+                                      dst="10.0.0.1", sport=443, dport=40000, seq=7, ack=(isn + 1 + prefix) & 0xFFFFFFFF,
+                                      flags=ACK, window=1000, payload=b"", ttl=64, ip_id=frame))
+    events += r.finish()
+    pos = 0
+    gap_bytes = set()
+    for c in (e for e in events if isinstance(e, StreamChunk)):
+        assert c.offset == pos
+        if c.gap:
+            gap_bytes.update(range(pos, pos + c.gap))
+        else:
+            assert c.data == versions[0][pos:pos + len(c.data)]
+        pos += c.gap or len(c.data)
+    seen_end = max((x + 1 for x in range(size) if captured[x]), default=0)
+    assert pos == max(seen_end, highest_ack)
+    assert {x for x in range(pos) if not captured[x]} <= gap_bytes
+
+
+def _missing_ranges(segs, size: int):  # type: ignore[no-untyped-def]
+    have = [False] * size
+    for a, b, _ in segs:
+        for x in range(a, b):
+            have[x] = True
+    x = 0
+    while x < size:
+        if have[x]:
+            x += 1
+            continue
+        y = x
+        while y < size and not have[y]:
+            y += 1
+        yield (x, y)
+        x = y
