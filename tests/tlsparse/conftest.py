@@ -178,3 +178,29 @@ def parse_all(chunks: Iterable[tuple[Sender, bytes]], *, split: int | None = Non
               **caps: int) -> tuple[TlsConnection, list[Event]]:
     conn = TlsConnection(**caps)
     return conn, feed(conn, chunks, split=split)
+
+
+def record(content_type: int, body: bytes, version: int = 0x0303) -> bytes:
+    return bytes([content_type]) + version.to_bytes(2, "big") + len(body).to_bytes(2, "big") + body
+
+
+def handshake_msg(msg_type: int, body: bytes) -> bytes:
+    return bytes([msg_type]) + len(body).to_bytes(3, "big") + body
+
+
+def three_ways(data: bytes, sender: Sender = Sender.SERVER, *, prime: Iterable[tuple[Sender, bytes]] = (),
+               **caps: int) -> list[Event]:
+    """Parse `data` whole, byte by byte, and followed by trailing bytes (the start of another record); assert
+    the three agree on every event (frames aside) and return the events of the whole feed. `prime` is fed first
+    (e.g. the hellos that set the version)."""
+    results = []
+    for split, trailing in ((None, b""), (1, b""), (None, b"\x16\x03\x03\x00")):
+        conn = TlsConnection(**caps)
+        feed(conn, prime)
+        events = feed(conn, [(sender, data + trailing)], split=split)
+        results.append([(type(e).__name__, e.sender, e.offset, getattr(e, "message", None),
+                          getattr(e, "msg_type", None), getattr(e, "name", None)) for e in events])
+    assert results[0] == results[1] == results[2]
+    conn = TlsConnection(**caps)
+    feed(conn, prime)
+    return feed(conn, [(sender, data)])
