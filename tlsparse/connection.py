@@ -384,6 +384,10 @@ class TlsConnection:
         if length > MAX_PLAINTEXT_PLUS:
             events.append(self._anomaly(d, frame, ts, offset, "record_too_long",
                                         f"content type {ct}, {length} bytes > {MAX_PLAINTEXT_PLUS}"))
+        if not 20 <= ct <= 24:  # unassigned content type: the same whatever the encryption state
+            events.append(UnknownRecordSeen(sender=sender, frame=frame, ts=ts, offset=offset, content_type=ct,
+                                            length=length))
+            return
         if encrypted:
             decrypted = self._decrypt(d, ct, version, body, offset, frame, ts, events) if d.decryptor else None
             if decrypted is not None and ct == m.ALERT and decrypted[0] == m.ALERT:  # TLS <= 1.2, now readable
@@ -424,12 +428,9 @@ class TlsConnection:
                 self._anomaly(d, frame, ts, offset, "bad_change_cipher_spec", f"body {bytes(body[:8]).hex()}",
                               events)
             self._change_cipher_spec(d, offset, frame, ts, events)
-        elif ct == m.HEARTBEAT:
+        else:
             events.append(HeartbeatSeen(sender=sender, frame=frame, ts=ts, offset=offset, length=length,
                                         encrypted=False))
-        else:
-            events.append(UnknownRecordSeen(sender=sender, frame=frame, ts=ts, offset=offset, content_type=ct,
-                                            length=length))
 
     def _plaintext_alert(self, d: _Direction, body: bytes | bytearray | None, length: int, offset: int,
                          frame: int, ts: float, events: list[Event], *, decrypted: bool = False) -> None:
