@@ -244,21 +244,23 @@ def py_server(**cfg: Any) -> Builder:
     return build
 
 
-class _CertSwapRelay:
-    """A loopback relay that replaces one certificate by its same-length twin in the server's plaintext flight.
+Rewrite = Callable[[str, bytes], bytes]  # (sender "client"/"server", one whole TLS record) -> bytes to forward
 
-    No TLS server will run with a key that does not match its certificate (OpenSSL, nginx and Python all refuse
-    to load the pair), so the mismatch is made in transit: the server signs its ServerKeyExchange with the key
-    of the real certificate, the client receives the twin, whose public key cannot verify that signature.
-    Threads are daemons with socket timeouts, joined on exit; only the relay's port is recorded.
+
+class _RecordRelay:
+    """A loopback relay that hands each whole TLS record to a rewrite function before forwarding it.
+
+    It makes what no real server or client will do on purpose: a certificate that does not match the key that
+    signs (no server loads such a pair), a corrupted Finished. `rewriter()` gives a fresh rewrite function (with
+    its own state) per connection. Threads are daemons with socket timeouts, joined on exit; only the relay's
+    port is recorded.
     """
 
-    def __init__(self, listen_port: int, upstream_port: int, old: bytes, new: bytes) -> None:
+    def __init__(self, listen_port: int, upstream_port: int, rewriter: Callable[[], Rewrite]) -> None:
         self.listen = socket.create_server(("127.0.0.1", listen_port))
         self.listen.settimeout(0.2)
         self.upstream_port = upstream_port
-        self.old, self.new = old, new
-        self.swapped = False
+        self.rewriter = rewriter
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -285,10 +287,11 @@ class _CertSwapRelay:
                 continue
             server = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=10)
             client.settimeout(10)
-            self._spawn(self._pump, client, server, False)
-            self._spawn(self._pump, server, client, True)
+            rewrite = self.rewriter()
+            self._spawn(self._pump, client, server, "client", rewrite)
+            self._spawn(self._pump, server, client, "server", rewrite)
 
-    def _pump(self, src: socket.socket, dst: socket.socket, rewrite: bool) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, sender: str, rewrite: Rewrite) -> None:
         pending = b""
         try:
             while not self._stop.is_set():
@@ -298,16 +301,14 @@ class _CertSwapRelay:
                     continue
                 if not data:
                     break
-                if rewrite and not self.swapped:
-                    # Hold the server's bytes until the whole certificate went by (or clearly will not).
-                    pending += data
-                    if self.old in pending:
-                        pending = pending.replace(self.old, self.new)
-                        self.swapped = True
-                    elif len(pending) < len(self.old) + 65536:
-                        continue
-                    data, pending = pending, b""
-                dst.sendall(data)
+                pending += data
+                out = b""
+                while len(pending) >= 5 and len(pending) >= 5 + int.from_bytes(pending[3:5], "big"):
+                    size = 5 + int.from_bytes(pending[3:5], "big")
+                    out += rewrite(sender, pending[:size])
+                    pending = pending[size:]
+                if out:
+                    dst.sendall(out)
         except OSError:
             pass
         finally:
@@ -319,40 +320,68 @@ class _CertSwapRelay:
             src.close()
 
 
+def _swap_certificate(pki: Pki, done: list[bool]) -> Callable[[], Rewrite]:
+    """Replace the server's leaf (DER) by its same-length twin for another key in the server's records."""
+    old, new = _der(pki.server_cert), _der(pki.file("mismatch-leaf.pem"))
+
+    def rewriter() -> Rewrite:
+        def rewrite(sender: str, record: bytes) -> bytes:
+            if sender == "server" and old in record:
+                done.append(True)
+                return record.replace(old, new)
+            return record
+        return rewrite
+    return rewriter
+
+
+def _corrupt_client_finished(pki: Pki, done: list[bool]) -> Callable[[], Rewrite]:
+    """Flip the last byte (inside the AEAD tag) of the client's first encrypted record after its CCS: Finished."""
+    def rewriter() -> Rewrite:
+        seen_ccs = [False]
+
+        def rewrite(sender: str, record: bytes) -> bytes:
+            if sender != "client":
+                return record
+            if record[0] == 20:
+                seen_ccs[0] = True
+            elif seen_ccs[0] and not done and record[0] in (22, 23):
+                done.append(True)
+                return record[:-1] + bytes([record[-1] ^ 0x01])
+            return record
+        return rewrite
+    return rewriter
+
+
 def _der(path: Path) -> bytes:
     pem = path.read_bytes()
     return ssl.PEM_cert_to_DER_cert(pem.decode())
 
 
-def _key_mismatch_scenario() -> Scenario:
-    name = "tls12_cert_key_mismatch"
-
+def _relayed_scenario(name: str, description: str, server: Builder, client: Builder,
+                      rewriter: Callable[[Pki, list[bool]], Callable[[], Rewrite]], label: dict[str, Any],
+                      tags: tuple[str, ...]) -> Scenario:
+    """Client → record relay (on the recorded port) → server (port + 1, not recorded)."""
     def run(workdir: Path, port: int, pki: Pki) -> list[Label]:
         tmp = Path(tempfile.mkdtemp(prefix=f"tlsflow-{name}-"))
-        ctx = Ctx(name=name, workdir=workdir, tmp=tmp, port=port + 1, pki=pki)
-        relay_ctx = Ctx(name=name, workdir=workdir, tmp=tmp, port=port, pki=pki)
-        ctx.keylog.unlink(missing_ok=True)
+        server_ctx = Ctx(name=name, workdir=workdir, tmp=tmp, port=port + 1, pki=pki)
+        client_ctx = Ctx(name=name, workdir=workdir, tmp=tmp, port=port, pki=pki)
+        client_ctx.keylog.unlink(missing_ok=True)
+        done: list[bool] = []
         try:
-            server = s_server(T12, "-cipher", "ECDHE-RSA-AES128-GCM-SHA256")(ctx)
-            relay = _CertSwapRelay(port, port + 1, _der(pki.server_cert), _der(pki.file("mismatch-leaf.pem")))
-            with Tcpdump(workdir / f"{name}.pcap", f"tcp port {port}"), _Server(server, ctx), relay:
-                result = _run_client(s_client()(relay_ctx), relay_ctx)
+            relay = _RecordRelay(port, port + 1, rewriter(pki, done))
+            with Tcpdump(workdir / f"{name}.pcap", f"tcp port {port}"), _Server(server(server_ctx), server_ctx), \
+                    relay:
+                result = _run_client(client(client_ctx), client_ctx)
                 time.sleep(TCPDUMP_FLUSH_WAIT)
-            if result.returncode == 0 or not relay.swapped:
-                raise ScenarioError(f"{name}: swapped={relay.swapped}, client exit {result.returncode}:\n"
+            if not done or (result.returncode == 0) != (label["outcome"] == "established"):
+                raise ScenarioError(f"{name}: rewritten={bool(done)}, client exit {result.returncode}:\n"
                                     f"{result.output[-2000:]}")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        _drop_empty_keylog(ctx.keylog)
-        return [Label(scenario=name, file=f"{name}.pcap", flow=1, **fail(
-            "server_key_exchange", "cert_key_mismatch", "decrypt_error", "client", S_CLIENT,
-            S_SERVER + " behind a relay swapping its certificate", version=V12,
-            note="the certificate the client received is a valid twin of the server's for another key (a relay "
-                 "swapped it in transit, since no server loads a mismatched pair); ServerKeyExchange does not "
-                 "verify with it"))]
+        _drop_empty_keylog(client_ctx.keylog)
+        return [Label(scenario=name, file=f"{name}.pcap", flow=1, **label)]
 
-    return Scenario(name=name, description="TLS 1.2, the certificate's public key does not match the key that "
-                    "signed ServerKeyExchange; s_client alerts decrypt_error", run=run, tags=("tls12",))
+    return Scenario(name=name, description=description, run=run, tags=tags)
 
 
 # ---------------------------------------------------------------- clients
@@ -782,7 +811,16 @@ _add(_tls_scenario(
     s_server(T12), [s_client("-attime", "978307200")],
     [fail("server_certificate", "client_clock_skew", "bad_certificate", "client", S_CLIENT + " -attime 2001",
           S_SERVER, version=V12)], tags=("tls12",)))
-_add(_key_mismatch_scenario())
+_add(_relayed_scenario(
+    "tls12_cert_key_mismatch", "TLS 1.2, the certificate's public key does not match the key that signed "
+    "ServerKeyExchange; s_client alerts decrypt_error",
+    s_server(T12, "-cipher", "ECDHE-RSA-AES128-GCM-SHA256"), s_client(), _swap_certificate,
+    fail("server_key_exchange", "cert_key_mismatch", "decrypt_error", "client", S_CLIENT,
+         S_SERVER + " behind a relay swapping its certificate", version=V12,
+         note="the certificate the client received is a valid twin of the server's for another key (a relay "
+              "swapped it in transit, since no server loads a mismatched pair); ServerKeyExchange does not "
+              "verify with it"),
+    ("tls12",)))
 _add(_tls_scenario(
     "tls13_cert_unknown_ca", "TLS 1.3, unknown root; s_client rejects it with a PLAINTEXT alert (OpenSSL clients "
     "send it before switching to handshake keys)",
@@ -855,3 +893,17 @@ def _resumption_refused_scenario() -> Scenario:
 
 
 _add(_resumption_refused_scenario())
+_add(_relayed_scenario(
+    "tls12_finished_corrupted", "TLS 1.2, a relay flips one bit of the client's encrypted Finished; the server "
+    "cannot authenticate it",
+    s_server(T12), s_client(), _corrupt_client_finished,
+    fail("finished", "decrypt_error", "bad_record_mac", "server", S_CLIENT, S_SERVER + " behind a corrupting relay",
+         version=V12, note="the relay flipped the last bit of the AEAD tag of the client's Finished record"),
+    ("tls12",)))
+_add(_relayed_scenario(
+    "tls13_finished_corrupted", "TLS 1.3, a relay flips one bit of the client's encrypted Finished; the server "
+    "answers with an encrypted alert",
+    s_server(T13), s_client(), _corrupt_client_finished,
+    fail("finished", "decrypt_error", "encrypted", "server", S_CLIENT, S_SERVER + " behind a corrupting relay",
+         version=V13, note="the relay flipped the last bit of the AEAD tag of the client's Finished record"),
+    ("tls13",)))
