@@ -167,9 +167,15 @@ class TrustStore:
 
 @cache
 def _default_store() -> TrustStore:
-    import certifi
+    import warnings
 
-    return TrustStore.from_pem_file(certifi.where())
+    import certifi
+    from cryptography.utils import CryptographyDeprecationWarning
+
+    # certifi ships a root with a non-positive serial; cryptography warns on loading it, on every start.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        return TrustStore.from_pem_file(certifi.where())
 
 
 # ------------------------------------------------------------------------------------------------ helpers

@@ -104,6 +104,17 @@ class _Decider:
     def __init__(self, s: HandshakeSummary, tcp: TcpFacts, certs: CertView, capture_end: float | None) -> None:
         self.s, self.tcp, self.certs, self.capture_end = s, tcp, certs, capture_end
         self.v = Verdict(outcome="incomplete")
+        self.ske_signature_ok = self._check_ske_signature()
+
+    def _check_ske_signature(self) -> bool | None:
+        s = self.s
+        if s.server_key_exchange is None or s.server_certificate is None or s.server_hello_msg is None \
+                or s.client_hello is None or not s.server_certificate.message.certificates:
+            return None
+        from analyzers.signatures import verify_server_key_exchange
+
+        return verify_server_key_exchange(s.server_certificate.message.certificates[0], s.client_hello.random,
+                                          s.server_hello_msg.random, s.server_key_exchange.message)
 
     # -- helpers -------------------------------------------------------------------------------------------------
     def fail(self, step: str, cause: str, confidence: str, *evidence: str, end_ts: float | None = None) -> Verdict:
@@ -229,6 +240,8 @@ class _Decider:
         cause, confidence, extra = self.cause_for_alert(alert, step)
         if step == "server_certificate" and cause.startswith("client_cert"):
             step = "client_certificate"
+        if cause == "cert_key_mismatch":
+            step = "certificate_verify" if s.is_tls13 else "server_key_exchange"
         if cause in ("client_cert_missing", "client_cert_rejected"):
             step = "client_certificate"
         evidence = [self._ch_frame()]
@@ -286,6 +299,10 @@ class _Decider:
             if not from_server and s.server_key_exchange is not None and step in ("server_certificate",
                                                                                 "server_key_exchange",
                                                                                 "server_hello_done"):
+                if self.ske_signature_ok is False:
+                    return "cert_key_mismatch", "certain", [
+                        f"frame {s.server_key_exchange.frame}: the ServerKeyExchange signature does not verify "
+                        "with the certificate's public key"]
                 return "cert_key_mismatch", "likely", ["the client could not verify the ServerKeyExchange "
                                                        "signature with the certificate's key"]
             return "decrypt_error", "certain", []
@@ -484,6 +501,9 @@ class _Decider:
                 end_ts = min(later) if later else end_ts
         if not done:
             return None
+        hung_up = self._client_hung_up(end_ts)
+        if hung_up is not None:
+            return hung_up
         v = self.v
         v.outcome = "established"
         v.confidence = "certain"
@@ -492,6 +512,30 @@ class _Decider:
         if close:
             v.evidence.append(f"frame {close[0].frame}: {_side(close[0].sender)} close_notify")
         return v
+
+    def _client_hung_up(self, end_ts: float | None) -> Verdict | None:
+        """Clients that check the certificate after the handshake (curl's host-name check, for one) finish the
+        handshake, then close at once without sending a byte of data. When the certificate has a problem that
+        explains it, the handshake failed at the certificate even though both Finished went out."""
+        s, c = self.s, self.tcp.client
+        if end_ts is None or not self.certs.findings:
+            return None
+        closed = [t for t in (c.fin_ts, c.rst_ts) if t is not None and t >= end_ts]
+        if not closed:
+            return None
+        data = [r for r in s.encrypted_from(Sender.CLIENT)
+                if r.ts > end_ts and r.content_type == 23 and r.length > MAX_ENCRYPTED_ALERT_LENGTH]
+        if data or s.app_data_records[Sender.CLIENT] > len(
+                [r for r in s.encrypted_from(Sender.CLIENT) if r.ts > end_ts and r.content_type == 23]):
+            return None
+        for cause in _CERT_CAUSE_ORDER:
+            if cause in self.certs.findings:
+                frame = c.fin_frame if c.fin_ts in closed else c.rst_frame
+                return self.fail("server_certificate", cause, "likely", self._ch_frame(),
+                                 *self.certs.facts,
+                                 f"frame {frame}: the client closed right after the handshake without sending "
+                                 "any data (it rejected the certificate after the handshake)", end_ts=min(closed))
+        return None
 
     def tcp_ending(self) -> Verdict | None:
         """No alert and no finished handshake: how did the connection end?"""

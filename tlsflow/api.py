@@ -23,11 +23,21 @@ def _trust_store(ca_bundle: str | Path | None, trust: Any = None) -> Any:
     return store.with_pem_file(str(ca_bundle)) if ca_bundle else store
 
 
-def _one_capture(path: str, trust: Any, progress: Callable[[int, int | None], None] | None = None
-                 ) -> Iterator[dict[str, Any] | str]:
+def _load_keylog(keylog: Any) -> Any:
+    """A KeyLog from a path (SSLKEYLOGFILE format), or the KeyLog given, or None."""
+    if keylog is None or hasattr(keylog, "secrets_for"):
+        return keylog
+    from tlsparse.keylog import KeyLog
+
+    return KeyLog.from_file(str(keylog))
+
+
+def _one_capture(path: str, trust: Any, progress: Callable[[int, int | None], None] | None = None,
+                 keylog: Any = None) -> Iterator[dict[str, Any] | str]:
     report = CaptureReport(capture=path)
     try:
-        yield from iter_flow_records(path, capture_name=path, trust=trust, report=report, progress=progress)
+        yield from iter_flow_records(path, capture_name=path, trust=trust, report=report, progress=progress,
+                                     keylog=keylog)
     except OSError as exc:
         yield f"{path}: {exc.strerror or exc}"
         return
@@ -42,27 +52,31 @@ def _one_capture(path: str, trust: Any, progress: Callable[[int, int | None], No
         yield f"{path}: {report.error} ({report.flows} connection(s) before the damage were reported)"
 
 
-def _worker(args: tuple[str, str | None]) -> tuple[str, list[Any]]:
-    path, ca_bundle = args
-    return path, list(_one_capture(path, _trust_store(ca_bundle)))
+def _worker(args: tuple[str, str | None, str | None]) -> tuple[str, list[Any]]:
+    path, ca_bundle, keylog_path = args
+    return path, list(_one_capture(path, _trust_store(ca_bundle), keylog=_load_keylog(keylog_path)))
 
 
 def analyze_files(inputs: list[str], *, trust: Any = None, ca_bundle: str | None = None, jobs: int = 1,
-                  progress_factory: ProgressFactory | None = None) -> Iterator[tuple[str, dict[str, Any] | str]]:
-    """Yield (capture, record) for every connection, or (capture, error message) for unreadable input."""
+                  keylog: Any = None, progress_factory: ProgressFactory | None = None
+                  ) -> Iterator[tuple[str, dict[str, Any] | str]]:
+    """Yield (capture, record) for every connection, or (capture, error message) for unreadable input.
+    `keylog`: an SSLKEYLOGFILE path (or a tlsparse.keylog.KeyLog) to decrypt handshakes with."""
     if jobs > 1 and len(inputs) > 1 and "-" not in inputs:
         import multiprocessing
 
-        # Each worker builds its own trust store from the bundle path: stores do not pickle cheaply.
+        # Each worker builds its own trust store and key log from paths: they do not pickle cheaply.
+        keylog_path = None if keylog is None or hasattr(keylog, "secrets_for") else str(keylog)
         with multiprocessing.get_context("spawn").Pool(jobs) as pool:
-            for path, results in pool.imap(_worker, [(p, ca_bundle) for p in inputs]):
+            for path, results in pool.imap(_worker, [(p, ca_bundle, keylog_path) for p in inputs]):
                 for result in results:
                     yield path, result
         return
     trust = _trust_store(ca_bundle, trust)
+    keylog = _load_keylog(keylog)
     for path in inputs:
         progress = progress_factory(path) if progress_factory is not None else None
-        for result in _one_capture(path, trust, progress):
+        for result in _one_capture(path, trust, progress, keylog=keylog):
             yield path, result
         if progress is not None and hasattr(progress, "clear"):
             progress.clear()
@@ -77,12 +91,13 @@ def _expand(paths: str | Path | Iterable[str | Path]) -> list[str]:
 
 
 def iter_flows(paths: str | Path | Iterable[str | Path], ca_bundle: str | Path | None = None,
-               errors: list[str] | None = None) -> Iterator[dict[str, Any]]:
+               errors: list[str] | None = None, keylog: str | Path | None = None) -> Iterator[dict[str, Any]]:
     """Stream one contract record (a dict) per TCP connection, without holding them all. Unreadable input is
-    reported in `errors` when given, else raised as ValueError after what could be read."""
+    reported in `errors` when given, else raised as ValueError after what could be read. `keylog`: an
+    SSLKEYLOGFILE to decrypt handshakes (TLS 1.3 certificates and alerts become readable)."""
     trust = _trust_store(ca_bundle)
     problems: list[str] = []
-    for _capture, result in analyze_files(_expand(paths), trust=trust):
+    for _capture, result in analyze_files(_expand(paths), trust=trust, keylog=keylog):
         if isinstance(result, str):
             problems.append(result)
         else:
@@ -115,7 +130,7 @@ def to_dataframe(records: Iterable[dict[str, Any]]):
 
 
 def analyze(paths: str | Path | Iterable[str | Path], ca_bundle: str | Path | None = None,
-            errors: list[str] | None = None):
+            errors: list[str] | None = None, keylog: str | Path | None = None):
     """Analyse captures and return a pandas DataFrame, one row per TCP connection, sorted by capture and flow."""
-    frame = to_dataframe(iter_flows(paths, ca_bundle=ca_bundle, errors=errors))
+    frame = to_dataframe(iter_flows(paths, ca_bundle=ca_bundle, errors=errors, keylog=keylog))
     return frame.sort_values(["capture", "flow_id"], kind="stable").reset_index(drop=True)

@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     def common_filters(p: argparse.ArgumentParser) -> None:
         p.add_argument("--ca-bundle", metavar="FILE", help="PEM file of trusted CAs for certificate checks "
                        "(added to the default Mozilla bundle)")
+        p.add_argument("--keylog", metavar="FILE", help="SSLKEYLOGFILE to decrypt handshakes (TLS 1.3 certificates "
+                       "and encrypted alerts become readable); secrets inside a pcapng are used too")
 
     a = sub.add_parser("analyze", help="analyse capture files", epilog=EXIT_CODES_HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -75,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--count", type=int, default=0, help="stop after this many packets (0: never)")
     live.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
     live.add_argument("--failed", action="store_true", help="only report failed handshakes")
+    live.add_argument("--no-color", action="store_true", help="no colours in the text report")
     common_filters(live)
     return parser
 
@@ -174,7 +177,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     failed = 0
     outcomes: dict[str, int] = {}
     unreadable = False
-    for capture, result in analyze_files(inputs, trust=trust, jobs=max(1, args.jobs),
+    if args.keylog and not os.path.isfile(args.keylog):
+        sys.stderr.write(f"tlsflow: --keylog: {args.keylog}: no such file\n")
+        return EXIT_USAGE
+    for capture, result in analyze_files(inputs, trust=trust, jobs=max(1, args.jobs), keylog=args.keylog,
                                          progress_factory=(lambda name: ProgressBar(sys.stderr, name))
                                          if show_progress else None):
         if isinstance(result, str):  # an error message for this capture
@@ -218,13 +224,23 @@ def cmd_explain(args: argparse.Namespace) -> int:
         sys.stderr.write(f"tlsflow: --ca-bundle: {exc}\n")
         return EXIT_USAGE
     colour = sys.stdout.isatty() and not args.no_color and "NO_COLOR" not in os.environ
-    return explain_flow(args.input, args.flow, sys.stdout, trust=trust, colour=colour)
+    keylog = None
+    if args.keylog:
+        from tlsparse.keylog import KeyLog
+
+        keylog = KeyLog.from_file(args.keylog)
+    return explain_flow(args.input, args.flow, sys.stdout, trust=trust, colour=colour, keylog=keylog)
 
 
 def cmd_live(args: argparse.Namespace) -> int:
     from tlsflow.live import run_live
 
-    return run_live(args, trust=_trust(args), keep=_filter(args))
+    try:
+        trust = _trust(args)
+    except (OSError, ValueError) as exc:
+        sys.stderr.write(f"tlsflow: --ca-bundle: {exc}\n")
+        return EXIT_USAGE
+    return run_live(args, trust=trust, keep=_filter(args))
 
 
 def main(argv: list[str] | None = None) -> int:

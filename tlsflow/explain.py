@@ -83,8 +83,9 @@ def render_ladder(events: list[Any], tcp: Any, record: dict[str, Any]) -> list[s
     return lines
 
 
-def explain_flow(path: str, flow_id: int, out: IO[str], *, trust: Any = None, colour: bool = False) -> int:
-    analyzer = FlowAnalyzer(path, trust=trust, keep_events_for=flow_id)
+def explain_flow(path: str, flow_id: int, out: IO[str], *, trust: Any = None, colour: bool = False,
+                 keylog: Any = None) -> int:
+    analyzer = FlowAnalyzer(path, trust=trust, keep_events_for=flow_id, keylog=keylog)
     record = None
     try:
         with open_capture(path) as cap:

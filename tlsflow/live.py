@@ -294,13 +294,12 @@ class LiveSession:
 
     def __init__(self, sniffer: Sniffer, writer: Any, out: IO[str], pcapng: PcapNgWriter | None, *,
                  capture_name: str, trust: Any, idle_timeout: float, count: int,
-                 keep: Callable[[dict[str, Any]], bool]) -> None:
+                 keep: Callable[[dict[str, Any]], bool], keylog: Any = None) -> None:
         self.sniffer, self.writer, self.out, self.pcapng = sniffer, writer, out, pcapng
         self.count, self.keep = count, keep
         stats = CaptureStats()
         self.decode = make_handlers(stats, FragmentReassembler(stats))(sniffer.link_type)
-        self.analyzer = FlowAnalyzer(capture_name, trust=trust)
-        self.analyzer.reassembler.idle_timeout = idle_timeout
+        self.analyzer = FlowAnalyzer(capture_name, trust=trust, idle_timeout=idle_timeout, keylog=keylog)
         self.tally = Tally()
         self.frames = 0
 
@@ -406,6 +405,16 @@ def _open_sniffer(interface: str, bpf: str | None, stderr: IO[str]) -> Sniffer |
         return EXIT_UNREADABLE
 
 
+def _keylog(args: argparse.Namespace) -> Any:
+    """The key log given with --keylog. Read once at start: a browser appending to it later is not followed."""
+    path = getattr(args, "keylog", None)
+    if not path:
+        return None
+    from tlsparse.keylog import KeyLog
+
+    return KeyLog.from_file(path)
+
+
 def run_live(args: argparse.Namespace, *, trust: Any = None,
              keep: Callable[[dict[str, Any]], bool] | None = None,
              stdout: IO[str] | None = None, stderr: IO[str] | None = None) -> int:
@@ -426,7 +435,8 @@ def run_live(args: argparse.Namespace, *, trust: Any = None,
 
     session = LiveSession(sniffer, writer, out, pcapng, capture_name=f"live:{args.interface}", trust=trust,
                           idle_timeout=args.idle_timeout if args.idle_timeout and args.idle_timeout > 0 else 60.0,
-                          count=args.count or 0, keep=keep if keep is not None else (lambda _record: True))
+                          count=args.count or 0, keep=keep if keep is not None else (lambda _record: True),
+                          keylog=_keylog(args))
     flag = _StopFlag()
     flag.install()
     filter_text = f" (filter: {safe_text(args.bpf)})" if args.bpf else ""

@@ -65,14 +65,16 @@ def _tcp_facts(conn: Any, capture_ended: bool) -> TcpFacts:
 class FlowAnalyzer:
     """Feeds one capture's packets through reassembly and the parser, and yields a record per connection."""
 
-    def __init__(self, capture_name: str, *, trust: Any = None, keep_events_for: int | None = None) -> None:
+    def __init__(self, capture_name: str, *, trust: Any = None, keep_events_for: int | None = None,
+                 idle_timeout: float | None = None, keylog: Any = None) -> None:
         self.capture_name = capture_name
         if trust is None:
             from analyzers.certchecks import TrustStore
 
             trust = TrustStore.default()
         self.trust = trust
-        self.reassembler = TcpReassembler()
+        self.reassembler = TcpReassembler() if idle_timeout is None else TcpReassembler(idle_timeout=idle_timeout)
+        self.keylog = keylog
         self.last_ts: float | None = None
         # `tlsflow explain` draws one flow's ladder: keep that flow's parser events and TCP facts.
         self.keep_events_for = keep_events_for
@@ -119,11 +121,23 @@ class FlowAnalyzer:
                 conn.wants_data = False
             return None
         if isinstance(event, ConnectionOpened):
-            event.conn.handshake = FlowState(tls=TlsConnection())
+            event.conn.handshake = FlowState(tls=self._new_tls())
             return None
         if isinstance(event, ConnectionClosed):
             return self._record(event.conn, capture_ended)
         return None
+
+    def add_secrets(self, blocks: list[bytes]) -> None:
+        """Key-log text from the capture itself (pcapng DSB): used for connections opened from now on."""
+        from tlsparse.keylog import KeyLog
+
+        extra = KeyLog.from_blocks(blocks)
+        self.keylog = extra if self.keylog is None else self.keylog.merge(extra)
+
+    def _new_tls(self) -> TlsConnection:
+        # Certificate chains of 300 kB and more exist (Zeek's tls-fragmented-handshake trace): allow 512 KiB for
+        # one handshake message, still a bound per connection.
+        return TlsConnection(max_handshake=1 << 19, keylog=self.keylog)
 
     @staticmethod
     def _handshake_over(s: HandshakeSummary) -> bool:
@@ -134,7 +148,7 @@ class FlowAnalyzer:
         return s.app_data_records[Sender.CLIENT] > 0 and s.app_data_records[Sender.SERVER] > 0
 
     def _record(self, conn: Any, capture_ended: bool) -> dict[str, Any]:
-        state: FlowState = conn.handshake or FlowState(tls=TlsConnection())
+        state: FlowState = conn.handshake or FlowState(tls=self._new_tls())
         summary = state.summary
         tcp = _tcp_facts(conn, capture_ended)
         if conn.flow_id == self.keep_events_for:
@@ -155,19 +169,25 @@ class FlowAnalyzer:
 
 
 def iter_flow_records(source: str | Path, *, capture_name: str | None = None, trust: Any = None,
-                      report: CaptureReport | None = None,
+                      report: CaptureReport | None = None, keylog: Any = None,
                       progress: Callable[[int, int | None], None] | None = None) -> Iterator[dict[str, Any]]:
     """Stream the contract records of one capture. A capture that breaks part-way still yields every connection
-    seen before the damage; the error is then stored in `report.error` (or raised when no report is given)."""
+    seen before the damage; the error is then stored in `report.error` (or raised when no report is given).
+    `keylog` (a tlsparse.keylog.KeyLog) decrypts handshakes; secrets in the capture's own pcapng Decryption Secrets
+    Blocks are used as well."""
     name = capture_name if capture_name is not None else str(source)
     raise_at_end = report is None
     report = report if report is not None else CaptureReport(capture=name)
-    analyzer = FlowAnalyzer(name, trust=trust)
+    analyzer = FlowAnalyzer(name, trust=trust, keylog=keylog)
     error: CaptureError | None = None
     with open_capture(source) as cap:
         count = 0
+        secrets_seen = 0
         try:
             for pkt in cap.packets():
+                if len(cap.secrets) != secrets_seen:  # a Decryption Secrets Block was read
+                    analyzer.add_secrets(cap.secrets[secrets_seen:])
+                    secrets_seen = len(cap.secrets)
                 for record in analyzer.feed(pkt):
                     report.flows += 1
                     yield record

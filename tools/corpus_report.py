@@ -20,6 +20,7 @@ COMPARED = ("outcome", "failed_step", "cause", "alert", "alert_sender", "version
 class Comparison:
     label: dict[str, Any]
     record: dict[str, Any] | None
+    decrypted: bool = False  # analysed with the scenario's key log: encrypted alerts read as their names
 
     @property
     def mismatches(self) -> dict[str, tuple[Any, Any]]:
@@ -30,6 +31,8 @@ class Comparison:
             expected = self.label.get(name)
             if name == "version" and expected is None:
                 continue
+            if name == "alert" and expected == "encrypted" and self.decrypted and self.record.get(name):
+                continue  # the label says what a keyless observer sees; with the key log the alert is readable
             if expected != self.record.get(name):
                 out[name] = (expected, self.record.get(name))
         return out
@@ -40,16 +43,24 @@ def load_labels(corpus: Path = CORPUS) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def compare_corpus(corpus: Path = CORPUS) -> list[Comparison]:
+def compare_corpus(corpus: Path = CORPUS, *, use_keylogs: bool = True) -> list[Comparison]:
+    """Analyse each labelled capture (with the corpus CA as trust anchor, and the scenario's key log when there
+    is one and `use_keylogs`) and pair each label with tlsflow's record of that connection."""
     from tlsflow.api import iter_flows
 
     labels = load_labels(corpus)
+    ca = corpus / "ca.pem"
     by_file: dict[str, dict[int, dict[str, Any]]] = {}
     for label in labels:
         name = label["file"]
         if name not in by_file:
-            by_file[name] = {r["flow_id"]: r for r in iter_flows(corpus / name)}
-    return [Comparison(label, by_file[label["file"]].get(label["flow"])) for label in labels]
+            keylog = corpus / (Path(name).stem + ".keylog")
+            records = iter_flows(corpus / name, ca_bundle=ca if ca.exists() else None,
+                                 keylog=keylog if use_keylogs and keylog.exists() else None)
+            by_file[name] = {r["flow_id"]: r for r in records}
+    return [Comparison(label, by_file[label["file"]].get(label["flow"]),
+                       decrypted=use_keylogs and (corpus / (Path(label["file"]).stem + ".keylog")).exists())
+            for label in labels]
 
 
 def markdown_table(comparisons: list[Comparison]) -> str:
