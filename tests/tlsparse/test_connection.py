@@ -103,7 +103,7 @@ def test_tls12_client_certificate(tls_contexts) -> None:
     client, server = tls_contexts(version=ssl.TLSVersion.TLSv1_2, client_cert=True, require_client_cert=True)
     t = run_tls(client, server)
     assert t.client_error is None and t.server_error is None
-    conn, events = parse_all(t.chunks)
+    _conn, events = parse_all(t.chunks)
     assert no_anomalies(events)
     assert handshake_types(events, C) == [m.CLIENT_HELLO, m.CERTIFICATE, m.CLIENT_KEY_EXCHANGE,
                                           m.CERTIFICATE_VERIFY]
@@ -119,7 +119,7 @@ def test_tls12_client_rejects_certificate_plaintext_alert(tls_contexts) -> None:
     client, server = tls_contexts(version=ssl.TLSVersion.TLSv1_2, trust_other_ca=True)
     t = run_tls(client, server)
     assert t.client_error is not None
-    conn, events = parse_all(t.chunks)
+    _conn, events = parse_all(t.chunks)
     alerts = [e for e in events if isinstance(e, AlertSeen)]
     assert [(a.sender, a.level, a.description, a.encrypted) for a in alerts] == [(C, 2, 48, False)]  # unknown_ca
 
@@ -128,7 +128,7 @@ def test_tls13_client_rejects_certificate_alert(tls_contexts) -> None:
     client, server = tls_contexts(version=ssl.TLSVersion.TLSv1_3, trust_other_ca=True)
     t = run_tls(client, server)
     assert t.client_error is not None
-    conn, events = parse_all(t.chunks)
+    _conn, events = parse_all(t.chunks)
     assert no_anomalies(events)
     last = [e for e in events if e.sender is C][-1]
     # OpenSSL 3 encrypts it under the handshake keys (outer type 23, 19 bytes for AES-GCM); an older or other
@@ -146,7 +146,7 @@ def test_tls13_plaintext_client_alert_after_server_hello(tls_contexts) -> None:
     t = run_tls(client, server)
     client_hello = t.chunks[0]
     server_flight = next(c for c in t.chunks if c[0] is S)
-    conn, events = parse_all([client_hello, server_flight, (C, bytes.fromhex("1503030002022a"))])
+    _conn, events = parse_all([client_hello, server_flight, (C, bytes.fromhex("1503030002022a"))])
     alert = events[-1]
     assert isinstance(alert, AlertSeen) and (alert.level, alert.description, alert.encrypted) == (2, 42, False)
 
@@ -188,7 +188,7 @@ def test_trailing_garbage_after_records_resyncs(tls_contexts) -> None:
     client, server = tls_contexts(version=ssl.TLSVersion.TLSv1_2)
     t = run_tls(client, server)
     hello = t.stream(C)[: 5 + int.from_bytes(t.stream(C)[3:5], "big")]
-    conn, events = parse_all([(C, hello + b"\x00garbage!" + hello)])
+    _conn, events = parse_all([(C, hello + b"\x00garbage!" + hello)])
     kinds = [type(e).__name__ for e in events]
     assert kinds.count("HandshakeSeen") == 2
     assert any(isinstance(e, ParseAnomaly) and e.name == "bad_record_header" for e in events)
@@ -255,7 +255,7 @@ def test_not_tls_decided_on_first_byte_even_in_tiny_pieces() -> None:
 def test_client_hello_and_server_hello_properties(tls_contexts) -> None:
     client, server = tls_contexts()
     t = run_tls(client, server)
-    conn, events = parse_all(t.chunks)
+    conn, _events = parse_all(t.chunks)
     assert isinstance(conn.client_hello, ClientHello) and isinstance(conn.server_hello, ServerHello)
     assert conn.client_hello.highest_version == 0x0304 and conn.server_hello.selected_version == 0x0304
     assert conn.server_hello.cipher_suite in conn.client_hello.cipher_suites

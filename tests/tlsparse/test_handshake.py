@@ -107,7 +107,7 @@ def test_real_tls12_server_flight(tls12) -> None:
 
 def test_real_client_second_flight(tls12) -> None:
     """Certificate, ClientKeyExchange, CertificateVerify (then CCS and the encrypted Finished)."""
-    conn, events = parse_all(tls12.chunks)
+    _conn, events = parse_all(tls12.chunks)
     client_msgs = [e.message for e in events if isinstance(e, HandshakeSeen) and e.sender is C]
     _, cert, cke, cv = client_msgs
     assert isinstance(cert, Certificate) and len(cert.certificates) >= 1  # OpenSSL may add the CA
@@ -123,7 +123,7 @@ def test_real_hello_retry_request(tls_contexts) -> None:
     t = run_tls(client, server)
     hrr_flight = next(data for who, data in t.chunks if who is S)
     events = three_ways(hrr_flight, S)
-    hrr = [e for e in events if isinstance(e, HandshakeSeen)][0]
+    hrr = next(e for e in events if isinstance(e, HandshakeSeen))
     assert hrr.msg_type == m.HELLO_RETRY_REQUEST and hrr.message.is_hello_retry_request
     assert hrr.message.key_share_group == 24 and hrr.message.selected_version == 0x0304
 

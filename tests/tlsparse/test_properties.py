@@ -5,11 +5,11 @@ from __future__ import annotations
 import ssl
 
 import pytest
-from conftest import run_tls
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tlsparse import Event, ParseAnomaly, Sender, TlsConnection
+from tlsparse import Event, ParseAnomaly, RawHandshake, Sender, TlsConnection
+from tlsparse.extensions import HelloContext, decode_extension
 
 C, S = Sender.CLIENT, Sender.SERVER
 CAPS = {"max_record": 4096, "max_handshake": 8192, "max_buffer": 4096 + 5}
@@ -144,3 +144,25 @@ def test_huge_declared_lengths_are_capped() -> None:
     events = conn.receive(S, bytes.fromhex("16030cffff") + b"\x00" * 100, 99, 99.0)
     assert [e.name for e in events if isinstance(e, ParseAnomaly)] == ["record_too_long"]
     assert conn.buffer_sizes(S)[0] <= 4
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from([0, 1, 2, 4, 5, 8, 11, 12, 13, 14, 15, 16, 20, 22, 24, 254, 77]), st.binary(max_size=300),
+       st.sampled_from([None, 0x0300, 0x0301, 0x0303, 0x0304, 0x7F12]),
+       st.sampled_from([None, 0x0033, 0xC02F, 0x1301, 0x00AE]))
+def test_decoders_raise_nothing(msg_type: int, body: bytes, version: int | None, suite: int | None) -> None:
+    """Each handshake decoder, in each version context, on arbitrary bodies: a message or RawHandshake(error)."""
+    from tlsparse.handshake import DecodeContext, decode_handshake
+
+    decoded = decode_handshake(msg_type, body, DecodeContext(version=version, cipher_suite=suite))
+    if isinstance(decoded.message, RawHandshake) and decoded.message.error:
+        assert decoded.anomalies and decoded.anomalies[0][0] == "bad_handshake"
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from([0, 1, 5, 10, 11, 13, 15, 16, 18, 21, 22, 23, 27, 28, 35, 41, 42, 43, 44, 45, 49, 50, 51,
+                        0x4469, 0x44CD, 0xFE0D, 0xFF01]),
+       st.binary(max_size=80), st.sampled_from(list(HelloContext)))
+def test_extension_decoders_raise_nothing(ext_type: int, data: bytes, ctx: HelloContext) -> None:
+    ext = decode_extension(ext_type, data, ctx)
+    assert ext.data == data and (ext.parsed is None) >= (ext.error is not None)

@@ -9,7 +9,6 @@ from conftest import feed, handshake_msg, record, three_ways
 from tlsparse import (
     AlertSeen,
     ApplicationDataSeen,
-    ChangeCipherSpecSeen,
     EncryptedRecordSeen,
     GapSeen,
     HandshakeSeen,
