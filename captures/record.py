@@ -10,11 +10,13 @@ curl, gnutls-cli and faketime.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import importlib
 import sys
 import tempfile
 import time
 import traceback
+import zlib
 from pathlib import Path
 
 from captures.labels import check_label, fill_label, read_labels, read_wire, write_labels
@@ -118,14 +120,18 @@ def record(scenarios: list[Scenario], out: Path, *, all_scenarios: list[Scenario
             summary = ", ".join(_describe(label) for label in new_labels[scenario.name])
             print(f"ok   {scenario.name} ({time.monotonic() - started:.1f} s): {summary}")
     labels_path = out / "labels.jsonl"
-    kept: list[Label] = []
-    if keep_other_labels and labels_path.exists():
-        recorded = {s.name for s in scenarios}
-        kept = [label for label in read_labels(labels_path) if label.scenario not in recorded]
-    order = {s.name: i for i, s in enumerate(all_scenarios)}
-    merged = kept + [label for labels in new_labels.values() for label in labels]
-    merged.sort(key=lambda label: (order.get(label.scenario, len(order)), label.scenario, label.flow))
-    write_labels(labels_path, merged)
+    # Two recordings may finish at once (one per scenario module): merge under a lock so neither loses lines.
+    lock_path = Path(tempfile.gettempdir()) / f"tlsflow-labels-{zlib.crc32(str(out.resolve()).encode()):08x}.lock"
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        kept: list[Label] = []
+        if keep_other_labels and labels_path.exists():
+            recorded = {s.name for s in scenarios}
+            kept = [label for label in read_labels(labels_path) if label.scenario not in recorded]
+        order = {s.name: i for i, s in enumerate(all_scenarios)}
+        merged = kept + [label for labels in new_labels.values() for label in labels]
+        merged.sort(key=lambda label: (order.get(label.scenario, len(order)), label.scenario, label.flow))
+        write_labels(labels_path, merged)
     return merged, failures
 
 
