@@ -254,20 +254,25 @@ class TlsConnection:
         while pos < n:
             mode = d.mode
             if mode is _Mode.RECORDS:
-                if d.sslv2 and b[pos] & 0x80:
-                    if n - pos < 2:
+                if d.sslv2 and (b[pos] & 0x80 or not (20 <= b[pos] <= 24)):
+                    # SSLv2 framing: a 2-byte header (high bit set), or a 3-byte one (with padding, used by
+                    # block ciphers) whose first byte cannot start a TLS record.
+                    long_header = not b[pos] & 0x80
+                    header_len = 3 if long_header else 2
+                    if n - pos < header_len:
                         break
-                    length = sslv2_header(b, pos)
-                    if length + 2 > self.max_buffer:
+                    length = ((b[pos] & 0x3F) << 8) | b[pos + 1] if long_header else sslv2_header(b, pos)
+                    if length + header_len > self.max_buffer:
                         self._anomaly(d, frame, ts, base + pos, "record_too_long", f"SSLv2 record of {length}", events)
                         d.mode = _Mode.RESYNC
                         d.resync_start = base + pos
                         pos += 1
                         continue
-                    if n - pos < 2 + length:
+                    if n - pos < header_len + length:
                         break
-                    self._sslv2_record(d, bytes(b[pos + 2:pos + 2 + length]), base + pos, frame, ts, events)
-                    pos += 2 + length
+                    self._sslv2_record(d, bytes(b[pos + header_len:pos + header_len + length]), base + pos, frame,
+                                       ts, events)
+                    pos += header_len + length
                     continue
                 if n - pos < HEADER_LEN:
                     break
@@ -568,7 +573,9 @@ class TlsConnection:
                 logged = (secrets.server_handshake_traffic_secret, secrets.server_traffic_secret_0)
             if logged == (None, None):
                 continue  # nothing logged for that side: it stays keyless, silently
-            early = d.sender is Sender.CLIENT and ch.has_extension(m.EXT_EARLY_DATA) and d.early_records > 0
+            # A client that offered 0-RTT starts under its early keys (if logged); if it sent no early data or
+            # the server refused it, the decryptor finds its next records under the handshake keys by itself.
+            early = d.sender is Sender.CLIENT and ch.has_extension(m.EXT_EARLY_DATA)
             try:
                 d.decryptor = RecordDecryptor.for_tls13(secrets, sh.cipher_suite, d.sender, early=early,
                                                         initial_sequence=d.early_records if early else 0)

@@ -3,12 +3,17 @@ made with Python's ssl (OpenSSL) across the TLS 1.0-1.3 record protections, and 
 (the published ssldump samples against tshark's decryption, our own corpus against tshark run here)."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import select
 import shutil
+import socket
 import ssl
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -541,3 +546,112 @@ def test_corpus_agrees_with_tshark_decryption(pcap: Path) -> None:
         assert tshark_style(conn, events) == expected
         compared += 1
     assert compared >= 1
+
+
+# --- 0-RTT with OpenSSL's command-line tools (loopback only) ------------------------------------------------------
+
+OPENSSL = shutil.which("openssl")
+
+
+def relay_one_connection(listener: socket.socket, target: int, chunks: list[tuple[Sender, bytes]],
+                         timeout: float = 10.0) -> None:
+    """Accept one connection, forward it to `target`, record what each side wrote in the order it arrived."""
+    listener.settimeout(timeout)
+    client, _ = listener.accept()
+    upstream = socket.create_connection(("127.0.0.1", target), timeout=timeout)
+    peers = {client: (upstream, Sender.CLIENT), upstream: (client, Sender.SERVER)}
+    open_sides = set(peers)
+    deadline = time.monotonic() + timeout
+    while open_sides and time.monotonic() < deadline:
+        ready, _, _ = select.select(list(open_sides), [], [], 0.2)
+        for sock in ready:
+            peer, sender = peers[sock]
+            try:
+                data = sock.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                open_sides.discard(sock)
+                with contextlib.suppress(OSError):
+                    peer.shutdown(socket.SHUT_WR)
+                continue
+            chunks.append((sender, data))
+            peer.sendall(data)
+    client.close()
+    upstream.close()
+
+
+def start_s_server(pki, *extra: str) -> tuple[subprocess.Popen, int]:  # type: ignore[no-untyped-def,type-arg]
+    server = subprocess.Popen([OPENSSL, "s_server", "-accept", "127.0.0.1:0", "-cert", str(pki.server_chain),
+                               "-key", str(pki.server_key), "-tls1_3", *extra], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert server.stdout is not None
+    for text in server.stdout:  # "ACCEPT 127.0.0.1:port" once listening
+        if text.startswith("ACCEPT"):
+            return server, int(text.strip().rsplit(":", 1)[1])
+    server.kill()
+    server.wait(timeout=10)
+    raise AssertionError("s_server did not start")
+
+
+def run_s_client(*args: str) -> None:
+    client = subprocess.Popen([OPENSSL, "s_client", "-tls1_3", *args], stdin=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)  # session tickets come after the handshake: closing stdin at once would end s_client first
+    assert client.stdin is not None
+    client.stdin.close()
+    client.wait(timeout=10)
+
+
+def openssl_zero_rtt(pki, tmp_path: Path, *, server_accepts: bool) -> list[tuple[Sender, bytes]]:  # type: ignore[no-untyped-def]
+    """A TLS 1.3 connection attempting early data: s_client (sess_in, early_data, keylogfile) -> recording relay
+    -> s_server. The session comes from a first connection to an s_server allowing early data; the server of the
+    recorded connection is that one (accepted) or a fresh one that cannot read the ticket (rejected: a full
+    handshake). Returns the relayed bytes; the key log is tmp_path/keys.log."""
+    servers = []
+    listener = socket.create_server(("127.0.0.1", 0))
+    chunks: list[tuple[Sender, bytes]] = []
+    try:
+        server, port = start_s_server(pki, "-early_data", "-naccept", "2")
+        servers.append(server)
+        run_s_client("-connect", f"127.0.0.1:{port}", "-sess_out", str(tmp_path / "session.pem"))
+        if not server_accepts:
+            server, port = start_s_server(pki, "-naccept", "1")
+            servers.append(server)
+        (tmp_path / "early.txt").write_text("GET / HTTP/1.0\r\n\r\n")
+        relay = threading.Thread(target=relay_one_connection, args=(listener, port, chunks), daemon=True)
+        relay.start()
+        run_s_client("-connect", f"127.0.0.1:{listener.getsockname()[1]}", "-sess_in", str(tmp_path / "session.pem"),
+                     "-early_data", str(tmp_path / "early.txt"), "-keylogfile", str(tmp_path / "keys.log"))
+        relay.join(timeout=15)
+    finally:
+        listener.close()
+        for server in servers:
+            server.kill()
+            server.wait(timeout=10)
+    return chunks
+
+
+@pytest.mark.skipif(OPENSSL is None, reason="openssl not installed")
+@pytest.mark.parametrize("server_accepts", [True, False], ids=["accepted", "rejected"])
+def test_openssl_zero_rtt(pki, tmp_path: Path, server_accepts: bool) -> None:  # type: ignore[no-untyped-def]
+    chunks = openssl_zero_rtt(pki, tmp_path, server_accepts=server_accepts)
+    keylog = KeyLog.from_file(tmp_path / "keys.log")
+    conn = TlsConnection(keylog=keylog)
+    events = feed(conn, chunks)
+    hello = conn.client_hello
+    assert hello is not None and hello.has_extension(m.EXT_EARLY_DATA)
+    if keylog.secrets_for(hello.random) is None or keylog.secrets_for(hello.random).client_early_traffic_secret is None:  # type: ignore[union-attr]
+        pytest.skip("OpenSSL did not attempt 0-RTT (no early traffic secret logged)")
+    assert anomalies(events) == []
+    client = [e.msg_type for e in events if isinstance(e, HandshakeSeen) and e.sender is Sender.CLIENT]
+    server = [e.msg_type for e in events if isinstance(e, HandshakeSeen) and e.sender is Sender.SERVER]
+    ee = next(e.message for e in events if isinstance(e, HandshakeSeen) and e.msg_type == m.ENCRYPTED_EXTENSIONS)
+    assert ee.has_extension(m.EXT_EARLY_DATA) is server_accepts  # type: ignore[union-attr]
+    if server_accepts:  # resumed: no certificate; the early data ends with EndOfEarlyData under the early keys
+        assert server[:3] == [m.SERVER_HELLO, m.ENCRYPTED_EXTENSIONS, m.FINISHED]
+        assert client == [m.CLIENT_HELLO, m.END_OF_EARLY_DATA, m.FINISHED]
+    else:  # the early data is skipped (it does not open with the handshake keys), then a full handshake
+        assert server[:5] == [m.SERVER_HELLO, m.ENCRYPTED_EXTENSIONS, m.CERTIFICATE, m.CERTIFICATE_VERIFY,
+                              m.FINISHED]
+        assert client == [m.CLIENT_HELLO, m.FINISHED]
