@@ -227,3 +227,50 @@ def test_sslv2_client_hello() -> None:
     assert ch.sslv2 and ch.legacy_version == 0x0301
     assert ch.sslv2_cipher_kinds == (0x010080, 0x00002F, 0x0000FF) and ch.cipher_suites == (0x2F, 0xFF)
     assert ch.random == b"\x00" * 16 + b"C" * 16
+
+
+# --- real messages from the public captures (skipped when ../shared is absent) ---------------------------------
+
+def _public_flow(public_dir, name: str):
+    from test_pyshark_crosscheck import tls_flows
+
+    path = public_dir / name
+    if not path.exists():
+        pytest.skip(f"{name} not present")
+    return next(iter(tls_flows(path).values()))
+
+
+def test_public_ocsp_stapling_certificate_status(public_dir) -> None:
+    flow = _public_flow(public_dir, "zeek/tls/ocsp-stapling-twimg.pcap")
+    status = next(e.message for e in flow.events if isinstance(e, HandshakeSeen) and e.msg_type == 22)
+    assert isinstance(status, CertificateStatus) and status.status_type == 1
+    assert status.ocsp_response[0] == 0x30  # a DER OCSPResponse
+    ch = flow.conn.client_hello
+    assert ch.extension(5).parsed == 1  # the client asked for it: status_request(ocsp)
+
+
+def test_public_dhe_server_key_exchange(public_dir) -> None:
+    flow = _public_flow(public_dir, "zeek/tls/dhe.pcap")
+    ske = next(e.message for e in flow.events if isinstance(e, HandshakeSeen) and e.msg_type == 12)
+    assert ske.kind == "dhe" and ske.dh_prime_bits == 1024 and ske.signature_scheme == 0x0601  # rsa_pkcs1_sha512
+    assert ske.signed_params + ske.signature_scheme.to_bytes(2, "big") + len(ske.signature).to_bytes(2, "big") \
+        + ske.signature == ske.raw
+
+
+def test_public_sslv2_connection(public_dir) -> None:
+    from tlsparse import RecordSeen, Sslv2RecordSeen
+
+    flow = _public_flow(public_dir, "zeek/tls/ssl-v2.pcap")
+    ch = flow.conn.client_hello
+    assert ch.sslv2 and ch.legacy_version == 0x0002 and ch.sslv2_cipher_kinds
+    v2 = [e for e in flow.events if isinstance(e, (Sslv2RecordSeen, RecordSeen))]
+    assert len(v2) == 10  # tshark counts 10 SSLv2 records too
+    assert not anomalies(flow.events) and flow.conn.version == 0x0002
+
+
+def test_public_heartbleed_heartbeat(public_dir) -> None:
+    from tlsparse import HeartbeatSeen
+
+    flow = _public_flow(public_dir, "zeek/tls/heartbleed.pcap")
+    beats = [e for e in flow.events if isinstance(e, HeartbeatSeen)]
+    assert beats and beats[0].sender is C and not beats[0].encrypted
