@@ -158,3 +158,17 @@ def test_real_tls13_server_hello_extensions(tls_contexts) -> None:
     sh = next(e.message for e in three_ways(flight, S) if isinstance(e, HandshakeSeen))
     assert sh.selected_version == 0x0304 and sh.key_share_group == 29  # OpenSSL's first share is x25519
     assert isinstance(sh.extension(51).parsed, KeyShareEntry) and sh.extension(51).parsed.key_exchange_length == 32
+
+
+def test_public_ech_client_hello(public_dir) -> None:
+    """A real Chrome ClientHello with ECH (outer), ALPS, compress_certificate and padding (zeek/tls/tls13-ech)."""
+    from test_pyshark_crosscheck import tls_flows
+
+    path = public_dir / "zeek/tls/tls13-ech.pcap"
+    if not path.exists():
+        pytest.skip("capture not present")
+    ch = next(iter(tls_flows(path).values())).conn.client_hello
+    ech = ch.extension(0xFE0D)
+    assert ech.parsed == 0 and len(ech.data) > 100  # outer ECH; the encrypted payload stays raw in `data`
+    assert ch.extension(0x4469).parsed == ("h2",) and ch.extension(27).parsed == (2,)
+    assert ch.sni == "cloudflare-ech.com" and all(e.error is None for e in ch.extensions)
