@@ -167,7 +167,7 @@ def test_public_ech_client_hello(public_dir) -> None:
     path = public_dir / "zeek/tls/tls13-ech.pcap"
     if not path.exists():
         pytest.skip("capture not present")
-    ch = next(iter(tls_flows(path).values())).conn.client_hello
+    ch = next(f.conn.client_hello for f in tls_flows(path).values() if f.conn.client_hello is not None)
     ech = ch.extension(0xFE0D)
     assert ech.parsed == 0 and len(ech.data) > 100  # outer ECH; the encrypted payload stays raw in `data`
     assert ch.extension(0x4469).parsed == ("h2",) and ch.extension(27).parsed == (2,)
