@@ -460,7 +460,8 @@ class RecordDecryptor:
             if inner is not None:
                 self._sequence += lost
                 return inner
-        saved = (list(self._stages), self._stage, self._keys, self._sequence, self.key_updates)
+        saved = (list(self._stages), self._stage, self._keys, self._sequence, self.key_updates,
+                 self._framing.header, self._framing.body_left)
         for _ in range(len(self._stages) + 1):
             try:
                 self._advance()
@@ -472,8 +473,8 @@ class RecordDecryptor:
                 if inner is not None:
                     self._sequence = seq
                     return inner
-        self._stages, self._stage, self._keys, self._sequence, self.key_updates = saved
-        self._framing.reset()
+        (self._stages, self._stage, self._keys, self._sequence, self.key_updates, self._framing.header,
+         self._framing.body_left) = saved
         return None
 
     def _after_handshake_record(self, plaintext: bytes) -> None:
@@ -535,7 +536,7 @@ class RecordDecryptor:
         spec = self.spec
         block = spec.block_len
         mac_len = spec.mac_len
-        explicit_iv = version >= 0x0302 or self.version >= 0x0302
+        explicit_iv = self.version >= 0x0302  # TLS 1.1+ (RFC 4346 6.2.3.2); TLS 1.0 chains IVs across records
         if self.encrypt_then_mac:  # RFC 7366: IV || ciphertext || MAC(seq, header, IV || ciphertext)
             if len(record) < mac_len + block:
                 raise DecryptError(f"{len(record)}-byte record too short for encrypt-then-MAC", sequence=seq)

@@ -386,6 +386,46 @@ def test_live_handshake_decrypts(tls_contexts, tmp_path: Path, version: ssl.TLSV
     assert unframed(feed(TlsConnection(keylog=keylog), chunks, split=1)) == unframed(events)
 
 
+def records(stream: bytes) -> list[tuple[int, int, bytes]]:
+    out, pos = [], 0
+    while pos + 5 <= len(stream):
+        length = int.from_bytes(stream[pos + 3:pos + 5], "big")
+        out.append((stream[pos], int.from_bytes(stream[pos + 1:pos + 3], "big"), stream[pos + 5:pos + 5 + length]))
+        pos += 5 + length
+    return out
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize(("version", "ciphers", "options"), [case for case in LIVE_CASES if case[1]],
+                         ids=[f"{v.name}-{c}-{o:x}" for v, c, o in LIVE_CASES if c])
+def test_live_tls12_records_decrypt_in_sequence(tls_contexts, tmp_path: Path, version: ssl.TLSVersion,  # type: ignore[no-untyped-def]
+                                                ciphers: str, options: int) -> None:
+    """The decryptor alone on each direction's records after its ChangeCipherSpec: the Finished, then the
+    application data each side wrote (b"ping"), so sequence numbers, MACs and (TLS 1.0) chained IVs hold across
+    records."""
+    try:
+        chunks, keylog = live(tls_contexts, tmp_path, version, ciphers, options)
+    except ssl.SSLError as err:
+        pytest.skip(f"OpenSSL refused the configuration: {err}")
+    conn = TlsConnection()
+    feed(conn, chunks)
+    assert conn.client_hello is not None and conn.server_hello is not None and conn.version is not None
+    secrets = keylog.secrets_for(conn.client_hello.random)
+    assert secrets is not None and secrets.master_secret is not None
+    etm = conn.client_hello.has_extension(0x0016) and conn.server_hello.has_extension(0x0016)
+    for sender in Sender:
+        stream = b"".join(data for who, data in chunks if who is sender)
+        after_ccs = list(records(stream))
+        after_ccs = after_ccs[[r[0] for r in after_ccs].index(m.CHANGE_CIPHER_SPEC) + 1:]
+        decryptor = RecordDecryptor.for_tls12(secrets.master_secret, conn.client_hello.random,
+                                              conn.server_hello.random, conn.server_hello.cipher_suite, sender,
+                                              version=conn.version, encrypt_then_mac=etm)
+        opened = [decryptor.decrypt(ct, ver, body) for ct, ver, body in after_ccs]
+        assert opened[0][0] == m.HANDSHAKE and opened[0][1][0] == m.FINISHED
+        assert (m.APPLICATION_DATA, b"ping") in opened[1:]
+        assert decryptor.sequence == len(after_ccs)
+
+
 def test_live_tls13_missing_client_certificate_alert_is_read(tls_contexts, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """TLS 1.3 server requiring a certificate the client does not have: its certificate_required alert is sent
     under the server's application keys, unreadable without the key log."""
