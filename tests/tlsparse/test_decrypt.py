@@ -20,6 +20,8 @@ import pytest
 from conftest import feed, run_tls
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tlsflow.capture import open_capture
 from tlsflow.tcp import ConnectionOpened, StreamChunk, TcpReassembler
@@ -695,3 +697,50 @@ def test_openssl_zero_rtt(pki, tmp_path: Path, server_accepts: bool) -> None:  #
         assert server[:5] == [m.SERVER_HELLO, m.ENCRYPTED_EXTENSIONS, m.CERTIFICATE, m.CERTIFICATE_VERIFY,
                               m.FINISHED]
         assert client == [m.CLIENT_HELLO, m.FINISHED]
+
+
+# --- properties -------------------------------------------------------------------------------------------------
+
+def any_decryptor(kind: str) -> RecordDecryptor:
+    master, cr, sr = bytes(range(48)), bytes(32), bytes(range(32))
+    if kind == "tls13":
+        return RecordDecryptor.for_tls13(RFC8448_SECRETS, 0x1301, Sender.SERVER)
+    if kind == "tls13-ccm8":
+        return RecordDecryptor.for_tls13(RFC8448_SECRETS, 0x1305, Sender.SERVER)
+    suites = {"gcm": (0xC02F, False, 0x0303), "chacha": (0xCCA8, False, 0x0303), "cbc": (0xC013, False, 0x0303),
+              "cbc-etm": (0xC027, True, 0x0303), "cbc-tls10": (0xC014, False, 0x0301), "null": (0x003B, False, 0x0303),
+              "ccm8": (0xC0AE, False, 0x0303)}
+    suite, etm, version = suites[kind]
+    return RecordDecryptor.for_tls12(master, cr, sr, suite, Sender.CLIENT, version=version, encrypt_then_mac=etm)
+
+
+DECRYPTOR_KINDS = ["tls13", "tls13-ccm8", "gcm", "chacha", "cbc", "cbc-etm", "cbc-tls10", "null", "ccm8"]
+
+
+@given(kind=st.sampled_from(DECRYPTOR_KINDS), content_type=st.integers(0, 255), version=st.integers(0, 0xFFFF),
+       data=st.binary(max_size=300))
+@settings(max_examples=300, deadline=None)
+def test_arbitrary_records_only_ever_raise_decrypt_error(kind: str, content_type: int, version: int,
+                                                         data: bytes) -> None:
+    decryptor = any_decryptor(kind)
+    before = decryptor.sequence
+    try:
+        decryptor.decrypt(content_type, version, data)
+    except DecryptError:
+        assert decryptor.sequence == before  # a record that does not decrypt leaves the state alone
+    else:
+        assert kind == "null"  # only the MAC-only suite could ever accept forged bytes (with a valid MAC: never)
+
+
+@given(record=st.integers(1, 7), position=st.integers(0, 2000), flip=st.integers(1, 255))
+@settings(max_examples=200, deadline=None)
+def test_damaged_records_never_break_the_connection(record: int, position: int, flip: int) -> None:
+    chunks = rfc8448_chunks()
+    sender, data = chunks[record]
+    damaged = bytearray(data)
+    damaged[5 + position % (len(data) - 5)] ^= flip  # anywhere after the chunk's first record header
+    chunks[record] = (sender, bytes(damaged))
+    events = feed(TlsConnection(keylog=rfc8448_keylog()), chunks)
+    names = [name for name, _ in anomalies(events)]
+    assert "internal_error" not in names
+    assert names.count("decryption_failed") <= 1
