@@ -208,3 +208,52 @@ def test_lost_segment_in_real_capture_is_a_gap_at_the_right_offset(original: lis
     # The client's ACK covering the hole declared it, not the end of the capture.
     assert gaps[0].frame < max(p.frame for p in packets)
     assert flow["conn"].server.gaps == 1 and flow["conn"].server.gap_bytes == len(victim.payload)
+
+
+def synthetic_wrap_capture() -> list:
+    """A connection whose both sequence spaces cross 2^32, with reordering, overlaps and retransmissions."""
+    ether = scapy_all.Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    c_isn, s_isn = (1 << 32) - 700, (1 << 32) - 1500
+    client_data = bytes((i * 13 + 1) % 256 for i in range(3000))
+    server_data = bytes((i * 29 + 7) % 256 for i in range(5000))
+
+    def c(seq_off: int, data: bytes = b"", flags: str = "PA", ack_off: int = 0):  # type: ignore[no-untyped-def]
+        return ether / IP(src="127.0.0.1", dst="127.0.0.2", ttl=64) / TCP(
+            sport=51000, dport=8443, flags=flags, seq=(c_isn + 1 + seq_off) & 0xFFFFFFFF,
+            ack=(s_isn + 1 + ack_off) & 0xFFFFFFFF) / data
+
+    def s(seq_off: int, data: bytes = b"", flags: str = "PA", ack_off: int = 0):  # type: ignore[no-untyped-def]
+        return ether / IP(src="127.0.0.2", dst="127.0.0.1", ttl=60) / TCP(
+            sport=8443, dport=51000, flags=flags, seq=(s_isn + 1 + seq_off) & 0xFFFFFFFF,
+            ack=(c_isn + 1 + ack_off) & 0xFFFFFFFF) / data
+
+    syn = ether / IP(src="127.0.0.1", dst="127.0.0.2") / TCP(sport=51000, dport=8443, flags="S", seq=c_isn)
+    synack = ether / IP(src="127.0.0.2", dst="127.0.0.1") / TCP(sport=8443, dport=51000, flags="SA", seq=s_isn,
+                                                                  ack=(c_isn + 1) & 0xFFFFFFFF)
+    pkts = [syn, synack, c(0, flags="A"),
+            c(1000, client_data[1000:2000]), c(0, client_data[:1000]),          # reordered across the wrap
+            c(500, client_data[500:1500]),                                       # overlap, same bytes
+            c(2000, client_data[2000:3000]),
+            s(0, server_data[:1400], ack_off=3000), s(2800, server_data[2800:4200], ack_off=3000),
+            s(1400, server_data[1400:2800], ack_off=3000), s(1400, server_data[1400:2800], ack_off=3000),
+            s(4200, server_data[4200:], ack_off=3000),
+            c(3000, flags="FA", ack_off=5000), s(5000, flags="FA", ack_off=3001), c(3001, flags="A", ack_off=5001)]
+    for n, p in enumerate(pkts):
+        p.time = 1_700_000_000 + n * 0.01
+    return pkts, client_data, server_data
+
+
+@needs_tshark
+def test_synthetic_wrap_capture_matches_tshark(tmp_path: Path) -> None:
+    pkts, client_data, server_data = synthetic_wrap_capture()
+    path = rewrite(pkts, tmp_path, "wrap")
+    truth = tshark_streams(path)
+    assert truth == {("127.0.0.1", 51000): {Sender.CLIENT: client_data, Sender.SERVER: server_data}}
+    flows = reassemble(to_tcp_packets(scapy_packets(path)))
+    flow = flows[("127.0.0.1", 51000)]
+    assert joined(flow[Sender.CLIENT]) == client_data and joined(flow[Sender.SERVER]) == server_data
+    conn = flow["conn"]
+    assert conn.client.retransmissions == 1 and conn.client.retransmitted_bytes == 1000
+    assert conn.server.retransmissions == 1 and conn.server.retransmitted_bytes == 1400
+    assert conn.server.acked_bytes == 3000 and conn.client.acked_bytes == 5000
+    assert conn.close_reason == "closed" and conn.anomalies == []
