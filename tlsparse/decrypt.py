@@ -258,8 +258,8 @@ class RecordDecryptor:
     or a record missed in a gap does not end the decryption.
     """
 
-    __slots__ = ("_cbc_algorithm", "_cbc_iv", "_cbc_key", "_framing", "_hash", "_keys", "_mac_key", "_sequence", "_stage",
-                 "_stages", "cipher_suite", "encrypt_then_mac", "key_updates", "sender", "spec", "version")
+    __slots__ = ("_cbc_algorithm", "_cbc_iv", "_cbc_key", "_framing", "_hash", "_keys", "_mac_key", "_sequence",
+                 "_stage", "_stages", "cipher_suite", "encrypt_then_mac", "key_updates", "sender", "spec", "version")
 
     max_lost_records = 4  # sequence numbers tried past the expected one when a record does not decrypt
 
@@ -287,7 +287,7 @@ class RecordDecryptor:
     def for_tls13(cls, secrets: SessionSecrets, cipher_suite: int, sender: Sender, *, early: bool = False,
                   initial_sequence: int = 0) -> RecordDecryptor:
         """A TLS 1.3 direction. `early`: start with the client's early traffic secret (0-RTT); `initial_sequence`:
-        records of the first stage already sent (and not fed here). Raises DecryptError when the suite is not a
+        0-RTT records already sent (and not fed here); ignored when the early secret is not logged. Raises DecryptError when the suite is not a
         TLS 1.3 suite this module supports or the key log has none of that direction's secrets."""
         spec = cipher_spec(cipher_suite)
         if spec is None or not spec.tls13:
@@ -310,7 +310,8 @@ class RecordDecryptor:
                 raise DecryptError(f"{len(secret)}-byte secret for a {spec.prf_hash} suite")
         self._stages = stages
         self._enter_next_stage()
-        self._sequence = initial_sequence
+        if self._stage == _EARLY:
+            self._sequence = initial_sequence
         return self
 
     @classmethod

@@ -200,6 +200,13 @@ def test_caller_can_drive_the_key_schedule() -> None:
         open_record(server, RFC8448_SERVER_APP_RECORD)
 
 
+def test_early_sequence_applies_only_to_early_keys() -> None:
+    """A client that offered 0-RTT without its early secret logged starts under its handshake keys at 0."""
+    client = RecordDecryptor.for_tls13(RFC8448_SECRETS, 0x1301, Sender.CLIENT, early=True, initial_sequence=3)
+    assert (client.key_phase, client.sequence) == ("handshake", 0)
+    assert open_record(client, RFC8448_CLIENT_FINISHED_RECORD)[0] == m.HANDSHAKE
+
+
 def test_lost_records_and_missed_key_changes_are_recovered() -> None:
     server = RecordDecryptor.for_tls13(RFC8448_SECRETS, 0x1301, Sender.SERVER)
     # The whole handshake flight was lost: the ticket still opens with the application keys.
