@@ -437,7 +437,8 @@ class RecordDecryptor:
         if inner is None:
             inner = self._recover13(header, ciphertext)
         if inner is None:
-            raise DecryptError(f"authentication failed with the {self._stage} keys", sequence=seq)
+            missing = "" if self._stages or self._stage == _APPLICATION else " (the next keys are not in the key log)"
+            raise DecryptError(f"authentication failed with the {self._stage} keys{missing}", sequence=seq)
         self._sequence += 1
         # RFC 8446 5.4: content, then the real type, then zero padding.
         end = len(inner.rstrip(b"\x00"))

@@ -200,6 +200,17 @@ def test_caller_can_drive_the_key_schedule() -> None:
         open_record(server, RFC8448_SERVER_APP_RECORD)
 
 
+def test_missing_application_secret_is_named_in_the_error() -> None:
+    """A failed handshake's key log often stops at the handshake secrets: the flight decrypts, what follows
+    cannot, and the error says why."""
+    handshake_only = SessionSecrets(client_random=RFC8448_SECRETS.client_random,
+                                    server_handshake_traffic_secret=RFC8448_SECRETS.server_handshake_traffic_secret)
+    server = RecordDecryptor.for_tls13(handshake_only, 0x1301, Sender.SERVER)
+    assert open_record(server, RFC8448_SERVER_FLIGHT_RECORD)[0] == m.HANDSHAKE
+    with pytest.raises(DecryptError, match="not in the key log"):
+        open_record(server, RFC8448_TICKET_RECORD)
+
+
 def test_early_sequence_applies_only_to_early_keys() -> None:
     """A client that offered 0-RTT without its early secret logged starts under its handshake keys at 0."""
     client = RecordDecryptor.for_tls13(RFC8448_SECRETS, 0x1301, Sender.CLIENT, early=True, initial_sequence=3)
