@@ -75,7 +75,7 @@ class Connection:
     anomalies: list[str] = field(default_factory=list)  # named, each at most once
     # "closed" (FIN/RST, then linger), "idle", "port_reuse", "evicted", "end_of_capture"; None while open
     close_reason: str | None = None
-    wants_data: bool = True  # set False by the consumer: no more chunks, packets only update counters
+    wants_data: bool = True  # set False by the consumer (for good): no more chunks, packets only update facts
     handshake: Any = None  # free slot for the consumer's TLS state
 
     def note(self, anomaly: str) -> None:
