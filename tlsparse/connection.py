@@ -20,6 +20,14 @@ Encryption rules (what is readable without keys):
 - A ChangeCipherSpec changes nothing in TLS 1.3 or before the ServerHello of a client that offered TLS 1.3
   (middlebox-compatibility CCS, also after a HelloRetryRequest).
 
+Offsets: every event's `offset` is the stream offset of the record it came from; a handshake message spread over
+several records carries the offset of the record where it began. A `ParseAnomaly` from a decoder carries the
+absolute offset of the bad field (exact when the message sits in one record; counted as if the message were
+contiguous when it spans records).
+SSLv2: a stream that starts with an SSLv2 CLIENT-HELLO gives RecordSeen(version=0x0002) + HandshakeSeen with a
+`ClientHello(sslv2=True)`; its later SSLv2 records (2- or 3-byte headers) give `Sslv2RecordSeen`; TLS records
+that follow on the same stream (the usual upgrade) parse as TLS.
+
 Decryption (`TlsConnection(keylog=KeyLog)`): when the key log holds secrets for the ClientHello's random, each
 direction gets a `RecordDecryptor` (TLS 1.3: at the ServerHello; TLS <= 1.2: at that side's ChangeCipherSpec).
 Encrypted records still produce the events above; what they decrypt to then goes through the same handshake and
@@ -461,7 +469,7 @@ class TlsConnection:
                 return  # a TLS 1.3 client's compatibility CCS sent before the ServerHello
         if d.hs_buf or d.hs_skip:
             self._anomaly(d, frame, ts, offset, "handshake_fragment_before_ccs",
-                          f"{len(d.hs_buf)} bytes of an incomplete handshake message dropped", events)
+                          f"incomplete handshake message dropped ({len(d.hs_buf)} bytes held, {d.hs_skip} still to skip)", events)
             d.hs_buf = bytearray()
             d.hs_skip = 0
         d.encrypted = True
