@@ -92,6 +92,20 @@ def record_one(scenario: Scenario, out: Path, port: int, pki: Pki) -> list[Label
     return checked
 
 
+def add_trust_anchor(bundle: Path, ca_cert: Path) -> None:
+    """Append this recording's root CA to the corpus trust bundle (`tlsflow --ca-bundle corpus/ca.pem`). Roots of
+    earlier recordings stay: captures recorded with them are still in the corpus. Only public certificates."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    root = x509.load_pem_x509_certificate(ca_cert.read_bytes())
+    known = x509.load_pem_x509_certificates(bundle.read_bytes()) if bundle.exists() else []
+    if any(c.fingerprint(hashes.SHA256()) == root.fingerprint(hashes.SHA256()) for c in known):
+        return
+    with bundle.open("ab") as f:
+        f.write(root.public_bytes(serialization.Encoding.PEM))
+
+
 def record(scenarios: list[Scenario], out: Path, *, all_scenarios: list[Scenario] | None = None,
            keep_other_labels: bool = True, keep_failed: bool = False) -> tuple[list[Label], dict[str, str]]:
     """Record `scenarios` into `out`; returns the labels written and the failures (name -> reason)."""
@@ -102,6 +116,7 @@ def record(scenarios: list[Scenario], out: Path, *, all_scenarios: list[Scenario
     ports = assign_ports()
     with tempfile.TemporaryDirectory(prefix="tlsflow-pki-") as pki_dir:
         pki = build_pki(Path(pki_dir))
+        add_trust_anchor(out / "ca.pem", pki.ca_cert)
         for scenario in scenarios:
             started = time.monotonic()
             for stale in (scenario.pcap(out), scenario.keylog(out)):
