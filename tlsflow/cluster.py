@@ -1,0 +1,284 @@
+"""Scale-out analysis on a Dask cluster: one task per capture file, each worker writes that capture's Parquet file.
+
+For fleets of sensors writing rotating capture files, where one machine is not enough. The workers open the captures
+and write the results themselves, so only small per-file summaries travel through the scheduler; that needs the
+captures, the output folder, --ca-bundle and --keylog at the same absolute paths on every worker (shared storage).
+Dask is imported only here, and only when a cluster is asked for: plain `tlsflow analyze` does not need it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+RecordFilter = Callable[[dict[str, Any]], bool]
+MANIFEST_NAME = "_tlsflow_run.json"  # a leading '_' keeps it out of pandas/pyarrow/Spark directory reads
+_SHARED_STORAGE_HINT = " (is it on shared storage, at the same path on every worker?)"
+
+
+class ClusterError(Exception):
+    """The cluster cannot be used at all: Dask missing, scheduler unreachable, bad output folder."""
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureTask:
+    """What a worker needs for one capture: paths only (trust stores and key logs do not pickle cheaply)."""
+
+    name: str  # as the user gave it: the `capture` field
+    path: str  # absolute, as the worker opens it
+    output: str  # absolute path of this capture's Parquet file
+    ca_bundle: str | None = None
+    keylog: str | None = None
+    keep: RecordFilter | None = None  # the CLI's --failed/--sni/--host/--port filter
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureResult:
+    """A worker's summary of one capture; the records themselves are in `output`."""
+
+    capture: str
+    output: str | None  # None when no file was written
+    rows: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    errors: tuple[str, ...] = ()
+
+    @property
+    def failed(self) -> int:
+        return self.outcomes.get("failed", 0)
+
+
+@dataclass(slots=True)
+class ClusterRun:
+    """Everything the client learnt: one result per capture, in input order."""
+
+    out_dir: str
+    results: list[CaptureResult]
+
+    @property
+    def rows(self) -> int:
+        return sum(r.rows for r in self.results)
+
+    @property
+    def failed(self) -> int:
+        return sum(r.failed for r in self.results)
+
+    @property
+    def errors(self) -> list[str]:
+        return [e for r in self.results for e in r.errors]
+
+    @property
+    def outcomes(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for r in self.results:
+            for k, n in r.outcomes.items():
+                total[k] = total.get(k, 0) + n
+        return total
+
+    @property
+    def files(self) -> list[str]:
+        return [r.output for r in self.results if r.output]
+
+
+def output_name(capture_path: str) -> str:
+    """`<capture file name>-<10 hex digits of its absolute path's SHA-1>.parquet`: readable, unique when rotating
+    sensors reuse file names in different folders, and stable, so that a rerun overwrites instead of duplicating."""
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.basename(capture_path)).lstrip("._") or "capture"
+    digest = hashlib.sha1(capture_path.encode("utf-8", "surrogateescape")).hexdigest()[:10]
+    return f"{base[:100]}-{digest}.parquet"
+
+
+# --- worker side ------------------------------------------------------------------------------------------------
+
+_cache_lock = threading.Lock()  # a worker with several threads builds each store once
+
+
+@lru_cache(maxsize=4)
+def _trust_for(ca_bundle: str | None, stamp: tuple[int, int] | None) -> Any:
+    from tlsflow.api import _trust_store
+
+    return _trust_store(ca_bundle)
+
+
+@lru_cache(maxsize=2)
+def _keylog_for(path: str, stamp: tuple[int, int]) -> Any:
+    from tlsflow.api import _load_keylog
+
+    return _load_keylog(path)
+
+
+def _stamp(path: str | None) -> tuple[int, int] | None:
+    """(mtime, size): a key log a sensor keeps appending to is read again when it changed."""
+    if path is None:
+        return None
+    st = os.stat(path)
+    return st.st_mtime_ns, st.st_size
+
+
+def _worker_trust(task: CaptureTask) -> Any:
+    with _cache_lock:
+        return _trust_for(task.ca_bundle, _stamp(task.ca_bundle))
+
+
+def _worker_keylog(task: CaptureTask) -> Any:
+    if task.keylog is None:
+        return None
+    with _cache_lock:
+        cached = _keylog_for(task.keylog, _stamp(task.keylog))
+    from tlsparse.keylog import KeyLog
+
+    # The pipeline merges a pcapng's own secrets into the KeyLog it is given: each capture gets its own copy, so
+    # that one capture's secrets never reach another that the same worker analyses later.
+    return KeyLog(max_entries=cached.max_entries).merge(cached)
+
+
+def analyze_capture(task: CaptureTask) -> CaptureResult:
+    """Run on a worker: analyse one capture into its Parquet file. Never raises for a bad capture or a bug in
+    the analysis; those come back as `errors`, so that one file cannot stop the job."""
+    from tlsflow.capture import CaptureError
+    from tlsflow.formats import ParquetWriter
+    from tlsflow.pipeline import CaptureReport, iter_flow_records
+
+    trust = keylog = None
+    try:
+        trust = _worker_trust(task)
+        keylog = _worker_keylog(task)
+    except (OSError, ValueError) as exc:  # the worker does not see the bundle or key log the client saw
+        which = f"--keylog {task.keylog}" if trust is not None else f"--ca-bundle {task.ca_bundle}"
+        return CaptureResult(task.name, None, errors=(f"{task.name}: cannot load {which}: {exc}{_SHARED_STORAGE_HINT}",))
+    out_dir = os.path.dirname(task.output)
+    tmp = os.path.join(out_dir, f".{os.path.basename(task.output)}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        writer = ParquetWriter(tmp)
+    except OSError as exc:
+        message = f"{task.name}: cannot write {task.output}: {exc.strerror or exc}"
+        return CaptureResult(task.name, None, errors=(message,))
+    errors: list[str] = []
+    outcomes: dict[str, int] = {}
+    rows = 0
+    report = CaptureReport(capture=task.name)
+    try:
+        try:
+            for record in iter_flow_records(task.path, capture_name=task.name, trust=trust, report=report,
+                                            keylog=keylog):
+                if task.keep is not None and not task.keep(record):
+                    continue
+                writer.write(record)
+                rows += 1
+                outcomes[record["outcome"]] = outcomes.get(record["outcome"], 0) + 1
+        except FileNotFoundError as exc:
+            errors.append(f"{task.name}: {exc.strerror or exc}{_SHARED_STORAGE_HINT}")
+        except OSError as exc:
+            errors.append(f"{task.name}: {exc.strerror or exc}")
+        except CaptureError as exc:
+            errors.append(f"{task.name}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a bug on one capture's bytes: reported for it, the rest goes on
+            errors.append(f"{task.name}: analysis failed: {type(exc).__name__}: {exc}")
+        if report.error:
+            errors.append(f"{task.name}: {report.error} ({report.flows} connection(s) before the damage were "
+                          "reported)")
+        writer.close()
+        # Readers of the folder skip dot files, so a half-written file is never read; the rename is atomic.
+        os.replace(tmp, task.output)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            return CaptureResult(task.name, None, rows, outcomes,
+                                 (*errors, f"{task.name}: cannot write {task.output}: {exc.strerror or exc}"))
+        raise
+    return CaptureResult(task.name, task.output, rows, outcomes, tuple(errors))
+
+
+# --- client side ------------------------------------------------------------------------------------------------
+
+def _connect(scheduler: Any, timeout: float) -> tuple[Any, bool]:
+    """A distributed.Client for an address, a LocalCluster or a Client; True when we opened it (and close it)."""
+    try:
+        import distributed
+    except ImportError as exc:
+        raise ClusterError("running on a Dask cluster needs dask.distributed: pip install 'tlsflow[cluster]'") \
+            from exc
+    if isinstance(scheduler, distributed.Client):
+        return scheduler, False
+    address = getattr(scheduler, "scheduler_address", scheduler)
+    try:
+        return distributed.Client(address, timeout=timeout, set_as_default=False), True
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ClusterError(f"cannot connect to the Dask scheduler at {address}: {exc}") from exc
+
+
+def _write_manifest(run: ClusterRun) -> None:
+    manifest = {"captures": [{"capture": r.capture, "output": r.output and os.path.basename(r.output),
+                              "rows": r.rows, "outcomes": r.outcomes, "errors": list(r.errors)}
+                             for r in run.results]}
+    tmp = os.path.join(run.out_dir, f".{MANIFEST_NAME}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(manifest, f, indent=1, ensure_ascii=False)
+    os.replace(tmp, os.path.join(run.out_dir, MANIFEST_NAME))
+
+
+def analyze_cluster(paths: str | Path | Iterable[str | Path], scheduler: Any, out_dir: str | Path, *,
+                    ca_bundle: str | Path | None = None, keylog: str | Path | None = None,
+                    keep: RecordFilter | None = None, connect_timeout: float = 30.0,
+                    on_result: Callable[[CaptureResult], None] | None = None) -> ClusterRun:
+    """Analyse captures on a Dask cluster: one task per capture, each writing `out_dir/<name>-<hash>.parquet` with
+    the contract's schema (`pd.read_parquet(out_dir)` reads them all), plus `_tlsflow_run.json` listing what each
+    capture gave. `scheduler`: an address (`tcp://host:8786`), a LocalCluster or a distributed.Client.
+
+    `paths` are expanded here (files, directories, globs) and opened by the workers at their absolute paths, as
+    are `ca_bundle`, `keylog` and `out_dir`: they must be on storage every worker sees at the same path. A capture
+    that cannot be read is reported in its result's `errors` (and by `on_result` as soon as it is known); the
+    other captures go on. Raises ClusterError when the cluster cannot be used at all."""
+    from tlsflow.api import _expand
+
+    inputs = _expand(paths)
+    if "-" in inputs:
+        raise ClusterError("standard input (-) cannot be analysed on a cluster: give capture files")
+    inputs = list(dict.fromkeys(inputs))  # one task per file: a file named twice would race for its output
+    out = os.path.abspath(str(out_dir))
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ClusterError(f"{out_dir}: not a directory (the cluster writes one Parquet file per capture there)")
+    os.makedirs(out, exist_ok=True)
+    ca = os.path.abspath(str(ca_bundle)) if ca_bundle else None
+    kl = os.path.abspath(str(keylog)) if keylog else None
+    tasks = []
+    for name in inputs:
+        path = os.path.abspath(name)
+        tasks.append(CaptureTask(name=name, path=path, output=os.path.join(out, output_name(path)),
+                                 ca_bundle=ca, keylog=kl, keep=keep))
+    client, opened = _connect(scheduler, connect_timeout)
+    by_name: dict[str, CaptureResult] = {}
+    try:
+        from distributed import as_completed
+
+        # pure=False: the same path twice (a rerun on a long-lived cluster) is a new task, as the file may have
+        # grown; the scheduler spreads the tasks over the workers as they free up.
+        futures = client.map(analyze_capture, tasks, pure=False, key="tlsflow-analyze")
+        task_of = {f.key: t for f, t in zip(futures, tasks)}
+        for future in as_completed(futures, loop=client.loop):
+            task = task_of[future.key]
+            try:
+                result = future.result()
+            except Exception as exc:  # noqa: BLE001 - the worker died on it (KilledWorker), or it could not run
+                message = f"{task.name}: the cluster could not analyse it: {type(exc).__name__}: {exc}"
+                result = CaptureResult(task.name, None, errors=(message,))
+            by_name[task.name] = result
+            future.release()
+            if on_result is not None:
+                on_result(result)
+    finally:
+        if opened:
+            client.close()
+    run = ClusterRun(out_dir=out, results=[by_name[t.name] for t in tasks])
+    _write_manifest(run)
+    return run
