@@ -41,7 +41,9 @@ def assess_certificates(summary: HandshakeSummary, *, at: dt.datetime, trust: An
     from analyzers.certchecks import check_chain, looks_like_interception
 
     ch = summary.client_hello
-    ocsp = summary.certificate_status.message.ocsp_response if summary.certificate_status is not None else None
+    # TLS <= 1.2 staples OCSP in a CertificateStatus message, TLS 1.3 in the leaf's certificate entry.
+    ocsp = summary.certificate_status.message.ocsp_response if summary.certificate_status is not None else \
+        getattr(cert_msg.message, "ocsp_response", None)
     report = check_chain(ders, at=at, server_name=ch.sni if ch is not None else None, trust=trust, ocsp_der=ocsp)
     names = {_finding_name(f) for f in report.findings}
     findings = frozenset(_CAUSE_OF_FINDING[n] for n in names if n in _CAUSE_OF_FINDING)

@@ -22,7 +22,7 @@ def verify_server_key_exchange(cert_der: bytes, client_random: bytes, server_ran
         return None
     try:
         key = x509.load_der_x509_certificate(cert_der).public_key()
-    except (ValueError, UnsupportedAlgorithm):
+    except (ValueError, UnsupportedAlgorithm, x509.InvalidVersion):
         return None
     data = client_random + server_random + ske.signed_params
     scheme = ske.signature_scheme

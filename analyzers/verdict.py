@@ -48,6 +48,8 @@ CERTIFICATE_ALERTS = {BAD_CERTIFICATE, UNSUPPORTED_CERTIFICATE, CERTIFICATE_REVO
 # A TLS 1.3 record holding only an alert: 2 bytes of alert + 1 byte of inner type + the AEAD tag (16 bytes, or 8
 # for CCM_8). A Finished is at least 32 + 4 + 1 + 16 = 53 bytes. Anything up to 24 is taken as an alert.
 MAX_ENCRYPTED_ALERT_LENGTH = 24
+# A TLS 1.3 record holding only a Finished: verify_data (SHA-256 or SHA-384) + 4 + 1 + 16-byte tag.
+TLS13_FINISHED_RECORD_LENGTHS = frozenset({32 + 4 + 1 + 16, 48 + 4 + 1 + 16})
 # Client's encrypted handshake bytes above which its TLS 1.3 flight must hold a (non-empty) Certificate.
 TLS13_CLIENT_FLIGHT_WITH_CERT = 200
 # Signalling values in the cipher-suite list that are not suites: renegotiation SCSV and fallback SCSV.
@@ -55,6 +57,8 @@ _SIGNALLING_SUITES = frozenset({0x00FF, 0x5600})
 # Suites every maintained TLS server enables: a server that refuses all of them offers only weak/exotic suites.
 _WIDELY_SUPPORTED_SUITES = frozenset({0x1301, 0x1302, 0x1303, 0xC02B, 0xC02F, 0xC02C, 0xC030, 0xCCA8, 0xCCA9,
                                       0x009C, 0x009D, 0x002F, 0x0035, 0xC013, 0xC014})
+# A client that closes within this time after its Finished, without data, is hanging up, not done.
+HANG_UP_SECONDS = 0.5
 # Seconds without an answer to the ClientHello before "server silent" is called on a flow still open.
 SILENT_AFTER_SECONDS = 5.0
 
@@ -458,13 +462,19 @@ class _Decider:
                     not self._closed_before(Sender.CLIENT, server_later[0].ts):
                 # The client's flight is the records of its first segment after the server's flight.
                 flight = sum(r.length for r in client_after if r.frame == first.frame)
-                cause = "client_cert_rejected" if flight > TLS13_CLIENT_FLIGHT_WITH_CERT else "client_cert_missing"
                 v = self.v
                 v.alert, v.alert_sender = "encrypted", "server"
                 facts = [self._ch_frame(), self._server_hello_evidence(),
                          f"frame {first.frame}: client encrypted flight ({flight} bytes)",
                          f"frame {server_later[0].frame}: server answered with one encrypted record of "
                          f"{server_later[0].length} bytes (alert-sized) and closed"]
+                if flight in TLS13_FINISHED_RECORD_LENGTHS:
+                    # A flight that is exactly one Finished holds no Certificate: the server asked for none (a
+                    # client must answer a CertificateRequest, if only with an empty Certificate), so what it
+                    # refused is the Finished itself.
+                    facts.append("the client's flight is a lone Finished: no client certificate was requested")
+                    return self.fail("finished", "decrypt_error", "likely", *facts, end_ts=server_later[0].ts)
+                cause = "client_cert_rejected" if flight > TLS13_CLIENT_FLIGHT_WITH_CERT else "client_cert_missing"
                 return self.fail("client_certificate", cause, "likely", *facts, end_ts=server_later[0].ts)
         return None
 
@@ -518,9 +528,11 @@ class _Decider:
         handshake, then close at once without sending a byte of data. When the certificate has a problem that
         explains it, the handshake failed at the certificate even though both Finished went out."""
         s, c = self.s, self.tcp.client
-        if end_ts is None or not self.certs.findings:
+        # Only the host name is checked this way by clients (curl, libraries with a separate verify step); other
+        # findings may just reflect our trust store, and a client that trusted the chain closes the same way.
+        if end_ts is None or "cert_hostname_mismatch" not in self.certs.findings:
             return None
-        closed = [t for t in (c.fin_ts, c.rst_ts) if t is not None and t >= end_ts]
+        closed = [t for t in (c.fin_ts, c.rst_ts) if t is not None and end_ts <= t <= end_ts + HANG_UP_SECONDS]
         if not closed:
             return None
         data = [r for r in s.encrypted_from(Sender.CLIENT)
@@ -528,14 +540,11 @@ class _Decider:
         if data or s.app_data_records[Sender.CLIENT] > len(
                 [r for r in s.encrypted_from(Sender.CLIENT) if r.ts > end_ts and r.content_type == 23]):
             return None
-        for cause in _CERT_CAUSE_ORDER:
-            if cause in self.certs.findings:
-                frame = c.fin_frame if c.fin_ts in closed else c.rst_frame
-                return self.fail("server_certificate", cause, "likely", self._ch_frame(),
-                                 *self.certs.facts,
-                                 f"frame {frame}: the client closed right after the handshake without sending "
-                                 "any data (it rejected the certificate after the handshake)", end_ts=min(closed))
-        return None
+        frame = c.fin_frame if c.fin_ts in closed else c.rst_frame
+        return self.fail("server_certificate", "cert_hostname_mismatch", "likely", self._ch_frame(),
+                         *self.certs.facts,
+                         f"frame {frame}: the client closed right after the handshake without sending any data "
+                         "(it rejected the certificate's name after the handshake)", end_ts=min(closed))
 
     def tcp_ending(self) -> Verdict | None:
         """No alert and no finished handshake: how did the connection end?"""

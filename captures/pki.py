@@ -71,6 +71,12 @@ def _build(subject: str, key: rsa.RSAPrivateKey, issuer: _Issuer | None, *, ca: 
         builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
     if san:
         builder = builder.add_extension(x509.SubjectAlternativeName(_general_names(san)), critical=False)
+    if issuer is not None and not ca and issuer.cert.subject != issuer.cert.issuer:
+        # As every public CA does, leaves issued by an intermediate say where to fetch it (caIssuers): this is
+        # what lets a passive observer tell a chain missing its intermediate from a leaf of an unknown root.
+        builder = builder.add_extension(x509.AuthorityInformationAccess([x509.AccessDescription(
+            x509.oid.AuthorityInformationAccessOID.CA_ISSUERS,
+            x509.UniformResourceIdentifier("http://pki.tlsflow.test/intermediate.der"))]), critical=False)
     return builder.sign(signing_key, hash_alg or hashes.SHA256())
 
 

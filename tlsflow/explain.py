@@ -13,13 +13,23 @@ from tlsparse import registry
 from tlsparse.events import Sender
 
 _WIDTH = 34
+_MESSAGE_NAMES = {
+    m.HELLO_REQUEST: "HelloRequest", m.CLIENT_HELLO: "ClientHello", m.SERVER_HELLO: "ServerHello",
+    m.HELLO_RETRY_REQUEST: "HelloRetryRequest", m.NEW_SESSION_TICKET: "NewSessionTicket",
+    m.END_OF_EARLY_DATA: "EndOfEarlyData", m.ENCRYPTED_EXTENSIONS: "EncryptedExtensions",
+    m.CERTIFICATE: "Certificate", m.SERVER_KEY_EXCHANGE: "ServerKeyExchange",
+    m.CERTIFICATE_REQUEST: "CertificateRequest", m.SERVER_HELLO_DONE: "ServerHelloDone",
+    m.CERTIFICATE_VERIFY: "CertificateVerify", m.CLIENT_KEY_EXCHANGE: "ClientKeyExchange", m.FINISHED: "Finished",
+    m.CERTIFICATE_STATUS: "CertificateStatus", m.KEY_UPDATE: "KeyUpdate",
+}
 
 
 def _label(event: Any) -> str | None:
     if isinstance(event, ev.HandshakeSeen):
         msg = event.message
-        name = "HelloRetryRequest" if event.msg_type == m.HELLO_RETRY_REQUEST else \
-            registry.handshake_type_name(event.msg_type).replace("_RESERVED", "")
+        name = _MESSAGE_NAMES.get(event.msg_type) or registry.handshake_type_name(event.msg_type)
+        if getattr(event, "decrypted", False):
+            name += " (decrypted)"
         if isinstance(msg, m.ClientHello):
             extra = registry.version_name(msg.highest_version)
             if msg.sni:
@@ -52,11 +62,14 @@ def _label(event: Any) -> str | None:
 
 def _line(frame: int | None, t: float, sender: Sender, text: str) -> str:
     frame_text = f"{frame:>7}" if frame is not None else "       "
-    text = text if len(text) <= _WIDTH else text[: _WIDTH - 1] + "…"
+    limit = _WIDTH if sender is Sender.CLIENT else 2 * _WIDTH
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    # Client messages sit left of a right-pointing arrow, server messages right of a left-pointing one, so each
+    # side reads as a column.
     if sender is Sender.CLIENT:
-        body = f"{text:<{_WIDTH}} ──────►"
+        body = f"{text:<{_WIDTH}} ───────►"
     else:
-        body = f"{'':<{_WIDTH - len(text) - 1}}◄────── {text}" if len(text) < _WIDTH else f"◄────── {text}"
+        body = f"{'':<{_WIDTH - 8}}◄─────── {text}"
     return f"{frame_text} {t * 1000:10.3f} ms  {body}"
 
 
@@ -77,7 +90,7 @@ def render_ladder(events: list[Any], tcp: Any, record: dict[str, Any]) -> list[s
             rows.append((event.ts, event.frame, event.sender, label))
     rows.sort(key=lambda r: (r[1], r[0]))
     start = record["start"]
-    lines = [f"{'frame':>7} {'time':>13}  {'client':<{_WIDTH}}         server", "─" * 78]
+    lines = [f"{'frame':>7} {'time':>13}  {'client':<{_WIDTH - 8}}{'':9}server", "─" * 100]
     for ts, frame, sender, label in rows:
         lines.append(_line(frame, ts - start, sender, label))
     return lines

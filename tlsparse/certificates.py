@@ -70,7 +70,7 @@ def load_certificate(der: bytes) -> x509.Certificate | None:
         warnings.simplefilter("ignore", CryptographyDeprecationWarning)
         try:
             return x509.load_der_x509_certificate(der)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, x509.InvalidVersion):  # InvalidVersion is not a ValueError
             return None
 
 

@@ -97,13 +97,28 @@ def decode_certificate(r: Reader, ctx: DecodeContext) -> m.Certificate:
     entries = r.sub24("certificate_list")
     r.expect_end("certificate")
     certs: list[bytes] = []
+    ocsp: bytes | None = None
     while not entries.done():
         if len(certs) >= MAX_LIST_ITEMS:
             raise entries.fail("too_many_items: certificate_list")
         certs.append(entries.vec24("cert_data"))
-        if tls13:  # per-entry extensions (status_request, SCT); decoded only to skip them
-            parse_extensions(entries, HelloContext.CERTIFICATE)
-    return m.Certificate(certificates=tuple(certs), request_context=request_context)
+        if tls13:  # per-entry extensions: the leaf's status_request carries the stapled OCSP response
+            extensions = parse_extensions(entries, HelloContext.CERTIFICATE)
+            if len(certs) == 1:
+                ocsp = _stapled_ocsp(extensions)
+    return m.Certificate(certificates=tuple(certs), request_context=request_context, ocsp_response=ocsp)
+
+
+def _stapled_ocsp(extensions: object) -> bytes | None:
+    """RFC 8446 4.4.2.1: a CertificateStatus (status_type 1 = ocsp, then a 24-bit length) in the leaf's entry."""
+    for ext in extensions or ():  # type: ignore[attr-defined]
+        if getattr(ext, "type", None) == m.EXT_STATUS_REQUEST:
+            data = ext.data
+            if len(data) >= 4 and data[0] == 1:
+                length = int.from_bytes(data[1:4], "big")
+                if length == len(data) - 4:
+                    return bytes(data[4:])
+    return None
 
 
 def decode_certificate_request(r: Reader, ctx: DecodeContext) -> m.CertificateRequest:

@@ -204,6 +204,7 @@ class Certificate:
 
     certificates: tuple[bytes, ...]
     request_context: bytes | None = None  # TLS 1.3 only
+    ocsp_response: bytes | None = None  # TLS 1.3: DER OCSPResponse stapled in the leaf's entry (status_request)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -147,7 +147,7 @@ def test_explain_draws_a_ladder(capsys):
     code = main(["explain", str(CORPUS / label["file"]), "--flow", str(label["flow"])])
     out = capsys.readouterr().out
     assert code == 1
-    assert "ClientHello" in out and "──────►" in out and "◄──────" in out
+    assert "ClientHello" in out and "───────►" in out and "◄───────" in out
     assert f"{label['failed_step']}: {label['cause']}" in out
 
 
