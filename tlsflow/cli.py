@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary on standard error")
     a.add_argument("--no-color", action="store_true", help="no colours in the text report")
     a.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="analyse with N processes (files in parallel)")
+    a.add_argument("--scheduler", metavar="ADDRESS", help="run on a Dask cluster (tcp://host:8786), one Parquet file "
+                   "per capture into the -o folder; captures and folder at the same paths on every worker")
     common_filters(a)
 
     e = sub.add_parser("explain", help="draw one connection's handshake as a ladder, with the verdict")
@@ -164,6 +166,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         sys.stderr.write(f"tlsflow: --ca-bundle: {exc}\n")
         return EXIT_USAGE
+    if args.scheduler:  # a Dask cluster (optional dependency, imported only here)
+        from tlsflow.cluster import cmd_analyze_cluster
+
+        return cmd_analyze_cluster(args, inputs, _filter(args))
     keep = _filter(args)
     show_progress = not args.quiet and sys.stderr.isatty()
     records: list[dict[str, Any]] = []
