@@ -39,7 +39,7 @@ PATHS = {
     "net_packet_loss_fatal": ("packet_loss", "likely", ["server never acknowledged"]),
     "net_mtu_blackhole": ("mtu_blackhole", "likely", ["retransmitted and never acknowledged",
                                                       "smaller packets got through"]),
-    "tls12_no_common_version_old_server": ("no_common_version", "certain", ["alert protocol_version"]),
+    "no_common_version_old_client": ("no_common_version", "certain", ["alert protocol_version", "client offered"]),
     "tls12_no_common_cipher": ("no_common_cipher", "likely", ["handshake_failure", "client offered"]),
     "tls12_weak_cipher_only": ("weak_cipher_only", "possible", ["widely supported suites"]),
     "tls13_no_common_group": ("no_common_group", "likely", ["only the group(s) x25519"]),
