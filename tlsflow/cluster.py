@@ -229,7 +229,7 @@ def _write_manifest(run: ClusterRun) -> None:
 
 def analyze_cluster(paths: str | Path | Iterable[str | Path], scheduler: Any, out_dir: str | Path, *,
                     ca_bundle: str | Path | None = None, keylog: str | Path | None = None,
-                    keep: RecordFilter | None = None, connect_timeout: float = 30.0,
+                    keep: RecordFilter | None = None, connect_timeout: float = 30.0, timeout: float | None = None,
                     on_result: Callable[[CaptureResult], None] | None = None) -> ClusterRun:
     """Analyse captures on a Dask cluster: one task per capture, each writing `out_dir/<name>-<hash>.parquet` with
     the contract's schema (`pd.read_parquet(out_dir)` reads them all), plus `_tlsflow_run.json` listing what each
@@ -238,7 +238,8 @@ def analyze_cluster(paths: str | Path | Iterable[str | Path], scheduler: Any, ou
     `paths` are expanded here (files, directories, globs) and opened by the workers at their absolute paths, as
     are `ca_bundle`, `keylog` and `out_dir`: they must be on storage every worker sees at the same path. A capture
     that cannot be read is reported in its result's `errors` (and by `on_result` as soon as it is known); the
-    other captures go on. Raises ClusterError when the cluster cannot be used at all."""
+    other captures go on; so is every capture not analysed within `timeout` seconds (then cancelled). Raises
+    ClusterError when the cluster cannot be used at all."""
     from tlsflow.api import _expand
 
     inputs = _expand(paths)
@@ -264,21 +265,83 @@ def analyze_cluster(paths: str | Path | Iterable[str | Path], scheduler: Any, ou
         # pure=False: the same path twice (a rerun on a long-lived cluster) is a new task, as the file may have
         # grown; the scheduler spreads the tasks over the workers as they free up.
         futures = client.map(analyze_capture, tasks, pure=False, key="tlsflow-analyze")
-        task_of = {f.key: t for f, t in zip(futures, tasks)}
-        for future in as_completed(futures, loop=client.loop):
-            task = task_of[future.key]
-            try:
-                result = future.result()
-            except Exception as exc:  # noqa: BLE001 - the worker died on it (KilledWorker), or it could not run
-                message = f"{task.name}: the cluster could not analyse it: {type(exc).__name__}: {exc}"
-                result = CaptureResult(task.name, None, errors=(message,))
-            by_name[task.name] = result
-            future.release()
-            if on_result is not None:
-                on_result(result)
+        task_of = {f.key: t for f, t in zip(futures, tasks, strict=True)}
+        expired = threading.Event()
+        # A watchdog rather than as_completed's own timeout (newer Dask only): cancelled tasks come out of
+        # as_completed like finished ones, and are reported one by one.
+        watchdog = threading.Timer(timeout, lambda: (expired.set(), client.cancel(
+            [f for f in futures if not f.done()]))) if timeout is not None else None
+        if watchdog is not None:
+            watchdog.daemon = True
+            watchdog.start()
+        try:
+            for future in as_completed(futures, loop=client.loop):
+                task = task_of[future.key]
+                try:
+                    result = future.result()
+                except Exception as exc:  # noqa: BLE001 - the worker died on it (KilledWorker), or it could not run
+                    message = (f"{task.name}: not analysed within {timeout:g} s" if expired.is_set()
+                               and future.cancelled() else
+                               f"{task.name}: the cluster could not analyse it: {type(exc).__name__}: {exc}")
+                    result = CaptureResult(task.name, None, errors=(message,))
+                by_name[task.name] = result
+                future.release()
+                if on_result is not None:
+                    on_result(result)
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
     finally:
         if opened:
             client.close()
     run = ClusterRun(out_dir=out, results=[by_name[t.name] for t in tasks])
     _write_manifest(run)
     return run
+
+
+# --- command line -----------------------------------------------------------------------------------------------
+
+def cmd_analyze_cluster(args: Any, inputs: list[str], keep: RecordFilter | None) -> int:
+    """`tlsflow analyze --scheduler ADDRESS ... -o DIR`: the same exit codes as a local run."""
+    import sys
+
+    from tlsflow.cli import EXIT_FAILURES, EXIT_OK, EXIT_UNREADABLE, EXIT_USAGE
+
+    def usage(message: str) -> int:
+        sys.stderr.write(f"tlsflow: {message}\n")
+        return EXIT_USAGE
+
+    if args.format not in (None, "parquet"):
+        return usage("--scheduler writes Parquet only (one file per capture): drop -f or use -f parquet")
+    if not args.output or args.output == "-":
+        return usage("--scheduler needs -o DIR, a folder every worker can write at the same path")
+    if args.keylog and not os.path.isfile(args.keylog):
+        return usage(f"--keylog: {args.keylog}: no such file")
+    show_progress = not args.quiet and sys.stderr.isatty()
+    done = [0]
+
+    def on_result(result: CaptureResult) -> None:
+        done[0] += 1
+        if show_progress:
+            sys.stderr.write("\r" + " " * 60 + "\r")
+        for message in result.errors:
+            sys.stderr.write(f"tlsflow: {message}\n")
+        if show_progress:
+            sys.stderr.write(f"{done[0]}/{len(inputs)} captures analysed")
+            sys.stderr.flush()
+
+    try:
+        run = analyze_cluster(inputs, args.scheduler, args.output, ca_bundle=args.ca_bundle, keylog=args.keylog,
+                              keep=keep, on_result=on_result)
+    except ClusterError as exc:
+        return usage(str(exc))
+    if show_progress:
+        sys.stderr.write("\r" + " " * 60 + "\r")
+    if not args.quiet:
+        outcomes = run.outcomes
+        sys.stderr.write(f"tlsflow: {run.rows} connection(s): "
+                         + ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items()))
+                         + f"; {len(run.files)} Parquet file(s) in {args.output}\n")
+    if run.errors:
+        return EXIT_UNREADABLE
+    return EXIT_FAILURES if run.failed else EXIT_OK
