@@ -6,6 +6,7 @@ later packets only update TCP counters.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from tlsflow.capture import CaptureError, open_capture
 from tlsflow.record import build_record
 from tlsflow.tcp import ConnectionClosed, ConnectionOpened, StreamChunk, TcpReassembler
 from tlsparse import TlsConnection
+from tlsparse.certificates import describe_certificate
 from tlsparse.events import Sender
 from tlsparse.fingerprints import ja3, ja3s, ja4
 
@@ -80,6 +82,7 @@ class FlowAnalyzer:
         self.keep_events_for = keep_events_for
         self.kept_events: list[Any] = []
         self.kept_tcp: TcpFacts | None = None
+        self._cert_cache = _CertCache(trust)
 
     def feed(self, pkt: Any) -> Iterator[dict[str, Any]]:
         self.last_ts = pkt.ts
@@ -117,7 +120,7 @@ class FlowAnalyzer:
                 self.kept_events.extend(events)
             for e in events:
                 summary.add(e)
-            if self._handshake_over(summary):
+            if self._handshake_over(summary, state.tls):
                 conn.wants_data = False
             return None
         if isinstance(event, ConnectionOpened):
@@ -140,10 +143,10 @@ class FlowAnalyzer:
         return TlsConnection(max_handshake=1 << 19, keylog=self.keylog)
 
     @staticmethod
-    def _handshake_over(s: HandshakeSummary) -> bool:
-        """Both sides are exchanging application data, or the parser gave up on the stream: later bytes
-        cannot change the verdict (alerts after this are not handshake failures)."""
-        if s.not_tls:
+    def _handshake_over(s: HandshakeSummary, tls: TlsConnection) -> bool:
+        """Both sides are exchanging application data, or the parser gave up on both directions (not TLS, not
+        even after a STARTTLS prelude): later bytes cannot change the verdict."""
+        if not tls.parsing(Sender.CLIENT) and not tls.parsing(Sender.SERVER):
             return True
         return s.app_data_records[Sender.CLIENT] > 0 and s.app_data_records[Sender.SERVER] > 0
 
@@ -154,7 +157,7 @@ class FlowAnalyzer:
         if conn.flow_id == self.keep_events_for:
             self.kept_tcp = tcp
         at = _dt.datetime.fromtimestamp(conn.start, tz=_dt.timezone.utc)
-        certs, leaf, chain_len = assess_certificates(summary, at=at, trust=self.trust)
+        certs, leaf, chain_len = self._cert_cache.assess(summary, at)
         verdict = decide(summary, tcp, certs, capture_end=self.last_ts)
         ch, sh = summary.client_hello, summary.server_hello_msg
         return build_record(
@@ -166,6 +169,80 @@ class FlowAnalyzer:
             ja3s=_first(ja3s(sh)) if sh is not None else None,
             ja4=ja4(ch) if ch is not None else None,
         )
+
+
+class _CertCache:
+    """Certificate checks, remembered per (chain, server name, what the capture time makes of each certificate).
+
+    Why: the checks (decoding, path building, signature verification) are the largest per-connection cost, and
+    real traffic shows the same few chains over and over. `check_chain` reads the capture time only to compare it
+    with each certificate's validity (expired, not yet valid, expires within EXPIRES_SOON, each with a rounded
+    distance in days or hours in its text) and with a stapled OCSP response's times (never cached). So two
+    connections with the same chain and server name get the same result when every certificate falls in the same
+    case with the same rounded distance: that tuple is part of the key. The one per-connection part, the frame
+    number in the first fact, is put back for each connection.
+    """
+
+    MAX_ENTRIES = 4096  # results (and decoded certificates) remembered; emptied when full: memory stays bounded
+
+    def __init__(self, trust: Any) -> None:
+        self.trust = trust
+        self._entries: dict[tuple[Any, ...], tuple[int, tuple[Any, Any, Any]]] = {}
+        self._infos: dict[bytes, Any] = {}
+
+    def assess(self, summary: HandshakeSummary, at: _dt.datetime) -> tuple[Any, Any, Any]:
+        cert_msg = summary.server_certificate
+        if cert_msg is None or summary.certificate_status is not None:
+            return assess_certificates(summary, at=at, trust=self.trust)
+        ders = tuple(getattr(cert_msg.message, "certificates", ()))
+        timing = self._timing(ders, at) if ders else None
+        if timing is None:
+            return assess_certificates(summary, at=at, trust=self.trust)
+        ch = summary.client_hello
+        key = (ders, ch.sni if ch is not None else None, timing)
+        entry = self._entries.get(key)
+        frame = cert_msg.frame
+        if entry is not None:
+            cached_frame, result = entry
+            if cached_frame == frame:
+                return result
+            view, leaf, chain_len = result
+            old, new = f"frame {cached_frame}:", f"frame {frame}:"
+            facts = view.facts
+            if facts and facts[0].startswith(old):
+                facts = (new + facts[0][len(old):], *facts[1:])
+                return dataclasses.replace(view, facts=facts), leaf, chain_len
+        result = assess_certificates(summary, at=at, trust=self.trust)
+        if len(self._entries) >= self.MAX_ENTRIES:
+            self._entries.clear()
+        self._entries[key] = (frame, result)
+        return result
+
+    def _timing(self, ders: tuple[bytes, ...], at: _dt.datetime) -> tuple[Any, ...] | None:
+        """How `check_chain` sees `at` against each certificate (its validity cases and their texts), or None
+        when a certificate does not decode (then nothing is cached)."""
+        from analyzers.certchecks import EXPIRES_SOON, _days
+
+        infos = self._infos
+        out = []
+        for der in ders:
+            info = infos.get(der)
+            if info is None:
+                if len(infos) >= self.MAX_ENTRIES:
+                    infos.clear()
+                info = infos[der] = describe_certificate(der)
+            not_before, not_after = getattr(info, "not_before", None), getattr(info, "not_after", None)
+            if not isinstance(not_before, _dt.datetime) or not isinstance(not_after, _dt.datetime):
+                return None
+            if at > not_after:
+                out.append(("expired", _days(at - not_after)))
+            elif at < not_before:
+                out.append(("not_yet_valid", _days(not_before - at)))
+            elif not_after - at <= EXPIRES_SOON:
+                out.append(("expires_soon", _days(not_after - at)))
+            else:
+                out.append(None)
+        return tuple(out)
 
 
 def iter_flow_records(source: str | Path, *, capture_name: str | None = None, trust: Any = None,
