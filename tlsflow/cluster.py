@@ -13,7 +13,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,7 @@ class CaptureResult:
     rows: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
     errors: tuple[str, ...] = ()
+    worker: str | None = None  # the Dask worker's address, for tracing a problem to a machine
 
     @property
     def failed(self) -> int:
@@ -138,9 +139,27 @@ def _worker_keylog(task: CaptureTask) -> Any:
     return KeyLog(max_entries=cached.max_entries).merge(cached)
 
 
+def _worker_address() -> str | None:
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except (ImportError, ValueError):  # called outside a Dask worker
+        return None
+
+
 def analyze_capture(task: CaptureTask) -> CaptureResult:
     """Run on a worker: analyse one capture into its Parquet file. Never raises for a bad capture or a bug in
     the analysis; those come back as `errors`, so that one file cannot stop the job."""
+    result = _analyze_capture(task)
+    return replace(result, worker=_worker_address())
+
+
+def _not_analysed(task: CaptureTask, message: str) -> CaptureResult:
+    return CaptureResult(task.name, None, errors=(f"{task.name}: {message}",))
+
+
+def _analyze_capture(task: CaptureTask) -> CaptureResult:
     from tlsflow.capture import CaptureError
     from tlsflow.formats import ParquetWriter
     from tlsflow.pipeline import CaptureReport, iter_flow_records
@@ -151,15 +170,16 @@ def analyze_capture(task: CaptureTask) -> CaptureResult:
         keylog = _worker_keylog(task)
     except (OSError, ValueError) as exc:  # the worker does not see the bundle or key log the client saw
         which = f"--keylog {task.keylog}" if trust is not None else f"--ca-bundle {task.ca_bundle}"
-        return CaptureResult(task.name, None, errors=(f"{task.name}: cannot load {which}: {exc}{_SHARED_STORAGE_HINT}",))
+        return _not_analysed(task, f"cannot load {which}: {exc}{_SHARED_STORAGE_HINT}")
+    if not os.path.isfile(task.path):  # the client saw it: this worker does not
+        return _not_analysed(task, f"{task.path}: no such file on this worker{_SHARED_STORAGE_HINT}")
     out_dir = os.path.dirname(task.output)
     tmp = os.path.join(out_dir, f".{os.path.basename(task.output)}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         os.makedirs(out_dir, exist_ok=True)
         writer = ParquetWriter(tmp)
     except OSError as exc:
-        message = f"{task.name}: cannot write {task.output}: {exc.strerror or exc}"
-        return CaptureResult(task.name, None, errors=(message,))
+        return _not_analysed(task, f"cannot write {task.output}: {exc.strerror or exc}")
     errors: list[str] = []
     outcomes: dict[str, int] = {}
     rows = 0
@@ -219,7 +239,7 @@ def _connect(scheduler: Any, timeout: float) -> tuple[Any, bool]:
 
 def _write_manifest(run: ClusterRun) -> None:
     manifest = {"captures": [{"capture": r.capture, "output": r.output and os.path.basename(r.output),
-                              "rows": r.rows, "outcomes": r.outcomes, "errors": list(r.errors)}
+                              "rows": r.rows, "outcomes": r.outcomes, "errors": list(r.errors), "worker": r.worker}
                              for r in run.results]}
     tmp = os.path.join(run.out_dir, f".{MANIFEST_NAME}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
@@ -280,10 +300,9 @@ def analyze_cluster(paths: str | Path | Iterable[str | Path], scheduler: Any, ou
                 try:
                     result = future.result()
                 except Exception as exc:  # noqa: BLE001 - the worker died on it (KilledWorker), or it could not run
-                    message = (f"{task.name}: not analysed within {timeout:g} s" if expired.is_set()
-                               and future.cancelled() else
-                               f"{task.name}: the cluster could not analyse it: {type(exc).__name__}: {exc}")
-                    result = CaptureResult(task.name, None, errors=(message,))
+                    message = (f"not analysed within {timeout:g} s" if expired.is_set() and future.cancelled()
+                               else f"the cluster could not analyse it: {type(exc).__name__}: {exc}")
+                    result = _not_analysed(task, message)
                 by_name[task.name] = result
                 future.release()
                 if on_result is not None:
