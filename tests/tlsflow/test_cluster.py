@@ -1,0 +1,247 @@
+"""Scale-out on Dask: a real two-process LocalCluster on loopback analyses the shipped corpus; the Parquet it writes
+must hold exactly the rows of a single-process run. Also: per-file errors, the CLI's --scheduler and exit codes,
+and that plain `tlsflow analyze` never needs Dask."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CORPUS, REPO
+from tlsflow.api import iter_flows
+from tlsflow.cli import EXIT_FAILURES, EXIT_OK, EXIT_UNREADABLE, EXIT_USAGE, main
+from tlsflow.cluster import MANIFEST_NAME, output_name
+from tlsflow.formats import parquet_schema
+from tlsflow.record import FIELDS
+
+CA = CORPUS / "ca.pem"
+PATTERN = "captures/corpus/*.pcap"  # relative on purpose: workers must open it whatever their working directory
+
+
+def _ca() -> str | None:
+    return str(CA) if CA.exists() else None
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    pytest.importorskip("distributed", reason="dask[distributed] is not installed (the 'cluster' extra)")
+    from distributed import LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                           dashboard_address=None, worker_dashboard_address=None, silence_logs=40,
+                           death_timeout=60)
+    try:
+        yield cluster
+    finally:
+        cluster.close(timeout=30)
+
+
+@pytest.fixture
+def in_repo(monkeypatch):
+    monkeypatch.chdir(REPO)
+
+
+def _normal(value):
+    """A value as pandas reads it back from Parquet → as the pipeline produced it."""
+    if value is None:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if hasattr(value, "tolist"):  # numpy arrays (list columns) and numpy scalars
+        return value.tolist()
+    return value
+
+
+def _rows_from_parquet(folder: Path) -> list[dict]:
+    import pandas as pd
+
+    frame = pd.read_parquet(folder)
+    assert list(frame.columns) == list(FIELDS)
+    rows = [{k: _normal(v) for k, v in row.items()} for row in frame.to_dict("records")]
+    return sorted(rows, key=lambda r: (r["capture"], r["flow_id"]))
+
+
+def _rows_single_process(paths, **kwargs) -> list[dict]:
+    rows = [{k: r.get(k) for k in FIELDS} for r in iter_flows(paths, **kwargs)]
+    return sorted(rows, key=lambda r: (r["capture"], r["flow_id"]))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_corpus_on_two_workers_equals_single_process(cluster, in_repo, tmp_path):
+    from tlsflow.cluster import analyze_cluster
+
+    out = tmp_path / "results"
+    run = analyze_cluster(PATTERN, cluster.scheduler_address, out, ca_bundle=_ca(), timeout=240)
+    expected = _rows_single_process(PATTERN, ca_bundle=_ca())
+
+    assert run.errors == []
+    captures = sorted(str(p.relative_to(REPO)) for p in CORPUS.glob("*.pcap"))
+    assert [r.capture for r in run.results] == captures
+    assert len(run.files) == len(captures) == len(list(out.glob("*.parquet")))
+    got = _rows_from_parquet(out)
+    assert len(got) == len(expected) == run.rows > 0
+    for g, e in zip(got, expected, strict=True):
+        assert g == e, g["capture"]
+    assert run.failed == sum(r["outcome"] == "failed" for r in expected)
+    # both worker processes took part: the scheduler spread the files
+    assert {r.worker for r in run.results} == set(cluster.scheduler_info["workers"])
+    # every file carries the contract's schema, even a capture whose connections would all be filtered out
+    import pyarrow.parquet as pq
+
+    for path in out.glob("*.parquet"):
+        assert pq.read_schema(path).equals(parquet_schema())
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    assert {c["capture"] for c in manifest["captures"]} == set(captures)
+    assert sum(c["rows"] for c in manifest["captures"]) == len(expected)
+
+
+def test_keylog_path_reaches_the_workers(cluster, in_repo, tmp_path):
+    from tlsflow.cluster import analyze_cluster
+
+    capture, keylog = "captures/corpus/tls13_cert_expired.pcap", "captures/corpus/tls13_cert_expired.keylog"
+    if not Path(keylog).exists():
+        pytest.skip("corpus key log missing")
+    run = analyze_cluster([capture], cluster, tmp_path, ca_bundle=_ca(), keylog=keylog, timeout=120)
+    got = _rows_from_parquet(tmp_path)
+    assert run.errors == [] and got == _rows_single_process(capture, ca_bundle=_ca(), keylog=keylog)
+    # the TLS 1.3 certificate is only readable with the key log: the workers loaded it from its path
+    assert any(r["cert_subject"] for r in got)
+
+
+def test_unreadable_captures_are_reported_per_file(cluster, in_repo, tmp_path):
+    from tlsflow.cluster import analyze_cluster
+
+    good = sorted(CORPUS.glob("*.pcap"))[:3]
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for p in good:
+        shutil.copy(p, inputs / p.name)
+    (inputs / "garbage.pcap").write_bytes(b"this is not a capture file at all" * 10)
+    whole = good[0].read_bytes()
+    (inputs / "truncated.pcap").write_bytes(whole[: len(whole) * 2 // 3])
+    out = tmp_path / "out"
+
+    run = analyze_cluster(str(inputs), cluster, out, ca_bundle=_ca(), timeout=120)
+    by_name = {Path(r.capture).name: r for r in run.results}
+    assert by_name["garbage.pcap"].errors and by_name["garbage.pcap"].rows == 0
+    assert by_name["truncated.pcap"].errors
+    assert by_name["truncated.pcap"].rows > 0  # what came before the damage is kept
+    for p in good:
+        assert by_name[p.name].errors == () and by_name[p.name].rows > 0
+    # the readable files' rows are all there, and the same as a local run reports
+    expected = _rows_single_process([str(inputs / p.name) for p in good] + [str(inputs / "truncated.pcap")],
+                                    ca_bundle=_ca(), errors=[])
+    assert _rows_from_parquet(out) == expected
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left behind
+
+
+def test_missing_capture_on_workers_names_shared_storage(tmp_path):
+    from tlsflow.cluster import CaptureTask, analyze_capture
+
+    # What a worker without shared storage meets: a path the client saw but it does not.
+    task = CaptureTask(name="sensor1/a.pcap", path=str(tmp_path / "nowhere.pcap"),
+                       output=str(tmp_path / "out" / "a.parquet"))
+    result = analyze_capture(task)
+    assert result.rows == 0 and "shared storage" in result.errors[0]
+
+
+def test_cli_scheduler_writes_parquet_with_exit_codes(cluster, in_repo, tmp_path, capsys):
+    args = ["analyze", "--scheduler", cluster.scheduler_address, PATTERN, "-q"]
+    if _ca():
+        args += ["--ca-bundle", _ca()]
+    expected = _rows_single_process(PATTERN, ca_bundle=_ca())
+    failed = [r for r in expected if r["outcome"] == "failed"]
+    assert main([*args, "-o", str(tmp_path / "all")]) == (EXIT_FAILURES if failed else EXIT_OK)
+    assert _rows_from_parquet(tmp_path / "all") == expected
+
+    # the filters run on the workers, as they do locally
+    assert main([*args, "-o", str(tmp_path / "failed"), "--failed", "-f", "parquet"]) == (
+        EXIT_FAILURES if failed else EXIT_OK)
+    assert _rows_from_parquet(tmp_path / "failed") == failed
+
+
+def test_cli_scheduler_exit_zero_and_three(cluster, tmp_path, capsys):
+    established = sorted(CORPUS.glob("*established*.pcap"))
+    clean = [str(p) for p in established
+             if all(r["outcome"] == "established" for r in iter_flows(p, ca_bundle=_ca()))]
+    if not clean:
+        pytest.skip("no corpus capture with only established connections")
+    ca = ["--ca-bundle", _ca()] if _ca() else []
+    assert main(["analyze", "--scheduler", cluster.scheduler_address, clean[0], "-o", str(tmp_path / "a"),
+                 *ca]) == EXIT_OK
+    assert "connection(s)" in capsys.readouterr().err
+
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(b"\x00" * 64)
+    assert main(["analyze", "--scheduler", cluster.scheduler_address, clean[0], str(bad), "-o",
+                 str(tmp_path / "b"), *ca]) == EXIT_UNREADABLE
+    err = capsys.readouterr().err
+    assert str(bad) in err
+    assert len(_rows_from_parquet(tmp_path / "b")) == len(list(iter_flows(clean[0], ca_bundle=_ca())))
+
+
+def test_cli_scheduler_usage_errors(cluster, tmp_path, capsys):
+    capture = str(min(CORPUS.glob("*.pcap")))
+    address = cluster.scheduler_address
+    assert main(["analyze", "--scheduler", address, capture]) == EXIT_USAGE  # no -o folder
+    assert "-o DIR" in capsys.readouterr().err
+    assert main(["analyze", "--scheduler", address, capture, "-o", str(tmp_path), "-f", "csv"]) == EXIT_USAGE
+    assert main(["analyze", "--scheduler", address, "-", "-o", str(tmp_path)]) == EXIT_USAGE
+    assert "standard input" in capsys.readouterr().err
+    not_a_dir = tmp_path / "file.parquet"
+    not_a_dir.write_bytes(b"")
+    assert main(["analyze", "--scheduler", address, capture, "-o", str(not_a_dir)]) == EXIT_USAGE
+
+
+def test_unreachable_scheduler_is_a_clear_error(tmp_path):
+    pytest.importorskip("distributed")
+    from tlsflow.cluster import ClusterError, analyze_cluster
+
+    capture = str(min(CORPUS.glob("*.pcap")))
+    with pytest.raises(ClusterError, match="cannot connect"):
+        analyze_cluster(capture, f"tcp://127.0.0.1:{_free_port()}", tmp_path, connect_timeout=2)
+
+
+def test_output_names_unique_per_path_and_stable():
+    a, b = output_name("/data/sensor1/cap-0001.pcap"), output_name("/data/sensor2/cap-0001.pcap")
+    assert a != b and a.startswith("cap-0001.pcap-") and a.endswith(".parquet")
+    assert output_name("/data/sensor1/cap-0001.pcap") == a
+    weird = output_name("/x/.. odd\nname$.pcap")
+    assert "/" not in weird and "\n" not in weird and not weird.startswith(".")
+
+
+_BLOCK_DASK = "import sys; sys.modules['dask'] = None; sys.modules['distributed'] = None; "
+
+
+def test_plain_analyze_does_not_need_dask(tmp_path):
+    capture = str(min(CORPUS.glob("*.pcap")))
+    code = _BLOCK_DASK + (f"from tlsflow.cli import main; rc = main(['analyze', {capture!r}, '-f', 'jsonl', '-o', "
+                          f"{str(tmp_path / 'o.jsonl')!r}, '-q']); "
+                          "assert 'distributed' not in [m for m in sys.modules if sys.modules[m] is not None]; "
+                          "sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code], check=False, cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode in (EXIT_OK, EXIT_FAILURES), proc.stderr
+    assert (tmp_path / "o.jsonl").read_text().strip()
+
+
+def test_scheduler_without_dask_says_what_to_install(tmp_path):
+    capture = str(min(CORPUS.glob("*.pcap")))
+    code = _BLOCK_DASK + (f"from tlsflow.cli import main; sys.exit(main(['analyze', '--scheduler', "
+                          f"'tcp://127.0.0.1:1', {capture!r}, '-o', {str(tmp_path)!r}]))")
+    proc = subprocess.run([sys.executable, "-c", code], check=False, cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == EXIT_USAGE
+    assert "tlsflow[cluster]" in proc.stderr
