@@ -72,6 +72,7 @@ class HandshakeSummary:
     first_record: dict[Sender, MessageAt] = field(default_factory=dict)
     first_handshake_ts: dict[Sender, float] = field(default_factory=dict)
     not_tls: dict[Sender, ev.NotTlsSeen] = field(default_factory=dict)
+    starttls: dict[Sender, ev.TlsStartSeen] = field(default_factory=dict)
     gaps: list[ev.GapSeen] = field(default_factory=list)
     resyncs: list[ev.ResyncSeen] = field(default_factory=list)
     anomalies: list[ev.ParseAnomaly] = field(default_factory=list)
@@ -186,6 +187,11 @@ class HandshakeSummary:
             return
         if isinstance(event, ev.NotTlsSeen):
             self.not_tls.setdefault(sender, event)
+            return
+        if isinstance(event, ev.TlsStartSeen):
+            # STARTTLS: the plaintext prelude is over and TLS begins; the stream is TLS after all.
+            self.not_tls.pop(sender, None)
+            self.starttls[sender] = event
             return
         if isinstance(event, ev.GapSeen):
             self.gaps.append(event)

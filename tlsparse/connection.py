@@ -55,6 +55,7 @@ from tlsparse.events import (
     HandshakeSeen,
     HeartbeatSeen,
     NotTlsSeen,
+    TlsStartSeen,
     ParseAnomaly,
     RecordSeen,
     ResyncSeen,
@@ -86,10 +87,16 @@ _unpack_header = RECORD_HEADER.unpack_from
 _EXT_ENCRYPT_THEN_MAC = 0x0016  # RFC 7366
 
 
+# How much plaintext may precede TLS on one direction (STARTTLS banners, EHLO/CAPABILITY exchanges, MySQL's
+# greeting): beyond it the stream is taken as not TLS for good and no longer scanned.
+MAX_PRELUDE = 64 * 1024
+
+
 class _Mode(enum.Enum):
     START = "start"  # nothing decided yet: the first bytes tell TLS, SSLv2 or not TLS
     RECORDS = "records"  # in sync: the next byte is a record header
     RESYNC = "resync"  # after a gap or garbage: looking for a plausible record header
+    PRELUDE = "prelude"  # not TLS so far: scanning a bounded plaintext prelude for a hello (STARTTLS)
     DEAD = "dead"  # not TLS: bytes are counted, not parsed
 
 
@@ -171,6 +178,10 @@ class TlsConnection:
         """(record buffer, handshake reassembly buffer) bytes held for that direction: bounded by the caps."""
         d = self._dirs[sender]
         return len(d.buf), len(d.hs_buf)
+
+    def parsing(self, sender: Sender) -> bool:
+        """False once that direction is known not to carry TLS (no hello within the plaintext prelude cap)."""
+        return self._dirs[sender].mode is not _Mode.DEAD
 
     def stream_offset(self, sender: Sender) -> int:
         """Bytes of that direction's stream accounted for so far (received, gaps included)."""
@@ -334,11 +345,37 @@ class TlsConnection:
                     break
                 events.append(NotTlsSeen(sender=d.sender, frame=frame, ts=ts, offset=base + pos,
                                          preview=bytes(b[pos:pos + 16])))
-                d.mode = _Mode.DEAD
-                return n
+                d.mode = _Mode.PRELUDE
+                d.resync_start = base + pos
+            elif mode is _Mode.PRELUDE:
+                found = self._find_hello(d, b, pos)
+                if found < 0:
+                    if base + n - d.resync_start > MAX_PRELUDE:
+                        d.mode = _Mode.DEAD  # long plain-text talk: not a STARTTLS prelude
+                        return n
+                    return max(pos, n - (HEADER_LEN + 1))  # keep a possible header's first bytes
+                events.append(TlsStartSeen(sender=d.sender, frame=frame, ts=ts, offset=base + found,
+                                           skipped=base + found - d.resync_start))
+                d.mode = _Mode.RECORDS
+                pos = found
             else:
                 return n
         return pos
+
+    def _find_hello(self, d: _Direction, b: bytes | bytearray, pos: int) -> int:
+        """In a plaintext prelude: the first handshake record header (16 03 0x len len) whose body starts with the
+        hello this side sends first (ClientHello from the client; ServerHello, or an alert, from the server)."""
+        want = m.CLIENT_HELLO if d.sender is Sender.CLIENT else m.SERVER_HELLO
+        n = len(b)
+        while True:
+            i = b.find(b"\x16\x03", pos)
+            if i < 0 or i + HEADER_LEN + 1 > n:
+                return -1  # none, or one cut at the end of the data: the caller keeps the tail for next time
+            version_minor = b[i + 2]
+            length = (b[i + 3] << 8) | b[i + 4]
+            if version_minor <= 4 and 4 <= length <= self.max_record and b[i + 5] == want:
+                return i
+            pos = i + 1
 
     def _find_header(self, b: bytes | bytearray, pos: int) -> int:
         """The first plausible record header at or after `pos` whose successor is plausible too (or lies beyond

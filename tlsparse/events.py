@@ -118,6 +118,14 @@ class NotTlsSeen(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TlsStartSeen(Event):
+    """TLS began after a plaintext prelude of `skipped` bytes (STARTTLS in SMTP/IMAP/XMPP/FTP, MySQL's SSL
+    request, ...): the direction was first reported as NotTlsSeen, and a hello record header was found after it."""
+
+    skipped: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ParseAnomaly(Event):
     """Malformed input: a record over 2^14+256 bytes, a message that does not decode, a cap exceeded.
     Named strings in the manner of Zeek's weirds (`record_too_long`, `handshake_too_long`, `bad_extension`, ...)."""

@@ -235,8 +235,10 @@ def test_not_tls_once_then_silent(banner: bytes) -> None:
     conn = TlsConnection()
     events = conn.receive(C, banner, 1, 1.0)
     assert [type(e) for e in events] == [NotTlsSeen] and events[0].preview == banner[:16]
+    # Records that are not a ClientHello do not end the plaintext prelude (STARTTLS waits for a hello); at most
+    # a possible header's first bytes are kept between calls.
     assert conn.receive(C, b"\x16\x03\x01\x00\x05hello" * 10, 2, 2.0) == []
-    assert conn.buffer_sizes(C) == (0, 0)
+    assert conn.buffer_sizes(C)[0] <= 6 and conn.buffer_sizes(C)[1] == 0
     assert conn.stream_offset(C) == len(banner) + 100
     # The other direction is independent.
     assert conn.receive(S, bytes.fromhex("15030300020228"), 3, 3.0)[-1].description == 40
@@ -258,3 +260,25 @@ def test_client_hello_and_server_hello_properties(tls_contexts) -> None:
     assert isinstance(conn.client_hello, ClientHello) and isinstance(conn.server_hello, ServerHello)
     assert conn.client_hello.highest_version == 0x0304 and conn.server_hello.selected_version == 0x0304
     assert conn.server_hello.cipher_suite in conn.client_hello.cipher_suites
+
+
+def test_starttls_prelude_then_tls(tls12_exchange=None) -> None:
+    """SMTP STARTTLS: plaintext commands first, then a ClientHello on the same connection; a plain-text stream
+    that never starts TLS is given up after MAX_PRELUDE bytes."""
+    from tlsparse.connection import MAX_PRELUDE
+    from tlsparse.events import TlsStartSeen
+
+    hello = bytes.fromhex("16030100") + bytes([45]) + bytes.fromhex("01000029" "0303") + bytes(32) + bytes.fromhex(
+        "00" "0002c02f" "0100")
+    conn = TlsConnection()
+    prelude = b"EHLO client.example\r\nSTARTTLS\r\n"
+    events = conn.receive(C, prelude, 1, 1.0)
+    assert [type(e) for e in events] == [NotTlsSeen]
+    events = conn.receive(C, hello[:3], 2, 2.0) + conn.receive(C, hello[3:], 3, 3.0)
+    start = [e for e in events if isinstance(e, TlsStartSeen)]
+    assert start and start[0].skipped == len(prelude) and start[0].offset == len(prelude)
+    assert any(getattr(e, "msg_type", None) == m.CLIENT_HELLO for e in events)
+    plain = TlsConnection()
+    plain.receive(C, b"GET / HTTP/1.1\r\n", 1, 1.0)
+    plain.receive(C, b"x" * (MAX_PRELUDE + 10), 2, 2.0)
+    assert not plain.parsing(C) and plain.buffer_sizes(C) == (0, 0)
