@@ -1,9 +1,10 @@
-"""Scale-out analysis on a Dask cluster: one task per capture file, each worker writes that capture's Parquet file.
+"""Scale-out analysis on a Dask cluster: one task per capture file; each worker writes that capture's Parquet.
 
-For fleets of sensors writing rotating capture files, where one machine is not enough. The workers open the captures
-and write the results themselves, so only small per-file summaries travel through the scheduler; that needs the
-captures, the output folder, --ca-bundle and --keylog at the same absolute paths on every worker (shared storage).
-Dask is imported only here, and only when a cluster is asked for: plain `tlsflow analyze` does not need it.
+For fleets of sensors writing rotating capture files, where one machine is not enough. The workers open the
+captures and write the results themselves, so only small per-file summaries travel through the scheduler; that
+needs the captures, the output folder, --ca-bundle and --keylog at the same absolute paths on every worker
+(shared storage). Dask is imported only here, when a cluster is asked for: plain `tlsflow analyze` runs
+without it.
 """
 from __future__ import annotations
 
@@ -88,14 +89,15 @@ class ClusterRun:
 
 
 def output_name(capture_path: str) -> str:
-    """`<capture file name>-<10 hex digits of its absolute path's SHA-1>.parquet`: readable, unique when rotating
-    sensors reuse file names in different folders, and stable, so that a rerun overwrites instead of duplicating."""
+    """`<capture file name>-<10 hex digits of its absolute path's SHA-1>.parquet`: readable, unique when
+    rotating sensors reuse file names in different folders, and stable, so that a rerun overwrites instead of
+    adding duplicates."""
     base = re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.basename(capture_path)).lstrip("._") or "capture"
     digest = hashlib.sha1(capture_path.encode("utf-8", "surrogateescape")).hexdigest()[:10]
     return f"{base[:100]}-{digest}.parquet"
 
 
-# --- worker side ------------------------------------------------------------------------------------------------
+# --- worker side --------------------------------------------------------------------------------------------
 
 _cache_lock = threading.Lock()  # a worker with several threads builds each store once
 
@@ -134,8 +136,8 @@ def _worker_keylog(task: CaptureTask) -> Any:
         cached = _keylog_for(task.keylog, _stamp(task.keylog))
     from tlsparse.keylog import KeyLog
 
-    # The pipeline merges a pcapng's own secrets into the KeyLog it is given: each capture gets its own copy, so
-    # that one capture's secrets never reach another that the same worker analyses later.
+    # The pipeline merges a pcapng's own secrets into the KeyLog it is given: each capture gets its own copy,
+    # so that one capture's secrets never reach another that the same worker analyses later.
     return KeyLog(max_entries=cached.max_entries).merge(cached)
 
 
@@ -174,7 +176,7 @@ def _analyze_capture(task: CaptureTask) -> CaptureResult:
     if not os.path.isfile(task.path):  # the client saw it: this worker does not
         return _not_analysed(task, f"{task.path}: no such file on this worker{_SHARED_STORAGE_HINT}")
     out_dir = os.path.dirname(task.output)
-    tmp = os.path.join(out_dir, f".{os.path.basename(task.output)}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp = os.path.join(out_dir, f".{os.path.basename(task.output)}.{os.getpid()}-{threading.get_ident()}.tmp")
     try:
         os.makedirs(out_dir, exist_ok=True)
         writer = ParquetWriter(tmp)
@@ -199,7 +201,7 @@ def _analyze_capture(task: CaptureTask) -> CaptureResult:
             errors.append(f"{task.name}: {exc.strerror or exc}")
         except CaptureError as exc:
             errors.append(f"{task.name}: {exc}")
-        except Exception as exc:  # noqa: BLE001 - a bug on one capture's bytes: reported for it, the rest goes on
+        except Exception as exc:  # noqa: BLE001 - a bug on one capture's bytes: reported for it, the rest go on
             errors.append(f"{task.name}: analysis failed: {type(exc).__name__}: {exc}")
         if report.error:
             errors.append(f"{task.name}: {report.error} ({report.flows} connection(s) before the damage were "
@@ -219,15 +221,16 @@ def _analyze_capture(task: CaptureTask) -> CaptureResult:
     return CaptureResult(task.name, task.output, rows, outcomes, tuple(errors))
 
 
-# --- client side ------------------------------------------------------------------------------------------------
+# --- client side --------------------------------------------------------------------------------------------
 
 def _connect(scheduler: Any, timeout: float) -> tuple[Any, bool]:
-    """A distributed.Client for an address, a LocalCluster or a Client; True when we opened it (and close it)."""
+    """A distributed.Client for an address, a LocalCluster or a Client; True when we opened it (and must close
+    it)."""
     try:
         import distributed
     except ImportError as exc:
-        raise ClusterError("running on a Dask cluster needs dask.distributed: pip install 'tlsflow[cluster]'") \
-            from exc
+        message = "running on a Dask cluster needs dask.distributed: pip install 'tlsflow[cluster]'"
+        raise ClusterError(message) from exc
     if isinstance(scheduler, distributed.Client):
         return scheduler, False
     address = getattr(scheduler, "scheduler_address", scheduler)
@@ -239,7 +242,8 @@ def _connect(scheduler: Any, timeout: float) -> tuple[Any, bool]:
 
 def _write_manifest(run: ClusterRun) -> None:
     manifest = {"captures": [{"capture": r.capture, "output": r.output and os.path.basename(r.output),
-                              "rows": r.rows, "outcomes": r.outcomes, "errors": list(r.errors), "worker": r.worker}
+                              "rows": r.rows, "outcomes": r.outcomes, "errors": list(r.errors),
+                              "worker": r.worker}
                              for r in run.results]}
     tmp = os.path.join(run.out_dir, f".{MANIFEST_NAME}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
@@ -249,17 +253,18 @@ def _write_manifest(run: ClusterRun) -> None:
 
 def analyze_cluster(paths: str | Path | Iterable[str | Path], scheduler: Any, out_dir: str | Path, *,
                     ca_bundle: str | Path | None = None, keylog: str | Path | None = None,
-                    keep: RecordFilter | None = None, connect_timeout: float = 30.0, timeout: float | None = None,
+                    keep: RecordFilter | None = None, connect_timeout: float = 30.0,
+                    timeout: float | None = None,
                     on_result: Callable[[CaptureResult], None] | None = None) -> ClusterRun:
-    """Analyse captures on a Dask cluster: one task per capture, each writing `out_dir/<name>-<hash>.parquet` with
-    the contract's schema (`pd.read_parquet(out_dir)` reads them all), plus `_tlsflow_run.json` listing what each
-    capture gave. `scheduler`: an address (`tcp://host:8786`), a LocalCluster or a distributed.Client.
+    """Analyse captures on a Dask cluster: one task per capture, each writing `out_dir/<name>-<hash>.parquet`
+    with the contract's schema (`pd.read_parquet(out_dir)` reads them all), plus `_tlsflow_run.json` listing
+    what each capture gave. `scheduler`: an address (`tcp://host:8786`), a LocalCluster or a Client.
 
-    `paths` are expanded here (files, directories, globs) and opened by the workers at their absolute paths, as
-    are `ca_bundle`, `keylog` and `out_dir`: they must be on storage every worker sees at the same path. A capture
-    that cannot be read is reported in its result's `errors` (and by `on_result` as soon as it is known); the
-    other captures go on; so is every capture not analysed within `timeout` seconds (then cancelled). Raises
-    ClusterError when the cluster cannot be used at all."""
+    `paths` are expanded here (files, directories, globs) and opened by the workers at their absolute paths,
+    as are `ca_bundle`, `keylog` and `out_dir`: they must be on storage every worker sees at the same path. A
+    capture that cannot be read is reported in its result's `errors` (and to `on_result` as soon as it is
+    known) and the other captures go on; so is every capture not analysed within `timeout` seconds (then
+    cancelled). Raises ClusterError when the cluster cannot be used at all."""
     from tlsflow.api import _expand
 
     inputs = _expand(paths)
@@ -268,7 +273,7 @@ def analyze_cluster(paths: str | Path | Iterable[str | Path], scheduler: Any, ou
     inputs = list(dict.fromkeys(inputs))  # one task per file: a file named twice would race for its output
     out = os.path.abspath(str(out_dir))
     if os.path.exists(out) and not os.path.isdir(out):
-        raise ClusterError(f"{out_dir}: not a directory (the cluster writes one Parquet file per capture there)")
+        raise ClusterError(f"{out_dir}: not a directory (the cluster writes one Parquet file per capture)")
     os.makedirs(out, exist_ok=True)
     ca = os.path.abspath(str(ca_bundle)) if ca_bundle else None
     kl = os.path.abspath(str(keylog)) if keylog else None
@@ -282,8 +287,8 @@ def analyze_cluster(paths: str | Path | Iterable[str | Path], scheduler: Any, ou
     try:
         from distributed import as_completed
 
-        # pure=False: the same path twice (a rerun on a long-lived cluster) is a new task, as the file may have
-        # grown; the scheduler spreads the tasks over the workers as they free up.
+        # pure=False: the same path twice (a rerun on a long-lived cluster) is a new task, as the file may
+        # have grown; the scheduler spreads the tasks over the workers as they free up.
         futures = client.map(analyze_capture, tasks, pure=False, key="tlsflow-analyze")
         task_of = {f.key: t for f, t in zip(futures, tasks, strict=True)}
         expired = threading.Event()
@@ -299,7 +304,8 @@ def analyze_cluster(paths: str | Path | Iterable[str | Path], scheduler: Any, ou
                 task = task_of[future.key]
                 try:
                     result = future.result()
-                except Exception as exc:  # noqa: BLE001 - the worker died on it (KilledWorker), or it could not run
+                # The worker died on it (KilledWorker), the task was cancelled, or it could not run there.
+                except Exception as exc:  # noqa: BLE001
                     message = (f"not analysed within {timeout:g} s" if expired.is_set() and future.cancelled()
                                else f"the cluster could not analyse it: {type(exc).__name__}: {exc}")
                     result = _not_analysed(task, message)
@@ -318,7 +324,7 @@ def analyze_cluster(paths: str | Path | Iterable[str | Path], scheduler: Any, ou
     return run
 
 
-# --- command line -----------------------------------------------------------------------------------------------
+# --- command line -------------------------------------------------------------------------------------------
 
 def cmd_analyze_cluster(args: Any, inputs: list[str], keep: RecordFilter | None) -> int:
     """`tlsflow analyze --scheduler ADDRESS ... -o DIR`: the same exit codes as a local run."""
@@ -350,8 +356,8 @@ def cmd_analyze_cluster(args: Any, inputs: list[str], keep: RecordFilter | None)
             sys.stderr.flush()
 
     try:
-        run = analyze_cluster(inputs, args.scheduler, args.output, ca_bundle=args.ca_bundle, keylog=args.keylog,
-                              keep=keep, on_result=on_result)
+        run = analyze_cluster(inputs, args.scheduler, args.output, ca_bundle=args.ca_bundle,
+                              keylog=args.keylog, keep=keep, on_result=on_result)
     except ClusterError as exc:
         return usage(str(exc))
     if show_progress:

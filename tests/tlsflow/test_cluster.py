@@ -1,6 +1,6 @@
-"""Scale-out on Dask: a real two-process LocalCluster on loopback analyses the shipped corpus; the Parquet it writes
-must hold exactly the rows of a single-process run. Also: per-file errors, the CLI's --scheduler and exit codes,
-and that plain `tlsflow analyze` never needs Dask."""
+"""Scale-out on Dask: a real two-process LocalCluster on loopback analyses the shipped corpus; the Parquet
+it writes must hold exactly the rows of a single-process run. Also: per-file errors, the CLI's --scheduler
+and exit codes, and that plain `tlsflow analyze` never needs Dask."""
 from __future__ import annotations
 
 import json
@@ -22,7 +22,7 @@ from tlsflow.formats import parquet_schema
 from tlsflow.record import FIELDS
 
 CA = CORPUS / "ca.pem"
-PATTERN = "captures/corpus/*.pcap"  # relative on purpose: workers must open it whatever their working directory
+PATTERN = "captures/corpus/*.pcap"  # relative on purpose: the `capture` field keeps what the user typed
 
 
 def _ca() -> str | None:
@@ -222,26 +222,27 @@ def test_output_names_unique_per_path_and_stable():
     assert "/" not in weird and "\n" not in weird and not weird.startswith(".")
 
 
+# Python refuses to import a module whose sys.modules entry is None: a machine without Dask.
 _BLOCK_DASK = "import sys; sys.modules['dask'] = None; sys.modules['distributed'] = None; "
 
 
+def _python_without_dask(code: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-c", _BLOCK_DASK + code], check=False, cwd=REPO,
+                          capture_output=True, text=True, timeout=120, env=env)
+
+
 def test_plain_analyze_does_not_need_dask(tmp_path):
-    capture = str(min(CORPUS.glob("*.pcap")))
-    code = _BLOCK_DASK + (f"from tlsflow.cli import main; rc = main(['analyze', {capture!r}, '-f', 'jsonl', '-o', "
-                          f"{str(tmp_path / 'o.jsonl')!r}, '-q']); "
-                          "assert 'distributed' not in [m for m in sys.modules if sys.modules[m] is not None]; "
-                          "sys.exit(rc)")
-    proc = subprocess.run([sys.executable, "-c", code], check=False, cwd=REPO, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    capture, out = str(min(CORPUS.glob("*.pcap"))), str(tmp_path / "o.jsonl")
+    proc = _python_without_dask("from tlsflow.cli import main; sys.exit(main(['analyze', "
+                                f"{capture!r}, '-f', 'jsonl', '-o', {out!r}, '-q']))")
     assert proc.returncode in (EXIT_OK, EXIT_FAILURES), proc.stderr
     assert (tmp_path / "o.jsonl").read_text().strip()
 
 
 def test_scheduler_without_dask_says_what_to_install(tmp_path):
     capture = str(min(CORPUS.glob("*.pcap")))
-    code = _BLOCK_DASK + (f"from tlsflow.cli import main; sys.exit(main(['analyze', '--scheduler', "
-                          f"'tcp://127.0.0.1:1', {capture!r}, '-o', {str(tmp_path)!r}]))")
-    proc = subprocess.run([sys.executable, "-c", code], check=False, cwd=REPO, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = _python_without_dask(f"from tlsflow.cli import main; sys.exit(main(['analyze', '--scheduler', "
+                                f"'tcp://127.0.0.1:1', {capture!r}, '-o', {str(tmp_path)!r}]))")
     assert proc.returncode == EXIT_USAGE
     assert "tlsflow[cluster]" in proc.stderr
