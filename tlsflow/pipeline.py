@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from analyzers.certview import assess_certificates
 from analyzers.summary import HandshakeSummary
@@ -156,7 +156,7 @@ class FlowAnalyzer:
         tcp = _tcp_facts(conn, capture_ended)
         if conn.flow_id == self.keep_events_for:
             self.kept_tcp = tcp
-        at = _dt.datetime.fromtimestamp(conn.start, tz=_dt.timezone.utc)
+        at = _dt.datetime.fromtimestamp(conn.start, tz=_dt.UTC)
         certs, leaf, chain_len = self._cert_cache.assess(summary, at)
         verdict = decide(summary, tcp, certs, capture_end=self.last_ts)
         ch, sh = summary.client_hello, summary.server_hello_msg
