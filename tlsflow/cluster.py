@@ -302,13 +302,16 @@ def analyze_cluster(paths: str | Path | Iterable[str | Path], scheduler: Any, ou
         try:
             for future in as_completed(futures, loop=client.loop):
                 task = task_of[future.key]
-                try:
-                    result = future.result()
-                # The worker died on it (KilledWorker), the task was cancelled, or it could not run there.
-                except Exception as exc:  # noqa: BLE001
-                    message = (f"not analysed within {timeout:g} s" if expired.is_set() and future.cancelled()
-                               else f"the cluster could not analyse it: {type(exc).__name__}: {exc}")
-                    result = _not_analysed(task, message)
+                if future.cancelled():  # by the watchdog, or by someone on the cluster's dashboard
+                    result = _not_analysed(task, f"not analysed within {timeout:g} s" if expired.is_set()
+                                           else "cancelled on the cluster")
+                else:
+                    try:
+                        result = future.result()
+                    # The worker died on it (KilledWorker), or the task could not run there.
+                    except Exception as exc:  # noqa: BLE001
+                        result = _not_analysed(task, "the cluster could not analyse it: "
+                                               f"{type(exc).__name__}: {exc}")
                 by_name[task.name] = result
                 future.release()
                 if on_result is not None:

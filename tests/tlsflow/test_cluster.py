@@ -246,3 +246,22 @@ def test_scheduler_without_dask_says_what_to_install(tmp_path):
                                 f"'tcp://127.0.0.1:1', {capture!r}, '-o', {str(tmp_path)!r}]))")
     assert proc.returncode == EXIT_USAGE
     assert "tlsflow[cluster]" in proc.stderr
+
+
+def test_timeout_reports_unfinished_captures_and_returns(tmp_path):
+    pytest.importorskip("distributed")
+    import time
+
+    from distributed import LocalCluster
+
+    from tlsflow.cluster import analyze_cluster
+
+    capture = str(min(CORPUS.glob("*.pcap")))
+    # A filter that holds the only worker far longer than the run may last: the watchdog must cancel the task
+    # and report that capture, instead of waiting for it.
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+                      silence_logs=50) as cluster:
+        run = analyze_cluster(capture, cluster, tmp_path, keep=lambda record: time.sleep(60) or True, timeout=1)
+    assert len(run.results) == 1 and run.results[0].output is None
+    assert run.errors == [f"{capture}: not analysed within 1 s"]
+    assert json.loads((tmp_path / MANIFEST_NAME).read_text())["captures"][0]["errors"] == run.errors
