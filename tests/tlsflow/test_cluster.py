@@ -29,14 +29,19 @@ def _ca() -> str | None:
     return str(CA) if CA.exists() else None
 
 
+def _local_cluster(n_workers: int):
+    from distributed import LocalCluster
+
+    # Worker processes, as on real machines; loopback only; any free port (8787 may be taken).
+    return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                        dashboard_address="127.0.0.1:0", worker_dashboard_address="127.0.0.1:0",
+                        silence_logs=40, death_timeout=60)
+
+
 @pytest.fixture(scope="module")
 def cluster():
     pytest.importorskip("distributed", reason="dask[distributed] is not installed (the 'cluster' extra)")
-    from distributed import LocalCluster
-
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address=None, worker_dashboard_address=None, silence_logs=40,
-                           death_timeout=60)
+    cluster = _local_cluster(2)
     try:
         yield cluster
     finally:
@@ -252,16 +257,13 @@ def test_timeout_reports_unfinished_captures_and_returns(tmp_path):
     pytest.importorskip("distributed")
     import time
 
-    from distributed import LocalCluster
-
     from tlsflow.cluster import analyze_cluster
 
     capture = str(min(CORPUS.glob("*.pcap")))
     # A filter that holds the only worker far longer than the run may last: the watchdog must cancel the task
     # and report that capture, instead of waiting for it.
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
-                      silence_logs=50) as cluster:
-        run = analyze_cluster(capture, cluster, tmp_path, keep=lambda record: time.sleep(60) or True, timeout=1)
+    with _local_cluster(1) as cluster:
+        run = analyze_cluster(capture, cluster, tmp_path, keep=lambda _: time.sleep(60) or True, timeout=1)
     assert len(run.results) == 1 and run.results[0].output is None
     assert run.errors == [f"{capture}: not analysed within 1 s"]
     assert json.loads((tmp_path / MANIFEST_NAME).read_text())["captures"][0]["errors"] == run.errors
