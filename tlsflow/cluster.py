@@ -229,7 +229,8 @@ def _connect(scheduler: Any, timeout: float) -> tuple[Any, bool]:
     try:
         import distributed
     except ImportError as exc:
-        message = "running on a Dask cluster needs dask.distributed: pip install 'tlsflow[cluster]'"
+        message = "running on a Dask cluster needs dask.distributed: install tlsflow's 'cluster' extra " \
+                  "(pip install 'tlsflow[cluster]', or '.[cluster]' from a checkout)"
         raise ClusterError(message) from exc
     if isinstance(scheduler, distributed.Client):
         return scheduler, False
