@@ -57,6 +57,17 @@ def _worker(args: tuple[str, str | None, str | None]) -> tuple[str, list[Any]]:
     return path, list(_one_capture(path, _trust_store(ca_bundle), keylog=_load_keylog(keylog_path)))
 
 
+def _opens(path: str) -> bool:
+    """The capture opens (else the single-process path reports why, as usual)."""
+    from tlsflow.capture import CaptureError, open_capture
+
+    try:
+        open_capture(path).close()
+    except (CaptureError, OSError):
+        return False
+    return True
+
+
 def analyze_files(inputs: list[str], *, trust: Any = None, ca_bundle: str | None = None, jobs: int = 1,
                   keylog: Any = None, progress_factory: ProgressFactory | None = None
                   ) -> Iterator[tuple[str, dict[str, Any] | str]]:
@@ -71,6 +82,21 @@ def analyze_files(inputs: list[str], *, trust: Any = None, ca_bundle: str | None
             for path, results in pool.imap(_worker, [(p, ca_bundle, keylog_path) for p in inputs]):
                 for result in results:
                     yield path, result
+        return
+    if (jobs > 1 and len(inputs) == 1 and inputs[0] != "-" and trust is None
+            and not hasattr(keylog, "secrets_for") and _opens(inputs[0])):
+        # One file, several processes: each analyses a share of the connections (tlsflow.parallel). The workers
+        # build their trust store from `ca_bundle`, so a trust store given as an object keeps one process.
+        from tlsflow.parallel import analyze_file_parallel
+
+        path = inputs[0]
+        progress = progress_factory(path) if progress_factory is not None else None
+        keylog_path = None if keylog is None else str(keylog)
+        for result in analyze_file_parallel(path, jobs, ca_bundle=ca_bundle, keylog_path=keylog_path,
+                                            progress=progress):
+            yield path, result
+        if progress is not None and hasattr(progress, "clear"):
+            progress.clear()
         return
     trust = _trust_store(ca_bundle, trust)
     keylog = _load_keylog(keylog)

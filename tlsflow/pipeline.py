@@ -91,6 +91,15 @@ class FlowAnalyzer:
             if record is not None:
                 yield record
 
+    def tick(self, ts: float) -> list[dict[str, Any]] | tuple[()]:
+        """Another shard's packet at `ts` (`--jobs` on one file): only the clock moves; records of the flows that
+        this expires."""
+        self.last_ts = ts
+        events = self.reassembler.advance(ts)
+        if not events:
+            return ()
+        return [record for event in events if (record := self._on_event(event)) is not None]
+
     def expire(self, now: float) -> Iterator[dict[str, Any]]:
         """Records of the connections idle (or done lingering after their close) at `now`: live mode's
         wall-clock housekeeping, between packets."""

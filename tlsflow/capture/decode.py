@@ -83,10 +83,22 @@ def packet_builder() -> Callable[..., TcpPacket]:
     return build  # type: ignore[return-value]
 
 
-def make_handlers(stats: CaptureStats,
-                  reassembler: FragmentReassembler | None) -> Callable[[int], FrameHandler]:
-    """Returns `handler_for(link_type)`; all handlers share `stats`, the reassembler and the address caches."""
+def shard_of(src: bytes, dst: bytes, sport: int, dport: int, count: int) -> int:
+    """Which of `count` shards a TCP segment belongs to: the same for both directions of a connection and in every
+    process (Python's own hash() of bytes and str is salted per process), from the packed addresses and ports."""
+    return (int.from_bytes(src, "big") + int.from_bytes(dst, "big") + sport + dport) % count
+
+
+def make_handlers(stats: CaptureStats, reassembler: FragmentReassembler | None,
+                  shard: tuple[int, int] | None = None) -> Callable[[int], FrameHandler]:
+    """Returns `handler_for(link_type)`; all handlers share `stats`, the reassembler and the address caches.
+
+    With `shard=(index, count)`, a TCP segment whose connection belongs to another shard (`shard_of`) is not
+    built: the handler returns its timestamp (a float) instead, so that the consumer's clock still advances.
+    """
     build = packet_builder()
+    shard_index, shard_count = shard if shard is not None else (0, 0)
+    from_bytes = int.from_bytes
     ipv4_unpack = IPV4_HEADER.unpack_from
     ipv6_unpack = IPV6_HEADER.unpack_from
     tcp_unpack = TCP_HEADER.unpack_from
@@ -123,6 +135,8 @@ def make_handlers(stats: CaptureStats,
         if cut:
             stats.truncated_payloads += 1
         stats.tcp_packets += 1
+        if shard_count and (from_bytes(src, "big") + from_bytes(dst, "big") + sport + dport) % shard_count != shard_index:
+            return ts  # type: ignore[return-value]  # another shard's connection: only its time matters here
         if version == 4:
             src_text = text4_get(src) or new_text4(src)
             dst_text = text4_get(dst) or new_text4(dst)
@@ -293,6 +307,9 @@ def make_handlers(stats: CaptureStats,
                 data = start + 34 + ((offset_byte >> 4) << 2)
                 if ip_end <= end and start + 54 <= data <= ip_end:
                     stats.tcp_packets += 1
+                    if shard_count and ((from_bytes(src, "big") + from_bytes(dst, "big") + sport + dport)
+                                        % shard_count != shard_index):
+                        return ts  # type: ignore[return-value]
                     return build(frame, ts, 4, text4_get(src) or new_text4(src), text4_get(dst) or new_text4(dst),
                                  sport, dport, seq, ack, flags, window, buf[data:ip_end], ttl, ident)
         if end - start < 14:

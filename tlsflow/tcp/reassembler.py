@@ -93,6 +93,11 @@ class TcpReassembler:
         self.flows_evicted = 0
 
     @property
+    def flows_opened(self) -> int:
+        """Connections opened so far (the last flow_id given)."""
+        return self._next_flow_id - 1
+
+    @property
     def open_flows(self) -> int:
         return len(self._open) + len(self._closing)
 
@@ -258,6 +263,19 @@ class TcpReassembler:
         fid = flow.conn.flow_id
         del self._open[fid]
         self._closing[fid] = flow
+
+    def advance(self, ts: float) -> list[Event] | tuple[()]:
+        """Capture time `ts` passes without a packet for this reassembler (another shard's packet, with `--jobs`
+        on one file): the same expiry as `add` would run at that packet, so that flows close exactly when they
+        would in a single process."""
+        if ts > self._now:
+            self._now = ts
+            if ts >= self._next_expiry:
+                self._next_expiry = ts + self.expiry_interval
+                out: list[Event] = []
+                self._expire(ts, out)
+                return out
+        return ()
 
     def expire(self, now: float) -> list[Event]:
         """Close the connections idle longer than `idle_timeout` (or lingering longer than `linger_timeout`) at

@@ -1,0 +1,182 @@
+"""`--jobs N` on ONE capture file: N worker processes, each reading the whole file but analysing only its share
+of the connections.
+
+Design (measured against splitting the file by byte ranges, which needs pcap record resynchronisation and loses
+connections that cross a range boundary): a connection belongs to shard `shard_of(addresses, ports) % N`, the
+same for both directions. Each worker walks every record; the reader decodes a foreign segment's headers only as
+far as its 4-tuple and hands the pipeline its timestamp, so that the worker's reassembler expires idle and
+lingering flows at exactly the capture times a single process would (`FlowAnalyzer.tick`). Everything else
+(reassembly, TLS parsing, certificate checks, verdicts, records) happens once per connection, in one worker.
+
+flow_id is the connection's rank by first frame over the whole capture. A worker numbers only its own flows, so
+it reports, batch by batch, the first frames of the flows it opened and how far it has read; the parent turns a
+worker's local number L of a flow first seen at frame F into L + (flows the other workers opened before F) as
+soon as every other worker has read past F. The records are the single process's, in another order.
+
+Not identical to one process only when the flow table overflows (`max_flows` open connections at once): each
+worker then has its own table and evicts other flows.
+"""
+from __future__ import annotations
+
+import heapq
+import os
+import traceback
+from array import array
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
+from typing import Any
+
+BATCH_PACKETS = 1 << 14  # packets between two messages of a worker (records, opened flows, progress)
+QUEUE_BATCHES = 64  # messages waiting in the queue at most: memory stays bounded if the parent falls behind
+_END = 1 << 62  # "read past every frame": the progress of a worker that has finished
+
+
+def tune_gc() -> None:
+    """The analysis allocates many small objects that live as long as their connection: with the default
+    thresholds the cyclic collector runs thousands of times over the same live flows (about 10 % of the CPU
+    time). Collect young objects less often; reference counting still frees almost everything at once."""
+    import gc
+
+    gc.set_threshold(100_000, 50, 100)
+
+
+def _shard_main(path: str, index: int, count: int, ca_bundle: str | None, keylog_path: str | None,
+                queue: Any) -> None:
+    """A worker process: stream (index, message) tuples to `queue`; the last message is ("end", ...) or
+    ("crash", traceback text)."""
+    tune_gc()
+    try:
+        from tlsflow.api import _load_keylog, _trust_store
+
+        for message in shard_messages(path, index, count, trust=_trust_store(ca_bundle),
+                                      keylog=_load_keylog(keylog_path)):
+            queue.put((index, message))
+    except BaseException:  # noqa: BLE001 - reported to the parent, which raises
+        queue.put((index, ("crash", traceback.format_exc())))
+
+
+def shard_messages(path: str, index: int, count: int, *, trust: Any, keylog: Any = None,
+                   batch_packets: int = BATCH_PACKETS) -> Iterator[tuple[Any, ...]]:
+    """One worker's work, as messages: ("batch", progress frame, opened first frames, records, bytes read) and at
+    the end ("end", error text or None, flows reported). Records carry the worker's own flow numbering."""
+    from tlsflow.capture import CaptureError, open_capture
+    from tlsflow.pipeline import FlowAnalyzer
+
+    analyzer = FlowAnalyzer(path, trust=trust, keylog=keylog)
+    reassembler = analyzer.reassembler
+    records: list[dict[str, Any]] = []
+    opened = array("q")
+    flows = 0
+    error: str | None = None
+    progress = 0  # every flow this worker opened at a frame <= progress has been reported in `opened`
+    with open_capture(path) as cap:
+        secrets_seen = 0
+        n = 0
+        try:
+            for pkt in cap.packets(shard=(index, count)):
+                if pkt.__class__ is float:
+                    records.extend(analyzer.tick(pkt))  # type: ignore[arg-type]
+                else:
+                    if len(cap.secrets) != secrets_seen:
+                        analyzer.add_secrets(cap.secrets[secrets_seen:])
+                        secrets_seen = len(cap.secrets)
+                    before = reassembler.flows_opened
+                    records.extend(analyzer.feed(pkt))
+                    if reassembler.flows_opened != before:
+                        opened.append(pkt.frame)
+                    progress = pkt.frame
+                n += 1
+                if n >= batch_packets:
+                    n = 0
+                    flows += len(records)
+                    yield ("batch", progress, opened, records, cap.bytes_read)
+                    records, opened = [], array("q")
+        except CaptureError as exc:
+            error = str(exc)
+        records.extend(analyzer.finish())
+        flows += len(records)
+        yield ("batch", _END, opened, records, cap.bytes_read)
+    yield ("end", error, flows)
+
+
+def analyze_file_parallel(path: str, jobs: int, *, ca_bundle: str | None = None, keylog_path: str | None = None,
+                          progress: Callable[[int, int | None], None] | None = None
+                          ) -> Iterator[dict[str, Any] | str]:
+    """The records of one capture analysed by `jobs` processes (flow_id as in a single process), then an error
+    text if the capture is damaged, as `api._one_capture` yields them."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue(QUEUE_BATCHES)
+    workers = [ctx.Process(target=_shard_main, args=(path, i, jobs, ca_bundle, keylog_path, queue), daemon=True)
+               for i in range(jobs)]
+    for worker in workers:
+        worker.start()
+    try:
+        yield from _merge(queue, workers, path, progress)
+    finally:
+        for worker in workers:
+            if worker.is_alive():
+                worker.terminate()
+            worker.join()
+        queue.close()
+
+
+def _merge(queue: Any, workers: list[Any], path: str, progress: Callable[[int, int | None], None] | None
+           ) -> Iterator[dict[str, Any] | str]:
+    import queue as queues
+
+    jobs = len(workers)
+    total = None
+    try:
+        total = os.path.getsize(path)
+    except OSError:
+        pass
+    opened = [array("q") for _ in range(jobs)]
+    read_to = [0] * jobs
+    waiting: list[list[tuple[int, int, int, dict[str, Any]]]] = [[] for _ in range(jobs)]  # heaps by first frame
+    ended = 0
+    flows = 0
+    error: str | None = None
+    tie = 0
+    done = [False] * jobs
+    while ended < jobs:
+        try:
+            index, message = queue.get(timeout=1.0)
+        except queues.Empty:
+            for i, worker in enumerate(workers):
+                if not done[i] and not worker.is_alive() and queue.empty():
+                    raise RuntimeError(f"--jobs worker {i} on {path} died (exit code {worker.exitcode})") from None
+            continue
+        kind = message[0]
+        if kind == "crash":
+            raise RuntimeError(f"--jobs worker {index} failed on {path}:\n{message[1]}")
+        if kind == "end":
+            ended += 1
+            done[index] = True
+            flows += message[2]
+            if index == 0:
+                error = message[1]
+            continue
+        _, read, new_opened, records, bytes_read = message
+        opened[index].extend(new_opened)
+        read_to[index] = read
+        heap = waiting[index]
+        for record in records:
+            tie += 1
+            heapq.heappush(heap, (record["first_frame"], tie, record["flow_id"], record))
+        if progress is not None and index == 0:
+            progress(bytes_read, total)
+        # Release every waiting record whose first frame all the other workers have read past.
+        for w in range(jobs):
+            heap = waiting[w]
+            if not heap:
+                continue
+            limit = min((read_to[v] for v in range(jobs) if v != w), default=_END)
+            while heap and heap[0][0] <= limit:
+                first_frame, _, local_id, record = heapq.heappop(heap)
+                record["flow_id"] = local_id + sum(bisect_left(opened[v], first_frame)
+                                                   for v in range(jobs) if v != w)
+                yield record
+    if error is not None:
+        yield f"{path}: {error} ({flows} connection(s) before the damage were reported)"
