@@ -54,6 +54,9 @@ def _one_capture(path: str, trust: Any, progress: Callable[[int, int | None], No
 
 def _worker(args: tuple[str, str | None, str | None]) -> tuple[str, list[Any]]:
     path, ca_bundle, keylog_path = args
+    from tlsflow.parallel import tune_gc
+
+    tune_gc()
     return path, list(_one_capture(path, _trust_store(ca_bundle), keylog=_load_keylog(keylog_path)))
 
 

@@ -150,6 +150,9 @@ def _trust(args: argparse.Namespace):
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from tlsflow.api import analyze_files
+    from tlsflow.parallel import tune_gc
+
+    tune_gc()
 
     try:
         inputs = expand_inputs(args.inputs)
