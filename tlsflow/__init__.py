@@ -9,7 +9,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "analyze", "iter_flows"]
+__all__ = ["__version__", "analyze", "analyze_cluster", "iter_flows"]
 
 
 def __getattr__(name: str):  # keep `import tlsflow` light: pandas loads only when a DataFrame is asked for
@@ -17,4 +17,8 @@ def __getattr__(name: str):  # keep `import tlsflow` light: pandas loads only wh
         from tlsflow import api
 
         return getattr(api, name)
+    if name == "analyze_cluster":  # needs the `cluster` extra (dask[distributed])
+        from tlsflow.cluster import analyze_cluster
+
+        return analyze_cluster
     raise AttributeError(name)

@@ -144,7 +144,8 @@ class FlowAnalyzer:
         from tlsparse.keylog import KeyLog
 
         extra = KeyLog.from_blocks(blocks)
-        self.keylog = extra if self.keylog is None else self.keylog.merge(extra)
+        # A new KeyLog: the caller's (shared by every capture of a run) must not gain this capture's secrets.
+        self.keylog = extra if self.keylog is None else KeyLog().merge(self.keylog).merge(extra)
 
     def _new_tls(self) -> TlsConnection:
         # Certificate chains of 300 kB and more exist (Zeek's tls-fragmented-handshake trace): allow 512 KiB for
