@@ -148,6 +148,15 @@ def _trust(args: argparse.Namespace):
     return store
 
 
+def _trust_or_none(args: argparse.Namespace):
+    """The trust store for --ca-bundle, or None after saying on one line why the bundle cannot be used."""
+    try:
+        return _trust(args)
+    except (OSError, ValueError) as exc:
+        sys.stderr.write(f"tlsflow: --ca-bundle: {exc}\n")
+        return None
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     from tlsflow.api import analyze_files
     from tlsflow.parallel import tune_gc
@@ -164,10 +173,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         out = args.output or ""
         fmt = next((f for f in ("jsonl", "json", "csv", "parquet") if out.endswith("." + f)), None)
         fmt = fmt or ("jsonl" if args.output and args.output != "-" else "text")
-    try:
-        trust = _trust(args)
-    except (OSError, ValueError) as exc:
-        sys.stderr.write(f"tlsflow: --ca-bundle: {exc}\n")
+    trust = _trust_or_none(args)
+    if trust is None:
         return EXIT_USAGE
     if args.scheduler:  # a Dask cluster (optional dependency, imported only here)
         from tlsflow.cluster import cmd_analyze_cluster
@@ -229,10 +236,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     from tlsflow.explain import explain_flow
 
-    try:
-        trust = _trust(args)
-    except (OSError, ValueError) as exc:
-        sys.stderr.write(f"tlsflow: --ca-bundle: {exc}\n")
+    trust = _trust_or_none(args)
+    if trust is None:
         return EXIT_USAGE
     colour = sys.stdout.isatty() and not args.no_color and "NO_COLOR" not in os.environ
     keylog = None
@@ -246,10 +251,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def cmd_live(args: argparse.Namespace) -> int:
     from tlsflow.live import run_live
 
-    try:
-        trust = _trust(args)
-    except (OSError, ValueError) as exc:
-        sys.stderr.write(f"tlsflow: --ca-bundle: {exc}\n")
+    trust = _trust_or_none(args)
+    if trust is None:
         return EXIT_USAGE
     return run_live(args, trust=trust, keep=_filter(args))
 
