@@ -159,3 +159,32 @@ def test_version_and_help_show_exit_codes(capsys):
     with pytest.raises(SystemExit):
         main(["analyze", "--help"])
     assert "exit codes" in capsys.readouterr().out
+
+
+def test_bad_ca_bundle_or_keylog_is_a_usage_error(tmp_path, capsys):
+    capture = str(_only_established())
+    bad = tmp_path / "not-a-bundle.pem"
+    bad.write_text("nothing here\n")
+    for argv in (["analyze", capture, "--ca-bundle", str(tmp_path / "missing.pem")],
+                 ["analyze", capture, "--ca-bundle", str(bad)],
+                 ["analyze", capture, "--keylog", str(tmp_path / "missing.log")],
+                 ["explain", capture, "--flow", "1", "--ca-bundle", str(tmp_path / "missing.pem")]):
+        assert main(argv) == 2, argv
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "--ca-bundle" in err and "--keylog" in err
+
+
+def test_key_log_makes_a_tls13_alert_readable(capsys):
+    label = next((lab for lab in LABELS if lab.get("alert") == "encrypted" and lab.get("version") == "TLS 1.3"
+                  and (CORPUS / (Path(lab["file"]).stem + ".keylog")).exists()), None)
+    if label is None:
+        pytest.skip("no TLS 1.3 encrypted-alert scenario with a key log")
+    capture = str(CORPUS / label["file"])
+    keylog = str(CORPUS / (Path(label["file"]).stem + ".keylog"))
+    main(["analyze", capture, "-f", "jsonl"])
+    without = [json.loads(x) for x in capsys.readouterr().out.splitlines()][label["flow"] - 1]
+    main(["analyze", capture, "-f", "jsonl", "--keylog", keylog])
+    with_keys = [json.loads(x) for x in capsys.readouterr().out.splitlines()][label["flow"] - 1]
+    assert without["alert"] == "encrypted"
+    assert with_keys["alert"] not in (None, "encrypted")
+    assert with_keys["failed_step"] == label["failed_step"]
