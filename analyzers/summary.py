@@ -199,9 +199,8 @@ class HandshakeSummary:
         if isinstance(event, ev.ResyncSeen):
             self.resyncs.append(event)
             return
-        if isinstance(event, ev.ParseAnomaly):
-            if len(self.anomalies) < 50:
-                self.anomalies.append(event)
+        if isinstance(event, ev.ParseAnomaly) and len(self.anomalies) < 50:
+            self.anomalies.append(event)
 
     def _add_handshake(self, event: ev.HandshakeSeen) -> None:
         sender, msg = event.sender, event.message

@@ -177,7 +177,7 @@ class _Decider:
 
     # -- the rules -----------------------------------------------------------------------------------------------
     def decide(self) -> Verdict:
-        s, tcp = self.s, self.tcp
+        s = self.s
         for rule in (self.tcp_connect, self.not_tls, self.readable_alert, self.encrypted_alert_tls12,
                      self.tls13_record_shapes, self.established, self.tcp_ending):
             verdict = rule()
@@ -282,7 +282,7 @@ class _Decider:
 
     def cause_for_alert(self, alert: AlertInfo, step: str) -> tuple[str, str, list[str]]:
         """Cause, confidence and extra evidence for a readable fatal alert seen at `step`."""
-        s, certs = self.s, self.certs
+        s = self.s
         desc = alert.description
         from_server = alert.sender is Sender.SERVER
         ch = s.client_hello
@@ -296,19 +296,19 @@ class _Decider:
         if desc == CERTIFICATE_REQUIRED:
             return "client_cert_missing", "certain", []
         if from_server and step in ("client_certificate", "client_key_exchange", "change_cipher_spec", "finished",
-                                    "certificate_verify") and self._certificate_request_seen(alert.ts):
-            if desc in CERTIFICATE_ALERTS or desc in (HANDSHAKE_FAILURE, DECRYPT_ERROR):
-                return self._client_cert_cause(alert)
+                                    "certificate_verify") and self._certificate_request_seen(alert.ts) \
+                and (desc in CERTIFICATE_ALERTS or desc in (HANDSHAKE_FAILURE, DECRYPT_ERROR)):
+            return self._client_cert_cause(alert)
         if desc in (BAD_RECORD_MAC, DECRYPT_ERROR):
             if not from_server and s.server_key_exchange is not None and step in ("server_certificate",
                                                                                 "server_key_exchange",
                                                                                 "server_hello_done"):
                 if self.ske_signature_ok is False:
                     return "cert_key_mismatch", "certain", [
-                        f"frame {s.server_key_exchange.frame}: the ServerKeyExchange signature does not verify "
-                        "with the certificate's public key"]
-                return "cert_key_mismatch", "likely", ["the client could not verify the ServerKeyExchange "
-                                                       "signature with the certificate's key"]
+                        (f"frame {s.server_key_exchange.frame}: the ServerKeyExchange signature does not verify "
+                         "with the certificate's public key")]
+                return "cert_key_mismatch", "likely", [("the client could not verify the ServerKeyExchange "
+                                                        "signature with the certificate's key")]
             return "decrypt_error", "certain", []
         if not from_server and (desc in CERTIFICATE_ALERTS or step == "server_certificate"
                                 and desc in (HANDSHAKE_FAILURE, INSUFFICIENT_SECURITY)):
@@ -359,10 +359,10 @@ class _Decider:
         cert = s.client_certificate
         if cert is None or not getattr(cert.message, "certificates", ()):
             where = f"frame {cert.frame}: client sent an empty Certificate" if cert else "client sent no Certificate"
-            return "client_cert_missing", "certain", [f"frame {s.certificate_request.frame}: server "
-                                                      "CertificateRequest", where]
-        return "client_cert_rejected", "certain", [f"frame {cert.frame}: client Certificate "
-                                                   f"({len(cert.message.certificates)} cert(s))"]
+            return "client_cert_missing", "certain", [f"frame {s.certificate_request.frame}: server CertificateRequest",
+                                                      where]
+        count = len(cert.message.certificates)
+        return "client_cert_rejected", "certain", [f"frame {cert.frame}: client Certificate ({count} cert(s))"]
 
     def _negotiation_cause(self, alert: AlertInfo, step: str) -> tuple[str, str, list[str]]:
         """A handshake_failure / insufficient_security: which part of the negotiation found nothing in common.
@@ -435,7 +435,7 @@ class _Decider:
             for r in s.encrypted_from(sender))
 
     def tls13_record_shapes(self) -> Verdict | None:
-        s, tcp = self.s, self.tcp
+        s = self.s
         if not s.is_tls13 or s.server_hello is None:
             return None
         server_enc = s.encrypted_from(Sender.SERVER)
@@ -451,8 +451,8 @@ class _Decider:
                 v.alert, v.alert_sender = "encrypted", "client"
                 facts = [self._ch_frame(), self._server_hello_evidence(),
                          f"frame {server_enc[0].frame}: server encrypted flight",
-                         f"frame {first.frame}: client answered with one encrypted record of {first.length} bytes "
-                         "(alert-sized) and closed"]
+                         (f"frame {first.frame}: client answered with one encrypted record of {first.length} bytes "
+                          "(alert-sized) and closed")]
                 return self.fail("server_certificate", "cert_rejected", "likely", *facts, end_ts=first.ts)
             # The client's flight went out; did the server answer it with nothing but an alert and a close (no
             # session tickets, no data)?
@@ -466,8 +466,8 @@ class _Decider:
                 v.alert, v.alert_sender = "encrypted", "server"
                 facts = [self._ch_frame(), self._server_hello_evidence(),
                          f"frame {first.frame}: client encrypted flight ({flight} bytes)",
-                         f"frame {server_later[0].frame}: server answered with one encrypted record of "
-                         f"{server_later[0].length} bytes (alert-sized) and closed"]
+                         (f"frame {server_later[0].frame}: server answered with one encrypted record of "
+                          f"{server_later[0].length} bytes (alert-sized) and closed")]
                 if flight in TLS13_FINISHED_RECORD_LENGTHS:
                     # A flight that is exactly one Finished holds no Certificate: the server asked for none (a
                     # client must answer a CertificateRequest, if only with an empty Certificate), so what it
@@ -702,9 +702,9 @@ class _Decider:
             w.append("packet_loss")
         if s.resyncs or s.gaps:
             w.append("resync_after_gap")
-        if s.client_hellos and Sender.SERVER in s.first_handshake_ts:
-            if s.first_handshake_ts[Sender.SERVER] - s.client_hellos[0].ts > 1.0:
-                w.append("slow_server_hello")
+        if s.client_hellos and Sender.SERVER in s.first_handshake_ts \
+                and s.first_handshake_ts[Sender.SERVER] - s.client_hellos[0].ts > 1.0:
+            w.append("slow_server_hello")
         seen = set()
         v.warnings[:] = [x for x in w if not (x in seen or seen.add(x))]
 

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Self
 
 
 class TcpdumpError(RuntimeError):
@@ -27,7 +28,7 @@ class Tcpdump:
         self.snaplen = snaplen
         self._proc: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> "Tcpdump":
+    def __enter__(self) -> Self:
         exe = shutil.which("tcpdump")
         if exe is None:
             raise TcpdumpError("tcpdump is not installed (apt-get install tcpdump)")

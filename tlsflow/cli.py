@@ -95,10 +95,8 @@ def _filter(args: argparse.Namespace):
             hosts = {_host(record.get("client")), _host(record.get("server"))}
             if args.host.strip("[]") not in hosts:
                 return False
-        if getattr(args, "port", None) is not None:
-            if args.port not in {_port(record.get("client")), _port(record.get("server"))}:
-                return False
-        return True
+        return getattr(args, "port", None) is None or \
+            args.port in {_port(record.get("client")), _port(record.get("server"))}
 
     return keep
 

@@ -173,7 +173,7 @@ def open_writer(fmt: str, out: str | None, stdout: IO[str]) -> tuple[Any, IO[str
     if out is None or out == "-":
         stream, to_close = stdout, None
     else:
-        stream = open(out, "w", encoding="utf-8", newline="")
+        stream = open(out, "w", encoding="utf-8", newline="")  # noqa: SIM115 (closed by the caller)
         to_close = stream
     writer = {"jsonl": JsonLinesWriter, "json": JsonWriter, "csv": CsvWriter}[fmt](stream)
     return writer, to_close

@@ -73,7 +73,7 @@ def shard_messages(path: str, index: int, count: int, *, trust: Any, keylog: Any
         secrets_seen = 0
         n = 0
         try:
-            for pkt in cap.packets(shard=(index, count)):
+            for pkt in cap.packets(shard=(index, count), count_only=reassembler.count_only):
                 if pkt.__class__ is float:
                     records.extend(analyzer.tick(pkt))  # type: ignore[arg-type]
                 else:

@@ -271,7 +271,17 @@ def iter_flow_records(source: str | Path, *, capture_name: str | None = None, tr
         count = 0
         secrets_seen = 0
         try:
-            for pkt in cap.packets():
+            tick = analyzer.tick
+            for pkt in cap.packets(count_only=analyzer.reassembler.count_only):
+                if pkt.__class__ is float:  # a segment the reassembler counted without a TcpPacket
+                    records = tick(pkt)  # type: ignore[arg-type]
+                    if records:
+                        report.flows += len(records)
+                        yield from records
+                    count += 1
+                    if progress is not None and not count & 0x3FFF:
+                        progress(cap.bytes_read, cap.total_bytes)
+                    continue
                 if len(cap.secrets) != secrets_seen:  # a Decryption Secrets Block was read
                     analyzer.add_secrets(cap.secrets[secrets_seen:])
                     secrets_seen = len(cap.secrets)

@@ -55,12 +55,12 @@ from tlsparse.events import (
     HandshakeSeen,
     HeartbeatSeen,
     NotTlsSeen,
-    TlsStartSeen,
     ParseAnomaly,
     RecordSeen,
     ResyncSeen,
     Sender,
     Sslv2RecordSeen,
+    TlsStartSeen,
     UnknownRecordSeen,
 )
 from tlsparse.handshake import DecodeContext, decode_handshake, is_tls13

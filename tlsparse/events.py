@@ -17,7 +17,7 @@ class Sender(enum.Enum):
     SERVER = "server"
 
     @property
-    def peer(self) -> "Sender":
+    def peer(self) -> Sender:
         return Sender.SERVER if self is Sender.CLIENT else Sender.CLIENT
 
 

@@ -6,7 +6,7 @@ These classes are the interface between the parser and everything downstream: ad
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 # Handshake types (IANA TLS HandshakeType).
 HELLO_REQUEST = 0

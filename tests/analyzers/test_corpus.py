@@ -9,7 +9,7 @@ import pytest
 from tests.conftest import CORPUS, REPO, corpus_labels
 
 sys.path.insert(0, str(REPO))
-from tools.corpus_report import compare_corpus  # noqa: E402
+from tools.corpus_report import compare_corpus
 
 LABELS = corpus_labels()
 

@@ -6,8 +6,8 @@ import pytest
 
 from analyzers.signatures import verify_server_key_exchange
 from tests.conftest import CORPUS, corpus_labels
-from tlsflow.pipeline import FlowAnalyzer
 from tlsflow.capture import open_capture
+from tlsflow.pipeline import FlowAnalyzer
 
 
 def _summaries(path):

@@ -115,8 +115,9 @@ def test_gzip_and_stdin(tmp_path):
     gz.write_bytes(gzip.compress(source.read_bytes()))
     plain = subprocess.run([sys.executable, "-m", "tlsflow.cli", "analyze", str(source), "--format", "jsonl"],
                            capture_output=True, text=True, check=False)
-    via_stdin = subprocess.run([sys.executable, "-m", "tlsflow.cli", "analyze", "-", "--format", "jsonl"],
-                               input=None, stdin=open(gz, "rb"), capture_output=True, check=False)
+    with open(gz, "rb") as stdin:
+        via_stdin = subprocess.run([sys.executable, "-m", "tlsflow.cli", "analyze", "-", "--format", "jsonl"],
+                                   stdin=stdin, capture_output=True, check=False)
     rows_plain = [json.loads(x) for x in plain.stdout.splitlines()]
     rows_stdin = [json.loads(x) for x in via_stdin.stdout.decode().splitlines()]
     assert rows_plain and len(rows_plain) == len(rows_stdin)

@@ -90,11 +90,16 @@ def shard_of(src: bytes, dst: bytes, sport: int, dport: int, count: int) -> int:
 
 
 def make_handlers(stats: CaptureStats, reassembler: FragmentReassembler | None,
-                  shard: tuple[int, int] | None = None) -> Callable[[int], FrameHandler]:
+                  shard: tuple[int, int] | None = None,
+                  count_only: Callable[..., bool] | None = None) -> Callable[[int], FrameHandler]:
     """Returns `handler_for(link_type)`; all handlers share `stats`, the reassembler and the address caches.
 
     With `shard=(index, count)`, a TCP segment whose connection belongs to another shard (`shard_of`) is not
     built: the handler returns its timestamp (a float) instead, so that the consumer's clock still advances.
+
+    `count_only(key, frame, ts, seq, ack, flags, window, ttl, ip_id, payload_length)` (TcpReassembler.count_only)
+    is offered every untagged Ethernet/IPv4 segment first; when it takes the segment, no TcpPacket is built and
+    the handler returns the timestamp as well.
     """
     build = packet_builder()
     shard_index, shard_count = shard if shard is not None else (0, 0)
@@ -310,8 +315,13 @@ def make_handlers(stats: CaptureStats, reassembler: FragmentReassembler | None,
                     if shard_count and ((from_bytes(src, "big") + from_bytes(dst, "big") + sport + dport)
                                         % shard_count != shard_index):
                         return ts  # type: ignore[return-value]
-                    return build(frame, ts, 4, text4_get(src) or new_text4(src), text4_get(dst) or new_text4(dst),
-                                 sport, dport, seq, ack, flags, window, buf[data:ip_end], ttl, ident)
+                    src_text = text4_get(src) or new_text4(src)
+                    dst_text = text4_get(dst) or new_text4(dst)
+                    if count_only is not None and count_only((src_text, sport, dst_text, dport), frame, ts, seq, ack,
+                                                             flags, window, ttl, ident, ip_end - data):
+                        return ts  # type: ignore[return-value]
+                    return build(frame, ts, 4, src_text, dst_text, sport, dport, seq, ack, flags, window,
+                                 buf[data:ip_end], ttl, ident)
         if end - start < 14:
             return malformed()
         return network(U16(buf, start + 12)[0], buf, start + 14, end, frame, ts)

@@ -71,12 +71,14 @@ class Capture:
         """The link type of a pcap file (pcapng files have one per interface: see stats.link_types)."""
         return self._pcap_header.link_type if self._pcap_header else None
 
-    def packets(self, shard: tuple[int, int] | None = None) -> Iterator[TcpPacket]:
+    def packets(self, shard: tuple[int, int] | None = None,
+                count_only: Callable[..., bool] | None = None) -> Iterator[TcpPacket]:
         """Every TCP segment, in file order. Raises CaptureError after the last good packet if the file is damaged.
 
         `shard=(index, count)`: only the connections of that shard come out as TcpPackets; every other TCP segment
-        comes out as its timestamp, a float (see `decode.make_handlers`), for `--jobs` on one file."""
-        return self._walk(make_handlers(self.stats, self.reassembler, shard))
+        comes out as its timestamp, a float (see `decode.make_handlers`), for `--jobs` on one file.
+        `count_only` (TcpReassembler.count_only): segments it takes come out as their timestamp too."""
+        return self._walk(make_handlers(self.stats, self.reassembler, shard, count_only))
 
     def frames(self) -> Iterator[RawFrame]:
         """Every packet frame undecoded, as (frame, ts, link_type, data); blocks framed by Wireshark that hold no

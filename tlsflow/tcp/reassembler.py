@@ -20,6 +20,7 @@ Event = ConnectionOpened | StreamChunk | ConnectionClosed
 FlowKey = tuple[str, int, str, int]
 
 _SYN_ACK = SYN | ACK
+_SYN_FIN_RST = SYN | FIN | RST
 _HALF = 1 << 31
 _MASK = (1 << 32) - 1
 # An ACK this far beyond anything seen cannot be inside any window (max scaled window is 2^30).
@@ -137,7 +138,8 @@ class TcpReassembler:
                 flow.sides[0].stop_reassembly()
                 flow.sides[1].stop_reassembly()
             if not flags & (SYN | FIN | RST):
-                self._add_counted(flow, index, pkt, ts, flags)
+                self._add_counted(flow, index, pkt.frame, ts, pkt.seq, pkt.ack, flags, pkt.window, pkt.ttl,
+                                  pkt.ip_id, len(pkt.payload))
                 return out
         side = flow.sides[index]
         peer = flow.sides[index ^ 1]
@@ -285,12 +287,34 @@ class TcpReassembler:
         self._expire(now, out)
         return out
 
-    def _add_counted(self, flow: _Flow, index: int, pkt: TcpPacket, ts: float, flags: int) -> None:
+    def count_only(self, key: FlowKey, frame: int, ts: float, seq: int, ack: int, flags: int, window: int,
+                   ttl: int, ip_id: int | None, n: int) -> bool:
+        """`add` for a packet given by its header fields, when it belongs to a connection that wants no more data
+        and carries no SYN, FIN or RST, and its time neither runs expiry nor closes the connection: the capture
+        reader calls this before building a TcpPacket, so that such packets (most of a capture) cost a dict
+        lookup and a few counters. Returns False, having changed nothing, when `add` must take the packet."""
+        entry = self._flows.get(key)
+        if entry is None or flags & _SYN_FIN_RST:
+            return False
+        flow, index = entry
+        if flow.full:
+            return False
+        if ts > self._now:
+            if ts >= self._next_expiry:
+                return False
+            self._now = ts
+        if ts - flow.last_ts > (self.linger_timeout if flow.closing else self.idle_timeout):
+            return False
+        (self._closing if flow.closing else self._open).move_to_end(flow.conn.flow_id)
+        self._add_counted(flow, index, frame, ts, seq, ack, flags, window, ttl, ip_id, n)
+        return True
+
+    def _add_counted(self, flow: _Flow, index: int, frame: int, ts: float, seq: int, ack: int, flags: int,
+                     window: int, ttl: int, ip_id: int | None, n: int) -> None:
         """The fast path of a connection that wants no more data, for packets without SYN, FIN or RST: the same
         facts as `add`, nothing else (no buffer, no chunk, no role or close logic)."""
         side = flow.sides[index]
         facts = side.facts
-        frame = pkt.frame
         facts.packets += 1
         facts.last_ts = ts
         flow.last_ts = ts
@@ -298,18 +322,15 @@ class TcpReassembler:
         if ts > conn.last_ts:  # noqa: PLR1730
             conn.last_ts = ts
         conn.last_frame = frame
-        facts.ttls[pkt.ttl] += 1
-        ip_id = pkt.ip_id
+        facts.ttls[ttl] += 1
         if ip_id is not None:
             ip_ids = facts.ip_ids
             ip_ids.append((frame, ip_id))
             if len(ip_ids) > IP_IDS_KEPT:
                 del ip_ids[0]
-        if not pkt.window:
+        if not window:
             facts.zero_window = True
-        n = len(pkt.payload)
         if n:
-            seq = pkt.seq
             if not side.started:
                 side.start(seq)
             high = side.high_offset
@@ -334,7 +355,7 @@ class TcpReassembler:
         if flags & ACK:
             peer = flow.sides[index ^ 1]
             if peer.started:
-                ack_offset = peer.high_offset + ((pkt.ack - peer.high_seq + _HALF) & _MASK) - _HALF
+                ack_offset = peer.high_offset + ((ack - peer.high_seq + _HALF) & _MASK) - _HALF
                 if ack_offset > facts.acked_bytes and ack_offset - peer.high_offset <= _MAX_ACK_AHEAD:
                     if peer.fin_offset is not None and ack_offset > peer.fin_offset:
                         ack_offset = peer.fin_offset
