@@ -105,8 +105,12 @@ def analyze_file_parallel(path: str, jobs: int, *, ca_bundle: str | None = None,
     """The records of one capture analysed by `jobs` processes (flow_id as in a single process), then an error
     text if the capture is damaged, as `api._one_capture` yields them."""
     import multiprocessing
+    import threading
 
-    ctx = multiprocessing.get_context("spawn")
+    # fork when it is safe (no other thread whose locks a child could inherit held): the workers start at once,
+    # with every module already imported; spawn costs each worker a fresh interpreter and all the imports.
+    fork = "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
+    ctx = multiprocessing.get_context("fork" if fork else "spawn")
     queue = ctx.Queue(QUEUE_BATCHES)
     workers = [ctx.Process(target=_shard_main, args=(path, i, jobs, ca_bundle, keylog_path, queue), daemon=True)
                for i in range(jobs)]
