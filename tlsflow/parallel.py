@@ -74,8 +74,10 @@ def shard_messages(path: str, index: int, count: int, *, trust: Any, keylog: Any
         n = 0
         try:
             for pkt in cap.packets(shard=(index, count), count_only=reassembler.count_only):
-                if pkt.__class__ is float:
-                    records.extend(analyzer.tick(pkt))  # type: ignore[arg-type]
+                if pkt.__class__ is float:  # another shard's segment, or one count_only took
+                    analyzer.last_ts = pkt  # type: ignore[assignment]
+                    if pkt >= reassembler.next_expiry:  # type: ignore[operator]
+                        records.extend(analyzer.tick(pkt))  # type: ignore[arg-type]
                 else:
                     if len(cap.secrets) != secrets_seen:
                         analyzer.add_secrets(cap.secrets[secrets_seen:])

@@ -271,13 +271,11 @@ def iter_flow_records(source: str | Path, *, capture_name: str | None = None, tr
         count = 0
         secrets_seen = 0
         try:
-            tick = analyzer.tick
             for pkt in cap.packets(count_only=analyzer.reassembler.count_only):
-                if pkt.__class__ is float:  # a segment the reassembler counted without a TcpPacket
-                    records = tick(pkt)  # type: ignore[arg-type]
-                    if records:
-                        report.flows += len(records)
-                        yield from records
+                if pkt.__class__ is float:
+                    # A segment the reassembler counted without a TcpPacket (count_only ran no expiry): only the
+                    # time of the last packet is left to note.
+                    analyzer.last_ts = pkt  # type: ignore[assignment]
                     count += 1
                     if progress is not None and not count & 0x3FFF:
                         progress(cap.bytes_read, cap.total_bytes)

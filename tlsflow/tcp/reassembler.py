@@ -94,6 +94,12 @@ class TcpReassembler:
         self.flows_evicted = 0
 
     @property
+    def next_expiry(self) -> float:
+        """Capture time from which `add`/`advance` run the next expiry pass: `advance(ts)` for an earlier `ts`
+        changes nothing that matters (a caller may skip it)."""
+        return self._next_expiry
+
+    @property
     def flows_opened(self) -> int:
         """Connections opened so far (the last flow_id given)."""
         return self._next_flow_id - 1
