@@ -1,4 +1,5 @@
-"""`--jobs N` on one capture file (tlsflow.parallel): the records are exactly the single process's, order aside."""
+"""The fast ways through a capture give the single slow process's rows: `--jobs N` on one file (tlsflow.parallel),
+order aside, and segments counted from their header fields (TcpReassembler.count_only) instead of TcpPackets."""
 from __future__ import annotations
 
 import json
@@ -10,8 +11,10 @@ import pytest
 from bench.gen_capture import generate
 from tests.conftest import CORPUS
 from tlsflow.api import analyze_files
+from tlsflow.capture import open_capture
 from tlsflow.capture.decode import shard_of
 from tlsflow.cli import main
+from tlsflow.pipeline import FlowAnalyzer, iter_flow_records
 
 
 def _records(path: Path, jobs: int) -> list[dict]:
@@ -103,3 +106,21 @@ def test_shard_is_the_same_both_ways():
     for count in (2, 3, 7):
         assert shard_of(a, b, 51000, 443, count) == shard_of(b, a, 443, 51000, count)
     assert len({shard_of(a, b, port, 443, 2) for port in range(50000, 50010)}) == 2
+
+
+def _records_without_fast_path(path: Path) -> list[dict]:
+    """Every segment as a TcpPacket through FlowAnalyzer.feed, as before count_only existed."""
+    analyzer = FlowAnalyzer(str(path))
+    out: list[dict] = []
+    with open_capture(path) as cap:
+        for pkt in cap.packets():
+            out.extend(analyzer.feed(pkt))
+    out.extend(analyzer.finish())
+    return sorted(out, key=lambda r: r["flow_id"])
+
+
+@pytest.mark.parametrize("capture", ["generated", "corpus_concatenated"])
+def test_counted_segments_give_the_same_rows(capture, request):
+    path = request.getfixturevalue(capture)
+    fast = sorted(iter_flow_records(str(path)), key=lambda r: r["flow_id"])
+    assert fast == _records_without_fast_path(path)
