@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import operator
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,12 +50,20 @@ def _first(pair: tuple[str, str] | None) -> str | None:
     return pair[0] if pair else None
 
 
+_SIDE_FIELDS: dict[type, tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]] = {}
+
+
 def _side_facts(d: Any) -> SideFacts:
-    facts = SideFacts()
-    for name in SideFacts.__slots__:  # type: ignore[attr-defined]
-        if hasattr(d, name):
-            setattr(facts, name, getattr(d, name))
-    return facts
+    """The SideFacts fields the reassembler's direction facts have, copied (names looked up once per type)."""
+    known = _SIDE_FIELDS.get(type(d))
+    if known is None:
+        names = tuple(n for n in SideFacts.__slots__ if hasattr(d, n))  # type: ignore[attr-defined]
+        known = _SIDE_FIELDS[type(d)] = (names, operator.attrgetter(*names) if len(names) > 1 else
+                                         (lambda obj, _n=names: tuple(getattr(obj, x) for x in _n)))
+    names, get = known
+    if len(names) == len(SideFacts.__slots__):  # type: ignore[attr-defined]  # all of them: positionally
+        return SideFacts(*get(d))
+    return SideFacts(**dict(zip(names, get(d))))
 
 
 def _tcp_facts(conn: Any, capture_ended: bool) -> TcpFacts:
