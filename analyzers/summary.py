@@ -79,6 +79,11 @@ class HandshakeSummary:
     history: list[str] = field(default_factory=list)
     app_data_records: dict[Sender, int] = field(default_factory=lambda: {Sender.CLIENT: 0, Sender.SERVER: 0})
     last_event_ts: float | None = None
+    # TLS 1.3: the raw handshake messages from the first ClientHello to the server's Certificate, to check the
+    # server's CertificateVerify signature (visible with a key log); dropped for other versions.
+    transcript: list[bytes] | None = field(default_factory=list)
+    transcript_complete: bool = False
+    server_certificate_verify: MessageAt | None = None
 
     # How many encrypted records to keep per side: enough to read the end of any handshake, bounded for hostile peers.
     MAX_ENCRYPTED_KEPT = 32
@@ -202,9 +207,24 @@ class HandshakeSummary:
         if isinstance(event, ev.ParseAnomaly) and len(self.anomalies) < 50:
             self.anomalies.append(event)
 
+    def _add_to_transcript(self, event: ev.HandshakeSeen) -> None:
+        transcript = self.transcript
+        msg = event.message
+        if transcript is None or self.transcript_complete:
+            return
+        if isinstance(msg, m.ServerHello) and not msg.is_hello_retry_request and msg.selected_version != 0x0304:
+            self.transcript = None  # not TLS 1.3: no CertificateVerify over a transcript to check
+        elif not event.raw or len(transcript) >= 16:
+            self.transcript = None  # something is off (SSLv2, a hostile flood): give the check up
+        elif isinstance(msg, m.CertificateVerify) and event.sender is Sender.SERVER:
+            self.transcript_complete = True  # ClientHello .. server Certificate: what the signature covers
+        else:
+            transcript.append(event.raw)
+
     def _add_handshake(self, event: ev.HandshakeSeen) -> None:
         sender, msg = event.sender, event.message
         at = MessageAt(event.frame, event.ts, msg)
+        self._add_to_transcript(event)
         self.first_handshake_ts.setdefault(sender, event.ts)
         self._letter(sender, _HISTORY_LETTER.get(event.msg_type, "z"))
         if isinstance(msg, m.ClientHello):
@@ -232,6 +252,8 @@ class HandshakeSummary:
             self.client_key_exchange = self.client_key_exchange or at
         elif isinstance(msg, m.CertificateVerify) and sender is Sender.CLIENT:
             self.client_certificate_verify = self.client_certificate_verify or at
+        elif isinstance(msg, m.CertificateVerify):
+            self.server_certificate_verify = self.server_certificate_verify or at
         elif isinstance(msg, m.EncryptedExtensions):
             self.encrypted_extensions = self.encrypted_extensions or at
         elif isinstance(msg, m.Finished):

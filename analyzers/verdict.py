@@ -111,7 +111,10 @@ class _Decider:
         self.ske_signature_ok = self._check_ske_signature()
 
     def _check_ske_signature(self) -> bool | None:
+        """TLS 1.2: the ServerKeyExchange signature; TLS 1.3 (with a key log): the server's CertificateVerify."""
         s = self.s
+        if s.is_tls13:
+            return self._check_tls13_certificate_verify()
         if s.server_key_exchange is None or s.server_certificate is None or s.server_hello_msg is None \
                 or s.client_hello is None or not s.server_certificate.message.certificates:
             return None
@@ -174,6 +177,18 @@ class _Decider:
     def _certificate_request_seen(self, ts: float) -> bool:
         s = self.s
         return s.certificate_request is not None and s.certificate_request.ts <= ts
+
+    def _check_tls13_certificate_verify(self) -> bool | None:
+        s = self.s
+        cv, cert = s.server_certificate_verify, s.server_certificate
+        if cv is None or cert is None or not s.transcript_complete or not cert.message.certificates:
+            return None
+        from analyzers.signatures import verify_tls13_certificate_verify
+
+        info = registry.cipher_suite_info(s.server_hello_msg.cipher_suite)
+        return verify_tls13_certificate_verify(cert.message.certificates[0], s.transcript or [],
+                                               info.hash if info else None, cv.message.signature_scheme,
+                                               cv.message.signature)
 
     # -- the rules -----------------------------------------------------------------------------------------------
     def decide(self) -> Verdict:
@@ -300,6 +315,10 @@ class _Decider:
                 and (desc in CERTIFICATE_ALERTS or desc in (HANDSHAKE_FAILURE, DECRYPT_ERROR)):
             return self._client_cert_cause(alert)
         if desc in (BAD_RECORD_MAC, DECRYPT_ERROR):
+            if not from_server and s.is_tls13 and self.ske_signature_ok is False:
+                return "cert_key_mismatch", "certain", [
+                    (f"frame {s.server_certificate_verify.frame}: the server's CertificateVerify signature does "
+                     "not verify with the certificate's public key")]
             if not from_server and s.server_key_exchange is not None and step in ("server_certificate",
                                                                                 "server_key_exchange",
                                                                                 "server_hello_done"):

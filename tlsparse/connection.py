@@ -588,7 +588,8 @@ class TlsConnection:
                                    base=msg_abs + 4)
         events.append(HandshakeSeen(sender=d.sender, frame=frame, ts=ts, offset=rec_off,
                                     msg_type=decoded.msg_type, length=length, message=decoded.message,
-                                    decrypted=decrypted))
+                                    decrypted=decrypted,
+                                    raw=bytes((msg_type,)) + length.to_bytes(3, "big") + bytes(body)))
         for name, detail, offset in decoded.anomalies:
             self._anomaly(d, frame, ts, offset, name, detail, events)
         self._after_handshake(d, decoded.message)

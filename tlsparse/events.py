@@ -47,6 +47,7 @@ class HandshakeSeen(Event):
     length: int
     message: HandshakeBody
     decrypted: bool = False  # read from an encrypted record with key log secrets (TlsConnection(keylog=...))
+    raw: bytes = b""  # the message as on the wire (4-byte header + body): TLS 1.3 transcript hashes need it
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
