@@ -19,7 +19,7 @@ class CaptureStats:
     format: str = ""  # "pcap" or "pcapng"
     compressed: bool = False  # input was gzip-compressed
     frames: int = 0  # every packet record/block, numbered 1.. like Wireshark
-    tcp_packets: int = 0  # TcpPacket objects produced
+    tcp_packets: int = 0  # TCP segments decoded: TcpPackets, and those given as a timestamp (count_only, shard)
     skipped: int = 0  # frames that produced no TcpPacket (sum of the reasons below, plus fragments held back)
     non_ip: int = 0  # link layer carries no IPv4/IPv6 (ARP, LLDP, unsupported link type, ...)
     non_tcp: int = 0  # IP packets that are not TCP (UDP, ICMP, non-first fragments of non-TCP datagrams, ...)
