@@ -108,7 +108,17 @@ class _Decider:
     def __init__(self, s: HandshakeSummary, tcp: TcpFacts, certs: CertView, capture_end: float | None) -> None:
         self.s, self.tcp, self.certs, self.capture_end = s, tcp, certs, capture_end
         self.v = Verdict(outcome="incomplete")
-        self.ske_signature_ok = self._check_ske_signature()
+        self._signature_checked: bool | None = None
+        self._signature_ok: bool | None = None
+
+    @property
+    def ske_signature_ok(self) -> bool | None:
+        """The server's own signature checked with its certificate (computed only when a rule asks: it costs a
+        public-key operation per connection)."""
+        if self._signature_checked is None:
+            self._signature_ok = self._check_ske_signature()
+            self._signature_checked = True
+        return self._signature_ok
 
     def _check_ske_signature(self) -> bool | None:
         """TLS 1.2: the ServerKeyExchange signature; TLS 1.3 (with a key log): the server's CertificateVerify."""
