@@ -484,8 +484,9 @@ class TlsConnection:
 
     def _plaintext_alert(self, d: _Direction, body: bytes | bytearray | None, length: int, offset: int,
                          frame: int, ts: float, events: list[Event], *, decrypted: bool = False) -> None:
-        if body is None or length == 0 or length % 2:
-            # Not a whole number of 2-byte alerts: most likely encrypted after a CCS we did not see.
+        if body is None or length == 0 or length % 2 or any(body[i] not in (1, 2) for i in range(0, length, 2)):
+            # Not a whole number of 2-byte alerts with real levels (warning 1, fatal 2): encrypted after a
+            # ChangeCipherSpec we did not see (a capture starting mid-connection, a CCS lost in a gap).
             self._anomaly(d, frame, ts, offset, "bad_alert", f"plaintext alert record of {length} bytes", events)
             events.append(AlertSeen(sender=d.sender, frame=frame, ts=ts, offset=offset, level=None,
                                     description=None, encrypted=True, length=length, decrypted=decrypted))

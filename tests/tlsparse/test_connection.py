@@ -282,3 +282,13 @@ def test_starttls_prelude_then_tls(tls12_exchange=None) -> None:
     plain.receive(C, b"GET / HTTP/1.1\r\n", 1, 1.0)
     plain.receive(C, b"x" * (MAX_PRELUDE + 10), 2, 2.0)
     assert not plain.parsing(C) and plain.buffer_sizes(C) == (0, 0)
+
+
+def test_alert_record_not_two_bytes_is_encrypted_even_without_ccs() -> None:
+    """A capture that starts mid-connection (ndpi/tls_alert.pcap): a 26-byte alert record is one protected alert,
+    not thirteen plaintext ones with impossible levels."""
+    conn = TlsConnection()
+    events = conn.receive(S, bytes.fromhex("1503030016") + bytes(range(0x16)), 1, 1.0)
+    alerts = [e for e in events if isinstance(e, AlertSeen)]
+    assert len(alerts) == 1 and alerts[0].encrypted and alerts[0].length == 0x16
+    assert alerts[0].level is None and alerts[0].description is None
