@@ -10,8 +10,9 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 
 # System tools the tests drive: tshark (cross-checks), tcpdump (recording), openssl/nginx/gnutls-cli/curl (real
-# servers and clients), faketime (a client with a wrong clock), iptables/iproute2 (network failure scenarios).
-PACKAGES="tshark tcpdump openssl nginx-light gnutls-bin curl faketime iptables iproute2 procps"
+# servers and clients), faketime (a client with a wrong clock), iptables/iproute2 (network failure scenarios),
+# libcap2-bin (capsh: live mode without CAP_NET_RAW).
+PACKAGES="tshark tcpdump openssl nginx-light gnutls-bin curl faketime iptables iproute2 procps libcap2-bin"
 missing=""
 for p in $PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
