@@ -23,8 +23,7 @@ _WARNING_OF_FINDING = {
 
 
 def _finding_name(finding: Any) -> str:
-    name = getattr(finding, "value", None) or getattr(finding, "name", None) or str(finding)
-    return str(name).lower().removeprefix("cert_")
+    return str(finding).removeprefix("cert_")  # Finding is a str enum whose value is the contract's name
 
 
 def assess_certificates(summary: HandshakeSummary, *, at: dt.datetime, trust: Any) -> tuple[CertView, Any, int | None]:

@@ -78,7 +78,6 @@ class HandshakeSummary:
     anomalies: list[ev.ParseAnomaly] = field(default_factory=list)
     history: list[str] = field(default_factory=list)
     app_data_records: dict[Sender, int] = field(default_factory=lambda: {Sender.CLIENT: 0, Sender.SERVER: 0})
-    last_event_ts: float | None = None
     # TLS 1.3: the raw handshake messages from the first ClientHello to the server's Certificate, to check the
     # server's CertificateVerify signature (visible with a key log); dropped for other versions.
     transcript: list[bytes] | None = field(default_factory=list)
@@ -130,10 +129,6 @@ class HandshakeSummary:
         return bool(ch is not None and sh.session_id and sh.session_id == ch.session_id)
 
     @property
-    def resumed_hint(self) -> bool:
-        return self.resumed
-
-    @property
     def first_fatal_alert(self) -> AlertInfo | None:
         for alert in self.alerts:
             if alert.encrypted or alert.level == 2:
@@ -154,7 +149,6 @@ class HandshakeSummary:
 
     def add(self, event: ev.Event) -> None:
         """Fold one parser event in."""
-        self.last_event_ts = event.ts
         sender = event.sender
         if isinstance(event, ev.RecordSeen):
             self.first_record.setdefault(sender, MessageAt(event.frame, event.ts, event))

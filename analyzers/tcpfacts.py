@@ -48,7 +48,5 @@ class SideFacts:
 class TcpFacts:
     client: SideFacts
     server: SideFacts
-    syn_seen: bool = False
     roles_from: str = "syn"
     anomalies: list[str] = field(default_factory=list)
-    capture_ended: bool = False  # the connection was still open when the capture (or idle timer) ended it

@@ -162,7 +162,7 @@ class _Decider:
                 return "server_certificate" if server_enc or sender is Sender.CLIENT else "encrypted_extensions"
             return "client_certificate" if self._certificate_request_seen(ts) else "finished"
         if s.server_certificate is None and s.server_key_exchange is None and s.server_hello_done is None:
-            if s.resumed_hint:
+            if s.resumed:
                 return "finished"
             return "server_certificate"
         if not self._before(ts, s.server_hello_done):

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from tlsflow.capture import CaptureError
 from tlsflow.pipeline import CaptureReport, iter_flow_records
 from tlsflow.record import FIELDS
 
@@ -41,13 +42,9 @@ def _one_capture(path: str, trust: Any, progress: Callable[[int, int | None], No
     except OSError as exc:
         yield f"{path}: {exc.strerror or exc}"
         return
-    except Exception as exc:  # a capture we cannot open at all (not a capture, bad magic): one line, no traceback
-        from tlsflow.capture import CaptureError
-
-        if isinstance(exc, CaptureError):
-            yield f"{path}: {exc}"
-            return
-        raise
+    except CaptureError as exc:  # a capture we cannot open at all (not a capture, bad magic): one line
+        yield f"{path}: {exc}"
+        return
     if report.error:
         yield f"{path}: {report.error} ({report.flows} connection(s) before the damage were reported)"
 

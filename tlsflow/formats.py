@@ -6,9 +6,8 @@ are neutralised with a leading apostrophe, which `read_records` removes again so
 from __future__ import annotations
 
 import csv
-import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -177,15 +176,3 @@ def open_writer(fmt: str, out: str | None, stdout: IO[str]) -> tuple[Any, IO[str
         to_close = stream
     writer = {"jsonl": JsonLinesWriter, "json": JsonWriter, "csv": CsvWriter}[fmt](stream)
     return writer, to_close
-
-
-def write_all(records: Iterable[dict[str, Any]], fmt: str, out: str) -> int:
-    writer, to_close = open_writer(fmt, out, io.StringIO())
-    n = 0
-    for record in records:
-        writer.write(record)
-        n += 1
-    writer.close()
-    if to_close is not None:
-        to_close.close()
-    return n

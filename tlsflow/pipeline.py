@@ -66,11 +66,10 @@ def _side_facts(d: Any) -> SideFacts:
     return SideFacts(**dict(zip(names, get(d))))
 
 
-def _tcp_facts(conn: Any, capture_ended: bool) -> TcpFacts:
+def _tcp_facts(conn: Any) -> TcpFacts:
     client, server = _side_facts(conn.client), _side_facts(conn.server)
-    return TcpFacts(client=client, server=server, syn_seen=client.syn_frame is not None,
-                    roles_from=getattr(conn, "roles_from", "syn"), anomalies=list(getattr(conn, "anomalies", [])),
-                    capture_ended=capture_ended)
+    return TcpFacts(client=client, server=server, roles_from=getattr(conn, "roles_from", "syn"),
+                    anomalies=list(getattr(conn, "anomalies", [])))
 
 
 class FlowAnalyzer:
@@ -119,11 +118,11 @@ class FlowAnalyzer:
 
     def finish(self) -> Iterator[dict[str, Any]]:
         for event in self.reassembler.finish():
-            record = self._on_event(event, capture_ended=True)
+            record = self._on_event(event)
             if record is not None:
                 yield record
 
-    def _on_event(self, event: Any, capture_ended: bool = False) -> dict[str, Any] | None:
+    def _on_event(self, event: Any) -> dict[str, Any] | None:
         if isinstance(event, StreamChunk):
             conn = event.conn
             state: FlowState | None = conn.handshake
@@ -145,7 +144,7 @@ class FlowAnalyzer:
             event.conn.handshake = FlowState(tls=self._new_tls())
             return None
         if isinstance(event, ConnectionClosed):
-            return self._record(event.conn, capture_ended)
+            return self._record(event.conn)
         return None
 
     def add_secrets(self, blocks: list[bytes]) -> None:
@@ -169,10 +168,10 @@ class FlowAnalyzer:
             return True
         return s.app_data_records[Sender.CLIENT] > 0 and s.app_data_records[Sender.SERVER] > 0
 
-    def _record(self, conn: Any, capture_ended: bool) -> dict[str, Any]:
+    def _record(self, conn: Any) -> dict[str, Any]:
         state: FlowState = conn.handshake or FlowState(tls=self._new_tls())
         summary = state.summary
-        tcp = _tcp_facts(conn, capture_ended)
+        tcp = _tcp_facts(conn)
         if conn.flow_id == self.keep_events_for:
             self.kept_tcp = tcp
         at = _dt.datetime.fromtimestamp(conn.start, tz=_dt.UTC)

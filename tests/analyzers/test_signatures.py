@@ -15,9 +15,9 @@ def _summaries(path, keylog=None):
     kept = {}
     original = analyzer._record
 
-    def record(conn, capture_ended):
+    def record(conn):
         kept[conn.flow_id] = conn.handshake.summary
-        return original(conn, capture_ended)
+        return original(conn)
 
     analyzer._record = record
     with open_capture(path) as cap:
