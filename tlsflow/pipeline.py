@@ -17,14 +17,14 @@ from typing import Any
 from analyzers.certview import assess_certificates
 from analyzers.summary import HandshakeSummary
 from analyzers.tcpfacts import SideFacts, TcpFacts
-from analyzers.verdict import decide
+from analyzers.verdict import CertView, decide
 from tlsflow.capture import CaptureError, open_capture
 from tlsflow.record import build_record
 from tlsflow.tcp import ConnectionClosed, ConnectionOpened, StreamChunk, TcpReassembler
 from tlsparse import TlsConnection
 from tlsparse.certificates import describe_certificate
 from tlsparse.events import Sender
-from tlsparse.fingerprints import ja3, ja3s, ja4
+from tlsparse.fingerprints import HelloFingerprints
 
 
 @dataclass(slots=True)
@@ -45,24 +45,24 @@ class CaptureReport:
     stats: Any = None
 
 
-def _first(pair: tuple[str, str] | None) -> str | None:
-    """JA3/JA3S give (hash, string), or None where the hello has no JA3 (SSLv2)."""
-    return pair[0] if pair else None
-
-
-_SIDE_FIELDS: dict[type, tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]] = {}
+_SIDE_FIELDS: dict[type, tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]] | None] = {}
 
 
 def _side_facts(d: Any) -> SideFacts:
-    """The SideFacts fields the reassembler's direction facts have, copied (names looked up once per type)."""
-    known = _SIDE_FIELDS.get(type(d))
-    if known is None:
+    """The reassembler's direction facts as the analyzers read them. When they have every SideFacts field they are
+    handed on as they are: `_record` runs on a closed connection, which nothing changes any more, so a copy would
+    only cost time. Otherwise (another source of facts) the fields they have are copied (names looked up once per
+    type)."""
+    cls = type(d)
+    if cls not in _SIDE_FIELDS:
         names = tuple(n for n in SideFacts.__slots__ if hasattr(d, n))  # type: ignore[attr-defined]
-        known = _SIDE_FIELDS[type(d)] = (names, operator.attrgetter(*names) if len(names) > 1 else
-                                         (lambda obj, _n=names: tuple(getattr(obj, x) for x in _n)))
+        _SIDE_FIELDS[cls] = None if len(names) == len(SideFacts.__slots__) else (  # type: ignore[attr-defined]
+            names, operator.attrgetter(*names) if len(names) > 1 else
+            (lambda obj, _n=names: tuple(getattr(obj, x) for x in _n)))
+    known = _SIDE_FIELDS[cls]
+    if known is None:
+        return d  # type: ignore[no-any-return]
     names, get = known
-    if len(names) == len(SideFacts.__slots__):  # type: ignore[attr-defined]  # all of them: positionally
-        return SideFacts(*get(d))
     return SideFacts(**dict(zip(names, get(d))))
 
 
@@ -91,6 +91,7 @@ class FlowAnalyzer:
         self.kept_events: list[Any] = []
         self.kept_tcp: TcpFacts | None = None
         self._cert_cache = _CertCache(trust)
+        self._fingerprints = HelloFingerprints()  # JA3/JA3S/JA4 per hello shape: clients repeat their hellos
 
     def feed(self, pkt: Any) -> Iterator[dict[str, Any]]:
         self.last_ts = pkt.ts
@@ -174,19 +175,21 @@ class FlowAnalyzer:
         tcp = _tcp_facts(conn)
         if conn.flow_id == self.keep_events_for:
             self.kept_tcp = tcp
-        at = _dt.datetime.fromtimestamp(conn.start, tz=_dt.UTC)
-        certs, leaf, chain_len = self._cert_cache.assess(summary, at)
+        certs, leaf, chain_len = self._cert_cache.assess(summary, conn.start)
         verdict = decide(summary, tcp, certs, capture_end=self.last_ts)
         ch, sh = summary.client_hello, summary.server_hello_msg
+        ja3_hash, ja4_text = self._fingerprints.client(ch) if ch is not None else (None, None)
         return build_record(
             capture=self.capture_name, flow_id=conn.flow_id,
             client=(conn.client_ip, conn.client_port), server=(conn.server_ip, conn.server_port),
             start=conn.start, end=conn.last_ts, first_frame=conn.first_frame, summary=summary, verdict=verdict,
             syn_ts=tcp.client.syn_ts, synack_ts=tcp.server.synack_ts, leaf=leaf, chain_len=chain_len,
-            ja3=_first(ja3(ch)) if ch is not None else None,
-            ja3s=_first(ja3s(sh)) if sh is not None else None,
-            ja4=ja4(ch) if ch is not None else None,
+            ja3=ja3_hash, ja3s=self._fingerprints.server(sh) if sh is not None else None, ja4=ja4_text,
         )
+
+
+# A connection without a server Certificate message: no view, no leaf, no chain length (frozen, so shared).
+_NO_CERTIFICATE = (CertView(), None, None)
 
 
 class _CertCache:
@@ -208,9 +211,13 @@ class _CertCache:
         self._entries: dict[tuple[Any, ...], tuple[int, tuple[Any, Any, Any]]] = {}
         self._infos: dict[bytes, Any] = {}
 
-    def assess(self, summary: HandshakeSummary, at: _dt.datetime) -> tuple[Any, Any, Any]:
+    def assess(self, summary: HandshakeSummary, start: float) -> tuple[Any, Any, Any]:
+        """The certificate view of a connection that started at capture time `start`."""
         cert_msg = summary.server_certificate
-        if cert_msg is None or summary.certificate_status is not None:
+        if cert_msg is None:
+            return _NO_CERTIFICATE  # what assess_certificates gives then, without building it again
+        at = _dt.datetime.fromtimestamp(start, tz=_dt.UTC)
+        if summary.certificate_status is not None:
             return assess_certificates(summary, at=at, trust=self.trust)
         ders = tuple(getattr(cert_msg.message, "certificates", ()))
         timing = self._timing(ders, at) if ders else None

@@ -32,7 +32,7 @@ from tlsparse.messages import (
 )
 from tlsparse.registry import is_grease
 
-__all__ = ["ja3", "ja3s", "ja4", "ja4_raw"]
+__all__ = ["HelloFingerprints", "ja3", "ja3s", "ja4", "ja4_raw"]
 
 # JA4's two-character version codes (JA4.md, "TLS and DTLS Version"); anything else is "00".
 _JA4_VERSIONS = {
@@ -193,3 +193,58 @@ def ja4_raw(ch: ClientHello, transport: str = "t") -> str:
     """JA4_r: the same fields before hashing (sorted lists), for debugging a fingerprint mismatch."""
     part_a, cipher_list, ext_list = _ja4_parts(ch, transport)
     return f"{part_a}_{cipher_list}_{ext_list}"
+
+
+# Extensions whose bodies JA3 or JA4 read; of every other extension they read only the type.
+_FINGERPRINTED_BODIES = frozenset({EXT_SUPPORTED_GROUPS, EXT_EC_POINT_FORMATS, EXT_SUPPORTED_VERSIONS, EXT_ALPN,
+                                   EXT_SIGNATURE_ALGORITHMS})
+
+
+class HelloFingerprints:
+    """JA3, JA4 and JA3S remembered per hello shape, for an analyzer that fingerprints many connections.
+
+    Why: real clients and servers repeat their hellos exactly but for the random, the session id, the key shares
+    and the server name, none of which JA3, JA3S or JA4 read, and hashing the hello again for each connection was
+    a good part of the per-connection cost. The key holds everything the fingerprints read: the legacy version,
+    the SSLv2 flag, the cipher suites, every extension type in order, and both the raw body and the decoded value
+    of the extensions whose content they read. A hello whose decoded values cannot be hashed (lists, from a
+    hand-built hello) is fingerprinted without the memo.
+    """
+
+    MAX_ENTRIES = 4096  # hello shapes remembered per side; emptied when full: memory stays bounded
+
+    def __init__(self) -> None:
+        self._client: dict[tuple[object, ...], tuple[str | None, str]] = {}
+        self._server: dict[tuple[object, ...], str] = {}
+
+    def client(self, ch: ClientHello) -> tuple[str | None, str]:
+        """(JA3 hash or None, JA4) of a ClientHello, as `ja3(ch)[0]` and `ja4(ch)` give them."""
+        bodies = _FINGERPRINTED_BODIES
+        key = (ch.legacy_version, ch.sslv2, ch.cipher_suites,
+               tuple([(t, e.data, e.parsed) if (t := e.type) in bodies else t for e in ch.extensions]))
+        try:
+            found = self._client.get(key)
+        except TypeError:  # an unhashable decoded value
+            return self._client_fingerprints(ch)
+        if found is None:
+            found = self._client_fingerprints(ch)
+            if len(self._client) >= self.MAX_ENTRIES:
+                self._client.clear()
+            self._client[key] = found
+        return found
+
+    @staticmethod
+    def _client_fingerprints(ch: ClientHello) -> tuple[str | None, str]:
+        pair = ja3(ch)
+        return (pair[0] if pair is not None else None), ja4(ch)
+
+    def server(self, sh: ServerHello) -> str:
+        """The JA3S hash of a ServerHello, as `ja3s(sh)[0]` gives it."""
+        key = (sh.legacy_version, sh.cipher_suite, tuple([e.type for e in sh.extensions]))
+        found = self._server.get(key)
+        if found is None:
+            found = ja3s(sh)[0]
+            if len(self._server) >= self.MAX_ENTRIES:
+                self._server.clear()
+            self._server[key] = found
+        return found
