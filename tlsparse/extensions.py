@@ -6,6 +6,7 @@ carries it still decodes (the connection reports a `bad_extension` anomaly). GRE
 from __future__ import annotations
 
 import enum
+import struct
 from collections.abc import Callable
 
 from tlsparse.errors import TlsParseError
@@ -276,6 +277,217 @@ _DECODERS: dict[int, Callable[[Reader, HelloContext], object]] = {
     RENEGOTIATION_INFO: _renegotiation_info,
 }
 
+# --- fast decoders ----------------------------------------------------------------------------------------------
+# Why: a ClientHello carries a dozen extensions and a Reader object per sub-structure made their decoding most of
+# the parser's time. These decode a well-formed body with plain indexing and precompiled structs; anything they do
+# not recognise as exactly well-formed (a length that does not add up, a cap reached) raises `_Declined` (or
+# IndexError / struct.error on a short body) and the body goes through the Reader-based decoder above, which
+# stays the reference for results and for error reasons. tests/tlsparse checks both agree on arbitrary bodies.
+
+_EXT_HEADER = struct.Struct("!HH").unpack_from
+_U16 = struct.Struct("!H").unpack_from
+_U32 = struct.Struct("!I").unpack_from
+_U16_LISTS: dict[int, Callable[[bytes, int], tuple[int, ...]]] = {}
+
+
+class _Declined(Exception):
+    """A fast decoder hands the body to the reference decoder."""
+
+
+def u16_values(data: bytes | bytearray, pos: int, count: int) -> tuple[int, ...]:
+    """`count` big-endian u16 values at `pos` (the caller has checked the bounds)."""
+    unpack = _U16_LISTS.get(count)
+    if unpack is None:
+        unpack = struct.Struct(f"!{count}H").unpack_from
+        if len(_U16_LISTS) < 256:  # list lengths a peer picks: keep only a bounded set of compiled formats
+            _U16_LISTS[count] = unpack
+    return unpack(data, pos)
+
+
+def _fast_u16_vec16(body: bytes, ctx: HelloContext) -> tuple[int, ...]:
+    n = _U16(body, 0)[0]
+    if n + 2 != len(body) or n & 1 or n > 2 * MAX_LIST_ITEMS:
+        raise _Declined
+    return u16_values(body, 2, n >> 1)
+
+
+def _fast_u16_vec8(body: bytes, ctx: HelloContext) -> tuple[int, ...]:
+    n = body[0]
+    if n + 1 != len(body) or n & 1:
+        raise _Declined
+    return u16_values(body, 1, n >> 1)
+
+
+def _fast_u8_vec8(body: bytes, ctx: HelloContext) -> tuple[int, ...]:
+    if body[0] + 1 != len(body):
+        raise _Declined
+    return tuple(body[1:])
+
+
+def _fast_supported_versions(body: bytes, ctx: HelloContext) -> tuple[int, ...] | int:
+    if ctx is SH or ctx is HRR:
+        if len(body) != 2:
+            raise _Declined
+        return _U16(body, 0)[0]
+    return _fast_u16_vec8(body, ctx)
+
+
+def _fast_server_name(body: bytes, ctx: HelloContext) -> tuple[str, ...]:
+    end = len(body)
+    if end == 0:
+        return ()
+    if _U16(body, 0)[0] + 2 != end:
+        raise _Declined
+    names: list[str] = []
+    pos = 2
+    while pos < end:
+        stop = pos + 3 + _U16(body, pos + 1)[0]
+        if stop > end:
+            raise _Declined
+        if body[pos] == 0:
+            if len(names) >= MAX_LIST_ITEMS:
+                raise _Declined
+            names.append(body[pos + 3:stop].decode("latin-1"))
+        pos = stop
+    return tuple(names)
+
+
+def _fast_alpn(body: bytes, ctx: HelloContext) -> tuple[str, ...]:
+    end = len(body)
+    if _U16(body, 0)[0] + 2 != end:
+        raise _Declined
+    names: list[str] = []
+    pos = 2
+    while pos < end:
+        stop = pos + 1 + body[pos]
+        if stop > end or len(names) >= MAX_LIST_ITEMS:
+            raise _Declined
+        names.append(body[pos + 1:stop].decode("latin-1"))
+        pos = stop
+    return tuple(names)
+
+
+def _fast_application_settings(body: bytes, ctx: HelloContext) -> tuple[str, ...] | bytes:
+    return _fast_alpn(body, ctx) if ctx is CH else body
+
+
+def _fast_key_share(body: bytes, ctx: HelloContext) -> tuple[KeyShareEntry, ...] | KeyShareEntry | int:
+    end = len(body)
+    if ctx is HRR:
+        if end != 2:
+            raise _Declined
+        return _U16(body, 0)[0]
+    if ctx is SH:
+        group, length = _EXT_HEADER(body, 0)
+        if length + 4 != end:
+            raise _Declined
+        return KeyShareEntry(group=group, key_exchange_length=length)
+    if _U16(body, 0)[0] + 2 != end:
+        raise _Declined
+    entries: list[KeyShareEntry] = []
+    pos = 2
+    while pos < end:
+        if pos + 4 > end or len(entries) >= MAX_LIST_ITEMS:
+            raise _Declined
+        group, length = _EXT_HEADER(body, pos)
+        pos += 4 + length
+        if pos > end:
+            raise _Declined
+        entries.append(KeyShareEntry(group=group, key_exchange_length=length))
+    return tuple(entries)
+
+
+def _fast_empty(body: bytes, ctx: HelloContext) -> bool:
+    if body:
+        raise _Declined
+    return True
+
+
+def _fast_early_data(body: bytes, ctx: HelloContext) -> bool | int:
+    if ctx is NST:
+        if len(body) != 4:
+            raise _Declined
+        return _U32(body, 0)[0]
+    return _fast_empty(body, ctx)
+
+
+def _fast_status_request(body: bytes, ctx: HelloContext) -> bool | int:
+    if not body:
+        return True
+    status_type = body[0]
+    if ctx is CH and status_type == 1:  # responder_id_list and request_extensions, nothing after them
+        end = len(body)
+        pos = 3 + _U16(body, 1)[0]
+        if pos + 2 > end or pos + 2 + _U16(body, pos)[0] != end:
+            raise _Declined
+    return status_type
+
+
+def _fast_renegotiation_info(body: bytes, ctx: HelloContext) -> bytes:
+    if body[0] + 1 != len(body):
+        raise _Declined
+    return body[1:]
+
+
+def _fast_u16_value(body: bytes, ctx: HelloContext) -> int:
+    if len(body) != 2:
+        raise _Declined
+    return _U16(body, 0)[0]
+
+
+def _fast_u8_value(body: bytes, ctx: HelloContext) -> int:
+    if len(body) != 1:
+        raise _Declined
+    return body[0]
+
+
+def _fast_raw(body: bytes, ctx: HelloContext) -> bytes:
+    return body
+
+
+def _fast_padding(body: bytes, ctx: HelloContext) -> int:
+    return len(body)
+
+
+def _fast_sct(body: bytes, ctx: HelloContext) -> bool | bytes:
+    return body if body else True
+
+
+def _fast_cookie(body: bytes, ctx: HelloContext) -> bytes:
+    if _U16(body, 0)[0] + 2 != len(body):
+        raise _Declined
+    return body[2:]
+
+
+# Every type of _DECODERS except the rare ones (pre_shared_key, ECH), which keep the Reader path.
+_FAST_DECODERS: dict[int, Callable[[bytes, HelloContext], object]] = {
+    SERVER_NAME: _fast_server_name,
+    MAX_FRAGMENT_LENGTH: _fast_u8_value,
+    STATUS_REQUEST: _fast_status_request,
+    SUPPORTED_GROUPS: _fast_u16_vec16,
+    EC_POINT_FORMATS: _fast_u8_vec8,
+    SIGNATURE_ALGORITHMS: _fast_u16_vec16,
+    SIGNATURE_ALGORITHMS_CERT: _fast_u16_vec16,
+    HEARTBEAT: _fast_u8_value,
+    ALPN: _fast_alpn,
+    SIGNED_CERTIFICATE_TIMESTAMP: _fast_sct,
+    PADDING: _fast_padding,
+    ENCRYPT_THEN_MAC: _fast_empty,
+    EXTENDED_MASTER_SECRET: _fast_empty,
+    COMPRESS_CERTIFICATE: _fast_u16_vec8,
+    RECORD_SIZE_LIMIT: _fast_u16_value,
+    SESSION_TICKET: _fast_raw,
+    EARLY_DATA: _fast_early_data,
+    SUPPORTED_VERSIONS: _fast_supported_versions,
+    COOKIE: _fast_cookie,
+    PSK_KEY_EXCHANGE_MODES: _fast_u8_vec8,
+    POST_HANDSHAKE_AUTH: _fast_empty,
+    KEY_SHARE: _fast_key_share,
+    APPLICATION_SETTINGS_OLD: _fast_application_settings,
+    APPLICATION_SETTINGS: _fast_application_settings,
+    RENEGOTIATION_INFO: _fast_renegotiation_info,
+}
+
 
 def decode_extension(ext_type: int, data: bytes, ctx: HelloContext, *, base: int = 0) -> Extension:
     """One extension; an undecodable body yields `parsed=None` and `error`, never an exception."""
@@ -291,6 +503,20 @@ def decode_extension(ext_type: int, data: bytes, ctx: HelloContext, *, base: int
 
 def parse_extensions(r: Reader, ctx: HelloContext) -> tuple[Extension, ...]:
     """The u16-length-prefixed extension list at the reader's position (the whole block is consumed)."""
+    data, pos = r.data, r.pos
+    if r.end - pos >= 2:
+        stop = pos + 2 + ((data[pos] << 8) | data[pos + 1])
+        if stop <= r.end:
+            fast = split_extensions(data, pos + 2, stop, ctx, r.base)
+            if fast is not None:
+                r.pos = stop
+                return fast
+    return _parse_extensions_checked(r, ctx)
+
+
+def _parse_extensions_checked(r: Reader, ctx: HelloContext) -> tuple[Extension, ...]:
+    """The reference path: field by field through a Reader, for blocks whose framing is broken (it raises the
+    exact error at the exact offset)."""
     block = r.sub16("extensions")
     extensions: list[Extension] = []
     while not block.done():
@@ -300,6 +526,35 @@ def parse_extensions(r: Reader, ctx: HelloContext) -> tuple[Extension, ...]:
         start = block.pos + 2
         data = block.vec16("extension_data")
         extensions.append(decode_extension(ext_type, data, ctx, base=block.base + start))
+    return tuple(extensions)
+
+
+def split_extensions(data: bytes | bytearray, pos: int, stop: int, ctx: HelloContext,
+                     base: int = 0) -> tuple[Extension, ...] | None:
+    """The extensions in `data[pos:stop]` (a whole block's contents), or None when its framing is broken (then
+    `_parse_extensions_checked` says how). Each body goes through its fast decoder, and through the Reader-based
+    one when the fast decoder declines it, so results and errors are the same as the reference path's."""
+    extensions: list[Extension] = []
+    append = extensions.append
+    while pos < stop:
+        if pos + 4 > stop or len(extensions) >= MAX_EXTENSIONS:
+            return None
+        ext_type, length = _EXT_HEADER(data, pos)
+        end = pos + 4 + length
+        if end > stop:
+            return None
+        body = bytes(data[pos + 4:end])
+        fast = _FAST_DECODERS.get(ext_type)
+        if fast is not None:
+            try:
+                append(Extension(type=ext_type, data=body, parsed=fast(body, ctx)))
+            except (_Declined, IndexError, struct.error):
+                append(decode_extension(ext_type, body, ctx, base=base + pos + 4))
+        elif ext_type in _DECODERS:
+            append(decode_extension(ext_type, body, ctx, base=base + pos + 4))
+        else:
+            append(Extension(type=ext_type, data=body))
+        pos = end
     return tuple(extensions)
 
 

@@ -1,0 +1,168 @@
+"""The parser's fast paths against its reference paths: the indexing decoders of hellos and extensions must give
+exactly what the Reader-based decoders give (or decline, leaving the reference to report the error), on real
+hellos, mutated real hellos and bodies built to be almost well-formed."""
+from __future__ import annotations
+
+import ssl
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tlsparse import ClientHello, HandshakeSeen, Sender, ServerHello
+from tlsparse.errors import TlsParseError
+from tlsparse.extensions import (
+    _DECODERS,
+    _FAST_DECODERS,
+    HelloContext,
+    _parse_extensions_checked,
+    decode_extension,
+    parse_extensions,
+)
+from tlsparse.handshake import (
+    LAYER,
+    decode_client_hello,
+    decode_server_hello,
+    fast_client_hello,
+    fast_server_hello,
+)
+from tlsparse.reader import Reader
+
+EXT_TYPES = sorted(_DECODERS) + [0x0A0A, 0x1234]
+
+
+def _reference(decode, body: bytes):
+    """(message, None) or (None, (offset, reason)) from a Reader-based decoder."""
+    try:
+        return decode(Reader(body, layer=LAYER)), None
+    except TlsParseError as err:
+        return None, (err.offset, err.reason)
+
+
+@st.composite
+def framed_body(draw) -> bytes:
+    """Bodies shaped like extension payloads: an outer u8/u16 length (right or not) over items that carry their
+    own u8/u16 length (right or not), sometimes with trailing bytes: most of them get past the first checks."""
+    items = b""
+    for _ in range(draw(st.integers(0, 4))):
+        head = draw(st.sampled_from(["", "u8", "u16", "u8+u16", "u16+u16"]))
+        payload = draw(st.binary(max_size=12))
+        size = len(payload) if draw(st.booleans()) else draw(st.integers(0, 20))
+        if head == "u8":
+            items += bytes([size]) + payload
+        elif head == "u16":
+            items += size.to_bytes(2, "big") + payload
+        elif head == "u8+u16":  # server_name entries: name_type, u16 name
+            items += bytes([draw(st.integers(0, 1))]) + size.to_bytes(2, "big") + payload
+        elif head == "u16+u16":  # key_share entries: group, u16 key
+            items += draw(st.binary(min_size=2, max_size=2)) + size.to_bytes(2, "big") + payload
+        else:
+            items += payload
+    outer = draw(st.sampled_from(["", "u8", "u16"]))
+    size = len(items) if draw(st.booleans()) else draw(st.integers(0, 40))
+    if outer == "u8":
+        items = bytes([size & 0xFF]) + items
+    elif outer == "u16":
+        items = size.to_bytes(2, "big") + items
+    return items + draw(st.sampled_from([b"", b"\x00", b"\x01\x02"]))
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.sampled_from(EXT_TYPES), st.one_of(framed_body(), st.binary(max_size=40)), st.sampled_from(list(HelloContext)))
+def test_fast_extension_decoders_agree_with_the_reference(ext_type: int, data: bytes, ctx: HelloContext) -> None:
+    block = (4 + len(data)).to_bytes(2, "big") + ext_type.to_bytes(2, "big") + len(data).to_bytes(2, "big") + data
+    fast = parse_extensions(Reader(block, layer=LAYER), ctx)
+    assert fast == (decode_extension(ext_type, data, ctx),)
+
+
+def test_every_fast_decoder_has_a_reference() -> None:
+    assert set(_FAST_DECODERS) <= set(_DECODERS)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.binary(max_size=60), st.sampled_from(list(HelloContext)))
+def test_extension_blocks_agree_with_the_reference(block: bytes, ctx: HelloContext) -> None:
+    """Whole blocks, broken framing included: the same extensions, or the same error at the same offset."""
+    def run(parse):
+        r = Reader(block, layer=LAYER, base=100)
+        try:
+            return parse(r, ctx), r.pos, None
+        except TlsParseError as err:
+            return None, None, (err.offset, err.reason)
+
+    assert run(parse_extensions) == run(_parse_extensions_checked)
+
+
+@pytest.fixture(scope="module")
+def real_hellos(pki) -> list[tuple[int, bytes]]:
+    """(msg_type, body) of the plaintext hellos of real TLS 1.2 and 1.3 handshakes, with and without ALPN."""
+    import conftest
+
+    out = []
+    for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+        for alpn in (None, ["h2", "http/1.1"]):
+            client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            client.load_verify_locations(pki.ca_cert)
+            server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            server.load_cert_chain(pki.server_chain, pki.server_key)
+            client.maximum_version = server.maximum_version = version
+            if alpn:
+                client.set_alpn_protocols(alpn)
+                server.set_alpn_protocols(alpn)
+            _, events = conftest.parse_all(conftest.run_tls(client, server).chunks)
+            out += [(e.msg_type, e.raw[4:]) for e in events
+                    if isinstance(e, HandshakeSeen) and isinstance(e.message, ClientHello | ServerHello)]
+    return out
+
+
+def test_real_hellos_take_the_fast_path(real_hellos) -> None:
+    for msg_type, body in real_hellos:
+        fast = fast_client_hello(body) if msg_type == 1 else fast_server_hello(body)
+        reference = decode_client_hello if msg_type == 1 else decode_server_hello
+        assert fast is not None
+        assert (fast, None) == _reference(reference, body)
+
+
+@settings(max_examples=1500, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.large_base_example])
+@given(st.data())
+def test_mutated_hellos_agree_with_the_reference(real_hellos, data) -> None:
+    """Flip, drop and insert bytes of real hellos: whatever the fast decoder returns is what the reference
+    returns; when the reference fails, the fast decoder has declined."""
+    msg_type, body = data.draw(st.sampled_from(real_hellos))
+    body = bytearray(body)
+    for _ in range(data.draw(st.integers(1, 4))):
+        if not body:
+            break
+        i = data.draw(st.integers(0, len(body) - 1))
+        action = data.draw(st.sampled_from(["flip", "drop", "insert", "truncate"]))
+        if action == "flip":
+            body[i] ^= data.draw(st.integers(1, 255))
+        elif action == "drop":
+            del body[i:i + data.draw(st.integers(1, 8))]
+        elif action == "insert":
+            body[i:i] = data.draw(st.binary(min_size=1, max_size=6))
+        else:
+            del body[i:]
+    body = bytes(body)
+    fast = fast_client_hello(body) if msg_type == 1 else fast_server_hello(body)
+    message, error = _reference(decode_client_hello if msg_type == 1 else decode_server_hello, body)
+    if fast is not None:
+        assert (fast, error) == (message, None)
+    assert error is None or fast is None
+
+
+def test_hello_split_at_every_byte_gives_the_same_events(real_hellos) -> None:
+    """A ClientHello record cut at each byte boundary: the same events as the record in one piece."""
+    import conftest
+
+    body = next(body for msg_type, body in real_hellos if msg_type == 1)
+    data = conftest.record(22, conftest.handshake_msg(1, body))
+    _, whole = conftest.parse_all([(Sender.CLIENT, data)])
+
+    def key(e):
+        return type(e).__name__, e.offset, getattr(e, "message", None), getattr(e, "length", None)
+
+    for cut in range(1, len(data)):
+        _, split = conftest.parse_all([(Sender.CLIENT, data[:cut]), (Sender.CLIENT, data[cut:])])
+        assert [key(e) for e in split] == [key(e) for e in whole], cut
