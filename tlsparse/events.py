@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from tlsparse.fastinit import fast_frozen_init
 from tlsparse.messages import HandshakeBody
 
 
@@ -21,6 +22,7 @@ class Sender(enum.Enum):
         return Sender.SERVER if self is Sender.CLIENT else Sender.CLIENT
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Event:
     sender: Sender
@@ -29,6 +31,7 @@ class Event:
     offset: int
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RecordSeen(Event):
     """Every record header read, readable or not, before the events of its content."""
@@ -39,6 +42,7 @@ class RecordSeen(Event):
     encrypted: bool
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HandshakeSeen(Event):
     """A complete, readable handshake message (possibly reassembled from several records)."""
@@ -50,6 +54,7 @@ class HandshakeSeen(Event):
     raw: bytes = b""  # the message as on the wire (4-byte header + body): TLS 1.3 transcript hashes need it
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AlertSeen(Event):
     """An alert record. When encrypted, level and description are None and `length` is the record length.
@@ -62,11 +67,13 @@ class AlertSeen(Event):
     decrypted: bool = False
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChangeCipherSpecSeen(Event):
     pass
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EncryptedRecordSeen(Event):
     """A record that cannot be read without keys: after ChangeCipherSpec (TLS <= 1.2) or after the ServerHello
@@ -78,6 +85,7 @@ class EncryptedRecordSeen(Event):
     handshake_phase: bool  # True while the sender's handshake is not known to be finished
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ApplicationDataSeen(Event):
     """Plaintext application data (only before encryption is on, i.e. a protocol violation or SSLv2 data)."""
@@ -85,18 +93,21 @@ class ApplicationDataSeen(Event):
     length: int
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HeartbeatSeen(Event):
     length: int
     encrypted: bool
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UnknownRecordSeen(Event):
     content_type: int
     length: int
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GapSeen(Event):
     """Bytes lost in the capture (from TCP reassembly). The parser resynchronises after it."""
@@ -104,6 +115,7 @@ class GapSeen(Event):
     length: int
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ResyncSeen(Event):
     """After a gap or garbage the parser found the next plausible record header, skipping `skipped` bytes."""
@@ -111,6 +123,7 @@ class ResyncSeen(Event):
     skipped: int
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NotTlsSeen(Event):
     """The stream's first bytes are not TLS (HTTP, SSH, SMTP banner, ...). `preview` holds up to 16 bytes."""
@@ -118,6 +131,7 @@ class NotTlsSeen(Event):
     preview: bytes
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TlsStartSeen(Event):
     """TLS began after a plaintext prelude of `skipped` bytes (STARTTLS in SMTP/IMAP/XMPP/FTP, MySQL's SSL
@@ -126,6 +140,7 @@ class TlsStartSeen(Event):
     skipped: int
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ParseAnomaly(Event):
     """Malformed input: a record over 2^14+256 bytes, a message that does not decode, a cap exceeded.
@@ -135,6 +150,7 @@ class ParseAnomaly(Event):
     detail: str
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Sslv2RecordSeen(Event):
     """An SSLv2 record other than the CLIENT-HELLO (which is reported as RecordSeen(version=0x0002) followed by

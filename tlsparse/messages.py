@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tlsparse.fastinit import fast_frozen_init
+
 # Handshake types (IANA TLS HandshakeType).
 HELLO_REQUEST = 0
 CLIENT_HELLO = 1
@@ -60,6 +62,7 @@ def is_grease(value: int) -> bool:
     return (value & 0x0F0F) == 0x0A0A and (value >> 8) == (value & 0xFF)
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Extension:
     """One extension as sent. `parsed` holds the decoded body for the types the parser knows (a tuple of ints,
@@ -71,6 +74,7 @@ class Extension:
     error: str | None = None
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KeyShareEntry:
     group: int
@@ -107,6 +111,7 @@ class _HasExtensions:
         return tuple(ext.parsed) if ext is not None and ext.parsed is not None else ()
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClientHello(_HasExtensions):
     legacy_version: int
@@ -159,6 +164,7 @@ class ClientHello(_HasExtensions):
         return max(offered) if offered else self.legacy_version
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServerHello(_HasExtensions):
     legacy_version: int
@@ -193,11 +199,13 @@ class ServerHello(_HasExtensions):
         return None
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EncryptedExtensions(_HasExtensions):
     extensions: tuple[Extension, ...] = ()
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Certificate:
     """Certificate message. `certificates` is the DER of each entry, leaf first, as sent."""
@@ -207,6 +215,7 @@ class Certificate:
     ocsp_response: bytes | None = None  # TLS 1.3: DER OCSPResponse stapled in the leaf's entry (status_request)
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServerKeyExchange:
     """ECDHE or DHE parameters and their signature; RSA-export and PSK forms are kept in `raw` only."""
@@ -221,6 +230,7 @@ class ServerKeyExchange:
     signed_params: bytes = b""  # the ServerECDHParams / ServerDHParams bytes the signature covers
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CertificateRequest:
     certificate_types: tuple[int, ...] = ()  # TLS <= 1.2
@@ -230,27 +240,32 @@ class CertificateRequest:
     extensions: tuple[Extension, ...] = ()  # TLS 1.3 only
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServerHelloDone:
     pass
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CertificateVerify:
     signature_scheme: int | None  # None for TLS < 1.2 (no algorithm field)
     signature: bytes
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClientKeyExchange:
     raw: bytes
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Finished:
     verify_data: bytes
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NewSessionTicket:
     lifetime: int
@@ -260,27 +275,32 @@ class NewSessionTicket:
     extensions: tuple[Extension, ...] = ()
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CertificateStatus:
     status_type: int
     ocsp_response: bytes  # DER OCSPResponse
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KeyUpdate:
     request_update: int
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HelloRequest:
     pass
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EndOfEarlyData:
     pass
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RawHandshake:
     """A handshake type the parser does not decode, or one whose body did not decode (`error` says why)."""

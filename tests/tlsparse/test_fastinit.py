@@ -1,0 +1,62 @@
+"""`fast_frozen_init`: every event, message and extension class keeps the behaviour of the `__init__` that
+`dataclasses` writes (keyword-only, same defaults, frozen afterwards, equal objects, replace and pickle work)."""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import pickle
+
+import pytest
+
+from tlsparse import events, messages
+from tlsparse.fastinit import fast_frozen_init
+
+CLASSES = [obj for module in (events, messages) for obj in vars(module).values()
+           if inspect.isclass(obj) and dataclasses.is_dataclass(obj) and obj.__module__ == module.__name__]
+
+
+def _value(field: dataclasses.Field, i: int) -> object:
+    """A distinct value per field (the types do not matter to the constructor)."""
+    return ("value", field.name, i)
+
+
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
+def test_constructor_matches_the_dataclass_one(cls) -> None:
+    assert cls.__init__.__code__.co_filename == "<string>"
+    assert "_set0" in cls.__init__.__code__.co_freevars or not dataclasses.fields(cls)
+    fields = dataclasses.fields(cls)
+    given = {f.name: _value(f, i) for i, f in enumerate(fields)}
+    obj = cls(**given)
+    assert {f.name: getattr(obj, f.name) for f in fields} == given
+    # The reference: what the dataclass __init__ does, field by field through object.__setattr__.
+    reference = object.__new__(cls)
+    for name, value in given.items():
+        object.__setattr__(reference, name, value)
+    assert obj == reference and repr(obj) == repr(reference)
+    required = [f.name for f in fields if f.default is dataclasses.MISSING]
+    minimal = cls(**{name: given[name] for name in required})
+    for f in fields:
+        if f.default is not dataclasses.MISSING:
+            assert getattr(minimal, f.name) == f.default
+    for name in required:
+        with pytest.raises(TypeError):
+            cls(**{n: given[n] for n in required if n != name})
+    with pytest.raises(TypeError):
+        cls(**given, not_a_field=1)
+    if fields:
+        with pytest.raises(TypeError):
+            cls(*given.values())
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(obj, fields[0].name, None)
+        assert dataclasses.replace(obj, **{fields[0].name: "other"}) == cls(**{**given, fields[0].name: "other"})
+    assert pickle.loads(pickle.dumps(obj)) == obj
+
+
+def test_classes_it_cannot_serve_keep_their_init() -> None:
+    @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+    class WithFactory:
+        items: list[int] = dataclasses.field(default_factory=list)
+
+    original = WithFactory.__init__
+    assert fast_frozen_init(WithFactory).__init__ is original
+    assert WithFactory().items == []

@@ -1,0 +1,52 @@
+"""A faster `__init__` for the parser's frozen, slotted, keyword-only dataclasses (events, messages, extensions).
+
+Why: a connection's parse builds some forty of these objects, and the `__init__` that `dataclasses` writes for a
+frozen class calls `object.__setattr__` through an attribute lookup for every field, which made building them a
+large part of the parser's time. This one stores each field through its slot's member descriptor (what
+`object.__setattr__` ends up doing, without the lookups): the same keyword-only signature, the same defaults, the
+same resulting object; everything else `dataclasses` made (frozen `__setattr__`, `__eq__`, `__repr__`, `fields`,
+`replace`, pickling) is untouched.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def fast_frozen_init(cls: type[T]) -> type[T]:
+    """Class decorator, applied over `@dataclass(frozen=True, slots=True, kw_only=True)`. Classes it cannot serve
+    exactly (a default_factory, an init=False field, a __post_init__) keep the dataclass `__init__`."""
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    if hasattr(cls, "__post_init__") or any(
+            not f.init or f.default_factory is not dataclasses.MISSING or not f.kw_only for f in fields):
+        return cls
+    setters: dict[str, object] = {}
+    defaults: dict[str, object] = {}
+    params: list[str] = []
+    lines: list[str] = []
+    for i, f in enumerate(fields):
+        owner = next(k for k in cls.__mro__ if f.name in getattr(k, "__slots__", ()))
+        setters[f"_set{i}"] = owner.__dict__[f.name].__set__  # the slot's member descriptor
+        if f.default is dataclasses.MISSING:
+            params.append(f.name)
+        else:
+            defaults[f"_default{i}"] = f.default
+            params.append(f"{f.name}=_default{i}")
+        lines.append(f"        _set{i}(self, {f.name})")
+    names = ", ".join([*setters, *defaults])
+    signature = f"self, *, {', '.join(params)}" if params else "self"
+    source = (f"def make({names}):\n"
+              f"    def __init__({signature}):\n"
+              + ("\n".join(lines) or "        pass") + "\n"
+              "    return __init__\n")
+    namespace: dict[str, object] = {}
+    exec(source, namespace)  # noqa: S102 - source built above from the class's own field names only
+    init = namespace["make"](*setters.values(), *defaults.values())  # type: ignore[operator]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__module__ = cls.__module__
+    init.__doc__ = cls.__init__.__doc__
+    init.__annotations__ = dict(getattr(cls.__init__, "__annotations__", {}))
+    cls.__init__ = init  # type: ignore[misc]
+    return cls
