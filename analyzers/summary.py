@@ -6,6 +6,7 @@ encryption, history letters), each with its frame and time, so evidence can cite
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from tlsparse import events as ev
 from tlsparse import messages as m
@@ -149,56 +150,74 @@ class HandshakeSummary:
 
     def add(self, event: ev.Event) -> None:
         """Fold one parser event in."""
+        # This runs for every record of every connection. The two commonest events (a record header, an encrypted
+        # record: three in four) are folded right here; the others are found by one dict lookup on the event's
+        # class instead of a chain of isinstance tests. A subclass of an event class is handled as its base
+        # (found once, then remembered).
+        cls = event.__class__
+        if cls is ev.RecordSeen:
+            if event.sender not in self.first_record:
+                self.first_record[event.sender] = MessageAt(event.frame, event.ts, event)
+            return
+        if cls is ev.EncryptedRecordSeen:
+            self._add_encrypted(event)  # type: ignore[arg-type]
+            return
+        fold = _FOLD_BY_EVENT.get(cls)
+        if fold is None:
+            fold = _fold_for(_FOLD_BY_EVENT, cls, _ignore)
+        fold(self, event)
+
+    def _add_record(self, event: ev.RecordSeen) -> None:
+        if event.sender not in self.first_record:
+            self.first_record[event.sender] = MessageAt(event.frame, event.ts, event)
+
+    def _add_encrypted(self, event: ev.EncryptedRecordSeen) -> None:
         sender = event.sender
-        if isinstance(event, ev.RecordSeen):
-            self.first_record.setdefault(sender, MessageAt(event.frame, event.ts, event))
-            return
-        if isinstance(event, ev.HandshakeSeen):
-            self._add_handshake(event)
-            return
-        if isinstance(event, ev.EncryptedRecordSeen):
-            if event.content_type == m.APPLICATION_DATA and not event.handshake_phase:
-                self.app_data_records[sender] += 1
-            kept = sum(1 for r in self.encrypted_records if r.sender is sender)
-            if kept < self.MAX_ENCRYPTED_KEPT:
-                self.encrypted_records.append(
-                    EncryptedRecord(sender, event.frame, event.ts, event.content_type, event.length))
-            if event.content_type == m.HANDSHAKE:
-                self.first_handshake_ts.setdefault(sender, event.ts)
-            return
-        if isinstance(event, ev.AlertSeen):
-            self.alerts.append(AlertInfo(sender, event.frame, event.ts, event.level, event.description,
-                                         event.encrypted, event.length))
-            self._letter(sender, "l")
-            return
-        if isinstance(event, ev.ChangeCipherSpecSeen):
-            self.ccs.setdefault(sender, MessageAt(event.frame, event.ts, event))
-            self._letter(sender, "i")
-            return
-        if isinstance(event, ev.ApplicationDataSeen):
+        if event.content_type == m.APPLICATION_DATA and not event.handshake_phase:
             self.app_data_records[sender] += 1
-            return
-        if isinstance(event, ev.HeartbeatSeen):
-            self._letter(sender, "b")
-            return
-        if isinstance(event, ev.UnknownRecordSeen):
-            self._letter(sender, "q")
-            return
-        if isinstance(event, ev.NotTlsSeen):
-            self.not_tls.setdefault(sender, event)
-            return
-        if isinstance(event, ev.TlsStartSeen):
-            # STARTTLS: the plaintext prelude is over and TLS begins; the stream is TLS after all.
-            self.not_tls.pop(sender, None)
-            self.starttls[sender] = event
-            return
-        if isinstance(event, ev.GapSeen):
-            self.gaps.append(event)
-            return
-        if isinstance(event, ev.ResyncSeen):
-            self.resyncs.append(event)
-            return
-        if isinstance(event, ev.ParseAnomaly) and len(self.anomalies) < 50:
+        records = self.encrypted_records
+        # Fewer than MAX_ENCRYPTED_KEPT in all: this side has fewer too, no need to count its own.
+        if len(records) < self.MAX_ENCRYPTED_KEPT or \
+                sum(1 for r in records if r.sender is sender) < self.MAX_ENCRYPTED_KEPT:
+            records.append(EncryptedRecord(sender, event.frame, event.ts, event.content_type, event.length))
+        if event.content_type == m.HANDSHAKE and sender not in self.first_handshake_ts:
+            self.first_handshake_ts[sender] = event.ts
+
+    def _add_alert(self, event: ev.AlertSeen) -> None:
+        self.alerts.append(AlertInfo(event.sender, event.frame, event.ts, event.level, event.description,
+                                     event.encrypted, event.length))
+        self._letter(event.sender, "l")
+
+    def _add_ccs(self, event: ev.ChangeCipherSpecSeen) -> None:
+        if event.sender not in self.ccs:
+            self.ccs[event.sender] = MessageAt(event.frame, event.ts, event)
+        self._letter(event.sender, "i")
+
+    def _add_application_data(self, event: ev.ApplicationDataSeen) -> None:
+        self.app_data_records[event.sender] += 1
+
+    def _add_heartbeat(self, event: ev.HeartbeatSeen) -> None:
+        self._letter(event.sender, "b")
+
+    def _add_unknown_record(self, event: ev.UnknownRecordSeen) -> None:
+        self._letter(event.sender, "q")
+
+    def _add_not_tls(self, event: ev.NotTlsSeen) -> None:
+        self.not_tls.setdefault(event.sender, event)
+
+    def _add_tls_start(self, event: ev.TlsStartSeen) -> None:
+        # STARTTLS: the plaintext prelude is over and TLS begins; the stream is TLS after all.
+        self.not_tls.pop(event.sender, None)
+        self.starttls[event.sender] = event
+
+    def _add_gap(self, event: ev.GapSeen) -> None:
+        self.gaps.append(event)
+
+    def _add_resync(self, event: ev.ResyncSeen) -> None:
+        self.resyncs.append(event)
+
+    def _add_anomaly(self, event: ev.ParseAnomaly) -> None:
+        if len(self.anomalies) < 50:
             self.anomalies.append(event)
 
     def _add_to_transcript(self, event: ev.HandshakeSeen) -> None:
@@ -218,37 +237,97 @@ class HandshakeSummary:
     def _add_handshake(self, event: ev.HandshakeSeen) -> None:
         sender, msg = event.sender, event.message
         at = MessageAt(event.frame, event.ts, msg)
-        self._add_to_transcript(event)
-        self.first_handshake_ts.setdefault(sender, event.ts)
+        if self.transcript is not None:
+            self._add_to_transcript(event)
+        if sender not in self.first_handshake_ts:
+            self.first_handshake_ts[sender] = event.ts
         self._letter(sender, _HISTORY_LETTER.get(event.msg_type, "z"))
-        if isinstance(msg, m.ClientHello):
-            if len(self.client_hellos) < 4:
-                self.client_hellos.append(at)
-        elif isinstance(msg, m.ServerHello):
-            if msg.is_hello_retry_request:
-                self.hello_retry = self.hello_retry or at
-            elif self.server_hello is None:
-                self.server_hello = at
-        elif isinstance(msg, m.Certificate):
-            if sender is Sender.SERVER:
-                self.server_certificate = self.server_certificate or at
-            else:
-                self.client_certificate = self.client_certificate or at
-        elif isinstance(msg, m.ServerKeyExchange):
-            self.server_key_exchange = self.server_key_exchange or at
-        elif isinstance(msg, m.CertificateRequest):
-            self.certificate_request = self.certificate_request or at
-        elif isinstance(msg, m.CertificateStatus):
-            self.certificate_status = self.certificate_status or at
-        elif isinstance(msg, m.ServerHelloDone):
-            self.server_hello_done = self.server_hello_done or at
-        elif isinstance(msg, m.ClientKeyExchange):
-            self.client_key_exchange = self.client_key_exchange or at
-        elif isinstance(msg, m.CertificateVerify) and sender is Sender.CLIENT:
-            self.client_certificate_verify = self.client_certificate_verify or at
-        elif isinstance(msg, m.CertificateVerify):
-            self.server_certificate_verify = self.server_certificate_verify or at
-        elif isinstance(msg, m.EncryptedExtensions):
-            self.encrypted_extensions = self.encrypted_extensions or at
-        elif isinstance(msg, m.Finished):
-            self.finished.setdefault(sender, at)
+        keep = _KEEP_BY_MESSAGE.get(msg.__class__)
+        if keep is None:
+            keep = _fold_for(_KEEP_BY_MESSAGE, msg.__class__, _ignore)
+        keep(self, sender, msg, at)
+
+    def _keep_client_hello(self, sender: Sender, msg: m.ClientHello, at: MessageAt) -> None:
+        if len(self.client_hellos) < 4:
+            self.client_hellos.append(at)
+
+    def _keep_server_hello(self, sender: Sender, msg: m.ServerHello, at: MessageAt) -> None:
+        if msg.is_hello_retry_request:
+            if self.hello_retry is None:
+                self.hello_retry = at
+        elif self.server_hello is None:
+            self.server_hello = at
+
+    def _keep_certificate(self, sender: Sender, msg: m.Certificate, at: MessageAt) -> None:
+        if sender is Sender.SERVER:
+            if self.server_certificate is None:
+                self.server_certificate = at
+        elif self.client_certificate is None:
+            self.client_certificate = at
+
+    def _keep_certificate_verify(self, sender: Sender, msg: m.CertificateVerify, at: MessageAt) -> None:
+        if sender is Sender.CLIENT:
+            if self.client_certificate_verify is None:
+                self.client_certificate_verify = at
+        elif self.server_certificate_verify is None:
+            self.server_certificate_verify = at
+
+    def _keep_finished(self, sender: Sender, msg: m.Finished, at: MessageAt) -> None:
+        self.finished.setdefault(sender, at)
+
+
+def _ignore(*_args: object) -> None:
+    """Events and messages the summary does not keep."""
+
+
+def _fold_for(table: dict[type, Any], cls: type, default: Any) -> Any:
+    """The handler of `cls`'s nearest base class in `table` (as the isinstance chain it replaces would pick it),
+    remembered for `cls`."""
+    for base in cls.__mro__:
+        if base in table:
+            table[cls] = table[base]
+            return table[base]
+    table[cls] = default
+    return default
+
+
+def _keep_first(name: str) -> Any:
+    """A handler that keeps the first message of its kind in the summary attribute `name`."""
+
+    def keep(summary: HandshakeSummary, sender: Sender, msg: object, at: MessageAt) -> None:
+        if getattr(summary, name) is None:
+            setattr(summary, name, at)
+
+    return keep
+
+
+# How `HandshakeSummary.add` folds each event class; `_fold_for` fills in subclasses as they are met.
+_FOLD_BY_EVENT: dict[type, Any] = {
+    ev.RecordSeen: HandshakeSummary._add_record,
+    ev.HandshakeSeen: HandshakeSummary._add_handshake,
+    ev.EncryptedRecordSeen: HandshakeSummary._add_encrypted,
+    ev.AlertSeen: HandshakeSummary._add_alert,
+    ev.ChangeCipherSpecSeen: HandshakeSummary._add_ccs,
+    ev.ApplicationDataSeen: HandshakeSummary._add_application_data,
+    ev.HeartbeatSeen: HandshakeSummary._add_heartbeat,
+    ev.UnknownRecordSeen: HandshakeSummary._add_unknown_record,
+    ev.NotTlsSeen: HandshakeSummary._add_not_tls,
+    ev.TlsStartSeen: HandshakeSummary._add_tls_start,
+    ev.GapSeen: HandshakeSummary._add_gap,
+    ev.ResyncSeen: HandshakeSummary._add_resync,
+    ev.ParseAnomaly: HandshakeSummary._add_anomaly,
+}
+# Which handshake messages the summary keeps, and where.
+_KEEP_BY_MESSAGE: dict[type, Any] = {
+    m.ClientHello: HandshakeSummary._keep_client_hello,
+    m.ServerHello: HandshakeSummary._keep_server_hello,
+    m.Certificate: HandshakeSummary._keep_certificate,
+    m.ServerKeyExchange: _keep_first("server_key_exchange"),
+    m.CertificateRequest: _keep_first("certificate_request"),
+    m.CertificateStatus: _keep_first("certificate_status"),
+    m.ServerHelloDone: _keep_first("server_hello_done"),
+    m.ClientKeyExchange: _keep_first("client_key_exchange"),
+    m.CertificateVerify: HandshakeSummary._keep_certificate_verify,
+    m.EncryptedExtensions: _keep_first("encrypted_extensions"),
+    m.Finished: HandshakeSummary._keep_finished,
+}

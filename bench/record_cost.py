@@ -43,21 +43,22 @@ def collect(path: str) -> tuple[list[Any], list[list[Any]], float | None]:
         original_add(self, event)
 
     summary_mod.HandshakeSummary.add = keeping_add  # type: ignore[method-assign]
-    try:
-        analyzer = _KeepingAnalyzer(path)
-        from tlsflow.capture import open_capture
+    made: list[_KeepingAnalyzer] = []
+    original_analyzer = pipeline.FlowAnalyzer
 
-        with open_capture(path) as cap:
-            for pkt in cap.packets(count_only=analyzer.reassembler.count_only):
-                if pkt.__class__ is float:
-                    analyzer.last_ts = pkt
-                    continue
-                for _ in analyzer.feed(pkt):
-                    pass
-        for _ in analyzer.finish():
+    def keeping_analyzer(*args: Any, **kwargs: Any) -> _KeepingAnalyzer:
+        made.append(_KeepingAnalyzer(*args, **kwargs))
+        return made[-1]
+
+    # The pipeline's own packet loop, with an analyzer that keeps the connections.
+    pipeline.FlowAnalyzer = keeping_analyzer  # type: ignore[assignment,misc]
+    try:
+        for _ in pipeline.iter_flow_records(path):
             pass
     finally:
         summary_mod.HandshakeSummary.add = original_add  # type: ignore[method-assign]
+        pipeline.FlowAnalyzer = original_analyzer  # type: ignore[misc]
+    analyzer = made[0]
     events = [events_by_summary.get(id(c.handshake.summary), []) if c.handshake else [] for c in analyzer.conns]
     return analyzer.conns, events, analyzer.last_ts
 

@@ -20,7 +20,12 @@ _FLOAT_FIELDS = frozenset({"start", "end", "tcp_rtt_ms", "server_hello_ms", "han
 _BOOL_FIELDS = frozenset({"resumed"})
 
 
+_FIELD_LIST = list(FIELDS)
+
+
 def _ordered(record: dict[str, Any]) -> dict[str, Any]:
+    if list(record) == _FIELD_LIST:  # as build_record makes them: already in the contract's order
+        return record
     out = {name: record.get(name) for name in FIELDS}
     for name, value in record.items():  # fields added later keep their place after the contract's
         if name not in out:
@@ -28,12 +33,34 @@ def _ordered(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _json_encoder() -> Any:
+    """A function giving exactly `json.dumps(obj, ensure_ascii=False)`, made once.
+
+    Why: `json.dumps` with any argument builds a new JSONEncoder, and `encode` a new C encoder, for every record.
+    The C encoder made here with the same settings is reused; without a cycle check, which only matters for
+    self-referencing containers (a record holds none: strings, numbers, lists of strings)."""
+    encoder = json.JSONEncoder(ensure_ascii=False, check_circular=False)
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator (another Python implementation): the plain path
+        return encoder.encode
+    c_encode = make(None, encoder.default, json.encoder.encode_basestring, None, encoder.key_separator,
+                    encoder.item_separator, False, False, True)
+
+    def encode(obj: Any, _join: Any = "".join) -> str:
+        return _join(c_encode(obj, 0))
+
+    return encode
+
+
+_encode_json = _json_encoder()
+
+
 class JsonLinesWriter:
     def __init__(self, stream: IO[str]) -> None:
         self.stream = stream
 
     def write(self, record: dict[str, Any]) -> None:
-        self.stream.write(json.dumps(_ordered(record), ensure_ascii=False) + "\n")
+        self.stream.write(_encode_json(_ordered(record)) + "\n")
 
     def close(self) -> None:
         self.stream.flush()
@@ -48,7 +75,7 @@ class JsonWriter:
         stream.write("[")
 
     def write(self, record: dict[str, Any]) -> None:
-        self.stream.write(("\n" if self.first else ",\n") + json.dumps(_ordered(record), ensure_ascii=False))
+        self.stream.write(("\n" if self.first else ",\n") + _encode_json(_ordered(record)))
         self.first = False
 
     def close(self) -> None:

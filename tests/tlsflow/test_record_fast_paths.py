@@ -39,9 +39,9 @@ def _captures() -> list[Path]:
     return found
 
 
-def _analyse(path: Path) -> _KeepingAnalyzer:
+def _analyse(path: Path, monkeypatch: pytest.MonkeyPatch) -> _KeepingAnalyzer:
     from analyzers.certchecks import TrustStore
-    from tlsflow.capture import CaptureError, open_capture
+    from tlsflow import pipeline
     from tlsparse.keylog import KeyLog
 
     keylog_path = path.with_suffix(".keylog")
@@ -49,25 +49,24 @@ def _analyse(path: Path) -> _KeepingAnalyzer:
     trust = TrustStore.default()
     if path.parent == CORPUS:
         trust = trust.with_pem_file(str(CORPUS / "ca.pem"))
-    analyzer = _KeepingAnalyzer(str(path), trust=trust, keylog=keylog)
-    with open_capture(path) as cap:
-        try:
-            for pkt in cap.packets(count_only=analyzer.reassembler.count_only):
-                if pkt.__class__ is float:
-                    analyzer.last_ts = pkt
-                    continue
-                for _ in analyzer.feed(pkt):
-                    pass
-        except CaptureError:
-            pass  # a damaged capture: the connections seen before the damage are kept
-    for _ in analyzer.finish():
-        pass
-    return analyzer
+    made: list[_KeepingAnalyzer] = []
+
+    def keeping_analyzer(*args: Any, **kwargs: Any) -> _KeepingAnalyzer:
+        made.append(_KeepingAnalyzer(*args, **kwargs))
+        return made[-1]
+
+    # The pipeline's own packet loop, with an analyzer that keeps the connections.
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline, "FlowAnalyzer", keeping_analyzer)
+        for _ in pipeline.iter_flow_records(path, trust=trust, keylog=keylog, report=pipeline.CaptureReport(str(path))):
+            pass
+    return made[0]
 
 
 @pytest.fixture(scope="module")
 def analysed() -> list[_KeepingAnalyzer]:
-    return [_analyse(p) for p in _captures()]
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        return [_analyse(p, monkeypatch) for p in _captures()]
 
 
 @pytest.fixture(scope="module")
@@ -136,3 +135,81 @@ def test_sslv2_hellos_keep_a_null_ja3() -> None:
     v2 = replace(doc_hello(), sslv2=True, extensions=())
     assert memo.client(v2) == (None, ja4(v2))
     assert memo.client(replace(v2, sslv2=False))[0] is not None
+
+
+# ---------------------------------------------------------------- JSON lines encoder
+
+HOSTILE_STRINGS = [
+    "", "plain", "quote \" backslash \\ slash /", "\x00\x01\x1f\x7f control", "\x1b[31mred\x1b[0m", "tab\tcr\rlf\n",
+    "é ü ß ñ 中文 日本語 🔒", "\u2028\u2029 line separators", "\ud800 lone high", "lone low \udfff", "\ufeff bom",
+    "'=cmd|' /C calc'!A0",
+]
+HOSTILE_VALUES = [None, True, False, 0, -1, 2**70, 0.1, 1e300, -0.0, float("nan"), float("inf"), float("-inf"),
+                  1767225600.00181, [], HOSTILE_STRINGS, ["a", None, 1, 2.5]]
+
+
+@pytest.mark.parametrize("value", HOSTILE_STRINGS + HOSTILE_VALUES)
+def test_json_encoder_equals_json_dumps(value: Any) -> None:
+    import json
+
+    from tlsflow.formats import _encode_json
+    from tlsflow.record import FIELDS
+
+    record = {name: value for name in FIELDS}
+    assert _encode_json(record) == json.dumps(record, ensure_ascii=False)
+    record["extra field"] = {"nested": value}
+    assert _encode_json(record) == json.dumps(record, ensure_ascii=False)
+
+
+def test_json_lines_writer_equals_json_dumps_on_every_record(analysed: list[_KeepingAnalyzer]) -> None:
+    import io
+    import json
+
+    from tlsflow.formats import JsonLinesWriter, JsonWriter, _ordered
+
+    records = [record for a in analysed for _, record in a.closed]
+    lines, array = io.StringIO(), io.StringIO()
+    jsonl, whole = JsonLinesWriter(lines), JsonWriter(array)
+    for record in records:
+        jsonl.write(record)
+        whole.write(record)
+    whole.close()
+    assert lines.getvalue() == "".join(json.dumps(_ordered(r), ensure_ascii=False) + "\n" for r in records)
+    assert json.loads(array.getvalue()) == json.loads("[" + ",".join(lines.getvalue().splitlines()) + "]")
+
+
+def test_records_in_another_order_are_written_in_the_contract_order() -> None:
+    import io
+    import json
+
+    from tlsflow.formats import JsonLinesWriter
+    from tlsflow.record import FIELDS
+
+    shuffled = {name: name for name in reversed(FIELDS)} | {"added": 1}
+    out = io.StringIO()
+    JsonLinesWriter(out).write(shuffled)
+    assert list(json.loads(out.getvalue())) == [*FIELDS, "added"]
+
+
+# ---------------------------------------------------------------- summary folding
+
+
+def test_subclassed_events_and_messages_are_folded_as_their_base() -> None:
+    from analyzers.summary import HandshakeSummary
+    from tlsparse import events as ev
+    from tlsparse import messages as m
+
+    class LateAlert(ev.AlertSeen):
+        __slots__ = ()
+
+    class OddFinished(m.Finished):
+        __slots__ = ()
+
+    s = HandshakeSummary()
+    s.add(LateAlert(sender=ev.Sender.SERVER, frame=3, ts=1.0, offset=0, level=2, description=40, encrypted=False,
+                    length=2))
+    s.add(ev.HandshakeSeen(sender=ev.Sender.CLIENT, frame=4, ts=2.0, offset=0, msg_type=m.FINISHED, length=12,
+                           message=OddFinished(verify_data=b"\x00" * 12)))
+    assert [a.description for a in s.alerts] == [40]
+    assert s.finished[ev.Sender.CLIENT].frame == 4
+    assert s.history_text == "lF"
