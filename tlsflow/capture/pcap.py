@@ -63,18 +63,21 @@ def parse_header(data: bytes) -> PcapHeader:
 
 def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, header: PcapHeader,
                  handle: Callable[[bytes, int, int, int, float], T | None], stats: CaptureStats,
-                 source_name: str | None = None, compressed: bool = False) -> Iterator[T]:
+                 source_name: str | None = None, compressed: bool = False, *,
+                 first_frame: int = 0) -> Iterator[T]:
     """Calls `handle(buf, start, end, frame, ts)` for every record and yields its non-None results.
 
     `buf` holds bytes already read, starting at stream offset `base` (the first record). `stats.frames` and
     `stats.skipped` are brought up to date at every chunk and at the end (not per frame: that costs time).
+    `first_frame`: frames before `buf` (reading started at a record inside the file: `--jobs` byte ranges), so
+    that frame numbers are those of the whole file.
     """
     record = Struct(header.byte_order + "IIII").unpack_from
     record_header_size = header.record_header_size
     units = float(header.ts_units)
     max_caplen = min(max(header.snaplen, STANDARD_MAX_CAPLEN), ABSOLUTE_MAX_CAPLEN)
     link_type = header.link_type
-    frame = 0
+    frame = first_frame
     skipped = 0
     pos = 0
     try:

@@ -33,6 +33,7 @@ class Capture:
         self.secrets: list[bytes] = []  # TLS key log text from pcapng decryption secrets blocks, in file order
         self.reassembler = FragmentReassembler(self.stats)
         self._started = False
+        self._first_frame = 0  # frames skipped by start_at
         head = source.head
         if pcap.is_pcap_magic(head):
             self.stats.format = "pcap"
@@ -80,6 +81,16 @@ class Capture:
         `count_only` (TcpReassembler.count_only): segments it takes come out as their timestamp too."""
         return self._walk(make_handlers(self.stats, self.reassembler, shard, count_only))
 
+    def start_at(self, offset: int, frames_before: int) -> None:
+        """Read from the record at byte `offset` of a classic pcap file, the `frames_before + 1`-th frame (found by
+        tlsflow.capture.split): `--jobs` byte ranges. Frame numbers and error offsets stay those of the file."""
+        if self._pcap_header is None or not self._source.seekable or self._started:
+            raise ValueError(f"{self.name}: start_at needs an unread, uncompressed classic pcap file")
+        self._source.seek(offset)
+        self._buf = b""
+        self._base = offset
+        self._first_frame = frames_before
+
     def frames(self) -> Iterator[RawFrame]:
         """Every packet frame undecoded, as (frame, ts, link_type, data); blocks framed by Wireshark that hold no
         packet (custom, journal, sysdig blocks) are counted in numbering but not yielded."""
@@ -101,7 +112,8 @@ class Capture:
         if self._pcap_header is not None:
             header = self._pcap_header
             return pcap.walk_records(source.read_chunk, self._buf, self._base, header,
-                                     handler_for(header.link_type), self.stats, source.name, source.compressed)
+                                     handler_for(header.link_type), self.stats, source.name, source.compressed,
+                                     first_frame=self._first_frame)
         return pcapng.walk_blocks(source.read_chunk, self._buf, self._base, handler_for, self.stats,
                                   self.secrets, source.name, source.compressed)
 

@@ -140,6 +140,21 @@ class CaptureSource:
     def bytes_read(self) -> int:
         return self._counter.count
 
+    @property
+    def seekable(self) -> bool:
+        """A regular uncompressed file: reading can start anywhere (`seek`)."""
+        return self._owned is not None and not self.compressed and self.total_bytes is not None
+
+    def seek(self, offset: int) -> None:
+        """Continue reading at byte `offset` of the file (only when `seekable`): `--jobs` byte ranges of one pcap
+        file (tlsflow.parallel). `bytes_read` then counts from the start of the file, as if all before was read."""
+        if not self.seekable:
+            raise ValueError(f"{self.name}: only a regular uncompressed file can be read from an offset")
+        self._owned.seek(offset)  # type: ignore[union-attr]
+        self._counter = _CountingReader(self._owned, b"", offset)  # type: ignore[arg-type]
+        self._stream = self._counter
+        self.read_chunk = self._counter.read1
+
     def close(self) -> None:
         stream = getattr(self, "_stream", None)
         if isinstance(stream, gzip.GzipFile):
