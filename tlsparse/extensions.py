@@ -459,6 +459,16 @@ def _fast_cookie(body: bytes, ctx: HelloContext) -> bytes:
     return body[2:]
 
 
+# Decoded extensions by context and wire bytes (type, length, body). Why: real traffic repeats the same few
+# client and server stacks, so most extension bodies (server names, groups, signature algorithms, versions,
+# padding) recur from one connection to the next, and an Extension is immutable, so one decode can be handed
+# out again. Bodies unique to a connection (key shares, PSK identities, ECH, cookies) and long ones are not
+# kept; the memo is emptied when full, so hostile traffic costs at most its size (entries x max body).
+_MEMO: dict[HelloContext, dict[bytes, Extension]] = {ctx: {} for ctx in HelloContext}
+_MEMO_MAX_ENTRIES = 2048
+_MEMO_MAX_BODY = 256
+_UNIQUE_PER_CONNECTION = frozenset((KEY_SHARE, PRE_SHARED_KEY, ENCRYPTED_CLIENT_HELLO, COOKIE, SESSION_TICKET))
+
 # Every type of _DECODERS except the rare ones (pre_shared_key, ECH), which keep the Reader path.
 _FAST_DECODERS: dict[int, Callable[[bytes, HelloContext], object]] = {
     SERVER_NAME: _fast_server_name,
@@ -536,6 +546,7 @@ def split_extensions(data: bytes | bytearray, pos: int, stop: int, ctx: HelloCon
     one when the fast decoder declines it, so results and errors are the same as the reference path's."""
     extensions: list[Extension] = []
     append = extensions.append
+    memo = _MEMO[ctx]
     while pos < stop:
         if pos + 4 > stop or len(extensions) >= MAX_EXTENSIONS:
             return None
@@ -543,17 +554,25 @@ def split_extensions(data: bytes | bytearray, pos: int, stop: int, ctx: HelloCon
         end = pos + 4 + length
         if end > stop:
             return None
-        body = bytes(data[pos + 4:end])
-        fast = _FAST_DECODERS.get(ext_type)
-        if fast is not None:
-            try:
-                append(Extension(type=ext_type, data=body, parsed=fast(body, ctx)))
-            except (_Declined, IndexError, struct.error):
-                append(decode_extension(ext_type, body, ctx, base=base + pos + 4))
-        elif ext_type in _DECODERS:
-            append(decode_extension(ext_type, body, ctx, base=base + pos + 4))
-        else:
-            append(Extension(type=ext_type, data=body))
+        key = bytes(data[pos:end])
+        ext = memo.get(key)
+        if ext is None:
+            body = key[4:]
+            fast = _FAST_DECODERS.get(ext_type)
+            if fast is not None:
+                try:
+                    ext = Extension(type=ext_type, data=body, parsed=fast(body, ctx))
+                except (_Declined, IndexError, struct.error):
+                    ext = decode_extension(ext_type, body, ctx, base=base + pos + 4)
+            elif ext_type in _DECODERS:
+                ext = decode_extension(ext_type, body, ctx, base=base + pos + 4)
+            else:
+                ext = Extension(type=ext_type, data=body)
+            if length <= _MEMO_MAX_BODY and (length == 0 or ext_type not in _UNIQUE_PER_CONNECTION):
+                if len(memo) >= _MEMO_MAX_ENTRIES:
+                    memo.clear()
+                memo[key] = ext
+        append(ext)
         pos = end
     return tuple(extensions)
 
