@@ -1,5 +1,6 @@
-"""`--jobs N` on ONE capture file: N worker processes, each reading the whole file but analysing only its share
-of the connections.
+"""`--jobs N` on ONE capture file. A classic pcap file is cut into byte ranges (tlsflow.parallel_ranges); other
+input (pcapng, gzip) is shared out by connection, as described here: N worker processes, each reading the whole
+file but analysing only its share of the connections.
 
 Design (measured against splitting the file by byte ranges, which needs pcap record resynchronisation and loses
 connections that cross a range boundary): a connection belongs to shard `shard_of(addresses, ports) % N`, the
@@ -102,17 +103,38 @@ def shard_messages(path: str, index: int, count: int, *, trust: Any, keylog: Any
 
 
 def analyze_file_parallel(path: str, jobs: int, *, ca_bundle: str | None = None, keylog_path: str | None = None,
-                          progress: Callable[[int, int | None], None] | None = None
-                          ) -> Iterator[dict[str, Any] | str]:
+                          progress: Callable[[int, int | None], None] | None = None,
+                          cut_targets: list[int] | None = None) -> Iterator[dict[str, Any] | str]:
     """The records of one capture analysed by `jobs` processes (flow_id as in a single process), then an error
-    text if the capture is damaged, as `api._one_capture` yields them."""
+    text if the capture is damaged, as `api._one_capture` yields them.
+
+    A classic pcap file on disk is cut into byte ranges (`tlsflow.parallel_ranges`); anything else (pcapng,
+    gzip) is shared out by connection. `cut_targets` (tests): the byte offsets to cut at instead of equal shares.
+    """
+    from tlsflow.parallel_ranges import analyze_ranges, splittable
+
+    if splittable(path):
+        yield from analyze_ranges(path, jobs, ca_bundle=ca_bundle, keylog_path=keylog_path, progress=progress,
+                                  cut_targets=cut_targets)
+        return
+    yield from analyze_file_sharded(path, jobs, ca_bundle=ca_bundle, keylog_path=keylog_path, progress=progress)
+
+
+def start_method() -> Any:
+    """fork when it is safe (no other thread whose locks a child could inherit held): the workers start at once,
+    with every module already imported; spawn costs each worker a fresh interpreter and all the imports."""
     import multiprocessing
     import threading
 
-    # fork when it is safe (no other thread whose locks a child could inherit held): the workers start at once,
-    # with every module already imported; spawn costs each worker a fresh interpreter and all the imports.
     fork = "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
-    ctx = multiprocessing.get_context("fork" if fork else "spawn")
+    return multiprocessing.get_context("fork" if fork else "spawn")
+
+
+def analyze_file_sharded(path: str, jobs: int, *, ca_bundle: str | None = None, keylog_path: str | None = None,
+                         progress: Callable[[int, int | None], None] | None = None
+                         ) -> Iterator[dict[str, Any] | str]:
+    """`analyze_file_parallel` by connection shards (every worker reads the whole file)."""
+    ctx = start_method()
     queue = ctx.Queue(QUEUE_BATCHES)
     workers = [ctx.Process(target=_shard_main, args=(path, i, jobs, ca_bundle, keylog_path, queue), daemon=True)
                for i in range(jobs)]

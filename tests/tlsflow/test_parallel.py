@@ -1,8 +1,12 @@
-"""The fast ways through a capture give the single slow process's rows: `--jobs N` on one file (tlsflow.parallel),
-order aside, and segments counted from their header fields (TcpReassembler.count_only) instead of TcpPackets."""
+"""The fast ways through a capture give the single slow process's rows: `--jobs N` on one file (tlsflow.parallel:
+byte ranges of a pcap file, connection shards of anything else), order aside, and segments counted from their
+header fields (TcpReassembler.count_only) instead of TcpPackets."""
 from __future__ import annotations
 
+import gzip
+import itertools
 import json
+import os
 import struct
 from pathlib import Path
 
@@ -10,10 +14,14 @@ import pytest
 
 from bench.gen_capture import generate
 from tests.conftest import CORPUS
+from tlsflow import parallel_ranges
 from tlsflow.api import analyze_files
 from tlsflow.capture import open_capture
 from tlsflow.capture.decode import shard_of
+from tlsflow.capture.split import find_cuts
 from tlsflow.cli import main
+from tlsflow.parallel import analyze_file_parallel
+from tlsflow.parallel_ranges import ranges_in_one_process, splittable
 from tlsflow.pipeline import FlowAnalyzer, iter_flow_records
 
 
@@ -124,3 +132,236 @@ def test_counted_segments_give_the_same_rows(capture, request):
     path = request.getfixturevalue(capture)
     fast = sorted(iter_flow_records(str(path)), key=lambda r: r["flow_id"])
     assert fast == _records_without_fast_path(path)
+
+
+# --- byte ranges (tlsflow.parallel_ranges) ---------------------------------------------------------------------
+
+def _pcap_records(path: Path) -> tuple[bytes, list[tuple[float, bytes, int]]]:
+    """A little-endian microsecond pcap file as its header and (time, frame bytes, original length) per record."""
+    data = path.read_bytes()
+    assert data[:4] == b"\xd4\xc3\xb2\xa1"
+    out, pos = [], 24
+    while pos + 16 <= len(data):
+        sec, usec, caplen, origlen = struct.unpack_from("<IIII", data, pos)
+        out.append((sec + usec / 1e6, data[pos + 16:pos + 16 + caplen], origlen))
+        pos += 16 + caplen
+    return data[:24], out
+
+
+def _write_pcap(path: Path, header: bytes, records: list[tuple[float, bytes, int]]) -> list[int]:
+    """Writes the records; returns the byte offset of each."""
+    offsets = []
+    with path.open("wb") as out:
+        out.write(header)
+        pos = len(header)
+        for ts, frame, origlen in records:
+            micros = round(ts * 1e6)
+            offsets.append(pos)
+            out.write(struct.pack("<IIII", micros // 1_000_000, micros % 1_000_000, len(frame), origlen) + frame)
+            pos += 16 + len(frame)
+    return offsets
+
+
+def _shift_client_sequence(frame: bytes, client_port: int, delta: int) -> bytes:
+    """An Ethernet/IPv4/TCP frame with the client's sequence numbers moved by `delta` (a new connection on the same
+    4-tuple: another initial sequence number)."""
+    ihl = (frame[14] & 15) * 4
+    tcp = 14 + ihl
+    sport, _dport, seq, ack = struct.unpack_from("!HHII", frame, tcp)
+    flags = frame[tcp + 13]
+    if sport == client_port:
+        seq = (seq + delta) & 0xFFFFFFFF
+    elif flags & 0x10:
+        ack = (ack + delta) & 0xFFFFFFFF
+    return frame[:tcp + 4] + struct.pack("!II", seq, ack) + frame[tcp + 12:]
+
+
+def _in_ranges(path: Path, targets: list[int]) -> list[dict]:
+    out = list(ranges_in_one_process(str(path), targets, batch_packets=7))
+    assert all(isinstance(r, dict) for r in out), [r for r in out if not isinstance(r, dict)]
+    return sorted(out, key=lambda r: r["flow_id"])
+
+
+def _single(path: Path) -> list[dict]:
+    return sorted(iter_flow_records(str(path)), key=lambda r: r["flow_id"])
+
+
+@pytest.fixture
+def fallbacks(monkeypatch) -> list[str]:
+    """Counts the times the ranges were given up for one process."""
+    calls: list[str] = []
+    original = parallel_ranges._single_process
+
+    def counting(path, *args, **kwargs):
+        calls.append(path)
+        yield from original(path, *args, **kwargs)
+
+    monkeypatch.setattr(parallel_ranges, "_single_process", counting)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def port_reuse(tmp_path_factory) -> tuple[Path, list[int]]:
+    """One real TLS connection (ends FIN, FIN, ACK), then a second one on the same 4-tuple a second later (another
+    initial sequence number): a single process closes the first (both FINs acknowledged, then its SYN) and opens
+    the second."""
+    header, records = _pcap_records(CORPUS / "tls12_alpn_mismatch_ignored_python.pcap")
+    first = records[0][0]
+    client_port = struct.unpack_from("!H", records[0][1], 14 + 20)[0]
+    again = [(ts - first + 1.0, _shift_client_sequence(frame, client_port, 1_000_000), n) for ts, frame, n in records]
+    path = tmp_path_factory.mktemp("ranges") / "reuse.pcap"
+    offsets = _write_pcap(path, header, [(ts - first, frame, n) for ts, frame, n in records] + again)
+    return path, offsets
+
+
+def test_port_reuse_every_cut_gives_one_process_rows(port_reuse, fallbacks):
+    path, offsets = port_reuse
+    single = _single(path)
+    assert len(single) == 2
+    for offset in offsets[1:]:
+        assert _in_ranges(path, [offset]) == single, offset
+    for a, b in [(offsets[3], offsets[17]), (offsets[17], offsets[18]), (offsets[5], offsets[30])]:
+        assert _in_ranges(path, [a, b]) == single, (a, b)
+    # The cut before the first connection's last ACK leaves the second range a flow made of that ACK, which then
+    # takes the second connection's SYN: that cannot be settled from the records, so one process does it again.
+    assert fallbacks
+
+
+def test_connections_across_cuts_in_generated_capture(generated, fallbacks):
+    """Cuts in the middle of handshakes and transfers of many interleaved connections."""
+    single = _single(generated)
+    size = generated.stat().st_size
+    cut_frames = []
+    for share in (0.13, 0.5, 0.77):
+        cut = next(find_cuts(str(generated), [int(size * share)]))
+        cut_frames.append(cut.frames_before + 1)
+        assert _in_ranges(generated, [int(size * share)]) == single
+    assert _in_ranges(generated, [size // 4, size // 2, size * 3 // 4]) == single
+    # Connections did straddle the cuts: first frame before a cut, a packet at or after it.
+    with open_capture(generated) as cap:
+        times = {f.frame: f.ts for f in cap.frames()}
+    assert all(any(r["first_frame"] < f and r["end"] >= times[f] for r in single) for f in cut_frames)
+    assert not fallbacks
+
+
+def test_corpus_in_one_file_any_cut(corpus_concatenated, fallbacks):
+    single = _single(corpus_concatenated)
+    size = corpus_concatenated.stat().st_size
+    for k in range(1, 8):
+        assert _in_ranges(corpus_concatenated, [size * k // 8]) == single, k
+    assert _in_ranges(corpus_concatenated, [size // 5, size * 2 // 5, size * 3 // 5, size * 4 // 5]) == single
+
+
+@pytest.fixture(scope="module")
+def long_lived(generated, tmp_path_factory) -> Path:
+    """The generated capture with one more TLS connection whose packets are spread from its first record to its
+    last: open across every cut."""
+    header, records = _pcap_records(generated)
+    _h, conn = _pcap_records(CORPUS / "tls12_alpn_mismatch_ignored_python.pcap")
+    start, stop = records[0][0], records[-1][0]
+    step = (stop - start) / (len(conn) + 1)
+    spread = [(start + step * (i + 0.5), frame, n) for i, (_ts, frame, n) in enumerate(conn)]
+    merged = sorted(records + spread, key=lambda r: r[0])
+    path = tmp_path_factory.mktemp("ranges") / "long.pcap"
+    _write_pcap(path, header, merged)
+    return path
+
+
+def test_long_lived_connection_across_every_cut(long_lived, fallbacks):
+    single = _single(long_lived)
+    longest = max(single, key=lambda r: r["end"] - r["start"])
+    assert longest["server"].endswith(":24430") and longest["outcome"] == "established"
+    size = long_lived.stat().st_size
+    assert _in_ranges(long_lived, [size // 2]) == single
+    assert _in_ranges(long_lived, [size // 4, size // 2, size * 3 // 4]) == single
+    assert sorted(_records(long_lived, 2), key=lambda r: r["flow_id"]) == single
+    assert not fallbacks
+
+
+def test_cuts_are_record_boundaries_with_frame_numbers(generated):
+    size = generated.stat().st_size
+    targets = [size // 3, size // 3 + 1, size * 2 // 3]
+    cuts = list(find_cuts(str(generated), targets))
+    assert len(cuts) == 3
+    with open_capture(generated) as cap:
+        frames = {f.frame: f for f in cap.frames()}
+    for target, cut in zip(targets, cuts):
+        assert cut.offset >= target
+        with open_capture(generated) as cap:
+            cap.start_at(cut.offset, cut.frames_before)
+            first = next(iter(cap.frames()))
+        assert first == frames[cut.frames_before + 1]
+    # A cut is never at the end of the file.
+    assert list(find_cuts(str(generated), [size - 1])) == []
+
+
+def test_damage_stops_the_cuts(generated, tmp_path):
+    data = generated.read_bytes()
+    cut = next(find_cuts(str(generated), [len(data) // 2]))
+    corrupt = tmp_path / "corrupt.pcap"
+    # A record claiming 1 GB: the hop and the reader stop there.
+    corrupt.write_bytes(data[:cut.offset + 8] + struct.pack("<I", 1 << 30) + data[cut.offset + 12:])
+    assert list(find_cuts(str(corrupt), [len(data) // 4, len(data) // 2, len(data) * 3 // 4])) == \
+        list(find_cuts(str(generated), [len(data) // 4]))
+
+
+@pytest.mark.parametrize("where", [0.3, 0.6, 0.9])
+def test_damaged_capture_in_ranges(generated, tmp_path, where):
+    data = generated.read_bytes()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(data[:int(len(data) * where)])  # ends inside a record, before or after the cut
+    single = [r for _c, r in analyze_files([str(cut)], jobs=1)]
+    errors = [r for r in single if isinstance(r, str)]
+    assert len(errors) == 1
+    for targets in ([len(data) // 2], [len(data) // 4, len(data) // 2, len(data) * 3 // 4]):
+        ranges = list(ranges_in_one_process(str(cut), targets))
+        assert [r for r in ranges if isinstance(r, str)] == errors
+        key = lambda r: r["flow_id"]
+        assert sorted((r for r in ranges if isinstance(r, dict)), key=key) == \
+            sorted((r for r in single if isinstance(r, dict)), key=key)
+
+
+def test_compressed_capture_is_shared_by_connection(generated, tmp_path):
+    packed = tmp_path / "gen.pcap.gz"
+    packed.write_bytes(gzip.compress(generated.read_bytes(), compresslevel=1))
+    assert not splittable(str(packed)) and splittable(str(generated))
+    assert _records(packed, 2) == _records(packed, 1)
+
+
+def test_progress_reaches_the_file_size(generated):
+    seen: list[tuple[int, int | None]] = []
+    list(analyze_file_parallel(str(generated), 2, progress=lambda done, total: seen.append((done, total))))
+    size = generated.stat().st_size
+    assert seen and all(total == size for _d, total in seen)
+    assert seen[-1][0] >= size * 0.99 and all(a[0] <= b[0] for a, b in itertools.pairwise(seen))
+
+
+def _public_pcaps() -> list[Path]:
+    shared = Path(os.environ.get("TLSFLOW_SHARED", Path(__file__).resolve().parents[2] / "../shared"))
+    folder = shared / "captures" / "public"
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.read_bytes()[:4] in PCAP_MAGICS)
+
+
+PCAP_MAGICS = {b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d"}
+
+
+def test_public_captures_cut_in_two_and_three():
+    captures = _public_pcaps()
+    if not captures:
+        pytest.skip("no public captures (../shared/captures/public)")
+    compared = 0
+    for path in captures:
+        if not splittable(str(path)):
+            continue
+        single = [r for _c, r in analyze_files([str(path)], jobs=1)]
+        size = path.stat().st_size
+        key = lambda r: r["flow_id"]
+        for targets in ([size // 2], [size // 3, size * 2 // 3]):
+            ranges = list(ranges_in_one_process(str(path), targets))
+            assert [r for r in ranges if isinstance(r, str)] == [r for r in single if isinstance(r, str)], path
+            assert sorted((r for r in ranges if isinstance(r, dict)), key=key) == \
+                sorted((r for r in single if isinstance(r, dict)), key=key), (path, targets)
+        compared += 1
+    assert compared > 10

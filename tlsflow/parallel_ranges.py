@@ -1,0 +1,394 @@
+"""`--jobs N` on one classic pcap file by byte ranges: worker k reads only its part of the file, plus as far past
+its end as its own connections go on.
+
+Cuts: the file is cut into N ranges at record boundaries (`capture.split.find_cuts`, a hop over the record headers
+that also gives each range's first frame number). The parent hops while worker 0 already analyses, and starts
+worker k as soon as cut k is known; worker k-1 learns there where its range ends.
+
+Ownership: a worker owns the connections whose first packet (in a single process's view) lies in its range. It
+analyses its range as a single process would, from an empty flow table; past its end it goes on reading, but
+only for the connections it already tracks (every other packet just moves the clock, so that idle and lingering
+flows close at the capture times of a single process; a SYN that reuses a tracked 4-tuple closes the old flow
+and is not followed), and stops once it tracks none (or at the end of the file, where it ends them as a single
+process would). So every connection it owns sees all of its packets and the same clock.
+
+Connections open across a cut: worker k starts from an empty table, so the packets after the cut of a connection
+opened before it start a flow of their own in worker k (a phantom). The earlier worker's record of that
+connection (same 4-tuple, first frame before the cut, last frame L after it) says which: a worker-k flow on that
+4-tuple whose first frame is at most L is made of the earlier connection's packets, and is dropped. A phantom that
+went on past L would have taken packets of a later connection on the 4-tuple (a single process opens a new flow
+there); that, and the cases below, cannot be settled from the records, and the parent then analyses the file
+again in one process (records already given are not repeated). Those cases: a flow table overflow (`max_flows`)
+in any worker (each worker's table holds other flows than a single process's), and a connection of worker k>0 that
+closed idle (its verdict may read the capture time at which the expiry pass ran, and worker k's passes do not
+run at the same packets as a single process's: they are paced from its first packet).
+
+flow_id: worker 0 numbers its flows as a single process does (it starts at the first frame and opens flows in
+frame order). The records of worker k>0 wait until workers 0..k have finished: then its phantoms are known, and
+its flows are numbered after all earlier workers' flows, in order of first frame.
+"""
+from __future__ import annotations
+
+import inspect
+import os
+import traceback
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from tlsflow.parallel import BATCH_PACKETS, QUEUE_BATCHES, start_method, tune_gc
+
+_NO_END = 1 << 62  # "no end frame known yet" / "reads to the end of the file"
+_UNKNOWN = -1  # in the end pipe: the cut was not found (damage or end of file first): read to the end
+
+
+def splittable(path: str) -> bool:
+    """A classic pcap file on disk, uncompressed: byte ranges can be read independently."""
+    from tlsflow.capture import CaptureError, open_capture
+
+    if path == "-":
+        return False
+    try:
+        with open_capture(path) as cap:
+            return cap.link_type is not None and not cap.stats.compressed and cap.total_bytes is not None
+    except (CaptureError, OSError):
+        return False
+
+
+def _flow_key(a_ip: str, a_port: int, b_ip: str, b_port: int) -> tuple[tuple[str, int], tuple[str, int]]:
+    """A connection's 4-tuple, the same from both directions."""
+    one, other = (a_ip, a_port), (b_ip, b_port)
+    return (one, other) if one <= other else (other, one)
+
+
+def _range_analyzer_class() -> type:
+    from tlsflow.pipeline import FlowAnalyzer
+
+    class RangeAnalyzer(FlowAnalyzer):
+        """A FlowAnalyzer whose records carry, under "_range", what the parent needs to place them: the 4-tuple,
+        the last frame and why the flow closed."""
+
+        def _record(self, conn: Any) -> dict[str, Any]:
+            record = super()._record(conn)
+            record["_range"] = (_flow_key(conn.client_ip, conn.client_port, conn.server_ip, conn.server_port),
+                                conn.last_frame, conn.close_reason)
+            return record
+
+    return RangeAnalyzer
+
+
+def _packets(cap: Any, reassembler: Any) -> Iterator[Any]:
+    """cap.packets with the reassembler's fast path, whichever of its two forms the reader offers."""
+    if "counter" in inspect.signature(cap.packets).parameters:
+        return cap.packets(counter=reassembler)  # type: ignore[no-any-return]
+    return cap.packets(count_only=reassembler.count_only)  # type: ignore[no-any-return]
+
+
+def _range_main(path: str, index: int, start: tuple[int, int] | None, next_target: int | None, end_pipe: Any,
+                ca_bundle: str | None, keylog_path: str | None, queue: Any) -> None:
+    tune_gc()
+    try:
+        from tlsflow.api import _load_keylog, _trust_store
+
+        for message in range_messages(path, start, next_target, end_pipe, trust=_trust_store(ca_bundle),
+                                      keylog=_load_keylog(keylog_path)):
+            queue.put((index, message))
+    except BaseException:  # noqa: BLE001 - reported to the parent, which raises
+        queue.put((index, ("crash", traceback.format_exc())))
+
+
+def range_messages(path: str, start: tuple[int, int] | None, next_target: int | None, end_pipe: Any, *,
+                   trust: Any, keylog: Any = None, batch_packets: int = BATCH_PACKETS) -> Iterator[tuple[Any, ...]]:
+    """One worker's work, as messages: ("batch", records, bytes of its range done) and at the end ("end", error
+    text or None, flows evicted).
+
+    `start`: (byte offset, frames before it) of the range's first record, None for the start of the file.
+    `next_target`: the byte offset at or after which the next range starts (None: the range runs to the end of
+    the file); the next range's first frame number comes through `end_pipe` when the parent has found it
+    (`_UNKNOWN`: there is no next range after all).
+    """
+    from tlsflow.capture import CaptureError, open_capture
+
+    analyzer = _range_analyzer_class()(path, trust=trust, keylog=keylog)
+    reassembler = analyzer.reassembler
+    first_frame = start[1] + 1 if start is not None else 1
+    end_frame = _NO_END  # the first frame of the next range, once known
+    end_known = next_target is None
+    start_offset = start[0] if start is not None else 0
+    # Flows this worker follows, by 4-tuple in both directions -> first frame.
+    tracked: dict[tuple[str, int, str, int], int] = {}
+    following = False
+    records: list[dict[str, Any]] = []
+    error: str | None = None
+
+    def learn_end(block: bool) -> None:
+        nonlocal end_frame, end_known
+        if block or end_pipe.poll():
+            value = end_pipe.recv()
+            end_frame = _NO_END if value == _UNKNOWN else value
+            end_known = True
+
+    def take(new: Any) -> None:
+        for record in new:
+            key, _last, _reason = record["_range"]
+            (a_ip, a_port), (b_ip, b_port) = key
+            first = record["first_frame"]
+            for direction in ((a_ip, a_port, b_ip, b_port), (b_ip, b_port, a_ip, a_port)):
+                if tracked.get(direction) == first:
+                    del tracked[direction]
+            if first_frame <= first < end_frame:
+                records.append(record)
+
+    with open_capture(path) as cap:
+        if start is not None:
+            cap.start_at(*start)
+        # Where the range ends, for the progress bar (the next cut is at most a record after next_target).
+        stop_offset = next_target if next_target is not None else (cap.total_bytes or 0)
+        n = 0
+        try:
+            for pkt in _packets(cap, reassembler):
+                if pkt.__class__ is float:  # a segment the reassembler counted without a TcpPacket
+                    analyzer.last_ts = pkt  # type: ignore[assignment]
+                    if pkt >= reassembler.next_expiry:  # type: ignore[operator]
+                        take(analyzer.tick(pkt))  # type: ignore[arg-type]
+                else:
+                    if not end_known and cap.bytes_read >= next_target:
+                        # This packet may lie past the cut: wait for the parent's hop to say where the cut is
+                        # (it is far ahead as a rule).
+                        learn_end(block=True)
+                    if pkt.frame >= end_frame:
+                        following = True
+                    if following:
+                        if (pkt.src, pkt.sport, pkt.dst, pkt.dport) not in tracked:
+                            # Another worker's connection: only the time matters here.
+                            analyzer.last_ts = pkt.ts
+                            if pkt.ts >= reassembler.next_expiry:
+                                take(analyzer.tick(pkt.ts))
+                        else:
+                            # A flow this opens (port reuse, or after the tracked one timed out) is not followed.
+                            take(analyzer.feed(pkt))
+                        if not tracked:
+                            break
+                    else:
+                        before = reassembler.flows_opened
+                        take(analyzer.feed(pkt))
+                        if reassembler.flows_opened != before:
+                            tracked[(pkt.src, pkt.sport, pkt.dst, pkt.dport)] = pkt.frame
+                            tracked[(pkt.dst, pkt.dport, pkt.src, pkt.sport)] = pkt.frame
+                n += 1
+                if n >= batch_packets:
+                    n = 0
+                    if not end_known:
+                        learn_end(block=False)
+                    yield ("batch", records, min(cap.bytes_read, stop_offset) - start_offset)
+                    records = []
+        except CaptureError as exc:
+            error = str(exc)
+        if not (following and not tracked):  # else it stopped early: nothing of this worker's is open
+            take(analyzer.finish())
+        yield ("batch", records, stop_offset - start_offset)
+    yield ("end", error, reassembler.flows_evicted)
+
+
+def analyze_ranges(path: str, jobs: int, *, ca_bundle: str | None = None, keylog_path: str | None = None,
+                   progress: Callable[[int, int | None], None] | None = None,
+                   cut_targets: list[int] | None = None) -> Iterator[dict[str, Any] | str]:
+    from tlsflow.capture.split import find_cuts
+
+    total = os.path.getsize(path)
+    targets = cut_targets if cut_targets is not None else [total * k // jobs for k in range(1, jobs)]
+    ctx = start_method()
+    queue = ctx.Queue(QUEUE_BATCHES)
+    workers: list[Any] = []
+    pipes: list[Any] = []
+    starts: list[int] = [1]  # first frame of each range
+
+    def launch(start: tuple[int, int] | None, next_target: int | None) -> None:
+        receive, send = ctx.Pipe(duplex=False)
+        worker = ctx.Process(target=_range_main, args=(path, len(workers), start, next_target, receive, ca_bundle,
+                                                       keylog_path, queue), daemon=True)
+        worker.start()
+        workers.append(worker)
+        pipes.append(send)
+
+    try:
+        launch(None, targets[0] if targets else None)
+        cuts = find_cuts(path, targets)
+        for k, target in enumerate(targets):
+            cut = next(cuts, None)
+            if cut is None:
+                pipes[-1].send(_UNKNOWN)  # the last range started runs to the end (or to the damage)
+                break
+            pipes[-1].send(cut.frames_before + 1)
+            starts.append(cut.frames_before + 1)
+            launch((cut.offset, cut.frames_before), targets[k + 1] if k + 1 < len(targets) else None)
+        yield from _merge_ranges(_from_queue(queue, workers, path), len(workers), starts, path, total, progress,
+                                 lambda: _stop(workers), ca_bundle, keylog_path)
+    finally:
+        for worker in workers:
+            if worker.is_alive():
+                worker.terminate()
+            worker.join()
+        queue.close()
+
+
+class _Inexact(Exception):
+    """The records of the ranges cannot be put together into a single process's: analyse again in one."""
+
+
+def _from_queue(queue: Any, workers: list[Any], path: str) -> Iterator[tuple[int, tuple[Any, ...]]]:
+    """The workers' messages; raises if a worker died without saying so."""
+    import queue as queues
+
+    done = [False] * len(workers)
+    while not all(done):
+        try:
+            index, message = queue.get(timeout=1.0)
+        except queues.Empty:
+            for i, worker in enumerate(workers):
+                if not done[i] and not worker.is_alive() and queue.empty():
+                    raise RuntimeError(f"--jobs worker {i} on {path} died (exit code {worker.exitcode})") from None
+            continue
+        if message[0] in ("end", "crash"):
+            done[index] = True
+        yield index, message
+
+
+def _stop(workers: list[Any]) -> None:
+    for worker in workers:
+        if worker.is_alive():
+            worker.terminate()
+
+
+def ranges_in_one_process(path: str, cut_targets: list[int], *, trust: Any = None, keylog: Any = None,
+                          batch_packets: int = BATCH_PACKETS) -> Iterator[dict[str, Any] | str]:
+    """The work of `analyze_ranges`, one range after another in this process (tests: many cuts, no process
+    start-up). Same cuts, same workers' messages, same merge."""
+    from tlsflow.api import _trust_store
+    from tlsflow.capture.split import find_cuts
+
+    trust = _trust_store(None, trust)
+    cuts = list(find_cuts(path, cut_targets))
+    starts = [1] + [cut.frames_before + 1 for cut in cuts]
+    ranges = [None] + [(cut.offset, cut.frames_before) for cut in cuts]
+
+    class KnownEnd:
+        def __init__(self, frame: int) -> None:
+            self.frame = frame
+
+        def poll(self) -> bool:
+            return True
+
+        def recv(self) -> int:
+            return self.frame
+
+    def messages() -> Iterator[tuple[int, tuple[Any, ...]]]:
+        for index, start in enumerate(ranges):
+            last = index == len(ranges) - 1
+            next_target = None if last else cut_targets[index]
+            end = None if last else KnownEnd(starts[index + 1])
+            for message in range_messages(path, start, next_target, end, trust=trust, keylog=keylog,
+                                          batch_packets=batch_packets):
+                yield index, message
+
+    yield from _merge_ranges(messages(), len(ranges), starts, path, os.path.getsize(path), None, lambda: None,
+                             None, None, trust=trust, keylog=keylog)
+
+
+def _merge_ranges(messages: Iterator[tuple[int, tuple[Any, ...]]], jobs: int, starts: list[int], path: str,
+                  total: int, progress: Callable[[int, int | None], None] | None, stop: Callable[[], None],
+                  ca_bundle: str | None, keylog_path: str | None, *, trust: Any = None, keylog: Any = None
+                  ) -> Iterator[dict[str, Any] | str]:
+    done = [False] * jobs
+    done_bytes = [0] * jobs
+    waiting: list[list[dict[str, Any]]] = [[] for _ in range(jobs)]
+    kept: list[list[tuple[Any, int, int]]] = [[] for _ in range(jobs)]  # (key, first frame, last frame)
+    given: set[int] = set()  # first frames of the records already yielded
+    flows_before = 0  # records of the workers already placed
+    placed = 0  # workers whose records are all placed
+    error: str | None = None
+    inexact = False
+    for index, message in messages:
+        kind = message[0]
+        if kind == "crash":
+            raise RuntimeError(f"--jobs worker {index} failed on {path}:\n{message[1]}")
+        if kind == "end":
+            done[index] = True
+            if message[1] is not None and (error is None or index == jobs - 1):
+                error = message[1]
+            if message[2]:
+                inexact = True  # a flow table overflowed
+        else:
+            _, records, done_bytes[index] = message
+            if index == 0:
+                for record in records:
+                    key, last, _reason = record.pop("_range")
+                    kept[0].append((key, record["first_frame"], last))
+                    given.add(record["first_frame"])
+                    yield record
+            else:
+                waiting[index].extend(records)
+            if progress is not None:
+                progress(sum(done_bytes), total)
+        # Place the records of every worker whose own and earlier workers' records are all in.
+        while placed < jobs and done[placed] and not inexact:
+            if placed > 0:
+                try:
+                    records = _place(waiting[placed], kept, starts[placed], placed, flows_before)
+                except _Inexact:
+                    inexact = True
+                    break
+                waiting[placed] = []
+                for record in records:
+                    given.add(record["first_frame"])
+                    yield record
+            flows_before += len(kept[placed])
+            placed += 1
+        if placed == jobs or inexact:
+            break
+    if inexact:
+        stop()
+        yield from _single_process(path, given, ca_bundle, keylog_path, progress, trust, keylog)
+        return
+    if error is not None:
+        yield f"{path}: {error} ({len(given)} connection(s) before the damage were reported)"
+
+
+def _place(records: list[dict[str, Any]], kept: list[list[tuple[Any, int, int]]], start: int, index: int,
+           flows_before: int) -> list[dict[str, Any]]:
+    """Worker `index`'s records, phantoms dropped, numbered after the `flows_before` flows of earlier workers."""
+    # The connections of earlier workers open across this range's first frame: 4-tuple -> their last frame.
+    across = {key: last for earlier in kept[:index] for key, first, last in earlier if first < start <= last}
+    out = []
+    for record in records:
+        key, last, reason = record.pop("_range")
+        first = record["first_frame"]
+        before = across.get(key)
+        if before is not None and first <= before:
+            if last > before:
+                raise _Inexact  # the phantom took packets of a later connection on this 4-tuple
+            continue
+        if reason == "idle":
+            raise _Inexact  # closed by an expiry pass that may not run at the same packet as in one process
+        out.append(record)
+        kept[index].append((key, first, last))
+    out.sort(key=lambda r: r["first_frame"])
+    for number, record in enumerate(out, flows_before + 1):
+        record["flow_id"] = number
+    return out
+
+
+def _single_process(path: str, given: set[int], ca_bundle: str | None, keylog_path: str | None,
+                    progress: Callable[[int, int | None], None] | None, trust: Any = None, keylog: Any = None
+                    ) -> Iterator[dict[str, Any] | str]:
+    """The fallback: the whole file in this process; the records already given are not given again."""
+    from tlsflow.api import _load_keylog, _trust_store
+    from tlsflow.pipeline import CaptureReport, iter_flow_records
+
+    report = CaptureReport(capture=path)
+    for record in iter_flow_records(path, capture_name=path, trust=_trust_store(ca_bundle, trust), report=report,
+                                    keylog=_load_keylog(keylog if keylog is not None else keylog_path),
+                                    progress=progress):
+        if record["first_frame"] not in given:
+            yield record
+    if report.error:
+        yield f"{path}: {report.error} ({report.flows} connection(s) before the damage were reported)"
