@@ -100,6 +100,14 @@ class _Mode(enum.Enum):
     DEAD = "dead"  # not TLS: bytes are counted, not parsed
 
 
+# Enum members and content types as module constants: an enum class attribute costs a metaclass lookup, and
+# the record loop reads them for every record.
+_START, _RECORDS, _RESYNC, _PRELUDE, _DEAD = _Mode.START, _Mode.RECORDS, _Mode.RESYNC, _Mode.PRELUDE, _Mode.DEAD
+_CLIENT, _SERVER = Sender.CLIENT, Sender.SERVER
+_CHANGE_CIPHER_SPEC, _ALERT, _HANDSHAKE, _APPLICATION_DATA, _HEARTBEAT = (
+    m.CHANGE_CIPHER_SPEC, m.ALERT, m.HANDSHAKE, m.APPLICATION_DATA, m.HEARTBEAT)
+
+
 class _Direction:
     """Parse state of one direction of the connection."""
 
@@ -158,7 +166,9 @@ class TlsConnection:
         self.max_record = max_record
         self.max_handshake = max_handshake
         self.max_buffer = max_buffer if max_buffer is not None else max_record + HEADER_LEN
-        self._dirs = {Sender.CLIENT: _Direction(Sender.CLIENT), Sender.SERVER: _Direction(Sender.SERVER)}
+        self._client = _Direction(Sender.CLIENT)
+        self._server = _Direction(Sender.SERVER)
+        self._dirs = {Sender.CLIENT: self._client, Sender.SERVER: self._server}
         self.version: int | None = None  # negotiated: the ServerHello's selected version (0x0002 for SSLv2)
         self.client_hello: m.ClientHello | None = None  # the last one seen
         self.server_hello: m.ServerHello | None = None  # the last one seen (a HelloRetryRequest included)
@@ -166,33 +176,34 @@ class TlsConnection:
         self._tls13 = False
         self._early_data = False  # the client may be sending 0-RTT data (offered, no ServerHello yet)
         self.keylog = keylog
+        self._decode_context = DecodeContext()
 
     # --- public ---------------------------------------------------------------------------------------------
 
     def encrypted(self, sender: Sender) -> bool:
         """Whether that side's records are now encrypted (TLS 1.3: the server from its ServerHello on, the client
         from its first encrypted record on)."""
-        return self._dirs[sender].encrypted
+        return (self._client if sender is _CLIENT else self._server).encrypted
 
     def buffer_sizes(self, sender: Sender) -> tuple[int, int]:
         """(record buffer, handshake reassembly buffer) bytes held for that direction: bounded by the caps."""
-        d = self._dirs[sender]
+        d = self._client if sender is _CLIENT else self._server
         return len(d.buf), len(d.hs_buf)
 
     def parsing(self, sender: Sender) -> bool:
         """False once that direction is known not to carry TLS (no hello within the plaintext prelude cap)."""
-        return self._dirs[sender].mode is not _Mode.DEAD
+        return (self._client if sender is _CLIENT else self._server).mode is not _DEAD
 
     def stream_offset(self, sender: Sender) -> int:
         """Bytes of that direction's stream accounted for so far (received, gaps included)."""
-        d = self._dirs[sender]
+        d = self._client if sender is _CLIENT else self._server
         return d.buf_offset + len(d.buf)
 
     def receive(self, sender: Sender, data: bytes, frame: int, ts: float) -> list[Event]:
         """Feed the next bytes of one direction. Returns the events completed by them; [] means more is needed."""
-        d = self._dirs[sender]
         if not data:
             return []
+        d = self._client if sender is _CLIENT else self._server
         events: list[Event] = []
         try:
             self._receive(d, data, frame, ts, events)
@@ -205,12 +216,12 @@ class TlsConnection:
     def receive_gap(self, sender: Sender, length: int, frame: int, ts: float) -> list[Event]:
         """`length` bytes of that direction were lost in the capture. The parse resumes on the next plausible
         record header, unless the gap falls inside the body of a record being skipped anyway."""
-        d = self._dirs[sender]
+        d = self._client if sender is _CLIENT else self._server
         if length <= 0:
             return []
         at = d.buf_offset + len(d.buf)
         events: list[Event] = [GapSeen(sender=sender, frame=frame, ts=ts, offset=at, length=length)]
-        if d.mode is _Mode.DEAD:
+        if d.mode is _DEAD:
             d.buf_offset += length
             return events
         if d.skip_left:
@@ -235,11 +246,11 @@ class TlsConnection:
         d.skip_record = None
         d.hs_buf = bytearray()
         d.hs_skip = 0
-        d.mode = _Mode.RESYNC
+        d.mode = _RESYNC
         d.resync_start = resume_at
 
     def _receive(self, d: _Direction, data: bytes, frame: int, ts: float, events: list[Event]) -> None:
-        if d.mode is _Mode.DEAD:
+        if d.mode is _DEAD:
             d.buf_offset += len(data)
             return
         start = 0
@@ -259,8 +270,8 @@ class TlsConnection:
         consumed = self._parse(d, buf, frame, ts, events)
         if buf is d.buf:
             del d.buf[:consumed]
-        else:
-            d.buf = bytearray(buf[consumed:])
+        elif consumed < len(buf):  # d.buf is empty: keep only the incomplete tail
+            d.buf = bytearray(memoryview(buf)[consumed:])
         d.buf_offset += consumed
 
     def _parse(self, d: _Direction, b: bytes | bytearray, frame: int, ts: float, events: list[Event]) -> int:
@@ -272,7 +283,7 @@ class TlsConnection:
         max_record = self.max_record
         while pos < n:
             mode = d.mode
-            if mode is _Mode.RECORDS:
+            if mode is _RECORDS:
                 if d.sslv2 and (b[pos] & 0x80 or not (20 <= b[pos] <= 24)):
                     # SSLv2 framing: a 2-byte header (high bit set), or a 3-byte one (with padding, used by
                     # block ciphers) whose first byte cannot start a TLS record.
@@ -283,7 +294,7 @@ class TlsConnection:
                     length = ((b[pos] & 0x3F) << 8) | b[pos + 1] if long_header else sslv2_header(b, pos)
                     if length + header_len > self.max_buffer:
                         self._anomaly(d, frame, ts, base + pos, "record_too_long", f"SSLv2 record of {length}", events)
-                        d.mode = _Mode.RESYNC
+                        d.mode = _RESYNC
                         d.resync_start = base + pos
                         pos += 1
                         continue
@@ -299,18 +310,27 @@ class TlsConnection:
                 if version >> 8 != 3 or version & 0xFF > 4 or length > max_record:
                     name = "record_too_long" if version >> 8 == 3 and length > max_record else "bad_record_header"
                     self._anomaly(d, frame, ts, base + pos, name, f"header {bytes(b[pos:pos + 5]).hex()}", events)
-                    d.mode = _Mode.RESYNC
+                    d.mode = _RESYNC
                     d.resync_start = base + pos
                     d.hs_buf = bytearray()
                     d.hs_skip = 0
                     pos += 1
                     continue
                 end = pos + HEADER_LEN + length
-                encrypted = self._is_encrypted(d, ct, length)
+                # Which records are readable (the encryption rules of the module docstring), inline: this runs
+                # for every record.
+                if self._tls13:
+                    encrypted = ct == _APPLICATION_DATA or ct == _HEARTBEAT or (ct == _ALERT and length != 2)
+                elif ct == _CHANGE_CIPHER_SPEC:
+                    encrypted = False
+                elif ct == _APPLICATION_DATA and self._early_data and d.sender is _CLIENT:
+                    encrypted = True
+                else:
+                    encrypted = d.encrypted
                 if encrypted:
                     decryptor = d.decryptor
                     needs_body = (decryptor is not None and length + HEADER_LEN <= self.max_buffer
-                                  and (ct != m.APPLICATION_DATA or decryptor.needs_every_record))
+                                  and (ct != _APPLICATION_DATA or decryptor.needs_every_record))
                 else:
                     needs_body = 20 <= ct <= 22 and length + HEADER_LEN <= self.max_buffer
                 if end > n:
@@ -322,41 +342,41 @@ class TlsConnection:
                 self._record(d, ct, version, length, b[pos + HEADER_LEN:end] if needs_body else None,
                              base + pos, encrypted, frame, ts, events)
                 pos = end
-            elif mode is _Mode.RESYNC:
+            elif mode is _RESYNC:
                 found = self._find_header(b, pos)
                 if found < 0:
                     return max(pos, n - (HEADER_LEN - 1))  # keep a possible header's first bytes
                 events.append(ResyncSeen(sender=d.sender, frame=frame, ts=ts, offset=base + found,
                                          skipped=base + found - d.resync_start))
-                d.mode = _Mode.RECORDS
+                d.mode = _RECORDS
                 pos = found
-            elif mode is _Mode.START:
+            elif mode is _START:
                 head = b[pos:pos + 7]
                 tls = tls_prefix_possible(head[:HEADER_LEN], max_record)
                 if tls:
-                    d.mode = _Mode.RECORDS
+                    d.mode = _RECORDS
                     continue
                 sslv2 = sslv2_prefix_possible(head)
                 if sslv2:
-                    d.mode = _Mode.RECORDS
+                    d.mode = _RECORDS
                     d.sslv2 = True
                     continue
                 if tls is None or sslv2 is None:
                     break
                 events.append(NotTlsSeen(sender=d.sender, frame=frame, ts=ts, offset=base + pos,
                                          preview=bytes(b[pos:pos + 16])))
-                d.mode = _Mode.PRELUDE
+                d.mode = _PRELUDE
                 d.resync_start = base + pos
-            elif mode is _Mode.PRELUDE:
+            elif mode is _PRELUDE:
                 found = self._find_hello(d, b, pos)
                 if found < 0:
                     if base + n - d.resync_start > MAX_PRELUDE:
-                        d.mode = _Mode.DEAD  # long plain-text talk: not a STARTTLS prelude
+                        d.mode = _DEAD  # long plain-text talk: not a STARTTLS prelude
                         return n
                     return max(pos, n - (HEADER_LEN + 1))  # keep a possible header's first bytes
                 events.append(TlsStartSeen(sender=d.sender, frame=frame, ts=ts, offset=base + found,
                                            skipped=base + found - d.resync_start))
-                d.mode = _Mode.RECORDS
+                d.mode = _RECORDS
                 pos = found
             else:
                 return n
@@ -395,19 +415,6 @@ class TlsConnection:
                     return i
             pos = i + 1
 
-    def _is_encrypted(self, d: _Direction, ct: int, length: int) -> bool:
-        if self._tls13:
-            if ct == m.APPLICATION_DATA or ct == m.HEARTBEAT:
-                return True
-            if ct == m.ALERT:
-                return length != 2
-            return False
-        if ct == m.CHANGE_CIPHER_SPEC:
-            return False
-        if self._early_data and ct == m.APPLICATION_DATA and d.sender is Sender.CLIENT:
-            return True
-        return d.encrypted
-
     # --- records ----------------------------------------------------------------------------------------------
 
     def _anomaly(self, d: _Direction, frame: int, ts: float, offset: int, name: str, detail: str,
@@ -440,17 +447,34 @@ class TlsConnection:
             return
         if encrypted:
             decrypted = self._decrypt(d, ct, version, body, offset, frame, ts, events) if d.decryptor else None
-            if decrypted is not None and ct == m.ALERT and decrypted[0] == m.ALERT:  # TLS <= 1.2, now readable
+            if decrypted is not None and ct == _ALERT and decrypted[0] == _ALERT:  # TLS <= 1.2, now readable
                 self._plaintext_alert(d, decrypted[1], len(decrypted[1]), offset, frame, ts, events, decrypted=True)
                 return
-            if ct == m.ALERT:
+            if ct == _ALERT:
                 events.append(AlertSeen(sender=sender, frame=frame, ts=ts, offset=offset, level=None,
                                         description=None, encrypted=True, length=length))
-            elif ct == m.HEARTBEAT:
+            elif ct == _HEARTBEAT:
                 events.append(HeartbeatSeen(sender=sender, frame=frame, ts=ts, offset=offset, length=length,
                                             encrypted=True))
-            else:
-                self._encrypted_record(d, ct, length, offset, frame, ts, events)
+            else:  # the handshake phase of an opaque record: see the module docstring
+                is_client = sender is _CLIENT
+                if self._tls13:
+                    if is_client:
+                        phase = not d.finished
+                        if ct == _APPLICATION_DATA:
+                            d.finished = True
+                            d.encrypted = True
+                    else:
+                        phase = not self._client.finished
+                elif is_client and self._early_data and not d.encrypted:
+                    phase = True  # 0-RTT data before the ServerHello
+                    d.early_records += 1
+                else:
+                    phase = not d.finished
+                    if ct == _HANDSHAKE:
+                        d.finished = True  # the first encrypted handshake record after CCS is the Finished
+                events.append(EncryptedRecordSeen(sender=sender, frame=frame, ts=ts, offset=offset,
+                                                  content_type=ct, length=length, handshake_phase=phase))
             if decrypted is not None:
                 inner_type, plaintext = decrypted
                 if inner_type == m.HANDSHAKE and plaintext:
@@ -514,27 +538,6 @@ class TlsConnection:
         if self.keylog is not None:
             self._start_tls12_decryption(d, offset, frame, ts, events)
 
-    def _encrypted_record(self, d: _Direction, ct: int, length: int, offset: int, frame: int, ts: float,
-                          events: list[Event]) -> None:
-        is_client = d.sender is Sender.CLIENT
-        if self._tls13:
-            if is_client:
-                phase = not d.finished
-                if ct == m.APPLICATION_DATA:
-                    d.finished = True
-                    d.encrypted = True
-            else:
-                phase = not self._dirs[Sender.CLIENT].finished
-        elif is_client and self._early_data and not d.encrypted:
-            phase = True  # 0-RTT data before the ServerHello
-            d.early_records += 1
-        else:
-            phase = not d.finished
-            if ct == m.HANDSHAKE:
-                d.finished = True  # the first encrypted handshake record after CCS is the Finished
-        events.append(EncryptedRecordSeen(sender=d.sender, frame=frame, ts=ts, offset=offset, content_type=ct,
-                                          length=length, handshake_phase=phase))
-
     # --- handshake messages -----------------------------------------------------------------------------------
 
     def _handshake_bytes(self, d: _Direction, body: bytes | bytearray, rec_off: int, frame: int, ts: float,
@@ -570,7 +573,7 @@ class TlsConnection:
                 break
             if n - p - 4 < length:
                 break
-            self._handshake_message(d, msg_type, length, bytes(data[p + 4:p + 4 + length]), msg_abs, msg_rec,
+            self._handshake_message(d, msg_type, length, bytes(data[p:p + 4 + length]), msg_abs, msg_rec,
                                     frame, ts, events, decrypted)
             p += 4 + length
         if p < n:
@@ -581,16 +584,18 @@ class TlsConnection:
         elif prev:
             d.hs_buf = bytearray()
 
-    def _handshake_message(self, d: _Direction, msg_type: int, length: int, body: bytes, msg_abs: int,
+    def _handshake_message(self, d: _Direction, msg_type: int, length: int, raw: bytes, msg_abs: int,
                            rec_off: int, frame: int, ts: float, events: list[Event], decrypted: bool = False) -> None:
+        """One complete message; `raw` is the message as on the wire, its 4-byte header included."""
         sh = self.server_hello
-        suite = sh.cipher_suite if sh is not None and not sh.is_hello_retry_request else None
-        decoded = decode_handshake(msg_type, body, DecodeContext(version=self.version, cipher_suite=suite),
-                                   base=msg_abs + 4)
+        suite = sh.cipher_suite if sh is not None and sh.random != m.HRR_RANDOM else None
+        ctx = self._decode_context
+        if ctx.version != self.version or ctx.cipher_suite != suite:  # one per connection state, not per message
+            ctx = self._decode_context = DecodeContext(version=self.version, cipher_suite=suite)
+        decoded = decode_handshake(msg_type, raw[4:], ctx, base=msg_abs + 4)
         events.append(HandshakeSeen(sender=d.sender, frame=frame, ts=ts, offset=rec_off,
                                     msg_type=decoded.msg_type, length=length, message=decoded.message,
-                                    decrypted=decrypted,
-                                    raw=bytes((msg_type,)) + length.to_bytes(3, "big") + bytes(body)))
+                                    decrypted=decrypted, raw=raw))
         for name, detail, offset in decoded.anomalies:
             self._anomaly(d, frame, ts, offset, name, detail, events)
         self._after_handshake(d, decoded.message)

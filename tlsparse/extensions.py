@@ -6,6 +6,7 @@ carries it still decodes (the connection reports a `bad_extension` anomaly). GRE
 from __future__ import annotations
 
 import enum
+import operator
 import struct
 from collections.abc import Callable
 
@@ -285,6 +286,8 @@ _DECODERS: dict[int, Callable[[Reader, HelloContext], object]] = {
 # stays the reference for results and for error reasons. tests/tlsparse checks both agree on arbitrary bodies.
 
 _EXT_HEADER = struct.Struct("!HH").unpack_from
+_TYPE_OF = operator.attrgetter("type")
+_ERROR_OF = operator.attrgetter("error")
 _U16 = struct.Struct("!H").unpack_from
 _U32 = struct.Struct("!I").unpack_from
 _U16_LISTS: dict[int, Callable[[bytes, int], tuple[int, ...]]] = {}
@@ -579,6 +582,8 @@ def split_extensions(data: bytes | bytearray, pos: int, stop: int, ctx: HelloCon
 
 def extension_problems(extensions: tuple[Extension, ...]) -> list[tuple[str, str]]:
     """(anomaly name, detail) for undecodable and duplicated extensions (RFC 8446 4.2: at most one of each)."""
+    if not any(map(_ERROR_OF, extensions)) and len(set(map(_TYPE_OF, extensions))) == len(extensions):
+        return []  # the usual case, told by loops that run in C
     problems: list[tuple[str, str]] = []
     seen: set[int] = set()
     for ext in extensions:

@@ -8,6 +8,7 @@ the negotiated version when known and the message's shape otherwise.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from tlsparse import messages as m
 from tlsparse.errors import TlsParseError
@@ -19,6 +20,7 @@ from tlsparse.extensions import (
     split_extensions,
     u16_values,
 )
+from tlsparse.fastinit import fast_frozen_init
 from tlsparse.reader import Reader
 
 LAYER = "handshake"
@@ -32,6 +34,7 @@ def is_tls13(version: int | None) -> bool:
     return version == 0x0304 or (version >> 8) == 0x7F or version in (0xFB17, 0xFB1A)
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DecodeContext:
     """What a decoder needs to know about the connection: the negotiated (or, before the ServerHello, the
@@ -41,8 +44,9 @@ class DecodeContext:
     cipher_suite: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Decoded:
+class Decoded(NamedTuple):
+    """What `decode_handshake` found (a named tuple: one is built per message, and a tuple is the cheapest)."""
+
     msg_type: int  # as reported: 6 for a ServerHello carrying the HRR random
     message: m.HandshakeBody
     anomalies: list[tuple[str, str, int]]  # (name, detail, absolute offset)
@@ -343,54 +347,70 @@ def decode_handshake(msg_type: int, body: bytes, ctx: DecodeContext, *, base: in
     """Decode one complete handshake message body. Never raises: a body that does not decode becomes
     `RawHandshake(error=...)` plus a `bad_handshake` anomaly. `base` is the body's absolute stream offset."""
     body = bytes(body)  # no copy for bytes; the fast decoders slice it and their slices must be bytes too
-    r = Reader(body, layer=LAYER, base=base)
+    # The messages every connection has first, without a Reader: the hellos by indexing (None when malformed:
+    # then the Reader path below reports what is wrong), Finished and ClientKeyExchange are their whole body.
+    message: m.HandshakeBody | None = None
+    if msg_type == m.CLIENT_HELLO:
+        message = fast_client_hello(body)
+    elif msg_type == m.SERVER_HELLO:
+        message = fast_server_hello(body)
+    elif msg_type == m.FINISHED:
+        return Decoded(msg_type, m.Finished(verify_data=body), [])
+    elif msg_type == m.CLIENT_KEY_EXCHANGE:
+        return Decoded(msg_type, m.ClientKeyExchange(raw=body), [])
+    if message is None:
+        try:
+            message = _decode_with_reader(msg_type, body, ctx, base)
+        except TlsParseError as err:
+            return Decoded(msg_type, m.RawHandshake(msg_type=msg_type, body=body, error=err.reason),
+                           [("bad_handshake", f"msg_type {msg_type}: {err.reason}", err.offset)])
     reported = msg_type
-    try:
-        message: m.HandshakeBody
-        if msg_type == m.CLIENT_HELLO:
-            message = fast_client_hello(body) or decode_client_hello(r)
-        elif msg_type == m.SERVER_HELLO:
-            message = fast_server_hello(body) or decode_server_hello(r)
-            if message.is_hello_retry_request:
-                reported = m.HELLO_RETRY_REQUEST
-        elif msg_type == m.CERTIFICATE:
-            message = decode_certificate(r, ctx)
-        elif msg_type == m.SERVER_KEY_EXCHANGE:
-            message = decode_server_key_exchange(r, ctx)
-        elif msg_type == m.SERVER_HELLO_DONE:
-            _empty_body(r, "server_hello_done")
-            message = m.ServerHelloDone()
-        elif msg_type == m.CLIENT_KEY_EXCHANGE:
-            message = m.ClientKeyExchange(raw=r.rest())
-        elif msg_type == m.FINISHED:
-            message = m.Finished(verify_data=r.rest())
-        elif msg_type == m.CERTIFICATE_REQUEST:
-            message = decode_certificate_request(r, ctx)
-        elif msg_type == m.CERTIFICATE_VERIFY:
-            message = decode_certificate_verify(r, ctx)
-        elif msg_type == m.NEW_SESSION_TICKET:
-            message = decode_new_session_ticket(r, ctx)
-        elif msg_type == m.ENCRYPTED_EXTENSIONS:
-            message = decode_encrypted_extensions(r)
-        elif msg_type == m.CERTIFICATE_STATUS:
-            message = decode_certificate_status(r)
-        elif msg_type == m.KEY_UPDATE:
-            request = r.u8("request_update")
-            r.expect_end("key_update")
-            message = m.KeyUpdate(request_update=request)
-        elif msg_type == m.HELLO_REQUEST:
-            _empty_body(r, "hello_request")
-            message = m.HelloRequest()
-        elif msg_type == m.END_OF_EARLY_DATA:
-            _empty_body(r, "end_of_early_data")
-            message = m.EndOfEarlyData()
-        else:  # hello_verify_request (DTLS), message_hash, compressed_certificate, drafts' HRR, unassigned
-            message = m.RawHandshake(msg_type=msg_type, body=body)
-    except TlsParseError as err:
-        return Decoded(msg_type, m.RawHandshake(msg_type=msg_type, body=body, error=err.reason),
-                       [("bad_handshake", f"msg_type {msg_type}: {err.reason}", err.offset)])
-    anomalies: list[tuple[str, str, int]] = []
+    if msg_type == m.SERVER_HELLO and message.is_hello_retry_request:  # type: ignore[union-attr]
+        reported = m.HELLO_RETRY_REQUEST
     extensions = getattr(message, "extensions", ())
-    for name, detail in extension_problems(extensions):
-        anomalies.append((name, f"msg_type {msg_type}: {detail}", base))
-    return Decoded(reported, message, anomalies)
+    if not extensions:
+        return Decoded(reported, message, [])
+    return Decoded(reported, message, [(name, f"msg_type {msg_type}: {detail}", base)
+                                       for name, detail in extension_problems(extensions)])
+
+
+def _decode_with_reader(msg_type: int, body: bytes, ctx: DecodeContext, base: int) -> m.HandshakeBody:
+    """The Reader-based decoders: every message type, malformed ones raising TlsParseError."""
+    r = Reader(body, layer=LAYER, base=base)
+    if msg_type == m.CLIENT_HELLO:
+        return decode_client_hello(r)
+    if msg_type == m.SERVER_HELLO:
+        return decode_server_hello(r)
+    if msg_type == m.CERTIFICATE:
+        return decode_certificate(r, ctx)
+    if msg_type == m.SERVER_KEY_EXCHANGE:
+        return decode_server_key_exchange(r, ctx)
+    if msg_type == m.SERVER_HELLO_DONE:
+        _empty_body(r, "server_hello_done")
+        return m.ServerHelloDone()
+    if msg_type == m.CLIENT_KEY_EXCHANGE:
+        return m.ClientKeyExchange(raw=r.rest())
+    if msg_type == m.FINISHED:
+        return m.Finished(verify_data=r.rest())
+    if msg_type == m.CERTIFICATE_REQUEST:
+        return decode_certificate_request(r, ctx)
+    if msg_type == m.CERTIFICATE_VERIFY:
+        return decode_certificate_verify(r, ctx)
+    if msg_type == m.NEW_SESSION_TICKET:
+        return decode_new_session_ticket(r, ctx)
+    if msg_type == m.ENCRYPTED_EXTENSIONS:
+        return decode_encrypted_extensions(r)
+    if msg_type == m.CERTIFICATE_STATUS:
+        return decode_certificate_status(r)
+    if msg_type == m.KEY_UPDATE:
+        request = r.u8("request_update")
+        r.expect_end("key_update")
+        return m.KeyUpdate(request_update=request)
+    if msg_type == m.HELLO_REQUEST:
+        _empty_body(r, "hello_request")
+        return m.HelloRequest()
+    if msg_type == m.END_OF_EARLY_DATA:
+        _empty_body(r, "end_of_early_data")
+        return m.EndOfEarlyData()
+    # hello_verify_request (DTLS), message_hash, compressed_certificate, drafts' HRR, unassigned
+    return m.RawHandshake(msg_type=msg_type, body=body)
