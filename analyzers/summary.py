@@ -5,6 +5,7 @@ encryption, history letters), each with its frame and time, so evidence can cite
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,8 @@ _HISTORY_LETTER = {
     m.CERTIFICATE_VERIFY: "y", m.CLIENT_KEY_EXCHANGE: "g", m.FINISHED: "f", m.CERTIFICATE_URL: "w",
     m.CERTIFICATE_STATUS: "u", m.SUPPLEMENTAL_DATA: "a", m.KEY_UPDATE: "p", m.MESSAGE_HASH: "m",
 }
+_CLIENT_LETTER = {t: letter.upper() for t, letter in _HISTORY_LETTER.items()}
+_SERVER_LETTER = _HISTORY_LETTER
 _HISTORY_MAX = 100
 
 
@@ -50,6 +53,27 @@ class EncryptedRecord:
     ts: float
     content_type: int
     length: int
+
+
+def _init_through_slots(cls: type) -> None:
+    """Give a frozen slotted dataclass of this module an `__init__` that stores each field through its slot's
+    descriptor. Why: the generated one goes through `object.__setattr__` by name for every field (frozen), and
+    these are built for most records of every connection. Same positional signature, same object; everything
+    else the dataclass made (frozen assignment, eq, repr, replace) is untouched."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    setters = {f"_set_{n}": cls.__dict__[n].__set__ for n in names}
+    body = "".join(f"    _set_{n}(self, {n})\n" for n in names)
+    source = f"def make({', '.join(setters)}):\n  def __init__(self, {', '.join(names)}):\n{body}  return __init__\n"
+    source = source.replace("\n    _set_", "\n      _set_")
+    namespace: dict[str, Any] = {}
+    exec(source, namespace)  # noqa: S102 - built from the class's own field names only
+    init = namespace["make"](*setters.values())
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    cls.__init__ = init  # type: ignore[misc]
+
+
+for _cls in (AlertInfo, MessageAt, EncryptedRecord):
+    _init_through_slots(_cls)
 
 
 @dataclass(slots=True)
@@ -154,19 +178,35 @@ class HandshakeSummary:
         # record: three in four) are folded right here; the others are found by one dict lookup on the event's
         # class instead of a chain of isinstance tests. A subclass of an event class is handled as its base
         # (found once, then remembered).
+        # Dicts keyed by sender are tested for size first: hashing an Enum member runs a Python function.
         cls = event.__class__
         if cls is ev.RecordSeen:
-            if event.sender not in self.first_record:
-                self.first_record[event.sender] = MessageAt(event.frame, event.ts, event)
+            first = self.first_record
+            if len(first) < 2 and event.sender not in first:
+                first[event.sender] = MessageAt(event.frame, event.ts, event)
             return
         if cls is ev.EncryptedRecordSeen:
-            self._add_encrypted(event)  # type: ignore[arg-type]
+            sender = event.sender
+            content_type = event.content_type  # type: ignore[attr-defined]
+            if content_type == m.APPLICATION_DATA and not event.handshake_phase:  # type: ignore[attr-defined]
+                self.app_data_records[sender] += 1
+            records = self.encrypted_records
+            # Fewer than MAX_ENCRYPTED_KEPT in all: this side has fewer too, no need to count its own.
+            if len(records) < self.MAX_ENCRYPTED_KEPT or \
+                    sum(1 for r in records if r.sender is sender) < self.MAX_ENCRYPTED_KEPT:
+                records.append(EncryptedRecord(sender, event.frame, event.ts, content_type,
+                                               event.length))  # type: ignore[attr-defined]
+            if content_type == m.HANDSHAKE:
+                first = self.first_handshake_ts
+                if len(first) < 2 and sender not in first:
+                    first[sender] = event.ts
             return
         fold = _FOLD_BY_EVENT.get(cls)
         if fold is None:
             fold = _fold_for(_FOLD_BY_EVENT, cls, _ignore)
         fold(self, event)
 
+    # The handlers of events folded inline in `add`, for subclasses of their classes.
     def _add_record(self, event: ev.RecordSeen) -> None:
         if event.sender not in self.first_record:
             self.first_record[event.sender] = MessageAt(event.frame, event.ts, event)
@@ -176,12 +216,11 @@ class HandshakeSummary:
         if event.content_type == m.APPLICATION_DATA and not event.handshake_phase:
             self.app_data_records[sender] += 1
         records = self.encrypted_records
-        # Fewer than MAX_ENCRYPTED_KEPT in all: this side has fewer too, no need to count its own.
         if len(records) < self.MAX_ENCRYPTED_KEPT or \
                 sum(1 for r in records if r.sender is sender) < self.MAX_ENCRYPTED_KEPT:
             records.append(EncryptedRecord(sender, event.frame, event.ts, event.content_type, event.length))
-        if event.content_type == m.HANDSHAKE and sender not in self.first_handshake_ts:
-            self.first_handshake_ts[sender] = event.ts
+        if event.content_type == m.HANDSHAKE:
+            self.first_handshake_ts.setdefault(sender, event.ts)
 
     def _add_alert(self, event: ev.AlertSeen) -> None:
         self.alerts.append(AlertInfo(event.sender, event.frame, event.ts, event.level, event.description,
@@ -189,7 +228,7 @@ class HandshakeSummary:
         self._letter(event.sender, "l")
 
     def _add_ccs(self, event: ev.ChangeCipherSpecSeen) -> None:
-        if event.sender not in self.ccs:
+        if len(self.ccs) < 2 and event.sender not in self.ccs:
             self.ccs[event.sender] = MessageAt(event.frame, event.ts, event)
         self._letter(event.sender, "i")
 
@@ -239,9 +278,13 @@ class HandshakeSummary:
         at = MessageAt(event.frame, event.ts, msg)
         if self.transcript is not None:
             self._add_to_transcript(event)
-        if sender not in self.first_handshake_ts:
-            self.first_handshake_ts[sender] = event.ts
-        self._letter(sender, _HISTORY_LETTER.get(event.msg_type, "z"))
+        first = self.first_handshake_ts
+        if len(first) < 2 and sender not in first:
+            first[sender] = event.ts
+        history = self.history
+        if len(history) < _HISTORY_MAX:  # _letter, inlined
+            history.append((_CLIENT_LETTER if sender is Sender.CLIENT else _SERVER_LETTER).get(
+                event.msg_type, "Z" if sender is Sender.CLIENT else "z"))
         keep = _KEEP_BY_MESSAGE.get(msg.__class__)
         if keep is None:
             keep = _fold_for(_KEEP_BY_MESSAGE, msg.__class__, _ignore)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from analyzers.hints import hint_for
-from analyzers.summary import AlertInfo, HandshakeSummary
+from analyzers.summary import AlertInfo, EncryptedRecord, HandshakeSummary
 from analyzers.tcpfacts import TcpFacts
 from tlsparse import registry
 from tlsparse.events import Sender
@@ -96,6 +96,9 @@ _ALERT_TO_CERT_CAUSE = {CERTIFICATE_EXPIRED: ("cert_expired", "cert_not_yet_vali
                         UNKNOWN_CA: ("cert_self_signed", "cert_incomplete_chain", "cert_unknown_ca")}
 
 
+_NOT_YET = object()  # a value not worked out yet (None is a value)
+
+
 def _alert_name(code: int | None) -> str:
     return "encrypted" if code is None else registry.alert_name(code)
 
@@ -110,6 +113,29 @@ class _Decider:
         self.v = Verdict(outcome="incomplete")
         self._signature_checked: bool | None = None
         self._signature_ok: bool | None = None
+        # Read by several rules; the summary computes them on each access (by scanning extensions, alerts and
+        # records), and it does not change while the rules run: worked out once here.
+        self.tls13 = s.is_tls13
+        self._fatal_alert: AlertInfo | None | object = _NOT_YET
+        self._encrypted: tuple[list[EncryptedRecord], list[EncryptedRecord]] | None = None
+
+    @property
+    def first_fatal_alert(self) -> AlertInfo | None:
+        if self._fatal_alert is _NOT_YET:
+            self._fatal_alert = self.s.first_fatal_alert
+        return self._fatal_alert  # type: ignore[return-value]
+
+    def enc(self, sender: Sender) -> list[EncryptedRecord]:
+        """`s.encrypted_from(sender)`, the records split by side in one pass (read-only: shared by the rules)."""
+        split = self._encrypted
+        if split is None:
+            client: list[EncryptedRecord] = []
+            server: list[EncryptedRecord] = []
+            for r in self.s.encrypted_records:
+                # `is`, not a dict keyed by sender: an Enum's __hash__ is a Python function
+                (client if r.sender is Sender.CLIENT else server).append(r)
+            split = self._encrypted = (client, server)
+        return split[0] if sender is Sender.CLIENT else split[1]
 
     @property
     def ske_signature_ok(self) -> bool | None:
@@ -123,7 +149,7 @@ class _Decider:
     def _check_ske_signature(self) -> bool | None:
         """TLS 1.2: the ServerKeyExchange signature; TLS 1.3 (with a key log): the server's CertificateVerify."""
         s = self.s
-        if s.is_tls13:
+        if self.tls13:
             return self._check_tls13_certificate_verify()
         if s.server_key_exchange is None or s.server_certificate is None or s.server_hello_msg is None \
                 or s.client_hello is None or not s.server_certificate.message.certificates:
@@ -153,11 +179,11 @@ class _Decider:
         s = self.s
         if s.server_hello is None or s.server_hello.ts > ts:
             return "server_hello"
-        if s.is_tls13:
+        if self.tls13:
             # Without keys the server's flight is one opaque block: a client that aborts after it rejected
             # something in it, almost always the certificate.
-            client_enc = [r for r in s.encrypted_from(Sender.CLIENT) if r.ts <= ts]
-            server_enc = [r for r in s.encrypted_from(Sender.SERVER) if r.ts <= ts]
+            client_enc = [r for r in self.enc(Sender.CLIENT) if r.ts <= ts]
+            server_enc = [r for r in self.enc(Sender.SERVER) if r.ts <= ts]
             if sender is Sender.CLIENT or not client_enc:
                 return "server_certificate" if server_enc or sender is Sender.CLIENT else "encrypted_extensions"
             return "client_certificate" if self._certificate_request_seen(ts) else "finished"
@@ -254,7 +280,7 @@ class _Decider:
 
     def readable_alert(self) -> Verdict | None:
         s = self.s
-        alert = s.first_fatal_alert
+        alert = self.first_fatal_alert
         if alert is None or alert.encrypted or not (s.client_hellos or s.server_hello):
             return None
         v = self.v
@@ -270,7 +296,7 @@ class _Decider:
         if step == "server_certificate" and cause.startswith("client_cert"):
             step = "client_certificate"
         if cause == "cert_key_mismatch":
-            step = "certificate_verify" if s.is_tls13 else "server_key_exchange"
+            step = "certificate_verify" if self.tls13 else "server_key_exchange"
         if cause in ("client_cert_missing", "client_cert_rejected"):
             step = "client_certificate"
         evidence = [self._ch_frame()]
@@ -325,7 +351,7 @@ class _Decider:
                 and (desc in CERTIFICATE_ALERTS or desc in (HANDSHAKE_FAILURE, DECRYPT_ERROR)):
             return self._client_cert_cause(alert)
         if desc in (BAD_RECORD_MAC, DECRYPT_ERROR):
-            if not from_server and s.is_tls13 and self.ske_signature_ok is False:
+            if not from_server and self.tls13 and self.ske_signature_ok is False:
                 return "cert_key_mismatch", "certain", [
                     (f"frame {s.server_certificate_verify.frame}: the server's CertificateVerify signature does "
                      "not verify with the certificate's public key")]
@@ -437,7 +463,7 @@ class _Decider:
 
     def encrypted_alert_tls12(self) -> Verdict | None:
         s = self.s
-        alert = s.first_fatal_alert
+        alert = self.first_fatal_alert
         if alert is None or not alert.encrypted or not (s.client_hellos or s.server_hello):
             return None
         v = self.v
@@ -461,14 +487,14 @@ class _Decider:
             return False
         return sender in s.finished or any(
             r.content_type == 22 and r.ts >= ccs.ts and (before is None or r.ts <= before)
-            for r in s.encrypted_from(sender))
+            for r in self.enc(sender))
 
     def tls13_record_shapes(self) -> Verdict | None:
         s = self.s
-        if not s.is_tls13 or s.server_hello is None:
+        if not self.tls13 or s.server_hello is None:
             return None
-        server_enc = s.encrypted_from(Sender.SERVER)
-        client_enc = s.encrypted_from(Sender.CLIENT)
+        server_enc = self.enc(Sender.SERVER)
+        client_enc = self.enc(Sender.CLIENT)
         if not server_enc:
             return None
         server_flight_end = server_enc[0].ts
@@ -525,9 +551,9 @@ class _Decider:
             return None
         done = False
         end_ts = None
-        if s.is_tls13:
-            client_enc = [r for r in s.encrypted_from(Sender.CLIENT)
-                          if s.encrypted_from(Sender.SERVER) and r.ts >= s.encrypted_from(Sender.SERVER)[0].ts]
+        if self.tls13:
+            server_enc = self.enc(Sender.SERVER)
+            client_enc = [r for r in self.enc(Sender.CLIENT) if r.ts >= server_enc[0].ts] if server_enc else []
             if client_enc:
                 done, end_ts = True, client_enc[0].ts
             elif Sender.CLIENT in s.finished:
@@ -564,10 +590,10 @@ class _Decider:
         closed = [t for t in (c.fin_ts, c.rst_ts) if t is not None and end_ts <= t <= end_ts + HANG_UP_SECONDS]
         if not closed:
             return None
-        data = [r for r in s.encrypted_from(Sender.CLIENT)
+        data = [r for r in self.enc(Sender.CLIENT)
                 if r.ts > end_ts and r.content_type == 23 and r.length > MAX_ENCRYPTED_ALERT_LENGTH]
         if data or s.app_data_records[Sender.CLIENT] > len(
-                [r for r in s.encrypted_from(Sender.CLIENT) if r.ts > end_ts and r.content_type == 23]):
+                [r for r in self.enc(Sender.CLIENT) if r.ts > end_ts and r.content_type == 23]):
             return None
         frame = c.fin_frame if c.fin_ts in closed else c.rst_frame
         return self.fail("server_certificate", "cert_hostname_mismatch", "likely", self._ch_frame(),
@@ -698,7 +724,7 @@ class _Decider:
                          (s.certificate_request, "certificate_request"), (s.server_hello_done, "server_hello_done")):
             if at is not None and at.frame >= frame:
                 return step
-        enc = s.encrypted_from(Sender.SERVER)
+        enc = self.enc(Sender.SERVER)
         if enc and enc[0].frame >= frame:
             return "server_certificate"
         return None
@@ -712,7 +738,8 @@ class _Decider:
             w.append("sni_missing")
         sh = s.server_hello_msg
         if sh is not None:
-            if sh.selected_version < 0x0303 and not (0x7F00 <= sh.selected_version <= 0x7FFF):
+            version = sh.selected_version
+            if version < 0x0303 and not (0x7F00 <= version <= 0x7FFF):
                 w.append("old_version")
             info = registry.cipher_suite_info(sh.cipher_suite)
             if info is not None:
@@ -731,11 +758,12 @@ class _Decider:
             w.append("packet_loss")
         if s.resyncs or s.gaps:
             w.append("resync_after_gap")
-        if s.client_hellos and Sender.SERVER in s.first_handshake_ts \
-                and s.first_handshake_ts[Sender.SERVER] - s.client_hellos[0].ts > 1.0:
+        server_first = s.first_handshake_ts.get(Sender.SERVER) if s.client_hellos else None
+        if server_first is not None and server_first - s.client_hellos[0].ts > 1.0:
             w.append("slow_server_hello")
-        seen = set()
-        v.warnings[:] = [x for x in w if not (x in seen or seen.add(x))]
+        if len(w) > 1:
+            seen: set[str] = set()
+            v.warnings[:] = [x for x in w if not (x in seen or seen.add(x))]
 
 
 def decide(summary: HandshakeSummary, tcp: TcpFacts, certs: CertView | None = None,

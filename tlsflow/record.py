@@ -4,6 +4,7 @@ The field list here is the public interface: every output format and the DataFra
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from analyzers.summary import HandshakeSummary
@@ -22,29 +23,86 @@ FIELDS: tuple[str, ...] = (
 LIST_FIELDS = frozenset({"alpn_offered", "evidence", "warnings", "cert_san"})
 
 
-def _ms(a: float | None, b: float | None) -> float | None:
-    if a is None or b is None or b < a:
-        return None
-    return round((b - a) * 1000.0, 3)
+def _memo_name(lookup: Callable[[int], str]) -> Callable[[int], str]:
+    """`lookup` (a registry name function: pure, over 16-bit codes, so at most 65,536 entries) remembered per
+    code: the registry's own lookup is several calls deep and runs a few times per connection."""
+    names: dict[int, str] = {}
+
+    def name(code: int) -> str:
+        found = names.get(code)
+        if found is None:
+            found = names[code] = lookup(code)
+        return found
+
+    return name
+
+
+_version_name = _memo_name(registry.version_name)
+_cipher_suite_name = _memo_name(registry.cipher_suite_name)
+_group_name = _memo_name(registry.group_name)
+
+CertificateFields = tuple[str, str, str, str, tuple[str, ...]]
+
+
+def certificate_fields(leaf: Any) -> CertificateFields:
+    """The leaf certificate's record fields: subject, issuer, notBefore and notAfter (ISO 8601 UTC), and the
+    subjectAltName DNS names then IPs. Worth remembering with the leaf: the same leaf comes back connection after
+    connection."""
+    return (leaf.subject, leaf.issuer, leaf.not_before.isoformat().replace("+00:00", "Z"),
+            leaf.not_after.isoformat().replace("+00:00", "Z"), (*leaf.san_dns, *leaf.san_ip))
 
 
 def build_record(*, capture: str, flow_id: int, client: tuple[str, int], server: tuple[str, int], start: float,
                  end: float, first_frame: int, summary: HandshakeSummary, verdict: Verdict,
                  syn_ts: float | None, synack_ts: float | None, leaf: Any = None, chain_len: int | None = None,
-                 ja3: str | None = None, ja3s: str | None = None, ja4: str | None = None) -> dict[str, Any]:
+                 ja3: str | None = None, ja3s: str | None = None, ja4: str | None = None,
+                 cert_fields: CertificateFields | None = None) -> dict[str, Any]:
+    """One record, its fields in the contract's order. `cert_fields` is `certificate_fields(leaf)` when the
+    caller has it at hand; otherwise it is worked out from `leaf`.
+
+    Built in one dict display, reading each hello once: this runs for every connection."""
     s = summary
-    ch = s.client_hello
-    sh = s.server_hello_msg
-    group = None
-    if sh is not None:
+    hellos = s.client_hellos
+    if hellos:
+        first_hello = hellos[0]
+        ch: Any = first_hello.message
+        ch_ts: float | None = first_hello.ts
+        sni = ch.sni
+        offered = ch.alpn
+        alpn_offered = list(offered) if offered else None
+        version_offered = _version_name(ch.highest_version)
+    else:
+        ch_ts = sni = alpn_offered = version_offered = None
+    sh_at = s.server_hello
+    if sh_at is not None:
+        sh: Any = sh_at.message
+        selected = sh.alpn
+        alpn = selected[0] if selected else None
+        version = _version_name(sh.selected_version)
+        cipher = _cipher_suite_name(sh.cipher_suite)
         kg = sh.key_share_group
         if kg is not None:
-            group = registry.group_name(kg)
-        elif s.server_key_exchange is not None and getattr(s.server_key_exchange.message, "curve", None) is not None:
-            group = registry.group_name(s.server_key_exchange.message.curve)
-    ch_ts = s.client_hellos[0].ts if s.client_hellos else None
+            group = _group_name(kg)
+        else:
+            ske = s.server_key_exchange
+            curve = getattr(ske.message, "curve", None) if ske is not None else None
+            group = _group_name(curve) if curve is not None else None
+        resumed = s.resumed
+    else:
+        alpn = version = cipher = group = resumed = None
+    if alpn is None and s.encrypted_extensions is not None:
+        selected = s.encrypted_extensions.message.alpn  # type: ignore[attr-defined]
+        alpn = selected[0] if selected else None
+    if cert_fields is None and leaf is not None:
+        cert_fields = certificate_fields(leaf)
+    if cert_fields is not None:
+        subject, issuer, not_before, not_after, sans = cert_fields
+        cert_san = list(sans) if sans else None
+    else:
+        subject = issuer = not_before = not_after = cert_san = None
+    end_ts = verdict.end_ts
     server_first = s.first_handshake_ts.get(Sender.SERVER)
-    record: dict[str, Any] = {
+    return {
         "capture": capture,
         "flow_id": flow_id,
         "client": endpoint_text(*client),
@@ -52,14 +110,14 @@ def build_record(*, capture: str, flow_id: int, client: tuple[str, int], server:
         "start": start,
         "end": end,
         "first_frame": first_frame,
-        "sni": ch.sni if ch is not None else None,
-        "alpn_offered": list(ch.alpn) if ch is not None and ch.alpn else None,
-        "alpn": (sh.alpn[0] if sh is not None and sh.alpn else None),
-        "version_offered": registry.version_name(ch.highest_version) if ch is not None else None,
-        "version": registry.version_name(sh.selected_version) if sh is not None else None,
-        "cipher": registry.cipher_suite_name(sh.cipher_suite) if sh is not None else None,
+        "sni": sni,
+        "alpn_offered": alpn_offered,
+        "alpn": alpn,
+        "version_offered": version_offered,
+        "version": version,
+        "cipher": cipher,
         "group": group,
-        "resumed": s.resumed if sh is not None else None,
+        "resumed": resumed,
         "history": s.history_text or None,
         "outcome": verdict.outcome,
         "failed_step": verdict.failed_step,
@@ -70,22 +128,20 @@ def build_record(*, capture: str, flow_id: int, client: tuple[str, int], server:
         "evidence": list(verdict.evidence) or None,
         "hint": verdict.hint,
         "warnings": list(verdict.warnings) or None,
-        "tcp_rtt_ms": _ms(syn_ts, synack_ts),
-        "server_hello_ms": _ms(ch_ts, server_first),
-        "handshake_ms": _ms(ch_ts, verdict.end_ts),
-        "cert_subject": None, "cert_issuer": None, "cert_not_before": None, "cert_not_after": None,
-        "cert_san": None,
+        # durations: milliseconds rounded to the microsecond, null when an end is missing or out of order
+        "tcp_rtt_ms": (None if syn_ts is None or synack_ts is None or synack_ts < syn_ts
+                       else round((synack_ts - syn_ts) * 1000.0, 3)),
+        "server_hello_ms": (None if ch_ts is None or server_first is None or server_first < ch_ts
+                            else round((server_first - ch_ts) * 1000.0, 3)),
+        "handshake_ms": (None if ch_ts is None or end_ts is None or end_ts < ch_ts
+                         else round((end_ts - ch_ts) * 1000.0, 3)),
+        "cert_subject": subject,
+        "cert_issuer": issuer,
+        "cert_not_before": not_before,
+        "cert_not_after": not_after,
+        "cert_san": cert_san,
         "cert_chain_len": chain_len,
-        "ja3": ja3, "ja3s": ja3s, "ja4": ja4,
+        "ja3": ja3,
+        "ja3s": ja3s,
+        "ja4": ja4,
     }
-    if s.encrypted_extensions is not None and record["alpn"] is None:
-        alpn = s.encrypted_extensions.message.alpn  # type: ignore[union-attr]
-        record["alpn"] = alpn[0] if alpn else None
-    if leaf is not None:
-        record["cert_subject"] = leaf.subject
-        record["cert_issuer"] = leaf.issuer
-        record["cert_not_before"] = leaf.not_before.isoformat().replace("+00:00", "Z")
-        record["cert_not_after"] = leaf.not_after.isoformat().replace("+00:00", "Z")
-        sans = list(leaf.san_dns) + list(leaf.san_ip)
-        record["cert_san"] = sans or None
-    return record
