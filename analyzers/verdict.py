@@ -229,9 +229,8 @@ class _Decider:
     # -- the rules -----------------------------------------------------------------------------------------------
     def decide(self) -> Verdict:
         s = self.s
-        for rule in (self.tcp_connect, self.not_tls, self.readable_alert, self.encrypted_alert_tls12,
-                     self.tls13_record_shapes, self.established, self.tcp_ending):
-            verdict = rule()
+        for rule in _RULES:
+            verdict = rule(self)
             if verdict is not None:
                 break
         else:
@@ -738,15 +737,7 @@ class _Decider:
             w.append("sni_missing")
         sh = s.server_hello_msg
         if sh is not None:
-            version = sh.selected_version
-            if version < 0x0303 and not (0x7F00 <= version <= 0x7FFF):
-                w.append("old_version")
-            info = registry.cipher_suite_info(sh.cipher_suite)
-            if info is not None:
-                if info.weak:
-                    w.append("weak_cipher")
-                if not info.forward_secrecy and info.kx != "TLS13":
-                    w.append("no_forward_secrecy")
+            w.extend(_negotiated_warnings(sh.selected_version, sh.cipher_suite))
         for warning in self.certs.warnings:
             if v.outcome == "failed" and warning.endswith("_accepted"):
                 continue
@@ -764,6 +755,32 @@ class _Decider:
         if len(w) > 1:
             seen: set[str] = set()
             v.warnings[:] = [x for x in w if not (x in seen or seen.add(x))]
+
+
+# The rules in the order `_Decider.decide` tries them: the first one that returns a verdict wins.
+_RULES = (_Decider.tcp_connect, _Decider.not_tls, _Decider.readable_alert, _Decider.encrypted_alert_tls12,
+          _Decider.tls13_record_shapes, _Decider.established, _Decider.tcp_ending)
+
+_NEGOTIATED_WARNINGS: dict[tuple[int, int], tuple[str, ...]] = {}
+
+
+def _negotiated_warnings(version: int, suite: int) -> tuple[str, ...]:
+    """Warnings about the negotiated version and suite, remembered per pair (16-bit codes, static registry)."""
+    found = _NEGOTIATED_WARNINGS.get((version, suite))
+    if found is None:
+        out = []
+        if version < 0x0303 and not (0x7F00 <= version <= 0x7FFF):
+            out.append("old_version")
+        info = registry.cipher_suite_info(suite)
+        if info is not None:
+            if info.weak:
+                out.append("weak_cipher")
+            if not info.forward_secrecy and info.kx != "TLS13":
+                out.append("no_forward_secrecy")
+        if len(_NEGOTIATED_WARNINGS) >= 4096:
+            _NEGOTIATED_WARNINGS.clear()
+        found = _NEGOTIATED_WARNINGS[(version, suite)] = tuple(out)
+    return found
 
 
 def decide(summary: HandshakeSummary, tcp: TcpFacts, certs: CertView | None = None,

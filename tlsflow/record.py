@@ -41,6 +41,21 @@ _version_name = _memo_name(registry.version_name)
 _cipher_suite_name = _memo_name(registry.cipher_suite_name)
 _group_name = _memo_name(registry.group_name)
 
+_OFFERED_VERSION: dict[tuple[int, tuple[int, ...]], str] = {}
+
+
+def _offered_version_name(ch: Any) -> str:
+    """The name of `ch.highest_version`, remembered per (legacy_version, supported_versions): it is a function of
+    those two alone, and a few combinations make up almost every hello. Bounded like the other memos."""
+    key = (ch.legacy_version, ch.supported_versions)
+    found = _OFFERED_VERSION.get(key)
+    if found is None:
+        if len(_OFFERED_VERSION) >= 4096:
+            _OFFERED_VERSION.clear()
+        found = _OFFERED_VERSION[key] = registry.version_name(ch.highest_version)
+    return found
+
+
 CertificateFields = tuple[str, str, str, str, tuple[str, ...]]
 
 
@@ -70,7 +85,7 @@ def build_record(*, capture: str, flow_id: int, client: tuple[str, int], server:
         sni = ch.sni
         offered = ch.alpn
         alpn_offered = list(offered) if offered else None
-        version_offered = _version_name(ch.highest_version)
+        version_offered = _offered_version_name(ch)
     else:
         ch_ts = sni = alpn_offered = version_offered = None
     sh_at = s.server_hello

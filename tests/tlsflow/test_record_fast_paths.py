@@ -213,3 +213,37 @@ def test_subclassed_events_and_messages_are_folded_as_their_base() -> None:
     assert [a.description for a in s.alerts] == [40]
     assert s.finished[ev.Sender.CLIENT].frame == 4
     assert s.history_text == "lF"
+
+
+# ---------------------------------------------------------------- certificate cache
+
+
+def test_cert_cache_rebuilds_every_certview_field() -> None:
+    """_CertCache builds the CertView of a cache hit field by field (dataclasses.replace is slow): a field added
+    to CertView must be added there too."""
+    import dataclasses
+    import inspect
+
+    from analyzers.verdict import CertView
+    from tlsflow.pipeline import _CertCache
+
+    source = inspect.getsource(_CertCache.assess)
+    for f in dataclasses.fields(CertView):
+        assert f"{f.name}=" in source, f"_CertCache.assess does not carry CertView.{f.name} over"
+
+
+def test_cert_cache_hits_give_the_uncached_view(analysed: list[_KeepingAnalyzer]) -> None:
+    import datetime as dt
+
+    from analyzers.certview import assess_certificates
+
+    compared = 0
+    for a in analysed:
+        for conn, record in a.closed:
+            s = conn.handshake.summary if conn.handshake is not None else None
+            if s is None or s.server_certificate is None:
+                continue
+            at = dt.datetime.fromtimestamp(conn.start, tz=dt.UTC)
+            assert a._cert_cache.assess(s, conn.start) == assess_certificates(s, at=at, trust=a.trust)
+            compared += 1
+    assert compared
