@@ -365,3 +365,18 @@ def test_public_captures_cut_in_two_and_three():
                 sorted((r for r in single if isinstance(r, dict)), key=key), (path, targets)
         compared += 1
     assert compared > 10
+
+
+def test_cuts_in_a_big_endian_file(generated, tmp_path):
+    """The hop reads record lengths in the file's byte order (views of native order, struct otherwise)."""
+    header, records = _pcap_records(generated)
+    swapped = tmp_path / "big.pcap"
+    with swapped.open("wb") as out:
+        out.write(struct.pack(">IHHiIII", *struct.unpack("<IHHiIII", header)))
+        for ts, frame, origlen in records:
+            micros = round(ts * 1e6)
+            out.write(struct.pack(">IIII", micros // 1_000_000, micros % 1_000_000, len(frame), origlen) + frame)
+    size = generated.stat().st_size
+    targets = [size // 4, size // 2, size * 3 // 4]
+    assert list(find_cuts(str(swapped), targets)) == list(find_cuts(str(generated), targets))
+    assert _in_ranges(swapped, targets) == _single(swapped)

@@ -8,13 +8,16 @@ lies before the damage and the reader of the last range reports it as a single p
 """
 from __future__ import annotations
 
+import mmap
+import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from struct import Struct
 
 from . import pcap
 
-HOP_CHUNK = 1 << 22  # bytes read at a time by the hop
+HOP_WINDOW = 1 << 26  # bytes of the file mapped at a time by the hop (more than the largest record)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,57 +33,81 @@ def find_cuts(path: str, targets: list[int]) -> Iterator[Cut]:
     is found (a caller can start a range's worker while the hop goes on to the next cut). Stops early, yielding
     fewer cuts, at the end of the file or at a damaged record (an impossible length, a record cut short): a cut is
     never at or after damage, nor at the end of the file."""
-    with open(path, "rb", buffering=0) as f:
+    with open(path, "rb") as f:
         header = pcap.parse_header(f.read(pcap.HEADER_SIZE))
-        caplen_at = Struct(header.byte_order + "I").unpack_from
-        record_size = header.record_header_size
-        max_caplen = min(max(header.snaplen, pcap.STANDARD_MAX_CAPLEN), pcap.ABSOLUTE_MAX_CAPLEN)
-        # Only records whose length is ordinary are hopped in the inner loop; the slow path below checks the rest.
-        margin = record_size + max_caplen
-        read_size = max(HOP_CHUNK, 2 * margin)
-        buf = b""
-        base = pcap.HEADER_SIZE  # file offset of buf[0]
-        pos = 0
-        frames = 0
+        size = os.fstat(f.fileno()).st_size
+        hop = _Hop(f.fileno(), size, header)
         for target in targets:
-            while base + pos < target:
-                end = len(buf)
-                # While a record of the largest possible size would fit in buf, no bounds check is needed.
-                limit = min(end - margin, target - base)
-                while pos < limit:
-                    caplen = caplen_at(buf, pos + 8)[0]
+            while hop.pos < target:
+                if not hop.window(target):
+                    return  # the end of the file or damage before the target
+            if not hop.sound_record():
+                return
+            yield Cut(hop.pos, hop.frames)
+
+
+class _Hop:
+    """The walk over record headers, through a mapped window of the file at a time: no copy of the bytes (reading
+    them costs more than the hop itself), and the pages are let go with the window."""
+
+    def __init__(self, fileno: int, size: int, header: pcap.PcapHeader) -> None:
+        self.fileno = fileno
+        self.size = size
+        self.record_size = header.record_header_size
+        self.max_caplen = min(max(header.snaplen, pcap.STANDARD_MAX_CAPLEN), pcap.ABSOLUTE_MAX_CAPLEN)
+        self.caplen_at = Struct(header.byte_order + "I").unpack_from
+        self.native = header.byte_order == ("<" if sys.byteorder == "little" else ">")
+        self.pos = pcap.HEADER_SIZE  # file offset of the next record
+        self.frames = 0  # records before it
+
+    def window(self, target: int) -> bool:
+        """Hop towards `target` through one window; False when no record can be passed (end of file, damage)."""
+        start = self.pos - self.pos % mmap.ALLOCATIONGRANULARITY
+        length = min(self.size - start, HOP_WINDOW)
+        if length <= self.pos - start:
+            return False
+        record_size, max_caplen = self.record_size, self.max_caplen
+        mapped = mmap.mmap(self.fileno, length, offset=start, access=mmap.ACCESS_READ)
+        whole = memoryview(mapped)
+        views: list[memoryview] = []
+        try:
+            pos = self.pos - start
+            frames = self.frames
+            goal = target - start
+            # While a record of the largest possible size fits in the window, no bounds check is needed.
+            limit = min(length - record_size - max_caplen, goal)
+            if self.native and pos < limit:
+                # The length field read through 32-bit views, one per alignment: a third faster than struct.
+                # p is the offset of the current record's length field.
+                views = [whole[i:i + (length - i) // 4 * 4].cast("I") for i in range(4)]
+                p, stop = pos + 8, limit + 8
+                while p < stop:
+                    caplen = views[p & 3][p >> 2]
                     if caplen > max_caplen:
-                        return
-                    pos += record_size + caplen
+                        return False
+                    p += record_size + caplen
                     frames += 1
-                while base + pos < target and end - pos >= record_size:
-                    caplen = caplen_at(buf, pos + 8)[0]
-                    if caplen > max_caplen:
-                        return
-                    if pos + record_size + caplen > end:
-                        break
-                    pos += record_size + caplen
-                    frames += 1
-                if base + pos < target:
-                    chunk = f.read(read_size)
-                    if not chunk:
-                        return  # the end of the file, or a record cut short
-                    buf = buf[pos:] + chunk
-                    base += pos
-                    pos = 0
-            # A range starts on a whole, sound record, never on damage or at the end of the file.
-            while True:
-                end = len(buf)
-                if end - pos >= record_size:
-                    caplen = caplen_at(buf, pos + 8)[0]
-                    if caplen > max_caplen:
-                        return
-                    if pos + record_size + caplen <= end:
-                        break
-                chunk = f.read(read_size)
-                if not chunk:
-                    return
-                buf = buf[pos:] + chunk
-                base += pos
-                pos = 0
-            yield Cut(base + pos, frames)
+                pos = p - 8
+            caplen_at = self.caplen_at
+            while pos < goal and pos + record_size <= length:
+                caplen = caplen_at(mapped, pos + 8)[0]
+                if caplen > max_caplen or pos + record_size + caplen > length:
+                    break
+                pos += record_size + caplen
+                frames += 1
+            moved = pos + start != self.pos
+            self.pos, self.frames = pos + start, frames
+            return moved or pos >= goal
+        finally:
+            for view in views:
+                view.release()
+            whole.release()
+            mapped.close()
+
+    def sound_record(self) -> bool:
+        """A whole record with a possible length starts at `pos`."""
+        if self.pos + self.record_size > self.size:
+            return False
+        head = os.pread(self.fileno, self.record_size, self.pos)
+        caplen = self.caplen_at(head, 8)[0]
+        return caplen <= self.max_caplen and self.pos + self.record_size + caplen <= self.size
