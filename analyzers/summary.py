@@ -46,15 +46,6 @@ class MessageAt:
     message: object
 
 
-@dataclass(frozen=True, slots=True)
-class EncryptedRecord:
-    sender: Sender
-    frame: int
-    ts: float
-    content_type: int
-    length: int
-
-
 def _init_through_slots(cls: type) -> None:
     """Give a frozen slotted dataclass of this module an `__init__` that stores each field through its slot's
     descriptor. Why: the generated one goes through `object.__setattr__` by name for every field (frozen), and
@@ -72,8 +63,12 @@ def _init_through_slots(cls: type) -> None:
     cls.__init__ = init  # type: ignore[misc]
 
 
-for _cls in (AlertInfo, MessageAt, EncryptedRecord):
+for _cls in (AlertInfo, MessageAt):
     _init_through_slots(_cls)
+
+
+_RECORD_SEEN, _ENCRYPTED_RECORD_SEEN = ev.RecordSeen, ev.EncryptedRecordSeen  # read per event: module globals
+_NO_APP_DATA = {Sender.CLIENT: 0, Sender.SERVER: 0}  # copied for each summary (a copy does not hash the keys again)
 
 
 @dataclass(slots=True)
@@ -91,10 +86,12 @@ class HandshakeSummary:
     client_certificate_verify: MessageAt | None = None
     encrypted_extensions: MessageAt | None = None
     finished: dict[Sender, MessageAt] = field(default_factory=dict)
-    ccs: dict[Sender, MessageAt] = field(default_factory=dict)
+    # The parser's own (frozen) events where they carry all that is kept (sender, frame, ts, and for encrypted
+    # records content_type and length): no copy to build per record.
+    ccs: dict[Sender, ev.ChangeCipherSpecSeen] = field(default_factory=dict)
     alerts: list[AlertInfo] = field(default_factory=list)
-    encrypted_records: list[EncryptedRecord] = field(default_factory=list)
-    first_record: dict[Sender, MessageAt] = field(default_factory=dict)
+    encrypted_records: list[ev.EncryptedRecordSeen] = field(default_factory=list)
+    first_record: dict[Sender, ev.RecordSeen] = field(default_factory=dict)
     first_handshake_ts: dict[Sender, float] = field(default_factory=dict)
     not_tls: dict[Sender, ev.NotTlsSeen] = field(default_factory=dict)
     starttls: dict[Sender, ev.TlsStartSeen] = field(default_factory=dict)
@@ -102,7 +99,7 @@ class HandshakeSummary:
     resyncs: list[ev.ResyncSeen] = field(default_factory=list)
     anomalies: list[ev.ParseAnomaly] = field(default_factory=list)
     history: list[str] = field(default_factory=list)
-    app_data_records: dict[Sender, int] = field(default_factory=lambda: {Sender.CLIENT: 0, Sender.SERVER: 0})
+    app_data_records: dict[Sender, int] = field(default_factory=_NO_APP_DATA.copy)
     # TLS 1.3: the raw handshake messages from the first ClientHello to the server's Certificate, to check the
     # server's CertificateVerify signature (visible with a key log); dropped for other versions.
     transcript: list[bytes] | None = field(default_factory=list)
@@ -134,7 +131,7 @@ class HandshakeSummary:
         v = self.version
         return v is not None and (v == 0x0304 or 0x7F00 <= v <= 0x7FFF)
 
-    def encrypted_from(self, sender: Sender) -> list[EncryptedRecord]:
+    def encrypted_from(self, sender: Sender) -> list[ev.EncryptedRecordSeen]:
         return [r for r in self.encrypted_records if r.sender is sender]
 
     @property
@@ -180,12 +177,12 @@ class HandshakeSummary:
         # (found once, then remembered).
         # Dicts keyed by sender are tested for size first: hashing an Enum member runs a Python function.
         cls = event.__class__
-        if cls is ev.RecordSeen:
+        if cls is _RECORD_SEEN:
             first = self.first_record
             if len(first) < 2 and event.sender not in first:
-                first[event.sender] = MessageAt(event.frame, event.ts, event)
+                first[event.sender] = event  # type: ignore[assignment]
             return
-        if cls is ev.EncryptedRecordSeen:
+        if cls is _ENCRYPTED_RECORD_SEEN:
             sender = event.sender
             content_type = event.content_type  # type: ignore[attr-defined]
             if content_type == m.APPLICATION_DATA and not event.handshake_phase:  # type: ignore[attr-defined]
@@ -194,8 +191,7 @@ class HandshakeSummary:
             # Fewer than MAX_ENCRYPTED_KEPT in all: this side has fewer too, no need to count its own.
             if len(records) < self.MAX_ENCRYPTED_KEPT or \
                     sum(1 for r in records if r.sender is sender) < self.MAX_ENCRYPTED_KEPT:
-                records.append(EncryptedRecord(sender, event.frame, event.ts, content_type,
-                                               event.length))  # type: ignore[attr-defined]
+                records.append(event)  # type: ignore[arg-type]
             if content_type == m.HANDSHAKE:
                 first = self.first_handshake_ts
                 if len(first) < 2 and sender not in first:
@@ -209,7 +205,7 @@ class HandshakeSummary:
     # The handlers of events folded inline in `add`, for subclasses of their classes.
     def _add_record(self, event: ev.RecordSeen) -> None:
         if event.sender not in self.first_record:
-            self.first_record[event.sender] = MessageAt(event.frame, event.ts, event)
+            self.first_record[event.sender] = event
 
     def _add_encrypted(self, event: ev.EncryptedRecordSeen) -> None:
         sender = event.sender
@@ -218,7 +214,7 @@ class HandshakeSummary:
         records = self.encrypted_records
         if len(records) < self.MAX_ENCRYPTED_KEPT or \
                 sum(1 for r in records if r.sender is sender) < self.MAX_ENCRYPTED_KEPT:
-            records.append(EncryptedRecord(sender, event.frame, event.ts, event.content_type, event.length))
+            records.append(event)
         if event.content_type == m.HANDSHAKE:
             self.first_handshake_ts.setdefault(sender, event.ts)
 
@@ -229,7 +225,7 @@ class HandshakeSummary:
 
     def _add_ccs(self, event: ev.ChangeCipherSpecSeen) -> None:
         if len(self.ccs) < 2 and event.sender not in self.ccs:
-            self.ccs[event.sender] = MessageAt(event.frame, event.ts, event)
+            self.ccs[event.sender] = event
         self._letter(event.sender, "i")
 
     def _add_application_data(self, event: ev.ApplicationDataSeen) -> None:

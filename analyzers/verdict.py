@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from analyzers.hints import hint_for
-from analyzers.summary import AlertInfo, EncryptedRecord, HandshakeSummary
+from analyzers.summary import AlertInfo, HandshakeSummary
 from analyzers.tcpfacts import TcpFacts
 from tlsparse import registry
-from tlsparse.events import Sender
+from tlsparse.events import EncryptedRecordSeen, Sender
 
 # Alert descriptions (IANA TLS Alerts).
 CLOSE_NOTIFY = 0
@@ -117,7 +117,7 @@ class _Decider:
         # records), and it does not change while the rules run: worked out once here.
         self.tls13 = s.is_tls13
         self._fatal_alert: AlertInfo | None | object = _NOT_YET
-        self._encrypted: tuple[list[EncryptedRecord], list[EncryptedRecord]] | None = None
+        self._encrypted: tuple[list[EncryptedRecordSeen], list[EncryptedRecordSeen]] | None = None
 
     @property
     def first_fatal_alert(self) -> AlertInfo | None:
@@ -125,12 +125,12 @@ class _Decider:
             self._fatal_alert = self.s.first_fatal_alert
         return self._fatal_alert  # type: ignore[return-value]
 
-    def enc(self, sender: Sender) -> list[EncryptedRecord]:
+    def enc(self, sender: Sender) -> list[EncryptedRecordSeen]:
         """`s.encrypted_from(sender)`, the records split by side in one pass (read-only: shared by the rules)."""
         split = self._encrypted
         if split is None:
-            client: list[EncryptedRecord] = []
-            server: list[EncryptedRecord] = []
+            client: list[EncryptedRecordSeen] = []
+            server: list[EncryptedRecordSeen] = []
             for r in self.s.encrypted_records:
                 # `is`, not a dict keyed by sender: an Enum's __hash__ is a Python function
                 (client if r.sender is Sender.CLIENT else server).append(r)
