@@ -17,6 +17,10 @@ class Sender(enum.Enum):
     CLIENT = "client"
     SERVER = "server"
 
+    # Members are singletons compared by identity, so identity hashing is consistent with equality; it runs in C,
+    # where Enum's own __hash__ is a Python call made for every per-side dict lookup downstream.
+    __hash__ = object.__hash__
+
     @property
     def peer(self) -> Sender:
         return Sender.SERVER if self is Sender.CLIENT else Sender.CLIENT

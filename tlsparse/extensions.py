@@ -33,6 +33,8 @@ class HelloContext(enum.Enum):
     NEW_SESSION_TICKET = "new_session_ticket"
     CERTIFICATE = "certificate"
 
+    __hash__ = object.__hash__  # identity, in C: see Sender (a memo is looked up by context for every hello)
+
 
 CH = HelloContext.CLIENT_HELLO
 SH = HelloContext.SERVER_HELLO

@@ -8,6 +8,7 @@ the negotiated version when known and the message's shape otherwise.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import NamedTuple
 
 from tlsparse import messages as m
@@ -173,6 +174,26 @@ def decode_certificate(r: Reader, ctx: DecodeContext) -> m.Certificate:
     return m.Certificate(certificates=tuple(certs), request_context=request_context, ocsp_response=ocsp)
 
 
+def fast_certificate(body: bytes, ctx: DecodeContext) -> m.Certificate | None:
+    """A TLS <= 1.2 Certificate (a u24 list of u24 DER blobs) by indexing; None for TLS 1.3, an unknown version
+    or anything malformed (then `decode_certificate` decides and reports)."""
+    version = ctx.version
+    n = len(body)
+    if version is None or is_tls13(version) or n < 3 or ((body[0] << 16) | (body[1] << 8) | body[2]) != n - 3:
+        return None
+    certs: list[bytes] = []
+    p = 3
+    while p < n:
+        if p + 3 > n or len(certs) >= MAX_LIST_ITEMS:
+            return None
+        q = p + 3 + ((body[p] << 16) | (body[p + 1] << 8) | body[p + 2])
+        if q > n:
+            return None
+        certs.append(body[p + 3:q])
+        p = q
+    return m.Certificate(certificates=tuple(certs))
+
+
 def _stapled_ocsp(extensions: object) -> bytes | None:
     """RFC 8446 4.4.2.1: a CertificateStatus (status_type 1 = ocsp, then a 24-bit length) in the leaf's entry."""
     for ext in extensions or ():  # type: ignore[attr-defined]
@@ -232,6 +253,7 @@ def decode_certificate_status(r: Reader) -> m.CertificateStatus:
 
 # --- key exchange ---------------------------------------------------------------------------------------------
 
+@cache  # a pure function of a 16-bit code: at most 65,536 entries; it ran for every ServerKeyExchange
 def _suite_kind(cipher_suite: int | None) -> str | None:
     """'ecdhe' / 'dhe' / 'other' from the suite's IANA name via tlsparse.registry when that module exists;
     None when it cannot tell (then the message's shape decides)."""
@@ -339,6 +361,15 @@ def decode_new_session_ticket(r: Reader, ctx: DecodeContext) -> m.NewSessionTick
                               extensions=extensions)
 
 
+def fast_new_session_ticket(body: bytes, ctx: DecodeContext) -> m.NewSessionTicket | None:
+    """A TLS <= 1.2 NewSessionTicket (lifetime, u16 ticket) by indexing; None otherwise."""
+    version = ctx.version
+    n = len(body)
+    if version is None or is_tls13(version) or n < 6 or 6 + ((body[4] << 8) | body[5]) != n:
+        return None
+    return m.NewSessionTicket(lifetime=int.from_bytes(body[:4], "big"), ticket=body[6:])
+
+
 def _empty_body(r: Reader, what: str) -> None:
     r.expect_end(what)
 
@@ -358,6 +389,12 @@ def decode_handshake(msg_type: int, body: bytes, ctx: DecodeContext, *, base: in
         return Decoded(msg_type, m.Finished(verify_data=body), [])
     elif msg_type == m.CLIENT_KEY_EXCHANGE:
         return Decoded(msg_type, m.ClientKeyExchange(raw=body), [])
+    elif msg_type == m.CERTIFICATE:
+        message = fast_certificate(body, ctx)
+    elif msg_type == m.SERVER_HELLO_DONE and not body:
+        return Decoded(msg_type, m.ServerHelloDone(), [])
+    elif msg_type == m.NEW_SESSION_TICKET:
+        message = fast_new_session_ticket(body, ctx)
     if message is None:
         try:
             message = _decode_with_reader(msg_type, body, ctx, base)

@@ -114,14 +114,20 @@ def _registry(key: str) -> _Registry:
     return _Registry(_data()["registries"][key], digits)
 
 
-@cache
-def _grease_values() -> frozenset[int]:
-    return frozenset(int(v, 16) for v in _data()["grease"])
+_grease: frozenset[int] = frozenset()  # filled from the data file on the first call
 
 
 def is_grease(value: int) -> bool:
     """RFC 8701 GREASE values (0x0a0a, 0x1a1a, ... 0xfafa) for 16-bit code points."""
-    return value in _grease_values()
+    # Called for every cipher suite, extension and group of every hello by the fingerprints: one set lookup,
+    # the data file read once.
+    return value in (_grease or _load_grease())
+
+
+def _load_grease() -> frozenset[int]:
+    global _grease
+    _grease = frozenset(int(v, 16) for v in _data()["grease"])
+    return _grease
 
 
 def version_name(version: int) -> str:

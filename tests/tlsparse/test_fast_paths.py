@@ -180,3 +180,63 @@ def test_extension_memo_stays_bounded() -> None:
         block = (4 + len(data)).to_bytes(2, "big") + b"\x00\x00" + len(data).to_bytes(2, "big") + data
         assert parse_extensions(Reader(block, layer=LAYER), ctx) == (decode_extension(0, data, ctx),)
         assert len(_MEMO[ctx]) <= _MEMO_MAX_ENTRIES
+
+
+def _reference_message(msg_type: int, body: bytes, ctx):
+    """What the Reader path alone makes of a message: the message, or RawHandshake with the error."""
+    from tlsparse.handshake import _decode_with_reader
+    from tlsparse.messages import RawHandshake
+
+    try:
+        return _decode_with_reader(msg_type, body, ctx, 0)
+    except TlsParseError as err:
+        return RawHandshake(msg_type=msg_type, body=body, error=err.reason)
+
+
+@pytest.fixture(scope="module")
+def real_messages(pki) -> list[tuple[int, bytes]]:
+    """(msg_type, body) of every plaintext handshake message of real TLS 1.2 handshakes (ECDHE and RSA key
+    exchange, session tickets) and of a TLS 1.3 one."""
+    import conftest
+
+    out = []
+    for version, ciphers in ((ssl.TLSVersion.TLSv1_2, "ECDHE-ECDSA-AES128-GCM-SHA256"),
+                             (ssl.TLSVersion.TLSv1_2, None), (ssl.TLSVersion.TLSv1_3, None)):
+        client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        client.load_verify_locations(pki.ca_cert)
+        server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server.load_cert_chain(pki.server_chain, pki.server_key)
+        client.maximum_version = server.maximum_version = version
+        if ciphers:
+            client.set_ciphers(ciphers)
+        _, events = conftest.parse_all(conftest.run_tls(client, server).chunks)
+        out += [(e.msg_type if e.msg_type != 6 else 2, e.raw[4:]) for e in events if isinstance(e, HandshakeSeen)]
+    return out
+
+
+@settings(max_examples=1500, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.large_base_example])
+@given(st.data())
+def test_every_message_agrees_with_the_reader_path(real_messages, data) -> None:
+    """decode_handshake (fast paths first) against the Reader path alone, on real and mutated messages of every
+    type, in each version context (known 1.2, known 1.3, unknown)."""
+    from tlsparse.handshake import DecodeContext, decode_handshake
+
+    msg_type, body = data.draw(st.sampled_from(real_messages))
+    body = bytearray(body)
+    for _ in range(data.draw(st.integers(0, 3))):
+        if not body:
+            break
+        i = data.draw(st.integers(0, len(body) - 1))
+        action = data.draw(st.sampled_from(["flip", "drop", "insert"]))
+        if action == "flip":
+            body[i] ^= data.draw(st.integers(1, 255))
+        elif action == "drop":
+            del body[i:i + data.draw(st.integers(1, 8))]
+        else:
+            body[i:i] = data.draw(st.binary(min_size=1, max_size=6))
+    body = bytes(body)
+    ctx = DecodeContext(version=data.draw(st.sampled_from([None, 0x0301, 0x0303, 0x0304])),
+                        cipher_suite=data.draw(st.sampled_from([None, 0xC02B, 0xC02F, 0x009C, 0x1301])))
+    decoded = decode_handshake(msg_type, body, ctx)
+    assert decoded.message == _reference_message(msg_type, body, ctx)
