@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -84,27 +85,29 @@ def _packets(cap: Any, reassembler: Any) -> Iterator[Any]:
 
 
 def _range_main(path: str, index: int, start: tuple[int, int] | None, next_target: int | None, end_pipe: Any,
-                ca_bundle: str | None, keylog_path: str | None, queue: Any) -> None:
+                ca_bundle: str | None, keylog_path: str | None, queue: Any, meter: Any) -> None:
     tune_gc()
     try:
         from tlsflow.api import _load_keylog, _trust_store
 
         for message in range_messages(path, start, next_target, end_pipe, trust=_trust_store(ca_bundle),
-                                      keylog=_load_keylog(keylog_path)):
+                                      keylog=_load_keylog(keylog_path), meter=meter):
             queue.put((index, message))
     except BaseException:  # noqa: BLE001 - reported to the parent, which raises
         queue.put((index, ("crash", traceback.format_exc())))
 
 
 def range_messages(path: str, start: tuple[int, int] | None, next_target: int | None, end_pipe: Any, *,
-                   trust: Any, keylog: Any = None, batch_packets: int = BATCH_PACKETS) -> Iterator[tuple[Any, ...]]:
+                   trust: Any, keylog: Any = None, batch_packets: int = BATCH_PACKETS,
+                   meter: Any = None) -> Iterator[tuple[Any, ...]]:
     """One worker's work, as messages: ("batch", records, bytes of its range done) and at the end ("end", error
     text or None, flows evicted).
 
     `start`: (byte offset, frames before it) of the range's first record, None for the start of the file.
-    `next_target`: the byte offset at or after which the next range starts (None: the range runs to the end of
-    the file); the next range's first frame number comes through `end_pipe` when the parent has found it
-    (`_UNKNOWN`: there is no next range after all).
+    `next_target`: a byte offset at or after which the next range starts (None: the range runs to the end of
+    the file); the next range's first frame number and byte offset come through `end_pipe` when the parent has
+    found them (`_UNKNOWN`: there is no next range after all).
+    `meter`: shared (start time, bytes done) that the parent reads to weigh the cuts (`analyze_ranges`).
     """
     from tlsflow.capture import CaptureError, open_capture
 
@@ -121,10 +124,13 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
     error: str | None = None
 
     def learn_end(block: bool) -> None:
-        nonlocal end_frame, end_known
+        nonlocal end_frame, end_known, stop_offset
         if block or end_pipe.poll():
             value = end_pipe.recv()
-            end_frame = _NO_END if value == _UNKNOWN else value
+            if value == _UNKNOWN:
+                end_frame, stop_offset = _NO_END, cap.total_bytes or 0
+            else:
+                end_frame, stop_offset = value
             end_known = True
 
     def take(new: Any) -> None:
@@ -141,9 +147,11 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
     with open_capture(path) as cap:
         if start is not None:
             cap.start_at(*start)
-        # Where the range ends, for the progress bar (the next cut is at most a record after next_target).
+        # Where the range ends, for the progress bar (next_target until the cut is known).
         stop_offset = next_target if next_target is not None else (cap.total_bytes or 0)
         n = 0
+        if meter is not None:
+            meter[0] = time.monotonic()
         try:
             for pkt in _packets(cap, reassembler):
                 if pkt.__class__ is float:  # a segment the reassembler counted without a TcpPacket
@@ -175,6 +183,8 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
                             tracked[(pkt.src, pkt.sport, pkt.dst, pkt.dport)] = pkt.frame
                             tracked[(pkt.dst, pkt.dport, pkt.src, pkt.sport)] = pkt.frame
                 n += 1
+                if meter is not None and not n & 0x3FF:
+                    meter[1] = cap.bytes_read - start_offset
                 if n >= batch_packets:
                     n = 0
                     if not end_known:
@@ -189,38 +199,71 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
     yield ("end", error, reassembler.flows_evicted)
 
 
+def cut_shares(jobs: int, hop_ratio: float) -> list[float]:
+    """Where to cut (shares of the file) so that the workers finish together, when the hop costs `hop_ratio` of
+    the analysis per byte: worker k starts once the parent's hop has reached cut k, so each range is a little
+    shorter than the one before. With b_k the k-th cut and u the time of each worker (1 = the whole file's
+    analysis): b_1 = u, b_k+1 = b_k + u - r b_k, so b_k = u (1 - (1 - r)^k) / r, and b_jobs = 1 gives u."""
+    r = min(max(hop_ratio, 0.0), 0.5)
+    if r < 1e-9:
+        return [k / jobs for k in range(1, jobs)]
+    u = r / (1 - (1 - r) ** jobs)
+    return [u * (1 - (1 - r) ** k) / r for k in range(1, jobs)]
+
+
+DEFAULT_HOP_RATIO = 0.05  # the hop's cost per byte over the analysis's, when it could not be measured
+
+
 def analyze_ranges(path: str, jobs: int, *, ca_bundle: str | None = None, keylog_path: str | None = None,
                    progress: Callable[[int, int | None], None] | None = None,
                    cut_targets: list[int] | None = None) -> Iterator[dict[str, Any] | str]:
-    from tlsflow.capture.split import find_cuts
+    """`analyze_file_parallel` by byte ranges. `cut_targets`: the byte offsets to cut at (tests); by default the
+    cuts balance the workers (`cut_shares`) with the hop's cost measured on the way to the first one."""
+    from tlsflow.capture.split import RecordHop
 
     total = os.path.getsize(path)
-    targets = cut_targets if cut_targets is not None else [total * k // jobs for k in range(1, jobs)]
     ctx = start_method()
     queue = ctx.Queue(QUEUE_BATCHES)
     workers: list[Any] = []
     pipes: list[Any] = []
     starts: list[int] = [1]  # first frame of each range
 
+    # Worker 0's start time and bytes done, in shared memory: how fast it analyses weighs the cuts.
+    meter = ctx.Array("d", 2, lock=False)
+
     def launch(start: tuple[int, int] | None, next_target: int | None) -> None:
         receive, send = ctx.Pipe(duplex=False)
         worker = ctx.Process(target=_range_main, args=(path, len(workers), start, next_target, receive, ca_bundle,
-                                                       keylog_path, queue), daemon=True)
+                                                       keylog_path, queue, None if workers else meter), daemon=True)
         worker.start()
         workers.append(worker)
         pipes.append(send)
 
     try:
-        launch(None, targets[0] if targets else None)
-        cuts = find_cuts(path, targets)
-        for k, target in enumerate(targets):
-            cut = next(cuts, None)
-            if cut is None:
-                pipes[-1].send(_UNKNOWN)  # the last range started runs to the end (or to the damage)
-                break
-            pipes[-1].send(cut.frames_before + 1)
-            starts.append(cut.frames_before + 1)
-            launch((cut.offset, cut.frames_before), targets[k + 1] if k + 1 < len(targets) else None)
+        # Every balanced cut lies at or after its equal share (later ranges start later, so they are shorter):
+        # a worker may read up to its next equal share before it must know where its range ends.
+        lower = cut_targets if cut_targets is not None else [total * k // jobs for k in range(1, jobs)]
+        launch(None, lower[0] if lower else None)
+        with RecordHop(path) as hop:
+            targets = lower
+            if cut_targets is None and lower:
+                # Hop to the first equal share, timed, and see how fast worker 0 analyses meanwhile.
+                began = time.monotonic()
+                hop.to(lower[0])
+                hop_rate = lower[0] / max(time.monotonic() - began, 1e-6)
+                worker_began, done = meter[0], meter[1]
+                ratio = DEFAULT_HOP_RATIO
+                if done and worker_began:
+                    ratio = done / max(time.monotonic() - worker_began, 1e-6) / hop_rate
+                targets = [max(int(total * share), low) for share, low in zip(cut_shares(jobs, ratio), lower)]
+            for k, target in enumerate(targets):
+                cut = hop.to(target)
+                if cut is None:
+                    pipes[-1].send(_UNKNOWN)  # the last range started runs to the end (or to the damage)
+                    break
+                pipes[-1].send((cut.frames_before + 1, cut.offset))
+                starts.append(cut.frames_before + 1)
+                launch((cut.offset, cut.frames_before), lower[k + 1] if k + 1 < len(lower) else None)
         yield from _merge_ranges(_from_queue(queue, workers, path), len(workers), starts, path, total, progress,
                                  lambda: _stop(workers), ca_bundle, keylog_path)
     finally:
@@ -272,20 +315,20 @@ def ranges_in_one_process(path: str, cut_targets: list[int], *, trust: Any = Non
     ranges = [None] + [(cut.offset, cut.frames_before) for cut in cuts]
 
     class KnownEnd:
-        def __init__(self, frame: int) -> None:
-            self.frame = frame
+        def __init__(self, frame: int, offset: int) -> None:
+            self.cut = (frame, offset)
 
         def poll(self) -> bool:
             return True
 
-        def recv(self) -> int:
-            return self.frame
+        def recv(self) -> tuple[int, int]:
+            return self.cut
 
     def messages() -> Iterator[tuple[int, tuple[Any, ...]]]:
         for index, start in enumerate(ranges):
             last = index == len(ranges) - 1
             next_target = None if last else cut_targets[index]
-            end = None if last else KnownEnd(starts[index + 1])
+            end = None if last else KnownEnd(starts[index + 1], cuts[index].offset)
             for message in range_messages(path, start, next_target, end, trust=trust, keylog=keylog,
                                           batch_packets=batch_packets):
                 yield index, message

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from struct import Struct
+from typing import Self
 
 from . import pcap
 
@@ -33,17 +34,43 @@ def find_cuts(path: str, targets: list[int]) -> Iterator[Cut]:
     is found (a caller can start a range's worker while the hop goes on to the next cut). Stops early, yielding
     fewer cuts, at the end of the file or at a damaged record (an impossible length, a record cut short): a cut is
     never at or after damage, nor at the end of the file."""
-    with open(path, "rb") as f:
-        header = pcap.parse_header(f.read(pcap.HEADER_SIZE))
-        size = os.fstat(f.fileno()).st_size
-        hop = _Hop(f.fileno(), size, header)
+    with RecordHop(path) as hop:
         for target in targets:
-            while hop.pos < target:
-                if not hop.window(target):
-                    return  # the end of the file or damage before the target
-            if not hop.sound_record():
+            cut = hop.to(target)
+            if cut is None:
                 return
-            yield Cut(hop.pos, hop.frames)
+            yield cut
+
+
+class RecordHop:
+    """`find_cuts` one target at a time: `to(offset)` hops on from where the last call stopped."""
+
+    def __init__(self, path: str) -> None:
+        self._file = open(path, "rb")  # noqa: SIM115 - closed by close()
+        try:
+            header = pcap.parse_header(self._file.read(pcap.HEADER_SIZE))
+            self._hop = _Hop(self._file.fileno(), os.fstat(self._file.fileno()).st_size, header)
+        except BaseException:
+            self._file.close()
+            raise
+
+    def to(self, target: int) -> Cut | None:
+        """The first record at or after byte `target` (not before the last one found), or None when the end of
+        the file or damage comes first (and for every later target)."""
+        hop = self._hop
+        while hop.pos < target:
+            if not hop.window(target):
+                return None
+        return Cut(hop.pos, hop.frames) if hop.sound_record() else None
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class _Hop:
