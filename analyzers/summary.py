@@ -6,6 +6,7 @@ encryption, history letters), each with its frame and time, so evidence can cite
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,7 +68,9 @@ for _cls in (AlertInfo, MessageAt):
     _init_through_slots(_cls)
 
 
-_RECORD_SEEN, _ENCRYPTED_RECORD_SEEN = ev.RecordSeen, ev.EncryptedRecordSeen  # read per event: module globals
+# Read per event: module globals rather than attributes of modules.
+_RECORD_SEEN, _ENCRYPTED_RECORD_SEEN = ev.RecordSeen, ev.EncryptedRecordSeen
+_APPLICATION_DATA, _HANDSHAKE = m.APPLICATION_DATA, m.HANDSHAKE
 _NO_APP_DATA = {Sender.CLIENT: 0, Sender.SERVER: 0}  # copied for each summary (a copy does not hash the keys again)
 
 
@@ -171,36 +174,41 @@ class HandshakeSummary:
 
     def add(self, event: ev.Event) -> None:
         """Fold one parser event in."""
+        self.add_all((event,))
+
+    def add_all(self, events: Iterable[ev.Event]) -> None:
+        """Fold parser events in, in order."""
         # This runs for every record of every connection. The two commonest events (a record header, an encrypted
-        # record: three in four) are folded right here; the others are found by one dict lookup on the event's
-        # class instead of a chain of isinstance tests. A subclass of an event class is handled as its base
-        # (found once, then remembered).
+        # record: three in four) are folded right here, with what they touch looked up once per batch; the others
+        # are found by one dict lookup on the event's class instead of a chain of isinstance tests. A subclass of
+        # an event class is handled as its base (found once, then remembered).
         # Dicts keyed by sender are tested for size first: hashing an Enum member runs a Python function.
-        cls = event.__class__
-        if cls is _RECORD_SEEN:
-            first = self.first_record
-            if len(first) < 2 and event.sender not in first:
-                first[event.sender] = event  # type: ignore[assignment]
-            return
-        if cls is _ENCRYPTED_RECORD_SEEN:
-            sender = event.sender
-            content_type = event.content_type  # type: ignore[attr-defined]
-            if content_type == m.APPLICATION_DATA and not event.handshake_phase:  # type: ignore[attr-defined]
-                self.app_data_records[sender] += 1
-            records = self.encrypted_records
-            # Fewer than MAX_ENCRYPTED_KEPT in all: this side has fewer too, no need to count its own.
-            if len(records) < self.MAX_ENCRYPTED_KEPT or \
-                    sum(1 for r in records if r.sender is sender) < self.MAX_ENCRYPTED_KEPT:
-                records.append(event)  # type: ignore[arg-type]
-            if content_type == m.HANDSHAKE:
-                first = self.first_handshake_ts
-                if len(first) < 2 and sender not in first:
-                    first[sender] = event.ts
-            return
-        fold = _FOLD_BY_EVENT.get(cls)
-        if fold is None:
-            fold = _fold_for(_FOLD_BY_EVENT, cls, _ignore)
-        fold(self, event)
+        first_record = self.first_record
+        records = self.encrypted_records
+        for event in events:
+            cls = event.__class__
+            if cls is _RECORD_SEEN:
+                if len(first_record) < 2 and event.sender not in first_record:
+                    first_record[event.sender] = event  # type: ignore[assignment]
+                continue
+            if cls is _ENCRYPTED_RECORD_SEEN:
+                sender = event.sender
+                content_type = event.content_type  # type: ignore[attr-defined]
+                if content_type == _APPLICATION_DATA and not event.handshake_phase:  # type: ignore[attr-defined]
+                    self.app_data_records[sender] += 1
+                # Fewer than MAX_ENCRYPTED_KEPT in all: this side has fewer too, no need to count its own.
+                if len(records) < self.MAX_ENCRYPTED_KEPT or \
+                        sum(1 for r in records if r.sender is sender) < self.MAX_ENCRYPTED_KEPT:
+                    records.append(event)  # type: ignore[arg-type]
+                if content_type == _HANDSHAKE:
+                    first = self.first_handshake_ts
+                    if len(first) < 2 and sender not in first:
+                        first[sender] = event.ts
+                continue
+            fold = _FOLD_BY_EVENT.get(cls)
+            if fold is None:
+                fold = _fold_for(_FOLD_BY_EVENT, cls, _ignore)
+            fold(self, event)
 
     # The handlers of events folded inline in `add`, for subclasses of their classes.
     def _add_record(self, event: ev.RecordSeen) -> None:

@@ -135,8 +135,7 @@ class FlowAnalyzer:
             summary = state.summary
             if conn.flow_id == self.keep_events_for:
                 self.kept_events.extend(events)
-            for e in events:
-                summary.add(e)
+            summary.add_all(events)
             if self._handshake_over(summary, state.tls):
                 conn.wants_data = False
             return None
