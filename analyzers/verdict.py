@@ -108,6 +108,9 @@ def _side(sender: Sender) -> str:
 
 
 class _Decider:
+    __slots__ = ("_encrypted", "_fatal_alert", "_signature_checked", "_signature_ok", "capture_end", "certs", "s",
+                 "tcp", "tls13", "v")
+
     def __init__(self, s: HandshakeSummary, tcp: TcpFacts, certs: CertView, capture_end: float | None) -> None:
         self.s, self.tcp, self.certs, self.capture_end = s, tcp, certs, capture_end
         self.v = Verdict(outcome="incomplete")

@@ -18,12 +18,11 @@ from analyzers.summary import HandshakeSummary
 from analyzers.tcpfacts import SideFacts, TcpFacts
 from analyzers.verdict import CertView, decide
 from tlsflow.capture import CaptureError, open_capture
-from tlsflow.record import build_record
+from tlsflow.record import CertificateFields, ClientHelloShapes, build_record, certificate_fields
 from tlsflow.tcp import ConnectionClosed, ConnectionOpened, StreamChunk, TcpReassembler
 from tlsparse import TlsConnection
 from tlsparse.certificates import describe_certificate
 from tlsparse.events import Sender
-from tlsparse.fingerprints import HelloFingerprints
 
 
 @dataclass(slots=True)
@@ -90,7 +89,8 @@ class FlowAnalyzer:
         self.kept_events: list[Any] = []
         self.kept_tcp: TcpFacts | None = None
         self._cert_cache = _CertCache(trust)
-        self._fingerprints = HelloFingerprints()  # JA3/JA3S/JA4 per hello shape: clients repeat their hellos
+        # JA3/JA3S/JA4 and the offered ALPN and version per hello shape: clients repeat their hellos
+        self._fingerprints = ClientHelloShapes()
 
     def feed(self, pkt: Any) -> Iterator[dict[str, Any]]:
         self.last_ts = pkt.ts
@@ -174,15 +174,20 @@ class FlowAnalyzer:
         if conn.flow_id == self.keep_events_for:
             self.kept_tcp = tcp
         certs, leaf, chain_len = self._cert_cache.assess(summary, conn.start)
+        cert_fields = self._cert_cache.leaf_fields(leaf) if leaf is not None else None
         verdict = decide(summary, tcp, certs, capture_end=self.last_ts)
         ch, sh = summary.client_hello, summary.server_hello_msg
-        ja3_hash, ja4_text = self._fingerprints.client(ch) if ch is not None else (None, None)
+        if ch is not None:
+            ja3_hash, ja4_text, *offered = self._fingerprints.client(ch)
+        else:
+            ja3_hash = ja4_text = offered = None  # type: ignore[assignment]
         return build_record(
             capture=self.capture_name, flow_id=conn.flow_id,
             client=(conn.client_ip, conn.client_port), server=(conn.server_ip, conn.server_port),
             start=conn.start, end=conn.last_ts, first_frame=conn.first_frame, summary=summary, verdict=verdict,
             syn_ts=tcp.client.syn_ts, synack_ts=tcp.server.synack_ts, leaf=leaf, chain_len=chain_len,
             ja3=ja3_hash, ja3s=self._fingerprints.server(sh) if sh is not None else None, ja4=ja4_text,
+            offered=offered, cert_fields=cert_fields,  # type: ignore[arg-type]
         )
 
 
@@ -208,6 +213,18 @@ class _CertCache:
         self.trust = trust
         self._entries: dict[tuple[Any, ...], tuple[int, tuple[Any, Any, Any]]] = {}
         self._infos: dict[bytes, Any] = {}
+        self._leaf_fields: dict[int, tuple[Any, CertificateFields]] = {}
+
+    def leaf_fields(self, leaf: Any) -> CertificateFields:
+        """`certificate_fields(leaf)`, remembered with the leaf: a cached result hands the same leaf object out
+        connection after connection. Keyed by identity; the entry holds the leaf, so its id is not reused while
+        remembered."""
+        entry = self._leaf_fields.get(id(leaf))
+        if entry is None or entry[0] is not leaf:
+            if len(self._leaf_fields) >= self.MAX_ENTRIES:
+                self._leaf_fields.clear()
+            entry = self._leaf_fields[id(leaf)] = (leaf, certificate_fields(leaf))
+        return entry[1]
 
     def assess(self, summary: HandshakeSummary, start: float) -> tuple[Any, Any, Any]:
         """The certificate view of a connection that started at capture time `start`."""

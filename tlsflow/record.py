@@ -12,6 +12,8 @@ from analyzers.verdict import Verdict
 from tlsflow.packet import endpoint_text
 from tlsparse import registry
 from tlsparse.events import Sender
+from tlsparse.fingerprints import HelloFingerprints
+from tlsparse.messages import ClientHello
 
 FIELDS: tuple[str, ...] = (
     "capture", "flow_id", "client", "server", "start", "end", "first_frame", "sni", "alpn_offered", "alpn",
@@ -41,19 +43,17 @@ _version_name = _memo_name(registry.version_name)
 _cipher_suite_name = _memo_name(registry.cipher_suite_name)
 _group_name = _memo_name(registry.group_name)
 
-_OFFERED_VERSION: dict[tuple[int, tuple[int, ...]], str] = {}
+class ClientHelloShapes(HelloFingerprints):
+    """JA3 and JA4 remembered per ClientHello shape, with the record fields that shape decides as well: the
+    offered ALPN protocols and the name of the highest offered version (the shape's key holds the ALPN and
+    supported_versions extensions and the legacy version they are read from). Real clients repeat their hellos:
+    reading these again for each connection was a good part of building its record.
 
+    `client(ch)` gives (ja3, ja4, alpn_offered as a tuple, version_offered); `build_record` takes the last two
+    as `offered`."""
 
-def _offered_version_name(ch: Any) -> str:
-    """The name of `ch.highest_version`, remembered per (legacy_version, supported_versions): it is a function of
-    those two alone, and a few combinations make up almost every hello. Bounded like the other memos."""
-    key = (ch.legacy_version, ch.supported_versions)
-    found = _OFFERED_VERSION.get(key)
-    if found is None:
-        if len(_OFFERED_VERSION) >= 4096:
-            _OFFERED_VERSION.clear()
-        found = _OFFERED_VERSION[key] = registry.version_name(ch.highest_version)
-    return found
+    def _client_values(self, ch: ClientHello) -> tuple[Any, ...]:
+        return (*super()._client_values(ch), ch.alpn, registry.version_name(ch.highest_version))
 
 
 CertificateFields = tuple[str, str, str, str, tuple[str, ...]]
@@ -71,9 +71,11 @@ def build_record(*, capture: str, flow_id: int, client: tuple[str, int], server:
                  end: float, first_frame: int, summary: HandshakeSummary, verdict: Verdict,
                  syn_ts: float | None, synack_ts: float | None, leaf: Any = None, chain_len: int | None = None,
                  ja3: str | None = None, ja3s: str | None = None, ja4: str | None = None,
-                 cert_fields: CertificateFields | None = None) -> dict[str, Any]:
-    """One record, its fields in the contract's order. `cert_fields` is `certificate_fields(leaf)` when the
-    caller has it at hand; otherwise it is worked out from `leaf`.
+                 cert_fields: CertificateFields | None = None,
+                 offered: tuple[tuple[str, ...], str] | None = None) -> dict[str, Any]:
+    """One record, its fields in the contract's order. `cert_fields` is `certificate_fields(leaf)` and `offered`
+    the first ClientHello's (alpn, name of highest_version), when the caller has them at hand (see
+    `ClientHelloShapes`); otherwise they are worked out from `leaf` and the hello.
 
     Built in one dict display, reading each hello once: this runs for every connection."""
     s = summary
@@ -83,9 +85,10 @@ def build_record(*, capture: str, flow_id: int, client: tuple[str, int], server:
         ch: Any = first_hello.message
         ch_ts: float | None = first_hello.ts
         sni = ch.sni
-        offered = ch.alpn
-        alpn_offered = list(offered) if offered else None
-        version_offered = _offered_version_name(ch)
+        if offered is None:
+            offered = (ch.alpn, _version_name(ch.highest_version))
+        offered_alpn, version_offered = offered
+        alpn_offered = list(offered_alpn) if offered_alpn else None
     else:
         ch_ts = sni = alpn_offered = version_offered = None
     sh_at = s.server_hello

@@ -18,6 +18,7 @@ not make sense of one extension.
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from tlsparse.messages import (
     EXT_ALPN,
@@ -209,32 +210,35 @@ class HelloFingerprints:
     the SSLv2 flag, the cipher suites, every extension type in order, and both the raw body and the decoded value
     of the extensions whose content they read. A hello whose decoded values cannot be hashed (lists, from a
     hand-built hello) is fingerprinted without the memo.
+
+    A subclass may remember more per ClientHello shape by extending `_client_values`, with values that depend only
+    on what the key holds.
     """
 
     MAX_ENTRIES = 4096  # hello shapes remembered per side; emptied when full: memory stays bounded
 
     def __init__(self) -> None:
-        self._client: dict[tuple[object, ...], tuple[str | None, str]] = {}
+        self._client: dict[tuple[object, ...], tuple[Any, ...]] = {}
         self._server: dict[tuple[object, ...], str] = {}
 
-    def client(self, ch: ClientHello) -> tuple[str | None, str]:
-        """(JA3 hash or None, JA4) of a ClientHello, as `ja3(ch)[0]` and `ja4(ch)` give them."""
+    def client(self, ch: ClientHello) -> tuple[Any, ...]:
+        """(JA3 hash or None, JA4) of a ClientHello, as `ja3(ch)[0]` and `ja4(ch)` give them (then what a
+        subclass's `_client_values` adds)."""
         bodies = _FINGERPRINTED_BODIES
         key = (ch.legacy_version, ch.sslv2, ch.cipher_suites,
                tuple([(t, e.data, e.parsed) if (t := e.type) in bodies else t for e in ch.extensions]))
         try:
             found = self._client.get(key)
         except TypeError:  # an unhashable decoded value
-            return self._client_fingerprints(ch)
+            return self._client_values(ch)
         if found is None:
-            found = self._client_fingerprints(ch)
+            found = self._client_values(ch)
             if len(self._client) >= self.MAX_ENTRIES:
                 self._client.clear()
             self._client[key] = found
         return found
 
-    @staticmethod
-    def _client_fingerprints(ch: ClientHello) -> tuple[str | None, str]:
+    def _client_values(self, ch: ClientHello) -> tuple[Any, ...]:
         pair = ja3(ch)
         return (pair[0] if pair is not None else None), ja4(ch)
 

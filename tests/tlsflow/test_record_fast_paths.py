@@ -137,6 +137,40 @@ def test_sslv2_hellos_keep_a_null_ja3() -> None:
     assert memo.client(replace(v2, sslv2=False))[0] is not None
 
 
+def test_client_hello_shapes_give_the_hello_fields_of_every_hello(summaries: list[Any]) -> None:
+    from tlsflow.record import ClientHelloShapes
+    from tlsparse import registry
+
+    memo = ClientHelloShapes()
+    hellos = 0
+    for s in summaries:
+        for at in s.client_hellos:
+            ch = at.message
+            pair = ja3(ch)
+            assert memo.client(ch) == ((pair[0] if pair else None), ja4(ch), ch.alpn,
+                                       registry.version_name(ch.highest_version))
+            hellos += 1
+    assert len(memo._client) < hellos
+
+
+def test_leaf_fields_are_remembered_per_leaf_object(analysed: list[_KeepingAnalyzer]) -> None:
+    from tlsflow.record import certificate_fields
+
+    leaves = 0
+    for a in analysed:
+        for conn, record in a.closed:
+            if record["cert_subject"] is None:
+                continue
+            _, leaf, _ = a._cert_cache.assess(conn.handshake.summary, conn.start)
+            assert a._cert_cache.leaf_fields(leaf) == certificate_fields(leaf)
+            subject, issuer, not_before, not_after, sans = certificate_fields(leaf)
+            assert (record["cert_subject"], record["cert_issuer"], record["cert_not_before"],
+                    record["cert_not_after"], record["cert_san"]) == (subject, issuer, not_before, not_after,
+                                                                      list(sans) or None)
+            leaves += 1
+    assert leaves
+
+
 # ---------------------------------------------------------------- JSON lines encoder
 
 HOSTILE_STRINGS = [
