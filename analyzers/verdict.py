@@ -733,27 +733,28 @@ class _Decider:
 
     # -- warnings on every flow ------------------------------------------------------------------------------------
     def add_warnings(self, v: Verdict) -> None:
-        s, tcp = self.s, self.tcp
+        s, tcp, certs = self.s, self.tcp, self.certs
         w = v.warnings
-        ch = s.client_hello
-        if ch is not None and not ch.sni and not ch.sslv2:
-            w.append("sni_missing")
-        sh = s.server_hello_msg
-        if sh is not None:
-            w.extend(_negotiated_warnings(sh.selected_version, sh.cipher_suite))
-        for warning in self.certs.warnings:
-            if v.outcome == "failed" and warning.endswith("_accepted"):
-                continue
-            w.append(warning)
-        if self.certs.interception:
+        hellos = s.client_hellos
+        if hellos:
+            ch = hellos[0].message
+            if not ch.sni and not ch.sslv2:  # type: ignore[attr-defined]
+                w.append("sni_missing")
+        if s.server_hello is not None:
+            sh = s.server_hello.message
+            w.extend(_negotiated_warnings(sh.selected_version, sh.cipher_suite))  # type: ignore[attr-defined]
+        if certs.warnings:
+            failed = v.outcome == "failed"
+            w.extend(x for x in certs.warnings if not (failed and x.endswith("_accepted")))
+        if certs.interception:
             w.append("tls_interception_suspected")
         if (tcp.client.retransmissions or tcp.server.retransmissions) and v.cause not in ("packet_loss",
                                                                                           "mtu_blackhole"):
             w.append("packet_loss")
         if s.resyncs or s.gaps:
             w.append("resync_after_gap")
-        server_first = s.first_handshake_ts.get(Sender.SERVER) if s.client_hellos else None
-        if server_first is not None and server_first - s.client_hellos[0].ts > 1.0:
+        server_first = s.first_handshake_ts.get(Sender.SERVER) if hellos else None
+        if server_first is not None and server_first - hellos[0].ts > 1.0:
             w.append("slow_server_hello")
         if len(w) > 1:
             seen: set[str] = set()

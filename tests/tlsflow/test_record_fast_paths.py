@@ -281,3 +281,23 @@ def test_cert_cache_hits_give_the_uncached_view(analysed: list[_KeepingAnalyzer]
             assert a._cert_cache.assess(s, conn.start) == assess_certificates(s, at=at, trust=a.trust)
             compared += 1
     assert compared
+
+
+# ---------------------------------------------------------------- CSV writer
+
+
+@pytest.mark.parametrize("value", HOSTILE_STRINGS + HOSTILE_VALUES + ["=1+1", "+x", "-x", "@x", "'quoted", "a,b"])
+def test_csv_rows_equal_the_cell_by_cell_rows(value: Any) -> None:
+    import csv
+    import io
+
+    from tlsflow.formats import CsvWriter, _csv_cell
+    from tlsflow.record import FIELDS
+
+    record = {name: value for name in FIELDS}
+    out, expected = io.StringIO(), io.StringIO()
+    CsvWriter(out).write(record)
+    plain = csv.writer(expected, lineterminator="\n")
+    plain.writerow(FIELDS)
+    plain.writerow([_csv_cell(name, record.get(name)) for name in FIELDS])
+    assert out.getvalue() == expected.getvalue()
