@@ -63,6 +63,7 @@ from tlsparse.events import (
     TlsStartSeen,
     UnknownRecordSeen,
 )
+from tlsparse.fastinit import positional_factory
 from tlsparse.handshake import DecodeContext, decode_handshake, is_tls13
 from tlsparse.keylog import KeyLog, SessionSecrets
 from tlsparse.records import (
@@ -106,6 +107,13 @@ _START, _RECORDS, _RESYNC, _PRELUDE, _DEAD = _Mode.START, _Mode.RECORDS, _Mode.R
 _CLIENT, _SERVER = Sender.CLIENT, Sender.SERVER
 _CHANGE_CIPHER_SPEC, _ALERT, _HANDSHAKE, _APPLICATION_DATA, _HEARTBEAT = (
     m.CHANGE_CIPHER_SPEC, m.ALERT, m.HANDSHAKE, m.APPLICATION_DATA, m.HEARTBEAT)
+
+
+# The events built for every record, positionally (see fastinit.positional_factory); arguments in field order.
+_new_record_seen = positional_factory(RecordSeen)  # sender, frame, ts, offset, content_type, version, length, encrypted
+_new_encrypted_record_seen = positional_factory(EncryptedRecordSeen)  # ..., content_type, length, handshake_phase
+_new_change_cipher_spec_seen = positional_factory(ChangeCipherSpecSeen)  # sender, frame, ts, offset
+_new_handshake_seen = positional_factory(HandshakeSeen)  # ..., msg_type, length, message, decrypted, raw
 
 
 class _Direction:
@@ -436,8 +444,7 @@ class TlsConnection:
         """Events for one complete record. `body` is None for records whose content is not needed (or that did
         not fit the buffer cap)."""
         sender = d.sender
-        events.append(RecordSeen(sender=sender, frame=frame, ts=ts, offset=offset, content_type=ct,
-                                 version=version, length=length, encrypted=encrypted))
+        events.append(_new_record_seen(sender, frame, ts, offset, ct, version, length, encrypted))
         if length > MAX_PLAINTEXT_PLUS:
             events.append(self._anomaly(d, frame, ts, offset, "record_too_long",
                                         f"content type {ct}, {length} bytes > {MAX_PLAINTEXT_PLUS}"))
@@ -473,8 +480,7 @@ class TlsConnection:
                     phase = not d.finished
                     if ct == _HANDSHAKE:
                         d.finished = True  # the first encrypted handshake record after CCS is the Finished
-                events.append(EncryptedRecordSeen(sender=sender, frame=frame, ts=ts, offset=offset,
-                                                  content_type=ct, length=length, handshake_phase=phase))
+                events.append(_new_encrypted_record_seen(sender, frame, ts, offset, ct, length, phase))
             if decrypted is not None:
                 inner_type, plaintext = decrypted
                 if inner_type == m.HANDSHAKE and plaintext:
@@ -497,7 +503,7 @@ class TlsConnection:
         elif ct == m.ALERT:
             self._plaintext_alert(d, body, length, offset, frame, ts, events)
         elif ct == m.CHANGE_CIPHER_SPEC:
-            events.append(ChangeCipherSpecSeen(sender=sender, frame=frame, ts=ts, offset=offset))
+            events.append(_new_change_cipher_spec_seen(sender, frame, ts, offset))
             if body is not None and bytes(body) != b"\x01":
                 self._anomaly(d, frame, ts, offset, "bad_change_cipher_spec", f"body {bytes(body[:8]).hex()}",
                               events)
@@ -593,9 +599,8 @@ class TlsConnection:
         if ctx.version != self.version or ctx.cipher_suite != suite:  # one per connection state, not per message
             ctx = self._decode_context = DecodeContext(version=self.version, cipher_suite=suite)
         decoded = decode_handshake(msg_type, raw[4:], ctx, base=msg_abs + 4)
-        events.append(HandshakeSeen(sender=d.sender, frame=frame, ts=ts, offset=rec_off,
-                                    msg_type=decoded.msg_type, length=length, message=decoded.message,
-                                    decrypted=decrypted, raw=raw))
+        events.append(_new_handshake_seen(d.sender, frame, ts, rec_off, decoded.msg_type, length, decoded.message,
+                                          decrypted, raw))
         for name, detail, offset in decoded.anomalies:
             self._anomaly(d, frame, ts, offset, name, detail, events)
         self._after_handshake(d, decoded.message)

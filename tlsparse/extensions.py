@@ -6,11 +6,11 @@ carries it still decodes (the connection reports a `bad_extension` anomaly). GRE
 from __future__ import annotations
 
 import enum
-import operator
 import struct
 from collections.abc import Callable
 
 from tlsparse.errors import TlsParseError
+from tlsparse.fastinit import positional_factory
 from tlsparse.messages import Extension, KeyShareEntry
 from tlsparse.reader import Reader
 
@@ -288,11 +288,13 @@ _DECODERS: dict[int, Callable[[Reader, HelloContext], object]] = {
 # stays the reference for results and for error reasons. tests/tlsparse checks both agree on arbitrary bodies.
 
 _EXT_HEADER = struct.Struct("!HH").unpack_from
-_TYPE_OF = operator.attrgetter("type")
-_ERROR_OF = operator.attrgetter("error")
 _U16 = struct.Struct("!H").unpack_from
 _U32 = struct.Struct("!I").unpack_from
 _U16_LISTS: dict[int, Callable[[bytes, int], tuple[int, ...]]] = {}
+
+
+_new_extension = positional_factory(Extension)  # type, data, parsed, error
+_new_key_share_entry = positional_factory(KeyShareEntry)  # group, key_exchange_length
 
 
 class _Declined(Exception):
@@ -386,7 +388,7 @@ def _fast_key_share(body: bytes, ctx: HelloContext) -> tuple[KeyShareEntry, ...]
         group, length = _EXT_HEADER(body, 0)
         if length + 4 != end:
             raise _Declined
-        return KeyShareEntry(group=group, key_exchange_length=length)
+        return _new_key_share_entry(group, length)
     if _U16(body, 0)[0] + 2 != end:
         raise _Declined
     entries: list[KeyShareEntry] = []
@@ -398,7 +400,7 @@ def _fast_key_share(body: bytes, ctx: HelloContext) -> tuple[KeyShareEntry, ...]
         pos += 4 + length
         if pos > end:
             raise _Declined
-        entries.append(KeyShareEntry(group=group, key_exchange_length=length))
+        entries.append(_new_key_share_entry(group, length))
     return tuple(entries)
 
 
@@ -566,7 +568,7 @@ def split_extensions(data: bytes | bytearray, pos: int, stop: int, ctx: HelloCon
             fast = _FAST_DECODERS.get(ext_type)
             if fast is not None:
                 try:
-                    ext = Extension(type=ext_type, data=body, parsed=fast(body, ctx))
+                    ext = _new_extension(ext_type, body, fast(body, ctx), None)
                 except (_Declined, IndexError, struct.error):
                     ext = decode_extension(ext_type, body, ctx, base=base + pos + 4)
             elif ext_type in _DECODERS:
@@ -584,8 +586,12 @@ def split_extensions(data: bytes | bytearray, pos: int, stop: int, ctx: HelloCon
 
 def extension_problems(extensions: tuple[Extension, ...]) -> list[tuple[str, str]]:
     """(anomaly name, detail) for undecodable and duplicated extensions (RFC 8446 4.2: at most one of each)."""
-    if not any(map(_ERROR_OF, extensions)) and len(set(map(_TYPE_OF, extensions))) == len(extensions):
-        return []  # the usual case, told by loops that run in C
+    if len({ext.type for ext in extensions}) == len(extensions):  # the usual case, checked cheaply first
+        for ext in extensions:
+            if ext.error is not None:
+                break
+        else:
+            return []
     problems: list[tuple[str, str]] = []
     seen: set[int] = set()
     for ext in extensions:

@@ -10,7 +10,8 @@ same resulting object; everything else `dataclasses` made (frozen `__setattr__`,
 from __future__ import annotations
 
 import dataclasses
-from typing import TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -50,3 +51,29 @@ def fast_frozen_init(cls: type[T]) -> type[T]:
     init.__annotations__ = dict(getattr(cls.__init__, "__annotations__", {}))
     cls.__init__ = init  # type: ignore[misc]
     return cls
+
+
+def positional_factory(cls: type[T]) -> Callable[..., T]:
+    """A function building `cls` from all its fields, positionally, in declaration order (inherited fields
+    first): `positional_factory(RecordSeen)(sender, frame, ts, offset, content_type, version, length,
+    encrypted)`. Why: calling a class with keywords makes CPython pack the arguments into a tuple and a dict
+    for `__init__`; the parser's record loop builds two events per record and uses these instead. The object is
+    the one the class call would give (tests/tlsparse/test_fastinit.py)."""
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    setters = {}
+    lines = []
+    for i, f in enumerate(fields):
+        owner = next(k for k in cls.__mro__ if f.name in getattr(k, "__slots__", ()))
+        setters[f"_set{i}"] = owner.__dict__[f.name].__set__
+        lines.append(f"        _set{i}(self, {f.name})")
+    source = (f"def make(_new, _cls, {', '.join(setters)}):\n"
+              f"    def new_{cls.__name__}({', '.join(f.name for f in fields)}):\n"
+              "        self = _new(_cls)\n"
+              + "\n".join(lines) + "\n"
+              "        return self\n"
+              f"    return new_{cls.__name__}\n")
+    namespace: dict[str, Any] = {}
+    exec(source, namespace)  # noqa: S102 - source built above from the class's own field names only
+    factory: Callable[..., T] = namespace["make"](object.__new__, cls, *setters.values())
+    factory.__module__ = cls.__module__
+    return factory

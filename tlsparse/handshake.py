@@ -21,7 +21,7 @@ from tlsparse.extensions import (
     split_extensions,
     u16_values,
 )
-from tlsparse.fastinit import fast_frozen_init
+from tlsparse.fastinit import fast_frozen_init, positional_factory
 from tlsparse.reader import Reader
 
 LAYER = "handshake"
@@ -68,6 +68,13 @@ def decode_client_hello(r: Reader) -> m.ClientHello:
                          cipher_suites=suites, compression_methods=compression, extensions=extensions)
 
 
+# Positional constructors (fastinit.positional_factory), arguments in field order:
+# legacy_version, random, session_id, cipher_suites, compression_methods, extensions, sslv2, sslv2_cipher_kinds
+_new_client_hello = positional_factory(m.ClientHello)
+# legacy_version, random, session_id, cipher_suite, compression_method, extensions
+_new_server_hello = positional_factory(m.ServerHello)
+
+
 def fast_client_hello(body: bytes) -> m.ClientHello | None:
     """A well-formed ClientHello decoded by plain indexing (why: it is the largest message every connection
     has); None when any length does not add up, and `decode_client_hello` then reports what is wrong."""
@@ -92,9 +99,8 @@ def fast_client_hello(body: bytes) -> m.ClientHello | None:
         extensions = split_extensions(body, r + 2, n, HelloContext.CLIENT_HELLO)
         if extensions is None:
             return None
-    return m.ClientHello(legacy_version=(body[0] << 8) | body[1], random=body[2:34], session_id=body[35:p],
-                         cipher_suites=u16_values(body, p + 2, suites_len >> 1),
-                         compression_methods=tuple(body[q + 1:r]), extensions=extensions)
+    return _new_client_hello((body[0] << 8) | body[1], body[2:34], body[35:p], u16_values(body, p + 2, suites_len >> 1),
+                             tuple(body[q + 1:r]), extensions, False, ())
 
 
 def fast_server_hello(body: bytes) -> m.ServerHello | None:
@@ -116,9 +122,8 @@ def fast_server_hello(body: bytes) -> m.ServerHello | None:
         extensions = split_extensions(body, r + 2, n, ctx)
         if extensions is None:
             return None
-    return m.ServerHello(legacy_version=(body[0] << 8) | body[1], random=random, session_id=body[35:p],
-                         cipher_suite=(body[p] << 8) | body[p + 1], compression_method=body[p + 2],
-                         extensions=extensions)
+    return _new_server_hello((body[0] << 8) | body[1], random, body[35:p], (body[p] << 8) | body[p + 1],
+                             body[p + 2], extensions)
 
 
 def decode_server_hello(r: Reader) -> m.ServerHello:

@@ -9,7 +9,7 @@ import pickle
 import pytest
 
 from tlsparse import events, messages
-from tlsparse.fastinit import fast_frozen_init
+from tlsparse.fastinit import fast_frozen_init, positional_factory
 
 CLASSES = [obj for module in (events, messages) for obj in vars(module).values()
            if inspect.isclass(obj) and dataclasses.is_dataclass(obj) and obj.__module__ == module.__name__]
@@ -50,6 +50,17 @@ def test_constructor_matches_the_dataclass_one(cls) -> None:
             setattr(obj, fields[0].name, None)
         assert dataclasses.replace(obj, **{fields[0].name: "other"}) == cls(**{**given, fields[0].name: "other"})
     assert pickle.loads(pickle.dumps(obj)) == obj
+
+
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
+def test_positional_factory_builds_what_the_class_builds(cls) -> None:
+    fields = dataclasses.fields(cls)
+    given = {f.name: _value(f, i) for i, f in enumerate(fields)}
+    obj = positional_factory(cls)(*given.values())
+    assert type(obj) is cls
+    assert obj == cls(**given) and repr(obj) == repr(cls(**given))
+    with pytest.raises(TypeError):
+        positional_factory(cls)(*given.values(), "one too many")
 
 
 def test_classes_it_cannot_serve_keep_their_init() -> None:
