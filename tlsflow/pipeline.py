@@ -212,7 +212,7 @@ class _CertCache:
     def __init__(self, trust: Any) -> None:
         self.trust = trust
         self._entries: dict[tuple[Any, ...], tuple[int, tuple[Any, Any, Any]]] = {}
-        self._infos: dict[bytes, Any] = {}
+        self._infos: dict[bytes, tuple[Any, float, float]] = {}
         self._leaf_fields: dict[int, tuple[Any, CertificateFields]] = {}
 
     def leaf_fields(self, leaf: Any) -> CertificateFields:
@@ -231,13 +231,12 @@ class _CertCache:
         cert_msg = summary.server_certificate
         if cert_msg is None:
             return _NO_CERTIFICATE  # what assess_certificates gives then, without building it again
-        at = _dt.datetime.fromtimestamp(start, tz=_dt.UTC)
         if summary.certificate_status is not None:
-            return assess_certificates(summary, at=at, trust=self.trust)
+            return assess_certificates(summary, at=_dt.datetime.fromtimestamp(start, tz=_dt.UTC), trust=self.trust)
         ders = tuple(getattr(cert_msg.message, "certificates", ()))
-        timing = self._timing(ders, at) if ders else None
+        timing = self._timing(ders, start) if ders else None
         if timing is None:
-            return assess_certificates(summary, at=at, trust=self.trust)
+            return assess_certificates(summary, at=_dt.datetime.fromtimestamp(start, tz=_dt.UTC), trust=self.trust)
         ch = summary.client_hello
         key = (ders, ch.sni if ch is not None else None, timing)
         entry = self._entries.get(key)
@@ -254,28 +253,35 @@ class _CertCache:
                 # CertView's fields spelled out: dataclasses.replace costs several microseconds per connection
                 return CertView(findings=view.findings, facts=facts, valid_at_capture_time=view.valid_at_capture_time,
                                 interception=view.interception, warnings=view.warnings), leaf, chain_len
-        result = assess_certificates(summary, at=at, trust=self.trust)
+        result = assess_certificates(summary, at=_dt.datetime.fromtimestamp(start, tz=_dt.UTC), trust=self.trust)
         if len(self._entries) >= self.MAX_ENTRIES:
             self._entries.clear()
         self._entries[key] = (frame, result)
         return result
 
-    def _timing(self, ders: tuple[bytes, ...], at: _dt.datetime) -> tuple[Any, ...] | None:
-        """How `check_chain` sees `at` against each certificate (its validity cases and their texts), or None
-        when a certificate does not decode (then nothing is cached)."""
-        from analyzers.certchecks import EXPIRES_SOON, _days
-
+    def _timing(self, ders: tuple[bytes, ...], start: float) -> tuple[Any, ...] | None:
+        """How `check_chain` sees the capture time `start` against each certificate (its validity cases and their
+        texts), or None when a certificate does not decode (then nothing is cached)."""
         infos = self._infos
         out = []
+        at = None
         for der in ders:
-            info = infos.get(der)
-            if info is None:
+            known = infos.get(der)
+            if known is None:
                 if len(infos) >= self.MAX_ENTRIES:
                     infos.clear()
-                info = infos[der] = describe_certificate(der)
-            not_before, not_after = getattr(info, "not_before", None), getattr(info, "not_after", None)
-            if not isinstance(not_before, _dt.datetime) or not isinstance(not_after, _dt.datetime):
+                known = infos[der] = self._describe(der)
+            info, plainly_valid_from, plainly_valid_until = known
+            if info is None:
                 return None
+            if plainly_valid_from < start < plainly_valid_until:
+                out.append(None)  # valid, and not expiring within EXPIRES_SOON: the common case, without datetimes
+                continue
+            from analyzers.certchecks import EXPIRES_SOON, _days
+
+            if at is None:
+                at = _dt.datetime.fromtimestamp(start, tz=_dt.UTC)
+            not_before, not_after = info.not_before, info.not_after
             if at > not_after:
                 out.append(("expired", _days(at - not_after)))
             elif at < not_before:
@@ -285,6 +291,26 @@ class _CertCache:
             else:
                 out.append(None)
         return tuple(out)
+
+    @staticmethod
+    def _describe(der: bytes) -> tuple[Any, float, float]:
+        """(the decoded certificate or None when its validity is not readable, and the capture times between which
+        it is plainly valid and not expiring soon). The window is narrowed by a millisecond at each end, so that a
+        capture time near an edge, where the float timestamp and the datetime check could round apart, takes the
+        exact datetime path."""
+        from analyzers.certchecks import EXPIRES_SOON
+
+        info = describe_certificate(der)
+        not_before, not_after = getattr(info, "not_before", None), getattr(info, "not_after", None)
+        if not isinstance(not_before, _dt.datetime) or not isinstance(not_after, _dt.datetime):
+            return None, 0.0, 0.0
+        if not_before.tzinfo is None or not_after.tzinfo is None:  # not the aware UTC times expected: no shortcut
+            return info, float("inf"), float("-inf")
+        try:
+            return (info, not_before.timestamp() + 1e-3,
+                    (not_after - EXPIRES_SOON).timestamp() - 1e-3)
+        except (OverflowError, ValueError):  # a validity date out of the platform's timestamp range
+            return info, float("inf"), float("-inf")
 
 
 def iter_flow_records(source: str | Path, *, capture_name: str | None = None, trust: Any = None,

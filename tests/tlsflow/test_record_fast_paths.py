@@ -301,3 +301,51 @@ def test_csv_rows_equal_the_cell_by_cell_rows(value: Any) -> None:
     plain.writerow(FIELDS)
     plain.writerow([_csv_cell(name, record.get(name)) for name in FIELDS])
     assert out.getvalue() == expected.getvalue()
+
+
+def _timing_by_datetimes(ders: tuple[bytes, ...], start: float) -> tuple[Any, ...] | None:
+    """The cache's validity key worked out with datetimes only (what the cache did before its float shortcut)."""
+    import datetime as dt
+
+    from analyzers.certchecks import EXPIRES_SOON, _days
+    from tlsparse.certificates import describe_certificate
+
+    at = dt.datetime.fromtimestamp(start, tz=dt.UTC)
+    out = []
+    for der in ders:
+        info = describe_certificate(der)
+        not_before, not_after = getattr(info, "not_before", None), getattr(info, "not_after", None)
+        if not isinstance(not_before, dt.datetime) or not isinstance(not_after, dt.datetime):
+            return None
+        if at > not_after:
+            out.append(("expired", _days(at - not_after)))
+        elif at < not_before:
+            out.append(("not_yet_valid", _days(not_before - at)))
+        elif not_after - at <= EXPIRES_SOON:
+            out.append(("expires_soon", _days(not_after - at)))
+        else:
+            out.append(None)
+    return tuple(out)
+
+
+def test_cert_cache_validity_key_equals_the_datetime_one_near_every_edge(summaries: list[Any]) -> None:
+    from analyzers.certchecks import EXPIRES_SOON, TrustStore
+    from tlsflow.pipeline import _CertCache
+    from tlsparse.certificates import describe_certificate
+
+    chains = {tuple(s.server_certificate.message.certificates) for s in summaries
+              if s.server_certificate is not None and s.server_certificate.message.certificates}
+    assert chains
+    cache = _CertCache(TrustStore.default())
+    checked = 0
+    for ders in chains:
+        info = describe_certificate(ders[0])
+        if not hasattr(info, "not_before"):
+            continue
+        for edge in (info.not_before, info.not_after, info.not_after - EXPIRES_SOON):
+            for offset in (0.0, 1e-7, -1e-7, 5e-7, 1e-6, -1e-6, 5e-4, -5e-4, 1e-3, -1e-3, 2e-3, -2e-3, 1.0, -86400.0,
+                           86400.0 * 3):
+                start = edge.timestamp() + offset
+                assert cache._timing(ders, start) == _timing_by_datetimes(ders, start), (edge, offset)
+                checked += 1
+    assert checked
