@@ -101,7 +101,7 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
                    trust: Any, keylog: Any = None, batch_packets: int = BATCH_PACKETS,
                    meter: Any = None) -> Iterator[tuple[Any, ...]]:
     """One worker's work, as messages: ("batch", records, bytes of its range done) and at the end ("end", error
-    text or None, flows evicted).
+    text or None, flows evicted, next expiry pass after its first packet, next expiry pass when it passed its end).
 
     `start`: (byte offset, frames before it) of the range's first record, None for the start of the file.
     `next_target`: a byte offset at or after which the next range starts (None: the range runs to the end of
@@ -120,6 +120,10 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
     # Flows this worker follows, by 4-tuple in both directions -> first frame.
     tracked: dict[tuple[str, int, str, int], int] = {}
     following = False
+    # The time of the next expiry pass after this worker's first packet, and when it reached its end: the parent
+    # compares them to tell whether this worker's passes run at the same packets as a single process's.
+    first_clock: float | None = None
+    cut_clock: float | None = None
     records: list[dict[str, Any]] = []
     error: str | None = None
 
@@ -163,8 +167,9 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
                         # This packet may lie past the cut: wait for the parent's hop to say where the cut is
                         # (it is far ahead as a rule).
                         learn_end(block=True)
-                    if pkt.frame >= end_frame:
+                    if pkt.frame >= end_frame and not following:
                         following = True
+                        cut_clock = reassembler.next_expiry  # a single process's, when this worker's is
                     if following:
                         if (pkt.src, pkt.sport, pkt.dst, pkt.dport) not in tracked:
                             # Another worker's connection: only the time matters here.
@@ -179,6 +184,8 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
                     else:
                         before = reassembler.flows_opened
                         take(analyzer.feed(pkt))
+                        if first_clock is None:
+                            first_clock = reassembler.next_expiry
                         if reassembler.flows_opened != before:
                             tracked[(pkt.src, pkt.sport, pkt.dst, pkt.dport)] = pkt.frame
                             tracked[(pkt.dst, pkt.dport, pkt.src, pkt.sport)] = pkt.frame
@@ -196,7 +203,7 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
         if not (following and not tracked):  # else it stopped early: nothing of this worker's is open
             take(analyzer.finish())
         yield ("batch", records, stop_offset - start_offset)
-    yield ("end", error, reassembler.flows_evicted)
+    yield ("end", error, reassembler.flows_evicted, first_clock, cut_clock)
 
 
 def cut_shares(jobs: int, hop_ratio: float) -> list[float]:
@@ -350,6 +357,8 @@ def _merge_ranges(messages: Iterator[tuple[int, tuple[Any, ...]]], jobs: int, st
     placed = 0  # workers whose records are all placed
     error: str | None = None
     inexact = False
+    clocks: list[tuple[float | None, float | None]] = [(None, None)] * jobs  # (first, at the end) per worker
+    same_passes = [True] + [_passes_on_whole_intervals()] * (jobs - 1)  # as a single process's (see below)
     for index, message in messages:
         kind = message[0]
         if kind == "crash":
@@ -360,6 +369,7 @@ def _merge_ranges(messages: Iterator[tuple[int, tuple[Any, ...]]], jobs: int, st
                 error = message[1]
             if message[2]:
                 inexact = True  # a flow table overflowed
+            clocks[index] = message[3:5]
         else:
             _, records, done_bytes[index] = message
             if index == 0:
@@ -375,8 +385,16 @@ def _merge_ranges(messages: Iterator[tuple[int, tuple[Any, ...]]], jobs: int, st
         # Place the records of every worker whose own and earlier workers' records are all in.
         while placed < jobs and done[placed] and not inexact:
             if placed > 0:
+                # Expiry passes run at the first packet of each whole second (TcpReassembler.add): worker k's first
+                # packet sets its next pass; if that is not before a single process's next pass at the cut (the
+                # previous worker's, if its own were right), every later pass is the same.
+                first, _ = clocks[placed]
+                _, at_cut = clocks[placed - 1]
+                same_passes[placed] = same_passes[placed - 1] and (
+                    first is None or (at_cut is not None and first >= at_cut))
                 try:
-                    records = _place(waiting[placed], kept, starts[placed], placed, flows_before)
+                    records = _place(waiting[placed], kept, starts[placed], placed, flows_before,
+                                     same_passes[placed])
                 except _Inexact:
                     inexact = True
                     break
@@ -396,8 +414,19 @@ def _merge_ranges(messages: Iterator[tuple[int, tuple[Any, ...]]], jobs: int, st
         yield f"{path}: {error} ({len(given)} connection(s) before the damage were reported)"
 
 
+def _passes_on_whole_intervals() -> bool:
+    """TcpReassembler runs its expiry passes at the first packet of each whole interval of capture time (what
+    lets a worker that starts at a cut run them at a single process's packets), as it did when this was written.
+    Asked of the class itself, so that a change there makes the ranges careful again instead of wrong."""
+    from tlsflow.tcp import TcpReassembler
+
+    probe = TcpReassembler(expiry_interval=1.0)
+    probe.advance(10.25)
+    return probe.next_expiry == 11.0
+
+
 def _place(records: list[dict[str, Any]], kept: list[list[tuple[Any, int, int]]], start: int, index: int,
-           flows_before: int) -> list[dict[str, Any]]:
+           flows_before: int, same_passes: bool) -> list[dict[str, Any]]:
     """Worker `index`'s records, phantoms dropped, numbered after the `flows_before` flows of earlier workers."""
     # The connections of earlier workers open across this range's first frame: 4-tuple -> their last frame.
     across = {key: last for earlier in kept[:index] for key, first, last in earlier if first < start <= last}
@@ -410,7 +439,7 @@ def _place(records: list[dict[str, Any]], kept: list[list[tuple[Any, int, int]]]
             if last > before:
                 raise _Inexact  # the phantom took packets of a later connection on this 4-tuple
             continue
-        if reason == "idle":
+        if reason == "idle" and not same_passes:
             raise _Inexact  # closed by an expiry pass that may not run at the same packet as in one process
         out.append(record)
         kept[index].append((key, first, last))

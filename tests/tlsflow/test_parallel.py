@@ -380,3 +380,46 @@ def test_cuts_in_a_big_endian_file(generated, tmp_path):
     targets = [size // 4, size // 2, size * 3 // 4]
     assert list(find_cuts(str(swapped), targets)) == list(find_cuts(str(generated), targets))
     assert _in_ranges(swapped, targets) == _single(swapped)
+
+
+def _with_client_port(frame: bytes, old: int, new: int) -> bytes:
+    """An Ethernet/IPv4/TCP frame of a connection whose client port was `old`, moved to `new`."""
+    tcp = 14 + (frame[14] & 15) * 4
+    sport, dport = struct.unpack_from("!HH", frame, tcp)
+    ports = (new if sport == old else sport, new if dport == old else dport)
+    return frame[:tcp] + struct.pack("!HH", *ports) + frame[tcp + 4:]
+
+
+@pytest.fixture(scope="module")
+def idle_closures(tmp_path_factory) -> Path:
+    """Eleven minutes of back-to-back connections, a packet every 0.3 s (never a second without one), and two
+    connections whose server never answers the ClientHello, one early and one after the middle: each is closed
+    by an expiry pass after 300 s idle, and its record says how long it waited ("no answer for ... s"), read from
+    the capture time of the packet at which that pass ran."""
+    header, busy = _pcap_records(CORPUS / "tls12_alpn_mismatch_ignored_python.pcap")
+    _h, silent = _pcap_records(CORPUS / "net_capture_ends_mid_handshake.pcap")
+    busy_port = struct.unpack_from("!H", busy[0][1], 34)[0]
+    silent_port = struct.unpack_from("!H", silent[0][1], 34)[0]
+    records, clock = [], 0.0
+    for i in range(122):
+        for _ts, frame, n in busy:
+            records.append((clock, _with_client_port(frame, busy_port, 40000 + i), n))
+            clock += 0.3
+    for port, at in ((50001, 10.05), (50002, 345.05)):
+        records += [(at + j * 0.001, _with_client_port(frame, silent_port, port), n)
+                    for j, (_ts, frame, n) in enumerate(silent)]
+    records.sort(key=lambda r: r[0])
+    path = tmp_path_factory.mktemp("ranges") / "idle.pcap"
+    _write_pcap(path, header, [(1_700_000_000.123 + ts, frame, n) for ts, frame, n in records])
+    return path
+
+
+def test_idle_closures_after_a_cut(idle_closures, fallbacks):
+    single = _single(idle_closures)
+    silent = [r for r in single if r["cause"] == "server_silent"]
+    assert len(silent) == 2 and all(any("no answer for 30" in e for e in r["evidence"]) for r in silent)
+    size = idle_closures.stat().st_size
+    assert _in_ranges(idle_closures, [size // 2]) == single
+    assert _in_ranges(idle_closures, [size // 3, size * 2 // 3]) == single
+    assert _records(idle_closures, 2) == single
+    assert not fallbacks  # the expiry passes of a worker that starts at a cut run at a single process's packets

@@ -116,7 +116,10 @@ class TcpReassembler:
         if ts > self._now:
             self._now = ts
             if ts >= self._next_expiry:
-                self._next_expiry = ts + self.expiry_interval
+                # Passes at the first packet of each whole interval of capture time, not one interval after the
+                # last pass: then a reader that starts in the middle of a capture (--jobs byte ranges) runs its
+                # passes at the same packets as one that read it all.
+                self._next_expiry = ts - ts % self.expiry_interval + self.expiry_interval
                 self._expire(ts, out)
         flags = pkt.flags
         key = (pkt.src, pkt.sport, pkt.dst, pkt.dport)
@@ -279,7 +282,7 @@ class TcpReassembler:
         if ts > self._now:
             self._now = ts
             if ts >= self._next_expiry:
-                self._next_expiry = ts + self.expiry_interval
+                self._next_expiry = ts - ts % self.expiry_interval + self.expiry_interval  # as in `add`
                 out: list[Event] = []
                 self._expire(ts, out)
                 return out
