@@ -1,27 +1,30 @@
 """`--jobs N` on one classic pcap file by byte ranges: worker k reads only its part of the file, plus as far past
 its end as its own connections go on.
 
-Cuts: the file is cut into N ranges at record boundaries (`capture.split.find_cuts`, a hop over the record headers
-that also gives each range's first frame number). The parent hops while worker 0 already analyses, and starts
-worker k as soon as cut k is known; worker k-1 learns there where its range ends.
+Cuts: the file is cut into N ranges at record boundaries (`capture.split`, a hop over the record headers that
+also gives each range's first frame number). The parent hops while worker 0 already analyses, and starts worker k
+as soon as cut k is known; worker k-1 learns there where its range ends. As worker k starts later than worker
+k-1 by the time the hop took, its range is a little shorter (`cut_shares`, with the hop's cost measured).
 
 Ownership: a worker owns the connections whose first packet (in a single process's view) lies in its range. It
 analyses its range as a single process would, from an empty flow table; past its end it goes on reading, but
 only for the connections it already tracks (every other packet just moves the clock, so that idle and lingering
 flows close at the capture times of a single process; a SYN that reuses a tracked 4-tuple closes the old flow
-and is not followed), and stops once it tracks none (or at the end of the file, where it ends them as a single
-process would). So every connection it owns sees all of its packets and the same clock.
+and is not followed), and stops once it tracks none (or at the end of the file or at damage, where it ends them
+as a single process would). So every connection it owns sees all of its packets and the same clock. Expiry
+passes run at the first packet of each whole second of capture time (TcpReassembler), so a worker that starts at
+a cut runs them at the same packets as a single process as soon as it has seen one packet (checked: its first
+pass against the previous worker's next pass at the cut; time running backwards across a cut fails the check).
 
 Connections open across a cut: worker k starts from an empty table, so the packets after the cut of a connection
 opened before it start a flow of their own in worker k (a phantom). The earlier worker's record of that
 connection (same 4-tuple, first frame before the cut, last frame L after it) says which: a worker-k flow on that
 4-tuple whose first frame is at most L is made of the earlier connection's packets, and is dropped. A phantom that
 went on past L would have taken packets of a later connection on the 4-tuple (a single process opens a new flow
-there); that, and the cases below, cannot be settled from the records, and the parent then analyses the file
-again in one process (records already given are not repeated). Those cases: a flow table overflow (`max_flows`)
-in any worker (each worker's table holds other flows than a single process's), and a connection of worker k>0 that
-closed idle (its verdict may read the capture time at which the expiry pass ran, and worker k's passes do not
-run at the same packets as a single process's: they are paced from its first packet).
+there: port reuse within the idle timeout, after a close that straddles the cut); that, a flow table overflow
+(`max_flows`) in any worker (each worker's table holds other flows than a single process's), and a connection
+closed idle by a worker whose clock check failed cannot be settled from the records: the parent then analyses
+the file again in one process (records already given are not repeated). Exact, slow, and rare.
 
 flow_id: worker 0 numbers its flows as a single process does (it starts at the first frame and opens flows in
 frame order). The records of worker k>0 wait until workers 0..k have finished: then its phantoms are known, and
