@@ -423,3 +423,16 @@ def test_idle_closures_after_a_cut(idle_closures, fallbacks):
     assert _in_ranges(idle_closures, [size // 3, size * 2 // 3]) == single
     assert _records(idle_closures, 2) == single
     assert not fallbacks  # the expiry passes of a worker that starts at a cut run at a single process's packets
+
+
+@pytest.mark.parametrize("jobs", [2, 3, 5])
+def test_cut_shares_balance_the_workers(jobs):
+    assert parallel_ranges.cut_shares(jobs, 0.0) == pytest.approx([k / jobs for k in range(1, jobs)])
+    for ratio in (0.01, 0.1, 0.3):
+        shares = parallel_ranges.cut_shares(jobs, ratio)
+        bounds = [0.0, *shares, 1.0]
+        # Worker k starts when the hop reaches its cut (ratio x the analysis time of the bytes before it) and
+        # analyses its range: all finish together, each range shorter than the one before.
+        finish = [ratio * bounds[k] + bounds[k + 1] - bounds[k] for k in range(jobs)]
+        assert finish == pytest.approx([finish[0]] * jobs)
+        assert all(k / jobs <= share for k, share in enumerate(shares, 1))
