@@ -329,13 +329,13 @@ def iter_flow_records(source: str | Path, *, capture_name: str | None = None, tr
         count = 0
         secrets_seen = 0
         try:
-            for pkt in cap.packets(count_only=analyzer.reassembler.count_only):
+            for pkt in cap.packets(counter=analyzer.reassembler):
                 if pkt.__class__ is float:
-                    # A segment the reassembler counted without a TcpPacket (count_only ran no expiry): only the
-                    # time of the last packet is left to note.
+                    # The time of segments the reassembler counted without a TcpPacket (count_lane ran no expiry):
+                    # the last one of a chunk of the file, or each one (pcapng): only the time is left to note.
                     analyzer.last_ts = pkt  # type: ignore[assignment]
                     count += 1
-                    if progress is not None and not count & 0x3FFF:
+                    if progress is not None and not count & 0x3FF:
                         progress(cap.bytes_read, cap.total_bytes)
                     continue
                 if len(cap.secrets) != secrets_seen:  # a Decryption Secrets Block was read

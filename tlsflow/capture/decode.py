@@ -15,6 +15,7 @@ from struct import Struct
 from ..packet import TcpPacket
 from . import linktypes as lt
 from .fragments import FragmentReassembler
+from .pcap import SegmentCounter
 from .stats import CaptureStats
 
 # handler(buf, start, end, frame, ts): the frame is buf[start:end]
@@ -93,7 +94,8 @@ def shard_of(src: bytes, dst: bytes, sport: int, dport: int, count: int) -> int:
 
 def make_handlers(stats: CaptureStats, reassembler: FragmentReassembler | None,
                   shard: tuple[int, int] | None = None,
-                  count_only: Callable[..., bool] | None = None) -> Callable[[int], FrameHandler]:
+                  count_only: Callable[..., bool] | None = None,
+                  counter: SegmentCounter | None = None) -> Callable[[int], FrameHandler]:
     """Returns `handler_for(link_type)`; all handlers share `stats`, the reassembler and the address caches.
 
     With `shard=(index, count)`, a TCP segment whose connection belongs to another shard (`shard_of`) is not
@@ -102,7 +104,13 @@ def make_handlers(stats: CaptureStats, reassembler: FragmentReassembler | None,
     `count_only(key, frame, ts, seq, ack, flags, window, ttl, ip_id, payload_length)` (TcpReassembler.count_only)
     is offered every untagged Ethernet/IPv4 segment first; when it takes the segment, no TcpPacket is built and
     the handler returns the timestamp as well.
+
+    `counter` (TcpReassembler): a segment without SYN, FIN or RST whose addresses and ports are in `counter.lanes`
+    is offered to `counter.count_lane` before anything else is built; when it takes the segment, the handler
+    returns the timestamp. (pcap.walk_records does the same for Ethernet captures without calling the handler.)
     """
+    lanes = counter.lanes if counter is not None else None
+    count_lane = counter.count_lane if counter is not None else None
     build = packet_builder()
     shard_index, shard_count = shard if shard is not None else (0, 0)
     ipv4_unpack = IPV4_HEADER.unpack_from
@@ -143,6 +151,11 @@ def make_handlers(stats: CaptureStats, reassembler: FragmentReassembler | None,
         stats.tcp_packets += 1
         if shard_count and (src[-1] + dst[-1] + sport + dport) % shard_count != shard_index:
             return ts  # type: ignore[return-value]  # another shard's connection: only its time matters here
+        if lanes and not flags & 0x07:
+            lane = lanes.get(src + dst + buf[off:off + 4])
+            if lane is not None and count_lane(lane, frame, ts, seq, ack, flags, window,  # type: ignore[misc]
+                                               ttl, ip_id, end - data):
+                return ts  # type: ignore[return-value]
         if version == 4:
             src_text = text4_get(src) or new_text4(src)
             dst_text = text4_get(dst) or new_text4(dst)
@@ -316,6 +329,11 @@ def make_handlers(stats: CaptureStats, reassembler: FragmentReassembler | None,
                     if shard_count and ((src[-1] + dst[-1] + sport + dport)
                                         % shard_count != shard_index):
                         return ts  # type: ignore[return-value]
+                    if lanes and not flags & 0x07:
+                        lane = lanes.get(buf[start + 26:start + 38])
+                        if lane is not None and count_lane(lane, frame, ts, seq, ack,  # type: ignore[misc]
+                                                           flags, window, ttl, ident, ip_end - data):
+                            return ts  # type: ignore[return-value]
                     src_text = text4_get(src) or new_text4(src)
                     dst_text = text4_get(dst) or new_text4(dst)
                     if count_only is not None and count_only((src_text, sport, dst_text, dport), frame, ts, seq, ack,

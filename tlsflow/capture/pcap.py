@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from struct import Struct
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
+from . import linktypes as lt
 from .errors import CaptureError, CorruptCaptureError, NotACaptureError, TruncatedCaptureError
 from .source import SourceReadError
 from .stats import CaptureStats
@@ -32,6 +33,21 @@ STANDARD_MAX_CAPLEN = 262144  # Wireshark's limit for ordinary link types
 ABSOLUTE_MAX_CAPLEN = 16 << 20  # whatever the header's snap length says: a bigger record is a corrupt length
 CHUNK_SIZE = 1 << 20
 _MAGIC = Struct("<I")
+# From the start of an untagged Ethernet frame: EtherType; IPv4 version/IHL, total length, identification,
+# flags/fragment offset, TTL, protocol; then, when IHL is 5, the 12 bytes of source address, destination address,
+# source port and destination port (a segment's lane key as it sits on the wire); TCP sequence number,
+# acknowledgement number, data offset byte, flags byte, window.
+LANE_FRAME = Struct("!12xHBxHHHBB2x12sIIBBH")
+LANE_FRAME_MIN = 14 + 20 + 20  # Ethernet, IPv4 without options, TCP without options
+
+
+class SegmentCounter(Protocol):
+    """What the walker's fast lane needs from the TCP reassembler (tlsflow.tcp.TcpReassembler has both)."""
+
+    lanes: dict[bytes, Any]
+
+    def count_lane(self, lane: Any, frame: int, ts: float, seq: int, ack: int, flags: int, window: int,
+                   ttl: int, ip_id: int | None, n: int) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,14 +79,21 @@ def parse_header(data: bytes) -> PcapHeader:
 
 def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, header: PcapHeader,
                  handle: Callable[[bytes, int, int, int, float], T | None], stats: CaptureStats,
-                 source_name: str | None = None, compressed: bool = False, *,
-                 first_frame: int = 0) -> Iterator[T]:
+                 source_name: str | None = None, compressed: bool = False,
+                 counter: SegmentCounter | None = None, *, first_frame: int = 0) -> Iterator[T | float]:
     """Calls `handle(buf, start, end, frame, ts)` for every record and yields its non-None results.
 
     `buf` holds bytes already read, starting at stream offset `base` (the first record). `stats.frames` and
     `stats.skipped` are brought up to date at every chunk and at the end (not per frame: that costs time).
     `first_frame`: frames before `buf` (reading started at a record inside the file: `--jobs` byte ranges), so
     that frame numbers are those of the whole file.
+
+    `counter` (Ethernet captures): the fast lane. A TCP segment without SYN, FIN or RST of a direction in
+    `counter.lanes` (a flow that wants no more data) is handed to `counter.count_lane` straight from the record,
+    before `handle` (which gets it only if count_lane refuses it). Such segments are most of a capture: this saves
+    them the handler, the TcpPacket and a trip through the consumer's loop. They are not yielded; instead, at the
+    end of every chunk whose last segment was counted so, the walker yields that segment's timestamp (a float),
+    so that the consumer knows the time of the last segment and can report progress.
     """
     record = Struct(header.byte_order + "IIII").unpack_from
     record_header_size = header.record_header_size
@@ -80,6 +103,11 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
     frame = first_frame
     skipped = 0
     pos = 0
+    lanes = counter.lanes if counter is not None and link_type == lt.ETHERNET else None
+    count_lane = counter.count_lane if lanes is not None else None  # type: ignore[union-attr]
+    lane_frame = LANE_FRAME.unpack_from
+    counted = 0  # segments count_lane took since stats.tcp_packets was last brought up to date
+    counted_ts = None  # the time of the last segment, when count_lane took it
     try:
         while True:
             end = len(buf)
@@ -89,20 +117,45 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
                 stop = start + caplen
                 if stop > end or caplen > max_caplen:
                     if caplen > max_caplen:
+                        if counted_ts is not None:  # the consumer learns the last good segment's time first
+                            yield counted_ts
+                            counted_ts = None
                         raise CorruptCaptureError(
                             f"packet record claims {caplen} captured bytes, more than the maximum {max_caplen}",
                             base + pos, frame + 1)
                     break  # record continues in the next chunk
                 frame += 1
                 pos = stop
-                out = handle(buf, start, stop, frame, seconds + fraction / units)
+                ts = seconds + fraction / units
+                if lanes and caplen >= LANE_FRAME_MIN:
+                    # The fast lane: the conditions of decode's untagged Ethernet/IPv4/TCP branch, a known lane,
+                    # and no SYN, FIN or RST.
+                    (ethertype, version_ihl, total, ident, frag, ttl, proto, key, seq, ack, offset_byte, flags,
+                     window) = lane_frame(buf, start)
+                    lane = lanes.get(key)
+                    if (lane is not None and ethertype == 0x0800 and version_ihl == 0x45 and proto == 6
+                            and not flags & 0x07 and not frag & 0x3FFF and total + 14 <= caplen
+                            and offset_byte >= 0x50 and total >= 20 + ((offset_byte >> 4) << 2)
+                            and count_lane(lane, frame, ts, seq, ack, flags, window, ttl, ident,  # type: ignore[misc]
+                                           total - 20 - ((offset_byte >> 4) << 2))):
+                        counted += 1
+                        counted_ts = ts
+                        continue
+                out = handle(buf, start, stop, frame, ts)
                 if out is None:
                     skipped += 1
                 else:
+                    counted_ts = None
                     yield out
             stats.frames = frame
             stats.skipped = skipped
             stats.link_types[link_type] = frame
+            if counted:
+                stats.tcp_packets += counted
+                counted = 0
+            if counted_ts is not None:
+                yield counted_ts
+                counted_ts = None
             try:
                 chunk = read_chunk(CHUNK_SIZE)
             except SourceReadError as exc:
@@ -129,5 +182,6 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
     finally:
         stats.frames = frame
         stats.skipped = skipped
+        stats.tcp_packets += counted
         if frame:
             stats.link_types[link_type] = frame

@@ -11,6 +11,7 @@ from . import pcap, pcapng
 from .decode import make_handlers
 from .errors import CaptureError, NotACaptureError, TruncatedCaptureError
 from .fragments import FragmentReassembler
+from .pcap import SegmentCounter
 from .source import CaptureSource, SourceReadError
 from .stats import CaptureStats
 
@@ -73,13 +74,18 @@ class Capture:
         return self._pcap_header.link_type if self._pcap_header else None
 
     def packets(self, shard: tuple[int, int] | None = None,
-                count_only: Callable[..., bool] | None = None) -> Iterator[TcpPacket]:
+                count_only: Callable[..., bool] | None = None,
+                counter: SegmentCounter | None = None) -> Iterator[TcpPacket]:
         """Every TCP segment, in file order. Raises CaptureError after the last good packet if the file is damaged.
 
         `shard=(index, count)`: only the connections of that shard come out as TcpPackets; every other TCP segment
         comes out as its timestamp, a float (see `decode.make_handlers`), for `--jobs` on one file.
-        `count_only` (TcpReassembler.count_only): segments it takes come out as their timestamp too."""
-        return self._walk(make_handlers(self.stats, self.reassembler, shard, count_only))
+        `count_only` (TcpReassembler.count_only): segments it takes come out as their timestamp too.
+        `counter` (the TcpReassembler the packets go to): segments of flows that want no more data go straight to
+        `counter.count_lane`; in classic pcap Ethernet captures they do not come out at all, except that a chunk
+        of the file whose last segment went there ends with that segment's timestamp (see pcap.walk_records),
+        elsewhere each comes out as its timestamp."""
+        return self._walk(make_handlers(self.stats, self.reassembler, shard, count_only, counter), counter)
 
     def start_at(self, offset: int, frames_before: int) -> None:
         """Read from the record at byte `offset` of a classic pcap file, the `frames_before + 1`-th frame (found by
@@ -102,8 +108,8 @@ class Capture:
 
         return self._walk(handler_for)
 
-    def _walk(self, handler_for: Callable[[int], Callable[[bytes, int, int, int, float], T | None]]
-              ) -> Iterator[T]:
+    def _walk(self, handler_for: Callable[[int], Callable[[bytes, int, int, int, float], T | None]],
+              counter: SegmentCounter | None = None) -> Iterator[T]:
         # Returns the walker generator itself: a wrapping generator would cost a frame switch per packet.
         if self._started:
             raise RuntimeError("a capture can be read only once; open it again")
@@ -113,7 +119,7 @@ class Capture:
             header = self._pcap_header
             return pcap.walk_records(source.read_chunk, self._buf, self._base, header,
                                      handler_for(header.link_type), self.stats, source.name, source.compressed,
-                                     first_frame=self._first_frame)
+                                     counter, first_frame=self._first_frame)  # type: ignore[return-value]
         return pcapng.walk_blocks(source.read_chunk, self._buf, self._base, handler_for, self.stats,
                                   self.secrets, source.name, source.compressed)
 

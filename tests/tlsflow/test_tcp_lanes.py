@@ -1,0 +1,268 @@
+"""The fast lane (TcpReassembler.lanes / count_lane, taken by the pcap walker and the frame handlers) gives exactly
+what `add`'s full code gives: the same events in the same order and the same facts for every connection, whatever
+happens to a flow after it stops wanting data (retransmissions, holes, zero windows, ACKs beyond the window, FIN,
+RST, idle expiry, port reuse, timestamps going backwards), in Ethernet and raw-IP captures, IPv4 and IPv6."""
+from __future__ import annotations
+
+import dataclasses
+import struct
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tlsflow.capture import linktypes as lt
+from tlsflow.capture import open_capture
+from tlsflow.packet import ACK, FIN, PSH, RST, SYN
+from tlsflow.tcp import ConnectionClosed, ConnectionOpened, StreamChunk, TcpReassembler
+
+CLIENTS = [("10.0.0.1", 40000), ("10.0.0.2", 40001), ("10.0.0.1", 40002), ("2001:db8::1", 40003)]
+SERVER4, SERVER6, SERVER_PORT = "10.0.1.1", "2001:db8::443", 443
+REASSEMBLER = {"idle_timeout": 10.0, "linger_timeout": 2.0}
+
+
+class FullPath(TcpReassembler):
+    """Every segment through `add`'s full code: the reference the fast lane must equal."""
+
+    def count_lane(self, *args: object) -> bool:
+        return False
+
+
+def _ip(text: str) -> bytes:
+    import socket
+
+    return socket.inet_pton(socket.AF_INET6 if ":" in text else socket.AF_INET, text)
+
+
+def _frame(link_type: int, src: str, dst: str, sport: int, dport: int, seq: int, ack: int, flags: int,
+           window: int, payload: bytes, ttl: int, ip_id: int, options: bool, vlan: bool) -> bytes:
+    tcp_options = b"\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01" if options else b""
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF,
+                      (20 + len(tcp_options)) // 4 << 4, flags, window, 0, 0) + tcp_options + payload
+    if ":" in src:
+        ip = struct.pack("!IHBB16s16s", 6 << 28, len(tcp), 6, ttl, _ip(src), _ip(dst)) + tcp
+        ethertype = 0x86DD
+    else:
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), ip_id, 0x4000, ttl, 6, 0, _ip(src),
+                         _ip(dst)) + tcp
+        ethertype = 0x0800
+    if link_type == lt.RAW:
+        return ip
+    tag = struct.pack("!HH", 0x8100, 7) if vlan else b""
+    return b"\x02" * 6 + b"\x04" * 6 + tag + struct.pack("!H", ethertype) + ip + b"\x00" * 4  # trailer
+
+
+@st.composite
+def scenarios(draw):  # type: ignore[no-untyped-def]
+    """Segments of a few connections, as (ts, frame fields...), plus after how many chunks each flow stops
+    wanting data."""
+    n_flows = draw(st.integers(1, len(CLIENTS)))
+    state = []
+    for i in range(n_flows):
+        state.append({"cisn": draw(st.integers(0, (1 << 32) - 1)), "sisn": draw(st.integers(0, (1 << 32) - 1)),
+                      "csent": 0, "ssent": 0, "ttl": draw(st.sampled_from([64, 57, 128])), "id": 100 * i})
+    ts = 1000.0
+    packets = []
+    for _ in range(draw(st.integers(1, 60))):
+        i = draw(st.integers(0, n_flows - 1))
+        f = state[i]
+        cip, cport = CLIENTS[i]
+        sip = SERVER6 if ":" in cip else SERVER4
+        ts += draw(st.sampled_from([0.001, 0.01, 0.5, 1.5, 3.0, 12.0, -0.002]))
+        action = draw(st.sampled_from(["syn", "synack", "data", "data", "data", "ack", "ack", "fin", "rst",
+                                       "newsyn"]))
+        from_client = draw(st.booleans())
+        if action in ("syn", "newsyn"):
+            if action == "newsyn":
+                f["cisn"] = draw(st.integers(0, (1 << 32) - 1))
+                f["csent"] = f["ssent"] = 0
+            fields = (cip, sip, cport, SERVER_PORT, f["cisn"], 0, SYN, 0)
+        elif action == "synack":
+            fields = (sip, cip, SERVER_PORT, cport, f["sisn"], f["cisn"] + 1, SYN | ACK, 0)
+        else:
+            isn, sent, peer_isn, peer_sent = ((f["cisn"], "csent", f["sisn"], f["ssent"]) if from_client else
+                                              (f["sisn"], "ssent", f["cisn"], f["csent"]))
+            size = draw(st.integers(1, 300)) if action == "data" else 0
+            shift = draw(st.sampled_from([0, 0, 0, -40, -300, 25, 2000])) if action == "data" else 0
+            seq = isn + 1 + f[sent] + shift
+            if shift == 0:
+                f[sent] += size
+            ack_shift = draw(st.sampled_from([0, 0, 0, -10, 5, 1, 1 << 31]))
+            ack = peer_isn + 1 + peer_sent + ack_shift
+            flags = {"data": ACK | PSH, "ack": ACK, "fin": FIN | ACK, "rst": RST | ACK}[action]
+            if action == "fin":
+                f[sent] += 1
+            fields = ((cip, sip, cport, SERVER_PORT) if from_client else (sip, cip, SERVER_PORT, cport)) + (
+                seq, ack, flags, size)
+        src, dst, sport, dport, seq, ack, flags, size = fields
+        f["id"] += 1
+        packets.append((ts, src, dst, sport, dport, seq, ack, flags, draw(st.sampled_from([0, 8192, 65535])),
+                        bytes((j * 7 + size) % 256 for j in range(size)), f["ttl"], f["id"] & 0xFFFF,
+                        draw(st.booleans()), draw(st.sampled_from([False, False, False, True]))))
+    stop_after = draw(st.lists(st.integers(0, 3), min_size=len(CLIENTS) + 4, max_size=len(CLIENTS) + 4))
+    return packets, stop_after
+
+
+def _write(path: Path, link_type: int, packets: list) -> None:  # type: ignore[type-arg]
+    out = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, link_type))
+    for ts, *fields in packets:
+        frame = _frame(link_type, *fields)
+        micros = round(ts * 1e6)
+        out += struct.pack("<IIII", micros // 1_000_000, micros % 1_000_000, len(frame), len(frame)) + frame
+    path.write_bytes(bytes(out))
+
+
+def _run(path: Path, reassembler: TcpReassembler, stop_after: list[int], fast: bool) -> tuple[list, list, object]:  # type: ignore[type-arg]
+    """Events as comparable tuples, the closed connections, and the capture's stats."""
+    events: list = []  # type: ignore[type-arg]
+    closed = []
+    chunks: dict[int, int] = {}
+    last_ts = None
+
+    def consume(event) -> None:  # type: ignore[no-untyped-def]
+        conn = event.conn
+        if isinstance(event, ConnectionOpened):
+            chunks[conn.flow_id] = 0
+            if stop_after[conn.flow_id % len(stop_after)] == 0:
+                conn.wants_data = False
+            events.append(("opened", conn.flow_id))
+        elif isinstance(event, StreamChunk):
+            if conn.wants_data:
+                chunks[conn.flow_id] += 1
+                if chunks[conn.flow_id] >= stop_after[conn.flow_id % len(stop_after)]:
+                    conn.wants_data = False
+            events.append(("chunk", conn.flow_id, event.sender, event.offset, event.data, event.gap, event.frame,
+                           event.ts))
+        else:
+            assert isinstance(event, ConnectionClosed)
+            closed.append(conn)
+            events.append(("closed", conn.flow_id, conn.close_reason))
+
+    with open_capture(path) as cap:
+        for pkt in cap.packets(counter=reassembler) if fast else cap.packets():
+            if pkt.__class__ is float:
+                last_ts = pkt
+                continue
+            last_ts = pkt.ts
+            for event in reassembler.add(pkt):
+                consume(event)
+        for event in reassembler.finish():
+            consume(event)
+        stats = cap.stats
+    events.append(("last_ts", last_ts))
+    return events, closed, stats
+
+
+def _facts(conn) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    return {f.name: (dataclasses.asdict(getattr(conn, f.name)) if f.name in ("client", "server")
+                     else getattr(conn, f.name))
+            for f in dataclasses.fields(conn) if f.name != "handshake"}
+
+
+def _compare(tmp_path: Path, link_type: int, packets: list, stop_after: list[int]) -> None:  # type: ignore[type-arg]
+    path = tmp_path / f"lanes-{link_type}.pcap"
+    _write(path, link_type, packets)
+    ref_events, ref_closed, ref_stats = _run(path, FullPath(**REASSEMBLER), stop_after, fast=False)
+    events, closed, stats = _run(path, TcpReassembler(**REASSEMBLER), stop_after, fast=True)
+    assert events == ref_events
+    assert [_facts(c) for c in closed] == [_facts(c) for c in ref_closed]
+    assert dataclasses.asdict(stats) == dataclasses.asdict(ref_stats)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=scenarios(), link_type=st.sampled_from([lt.ETHERNET, lt.RAW]))
+def test_fast_lane_gives_the_full_paths_events_and_facts(tmp_path: Path, case, link_type: int) -> None:  # type: ignore[no-untyped-def]
+    packets, stop_after = case
+    _compare(tmp_path, link_type, packets, stop_after)
+
+
+def _handshake_then(later: list[tuple[float, str, int, int, int]]) -> list:  # type: ignore[type-arg]
+    """One IPv4 connection: handshake and a little data both ways, then `later` segments given as
+    (ts, who, seq offset, ack offset, flags) with 'c'/'s' for the sender."""
+    cip, cport = CLIENTS[0]
+    cisn, sisn = 0xFFFFFF00, 5000  # the client's sequence numbers wrap
+
+    def seg(ts, who, off, ack_off, flags, size=0):  # type: ignore[no-untyped-def]
+        if who == "c":
+            return (ts, cip, SERVER4, cport, SERVER_PORT, cisn + 1 + off, sisn + 1 + ack_off, flags, 8192,
+                    b"c" * size, 64, int(ts * 10) & 0xFFFF, False, False)
+        return (ts, SERVER4, cip, SERVER_PORT, cport, sisn + 1 + off, cisn + 1 + ack_off, flags, 8192, b"s" * size,
+                50, int(ts * 10) & 0xFFFF, False, False)
+
+    packets = [
+        (1.0, cip, SERVER4, cport, SERVER_PORT, cisn, 0, SYN, 8192, b"", 64, 1, False, False),
+        (1.1, SERVER4, cip, SERVER_PORT, cport, sisn, cisn + 1, SYN | ACK, 8192, b"", 50, 1, False, False),
+        seg(1.2, "c", 0, 0, ACK),
+        seg(1.3, "c", 0, 0, ACK | PSH, 100),
+        seg(1.4, "s", 0, 100, ACK | PSH, 1400),
+        seg(1.5, "c", 100, 1400, ACK | PSH, 50),
+        seg(1.6, "s", 1400, 150, ACK | PSH, 60),
+    ]
+    return packets + [seg(ts, who, off, ack_off, flags, size) for ts, who, off, ack_off, flags, size in later]
+
+
+def test_after_the_handshake_retransmission_fin_and_linger(tmp_path: Path) -> None:
+    later = [(2.0, "c", 150, 1460, ACK | PSH, 30), (2.1, "c", 150, 1460, ACK | PSH, 30),  # retransmission
+             (2.2, "s", 1460, 180, ACK, 0), (2.3, "s", 1460, 180, ACK | FIN, 0), (2.4, "c", 180, 1461, ACK, 0),
+             (2.5, "c", 180, 1461, ACK | FIN, 0), (2.6, "s", 1461, 181, ACK, 0), (3.0, "c", 181, 1461, ACK, 0),
+             (9.0, "c", 181, 1461, ACK, 0)]
+    for link_type in (lt.ETHERNET, lt.RAW):
+        _compare(tmp_path, link_type, _handshake_then(later), [1])
+
+
+def test_after_the_handshake_rst_idle_expiry_and_port_reuse(tmp_path: Path) -> None:
+    later = [(2.0, "s", 1460, 150, ACK | PSH, 1400), (2.1, "c", 150, 2860, ACK, 0), (2.2, "c", 150, 2860, ACK, 0),
+             (2.3, "s", 1460, 150, ACK | PSH, 1400),  # the largest segment again, already acknowledged
+             (2.4, "c", 150, 2860, ACK, 0), (2.5, "c", 150, 1 << 31, ACK, 0),  # an ACK beyond any window
+             (30.0, "c", 150, 2860, ACK, 0),  # idle too long: a new flow
+             (31.0, "s", 2860, 150, ACK | RST, 0), (31.5, "c", 150, 2860, ACK, 0)]
+    packets = _handshake_then(later)
+    cip, cport = CLIENTS[0]
+    packets.append((40.0, cip, SERVER4, cport, SERVER_PORT, 77, 0, SYN, 8192, b"", 64, 9, False, False))
+    for stop_after in ([1], [0], [3]):
+        for link_type in (lt.ETHERNET, lt.RAW):
+            _compare(tmp_path, link_type, packets, stop_after)
+
+
+def test_counted_segments_are_not_yielded_but_their_time_and_number_are_known(tmp_path: Path) -> None:
+    later = [(2.0 + k / 10, "cs"[k % 2], 150 if k % 2 == 0 else 1460, 1460 if k % 2 == 0 else 150, ACK, 0)
+             for k in range(20)]
+    path = tmp_path / "counted.pcap"
+    _write(path, lt.ETHERNET, _handshake_then(later))
+    reassembler = TcpReassembler()
+    yielded = []
+    with open_capture(path) as cap:
+        for pkt in cap.packets(counter=reassembler):
+            yielded.append(pkt)
+            if pkt.__class__ is not float:
+                for event in reassembler.add(pkt):
+                    if isinstance(event, StreamChunk):
+                        event.conn.wants_data = False
+        assert cap.stats.tcp_packets == cap.stats.frames == 27
+    packets = [p for p in yielded if p.__class__ is not float]
+    assert len(packets) < 10  # the handshake, and the first segment after the flow stopped wanting data
+    assert yielded[-1] == 3.9  # the last segment was counted: its time ends the chunk
+    closed = reassembler.finish()[0].conn
+    assert closed.client.packets + closed.server.packets == 27 and closed.last_ts == 3.9
+
+
+def test_a_damaged_capture_gives_the_last_counted_time_before_the_error(tmp_path: Path) -> None:
+    later = [(2.0 + k / 10, "c", 150, 1460, ACK, 0) for k in range(5)]
+    path = tmp_path / "cut.pcap"
+    _write(path, lt.ETHERNET, _handshake_then(later))
+    data = path.read_bytes()
+    path.write_bytes(data + struct.pack("<IIII", 3, 0, 1 << 30, 60))  # a record claiming 1 GiB
+    reassembler = TcpReassembler()
+    seen = []
+    with open_capture(path) as cap:
+        try:
+            for pkt in cap.packets(counter=reassembler):
+                seen.append(pkt)
+                if pkt.__class__ is not float:
+                    for event in reassembler.add(pkt):
+                        if isinstance(event, StreamChunk):
+                            event.conn.wants_data = False
+        except Exception as exc:  # noqa: BLE001 - the capture's own error, checked below
+            error = exc
+    assert "1073741824" in str(error)
+    assert seen[-1] == 2.4
