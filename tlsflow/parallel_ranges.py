@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import inspect
 import os
+import socket
+import struct
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -80,11 +82,64 @@ def _range_analyzer_class() -> type:
     return RangeAnalyzer
 
 
-def _packets(cap: Any, reassembler: Any) -> Iterator[Any]:
-    """cap.packets with the reassembler's fast path, whichever of its two forms the reader offers."""
-    if "counter" in inspect.signature(cap.packets).parameters:
-        return cap.packets(counter=reassembler)  # type: ignore[no-any-return]
-    return cap.packets(count_only=reassembler.count_only)  # type: ignore[no-any-return]
+_FOREIGN = ("another worker's connection",)  # the lane of every segment a following worker does not track
+
+
+class _Lanes(dict):  # type: ignore[type-arg]
+    """TcpReassembler.lanes (raw 4-tuple -> lane of a flow that wants no more data, which the reader's fast lane
+    counts without building a TcpPacket). A worker that follows its connections past its range switches the
+    class to _FollowLanes: the dict stays the one object the reader holds."""
+
+
+class _FollowLanes(_Lanes):
+    """Past the range: a segment of a 4-tuple the worker does not track gets the lane _FOREIGN, which
+    `_Counter.count_lane` takes as its time only (most segments past the range: no TcpPacket for them)."""
+
+    tracked: frozenset[bytes] = frozenset()  # raw 4-tuples of tracked flows that have no lane
+
+    def __bool__(self) -> bool:
+        return True  # the reader looks up lanes only when there are some: here every key has one
+
+    def get(self, key: bytes, default: Any = None) -> Any:
+        lane = dict.get(self, key)
+        if lane is None and key not in self.tracked:
+            return _FOREIGN
+        return lane
+
+
+class _Counter:
+    """The reader's fast lane (`lanes`, `count_lane`) for a worker: the reassembler's, plus _FOREIGN segments,
+    which are taken (their time comes out at the end of the reader's chunk) unless an expiry pass is due."""
+
+    def __init__(self, reassembler: Any) -> None:
+        self.lanes = reassembler.lanes = _Lanes()
+        count = reassembler.count_lane
+
+        def count_lane(lane: Any, frame: int, ts: float, *fields: Any) -> bool:
+            if lane is _FOREIGN:
+                return ts < reassembler.next_expiry  # type: ignore[no-any-return]
+            return count(lane, frame, ts, *fields)  # type: ignore[no-any-return]
+
+        self.count_lane = count_lane
+
+    def follow(self, tracked: dict[tuple[str, int, str, int], int]) -> None:
+        """From now on, only `tracked` 4-tuples are wanted."""
+        raw = set()
+        for src, sport, dst, dport in tracked:
+            family = socket.AF_INET6 if ":" in src else socket.AF_INET
+            raw.add(socket.inet_pton(family, src) + socket.inet_pton(family, dst) + struct.pack("!HH", sport, dport))
+        self.lanes.__class__ = _FollowLanes
+        self.lanes.tracked = frozenset(raw)
+
+
+def _packets(cap: Any, reassembler: Any) -> tuple[Iterator[Any], _Counter | None]:
+    """cap.packets with the reassembler's fast path, whichever of its two forms the reader offers, and the
+    counter that can skip other workers' segments (None with the older form)."""
+    if "counter" in inspect.signature(cap.packets).parameters and isinstance(getattr(reassembler, "lanes", None),
+                                                                           dict):
+        counter = _Counter(reassembler)
+        return cap.packets(counter=counter), counter
+    return cap.packets(count_only=reassembler.count_only), None
 
 
 def _range_main(path: str, index: int, start: tuple[int, int] | None, next_target: int | None, end_pipe: Any,
@@ -160,7 +215,8 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
         if meter is not None:
             meter[0] = time.monotonic()
         try:
-            for pkt in _packets(cap, reassembler):
+            packets, counter = _packets(cap, reassembler)
+            for pkt in packets:
                 if pkt.__class__ is float:  # a segment the reassembler counted without a TcpPacket
                     analyzer.last_ts = pkt  # type: ignore[assignment]
                     if pkt >= reassembler.next_expiry:  # type: ignore[operator]
@@ -173,6 +229,8 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
                     if pkt.frame >= end_frame and not following:
                         following = True
                         cut_clock = reassembler.next_expiry  # a single process's, when this worker's is
+                        if counter is not None:
+                            counter.follow(tracked)
                     if following:
                         if (pkt.src, pkt.sport, pkt.dst, pkt.dport) not in tracked:
                             # Another worker's connection: only the time matters here.
