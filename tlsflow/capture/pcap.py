@@ -108,6 +108,11 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
     lane_frame = LANE_FRAME.unpack_from
     counted = 0  # segments count_lane took since stats.tcp_packets was last brought up to date
     counted_ts = None  # the time of the last segment, when count_lane took it
+    # A record that straddles two chunks is read from a buffer of its own (its start + the rest taken from the
+    # next chunk), and the walk goes on in that chunk where the record ends: the chunk is not copied after the
+    # carried-over bytes (a copy of the whole file, in fresh memory, otherwise).
+    pending: bytes | None = None  # that next chunk, while the straddling record is walked
+    pending_pos = pending_base = 0
     try:
         while True:
             end = len(buf)
@@ -156,6 +161,10 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
             if counted_ts is not None:
                 yield counted_ts
                 counted_ts = None
+            if pending is not None:
+                buf, pos, base = pending, pending_pos, pending_base
+                pending = None
+                continue
             try:
                 chunk = read_chunk(CHUNK_SIZE)
             except SourceReadError as exc:
@@ -172,7 +181,19 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
                 raise TruncatedCaptureError(
                     f"file ends inside a packet record: {caplen} bytes announced, "
                     f"{end - pos - record_header_size} present", base + pos, frame + 1)
-            buf = buf[pos:] + chunk
+            leftover = end - pos
+            if leftover:
+                head = buf[pos:end]
+                if leftover < record_header_size:
+                    head += chunk[:record_header_size - leftover]
+                need = (record_header_size + record(head, 0)[2] - leftover
+                        if len(head) >= record_header_size else -1)
+                if 0 < need <= len(chunk):
+                    pending, pending_pos, pending_base = chunk, need, base + end
+                    chunk = chunk[:need]
+                buf = head[:leftover] + chunk
+            else:
+                buf = chunk
             base += pos
             pos = 0
     except CaptureError as exc:
