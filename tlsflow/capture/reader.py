@@ -85,7 +85,11 @@ class Capture:
         `counter.count_lane`; in classic pcap Ethernet captures they do not come out at all, except that a chunk
         of the file whose last segment went there ends with that segment's timestamp (see pcap.walk_records),
         elsewhere each comes out as its timestamp."""
-        return self._walk(make_handlers(self.stats, self.reassembler, shard, count_only, counter), counter)
+        header = self._pcap_header
+        # The pcap walker offers every Ethernet segment to the lanes itself: its handler need not look again.
+        walker_counts = header is not None and header.link_type == pcap.lt.ETHERNET
+        return self._walk(make_handlers(self.stats, self.reassembler, shard, count_only,
+                                        None if walker_counts else counter), counter)
 
     def start_at(self, offset: int, frames_before: int) -> None:
         """Read from the record at byte `offset` of a classic pcap file, the `frames_before + 1`-th frame (found by
