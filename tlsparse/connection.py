@@ -116,6 +116,9 @@ _new_change_cipher_spec_seen = positional_factory(ChangeCipherSpecSeen)  # sende
 _new_handshake_seen = positional_factory(HandshakeSeen)  # ..., msg_type, length, message, decrypted, raw
 
 
+_NO_CONTEXT = DecodeContext()  # immutable: shared by every connection until its version is known
+
+
 class _Direction:
     """Parse state of one direction of the connection."""
 
@@ -141,7 +144,7 @@ class _Direction:
 
     def __init__(self, sender: Sender) -> None:
         self.sender = sender
-        self.mode = _Mode.START
+        self.mode = _START
         self.buf = bytearray()  # bytes received but not yet parsed (a partial record), at most max_buffer
         self.buf_offset = 0  # stream offset of buf[0]
         self.skip_left = 0  # bytes of the current record body still to come, skipped without buffering
@@ -174,9 +177,8 @@ class TlsConnection:
         self.max_record = max_record
         self.max_handshake = max_handshake
         self.max_buffer = max_buffer if max_buffer is not None else max_record + HEADER_LEN
-        self._client = _Direction(Sender.CLIENT)
-        self._server = _Direction(Sender.SERVER)
-        self._dirs = {Sender.CLIENT: self._client, Sender.SERVER: self._server}
+        self._client = _Direction(_CLIENT)
+        self._server = _Direction(_SERVER)
         self.version: int | None = None  # negotiated: the ServerHello's selected version (0x0002 for SSLv2)
         self.client_hello: m.ClientHello | None = None  # the last one seen
         self.server_hello: m.ServerHello | None = None  # the last one seen (a HelloRetryRequest included)
@@ -184,7 +186,7 @@ class TlsConnection:
         self._tls13 = False
         self._early_data = False  # the client may be sending 0-RTT data (offered, no ServerHello yet)
         self.keylog = keylog
-        self._decode_context = DecodeContext()
+        self._decode_context = _NO_CONTEXT
 
     # --- public ---------------------------------------------------------------------------------------------
 
@@ -214,7 +216,29 @@ class TlsConnection:
         d = self._client if sender is _CLIENT else self._server
         events: list[Event] = []
         try:
-            self._receive(d, data, frame, ts, events)
+            if d.mode is _DEAD:
+                d.buf_offset += len(data)
+                return events
+            start = 0
+            if d.skip_left:
+                start = min(d.skip_left, len(data))
+                d.skip_left -= start
+                d.buf_offset += start
+                if d.skip_left == 0:
+                    self._finish_skipped(d, frame, ts, events)
+                if start == len(data):
+                    return events
+            if d.buf:
+                d.buf += memoryview(data)[start:]
+                buf: bytes | bytearray = d.buf
+            else:  # fast path: parse the caller's bytes in place, copy only the incomplete tail
+                buf = data if start == 0 else data[start:]
+            consumed = self._parse(d, buf, frame, ts, events)
+            if buf is d.buf:
+                del d.buf[:consumed]
+            elif consumed < len(buf):  # d.buf is empty: keep only the incomplete tail
+                d.buf = bytearray(memoryview(buf)[consumed:])
+            d.buf_offset += consumed
         except Exception as exc:  # noqa: BLE001 - last line of defence: a parser bug must not kill the flow
             self._lose_sync(d, d.buf_offset + len(d.buf))
             events.append(ParseAnomaly(sender=sender, frame=frame, ts=ts, offset=d.buf_offset,
@@ -256,31 +280,6 @@ class TlsConnection:
         d.hs_skip = 0
         d.mode = _RESYNC
         d.resync_start = resume_at
-
-    def _receive(self, d: _Direction, data: bytes, frame: int, ts: float, events: list[Event]) -> None:
-        if d.mode is _DEAD:
-            d.buf_offset += len(data)
-            return
-        start = 0
-        if d.skip_left:
-            start = min(d.skip_left, len(data))
-            d.skip_left -= start
-            d.buf_offset += start
-            if d.skip_left == 0:
-                self._finish_skipped(d, frame, ts, events)
-            if start == len(data):
-                return
-        if d.buf:
-            d.buf += memoryview(data)[start:]
-            buf: bytes | bytearray = d.buf
-        else:  # fast path: parse the caller's bytes in place, copy only the incomplete tail
-            buf = data if start == 0 else data[start:]
-        consumed = self._parse(d, buf, frame, ts, events)
-        if buf is d.buf:
-            del d.buf[:consumed]
-        elif consumed < len(buf):  # d.buf is empty: keep only the incomplete tail
-            d.buf = bytearray(memoryview(buf)[consumed:])
-        d.buf_offset += consumed
 
     def _parse(self, d: _Direction, b: bytes | bytearray, frame: int, ts: float, events: list[Event]) -> int:
         """Parse as many whole records of `b` (b[0] at stream offset d.buf_offset) as there are; return how many
@@ -335,8 +334,8 @@ class TlsConnection:
                     encrypted = True
                 else:
                     encrypted = d.encrypted
+                decryptor = d.decryptor
                 if encrypted:
-                    decryptor = d.decryptor
                     needs_body = (decryptor is not None and length + HEADER_LEN <= self.max_buffer
                                   and (ct != _APPLICATION_DATA or decryptor.needs_every_record))
                 else:
@@ -347,8 +346,17 @@ class TlsConnection:
                     d.skip_left = end - n
                     d.skip_record = (ct, version, length, base + pos, encrypted)
                     return n
-                self._record(d, ct, version, length, b[pos + HEADER_LEN:end] if needs_body else None,
-                             base + pos, encrypted, frame, ts, events)
+                if (encrypted and decryptor is None and (ct == _APPLICATION_DATA or ct == _HANDSHAKE)
+                        and length <= MAX_PLAINTEXT_PLUS):
+                    # Most records: opaque, no key log to read them with. What `_record` would do for them, the
+                    # two events, without its general path.
+                    offset = base + pos
+                    events.append(_new_record_seen(d.sender, frame, ts, offset, ct, version, length, True))
+                    events.append(_new_encrypted_record_seen(d.sender, frame, ts, offset, ct, length,
+                                                             self._handshake_phase(d, ct)))
+                else:
+                    self._record(d, ct, version, length, b[pos + HEADER_LEN:end] if needs_body else None,
+                                 base + pos, encrypted, frame, ts, events)
                 pos = end
             elif mode is _RESYNC:
                 found = self._find_header(b, pos)
@@ -463,24 +471,9 @@ class TlsConnection:
             elif ct == _HEARTBEAT:
                 events.append(HeartbeatSeen(sender=sender, frame=frame, ts=ts, offset=offset, length=length,
                                             encrypted=True))
-            else:  # the handshake phase of an opaque record: see the module docstring
-                is_client = sender is _CLIENT
-                if self._tls13:
-                    if is_client:
-                        phase = not d.finished
-                        if ct == _APPLICATION_DATA:
-                            d.finished = True
-                            d.encrypted = True
-                    else:
-                        phase = not self._client.finished
-                elif is_client and self._early_data and not d.encrypted:
-                    phase = True  # 0-RTT data before the ServerHello
-                    d.early_records += 1
-                else:
-                    phase = not d.finished
-                    if ct == _HANDSHAKE:
-                        d.finished = True  # the first encrypted handshake record after CCS is the Finished
-                events.append(_new_encrypted_record_seen(sender, frame, ts, offset, ct, length, phase))
+            else:
+                events.append(_new_encrypted_record_seen(sender, frame, ts, offset, ct, length,
+                                                         self._handshake_phase(d, ct)))
             if decrypted is not None:
                 inner_type, plaintext = decrypted
                 if inner_type == m.HANDSHAKE and plaintext:
@@ -511,6 +504,25 @@ class TlsConnection:
         else:
             events.append(HeartbeatSeen(sender=sender, frame=frame, ts=ts, offset=offset, length=length,
                                         encrypted=False))
+
+    def _handshake_phase(self, d: _Direction, ct: int) -> bool:
+        """`handshake_phase` of d's next opaque record of content type ct (see the module docstring), updating
+        what that record tells about the handshake being over."""
+        if self._tls13:
+            if d.sender is _CLIENT:
+                phase = not d.finished
+                if ct == _APPLICATION_DATA:
+                    d.finished = True
+                    d.encrypted = True
+                return phase
+            return not self._client.finished
+        if d.sender is _CLIENT and self._early_data and not d.encrypted:
+            d.early_records += 1
+            return True  # 0-RTT data before the ServerHello
+        phase = not d.finished
+        if ct == _HANDSHAKE:
+            d.finished = True  # the first encrypted handshake record after CCS is the Finished
+        return phase
 
     def _plaintext_alert(self, d: _Direction, body: bytes | bytearray | None, length: int, offset: int,
                          frame: int, ts: float, events: list[Event], *, decrypted: bool = False) -> None:
@@ -623,7 +635,7 @@ class TlsConnection:
         ch = self.client_hello
         if secrets is None or sh is None or ch is None or not secrets.has_tls13:
             return
-        for d in self._dirs.values():
+        for d in (self._client, self._server):
             if d.sender is Sender.CLIENT:
                 logged = (secrets.client_handshake_traffic_secret, secrets.client_traffic_secret_0)
             else:
@@ -668,7 +680,7 @@ class TlsConnection:
             return decryptor.decrypt(ct, version, body)
         except DecryptError as err:
             # Wrong keys (or lost records): say so once, then parse the connection as if there were no key log.
-            for each in self._dirs.values():
+            for each in (self._client, self._server):
                 each.decryptor = None
             self.keylog = None
             self._anomaly(d, frame, ts, offset, "decryption_failed", str(err), events)

@@ -295,6 +295,23 @@ def _signature_tail(r: Reader, ctx: DecodeContext) -> tuple[int | None, bytes]:
     return scheme, signature
 
 
+# raw, kind, curve, public_key_length, dh_prime_bits, signature_scheme, signature, signed_params
+_new_server_key_exchange = positional_factory(m.ServerKeyExchange)
+
+
+def fast_server_key_exchange(body: bytes, ctx: DecodeContext) -> m.ServerKeyExchange | None:
+    """A TLS 1.2 ECDHE ServerKeyExchange on a named curve, signed (the usual one), by indexing; None for
+    anything else, which `decode_server_key_exchange` then handles."""
+    n = len(body)
+    if ctx.version != TLS12 or n < 4 or body[0] != 3 or _suite_kind(ctx.cipher_suite) != "ecdhe":
+        return None
+    q = 4 + body[3]  # curve_type, named_curve, u8 point: the signed params end here
+    if q + 4 > n or q + 4 + ((body[q + 2] << 8) | body[q + 3]) != n:
+        return None
+    return _new_server_key_exchange(body, "ecdhe", (body[1] << 8) | body[2], body[3], None,
+                                    (body[q] << 8) | body[q + 1], body[q + 4:], body[:q])
+
+
 def decode_server_key_exchange(r: Reader, ctx: DecodeContext) -> m.ServerKeyExchange:
     raw = bytes(r.data[r.pos:r.end])
     kind = _suite_kind(ctx.cipher_suite)
@@ -400,6 +417,8 @@ def decode_handshake(msg_type: int, body: bytes, ctx: DecodeContext, *, base: in
         return Decoded(msg_type, m.ServerHelloDone(), [])
     elif msg_type == m.NEW_SESSION_TICKET:
         message = fast_new_session_ticket(body, ctx)
+    elif msg_type == m.SERVER_KEY_EXCHANGE:
+        message = fast_server_key_exchange(body, ctx)
     if message is None:
         try:
             message = _decode_with_reader(msg_type, body, ctx, base)
