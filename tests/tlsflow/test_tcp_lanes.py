@@ -1,13 +1,14 @@
 """The fast lane (TcpReassembler.lanes / count_lane, taken by the pcap walker and the frame handlers) gives exactly
 what `add`'s full code gives: the same events in the same order and the same facts for every connection, whatever
 happens to a flow after it stops wanting data (retransmissions, holes, zero windows, ACKs beyond the window, FIN,
-RST, idle expiry, port reuse, timestamps going backwards), in Ethernet and raw-IP captures, IPv4 and IPv6."""
+RST, idle expiry, port reuse, timestamps going backwards), in Ethernet, Linux cooked (v1, v2) and raw-IP captures, IPv4 and IPv6."""
 from __future__ import annotations
 
 import dataclasses
 import struct
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -48,6 +49,10 @@ def _frame(link_type: int, src: str, dst: str, sport: int, dport: int, seq: int,
         ethertype = 0x0800
     if link_type == lt.RAW:
         return ip
+    if link_type == lt.LINUX_SLL:
+        return struct.pack("!HHH8sH", 0, 1, 6, b"\x02" * 6, ethertype) + ip
+    if link_type == lt.LINUX_SLL2:
+        return struct.pack("!HHIHBB8s", ethertype, 0, 1, 1, 0, 6, b"\x02" * 6) + ip
     tag = struct.pack("!HH", 0x8100, 7) if vlan else b""
     return b"\x02" * 6 + b"\x04" * 6 + tag + struct.pack("!H", ethertype) + ip + b"\x00" * 4  # trailer
 
@@ -170,7 +175,7 @@ def _compare(tmp_path: Path, link_type: int, packets: list, stop_after: list[int
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(case=scenarios(), link_type=st.sampled_from([lt.ETHERNET, lt.RAW]))
+@given(case=scenarios(), link_type=st.sampled_from([lt.ETHERNET, lt.RAW, lt.LINUX_SLL, lt.LINUX_SLL2]))
 def test_fast_lane_gives_the_full_paths_events_and_facts(tmp_path: Path, case, link_type: int) -> None:  # type: ignore[no-untyped-def]
     packets, stop_after = case
     _compare(tmp_path, link_type, packets, stop_after)
@@ -206,7 +211,7 @@ def test_after_the_handshake_retransmission_fin_and_linger(tmp_path: Path) -> No
              (2.2, "s", 1460, 180, ACK, 0), (2.3, "s", 1460, 180, ACK | FIN, 0), (2.4, "c", 180, 1461, ACK, 0),
              (2.5, "c", 180, 1461, ACK | FIN, 0), (2.6, "s", 1461, 181, ACK, 0), (3.0, "c", 181, 1461, ACK, 0),
              (9.0, "c", 181, 1461, ACK, 0)]
-    for link_type in (lt.ETHERNET, lt.RAW):
+    for link_type in (lt.ETHERNET, lt.RAW, lt.LINUX_SLL, lt.LINUX_SLL2):
         _compare(tmp_path, link_type, _handshake_then(later), [1])
 
 
@@ -220,15 +225,17 @@ def test_after_the_handshake_rst_idle_expiry_and_port_reuse(tmp_path: Path) -> N
     cip, cport = CLIENTS[0]
     packets.append((40.0, cip, SERVER4, cport, SERVER_PORT, 77, 0, SYN, 8192, b"", 64, 9, False, False))
     for stop_after in ([1], [0], [3]):
-        for link_type in (lt.ETHERNET, lt.RAW):
+        for link_type in (lt.ETHERNET, lt.RAW, lt.LINUX_SLL, lt.LINUX_SLL2):
             _compare(tmp_path, link_type, packets, stop_after)
 
 
-def test_counted_segments_are_not_yielded_but_their_time_and_number_are_known(tmp_path: Path) -> None:
+@pytest.mark.parametrize("link_type", [lt.ETHERNET, lt.LINUX_SLL, lt.LINUX_SLL2])
+def test_counted_segments_are_not_yielded_but_their_time_and_number_are_known(tmp_path: Path,
+                                                                             link_type: int) -> None:
     later = [(2.0 + k / 10, "cs"[k % 2], 150 if k % 2 == 0 else 1460, 1460 if k % 2 == 0 else 150, ACK, 0)
              for k in range(20)]
     path = tmp_path / "counted.pcap"
-    _write(path, lt.ETHERNET, _handshake_then(later))
+    _write(path, link_type, _handshake_then(later))
     reassembler = TcpReassembler()
     yielded = []
     with open_capture(path) as cap:

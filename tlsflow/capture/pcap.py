@@ -33,12 +33,17 @@ STANDARD_MAX_CAPLEN = 262144  # Wireshark's limit for ordinary link types
 ABSOLUTE_MAX_CAPLEN = 16 << 20  # whatever the header's snap length says: a bigger record is a corrupt length
 CHUNK_SIZE = 1 << 20
 _MAGIC = Struct("<I")
-# From the start of an untagged Ethernet frame: EtherType; IPv4 version/IHL, total length, identification,
-# flags/fragment offset, TTL, protocol; then, when IHL is 5, the 12 bytes of source address, destination address,
-# source port and destination port (a segment's lane key as it sits on the wire); TCP sequence number,
-# acknowledgement number, data offset byte, flags byte, window.
-LANE_FRAME = Struct("!12xHBxHHHBB2x12sIIBBH")
-LANE_FRAME_MIN = 14 + 20 + 20  # Ethernet, IPv4 without options, TCP without options
+# From the start of a frame: the link header's protocol (EtherType); IPv4 version/IHL, total length,
+# identification, flags/fragment offset, TTL, protocol; then, when IHL is 5, the 12 bytes of source address,
+# destination address, source port and destination port (a segment's lane key as it sits on the wire); TCP sequence
+# number, acknowledgement number, data offset byte, flags byte, window. Per link type whose header has a fixed
+# length and an EtherType: (layout, link header length).
+_LANE_IP_TCP = "BxHHHBB2x12sIIBBH"
+LANE_FRAMES = {
+    lt.ETHERNET: (Struct("!12xH" + _LANE_IP_TCP), 14),  # untagged
+    lt.LINUX_SLL: (Struct("!14xH" + _LANE_IP_TCP), 16),  # tcpdump -i any
+    lt.LINUX_SLL2: (Struct("!H18x" + _LANE_IP_TCP), 20),
+}
 
 
 class SegmentCounter(Protocol):
@@ -88,12 +93,12 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
     `first_frame`: frames before `buf` (reading started at a record inside the file: `--jobs` byte ranges), so
     that frame numbers are those of the whole file.
 
-    `counter` (Ethernet captures): the fast lane. A TCP segment without SYN, FIN or RST of a direction in
-    `counter.lanes` (a flow that wants no more data) is handed to `counter.count_lane` straight from the record,
-    before `handle` (which gets it only if count_lane refuses it). Such segments are most of a capture: this saves
-    them the handler, the TcpPacket and a trip through the consumer's loop. They are not yielded; instead, at the
-    end of every chunk whose last segment was counted so, the walker yields that segment's timestamp (a float),
-    so that the consumer knows the time of the last segment and can report progress.
+    `counter` (Ethernet and Linux cooked captures, see LANE_FRAMES): the fast lane. A TCP segment without SYN,
+    FIN or RST of a direction in `counter.lanes` (a flow that wants no more data) is handed to `counter.count_lane`
+    straight from the record, before `handle` (which gets it only if count_lane refuses it). Such segments are most
+    of a capture: this saves them the handler, the TcpPacket and a trip through the consumer's loop. They are not
+    yielded; instead, at the end of every chunk whose last segment was counted so, the walker yields that segment's
+    timestamp (a float), so that the consumer knows the time of the last segment and can report progress.
     """
     record = Struct(header.byte_order + "IIII").unpack_from
     record_header_size = header.record_header_size
@@ -103,9 +108,11 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
     frame = first_frame
     skipped = 0
     pos = 0
-    lanes = counter.lanes if counter is not None and link_type == lt.ETHERNET else None
+    lanes = counter.lanes if counter is not None and link_type in LANE_FRAMES else None
     count_lane = counter.count_lane if lanes is not None else None  # type: ignore[union-attr]
-    lane_frame = LANE_FRAME.unpack_from
+    lane_layout, link_length = LANE_FRAMES.get(link_type, LANE_FRAMES[lt.ETHERNET])
+    lane_frame = lane_layout.unpack_from
+    lane_frame_min = link_length + 20 + 20  # IPv4 and TCP without options
     counted = 0  # segments count_lane took since stats.tcp_packets was last brought up to date
     counted_ts = None  # the time of the last segment, when count_lane took it
     # A record that straddles two chunks is read from a buffer of its own (its start + the rest taken from the
@@ -132,14 +139,15 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
                 frame += 1
                 pos = stop
                 ts = seconds + fraction / units
-                if lanes and caplen >= LANE_FRAME_MIN:
-                    # The fast lane: the conditions of decode's untagged Ethernet/IPv4/TCP branch, a known lane,
-                    # and no SYN, FIN or RST.
+                if lanes and caplen >= lane_frame_min:
+                    # The fast lane: IPv4 without options or fragmentation, not cut by the snap length, a
+                    # valid TCP data offset (as decode's untagged Ethernet/IPv4/TCP branch), a known lane, and no
+                    # SYN, FIN or RST.
                     (ethertype, version_ihl, total, ident, frag, ttl, proto, key, seq, ack, offset_byte, flags,
                      window) = lane_frame(buf, start)
                     lane = lanes.get(key)
                     if (lane is not None and ethertype == 0x0800 and version_ihl == 0x45 and proto == 6
-                            and not flags & 0x07 and not frag & 0x3FFF and total + 14 <= caplen
+                            and not flags & 0x07 and not frag & 0x3FFF and total + link_length <= caplen
                             and offset_byte >= 0x50 and total >= 20 + ((offset_byte >> 4) << 2)
                             and count_lane(lane, frame, ts, seq, ack, flags, window, ttl, ident,  # type: ignore[misc]
                                            total - 20 - ((offset_byte >> 4) << 2))):

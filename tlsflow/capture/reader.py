@@ -82,12 +82,12 @@ class Capture:
         comes out as its timestamp, a float (see `decode.make_handlers`), for `--jobs` on one file.
         `count_only` (TcpReassembler.count_only): segments it takes come out as their timestamp too.
         `counter` (the TcpReassembler the packets go to): segments of flows that want no more data go straight to
-        `counter.count_lane`; in classic pcap Ethernet captures they do not come out at all, except that a chunk
+        `counter.count_lane`; in classic pcap Ethernet or Linux cooked captures they do not come out at all, except that a chunk
         of the file whose last segment went there ends with that segment's timestamp (see pcap.walk_records),
         elsewhere each comes out as its timestamp."""
         header = self._pcap_header
-        # The pcap walker offers every Ethernet segment to the lanes itself: its handler need not look again.
-        walker_counts = header is not None and header.link_type == pcap.lt.ETHERNET
+        # The pcap walker offers such segments to the lanes itself: its handler need not look again.
+        walker_counts = header is not None and header.link_type in pcap.LANE_FRAMES
         return self._walk(make_handlers(self.stats, self.reassembler, shard, count_only,
                                         None if walker_counts else counter), counter)
 
