@@ -33,6 +33,7 @@ its flows are numbered after all earlier workers' flows, in order of first frame
 from __future__ import annotations
 
 import inspect
+import itertools
 import os
 import socket
 import struct
@@ -85,15 +86,10 @@ def _range_analyzer_class() -> type:
 _FOREIGN = ("another worker's connection",)  # the lane of every segment a following worker does not track
 
 
-class _Lanes(dict):  # type: ignore[type-arg]
+class _FollowLanes(dict):  # type: ignore[type-arg]
     """TcpReassembler.lanes (raw 4-tuple -> lane of a flow that wants no more data, which the reader's fast lane
-    counts without building a TcpPacket). A worker that follows its connections past its range switches the
-    class to _FollowLanes: the dict stays the one object the reader holds."""
-
-
-class _FollowLanes(_Lanes):
-    """Past the range: a segment of a 4-tuple the worker does not track gets the lane _FOREIGN, which
-    `_Counter.count_lane` takes as its time only (most segments past the range: no TcpPacket for them)."""
+    counts without building a TcpPacket) past a worker's range: a segment of a 4-tuple the worker does not track
+    gets the lane _FOREIGN, which `_follow_packets` takes as its time only (most segments past the range)."""
 
     tracked: frozenset[bytes] = frozenset()  # raw 4-tuples of tracked flows that have no lane
 
@@ -107,39 +103,45 @@ class _FollowLanes(_Lanes):
         return lane
 
 
-class _Counter:
-    """The reader's fast lane (`lanes`, `count_lane`) for a worker: the reassembler's, plus _FOREIGN segments,
-    which are taken (their time comes out at the end of the reader's chunk) unless an expiry pass is due."""
+def _follow_packets(path: str, cap: Any, reassembler: Any, tracked: dict[tuple[str, int, str, int], int],
+                    cut_offset: int, cut_frame: int, last_frame: int) -> tuple[Any, Iterator[Any]]:
+    """The packets after frame `last_frame` (past the range, which ends before `cut_frame` at byte `cut_offset`)
+    for a worker that follows `tracked` only: a new reader from there whose fast lane takes every segment of
+    another 4-tuple as its time only (no TcpPacket), unless an expiry pass is due. (A reader of its own, so that
+    the range itself was read with the reassembler's fast lane untouched.) Returns (capture, packets)."""
+    from tlsflow.capture import open_capture
+    from tlsflow.capture.split import offset_after
 
-    def __init__(self, reassembler: Any) -> None:
-        self.lanes = reassembler.lanes = _Lanes()
-        count = reassembler.count_lane
+    raw = set()
+    for src, sport, dst, dport in tracked:
+        family = socket.AF_INET6 if ":" in src else socket.AF_INET
+        raw.add(socket.inet_pton(family, src) + socket.inet_pton(family, dst) + struct.pack("!HH", sport, dport))
+    lanes = _FollowLanes(reassembler.lanes)
+    lanes.tracked = frozenset(raw)
+    reassembler.lanes = lanes  # the reassembler adds and removes its lanes in this one from now on
+    count = reassembler.count_lane
 
-        def count_lane(lane: Any, frame: int, ts: float, *fields: Any) -> bool:
-            if lane is _FOREIGN:
-                return ts < reassembler.next_expiry  # type: ignore[no-any-return]
-            return count(lane, frame, ts, *fields)  # type: ignore[no-any-return]
+    def count_lane(lane: Any, frame: int, ts: float, seq: int, ack: int, flags: int, window: int, ttl: int,
+                   ip_id: int | None, n: int) -> bool:
+        # Arguments spelled out: packing them (*fields) costs more than the rest of this call.
+        if lane is _FOREIGN:
+            return ts < reassembler.next_expiry  # type: ignore[no-any-return]
+        return count(lane, frame, ts, seq, ack, flags, window, ttl, ip_id, n)  # type: ignore[no-any-return]
 
-        self.count_lane = count_lane
+    class Counter:
+        pass
 
-    def follow(self, tracked: dict[tuple[str, int, str, int], int]) -> None:
-        """From now on, only `tracked` 4-tuples are wanted."""
-        raw = set()
-        for src, sport, dst, dport in tracked:
-            family = socket.AF_INET6 if ":" in src else socket.AF_INET
-            raw.add(socket.inet_pton(family, src) + socket.inet_pton(family, dst) + struct.pack("!HH", sport, dport))
-        self.lanes.__class__ = _FollowLanes
-        self.lanes.tracked = frozenset(raw)
-
-
-def _packets(cap: Any, reassembler: Any) -> tuple[Iterator[Any], _Counter | None]:
-    """cap.packets with the reassembler's fast path, whichever of its two forms the reader offers, and the
-    counter that can skip other workers' segments (None with the older form)."""
-    if "counter" in inspect.signature(cap.packets).parameters and isinstance(getattr(reassembler, "lanes", None),
-                                                                           dict):
-        counter = _Counter(reassembler)
-        return cap.packets(counter=counter), counter
-    return cap.packets(count_only=reassembler.count_only), None
+    counter = Counter()
+    counter.lanes = lanes  # type: ignore[attr-defined]
+    counter.count_lane = count_lane  # type: ignore[attr-defined]
+    follow_cap = open_capture(path)
+    try:
+        follow_cap.reassembler = cap.reassembler  # IP fragments in flight go on being reassembled
+        follow_cap.start_at(offset_after(path, cut_offset, cut_frame - 1, last_frame), last_frame)
+        return follow_cap, follow_cap.packets(counter=counter)
+    except BaseException:
+        follow_cap.close()
+        raise
 
 
 def _range_main(path: str, index: int, start: tuple[int, int] | None, next_target: int | None, end_pipe: Any,
@@ -177,7 +179,6 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
     start_offset = start[0] if start is not None else 0
     # Flows this worker follows, by 4-tuple in both directions -> first frame.
     tracked: dict[tuple[str, int, str, int], int] = {}
-    following = False
     # The time of the next expiry pass after this worker's first packet, and when it reached its end: the parent
     # compares them to tell whether this worker's passes run at the same packets as a single process's.
     first_clock: float | None = None
@@ -206,7 +207,16 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
             if first_frame <= first < end_frame:
                 records.append(record)
 
-    with open_capture(path) as cap:
+    def clock(ts: float) -> None:
+        """A segment the reassembler counted without a TcpPacket, or another worker's: only its time matters."""
+        analyzer.last_ts = ts
+        if ts >= reassembler.next_expiry:
+            take(analyzer.tick(ts))
+
+    cap = open_capture(path)
+    follow_cap = None
+    stopped = False  # past its range, nothing of this worker's open any more: the rest is other workers'
+    try:
         if start is not None:
             cap.start_at(*start)
         # Where the range ends, for the progress bar (next_target until the cut is known).
@@ -215,41 +225,29 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
         if meter is not None:
             meter[0] = time.monotonic()
         try:
-            packets, counter = _packets(cap, reassembler)
+            lanes = "counter" in inspect.signature(cap.packets).parameters and isinstance(
+                getattr(reassembler, "lanes", None), dict)
+            # The reassembler's own fast lane in the range (see `_follow_packets` for past it).
+            packets = cap.packets(counter=reassembler) if lanes else cap.packets(count_only=reassembler.count_only)
+            past = None  # the first TcpPacket past the range
             for pkt in packets:
-                if pkt.__class__ is float:  # a segment the reassembler counted without a TcpPacket
-                    analyzer.last_ts = pkt  # type: ignore[assignment]
-                    if pkt >= reassembler.next_expiry:  # type: ignore[operator]
-                        take(analyzer.tick(pkt))  # type: ignore[arg-type]
+                if pkt.__class__ is float:
+                    clock(pkt)  # type: ignore[arg-type]
                 else:
                     if not end_known and cap.bytes_read >= next_target:
                         # This packet may lie past the cut: wait for the parent's hop to say where the cut is
                         # (it is far ahead as a rule).
                         learn_end(block=True)
-                    if pkt.frame >= end_frame and not following:
-                        following = True
-                        cut_clock = reassembler.next_expiry  # a single process's, when this worker's is
-                        if counter is not None:
-                            counter.follow(tracked)
-                    if following:
-                        if (pkt.src, pkt.sport, pkt.dst, pkt.dport) not in tracked:
-                            # Another worker's connection: only the time matters here.
-                            analyzer.last_ts = pkt.ts
-                            if pkt.ts >= reassembler.next_expiry:
-                                take(analyzer.tick(pkt.ts))
-                        else:
-                            # A flow this opens (port reuse, or after the tracked one timed out) is not followed.
-                            take(analyzer.feed(pkt))
-                        if not tracked:
-                            break
-                    else:
-                        before = reassembler.flows_opened
-                        take(analyzer.feed(pkt))
-                        if first_clock is None:
-                            first_clock = reassembler.next_expiry
-                        if reassembler.flows_opened != before:
-                            tracked[(pkt.src, pkt.sport, pkt.dst, pkt.dport)] = pkt.frame
-                            tracked[(pkt.dst, pkt.dport, pkt.src, pkt.sport)] = pkt.frame
+                    if pkt.frame >= end_frame:
+                        past = pkt
+                        break
+                    before = reassembler.flows_opened
+                    take(analyzer.feed(pkt))
+                    if first_clock is None:
+                        first_clock = reassembler.next_expiry
+                    if reassembler.flows_opened != before:
+                        tracked[(pkt.src, pkt.sport, pkt.dst, pkt.dport)] = pkt.frame
+                        tracked[(pkt.dst, pkt.dport, pkt.src, pkt.sport)] = pkt.frame
                 n += 1
                 if meter is not None and not n & 0x3FF:
                     meter[1] = cap.bytes_read - start_offset
@@ -259,11 +257,37 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
                         learn_end(block=False)
                     yield ("batch", records, min(cap.bytes_read, stop_offset) - start_offset)
                     records = []
+            if past is not None:
+                # Past the range: only the connections this worker tracks, until there are none.
+                cut_clock = reassembler.next_expiry  # a single process's, when this worker's is
+                if lanes:
+                    follow_cap, packets = _follow_packets(path, cap, reassembler, tracked, stop_offset, end_frame,
+                                                          past.frame)
+                for pkt in itertools.chain((past,), packets):
+                    if pkt.__class__ is float:
+                        clock(pkt)  # type: ignore[arg-type]
+                    elif (pkt.src, pkt.sport, pkt.dst, pkt.dport) in tracked:
+                        # A flow this opens (port reuse, or after the tracked one timed out) is not followed.
+                        take(analyzer.feed(pkt))
+                    else:
+                        clock(pkt.ts)
+                    if not tracked:
+                        stopped = True
+                        break
+                    n += 1
+                    if n >= batch_packets:
+                        n = 0
+                        yield ("batch", records, stop_offset - start_offset)
+                        records = []
         except CaptureError as exc:
             error = str(exc)
-        if not (following and not tracked):  # else it stopped early: nothing of this worker's is open
+        if not stopped:
             take(analyzer.finish())
         yield ("batch", records, stop_offset - start_offset)
+    finally:
+        cap.close()
+        if follow_cap is not None:
+            follow_cap.close()
     yield ("end", error, reassembler.flows_evicted, first_clock, cut_clock)
 
 

@@ -138,3 +138,16 @@ class _Hop:
         head = os.pread(self.fileno, self.record_size, self.pos)
         caplen = self.caplen_at(head, 8)[0]
         return caplen <= self.max_caplen and self.pos + self.record_size + caplen <= self.size
+
+
+def offset_after(path: str, offset: int, frames_before: int, frame: int) -> int:
+    """The byte offset of the record after frame `frame`, hopping from the record at `offset` (frame
+    `frames_before + 1`, not after `frame`). The records on the way must be sound: they were read already."""
+    with open(path, "rb") as f:
+        header = pcap.parse_header(f.read(pcap.HEADER_SIZE))
+        caplen_at = Struct(header.byte_order + "I").unpack_from
+        size = header.record_header_size
+        fileno = f.fileno()
+        for _ in range(frame - frames_before):
+            offset += size + caplen_at(os.pread(fileno, size, offset), 8)[0]
+    return offset
