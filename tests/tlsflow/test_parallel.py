@@ -436,3 +436,20 @@ def test_cut_shares_balance_the_workers(jobs):
         finish = [ratio * bounds[k] + bounds[k + 1] - bounds[k] for k in range(jobs)]
         assert finish == pytest.approx([finish[0]] * jobs)
         assert all(k / jobs <= share for k, share in enumerate(shares, 1))
+
+
+def test_damage_reached_while_following(long_lived, tmp_path):
+    """Worker 0 follows the long connection past its range into the damage: it ends its flows there, as one
+    process does, and the error is reported once."""
+    data = long_lived.read_bytes()
+    cut = tmp_path / "long-cut.pcap"
+    cut.write_bytes(data[:int(len(data) * 0.7)])
+    single = [r for _c, r in analyze_files([str(cut)], jobs=1)]
+    errors = [r for r in single if isinstance(r, str)]
+    assert len(errors) == 1
+    key = lambda r: r["flow_id"]
+    for ranges in (list(ranges_in_one_process(str(cut), [len(data) // 2])),
+                   [r for _c, r in analyze_files([str(cut)], jobs=2)]):
+        assert [r for r in ranges if isinstance(r, str)] == errors
+        assert sorted((r for r in ranges if isinstance(r, dict)), key=key) == \
+            sorted((r for r in single if isinstance(r, dict)), key=key)
