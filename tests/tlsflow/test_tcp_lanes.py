@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tlsflow.capture import CaptureError, open_capture
 from tlsflow.capture import linktypes as lt
-from tlsflow.capture import open_capture
 from tlsflow.packet import ACK, FIN, PSH, RST, SYN
 from tlsflow.tcp import ConnectionClosed, ConnectionOpened, StreamChunk, TcpReassembler
 
@@ -108,12 +108,22 @@ def scenarios(draw):  # type: ignore[no-untyped-def]
     return packets, stop_after
 
 
-def _write(path: Path, link_type: int, packets: list) -> None:  # type: ignore[type-arg]
-    out = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, link_type))
+def _write(path: Path, link_type: int, packets: list, pcapng: bool = False) -> None:  # type: ignore[type-arg]
+    if pcapng:  # section header, one interface, enhanced packet blocks
+        out = bytearray(struct.pack("<IIIHHq", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1) + struct.pack("<I", 28))
+        out += struct.pack("<IIHHII", 1, 20, link_type, 0, 65535, 20)
+    else:
+        out = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, link_type))
     for ts, *fields in packets:
         frame = _frame(link_type, *fields)
         micros = round(ts * 1e6)
-        out += struct.pack("<IIII", micros // 1_000_000, micros % 1_000_000, len(frame), len(frame)) + frame
+        if pcapng:
+            padded = frame + b"\x00" * (-len(frame) % 4)
+            length = 32 + len(padded)
+            out += struct.pack("<IIIIIII", 6, length, 0, micros >> 32, micros & 0xFFFFFFFF, len(frame),
+                               len(frame)) + padded + struct.pack("<I", length)
+        else:
+            out += struct.pack("<IIII", micros // 1_000_000, micros % 1_000_000, len(frame), len(frame)) + frame
     path.write_bytes(bytes(out))
 
 
@@ -164,9 +174,10 @@ def _facts(conn) -> dict:  # type: ignore[no-untyped-def,type-arg]
             for f in dataclasses.fields(conn) if f.name != "handshake"}
 
 
-def _compare(tmp_path: Path, link_type: int, packets: list, stop_after: list[int]) -> None:  # type: ignore[type-arg]
+def _compare(tmp_path: Path, link_type: int, packets: list, stop_after: list[int],  # type: ignore[type-arg]
+             pcapng: bool = False) -> None:
     path = tmp_path / f"lanes-{link_type}.pcap"
-    _write(path, link_type, packets)
+    _write(path, link_type, packets, pcapng)
     ref_events, ref_closed, ref_stats = _run(path, FullPath(**REASSEMBLER), stop_after, fast=False)
     events, closed, stats = _run(path, TcpReassembler(**REASSEMBLER), stop_after, fast=True)
     assert events == ref_events
@@ -175,10 +186,12 @@ def _compare(tmp_path: Path, link_type: int, packets: list, stop_after: list[int
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(case=scenarios(), link_type=st.sampled_from([lt.ETHERNET, lt.RAW, lt.LINUX_SLL, lt.LINUX_SLL2]))
-def test_fast_lane_gives_the_full_paths_events_and_facts(tmp_path: Path, case, link_type: int) -> None:  # type: ignore[no-untyped-def]
+@given(case=scenarios(), link_type=st.sampled_from([lt.ETHERNET, lt.RAW, lt.LINUX_SLL, lt.LINUX_SLL2]),
+       pcapng=st.booleans())
+def test_fast_lane_gives_the_full_paths_events_and_facts(tmp_path: Path, case, link_type: int,  # type: ignore[no-untyped-def]
+                                                         pcapng: bool) -> None:
     packets, stop_after = case
-    _compare(tmp_path, link_type, packets, stop_after)
+    _compare(tmp_path, link_type, packets, stop_after, pcapng)
 
 
 def _handshake_then(later: list[tuple[float, str, int, int, int]]) -> list:  # type: ignore[type-arg]
@@ -212,7 +225,8 @@ def test_after_the_handshake_retransmission_fin_and_linger(tmp_path: Path) -> No
              (2.5, "c", 180, 1461, ACK | FIN, 0), (2.6, "s", 1461, 181, ACK, 0), (3.0, "c", 181, 1461, ACK, 0),
              (9.0, "c", 181, 1461, ACK, 0)]
     for link_type in (lt.ETHERNET, lt.RAW, lt.LINUX_SLL, lt.LINUX_SLL2):
-        _compare(tmp_path, link_type, _handshake_then(later), [1])
+        for pcapng in (False, True):
+            _compare(tmp_path, link_type, _handshake_then(later), [1], pcapng)
 
 
 def test_after_the_handshake_rst_idle_expiry_and_port_reuse(tmp_path: Path) -> None:
@@ -226,16 +240,18 @@ def test_after_the_handshake_rst_idle_expiry_and_port_reuse(tmp_path: Path) -> N
     packets.append((40.0, cip, SERVER4, cport, SERVER_PORT, 77, 0, SYN, 8192, b"", 64, 9, False, False))
     for stop_after in ([1], [0], [3]):
         for link_type in (lt.ETHERNET, lt.RAW, lt.LINUX_SLL, lt.LINUX_SLL2):
-            _compare(tmp_path, link_type, packets, stop_after)
+            for pcapng in (False, True):
+                _compare(tmp_path, link_type, packets, stop_after, pcapng)
 
 
+@pytest.mark.parametrize("pcapng", [False, True])
 @pytest.mark.parametrize("link_type", [lt.ETHERNET, lt.LINUX_SLL, lt.LINUX_SLL2])
-def test_counted_segments_are_not_yielded_but_their_time_and_number_are_known(tmp_path: Path,
-                                                                             link_type: int) -> None:
+def test_counted_segments_are_not_yielded_but_their_time_and_number_are_known(tmp_path: Path, link_type: int,
+                                                                             pcapng: bool) -> None:
     later = [(2.0 + k / 10, "cs"[k % 2], 150 if k % 2 == 0 else 1460, 1460 if k % 2 == 0 else 150, ACK, 0)
              for k in range(20)]
     path = tmp_path / "counted.pcap"
-    _write(path, link_type, _handshake_then(later))
+    _write(path, link_type, _handshake_then(later), pcapng)
     reassembler = TcpReassembler()
     yielded = []
     with open_capture(path) as cap:
@@ -253,14 +269,19 @@ def test_counted_segments_are_not_yielded_but_their_time_and_number_are_known(tm
     assert closed.client.packets + closed.server.packets == 27 and closed.last_ts == 3.9
 
 
-def test_a_damaged_capture_gives_the_last_counted_time_before_the_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize("pcapng", [False, True])
+def test_a_damaged_capture_gives_the_last_counted_time_before_the_error(tmp_path: Path, pcapng: bool) -> None:
     later = [(2.0 + k / 10, "c", 150, 1460, ACK, 0) for k in range(5)]
     path = tmp_path / "cut.pcap"
-    _write(path, lt.ETHERNET, _handshake_then(later))
+    _write(path, lt.ETHERNET, _handshake_then(later), pcapng)
     data = path.read_bytes()
-    path.write_bytes(data + struct.pack("<IIII", 3, 0, 1 << 30, 60))  # a record claiming 1 GiB
+    if pcapng:
+        path.write_bytes(data + struct.pack("<II", 6, 13) + bytes(8))  # a block length no block can have
+    else:
+        path.write_bytes(data + struct.pack("<IIII", 3, 0, 1 << 30, 60))  # a record claiming 1 GiB
     reassembler = TcpReassembler()
     seen = []
+    error = None
     with open_capture(path) as cap:
         try:
             for pkt in cap.packets(counter=reassembler):
@@ -269,7 +290,7 @@ def test_a_damaged_capture_gives_the_last_counted_time_before_the_error(tmp_path
                     for event in reassembler.add(pkt):
                         if isinstance(event, StreamChunk):
                             event.conn.wants_data = False
-        except Exception as exc:  # noqa: BLE001 - the capture's own error, checked below
+        except CaptureError as exc:
             error = exc
-    assert "1073741824" in str(error)
+    assert error is not None and ("1073741824" in str(error) or "impossible length 13" in str(error))
     assert seen[-1] == 2.4

@@ -11,6 +11,7 @@ from struct import Struct
 from typing import TypeVar
 
 from .errors import CaptureError, CorruptCaptureError, NotACaptureError, TruncatedCaptureError
+from .pcap import LANE_FRAMES, SegmentCounter
 from .source import SourceReadError
 from .stats import CaptureStats
 
@@ -41,7 +42,7 @@ IF_TSOFFSET = 14
 MAX_BLOCK_SIZE = 32 << 20  # larger is a corrupt length, not a packet (Wireshark's own limit is 16 MiB)
 CHUNK_SIZE = 1 << 20
 
-_IFACE_HANDLER, _IFACE_UNITS, _IFACE_OFFSET, _IFACE_LINK_TYPE, _IFACE_SNAPLEN, _IFACE_FRAMES = range(6)
+_IFACE_HANDLER, _IFACE_UNITS, _IFACE_OFFSET, _IFACE_LINK_TYPE, _IFACE_SNAPLEN, _IFACE_FRAMES, _IFACE_LANE = range(7)
 
 
 def is_pcapng_magic(head: bytes) -> bool:
@@ -87,12 +88,18 @@ def _interface_time(layout: _Layout, buf: bytes, p: int, end: int) -> tuple[floa
 def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                 handler_for: Callable[[int], Callable[[bytes, int, int, int, float], T | None]],
                 stats: CaptureStats, secrets: list[bytes], source_name: str | None = None,
-                compressed: bool = False) -> Iterator[T]:
+                compressed: bool = False, counter: SegmentCounter | None = None) -> Iterator[T | float]:
     """Calls the interface's handler(buf, start, end, frame, ts) for every packet and yields non-None results.
 
     `buf` holds bytes already read, starting at stream offset `base`, which must be a section header block.
     `stats.frames`, `stats.skipped` and `stats.link_types` are brought up to date at every chunk and at the end.
+    `counter`: the fast lane of pcap.walk_records, for enhanced packet blocks of interfaces with a link type in
+    pcap.LANE_FRAMES (a chunk whose last segment went there ends with that segment's timestamp).
     """
+    lanes = counter.lanes if counter is not None else None
+    count_lane = counter.count_lane if counter is not None else None
+    counted = 0  # segments count_lane took since stats.tcp_packets was last brought up to date
+    counted_ts = None  # the time of the last segment, when count_lane took it
     layout = _LITTLE
     block_header = layout.block_header
     enhanced = layout.enhanced
@@ -163,10 +170,25 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                     iface[5] += 1  # _IFACE_FRAMES; indices spelled out on the hot path
                     last_ts = ((ts_high << 32) | ts_low) / iface[1] + iface[2]
                     pos = stop
+                    lane_spec = iface[6]  # _IFACE_LANE
+                    if lane_spec is not None and caplen >= lane_spec[2] and lanes:
+                        # As in pcap.walk_records.
+                        (ethertype, version_ihl, total, ident, frag, ttl, proto, key, seq, ack, offset_byte, flags,
+                         window) = lane_spec[0](buf, start)
+                        lane = lanes.get(key)
+                        if (lane is not None and ethertype == 0x0800 and version_ihl == 0x45 and proto == 6
+                                and not flags & 0x07 and not frag & 0x3FFF and total + lane_spec[1] <= caplen
+                                and offset_byte >= 0x50 and total >= 20 + ((offset_byte >> 4) << 2)
+                                and count_lane(lane, frame, last_ts, seq, ack, flags, window,  # type: ignore[misc]
+                                               ttl, ident, total - 20 - ((offset_byte >> 4) << 2))):
+                            counted += 1
+                            counted_ts = last_ts
+                            continue
                     out = iface[0](buf, start, start + caplen, frame, last_ts)
                     if out is None:
                         skipped += 1
                     else:
+                        counted_ts = None
                         yield out
                     continue
                 if block_type == SIMPLE_PACKET:
@@ -208,7 +230,10 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                         raise corrupt(f"interface description block too short ({length} bytes)", pos)
                     link_type, _reserved, snaplen = layout.interface(buf, pos + 8)
                     units, offset = _interface_time(layout, buf, pos + 16, stop - 4)
-                    interfaces.append([handler_for(link_type), units, offset, link_type, snaplen, 0])
+                    lane_frame = LANE_FRAMES.get(link_type) if lanes is not None else None
+                    lane_spec = (None if lane_frame is None else
+                                 (lane_frame[0].unpack_from, lane_frame[1], lane_frame[1] + 20 + 20))
+                    interfaces.append([handler_for(link_type), units, offset, link_type, snaplen, 0, lane_spec])
                     stats.interfaces += 1
                     pos = stop
                     continue
@@ -246,8 +271,15 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                 if out is None:
                     skipped += 1
                 else:
+                    counted_ts = None
                     yield out
             fold_link_types()
+            if counted:
+                stats.tcp_packets += counted
+                counted = 0
+            if counted_ts is not None:
+                yield counted_ts
+                counted_ts = None
             try:
                 chunk = read_chunk(CHUNK_SIZE)
             except SourceReadError as exc:
@@ -269,6 +301,9 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
     except CaptureError as exc:
         exc.source = exc.source or source_name
         exc.compressed = compressed
+        if counted_ts is not None:  # the consumer learns the last good segment's time before the error
+            yield counted_ts
         raise
     finally:
+        stats.tcp_packets += counted
         fold_link_types()

@@ -82,9 +82,9 @@ class Capture:
         comes out as its timestamp, a float (see `decode.make_handlers`), for `--jobs` on one file.
         `count_only` (TcpReassembler.count_only): segments it takes come out as their timestamp too.
         `counter` (the TcpReassembler the packets go to): segments of flows that want no more data go straight to
-        `counter.count_lane`; in classic pcap Ethernet or Linux cooked captures they do not come out at all, except that a chunk
-        of the file whose last segment went there ends with that segment's timestamp (see pcap.walk_records),
-        elsewhere each comes out as its timestamp."""
+        `counter.count_lane`. In Ethernet or Linux cooked captures (pcap, and pcapng enhanced packet blocks) they do
+        not come out at all, except that a chunk of the file whose last segment went there ends with that segment's
+        timestamp (see pcap.walk_records); elsewhere each comes out as its timestamp."""
         header = self._pcap_header
         # The pcap walker offers such segments to the lanes itself: its handler need not look again.
         walker_counts = header is not None and header.link_type in pcap.LANE_FRAMES
@@ -125,7 +125,7 @@ class Capture:
                                      handler_for(header.link_type), self.stats, source.name, source.compressed,
                                      counter, first_frame=self._first_frame)  # type: ignore[return-value]
         return pcapng.walk_blocks(source.read_chunk, self._buf, self._base, handler_for, self.stats,
-                                  self.secrets, source.name, source.compressed)
+                                  self.secrets, source.name, source.compressed, counter)  # type: ignore[return-value]
 
     def close(self) -> None:
         self._source.close()
