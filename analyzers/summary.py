@@ -182,7 +182,7 @@ class HandshakeSummary:
         # record: three in four) are folded right here, with what they touch looked up once per batch; the others
         # are found by one dict lookup on the event's class instead of a chain of isinstance tests. A subclass of
         # an event class is handled as its base (found once, then remembered).
-        # Dicts keyed by sender are tested for size first: hashing an Enum member runs a Python function.
+        # Dicts keyed by sender are probed only until both sides are in: after that a probe cannot add anything.
         first_record = self.first_record
         records = self.encrypted_records
         for event in events:

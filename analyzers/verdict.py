@@ -135,7 +135,7 @@ class _Decider:
             client: list[EncryptedRecordSeen] = []
             server: list[EncryptedRecordSeen] = []
             for r in self.s.encrypted_records:
-                # `is`, not a dict keyed by sender: an Enum's __hash__ is a Python function
+                # one pass, split with `is` (no per-record dict probe)
                 (client if r.sender is Sender.CLIENT else server).append(r)
             split = self._encrypted = (client, server)
         return split[0] if sender is Sender.CLIENT else split[1]
