@@ -551,37 +551,48 @@ def split_extensions(data: bytes | bytearray, pos: int, stop: int, ctx: HelloCon
     """The extensions in `data[pos:stop]` (a whole block's contents), or None when its framing is broken (then
     `_parse_extensions_checked` says how). Each body goes through its fast decoder, and through the Reader-based
     one when the fast decoder declines it, so results and errors are the same as the reference path's."""
+    if data.__class__ is not bytes:
+        data = bytes(data)  # slices must be bytes (memo keys, Extension.data)
     extensions: list[Extension] = []
     append = extensions.append
     memo = _MEMO[ctx]
+    get = memo.get
+    # Kept to the fewest operations: a ClientHello's dozen extensions go round this loop on every connection,
+    # and most of them are found in the memo.
     while pos < stop:
-        if pos + 4 > stop or len(extensions) >= MAX_EXTENSIONS:
+        if pos + 4 > stop or len(extensions) >= MAX_EXTENSIONS:  # (the cap: hostile blocks stop here too)
             return None
-        ext_type, length = _EXT_HEADER(data, pos)
-        end = pos + 4 + length
+        end = pos + 4 + ((data[pos + 2] << 8) | data[pos + 3])
         if end > stop:
             return None
-        key = bytes(data[pos:end])
-        ext = memo.get(key)
-        if ext is None:
-            body = key[4:]
-            fast = _FAST_DECODERS.get(ext_type)
-            if fast is not None:
-                try:
-                    ext = _new_extension(ext_type, body, fast(body, ctx), None)
-                except (_Declined, IndexError, struct.error):
-                    ext = decode_extension(ext_type, body, ctx, base=base + pos + 4)
-            elif ext_type in _DECODERS:
-                ext = decode_extension(ext_type, body, ctx, base=base + pos + 4)
-            else:
-                ext = Extension(type=ext_type, data=body)
-            if length <= _MEMO_MAX_BODY and (length == 0 or ext_type not in _UNIQUE_PER_CONNECTION):
-                if len(memo) >= _MEMO_MAX_ENTRIES:
-                    memo.clear()
-                memo[key] = ext
-        append(ext)
+        key = data[pos:end]
+        ext = get(key)
+        append(ext if ext is not None else _decode_and_remember(key, ctx, base + pos + 4, memo))
         pos = end
     return tuple(extensions)
+
+
+def _decode_and_remember(key: bytes, ctx: HelloContext, base: int, memo: dict[bytes, Extension]) -> Extension:
+    """The extension whose wire bytes (type, length, body) are `key`, decoded and kept in the memo when it is
+    the kind that recurs."""
+    ext_type = (key[0] << 8) | key[1]
+    body = key[4:]
+    fast = _FAST_DECODERS.get(ext_type)
+    if fast is not None:
+        try:
+            ext = _new_extension(ext_type, body, fast(body, ctx), None)
+        except (_Declined, IndexError, struct.error):
+            ext = decode_extension(ext_type, body, ctx, base=base)
+    elif ext_type in _DECODERS:
+        ext = decode_extension(ext_type, body, ctx, base=base)
+    else:
+        ext = _new_extension(ext_type, body, None, None)
+    length = len(body)
+    if length <= _MEMO_MAX_BODY and (length == 0 or ext_type not in _UNIQUE_PER_CONNECTION):
+        if len(memo) >= _MEMO_MAX_ENTRIES:
+            memo.clear()
+        memo[key] = ext
+    return ext
 
 
 def extension_problems(extensions: tuple[Extension, ...]) -> list[tuple[str, str]]:
