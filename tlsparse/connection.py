@@ -561,6 +561,13 @@ class TlsConnection:
     def _handshake_bytes(self, d: _Direction, body: bytes | bytearray, rec_off: int, frame: int, ts: float,
                          events: list[Event], *, decrypted: bool = False) -> None:
         """Reassemble handshake messages from a plaintext handshake record's body."""
+        if not d.hs_skip and not d.hs_buf and len(body) >= 4:
+            # The usual record: exactly one whole message, nothing pending from earlier records.
+            length = (body[1] << 16) | (body[2] << 8) | body[3]
+            if length + 4 == len(body) and length <= self.max_handshake:
+                self._handshake_message(d, body[0], length, bytes(body), rec_off + HEADER_LEN, rec_off, frame, ts,
+                                        events, decrypted)
+                return
         body_abs = rec_off + HEADER_LEN
         if d.hs_skip:
             k = min(d.hs_skip, len(body))
