@@ -240,3 +240,31 @@ def test_every_message_agrees_with_the_reader_path(real_messages, data) -> None:
                         cipher_suite=data.draw(st.sampled_from([None, 0xC02B, 0xC02F, 0x009C, 0x1301])))
     decoded = decode_handshake(msg_type, body, ctx)
     assert decoded.message == _reference_message(msg_type, body, ctx)
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+def test_real_handshake_cut_at_every_byte_gives_the_same_events(pki, version) -> None:
+    """Each direction's stream of a real handshake (with application data and close_notify) cut in two at every
+    byte boundary: the same events as the stream in one piece. Covers the record loop's fast path for opaque
+    records, the one-message-per-record path and the skipped-body path against the general ones."""
+    import conftest
+
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.load_verify_locations(pki.ca_cert)
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(pki.server_chain, pki.server_key)
+    client.maximum_version = server.maximum_version = version
+    transcript = conftest.run_tls(client, server, app_data=b"x" * 3000)
+
+    def key(e):
+        return (type(e).__name__, e.sender, e.offset, getattr(e, "message", None), getattr(e, "length", None),
+                getattr(e, "handshake_phase", None), getattr(e, "name", None))
+
+    for sender in (Sender.CLIENT, Sender.SERVER):
+        stream = transcript.stream(sender)
+        other = [(who, data) for who, data in transcript.chunks if who is not sender]
+        _, whole = conftest.parse_all([*other, (sender, stream)])
+        assert any(isinstance(e, HandshakeSeen) for e in whole if e.sender is sender)
+        for cut in range(1, len(stream)):
+            _, split = conftest.parse_all([*other, (sender, stream[:cut]), (sender, stream[cut:])])
+            assert [key(e) for e in split] == [key(e) for e in whole], cut
