@@ -105,7 +105,7 @@ def make_handlers(stats: CaptureStats, reassembler: FragmentReassembler | None,
     is offered every untagged Ethernet/IPv4 segment first; when it takes the segment, no TcpPacket is built and
     the handler returns the timestamp as well.
 
-    `counter` (TcpReassembler): a segment without SYN, FIN or RST whose addresses and ports are in `counter.lanes`
+    `counter` (TcpReassembler): a segment without SYN or RST whose addresses and ports are in `counter.lanes`
     is offered to `counter.count_lane` before anything else is built; when it takes the segment, the handler
     returns the timestamp. (pcap.walk_records does the same for Ethernet captures without calling the handler.)
     """
@@ -151,7 +151,7 @@ def make_handlers(stats: CaptureStats, reassembler: FragmentReassembler | None,
         stats.tcp_packets += 1
         if shard_count and (src[-1] + dst[-1] + sport + dport) % shard_count != shard_index:
             return ts  # type: ignore[return-value]  # another shard's connection: only its time matters here
-        if lanes and not flags & 0x07:
+        if lanes and not flags & 0x06:
             lane = lanes.get(src + dst + buf[off:off + 4])
             if lane is not None and count_lane(lane, frame, ts, seq, ack, flags, window,  # type: ignore[misc]
                                                ttl, ip_id, end - data):
@@ -329,7 +329,7 @@ def make_handlers(stats: CaptureStats, reassembler: FragmentReassembler | None,
                     if shard_count and ((src[-1] + dst[-1] + sport + dport)
                                         % shard_count != shard_index):
                         return ts  # type: ignore[return-value]
-                    if lanes and not flags & 0x07:
+                    if lanes and not flags & 0x06:
                         lane = lanes.get(buf[start + 26:start + 38])
                         if lane is not None and count_lane(lane, frame, ts, seq, ack,  # type: ignore[misc]
                                                            flags, window, ttl, ident, ip_end - data):

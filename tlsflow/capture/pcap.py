@@ -93,8 +93,8 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
     `first_frame`: frames before `buf` (reading started at a record inside the file: `--jobs` byte ranges), so
     that frame numbers are those of the whole file.
 
-    `counter` (Ethernet and Linux cooked captures, see LANE_FRAMES): the fast lane. A TCP segment without SYN,
-    FIN or RST of a direction in `counter.lanes` (a flow that wants no more data) is handed to `counter.count_lane`
+    `counter` (Ethernet and Linux cooked captures, see LANE_FRAMES): the fast lane. A TCP segment without SYN
+    or RST of a direction in `counter.lanes` (a flow that wants no more data) is handed to `counter.count_lane`
     straight from the record, before `handle` (which gets it only if count_lane refuses it). Such segments are most
     of a capture: this saves them the handler, the TcpPacket and a trip through the consumer's loop. They are not
     yielded; instead, at the end of every chunk whose last segment was counted so, the walker yields that segment's
@@ -142,12 +142,12 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
                 if lanes and caplen >= lane_frame_min:
                     # The fast lane: IPv4 without options or fragmentation, not cut by the snap length, a
                     # valid TCP data offset (as decode's untagged Ethernet/IPv4/TCP branch), a known lane, and no
-                    # SYN, FIN or RST.
+                    # SYN or RST.
                     (ethertype, version_ihl, total, ident, frag, ttl, proto, key, seq, ack, offset_byte, flags,
                      window) = lane_frame(buf, start)
                     lane = lanes.get(key)
                     if (lane is not None and ethertype == 0x0800 and version_ihl == 0x45 and proto == 6
-                            and not flags & 0x07 and not frag & 0x3FFF and total + link_length <= caplen
+                            and not flags & 0x06 and not frag & 0x3FFF and total + link_length <= caplen
                             and offset_byte >= 0x50 and total >= 20 + ((offset_byte >> 4) << 2)
                             and count_lane(lane, frame, ts, seq, ack, flags, window, ttl, ident,  # type: ignore[misc]
                                            total - 20 - ((offset_byte >> 4) << 2))):

@@ -177,7 +177,7 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                          window) = lane_spec[0](buf, start)
                         lane = lanes.get(key)
                         if (lane is not None and ethertype == 0x0800 and version_ihl == 0x45 and proto == 6
-                                and not flags & 0x07 and not frag & 0x3FFF and total + lane_spec[1] <= caplen
+                                and not flags & 0x06 and not frag & 0x3FFF and total + lane_spec[1] <= caplen
                                 and offset_byte >= 0x50 and total >= 20 + ((offset_byte >> 4) << 2)
                                 and count_lane(lane, frame, last_ts, seq, ack, flags, window,  # type: ignore[misc]
                                                ttl, ident, total - 20 - ((offset_byte >> 4) << 2))):

@@ -26,7 +26,7 @@ Lane = tuple["_Flow", HalfStream, HalfStream, DirectionFacts, Connection]
 _PORTS = Struct("!HH").pack
 
 _SYN_ACK = SYN | ACK
-_SYN_FIN_RST = SYN | FIN | RST
+_SYN_RST = SYN | RST
 _HALF = 1 << 31
 _MASK = (1 << 32) - 1
 # An ACK this far beyond anything seen cannot be inside any window (max scaled window is 2^30).
@@ -161,7 +161,7 @@ class TcpReassembler:
                 self._stop_reassembly(flow)
             # The same facts as the code below, in fewer steps (count_lane's checks hold here, as add has just
             # run expiry and the idle check; a closing or unsettled flow takes the code below).
-            if (not flags & _SYN_FIN_RST and flow.settled and not flow.closing
+            if (not flags & _SYN_RST and flow.settled and not flow.closing
                     and self.count_lane(flow.lanes[index], pkt.frame, ts, pkt.seq,  # type: ignore[index]
                                         pkt.ack, flags, pkt.window, pkt.ttl, pkt.ip_id, len(pkt.payload))):
                 return out
@@ -349,11 +349,11 @@ class TcpReassembler:
     def count_only(self, key: FlowKey, frame: int, ts: float, seq: int, ack: int, flags: int, window: int,
                    ttl: int, ip_id: int | None, n: int) -> bool:
         """`add` for a packet given by its header fields, when it belongs to a connection that wants no more data
-        and carries no SYN, FIN or RST, and its time neither runs expiry nor closes the connection: the capture
+        and carries no SYN or RST, and its time neither runs expiry nor closes the connection: the capture
         reader calls this before building a TcpPacket, so that such packets (most of a capture) cost a dict
         lookup and a few counters. Returns False, having changed nothing, when `add` must take the packet."""
         entry = self._flows.get(key)
-        if entry is None or flags & _SYN_FIN_RST:
+        if entry is None or flags & _SYN_RST:
             return False
         flow, index = entry
         if flow.full or flow.closing or not flow.settled:
@@ -364,7 +364,7 @@ class TcpReassembler:
     def count_lane(self, lane: Lane, frame: int, ts: float, seq: int, ack: int, flags: int, window: int,
                    ttl: int, ip_id: int | None, n: int) -> bool:
         """`add` for a segment of a direction found in `lanes` (its connection wants no more data, is settled
-        and not closing), given by its header fields; the caller has checked that it carries no SYN, FIN or RST.
+        and not closing), given by its header fields; the caller has checked that it carries no SYN or RST.
         Returns False, having changed nothing, when its time runs expiry or ends the flow's idle time: then `add`
         must take it. Otherwise the segment changes exactly the facts that `add`'s full code would (no buffer, no
         chunk, no roles), in fewer steps: most segments of a capture come here.
@@ -414,6 +414,18 @@ class TcpReassembler:
                 side.high_offset = facts.stream_bytes = end
             if start < high:  # bytes below the highest seen: counted as retransmitted
                 self._retransmitted(facts, frame, min(end, high) - start)
+        if flags & FIN:
+            if not side.started:
+                side.start(seq)
+            fin_offset = side.offset_of(seq) + n
+            if side.fin_offset is None:
+                side.fin_offset = fin_offset
+                facts.fin_frame = frame
+                facts.fin_ts = ts
+                side.advance_high(fin_offset)
+                facts.stream_bytes = side.high_offset
+            elif n == 0 and fin_offset == side.fin_offset:
+                self._retransmitted(facts, frame, 0)
         if flags & ACK and peer.started:
             high = peer.high_offset
             ack_offset = high + ((ack - peer.high_seq + _HALF) & _MASK) - _HALF
