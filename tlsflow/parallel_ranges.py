@@ -196,16 +196,18 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
                 end_frame, stop_offset = value
             end_known = True
 
+    def take_one(record: dict[str, Any]) -> None:
+        (a_ip, a_port), (b_ip, b_port) = record["_range"][0]
+        first = record["first_frame"]
+        for direction in ((a_ip, a_port, b_ip, b_port), (b_ip, b_port, a_ip, a_port)):
+            if tracked.get(direction) == first:
+                del tracked[direction]
+        if first_frame <= first < end_frame:
+            records.append(record)
+
     def take(new: Any) -> None:
         for record in new:
-            key, _last, _reason = record["_range"]
-            (a_ip, a_port), (b_ip, b_port) = key
-            first = record["first_frame"]
-            for direction in ((a_ip, a_port, b_ip, b_port), (b_ip, b_port, a_ip, a_port)):
-                if tracked.get(direction) == first:
-                    del tracked[direction]
-            if first_frame <= first < end_frame:
-                records.append(record)
+            take_one(record)
 
     def clock(ts: float) -> None:
         """A segment the reassembler counted without a TcpPacket, or another worker's: only its time matters."""
@@ -229,6 +231,8 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
                 getattr(reassembler, "lanes", None), dict)
             # The reassembler's own fast lane in the range (see `_follow_packets` for past it).
             packets = cap.packets(counter=reassembler) if lanes else cap.packets(count_only=reassembler.count_only)
+            add = reassembler.add
+            on_event = analyzer._on_event
             past = None  # the first TcpPacket past the range
             for pkt in packets:
                 if pkt.__class__ is float:
@@ -241,8 +245,13 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
                     if pkt.frame >= end_frame:
                         past = pkt
                         break
+                    # FlowAnalyzer.feed inlined, as in pipeline.iter_flow_records: no generator per packet.
                     before = reassembler.flows_opened
-                    take(analyzer.feed(pkt))
+                    analyzer.last_ts = pkt.ts
+                    for event in add(pkt):
+                        record = on_event(event)
+                        if record is not None:
+                            take_one(record)
                     if first_clock is None:
                         first_clock = reassembler.next_expiry
                     if reassembler.flows_opened != before:
