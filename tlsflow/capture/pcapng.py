@@ -100,6 +100,10 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
     count_lane = counter.count_lane if counter is not None else None
     counted = 0  # segments count_lane took since stats.tcp_packets was last brought up to date
     counted_ts = None  # the time of the last segment, when count_lane took it
+    # As in pcap.walk_records: a block that straddles two chunks is read from a buffer of its own, and the walk
+    # goes on inside the next chunk (no copy of every chunk).
+    pending: bytes | None = None
+    pending_pos = pending_base = 0
     layout = _LITTLE
     block_header = layout.block_header
     enhanced = layout.enhanced
@@ -280,6 +284,10 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
             if counted_ts is not None:
                 yield counted_ts
                 counted_ts = None
+            if pending is not None:
+                buf, pos, base = pending, pending_pos, pending_base
+                pending = None
+                continue
             try:
                 chunk = read_chunk(CHUNK_SIZE)
             except SourceReadError as exc:
@@ -295,7 +303,23 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                 raise TruncatedCaptureError(
                     f"file ends inside a block of type 0x{block_type:08x}: {length} bytes announced, "
                     f"{end - pos} present", base + pos, frame + 1)
-            buf = buf[pos:] + chunk
+            leftover = end - pos
+            if leftover:
+                head = buf[pos:end]
+                if leftover < 12:
+                    head += chunk[:12 - leftover]
+                need = -1
+                if len(head) >= 12:
+                    block_type, length = block_header(head, 0)
+                    # A section header's length is read in its own byte order, by the loop: not here.
+                    if block_type != SECTION_HEADER and length <= MAX_BLOCK_SIZE:
+                        need = length - leftover
+                if 0 < need <= len(chunk):
+                    pending, pending_pos, pending_base = chunk, need, base + end
+                    chunk = chunk[:need]
+                buf = head[:leftover] + chunk
+            else:
+                buf = chunk
             base += pos
             pos = 0
     except CaptureError as exc:
