@@ -472,7 +472,7 @@ def _fast_cookie(body: bytes, ctx: HelloContext) -> bytes:
 # out again. Bodies unique to a connection (key shares, PSK identities, ECH, cookies) and long ones are not
 # kept; the memo is emptied when full, so hostile traffic costs at most its size (entries x max body).
 _MEMO: dict[HelloContext, dict[bytes, Extension]] = {ctx: {} for ctx in HelloContext}
-_MEMO_MAX_ENTRIES = 2048
+_MEMO_MAX_ENTRIES = 1024  # per context: real traffic needs a few dozen
 _MEMO_MAX_BODY = 256
 _UNIQUE_PER_CONNECTION = frozenset((KEY_SHARE, PRE_SHARED_KEY, ENCRYPTED_CLIENT_HELLO, COOKIE, SESSION_TICKET))
 

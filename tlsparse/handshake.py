@@ -8,7 +8,7 @@ the negotiated version when known and the message's shape otherwise.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+from functools import lru_cache
 from typing import NamedTuple
 
 from tlsparse import messages as m
@@ -258,7 +258,7 @@ def decode_certificate_status(r: Reader) -> m.CertificateStatus:
 
 # --- key exchange ---------------------------------------------------------------------------------------------
 
-@cache  # a pure function of a 16-bit code: at most 65,536 entries; it ran for every ServerKeyExchange
+@lru_cache(maxsize=512)  # a pure function of the suite code, asked for every ServerKeyExchange
 def _suite_kind(cipher_suite: int | None) -> str | None:
     """'ecdhe' / 'dhe' / 'other' from the suite's IANA name via tlsparse.registry when that module exists;
     None when it cannot tell (then the message's shape decides)."""
