@@ -42,6 +42,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from tlsflow.capture.linktypes import ETHERNET
 from tlsflow.parallel import BATCH_PACKETS, QUEUE_BATCHES, start_method, tune_gc
 
 _NO_END = 1 << 62  # "no end frame known yet" / "reads to the end of the file"
@@ -106,9 +107,10 @@ class _FollowLanes(dict):  # type: ignore[type-arg]
 def _follow_packets(path: str, cap: Any, reassembler: Any, tracked: dict[tuple[str, int, str, int], int],
                     cut_offset: int, cut_frame: int, last_frame: int) -> tuple[Any, Iterator[Any]]:
     """The packets after frame `last_frame` (past the range, which ends before `cut_frame` at byte `cut_offset`)
-    for a worker that follows `tracked` only: a new reader from there whose fast lane takes every segment of
-    another 4-tuple as its time only (no TcpPacket), unless an expiry pass is due. (A reader of its own, so that
-    the range itself was read with the reassembler's fast lane untouched.) Returns (capture, packets)."""
+    for a worker that follows `tracked` only: a new reader from there that takes every segment of another
+    4-tuple as its time only (no TcpPacket), unless an expiry pass is due; for Ethernet, `_follow_ethernet`,
+    which does not even decode them. (A reader of its own, so that the range itself was read with the
+    reassembler's fast lane untouched.) Returns (capture to close or None, packets)."""
     from tlsflow.capture import open_capture
     from tlsflow.capture.split import offset_after
 
@@ -116,6 +118,9 @@ def _follow_packets(path: str, cap: Any, reassembler: Any, tracked: dict[tuple[s
     for src, sport, dst, dport in tracked:
         family = socket.AF_INET6 if ":" in src else socket.AF_INET
         raw.add(socket.inet_pton(family, src) + socket.inet_pton(family, dst) + struct.pack("!HH", sport, dport))
+    offset = offset_after(path, cut_offset, cut_frame - 1, last_frame)
+    if cap.link_type == ETHERNET:
+        return None, _follow_ethernet(path, offset, last_frame, raw, reassembler, cap.reassembler)
     lanes = _FollowLanes(reassembler.lanes)
     lanes.tracked = frozenset(raw)
     reassembler.lanes = lanes  # the reassembler adds and removes its lanes in this one from now on
@@ -137,11 +142,84 @@ def _follow_packets(path: str, cap: Any, reassembler: Any, tracked: dict[tuple[s
     follow_cap = open_capture(path)
     try:
         follow_cap.reassembler = cap.reassembler  # IP fragments in flight go on being reassembled
-        follow_cap.start_at(offset_after(path, cut_offset, cut_frame - 1, last_frame), last_frame)
+        follow_cap.start_at(offset, last_frame)
         return follow_cap, follow_cap.packets(counter=counter)
     except BaseException:
         follow_cap.close()
         raise
+
+
+FOLLOW_CHUNK = 1 << 20
+
+
+def _follow_ethernet(path: str, offset: int, frames_before: int, tracked: set[bytes], reassembler: Any,
+                     fragments: Any) -> Iterator[Any]:
+    """Past the range of an Ethernet pcap file: the records from byte `offset` (frame `frames_before + 1`), as
+    the reader would give them, except that an untagged IPv4 TCP segment of a 4-tuple not in `tracked` (raw, as
+    on the wire) is skipped when no expiry pass is due at its time: the record header and 24 bytes of the frame
+    are all that is read of most packets past the range. Segments skipped are TCP for certain (the conditions of
+    decode's fast path), so the time of the last one comes out at the end of each chunk (the clock of a single
+    process at the end of the file). Damage stops it with a CaptureError (the last worker reports it)."""
+    from tlsflow.capture import pcap
+    from tlsflow.capture.decode import make_handlers
+    from tlsflow.capture.errors import CorruptCaptureError, TruncatedCaptureError
+    from tlsflow.capture.stats import CaptureStats
+
+    with open(path, "rb") as f:
+        header = pcap.parse_header(f.read(pcap.HEADER_SIZE))
+        handle = make_handlers(CaptureStats(), fragments, counter=reassembler)(header.link_type)
+        record = struct.Struct(header.byte_order + "IIII").unpack_from
+        ip_fields = struct.Struct("!HBBHHHBB").unpack_from  # EtherType, version/IHL, TOS, total, id, frag, TTL, proto
+        size = header.record_header_size
+        units = float(header.ts_units)
+        max_caplen = min(max(header.snaplen, pcap.STANDARD_MAX_CAPLEN), pcap.ABSOLUTE_MAX_CAPLEN)
+        f.seek(offset)
+        buf = b""
+        pos = 0
+        frame = frames_before
+        skipped_ts = None
+        next_expiry = reassembler.next_expiry
+        while True:
+            chunk = f.read(FOLLOW_CHUNK)
+            if not chunk:
+                if skipped_ts is not None:
+                    yield skipped_ts
+                if pos != len(buf):
+                    raise TruncatedCaptureError("file ends inside a packet record", offset + pos, frame + 1)
+                return
+            buf = buf[pos:] + chunk
+            offset += pos
+            pos = 0
+            end = len(buf)
+            while end - pos >= size:
+                seconds, fraction, caplen, _origlen = record(buf, pos)
+                if caplen > max_caplen:
+                    if skipped_ts is not None:
+                        yield skipped_ts
+                    raise CorruptCaptureError(f"packet record claims {caplen} captured bytes", offset + pos, frame + 1)
+                start = pos + size
+                stop = start + caplen
+                if stop > end:
+                    break
+                frame += 1
+                pos = stop
+                ts = seconds + fraction / units
+                if ts < next_expiry and caplen >= 54:
+                    ethertype, version_ihl, _tos, total, _id, frag, _ttl, proto = ip_fields(buf, start + 12)
+                    data = start + 34 + ((buf[start + 46] >> 4) << 2)
+                    if (ethertype == 0x0800 and version_ihl == 0x45 and proto == 6 and not frag & 0x3FFF
+                            and total >= 40 and start + 14 + total <= stop and start + 54 <= data <= start + 14 + total
+                            and buf[start + 26:start + 38] not in tracked):
+                        skipped_ts = ts
+                        continue
+                out = handle(buf, start, stop, frame, ts)
+                if out is not None:
+                    skipped_ts = None
+                    yield out
+                    next_expiry = reassembler.next_expiry
+            if skipped_ts is not None:
+                yield skipped_ts
+                skipped_ts = None
 
 
 def _range_main(path: str, index: int, start: tuple[int, int] | None, next_target: int | None, end_pipe: Any,
