@@ -95,6 +95,7 @@ class TcpReassembler:
         self.limits = StreamLimits(max_buffer_bytes=max_buffer_per_direction,
                                    max_buffer_segments=max_segments_per_direction,
                                    max_history_bytes=retransmit_check_bytes)
+        self._max_history_bytes = retransmit_check_bytes
         self._flows: dict[FlowKey, tuple[_Flow, int]] = {}
         self._open: OrderedDict[int, _Flow] = OrderedDict()  # least recently active first
         self._closing: OrderedDict[int, _Flow] = OrderedDict()
@@ -200,7 +201,8 @@ class TcpReassembler:
         seq = pkt.seq
         payload = pkt.payload
         n = len(payload)
-        pieces: list[Piece] | None = [] if full else None
+        pieces: list[Piece] | None = None  # delivered by HalfStream.receive (not in order, or roles unknown)
+        chunk = None  # the segment itself, in order with nothing waiting, delivered directly
         if flags & SYN:
             self._on_syn(flow, side, peer, pkt, n, out)
             seq = (seq + 1) & 0xFFFFFFFF
@@ -227,8 +229,20 @@ class TcpReassembler:
                     facts.largest_segment_frame = frame
                     facts.largest_segment_acked = False
                     side.largest_end = end
-                if pieces is not None:
-                    seen = side.receive(start, payload, frame, ts, pieces)
+                if full:
+                    if start == side.next_offset and flow.settled and not side.segments:
+                        # HalfStream.receive's common case inlined: in order, nothing buffered, roles known (no
+                        # list of pieces, no call). Appended last, as _deliver would (after what the ACK frees).
+                        chunk = StreamChunk(conn, side.sender, start, payload, 0, frame, ts)
+                        side.next_offset = end
+                        side.history.append((start, end, payload))
+                        side.history_bytes += n
+                        if side.history_bytes > self._max_history_bytes:
+                            side.trim_history()
+                        seen = 0
+                    else:
+                        pieces = []
+                        seen = side.receive(start, payload, frame, ts, pieces)
                 else:
                     # Not reassembling: what lies below the highest byte seen counts as retransmitted.
                     high = side.high_offset
@@ -266,14 +280,30 @@ class TcpReassembler:
                 peer_facts = peer.facts
                 if not peer_facts.largest_segment_acked and ack_offset >= peer.largest_end:
                     peer_facts.largest_segment_acked = True
-                if full and not flags & RST and (ack_offset > peer.acked_limit or peer.history):
+                if not full or flags & RST:
+                    pass
+                elif not peer.segments:
+                    # HalfStream.acked inlined for a peer with nothing buffered (no hole it could declare): forget
+                    # the history the ACK covers, raise acked_limit (ack_offset is already capped at the FIN).
+                    history = peer.history
+                    if history and history[0][1] <= ack_offset:
+                        history_bytes = peer.history_bytes
+                        while history and history[0][1] <= ack_offset:
+                            h_start, h_end, _ = history.popleft()
+                            history_bytes -= h_end - h_start
+                        peer.history_bytes = history_bytes
+                    if ack_offset > peer.acked_limit:  # noqa: PLR1730 (hot path)
+                        peer.acked_limit = ack_offset
+                elif ack_offset > peer.acked_limit or peer.history:
                     peer_pieces: list[Piece] = []
                     peer.acked(ack_offset, peer_pieces, frame, ts)
                     if peer_pieces:
                         peer.facts.stream_bytes = peer.high_offset
                         self._deliver(flow, peer, peer_pieces, out)
 
-        if pieces:
+        if chunk is not None:
+            out.append(chunk)
+        elif pieces:
             self._deliver(flow, side, pieces, out)
         if not flow.settled and (flow.pending or flow.hello_index is not None):
             self._try_settle(flow, out, force=False)

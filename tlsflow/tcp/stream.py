@@ -252,9 +252,14 @@ class HalfStream:
     # --- retransmission checks --------------------------------------------------------------------------------
 
     def _remember(self, start: int, end: int, data: bytes) -> None:
-        history = self.history
-        history.append((start, end, data))
+        self.history.append((start, end, data))
         self.history_bytes += end - start
+        if self.history_bytes > self.limits.max_history_bytes:
+            self.trim_history()
+
+    def trim_history(self) -> None:
+        """Forget the oldest delivered bytes until the history fits its cap."""
+        history = self.history
         limit = self.limits.max_history_bytes
         while self.history_bytes > limit and history:
             old = history.popleft()
