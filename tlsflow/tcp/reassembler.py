@@ -32,6 +32,8 @@ _MASK = (1 << 32) - 1
 # An ACK this far beyond anything seen cannot be inside any window (max scaled window is 2^30).
 _MAX_ACK_AHEAD = 1 << 30
 _PROBE_LEN = 6  # bytes a ClientHello check needs
+_UNKNOWN = object()
+_WIRE_ADDRESSES_KEPT = 1 << 16  # addresses remembered as wire bytes before that cache is reset
 
 
 class _Flow:
@@ -108,6 +110,9 @@ class TcpReassembler:
         # IPv6), for the capture reader's fast lane: it looks a segment up here and calls `count_lane`, without
         # building a TcpPacket or even the text of the addresses.
         self.lanes: dict[bytes, Lane] = {}
+        # Address text -> its wire bytes (None: no lane for it), per IP version, for the lanes' keys.
+        self._wire4: dict[str, bytes | None] = {}
+        self._wire6: dict[str, bytes | None] = {}
 
     @property
     def next_expiry(self) -> float:
@@ -324,22 +329,40 @@ class TcpReassembler:
         flow.lanes = ((flow, side0, side1, side0.facts, conn), (flow, side1, side0, side1.facts, conn))
         if flow.closing or not flow.settled:
             return  # such a flow's packets take add's full code (linger timeout, roles still to settle)
-        family = AF_INET if conn.ip_version == 4 else AF_INET6
+        wire = self._wire4 if conn.ip_version == 4 else self._wire6
         raw_keys = []
         for src, sport, dst, dport in flow.keys:
-            try:
-                raw_src, raw_dst = inet_pton(family, src), inet_pton(family, dst)
-            except (OSError, ValueError):
+            raw_src = wire.get(src, _UNKNOWN)
+            if raw_src is _UNKNOWN:
+                raw_src = self._wire_address(wire, conn.ip_version, src)
+            raw_dst = wire.get(dst, _UNKNOWN)
+            if raw_dst is _UNKNOWN:
+                raw_dst = self._wire_address(wire, conn.ip_version, dst)
+            if raw_src is None or raw_dst is None:
                 return
-            # Only when the text is what the reader makes of these bytes: then a segment with these bytes would
-            # have come to this flow as a TcpPacket too.
-            if inet_ntop(family, raw_src) != src or inet_ntop(family, raw_dst) != dst:
-                return
-            raw_keys.append(raw_src + raw_dst + _PORTS(sport, dport))
+            raw_keys.append(raw_src + raw_dst + _PORTS(sport, dport))  # type: ignore[operator]
         lanes = self.lanes
         for raw, lane in zip(raw_keys, flow.lanes):
             lanes[raw] = lane
         flow.lane_keys = tuple(raw_keys)
+
+    @staticmethod
+    def _wire_address(wire: dict[str, bytes | None], ip_version: int, text: str) -> bytes | None:
+        """An address as the reader finds it on the wire, or None when the reader would not make this text of
+        those bytes (then a segment with them would not have come to this flow as a TcpPacket). Remembered in
+        `wire` (the same few addresses open most flows)."""
+        family = AF_INET if ip_version == 4 else AF_INET6
+        try:
+            raw: bytes | None = inet_pton(family, text)
+        except (OSError, ValueError):
+            raw = None
+        else:
+            if inet_ntop(family, raw) != text:  # type: ignore[arg-type]
+                raw = None
+        if len(wire) >= _WIRE_ADDRESSES_KEPT:
+            wire.clear()
+        wire[text] = raw
+        return raw
 
     @staticmethod
     def _close_lanes(lanes: dict[bytes, Lane], flow: _Flow) -> None:
@@ -492,16 +515,20 @@ class TcpReassembler:
             self._evict(out)
         flow_id = self._next_flow_id
         self._next_flow_id += 1
-        conn = Connection(flow_id=flow_id, ip_version=pkt.ip_version, client_ip=pkt.src, client_port=pkt.sport,
-                          server_ip=pkt.dst, server_port=pkt.dport, first_frame=pkt.frame, start=pkt.ts,
-                          last_ts=pkt.ts, last_frame=pkt.frame)
-        sides = (HalfStream(conn, conn.client, self.limits, 0), HalfStream(conn, conn.server, self.limits, 1))
-        reverse = (pkt.dst, pkt.dport, pkt.src, pkt.sport)
-        keys = (key,) if reverse == key else (key, reverse)
-        flow = _Flow(conn, sides, keys, pkt.ts)
-        self._flows[key] = (flow, 0)
+        src, sport, dst, dport = key
+        frame = pkt.frame
+        ts = pkt.ts
+        # Positional: keyword arguments cost more to match (fields: flow_id, ip_version, client_ip, client_port,
+        # server_ip, server_port, first_frame, start, last_ts, last_frame).
+        conn = Connection(flow_id, pkt.ip_version, src, sport, dst, dport, frame, ts, ts, frame)
+        limits = self.limits
+        sides = (HalfStream(conn, conn.client, limits, 0), HalfStream(conn, conn.server, limits, 1))
+        reverse = (dst, dport, src, sport)
+        flow = _Flow(conn, sides, (key,) if reverse == key else (key, reverse), ts)
+        flows = self._flows
+        flows[key] = (flow, 0)
         if reverse != key:
-            self._flows[reverse] = (flow, 1)
+            flows[reverse] = (flow, 1)
         self._open[flow_id] = flow
         return flow
 
