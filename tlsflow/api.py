@@ -73,8 +73,9 @@ def analyze_files(inputs: list[str], *, trust: Any = None, ca_bundle: str | None
                   ) -> Iterator[tuple[str, dict[str, Any] | str]]:
     """Yield (capture, record) for every connection, or (capture, error message) for unreadable input.
     `keylog`: an SSLKEYLOGFILE path (or a tlsparse.keylog.KeyLog) to decrypt handshakes with.
-    `jobs > 1`: several files are analysed in parallel, one per process; a single file is shared out by connection
-    over `jobs` processes (tlsflow.parallel; records as in one process, in another order). Worker processes build
+    `jobs > 1`: several files are analysed in parallel, one per process; a single classic pcap file is cut into
+    `jobs` byte ranges, other single files are shared out by connection (tlsflow.parallel; records as in one
+    process, in another order). Worker processes build
     their trust store from `ca_bundle` and their key log from a path, so a `trust` or KeyLog object keeps one
     process for a single file."""
     if jobs > 1 and len(inputs) > 1 and "-" not in inputs:

@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--port", type=int, metavar="N", help="only connections with this client or server port")
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary on standard error")
     a.add_argument("--no-color", action="store_true", help="no colours in the text report")
-    a.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="analyse with N processes (files in parallel; one file: its connections shared out)")
+    a.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="analyse with N processes (files in parallel; one pcap file: cut into N byte ranges)")
     a.add_argument("--scheduler", metavar="ADDRESS", help="run on a Dask cluster (tcp://host:8786), one Parquet file "
                    "per capture into the -o folder; captures and folder at the same paths on every worker")
     common_filters(a)

@@ -2,8 +2,8 @@
 input (pcapng, gzip) is shared out by connection, as described here: N worker processes, each reading the whole
 file but analysing only its share of the connections.
 
-Design (measured against splitting the file by byte ranges, which needs pcap record resynchronisation and loses
-connections that cross a range boundary): a connection belongs to shard `shard_of(addresses, ports) % N`, the
+Sharding (for input that cannot be cut at a byte offset: pcapng records need the blocks before them, gzip and
+stdin cannot seek): a connection belongs to shard `shard_of(addresses, ports) % N`, the
 same for both directions. Each worker walks every record; the reader decodes a foreign segment's headers only as
 far as its 4-tuple and hands the pipeline its timestamp, so that the worker's reassembler expires idle and
 lingering flows at exactly the capture times a single process would (`FlowAnalyzer.tick`). Everything else
