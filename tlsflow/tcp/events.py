@@ -6,7 +6,9 @@ previous one of that direction ended, a gap included), then ConnectionClosed.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from tlsflow.tcp.facts import Connection
 from tlsparse.events import Sender
@@ -47,11 +49,13 @@ class ConnectionClosed:
 
 
 def _fast_chunk_init() -> None:
-    """Give StreamChunk an __init__ that writes its slots through their descriptors.
+    """Give StreamChunk an __init__ that writes its slots through their descriptors (and ConnectionOpened and
+    ConnectionClosed one for their single slot).
 
     A frozen dataclass's generated __init__ goes through object.__setattr__ by name for every field, which makes
-    a chunk cost about 2 µs; one chunk is made per in-order segment, so this is on the hot path. The slot
-    descriptors write the same slots without the name lookup; the instances stay frozen (assignment still raises).
+    a chunk cost about 2 µs; one chunk is made per in-order segment, so this is on the hot path (and the other two
+    once per connection each). The slot descriptors write the same slots without the name lookup; the instances
+    stay frozen (assignment still raises).
     """
     setters = [StreamChunk.__dict__[name].__set__ for name in StreamChunk.__dataclass_fields__]
     s_conn, s_sender, s_offset, s_data, s_gap, s_frame, s_ts = setters
@@ -68,6 +72,19 @@ def _fast_chunk_init() -> None:
 
     __init__.__qualname__ = "StreamChunk.__init__"
     StreamChunk.__init__ = __init__  # type: ignore[method-assign]
+
+    for cls in (ConnectionOpened, ConnectionClosed):
+        cls.__init__ = _conn_init(cls)  # type: ignore[method-assign]
+
+
+def _conn_init(cls: type) -> Callable[[Any, Connection], None]:
+    set_conn = cls.__dict__["conn"].__set__
+
+    def __init__(self: Any, conn: Connection) -> None:
+        set_conn(self, conn)
+
+    __init__.__qualname__ = f"{cls.__name__}.__init__"
+    return __init__
 
 
 _fast_chunk_init()

@@ -598,8 +598,9 @@ class TcpReassembler:
                     self._deliver(flow, side, pieces, out)
         if not flow.settled:
             self._try_settle(flow, out, force=True)
-        for side in flow.sides:
-            side.stop_reassembly()
+        if flow.full:  # (a flow not full has had its buffers dropped already, and none grew since)
+            for side in flow.sides:
+                side.stop_reassembly()
         conn.close_reason = reason
         if flow.lane_keys:
             self._close_lanes(self.lanes, flow)
