@@ -88,3 +88,49 @@ def _conn_init(cls: type) -> Callable[[Any, Connection], None]:
 
 
 _fast_chunk_init()
+
+
+class _StreamChunkSlots:
+    """StreamChunk's slots in the same order, without the frozen `__setattr__` (see `stream_chunk`)."""
+
+    __slots__ = StreamChunk.__slots__
+
+
+def stream_chunk(conn: Connection, sender: Sender, offset: int, data: bytes, gap: int, frame: int,
+                 ts: float) -> StreamChunk:
+    """`StreamChunk(...)` for the reassembler's hot path, at about a third of the cost (measured: ~2.0k instead
+    of ~6.7k instructions).
+
+    Why: calling the class runs its Python `__init__` from C, and a frozen instance's slots can only be written
+    through their descriptors (a method call each). An instance of a class with the same slots and no frozen
+    `__setattr__` is written with plain attribute stores, then given StreamChunk as its class (CPython allows
+    `__class__` assignment between classes of the same layout): the result is a genuine StreamChunk, frozen
+    like any other. `_check_stream_chunk` falls back to the class itself if that ever stops holding.
+    """
+    chunk = _StreamChunkSlots()
+    chunk.conn = conn  # type: ignore[attr-defined]
+    chunk.sender = sender  # type: ignore[attr-defined]
+    chunk.offset = offset  # type: ignore[attr-defined]
+    chunk.data = data  # type: ignore[attr-defined]
+    chunk.gap = gap  # type: ignore[attr-defined]
+    chunk.frame = frame  # type: ignore[attr-defined]
+    chunk.ts = ts  # type: ignore[attr-defined]
+    chunk.__class__ = StreamChunk  # type: ignore[assignment]
+    return chunk  # type: ignore[return-value]
+
+
+def _check_stream_chunk() -> None:
+    """Use the class itself if `stream_chunk` cannot give the same object (fields added, layout changed)."""
+    global stream_chunk
+    sample = (None, None, 7, b"x", 0, 3, 1.5)
+    try:
+        fast = stream_chunk(*sample)  # type: ignore[arg-type]
+        same = (tuple(StreamChunk.__dataclass_fields__) == StreamChunk.__slots__ and type(fast) is StreamChunk
+                and fast == StreamChunk(*sample))  # type: ignore[arg-type]
+    except TypeError:
+        same = False
+    if not same:
+        stream_chunk = StreamChunk  # type: ignore[assignment]
+
+
+_check_stream_chunk()

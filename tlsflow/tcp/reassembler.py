@@ -12,7 +12,7 @@ from struct import Struct
 
 from tlsflow.packet import ACK, FIN, RST, SYN, TcpPacket
 from tlsflow.tcp import anomalies
-from tlsflow.tcp.events import ConnectionClosed, ConnectionOpened, StreamChunk
+from tlsflow.tcp.events import ConnectionClosed, ConnectionOpened, StreamChunk, stream_chunk
 from tlsflow.tcp.facts import IP_IDS_KEPT, RETRANSMITTED_FRAMES_KEPT, Connection, DirectionFacts
 from tlsflow.tcp.roles import guess_client, looks_like_client_hello
 from tlsflow.tcp.stream import HalfStream, Piece, StreamLimits
@@ -238,7 +238,7 @@ class TcpReassembler:
                     if start == side.next_offset and flow.settled and not side.segments:
                         # HalfStream.receive's common case inlined: in order, nothing buffered, roles known (no
                         # list of pieces, no call). Appended last, as _deliver would (after what the ACK frees).
-                        chunk = StreamChunk(conn, side.sender, start, payload, 0, frame, ts)
+                        chunk = stream_chunk(conn, side.sender, start, payload, 0, frame, ts)
                         side.next_offset = end
                         side.history.append((start, end, payload))
                         side.history_bytes += n
@@ -637,7 +637,7 @@ class TcpReassembler:
             conn = flow.conn
             sender = side.sender
             for offset, data, gap, frame, ts in pieces:
-                out.append(StreamChunk(conn, sender, offset, data, gap, frame, ts))
+                out.append(stream_chunk(conn, sender, offset, data, gap, frame, ts))
             return
         pending = flow.pending
         for piece in pieces:
@@ -682,6 +682,6 @@ class TcpReassembler:
         for side in flow.sides:
             side.probe = b""
         for side, (offset, data, gap, frame, ts) in flow.pending:
-            out.append(StreamChunk(conn, side.sender, offset, data, gap, frame, ts))
+            out.append(stream_chunk(conn, side.sender, offset, data, gap, frame, ts))
         flow.pending = []
         flow.pending_bytes = 0
