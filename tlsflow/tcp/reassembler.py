@@ -259,17 +259,7 @@ class TcpReassembler:
                     self._retransmitted(facts, frame, seen)
 
         if flags & FIN:
-            if not side.started:
-                side.start(seq)
-            fin_offset = side.offset_of(seq) + n
-            if side.fin_offset is None:
-                side.fin_offset = fin_offset
-                facts.fin_frame = frame
-                facts.fin_ts = ts
-                side.advance_high(fin_offset)
-                facts.stream_bytes = side.high_offset
-            elif n == 0 and fin_offset == side.fin_offset:
-                self._retransmitted(facts, frame, 0)
+            self._on_fin(side, seq, n, frame, ts)
 
         if flags & ACK and peer.started:
             ack_offset = peer.high_offset + ((pkt.ack - peer.high_seq + _HALF) & _MASK) - _HALF
@@ -468,17 +458,7 @@ class TcpReassembler:
             if start < high:  # bytes below the highest seen: counted as retransmitted
                 self._retransmitted(facts, frame, min(end, high) - start)
         if flags & FIN:
-            if not side.started:
-                side.start(seq)
-            fin_offset = side.offset_of(seq) + n
-            if side.fin_offset is None:
-                side.fin_offset = fin_offset
-                facts.fin_frame = frame
-                facts.fin_ts = ts
-                side.advance_high(fin_offset)
-                facts.stream_bytes = side.high_offset
-            elif n == 0 and fin_offset == side.fin_offset:
-                self._retransmitted(facts, frame, 0)
+            self._on_fin(side, seq, n, frame, ts)
         if flags & ACK and peer.started:
             high = peer.high_offset
             ack_offset = high + ((ack - peer.high_seq + _HALF) & _MASK) - _HALF
@@ -575,6 +555,22 @@ class TcpReassembler:
         if not flow.settled:
             client_index = side.index ^ 1 if pkt.flags & ACK else side.index
             self._settle(flow, client_index, "syn", out)
+
+    @classmethod
+    def _on_fin(cls, side: HalfStream, seq: int, n: int, frame: int, ts: float) -> None:
+        """A FIN (after `n` payload bytes from `seq`): the end of the side's stream, or a retransmitted FIN."""
+        if not side.started:
+            side.start(seq)
+        facts = side.facts
+        fin_offset = side.offset_of(seq) + n
+        if side.fin_offset is None:
+            side.fin_offset = fin_offset
+            facts.fin_frame = frame
+            facts.fin_ts = ts
+            side.advance_high(fin_offset)
+            facts.stream_bytes = side.high_offset
+        elif n == 0 and fin_offset == side.fin_offset:
+            cls._retransmitted(facts, frame, 0)
 
     @staticmethod
     def _retransmitted(facts, frame: int, nbytes: int) -> None:  # type: ignore[no-untyped-def]
