@@ -143,17 +143,39 @@ def analyze_file_sharded(path: str, jobs: int, *, ca_bundle: str | None = None, 
     try:
         yield from _merge(queue, workers, path, progress)
     finally:
-        for worker in workers:
-            if worker.is_alive():
-                worker.terminate()
-            worker.join()
-        queue.close()
+        shut_down(workers, queue)
+
+
+def shut_down(workers: list[Any], queue: Any) -> None:
+    """Stop the workers still running (the consumer may stop reading early) and wait for all of them."""
+    for worker in workers:
+        if worker.is_alive():
+            worker.terminate()
+        worker.join()
+    queue.close()
+
+
+def worker_messages(queue: Any, workers: list[Any], path: str) -> Iterator[tuple[int, tuple[Any, ...]]]:
+    """The workers' (index, message) pairs until each has sent its "end" or "crash"; raises if a worker died
+    without saying so."""
+    import queue as queues
+
+    done = [False] * len(workers)
+    while not all(done):
+        try:
+            index, message = queue.get(timeout=1.0)
+        except queues.Empty:
+            for i, worker in enumerate(workers):
+                if not done[i] and not worker.is_alive() and queue.empty():
+                    raise RuntimeError(f"--jobs worker {i} on {path} died (exit code {worker.exitcode})") from None
+            continue
+        if message[0] in ("end", "crash"):
+            done[index] = True
+        yield index, message
 
 
 def _merge(queue: Any, workers: list[Any], path: str, progress: Callable[[int, int | None], None] | None
            ) -> Iterator[dict[str, Any] | str]:
-    import queue as queues
-
     jobs = len(workers)
     total = None
     try:
@@ -163,25 +185,14 @@ def _merge(queue: Any, workers: list[Any], path: str, progress: Callable[[int, i
     opened = [array("q") for _ in range(jobs)]
     read_to = [0] * jobs
     waiting: list[list[tuple[int, int, int, dict[str, Any]]]] = [[] for _ in range(jobs)]  # heaps by first frame
-    ended = 0
     flows = 0
     error: str | None = None
     tie = 0
-    done = [False] * jobs
-    while ended < jobs:
-        try:
-            index, message = queue.get(timeout=1.0)
-        except queues.Empty:
-            for i, worker in enumerate(workers):
-                if not done[i] and not worker.is_alive() and queue.empty():
-                    raise RuntimeError(f"--jobs worker {i} on {path} died (exit code {worker.exitcode})") from None
-            continue
+    for index, message in worker_messages(queue, workers, path):
         kind = message[0]
         if kind == "crash":
             raise RuntimeError(f"--jobs worker {index} failed on {path}:\n{message[1]}")
         if kind == "end":
-            ended += 1
-            done[index] = True
             flows += message[2]
             if index == 0:
                 error = message[1]

@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from tlsflow.capture.linktypes import ETHERNET
-from tlsflow.parallel import BATCH_PACKETS, QUEUE_BATCHES, start_method, tune_gc
+from tlsflow.parallel import BATCH_PACKETS, QUEUE_BATCHES, shut_down, start_method, tune_gc, worker_messages
 
 _NO_END = 1 << 62  # "no end frame known yet" / "reads to the end of the file"
 _UNKNOWN = -1  # in the end pipe: the cut was not found (damage or end of file first): read to the end
@@ -443,36 +443,14 @@ def analyze_ranges(path: str, jobs: int, *, ca_bundle: str | None = None, keylog
                 pipes[-1].send((cut.frames_before + 1, cut.offset))
                 starts.append(cut.frames_before + 1)
                 launch((cut.offset, cut.frames_before), lower[k + 1] if k + 1 < len(lower) else None)
-        yield from _merge_ranges(_from_queue(queue, workers, path), len(workers), starts, path, total, progress,
+        yield from _merge_ranges(worker_messages(queue, workers, path), len(workers), starts, path, total, progress,
                                  lambda: _stop(workers), ca_bundle, keylog_path)
     finally:
-        for worker in workers:
-            if worker.is_alive():
-                worker.terminate()
-            worker.join()
-        queue.close()
+        shut_down(workers, queue)
 
 
 class _Inexact(Exception):
     """The records of the ranges cannot be put together into a single process's: analyse again in one."""
-
-
-def _from_queue(queue: Any, workers: list[Any], path: str) -> Iterator[tuple[int, tuple[Any, ...]]]:
-    """The workers' messages; raises if a worker died without saying so."""
-    import queue as queues
-
-    done = [False] * len(workers)
-    while not all(done):
-        try:
-            index, message = queue.get(timeout=1.0)
-        except queues.Empty:
-            for i, worker in enumerate(workers):
-                if not done[i] and not worker.is_alive() and queue.empty():
-                    raise RuntimeError(f"--jobs worker {i} on {path} died (exit code {worker.exitcode})") from None
-            continue
-        if message[0] in ("end", "crash"):
-            done[index] = True
-        yield index, message
 
 
 def _stop(workers: list[Any]) -> None:
