@@ -11,6 +11,7 @@ from struct import Struct
 from typing import Any, Protocol, TypeVar
 
 from . import linktypes as lt
+from .chunks import carry_over
 from .errors import CaptureError, CorruptCaptureError, NotACaptureError, TruncatedCaptureError
 from .source import SourceReadError
 from .stats import CaptureStats
@@ -115,11 +116,13 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
     lane_frame_min = link_length + 20 + 20  # IPv4 and TCP without options
     counted = 0  # segments count_lane took since stats.tcp_packets was last brought up to date
     counted_ts = None  # the time of the last segment, when count_lane took it
-    # A record that straddles two chunks is read from a buffer of its own (its start + the rest taken from the
-    # next chunk), and the walk goes on in that chunk where the record ends: the chunk is not copied after the
-    # carried-over bytes (a copy of the whole file, in fresh memory, otherwise).
-    pending: bytes | None = None  # that next chunk, while the straddling record is walked
+    # A record that straddles two chunks is walked from a buffer of its own (chunks.carry_over).
+    pending: bytes | None = None  # the next chunk, while the straddling record is walked
     pending_pos = pending_base = 0
+
+    def record_length(head: bytes) -> int:
+        return record_header_size + record(head, 0)[2]
+
     try:
         while True:
             end = len(buf)
@@ -189,19 +192,8 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
                 raise TruncatedCaptureError(
                     f"file ends inside a packet record: {caplen} bytes announced, "
                     f"{end - pos - record_header_size} present", base + pos, frame + 1)
-            leftover = end - pos
-            if leftover:
-                head = buf[pos:end]
-                if leftover < record_header_size:
-                    head += chunk[:record_header_size - leftover]
-                need = (record_header_size + record(head, 0)[2] - leftover
-                        if len(head) >= record_header_size else -1)
-                if 0 < need <= len(chunk):
-                    pending, pending_pos, pending_base = chunk, need, base + end
-                    chunk = chunk[:need]
-                buf = head[:leftover] + chunk
-            else:
-                buf = chunk
+            buf, pending, pending_pos = carry_over(buf[pos:end], chunk, record_header_size, record_length)
+            pending_base = base + end
             base += pos
             pos = 0
     except CaptureError as exc:

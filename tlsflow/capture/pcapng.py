@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from struct import Struct
 from typing import TypeVar
 
+from .chunks import carry_over
 from .errors import CaptureError, CorruptCaptureError, NotACaptureError, TruncatedCaptureError
 from .pcap import LANE_FRAMES, SegmentCounter
 from .source import SourceReadError
@@ -100,12 +101,17 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
     count_lane = counter.count_lane if counter is not None else None
     counted = 0  # segments count_lane took since stats.tcp_packets was last brought up to date
     counted_ts = None  # the time of the last segment, when count_lane took it
-    # As in pcap.walk_records: a block that straddles two chunks is read from a buffer of its own, and the walk
-    # goes on inside the next chunk (no copy of every chunk).
+    # A block that straddles two chunks is walked from a buffer of its own (chunks.carry_over).
     pending: bytes | None = None
     pending_pos = pending_base = 0
     layout = _LITTLE
     block_header = layout.block_header
+
+    def block_length(head: bytes) -> int:
+        block_type, length = block_header(head, 0)  # in the byte order of the section being read
+        # A section header's length is read in its own byte order, by the loop: not here.
+        return length if block_type != SECTION_HEADER and length <= MAX_BLOCK_SIZE else -1
+
     enhanced = layout.enhanced
     u32 = layout.u32
     interfaces: list[list] = []  # per interface: handler, units, offset, link type, snaplen, frames (see _IFACE_*)
@@ -303,23 +309,8 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                 raise TruncatedCaptureError(
                     f"file ends inside a block of type 0x{block_type:08x}: {length} bytes announced, "
                     f"{end - pos} present", base + pos, frame + 1)
-            leftover = end - pos
-            if leftover:
-                head = buf[pos:end]
-                if leftover < 12:
-                    head += chunk[:12 - leftover]
-                need = -1
-                if len(head) >= 12:
-                    block_type, length = block_header(head, 0)
-                    # A section header's length is read in its own byte order, by the loop: not here.
-                    if block_type != SECTION_HEADER and length <= MAX_BLOCK_SIZE:
-                        need = length - leftover
-                if 0 < need <= len(chunk):
-                    pending, pending_pos, pending_base = chunk, need, base + end
-                    chunk = chunk[:need]
-                buf = head[:leftover] + chunk
-            else:
-                buf = chunk
+            buf, pending, pending_pos = carry_over(buf[pos:end], chunk, 12, block_length)
+            pending_base = base + end
             base += pos
             pos = 0
     except CaptureError as exc:
