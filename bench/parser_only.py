@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tlsparse import TlsConnection
+from tlsparse import ParseCache, TlsConnection
 from tlsparse.events import Sender
 
 # (sender is client, data or None, gap length, frame, ts) per call, one list per connection in opening order.
@@ -71,12 +71,14 @@ def load_workload(capture: Path, cache: Path) -> Workload:
 
 
 def replay(workload: Workload, *, digest_events: bool = True) -> tuple[float, int, str]:
-    """Feed every connection through a fresh parser: (CPU seconds, events, digest of the events)."""
+    """Feed every connection through a fresh parser, sharing one ParseCache as the pipeline does for a capture:
+    (CPU seconds, events, digest of the events)."""
     client, server = Sender.CLIENT, Sender.SERVER
     all_events: list[list[Any]] = []
     start = time.process_time()
+    cache = ParseCache()
     for calls in workload:
-        tls = TlsConnection(max_handshake=1 << 19)
+        tls = TlsConnection(max_handshake=1 << 19, cache=cache)
         events: list[Any] = []
         for is_client, data, gap, frame, ts in calls:
             sender = client if is_client else server

@@ -21,6 +21,7 @@ from tlsflow.capture import CaptureError, open_capture
 from tlsflow.record import CertificateFields, ClientHelloShapes, build_record, certificate_fields
 from tlsflow.tcp import ConnectionClosed, ConnectionOpened, StreamChunk, TcpReassembler
 from tlsparse import TlsConnection
+from tlsparse.cache import ParseCache
 from tlsparse.certificates import describe_certificate
 from tlsparse.events import Sender
 
@@ -89,6 +90,8 @@ class FlowAnalyzer:
         self.kept_events: list[Any] = []
         self.kept_tcp: TcpFacts | None = None
         self._cert_cache = _CertCache(trust)
+        # What the parser remembers between this capture's connections (extension bodies, suite kinds).
+        self._parse_cache = ParseCache()
         # JA3/JA3S/JA4 and the offered ALPN and version per hello shape: clients repeat their hellos
         self._fingerprints = ClientHelloShapes()
 
@@ -157,7 +160,7 @@ class FlowAnalyzer:
     def _new_tls(self) -> TlsConnection:
         # Certificate chains of 300 kB and more exist (Zeek's tls-fragmented-handshake trace): allow 512 KiB for
         # one handshake message, still a bound per connection.
-        return TlsConnection(max_handshake=1 << 19, keylog=self.keylog)
+        return TlsConnection(max_handshake=1 << 19, keylog=self.keylog, cache=self._parse_cache)
 
     @staticmethod
     def _handshake_over(s: HandshakeSummary, tls: TlsConnection) -> bool:

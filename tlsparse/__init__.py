@@ -1,5 +1,6 @@
 """tlsparse: a sans-I/O TLS record and handshake parser. Feed bytes per direction into a `TlsConnection`,
 get typed events (`tlsparse.events`) carrying typed handshake messages (`tlsparse.messages`)."""
+from tlsparse.cache import ParseCache
 from tlsparse.connection import TlsConnection
 from tlsparse.errors import TlsParseError
 from tlsparse.events import (
@@ -47,7 +48,7 @@ __all__ = [
     "CertificateVerify", "ChangeCipherSpecSeen", "ClientHello", "ClientKeyExchange", "EncryptedExtensions",
     "EncryptedRecordSeen", "EndOfEarlyData", "Event", "Extension", "Finished", "GapSeen", "HandshakeBody",
     "HandshakeSeen", "HeartbeatSeen", "HelloRequest", "KeyShareEntry", "KeyUpdate", "NewSessionTicket",
-    "NotTlsSeen", "ParseAnomaly", "RawHandshake", "RecordSeen", "ResyncSeen", "Sender", "ServerHello",
+    "NotTlsSeen", "ParseAnomaly", "ParseCache", "RawHandshake", "RecordSeen", "ResyncSeen", "Sender", "ServerHello",
     "ServerHelloDone", "ServerKeyExchange", "Sslv2RecordSeen", "TlsConnection", "TlsParseError",
     "UnknownRecordSeen", "is_grease",
 ]

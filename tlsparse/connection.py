@@ -43,6 +43,7 @@ import enum
 import re
 
 from tlsparse import messages as m
+from tlsparse.cache import ParseCache
 from tlsparse.decrypt import DecryptError, RecordDecryptor
 from tlsparse.errors import TlsParseError
 from tlsparse.events import (
@@ -170,10 +171,15 @@ class TlsConnection:
     handshake message reassembled (larger ones are reported and skipped); `max_buffer` the most bytes held for
     an incomplete record (default: one maximal record with its header). Records that need no decoding
     (encrypted, application data) are never buffered: their bodies are counted as they pass.
+
+    `cache`: a `ParseCache` the caller shares between the connections of one capture, so that what recurs
+    between them (extension bodies, suite kinds) is decoded once; without one every message is decoded in full.
+    The events are the same either way.
     """
 
     def __init__(self, *, max_record: int = 2**14 + 2048, max_handshake: int = 1 << 18,
-                 max_buffer: int | None = None, keylog: KeyLog | None = None) -> None:
+                 max_buffer: int | None = None, keylog: KeyLog | None = None,
+                 cache: ParseCache | None = None) -> None:
         self.max_record = max_record
         self.max_handshake = max_handshake
         self.max_buffer = max_buffer if max_buffer is not None else max_record + HEADER_LEN
@@ -187,6 +193,7 @@ class TlsConnection:
         self._early_data = False  # the client may be sending 0-RTT data (offered, no ServerHello yet)
         self.keylog = keylog
         self._decode_context = _NO_CONTEXT
+        self._cache = cache
 
     # --- public ---------------------------------------------------------------------------------------------
 
@@ -617,7 +624,7 @@ class TlsConnection:
         ctx = self._decode_context
         if ctx.version != self.version or ctx.cipher_suite != suite:  # one per connection state, not per message
             ctx = self._decode_context = DecodeContext(version=self.version, cipher_suite=suite)
-        decoded = decode_handshake(msg_type, raw[4:], ctx, base=msg_abs + 4)
+        decoded = decode_handshake(msg_type, raw[4:], ctx, base=msg_abs + 4, cache=self._cache)
         events.append(_new_handshake_seen(d.sender, frame, ts, rec_off, decoded.msg_type, length, decoded.message,
                                           decrypted, raw))
         for name, detail, offset in decoded.anomalies:

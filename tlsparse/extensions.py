@@ -8,11 +8,16 @@ from __future__ import annotations
 import enum
 import struct
 from collections.abc import Callable
+from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from tlsparse.errors import TlsParseError
 from tlsparse.fastinit import positional_factory
 from tlsparse.messages import Extension, KeyShareEntry
 from tlsparse.reader import Reader
+
+if TYPE_CHECKING:
+    from tlsparse.cache import ParseCache
 
 LAYER = "extension"
 
@@ -290,7 +295,10 @@ _DECODERS: dict[int, Callable[[Reader, HelloContext], object]] = {
 _EXT_HEADER = struct.Struct("!HH").unpack_from
 _U16 = struct.Struct("!H").unpack_from
 _U32 = struct.Struct("!I").unpack_from
-_U16_LISTS: dict[int, Callable[[bytes, int], tuple[int, ...]]] = {}
+# Compiled formats for the list lengths real hellos have (cipher suites, groups, signature algorithms); longer
+# lists, which a peer picks, use struct's own bounded cache of formats. Built once: the parser keeps no state.
+_U16_LISTS: tuple[Callable[[bytes, int], tuple[int, ...]], ...] = tuple(
+    struct.Struct(f"!{count}H").unpack_from for count in range(129))
 
 
 _new_extension = positional_factory(Extension)  # type, data, parsed, error
@@ -303,12 +311,9 @@ class _Declined(Exception):
 
 def u16_values(data: bytes | bytearray, pos: int, count: int) -> tuple[int, ...]:
     """`count` big-endian u16 values at `pos` (the caller has checked the bounds)."""
-    unpack = _U16_LISTS.get(count)
-    if unpack is None:
-        unpack = struct.Struct(f"!{count}H").unpack_from
-        if len(_U16_LISTS) < 256:  # list lengths a peer picks: keep only a bounded set of compiled formats
-            _U16_LISTS[count] = unpack
-    return unpack(data, pos)
+    if count < 129:
+        return _U16_LISTS[count](data, pos)
+    return struct.unpack_from(f"!{count}H", data, pos)
 
 
 def _fast_u16_vec16(body: bytes, ctx: HelloContext) -> tuple[int, ...]:
@@ -466,15 +471,9 @@ def _fast_cookie(body: bytes, ctx: HelloContext) -> bytes:
     return body[2:]
 
 
-# Decoded extensions by context and wire bytes (type, length, body). Why: real traffic repeats the same few
-# client and server stacks, so most extension bodies (server names, groups, signature algorithms, versions,
-# padding) recur from one connection to the next, and an Extension is immutable, so one decode can be handed
-# out again. Bodies unique to a connection (key shares, PSK identities, ECH, cookies) and long ones are not
-# kept; the memo is emptied when full, so hostile traffic costs at most its size (entries x max body).
-_MEMO: dict[HelloContext, dict[bytes, Extension]] = {ctx: {} for ctx in HelloContext}
-_MEMO_MAX_ENTRIES = 1024  # per context: real traffic needs a few dozen
-_MEMO_MAX_BODY = 256
+# Extension types whose bodies are unique to a connection: never remembered in a ParseCache (see tlsparse.cache).
 _UNIQUE_PER_CONNECTION = frozenset((KEY_SHARE, PRE_SHARED_KEY, ENCRYPTED_CLIENT_HELLO, COOKIE, SESSION_TICKET))
+_NO_MEMO: MappingProxyType[bytes, Extension] = MappingProxyType({})  # what is looked up without a cache
 
 # Every type of _DECODERS except the rare ones (pre_shared_key, ECH), which keep the Reader path.
 _FAST_DECODERS: dict[int, Callable[[bytes, HelloContext], object]] = {
@@ -518,13 +517,14 @@ def decode_extension(ext_type: int, data: bytes, ctx: HelloContext, *, base: int
     return Extension(type=ext_type, data=data, parsed=parsed)
 
 
-def parse_extensions(r: Reader, ctx: HelloContext) -> tuple[Extension, ...]:
-    """The u16-length-prefixed extension list at the reader's position (the whole block is consumed)."""
+def parse_extensions(r: Reader, ctx: HelloContext, cache: ParseCache | None = None) -> tuple[Extension, ...]:
+    """The u16-length-prefixed extension list at the reader's position (the whole block is consumed).
+    `cache` remembers the extensions that recur from one connection to the next (see tlsparse.cache)."""
     data, pos = r.data, r.pos
     if r.end - pos >= 2:
         stop = pos + 2 + ((data[pos] << 8) | data[pos + 1])
         if stop <= r.end:
-            fast = split_extensions(data, pos + 2, stop, ctx, r.base)
+            fast = split_extensions(data, pos + 2, stop, ctx, r.base, cache)
             if fast is not None:
                 r.pos = stop
                 return fast
@@ -547,16 +547,16 @@ def _parse_extensions_checked(r: Reader, ctx: HelloContext) -> tuple[Extension, 
 
 
 def split_extensions(data: bytes | bytearray, pos: int, stop: int, ctx: HelloContext,
-                     base: int = 0) -> tuple[Extension, ...] | None:
+                     base: int = 0, cache: ParseCache | None = None) -> tuple[Extension, ...] | None:
     """The extensions in `data[pos:stop]` (a whole block's contents), or None when its framing is broken (then
     `_parse_extensions_checked` says how). Each body goes through its fast decoder, and through the Reader-based
-    one when the fast decoder declines it, so results and errors are the same as the reference path's."""
+    one when the fast decoder declines it, so results and errors are the same as the reference path's. With a
+    `cache`, bodies that recur are decoded once (the same objects are handed out again)."""
     if data.__class__ is not bytes:
         data = bytes(data)  # slices must be bytes (memo keys, Extension.data)
     extensions: list[Extension] = []
     append = extensions.append
-    memo = _MEMO[ctx]
-    get = memo.get
+    get = cache.extensions[ctx].get if cache is not None else _NO_MEMO.get
     # Kept to the fewest operations: a ClientHello's dozen extensions go round this loop on every connection,
     # and most of them are found in the memo.
     while pos < stop:
@@ -567,14 +567,14 @@ def split_extensions(data: bytes | bytearray, pos: int, stop: int, ctx: HelloCon
             return None
         key = data[pos:end]
         ext = get(key)
-        append(ext if ext is not None else _decode_and_remember(key, ctx, base + pos + 4, memo))
+        append(ext if ext is not None else _decode_and_remember(key, ctx, base + pos + 4, cache))
         pos = end
     return tuple(extensions)
 
 
-def _decode_and_remember(key: bytes, ctx: HelloContext, base: int, memo: dict[bytes, Extension]) -> Extension:
-    """The extension whose wire bytes (type, length, body) are `key`, decoded and kept in the memo when it is
-    the kind that recurs."""
+def _decode_and_remember(key: bytes, ctx: HelloContext, base: int, cache: ParseCache | None) -> Extension:
+    """The extension whose wire bytes (type, length, body) are `key`, decoded and kept in the cache (if any) when
+    it is the kind that recurs."""
     ext_type = (key[0] << 8) | key[1]
     body = key[4:]
     fast = _FAST_DECODERS.get(ext_type)
@@ -587,11 +587,13 @@ def _decode_and_remember(key: bytes, ctx: HelloContext, base: int, memo: dict[by
         ext = decode_extension(ext_type, body, ctx, base=base)
     else:
         ext = _new_extension(ext_type, body, None, None)
-    length = len(body)
-    if length <= _MEMO_MAX_BODY and (length == 0 or ext_type not in _UNIQUE_PER_CONNECTION):
-        if len(memo) >= _MEMO_MAX_ENTRIES:
-            memo.clear()
-        memo[key] = ext
+    if cache is not None:
+        length = len(body)
+        if length <= cache.MAX_EXTENSION_BODY and (length == 0 or ext_type not in _UNIQUE_PER_CONNECTION):
+            memo = cache.extensions[ctx]
+            if len(memo) >= cache.MAX_EXTENSIONS:
+                memo.clear()
+            memo[key] = ext
     return ext
 
 

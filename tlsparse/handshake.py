@@ -8,8 +8,7 @@ the negotiated version when known and the message's shape otherwise.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from tlsparse import messages as m
 from tlsparse.errors import TlsParseError
@@ -23,6 +22,9 @@ from tlsparse.extensions import (
 )
 from tlsparse.fastinit import fast_frozen_init, positional_factory
 from tlsparse.reader import Reader
+
+if TYPE_CHECKING:
+    from tlsparse.cache import ParseCache
 
 LAYER = "handshake"
 TLS12 = 0x0303
@@ -55,14 +57,14 @@ class Decoded(NamedTuple):
 
 # --- hellos ---------------------------------------------------------------------------------------------------
 
-def decode_client_hello(r: Reader) -> m.ClientHello:
+def decode_client_hello(r: Reader, cache: ParseCache | None = None) -> m.ClientHello:
     legacy_version = r.u16("legacy_version")
     random = r.take(32, "random")
     session_id = r.vec8("session_id")
     suites = r.sub16("cipher_suites").u16_list("cipher_suites", MAX_LIST_ITEMS)
     compression = r.sub8("compression_methods").u8_list("compression_methods", 255)
     # SSL 3.0 / early TLS ClientHellos may end here: no extension block at all.
-    extensions = parse_extensions(r, HelloContext.CLIENT_HELLO) if not r.done() else ()
+    extensions = parse_extensions(r, HelloContext.CLIENT_HELLO, cache) if not r.done() else ()
     r.expect_end("client_hello")
     return m.ClientHello(legacy_version=legacy_version, random=random, session_id=session_id,
                          cipher_suites=suites, compression_methods=compression, extensions=extensions)
@@ -75,7 +77,7 @@ _new_client_hello = positional_factory(m.ClientHello)
 _new_server_hello = positional_factory(m.ServerHello)
 
 
-def fast_client_hello(body: bytes) -> m.ClientHello | None:
+def fast_client_hello(body: bytes, cache: ParseCache | None = None) -> m.ClientHello | None:
     """A well-formed ClientHello decoded by plain indexing (why: it is the largest message every connection
     has); None when any length does not add up, and `decode_client_hello` then reports what is wrong."""
     n = len(body)
@@ -96,14 +98,14 @@ def fast_client_hello(body: bytes) -> m.ClientHello | None:
     elif r + 2 > n or r + 2 + ((body[r] << 8) | body[r + 1]) != n:
         return None
     else:
-        extensions = split_extensions(body, r + 2, n, HelloContext.CLIENT_HELLO)
+        extensions = split_extensions(body, r + 2, n, HelloContext.CLIENT_HELLO, 0, cache)
         if extensions is None:
             return None
     return _new_client_hello((body[0] << 8) | body[1], body[2:34], body[35:p], u16_values(body, p + 2, suites_len >> 1),
                              tuple(body[q + 1:r]), extensions, False, ())
 
 
-def fast_server_hello(body: bytes) -> m.ServerHello | None:
+def fast_server_hello(body: bytes, cache: ParseCache | None = None) -> m.ServerHello | None:
     """The ServerHello counterpart of `fast_client_hello` (TLS 1.3 drafts before -22 go the Reader way)."""
     n = len(body)
     if n < 38 or body[0] == 0x7F:
@@ -119,14 +121,14 @@ def fast_server_hello(body: bytes) -> m.ServerHello | None:
         return None
     else:
         ctx = HelloContext.HELLO_RETRY_REQUEST if random == m.HRR_RANDOM else HelloContext.SERVER_HELLO
-        extensions = split_extensions(body, r + 2, n, ctx)
+        extensions = split_extensions(body, r + 2, n, ctx, 0, cache)
         if extensions is None:
             return None
     return _new_server_hello((body[0] << 8) | body[1], random, body[35:p], (body[p] << 8) | body[p + 1],
                              body[p + 2], extensions)
 
 
-def decode_server_hello(r: Reader) -> m.ServerHello:
+def decode_server_hello(r: Reader, cache: ParseCache | None = None) -> m.ServerHello:
     legacy_version = r.u16("legacy_version")
     random = r.take(32, "random")
     draft = (legacy_version >> 8) == 0x7F and (legacy_version & 0xFF) < 22
@@ -135,7 +137,7 @@ def decode_server_hello(r: Reader) -> m.ServerHello:
     cipher_suite = r.u16("cipher_suite")
     compression = 0 if draft else r.u8("compression_method")
     ctx = HelloContext.HELLO_RETRY_REQUEST if random == m.HRR_RANDOM else HelloContext.SERVER_HELLO
-    extensions = parse_extensions(r, ctx) if not r.done() else ()
+    extensions = parse_extensions(r, ctx, cache) if not r.done() else ()
     r.expect_end("server_hello")
     return m.ServerHello(legacy_version=legacy_version, random=random, session_id=session_id,
                          cipher_suite=cipher_suite, compression_method=compression, extensions=extensions)
@@ -258,8 +260,7 @@ def decode_certificate_status(r: Reader) -> m.CertificateStatus:
 
 # --- key exchange ---------------------------------------------------------------------------------------------
 
-@lru_cache(maxsize=512)  # a pure function of the suite code, asked for every ServerKeyExchange
-def _suite_kind(cipher_suite: int | None) -> str | None:
+def suite_kind(cipher_suite: int | None) -> str | None:
     """'ecdhe' / 'dhe' / 'other' from the suite's IANA name via tlsparse.registry when that module exists;
     None when it cannot tell (then the message's shape decides)."""
     if cipher_suite is None:
@@ -283,6 +284,19 @@ def _suite_kind(cipher_suite: int | None) -> str | None:
     return "other"
 
 
+def _suite_kind(cipher_suite: int | None, cache: ParseCache | None) -> str | None:
+    """`suite_kind`, remembered in the cache when there is one (it is asked for every ServerKeyExchange)."""
+    if cache is None:
+        return suite_kind(cipher_suite)
+    kinds = cache.suite_kinds
+    if cipher_suite in kinds:
+        return kinds[cipher_suite]
+    if len(kinds) >= cache.MAX_SUITE_KINDS:
+        kinds.clear()
+    kind = kinds[cipher_suite] = suite_kind(cipher_suite)
+    return kind
+
+
 def _signature_tail(r: Reader, ctx: DecodeContext) -> tuple[int | None, bytes]:
     """The digitally-signed struct: TLS 1.2 puts a 2-byte SignatureAndHashAlgorithm before the u16 vector.
     Anonymous suites carry nothing."""
@@ -299,11 +313,12 @@ def _signature_tail(r: Reader, ctx: DecodeContext) -> tuple[int | None, bytes]:
 _new_server_key_exchange = positional_factory(m.ServerKeyExchange)
 
 
-def fast_server_key_exchange(body: bytes, ctx: DecodeContext) -> m.ServerKeyExchange | None:
+def fast_server_key_exchange(body: bytes, ctx: DecodeContext,
+                             cache: ParseCache | None = None) -> m.ServerKeyExchange | None:
     """A TLS 1.2 ECDHE ServerKeyExchange on a named curve, signed (the usual one), by indexing; None for
     anything else, which `decode_server_key_exchange` then handles."""
     n = len(body)
-    if ctx.version != TLS12 or n < 4 or body[0] != 3 or _suite_kind(ctx.cipher_suite) != "ecdhe":
+    if ctx.version != TLS12 or n < 4 or body[0] != 3 or _suite_kind(ctx.cipher_suite, cache) != "ecdhe":
         return None
     q = 4 + body[3]  # curve_type, named_curve, u8 point: the signed params end here
     if q + 4 > n or q + 4 + ((body[q + 2] << 8) | body[q + 3]) != n:
@@ -312,9 +327,10 @@ def fast_server_key_exchange(body: bytes, ctx: DecodeContext) -> m.ServerKeyExch
                                     (body[q] << 8) | body[q + 1], body[q + 4:], body[:q])
 
 
-def decode_server_key_exchange(r: Reader, ctx: DecodeContext) -> m.ServerKeyExchange:
+def decode_server_key_exchange(r: Reader, ctx: DecodeContext,
+                               cache: ParseCache | None = None) -> m.ServerKeyExchange:
     raw = bytes(r.data[r.pos:r.end])
-    kind = _suite_kind(ctx.cipher_suite)
+    kind = _suite_kind(ctx.cipher_suite, cache)
     if kind is None:  # by shape: ECParameters start with curve_type 3 (named_curve) and a u8 point length
         d, p, n = r.data, r.pos, r.remaining
         kind = "ecdhe" if n >= 4 and d[p] == 3 and 4 + d[p + 3] <= n else "dhe"
@@ -396,17 +412,19 @@ def _empty_body(r: Reader, what: str) -> None:
     r.expect_end(what)
 
 
-def decode_handshake(msg_type: int, body: bytes, ctx: DecodeContext, *, base: int = 0) -> Decoded:
+def decode_handshake(msg_type: int, body: bytes, ctx: DecodeContext, *, base: int = 0,
+                     cache: ParseCache | None = None) -> Decoded:
     """Decode one complete handshake message body. Never raises: a body that does not decode becomes
-    `RawHandshake(error=...)` plus a `bad_handshake` anomaly. `base` is the body's absolute stream offset."""
+    `RawHandshake(error=...)` plus a `bad_handshake` anomaly. `base` is the body's absolute stream offset;
+    `cache` (the caller's, see tlsparse.cache) remembers what recurs between connections."""
     body = bytes(body)  # no copy for bytes; the fast decoders slice it and their slices must be bytes too
     # The messages every connection has first, without a Reader: the hellos by indexing (None when malformed:
     # then the Reader path below reports what is wrong), Finished and ClientKeyExchange are their whole body.
     message: m.HandshakeBody | None = None
     if msg_type == m.CLIENT_HELLO:
-        message = fast_client_hello(body)
+        message = fast_client_hello(body, cache)
     elif msg_type == m.SERVER_HELLO:
-        message = fast_server_hello(body)
+        message = fast_server_hello(body, cache)
     elif msg_type == m.FINISHED:
         return Decoded(msg_type, m.Finished(verify_data=body), [])
     elif msg_type == m.CLIENT_KEY_EXCHANGE:
@@ -418,10 +436,10 @@ def decode_handshake(msg_type: int, body: bytes, ctx: DecodeContext, *, base: in
     elif msg_type == m.NEW_SESSION_TICKET:
         message = fast_new_session_ticket(body, ctx)
     elif msg_type == m.SERVER_KEY_EXCHANGE:
-        message = fast_server_key_exchange(body, ctx)
+        message = fast_server_key_exchange(body, ctx, cache)
     if message is None:
         try:
-            message = _decode_with_reader(msg_type, body, ctx, base)
+            message = _decode_with_reader(msg_type, body, ctx, base, cache)
         except TlsParseError as err:
             return Decoded(msg_type, m.RawHandshake(msg_type=msg_type, body=body, error=err.reason),
                            [("bad_handshake", f"msg_type {msg_type}: {err.reason}", err.offset)])
@@ -435,17 +453,18 @@ def decode_handshake(msg_type: int, body: bytes, ctx: DecodeContext, *, base: in
                                        for name, detail in extension_problems(extensions)])
 
 
-def _decode_with_reader(msg_type: int, body: bytes, ctx: DecodeContext, base: int) -> m.HandshakeBody:
+def _decode_with_reader(msg_type: int, body: bytes, ctx: DecodeContext, base: int,
+                        cache: ParseCache | None = None) -> m.HandshakeBody:
     """The Reader-based decoders: every message type, malformed ones raising TlsParseError."""
     r = Reader(body, layer=LAYER, base=base)
     if msg_type == m.CLIENT_HELLO:
-        return decode_client_hello(r)
+        return decode_client_hello(r, cache)
     if msg_type == m.SERVER_HELLO:
-        return decode_server_hello(r)
+        return decode_server_hello(r, cache)
     if msg_type == m.CERTIFICATE:
         return decode_certificate(r, ctx)
     if msg_type == m.SERVER_KEY_EXCHANGE:
-        return decode_server_key_exchange(r, ctx)
+        return decode_server_key_exchange(r, ctx, cache)
     if msg_type == m.SERVER_HELLO_DONE:
         _empty_body(r, "server_hello_done")
         return m.ServerHelloDone()

@@ -168,20 +168,6 @@ def test_hello_split_at_every_byte_gives_the_same_events(real_hellos) -> None:
         assert [key(e) for e in split] == [key(e) for e in whole], cut
 
 
-def test_extension_memo_stays_bounded() -> None:
-    """Distinct bodies by the thousand (as hostile traffic would send): the memo is emptied, never grows past
-    its cap, and what comes out is still what the reference decoder gives."""
-    from tlsparse.extensions import _MEMO, _MEMO_MAX_ENTRIES
-
-    ctx = HelloContext.CLIENT_HELLO
-    for i in range(3 * _MEMO_MAX_ENTRIES):
-        name = f"host{i}.example".encode()
-        data = (len(name) + 3).to_bytes(2, "big") + b"\x00" + len(name).to_bytes(2, "big") + name
-        block = (4 + len(data)).to_bytes(2, "big") + b"\x00\x00" + len(data).to_bytes(2, "big") + data
-        assert parse_extensions(Reader(block, layer=LAYER), ctx) == (decode_extension(0, data, ctx),)
-        assert len(_MEMO[ctx]) <= _MEMO_MAX_ENTRIES
-
-
 def _reference_message(msg_type: int, body: bytes, ctx):
     """What the Reader path alone makes of a message: the message, or RawHandshake with the error."""
     from tlsparse.handshake import _decode_with_reader

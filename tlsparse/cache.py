@@ -1,0 +1,37 @@
+"""`ParseCache`: what the parser may remember from one connection for the next, owned by the caller.
+
+Why: real traffic repeats the same few client and server stacks, so most extension bodies (server names, groups,
+signature algorithms, versions, padding) and the cipher suites servers pick recur from one connection to the
+next, and what they decode to is immutable. A `TlsConnection` given a cache (`TlsConnection(cache=ParseCache())`,
+one per capture) decodes each of them once; without one it decodes everything itself. The parser keeps no
+memo of its own (no globals): the caller decides how long remembered things live and who shares them.
+
+Bounds (hostile traffic sends distinct bodies by the thousand): each table is emptied when full, so the cache
+costs at most its caps times the largest body it keeps. Bodies unique to a connection (key shares, PSK
+identities, ECH, cookies, tickets) and long ones are never kept.
+"""
+from __future__ import annotations
+
+from tlsparse.extensions import HelloContext
+from tlsparse.messages import Extension
+
+
+class ParseCache:
+    """Decoded extensions by message context and wire bytes, and cipher-suite kinds by suite code."""
+
+    MAX_EXTENSIONS = 1024  # per context: real traffic needs a few dozen
+    MAX_EXTENSION_BODY = 256  # longer bodies are decoded every time
+    MAX_SUITE_KINDS = 512
+
+    __slots__ = ("extensions", "suite_kinds")
+
+    def __init__(self) -> None:
+        # context -> (type, length, body) as on the wire -> the Extension they decode to
+        self.extensions: dict[HelloContext, dict[bytes, Extension]] = {ctx: {} for ctx in HelloContext}
+        # cipher suite -> "ecdhe" / "dhe" / "other" / None (see tlsparse.handshake.suite_kind)
+        self.suite_kinds: dict[int | None, str | None] = {}
+
+    def clear(self) -> None:
+        for memo in self.extensions.values():
+            memo.clear()
+        self.suite_kinds.clear()
