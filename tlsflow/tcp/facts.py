@@ -2,6 +2,8 @@
 
 Mutable slotted dataclasses: the reassembler updates them packet by packet, the consumer reads them (and sets
 `wants_data` and `handshake`). Every collection in them is bounded, so a long or hostile flow cannot grow them.
+`ttls` and `ip_ids` are complete once the connection is closed (its ConnectionClosed event): until then the
+reassembler keeps the latest packets' share of them on its side (tlsflow.tcp.stream.HalfStream), where they cost less.
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from struct import Struct
 from tlsflow.packet import ACK, FIN, RST, SYN, TcpPacket
 from tlsflow.tcp import anomalies
 from tlsflow.tcp.events import ConnectionClosed, ConnectionOpened, StreamChunk, stream_chunk
-from tlsflow.tcp.facts import IP_IDS_KEPT, RETRANSMITTED_FRAMES_KEPT, Connection, DirectionFacts
+from tlsflow.tcp.facts import RETRANSMITTED_FRAMES_KEPT, Connection, DirectionFacts
 from tlsflow.tcp.roles import guess_client, looks_like_client_hello
 from tlsflow.tcp.stream import HalfStream, Piece, StreamLimits
 from tlsparse.events import Sender
@@ -194,12 +194,12 @@ class TcpReassembler:
                 facts.rst_ttl = pkt.ttl
                 facts.rst_ip_id = pkt.ip_id
         else:
-            facts.ttls[pkt.ttl] += 1
+            if pkt.ttl == side.ttl_run:
+                side.ttl_run_packets += 1
+            else:
+                side.new_ttl_run(pkt.ttl)
             if pkt.ip_id is not None:
-                ip_ids = facts.ip_ids
-                ip_ids.append((frame, pkt.ip_id))
-                if len(ip_ids) > IP_IDS_KEPT:
-                    del ip_ids[0]
+                side.ip_ids.append((frame, pkt.ip_id))
             if pkt.window == 0:
                 facts.zero_window = True
 
@@ -427,12 +427,12 @@ class TcpReassembler:
         if ts > conn.last_ts:  # noqa: PLR1730 (hot path: a call to max() costs more)
             conn.last_ts = ts
         conn.last_frame = frame
-        facts.ttls[ttl] += 1
+        if ttl == side.ttl_run:
+            side.ttl_run_packets += 1
+        else:
+            side.new_ttl_run(ttl)
         if ip_id is not None:
-            ip_ids = facts.ip_ids
-            ip_ids.append((frame, ip_id))
-            if len(ip_ids) > IP_IDS_KEPT:
-                del ip_ids[0]
+            side.ip_ids.append((frame, ip_id))
         if not window:
             facts.zero_window = True
         if n:
@@ -598,6 +598,8 @@ class TcpReassembler:
             for side in flow.sides:
                 side.stop_reassembly()
         conn.close_reason = reason
+        for side in flow.sides:
+            side.fold_header_facts()
         if flow.lane_keys:
             self._close_lanes(self.lanes, flow)
         flow.lanes = None  # they hold the flow: without this, only the cyclic collector would free it

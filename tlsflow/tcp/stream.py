@@ -14,7 +14,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from tlsflow.tcp import anomalies
-from tlsflow.tcp.facts import Connection, DirectionFacts
+from tlsflow.tcp.facts import IP_IDS_KEPT, Connection, DirectionFacts
 from tlsflow.tcp.seq import SEQ_MASK, seq_diff
 
 Piece = tuple[int, bytes, int, int, float]  # offset, data, gap, frame, ts
@@ -50,6 +50,7 @@ class HalfStream:
         "history",
         "history_bytes",
         "index",
+        "ip_ids",
         "isn",
         "largest_end",
         "limits",
@@ -59,6 +60,8 @@ class HalfStream:
         "segments",
         "sender",
         "started",
+        "ttl_run",
+        "ttl_run_packets",
     )
 
     def __init__(self, conn: Connection, facts: DirectionFacts, limits: StreamLimits, index: int) -> None:
@@ -83,6 +86,12 @@ class HalfStream:
         self.largest_end = 0  # offset just past the largest segment, to see whether the peer ACKed it
         self.probe = b""  # the stream's first bytes, while the roles wait for a ClientHello
         self.probe_done = False
+        # The TTLs and IP ids of the packets sent, kept here while the connection is open and written into `facts`
+        # by `fold_header_facts` when it closes: a run of packets with the same TTL is one integer to increase
+        # (a Counter item costs twice that, per packet), and a bounded deque drops the oldest IP id by itself.
+        self.ttl_run = -1  # the TTL of the latest packets (-1: none yet) ...
+        self.ttl_run_packets = 0  # ... and how many of them, not yet in facts.ttls
+        self.ip_ids: deque[tuple[int, int]] = deque(maxlen=IP_IDS_KEPT)  # the last (frame, ip_id) pairs
 
     def start(self, seq: int) -> None:
         """Offset 0 is at `seq` (the byte after the SYN, or the first byte seen mid-connection)."""
@@ -90,6 +99,23 @@ class HalfStream:
         self.high_seq = seq & SEQ_MASK
         self.high_offset = 0
         self.next_offset = 0
+
+    def new_ttl_run(self, ttl: int) -> None:
+        """A packet whose TTL differs from the previous packet's: the previous run goes into facts.ttls (as runs
+        end in the order their TTLs first appear, the Counter's keys come in the same order as counting every
+        packet would put them)."""
+        if self.ttl_run_packets:
+            self.facts.ttls[self.ttl_run] += self.ttl_run_packets
+        self.ttl_run = ttl
+        self.ttl_run_packets = 1
+
+    def fold_header_facts(self) -> None:
+        """Write the pending TTL run and the kept IP ids into `facts` (once, when the connection closes)."""
+        if self.ttl_run_packets:
+            self.facts.ttls[self.ttl_run] += self.ttl_run_packets
+            self.ttl_run_packets = 0
+        if self.ip_ids:
+            self.facts.ip_ids[:] = self.ip_ids
 
     def offset_of(self, seq: int) -> int:
         return self.high_offset + seq_diff(seq, self.high_seq)
