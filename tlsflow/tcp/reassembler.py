@@ -129,6 +129,11 @@ class TcpReassembler:
     def open_flows(self) -> int:
         return len(self._open) + len(self._closing)
 
+    def connection(self, src: str, sport: int, dst: str, dport: int) -> Connection | None:
+        """The open (or lingering) connection of this 4-tuple, either direction, if there is one."""
+        entry = self._flows.get((src, sport, dst, dport))
+        return entry[0].conn if entry is not None else None
+
     # --- packets ---------------------------------------------------------------------------------------------
 
     def add(self, pkt: TcpPacket) -> list[Event]:
