@@ -70,15 +70,16 @@ def load_workload(capture: Path, cache: Path) -> Workload:
     return workload
 
 
-def replay(workload: Workload, *, digest_events: bool = True) -> tuple[float, int, str]:
-    """Feed every connection through a fresh parser, sharing one ParseCache as the pipeline does for a capture:
+def replay(workload: Workload, *, digest_events: bool = True, every_record: bool = False) -> tuple[float, int, str]:
+    """Feed every connection through a fresh parser set up as the pipeline sets it up (one ParseCache shared by
+    the capture's connections, RecordSeen for each side's first record only unless `every_record`):
     (CPU seconds, events, digest of the events)."""
     client, server = Sender.CLIENT, Sender.SERVER
     all_events: list[list[Any]] = []
     start = time.process_time()
     cache = ParseCache()
     for calls in workload:
-        tls = TlsConnection(max_handshake=1 << 19, cache=cache)
+        tls = TlsConnection(max_handshake=1 << 19, cache=cache, every_record=every_record)
         events: list[Any] = []
         for is_client, data, gap, frame, ts in calls:
             sender = client if is_client else server
@@ -105,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--cache", type=Path, help="workload cache (default: /tmp/<capture>.parser-calls.pickle)")
     parser.add_argument("--profile", action="store_true", help="cProfile one replay instead of timing")
+    parser.add_argument("--every-record", action="store_true",
+                        help="a RecordSeen for every record (TlsConnection's default) instead of the pipeline's setting")
     args = parser.parse_args(argv)
     cache = args.cache or Path("/tmp") / f"{args.capture.name}.parser-calls.pickle"
     workload = load_workload(args.capture, cache)
@@ -115,12 +118,12 @@ def main(argv: list[str] | None = None) -> int:
         import pstats
 
         profiler = cProfile.Profile()
-        profiler.runcall(replay, workload, digest_events=False)
+        profiler.runcall(replay, workload, digest_events=False, every_record=args.every_record)
         pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
         return 0
     times = []
     for _ in range(args.runs):
-        elapsed, count, digest = replay(workload)
+        elapsed, count, digest = replay(workload, every_record=args.every_record)
         times.append(elapsed)
         print(f"{elapsed:.3f} s CPU  {elapsed / connections * 1e6:.1f} us/connection  {count} events  "
               f"digest {digest}", file=sys.stderr)

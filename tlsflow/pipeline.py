@@ -143,7 +143,10 @@ class FlowAnalyzer:
                 conn.wants_data = False
             return None
         if isinstance(event, ConnectionOpened):
-            event.conn.handshake = FlowState(tls=self._new_tls())
+            conn = event.conn
+            # The summary keeps each side's first RecordSeen only: the others are not built, except for the flow
+            # whose events `explain` keeps.
+            conn.handshake = FlowState(tls=self._new_tls(every_record=conn.flow_id == self.keep_events_for))
             return None
         if isinstance(event, ConnectionClosed):
             return self._record(event.conn)
@@ -157,10 +160,11 @@ class FlowAnalyzer:
         # A new KeyLog: the caller's (shared by every capture of a run) must not gain this capture's secrets.
         self.keylog = extra if self.keylog is None else KeyLog().merge(self.keylog).merge(extra)
 
-    def _new_tls(self) -> TlsConnection:
+    def _new_tls(self, every_record: bool = True) -> TlsConnection:
         # Certificate chains of 300 kB and more exist (Zeek's tls-fragmented-handshake trace): allow 512 KiB for
         # one handshake message, still a bound per connection.
-        return TlsConnection(max_handshake=1 << 19, keylog=self.keylog, cache=self._parse_cache)
+        return TlsConnection(max_handshake=1 << 19, keylog=self.keylog, cache=self._parse_cache,
+                             every_record=every_record)
 
     @staticmethod
     def _handshake_over(s: HandshakeSummary, tls: TlsConnection) -> bool:

@@ -135,6 +135,7 @@ class _Direction:
         "hs_rec_off",
         "hs_skip",
         "mode",
+        "report_records",
         "resync_start",
         "sender",
         "skip_left",
@@ -161,6 +162,7 @@ class _Direction:
         self.sslv2_encrypted = False
         self.decryptor: RecordDecryptor | None = None  # with a key log: decrypts this side's encrypted records
         self.early_records = 0  # 0-RTT records seen before the ServerHello (their sequence numbers are used up)
+        self.report_records = True  # the next record gets its RecordSeen (see TlsConnection's every_record)
 
 
 class TlsConnection:
@@ -175,11 +177,16 @@ class TlsConnection:
     `cache`: a `ParseCache` the caller shares between the connections of one capture, so that what recurs
     between them (extension bodies, suite kinds) is decoded once; without one every message is decoded in full.
     The events are the same either way.
+
+    `every_record=False`: `RecordSeen` is reported for the first record of each direction only (the other
+    events are unchanged: each record's content still gives its own event). Why: RecordSeen is half the events
+    of a handshake, and a caller that only wants to know when each side's first record came (as the pipeline's
+    summary) need not have the others built.
     """
 
     def __init__(self, *, max_record: int = 2**14 + 2048, max_handshake: int = 1 << 18,
                  max_buffer: int | None = None, keylog: KeyLog | None = None,
-                 cache: ParseCache | None = None) -> None:
+                 cache: ParseCache | None = None, every_record: bool = True) -> None:
         self.max_record = max_record
         self.max_handshake = max_handshake
         self.max_buffer = max_buffer if max_buffer is not None else max_record + HEADER_LEN
@@ -194,6 +201,7 @@ class TlsConnection:
         self.keylog = keylog
         self._decode_context = _NO_CONTEXT
         self._cache = cache
+        self.every_record = every_record
 
     # --- public ---------------------------------------------------------------------------------------------
 
@@ -358,7 +366,9 @@ class TlsConnection:
                     # Most records: opaque, no key log to read them with. What `_record` would do for them, the
                     # two events, without its general path.
                     offset = base + pos
-                    events.append(_new_record_seen(d.sender, frame, ts, offset, ct, version, length, True))
+                    if d.report_records:
+                        events.append(_new_record_seen(d.sender, frame, ts, offset, ct, version, length, True))
+                        d.report_records = self.every_record
                     events.append(_new_encrypted_record_seen(d.sender, frame, ts, offset, ct, length,
                                                              self._handshake_phase(d, ct)))
                 else:
@@ -459,7 +469,9 @@ class TlsConnection:
         """Events for one complete record. `body` is None for records whose content is not needed (or that did
         not fit the buffer cap)."""
         sender = d.sender
-        events.append(_new_record_seen(sender, frame, ts, offset, ct, version, length, encrypted))
+        if d.report_records:
+            events.append(_new_record_seen(sender, frame, ts, offset, ct, version, length, encrypted))
+            d.report_records = self.every_record
         if length > MAX_PLAINTEXT_PLUS:
             events.append(self._anomaly(d, frame, ts, offset, "record_too_long",
                                         f"content type {ct}, {length} bytes > {MAX_PLAINTEXT_PLUS}"))
@@ -723,8 +735,10 @@ class TlsConnection:
                       events: list[Event]) -> None:
         sender = d.sender
         if not d.sslv2_encrypted and body and body[0] == SSLV2_CLIENT_HELLO:
-            events.append(RecordSeen(sender=sender, frame=frame, ts=ts, offset=offset, content_type=m.HANDSHAKE,
-                                     version=SSLV2_VERSION, length=len(body), encrypted=False))
+            if d.report_records:
+                events.append(RecordSeen(sender=sender, frame=frame, ts=ts, offset=offset, content_type=m.HANDSHAKE,
+                                         version=SSLV2_VERSION, length=len(body), encrypted=False))
+                d.report_records = self.every_record
             try:
                 hello = decode_sslv2_client_hello(body, base=offset + 2)
             except TlsParseError as err:
