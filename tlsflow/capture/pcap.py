@@ -101,7 +101,7 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
     yielded; instead, at the end of every chunk whose last segment was counted so, the walker yields that segment's
     timestamp (a float), so that the consumer knows the time of the last segment and can report progress.
     """
-    record = Struct(header.byte_order + "IIII").unpack_from
+    record = Struct(header.byte_order + "III4x").unpack_from  # seconds, fraction, captured length (not the original)
     record_header_size = header.record_header_size
     units = float(header.ts_units)
     max_caplen = min(max(header.snaplen, STANDARD_MAX_CAPLEN), ABSOLUTE_MAX_CAPLEN)
@@ -127,7 +127,7 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
         while True:
             end = len(buf)
             while end - pos >= record_header_size:
-                seconds, fraction, caplen, _origlen = record(buf, pos)
+                seconds, fraction, caplen = record(buf, pos)
                 start = pos + record_header_size
                 stop = start + caplen
                 if stop > end or caplen > max_caplen:
@@ -149,11 +149,10 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
                     (ethertype, version_ihl, total, ident, frag, ttl, proto, key, seq, ack, offset_byte, flags,
                      window) = lane_frame(buf, start)
                     lane = lanes.get(key)
-                    if (lane is not None and ethertype == 0x0800 and version_ihl == 0x45 and proto == 6
-                            and not flags & 0x06 and not frag & 0x3FFF and total + link_length <= caplen
-                            and offset_byte >= 0x50 and total >= 20 + ((offset_byte >> 4) << 2)
-                            and count_lane(lane, frame, ts, seq, ack, flags, window, ttl, ident,  # type: ignore[misc]
-                                           total - 20 - ((offset_byte >> 4) << 2))):
+                    if (lane is not None and not flags & 0x06 and ethertype == 0x0800 and version_ihl == 0x45
+                            and proto == 6 and not frag & 0x3FFF and total + link_length <= caplen
+                            and offset_byte >= 0x50 and (n := total - 20 - ((offset_byte >> 4) << 2)) >= 0
+                            and count_lane(lane, frame, ts, seq, ack, flags, window, ttl, ident, n)):  # type: ignore[misc]
                         counted += 1
                         counted_ts = ts
                         continue

@@ -56,7 +56,7 @@ class _Layout:
     def __init__(self, order: str) -> None:
         self.block_header = Struct(order + "II").unpack_from
         self.u32 = Struct(order + "I").unpack_from
-        self.enhanced = Struct(order + "IIIII").unpack_from  # interface, ts high, ts low, caplen, original len
+        self.enhanced = Struct(order + "IIII4x").unpack_from  # interface, ts high, ts low, caplen (not original len)
         self.obsolete = Struct(order + "HHIIII").unpack_from  # interface, drops, ts high, ts low, caplen, len
         self.interface = Struct(order + "HHI").unpack_from  # link type, reserved, snaplen
         self.version = Struct(order + "HH").unpack_from
@@ -167,7 +167,7 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                 if block_type == ENHANCED_PACKET:
                     if length < 32:
                         raise corrupt(f"enhanced packet block too short ({length} bytes)", pos)
-                    interface, ts_high, ts_low, caplen, _original = enhanced(buf, pos + 8)
+                    interface, ts_high, ts_low, caplen = enhanced(buf, pos + 8)
                     start = pos + 28
                     if caplen > length - 32:
                         raise corrupt(f"enhanced packet block: {caplen} captured bytes do not fit in a block of "
@@ -186,11 +186,11 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                         (ethertype, version_ihl, total, ident, frag, ttl, proto, key, seq, ack, offset_byte, flags,
                          window) = lane_spec[0](buf, start)
                         lane = lanes.get(key)
-                        if (lane is not None and ethertype == 0x0800 and version_ihl == 0x45 and proto == 6
-                                and not flags & 0x06 and not frag & 0x3FFF and total + lane_spec[1] <= caplen
-                                and offset_byte >= 0x50 and total >= 20 + ((offset_byte >> 4) << 2)
+                        if (lane is not None and not flags & 0x06 and ethertype == 0x0800 and version_ihl == 0x45
+                                and proto == 6 and not frag & 0x3FFF and total + lane_spec[1] <= caplen
+                                and offset_byte >= 0x50 and (n := total - 20 - ((offset_byte >> 4) << 2)) >= 0
                                 and count_lane(lane, frame, last_ts, seq, ack, flags, window,  # type: ignore[misc]
-                                               ttl, ident, total - 20 - ((offset_byte >> 4) << 2))):
+                                               ttl, ident, n)):
                             counted += 1
                             counted_ts = last_ts
                             continue
