@@ -32,6 +32,9 @@ its flows are numbered after all earlier workers' flows, in order of first frame
 """
 from __future__ import annotations
 
+import bisect
+import collections
+import heapq
 import inspect
 import itertools
 import os
@@ -222,29 +225,34 @@ def _follow_ethernet(path: str, offset: int, frames_before: int, tracked: set[by
                 skipped_ts = None
 
 
-def _range_main(path: str, index: int, start: tuple[int, int] | None, next_target: int | None, end_pipe: Any,
+def _range_main(path: str, index: int, start: tuple[int, int] | None, next_target: int | None, parent: Any,
                 ca_bundle: str | None, keylog_path: str | None, queue: Any, meter: Any) -> None:
     tune_gc()
     try:
         from tlsflow.api import _load_keylog, _trust_store
 
-        for message in range_messages(path, start, next_target, end_pipe, trust=_trust_store(ca_bundle),
+        for message in range_messages(path, start, next_target, parent, trust=_trust_store(ca_bundle),
                                       keylog=_load_keylog(keylog_path), meter=meter):
             queue.put((index, message))
     except BaseException:  # noqa: BLE001 - reported to the parent, which raises
         queue.put((index, ("crash", traceback.format_exc())))
 
 
-def range_messages(path: str, start: tuple[int, int] | None, next_target: int | None, end_pipe: Any, *,
+def range_messages(path: str, start: tuple[int, int] | None, next_target: int | None, parent: Any, *,
                    trust: Any, keylog: Any = None, batch_packets: int = BATCH_PACKETS,
                    meter: Any = None) -> Iterator[tuple[Any, ...]]:
-    """One worker's work, as messages: ("batch", records, bytes of its range done) and at the end ("end", error
-    text or None, flows evicted, next expiry pass after its first packet, next expiry pass when it passed its end).
+    """One worker's work, as messages: ("batch", records, bytes of its range done, flows opened, flows evicted so
+    far, next expiry pass after its first packet, frame, phantoms) and at the end ("end", error text or None,
+    flows evicted, next expiry pass after its first packet, next expiry pass when it passed its end). Every
+    flow's "opened" entry comes in the same message as its record or an earlier one. `frame`: every packet up to
+    it has been taken; `phantoms`: (flow id, last frame) of the flows the parent asked to watch that are open.
 
     `start`: (byte offset, frames before it) of the range's first record, None for the start of the file.
     `next_target`: a byte offset at or after which the next range starts (None: the range runs to the end of
-    the file); the next range's first frame number and byte offset come through `end_pipe` when the parent has
-    found them (`_UNKNOWN`: there is no next range after all).
+    the file).
+    `parent`: the parent's messages (a pipe end: poll, recv): ("end", (first frame, byte offset) of the next
+    range, or `_UNKNOWN`: there is no next range after all), as soon as its hop has found the cut; ("watch",
+    [(flow id, src, sport, dst, dport)]): flows of this worker that are phantoms (`_Placer`).
     `meter`: shared (start time, bytes done) that the parent reads to weigh the cuts (`analyze_ranges`).
     """
     from tlsflow.capture import CaptureError, open_capture
@@ -262,21 +270,41 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
     first_clock: float | None = None
     cut_clock: float | None = None
     records: list[dict[str, Any]] = []
+    # The flows this worker opened since its last message, for the parent to number its records as they come
+    # (`_Placer`): (flow_id in this worker, src, sport, dst, dport, first frame). Worker 0 numbers its flows as a
+    # single process does already.
+    report_opened = start is not None
+    opened: list[tuple[int, str, int, str, int, int]] = []
     error: str | None = None
+    watched: dict[int, Any] = {}  # flow id -> Connection, phantoms the parent asked about
+    position = 0  # the frame of the last packet taken
 
-    def learn_end(block: bool) -> None:
+    def listen(block: bool) -> None:
+        """The parent's messages so far; with `block`, until the end of the range is known."""
         nonlocal end_frame, end_known, stop_offset
-        if block or end_pipe.poll():
-            value = end_pipe.recv()
-            if value == _UNKNOWN:
-                end_frame, stop_offset = _NO_END, cap.total_bytes or 0
+        while (block and not end_known) or parent.poll():
+            kind, value = parent.recv()
+            if kind == "end":
+                if value == _UNKNOWN:
+                    end_frame, stop_offset = _NO_END, cap.total_bytes or 0
+                else:
+                    end_frame, stop_offset = value
+                end_known = True
             else:
-                end_frame, stop_offset = value
-            end_known = True
+                for own_id, *key in value:
+                    conn = reassembler.connection(*key)
+                    if conn is not None and conn.flow_id == own_id:
+                        watched[own_id] = conn
+
+    def phantoms() -> list[tuple[int, int]]:
+        listen(block=False)
+        return [(own_id, conn.last_frame) for own_id, conn in watched.items()]
 
     def take_one(record: dict[str, Any]) -> None:
         (a_ip, a_port), (b_ip, b_port) = record["_range"][0]
         first = record["first_frame"]
+        if watched:
+            watched.pop(record["flow_id"], None)
         for direction in ((a_ip, a_port, b_ip, b_port), (b_ip, b_port, a_ip, a_port)):
             if tracked.get(direction) == first:
                 del tracked[direction]
@@ -319,7 +347,7 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
                     if not end_known and cap.bytes_read >= next_target:
                         # This packet may lie past the cut: wait for the parent's hop to say where the cut is
                         # (it is far ahead as a rule).
-                        learn_end(block=True)
+                        listen(block=True)
                     if pkt.frame >= end_frame:
                         past = pkt
                         break
@@ -335,15 +363,17 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
                     if reassembler.flows_opened != before:
                         tracked[(pkt.src, pkt.sport, pkt.dst, pkt.dport)] = pkt.frame
                         tracked[(pkt.dst, pkt.dport, pkt.src, pkt.sport)] = pkt.frame
+                        if report_opened:
+                            opened.append((before + 1, pkt.src, pkt.sport, pkt.dst, pkt.dport, pkt.frame))
+                    position = pkt.frame
                 n += 1
                 if meter is not None and not n & 0x3FF:
                     meter[1] = cap.bytes_read - start_offset
                 if n >= batch_packets:
                     n = 0
-                    if not end_known:
-                        learn_end(block=False)
-                    yield ("batch", records, min(cap.bytes_read, stop_offset) - start_offset)
-                    records = []
+                    yield ("batch", records, min(cap.bytes_read, stop_offset) - start_offset, opened,
+                           reassembler.flows_evicted, first_clock, position, phantoms())
+                    records, opened = [], []
             if past is not None:
                 # Past the range: only the connections this worker tracks, until there are none.
                 cut_clock = reassembler.next_expiry  # a single process's, when this worker's is
@@ -353,24 +383,28 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
                 for pkt in itertools.chain((past,), packets):
                     if pkt.__class__ is float:
                         clock(pkt)  # type: ignore[arg-type]
-                    elif (pkt.src, pkt.sport, pkt.dst, pkt.dport) in tracked:
-                        # A flow this opens (port reuse, or after the tracked one timed out) is not followed.
-                        take(analyzer.feed(pkt))
                     else:
-                        clock(pkt.ts)
+                        if (pkt.src, pkt.sport, pkt.dst, pkt.dport) in tracked:
+                            # A flow this opens (port reuse, or after the tracked one timed out) is not followed.
+                            take(analyzer.feed(pkt))
+                        else:
+                            clock(pkt.ts)
+                        position = pkt.frame
                     if not tracked:
                         stopped = True
                         break
                     n += 1
                     if n >= batch_packets:
                         n = 0
-                        yield ("batch", records, stop_offset - start_offset)
-                        records = []
+                        yield ("batch", records, stop_offset - start_offset, opened, reassembler.flows_evicted,
+                               first_clock, position, phantoms())
+                        records, opened = [], []
         except CaptureError as exc:
             error = str(exc)
         if not stopped:
             take(analyzer.finish())
-        yield ("batch", records, stop_offset - start_offset)
+        yield ("batch", records, stop_offset - start_offset, opened, reassembler.flows_evicted, first_clock,
+               position, [])
     finally:
         cap.close()
         if follow_cap is not None:
@@ -438,13 +472,19 @@ def analyze_ranges(path: str, jobs: int, *, ca_bundle: str | None = None, keylog
             for k, target in enumerate(targets):
                 cut = hop.to(target)
                 if cut is None:
-                    pipes[-1].send(_UNKNOWN)  # the last range started runs to the end (or to the damage)
+                    pipes[-1].send(("end", _UNKNOWN))  # the last range started runs to the end (or to the damage)
                     break
-                pipes[-1].send((cut.frames_before + 1, cut.offset))
+                pipes[-1].send(("end", (cut.frames_before + 1, cut.offset)))
                 starts.append(cut.frames_before + 1)
                 launch((cut.offset, cut.frames_before), lower[k + 1] if k + 1 < len(lower) else None)
+        def tell(index: int, message: tuple[str, Any]) -> None:
+            try:
+                pipes[index].send(message)
+            except OSError:
+                pass  # the worker has ended: it has nothing more to say about its phantoms
+
         yield from _merge_ranges(worker_messages(queue, workers, path), len(workers), starts, path, total, progress,
-                                 lambda: _stop(workers), ca_bundle, keylog_path)
+                                 lambda: _stop(workers), ca_bundle, keylog_path, tell=tell)
     finally:
         shut_down(workers, queue)
 
@@ -460,9 +500,15 @@ def _stop(workers: list[Any]) -> None:
 
 
 def ranges_in_one_process(path: str, cut_targets: list[int], *, trust: Any = None, keylog: Any = None,
-                          batch_packets: int = BATCH_PACKETS) -> Iterator[dict[str, Any] | str]:
+                          batch_packets: int = BATCH_PACKETS,
+                          interleave: Callable[[list[Iterator[tuple[Any, ...]]]],
+                                               Iterator[tuple[int, tuple[Any, ...]]]] | None = None
+                          ) -> Iterator[dict[str, Any] | str]:
     """The work of `analyze_ranges`, one range after another in this process (tests: many cuts, no process
-    start-up). Same cuts, same workers' messages, same merge."""
+    start-up). Same cuts, same workers' messages, same merge. `interleave`: given every worker's messages (an
+    iterator per worker, which runs as far as it is pulled), the order in which the parent gets them as (worker,
+    message), each worker's in its own order (worker processes run at their own speeds); by default worker 0's,
+    then worker 1's, and so on."""
     from tlsflow.api import _trust_store
     from tlsflow.capture.split import find_cuts
 
@@ -471,97 +517,227 @@ def ranges_in_one_process(path: str, cut_targets: list[int], *, trust: Any = Non
     starts = [1] + [cut.frames_before + 1 for cut in cuts]
     ranges = [None] + [(cut.offset, cut.frames_before) for cut in cuts]
 
-    class KnownEnd:
-        def __init__(self, frame: int, offset: int) -> None:
-            self.cut = (frame, offset)
+    class Channel:
+        """What the parent tells a worker, in this process."""
+
+        def __init__(self, cut: tuple[int, int] | None) -> None:
+            self.waiting: collections.deque[tuple[str, Any]] = collections.deque()
+            if cut is not None:
+                self.waiting.append(("end", cut))
 
         def poll(self) -> bool:
-            return True
+            return bool(self.waiting)
 
-        def recv(self) -> tuple[int, int]:
-            return self.cut
+        def recv(self) -> tuple[str, Any]:
+            return self.waiting.popleft()
+
+        def send(self, message: tuple[str, Any]) -> None:
+            self.waiting.append(message)
+
+    last = len(ranges) - 1
+    channels = [Channel(None if index == last else (starts[index + 1], cuts[index].offset))
+                for index in range(len(ranges))]
+
+    def worker(index: int) -> Iterator[tuple[Any, ...]]:
+        next_target = None if index == last else cut_targets[index]
+        return range_messages(path, ranges[index], next_target, channels[index], trust=trust, keylog=keylog,
+                              batch_packets=batch_packets)
 
     def messages() -> Iterator[tuple[int, tuple[Any, ...]]]:
-        for index, start in enumerate(ranges):
-            last = index == len(ranges) - 1
-            next_target = None if last else cut_targets[index]
-            end = None if last else KnownEnd(starts[index + 1], cuts[index].offset)
-            for message in range_messages(path, start, next_target, end, trust=trust, keylog=keylog,
-                                          batch_packets=batch_packets):
+        if interleave is not None:
+            yield from interleave([worker(index) for index in range(len(ranges))])
+            return
+        for index in range(len(ranges)):
+            for message in worker(index):
                 yield index, message
 
     yield from _merge_ranges(messages(), len(ranges), starts, path, os.path.getsize(path), None, lambda: None,
-                             None, None, trust=trust, keylog=keylog)
+                             None, None, trust=trust, keylog=keylog,
+                             tell=lambda index, message: channels[index].send(message))
 
 
 def _merge_ranges(messages: Iterator[tuple[int, tuple[Any, ...]]], jobs: int, starts: list[int], path: str,
                   total: int, progress: Callable[[int, int | None], None] | None, stop: Callable[[], None],
-                  ca_bundle: str | None, keylog_path: str | None, *, trust: Any = None, keylog: Any = None
+                  ca_bundle: str | None, keylog_path: str | None, *, trust: Any = None, keylog: Any = None,
+                  tell: Callable[[int, tuple[str, Any]], None] = lambda index, message: None
                   ) -> Iterator[dict[str, Any] | str]:
+    """The workers' records as a single process's: worker 0's as they come; worker k's as they come too, once
+    workers 0..k-1 have ended (before, they wait): see `_Placer`. `tell(k, message)` sends worker k a message."""
     done = [False] * jobs
     done_bytes = [0] * jobs
-    waiting: list[list[dict[str, Any]]] = [[] for _ in range(jobs)]
-    kept: list[list[tuple[Any, int, int]]] = [[] for _ in range(jobs)]  # (key, first frame, last frame)
+    placers = [_Placer(start) for start in starts]
     given: set[int] = set()  # first frames of the records already yielded
-    flows_before = 0  # records of the workers already placed
-    placed = 0  # workers whose records are all placed
+    flows_before = 0  # connections of the workers before `placed`
+    placed = 0  # the first worker whose records are not all given
     error: str | None = None
-    inexact = False
-    clocks: list[tuple[float | None, float | None]] = [(None, None)] * jobs  # (first, at the end) per worker
-    same_passes = [True] + [_passes_on_whole_intervals()] * (jobs - 1)  # as a single process's (see below)
-    for index, message in messages:
-        kind = message[0]
-        if kind == "crash":
-            raise RuntimeError(f"--jobs worker {index} failed on {path}:\n{message[1]}")
-        if kind == "end":
-            done[index] = True
-            if message[1] is not None and (error is None or index == jobs - 1):
-                error = message[1]
-            if message[2]:
-                inexact = True  # a flow table overflowed
-            clocks[index] = message[3:5]
-        else:
-            _, records, done_bytes[index] = message
-            if index == 0:
-                for record in records:
-                    key, last, _reason = record.pop("_range")
-                    kept[0].append((key, record["first_frame"], last))
-                    given.add(record["first_frame"])
-                    yield record
+    at_cut: list[float | None] = [None] * jobs  # a worker's next expiry pass when it passed its end
+    same_passes = _passes_on_whole_intervals()  # as a single process's, up to worker `placed` (see below)
+    try:
+        for index, message in messages:
+            kind = message[0]
+            if kind == "crash":
+                raise RuntimeError(f"--jobs worker {index} failed on {path}:\n{message[1]}")
+            placer = placers[index]
+            out: list[dict[str, Any]] = []
+            if kind == "end":
+                _, worker_error, evicted, first_clock, at_cut[index] = message
+                done[index] = True
+                if worker_error is not None and (error is None or index == jobs - 1):
+                    error = worker_error
             else:
-                waiting[index].extend(records)
-            if progress is not None:
-                progress(sum(done_bytes), total)
-        # Place the records of every worker whose own and earlier workers' records are all in.
-        while placed < jobs and done[placed] and not inexact:
-            if placed > 0:
-                # Expiry passes run at the first packet of each whole second (TcpReassembler.add): worker k's first
-                # packet sets its next pass; if that is not before a single process's next pass at the cut (the
-                # previous worker's, if its own were right), every later pass is the same.
-                first, _ = clocks[placed]
-                _, at_cut = clocks[placed - 1]
-                same_passes[placed] = same_passes[placed - 1] and (
-                    first is None or (at_cut is not None and first >= at_cut))
-                try:
-                    records = _place(waiting[placed], kept, starts[placed], placed, flows_before,
-                                     same_passes[placed])
-                except _Inexact:
-                    inexact = True
+                _, records, done_bytes[index], opened, evicted, first_clock, position, phantoms = message
+                placer.take(records, opened, position, phantoms, out)
+                if progress is not None:
+                    progress(sum(done_bytes), total)
+            if evicted:
+                # This worker's flow table overflowed: it evicted other flows than a single process would.
+                raise _Inexact
+            if first_clock is not None:
+                placer.first_clock = first_clock
+            while placed < jobs:
+                placer = placers[placed]
+                if not placer.started:
+                    if placed > 0:
+                        # Expiry passes run at the first packet of each whole second (TcpReassembler.add): worker
+                        # k's first packet sets its next pass; if that is not before a single process's next pass
+                        # at the cut (the previous worker's, if its own were right), every later pass is the same.
+                        if placer.first_clock is None and not done[placed]:
+                            break  # not known yet
+                        first, cut = placer.first_clock, at_cut[placed - 1]
+                        same_passes = same_passes and (first is None or (cut is not None and first >= cut))
+                    placer.start(placers[:placed], flows_before, same_passes or placed == 0, out)
+                if placer.to_watch:
+                    tell(placed, ("watch", placer.to_watch))
+                    placer.to_watch = []
+                if not done[placed]:
                     break
-                waiting[placed] = []
-                for record in records:
-                    given.add(record["first_frame"])
-                    yield record
-            flows_before += len(kept[placed])
-            placed += 1
-        if placed == jobs or inexact:
-            break
-    if inexact:
+                placer.finish(out)
+                flows_before += len(placer.kept)
+                placed += 1
+            for record in out:
+                given.add(record["first_frame"])
+                yield record
+            if placed == jobs:
+                break
+    except _Inexact:
         stop()
         yield from _single_process(path, given, ca_bundle, keylog_path, progress, trust, keylog)
         return
     if error is not None:
         yield f"{path}: {error} ({len(given)} connection(s) before the damage were reported)"
+
+
+class _Placer:
+    """One worker's records, numbered as a single process numbers them, each given as soon as that is certain.
+
+    Worker k opens its flows in frame order, so its own flow ids count them in order of first frame, phantoms
+    included. Once workers 0..k-1 have ended, their connections open across this range's first frame (`across`:
+    4-tuple -> last frame) tell which of the flows it opened are phantoms (the "opened" entries of its messages,
+    which come no later than the flows' records); a record's flow_id is then the connections of earlier workers,
+    plus its own id, less the phantoms opened before it. Until they have ended, its records wait.
+
+    A phantom of a connection whose last frame is L must take no packet after L. If it did, a single process has
+    one more connection there, opened after L, and the flow ids of the connections opened after that one are one
+    more: so a record whose first frame is after L waits while the phantom is open, until the phantom's record
+    shows its last frame (after L: `_Inexact`, before any of those was given), or until the worker, asked to watch
+    the phantom, says that at its frame P the phantom is still open with nothing after L (then no connection
+    before P is concerned). A connection open across the cut for the rest of the capture thus holds nothing back
+    for long."""
+
+    def __init__(self, start: int) -> None:
+        self.start_frame = start  # the range's first frame
+        self.started = False
+        self.first_clock: float | None = None  # the worker's next expiry pass after its first packet
+        self.kept: list[tuple[Any, int, int]] = []  # (4-tuple, first frame, last frame) of its connections
+        self.to_watch: list[tuple[int, str, int, str, int]] = []  # phantoms the worker is to be asked about
+        self._records: list[dict[str, Any]] = []  # before `start`
+        self._opened: list[tuple[int, str, int, str, int, int]] = []  # before `start`
+        self._across: dict[Any, int] = {}
+        self._flows_before = 0
+        self._same_passes = True
+        self._phantom_ids: list[int] = []  # in increasing order (flows are reported in the order they open)
+        # A phantom's id -> [L, the first frame from which records wait for it]
+        self._open_phantoms: dict[int, list[int]] = {}
+        self._held: list[tuple[int, dict[str, Any]]] = []  # (first frame, record), a heap
+
+    def take(self, records: list[dict[str, Any]], opened: list[tuple[int, str, int, str, int, int]],
+             position: int, phantoms: list[tuple[int, int]], out: list[dict[str, Any]]) -> None:
+        """A worker's message: its new records and flows, and at frame `position`, the last frame of each phantom
+        it watches."""
+        if not self.started:
+            self._records.extend(records)
+            self._opened.extend(opened)
+            return
+        self._classify(opened)
+        self._place(records, out)
+        open_phantoms = self._open_phantoms
+        for own_id, last in phantoms:
+            entry = open_phantoms.get(own_id)
+            if entry is not None:
+                if last > entry[0]:
+                    raise _Inexact
+                entry[1] = max(entry[1], position)
+        self._release(out)
+
+    def start(self, earlier: list[_Placer], flows_before: int, same_passes: bool, out: list[dict[str, Any]]) -> None:
+        """Workers `earlier` have ended; `flows_before`: their connections; `same_passes`: this worker runs its
+        expiry passes at a single process's packets."""
+        start = self.start_frame
+        self.started = True
+        self._across = {key: last for placer in earlier for key, first, last in placer.kept if first < start <= last}
+        self._flows_before = flows_before
+        self._same_passes = same_passes
+        records, opened = self._records, self._opened
+        self._records, self._opened = [], []
+        self.take(records, opened, 0, [], out)
+
+    def finish(self, out: list[dict[str, Any]]) -> None:
+        """The worker has ended: every record is in."""
+        if self._open_phantoms:
+            raise _Inexact  # cannot happen (every flow gives a record), but then nothing here is certain
+        while self._held:
+            out.append(heapq.heappop(self._held)[1])
+
+    def _classify(self, opened: list[tuple[int, str, int, str, int, int]]) -> None:
+        across = self._across
+        if not across:
+            return
+        for own_id, src, sport, dst, dport, first in opened:
+            before = across.get(_flow_key(src, sport, dst, dport))
+            if before is not None and first <= before:
+                self._phantom_ids.append(own_id)
+                self._open_phantoms[own_id] = [before, before]
+                self.to_watch.append((own_id, src, sport, dst, dport))
+
+    def _place(self, records: list[dict[str, Any]], out: list[dict[str, Any]]) -> None:
+        open_phantoms = self._open_phantoms
+        for record in records:
+            key, last, reason = record.pop("_range")
+            own_id = record["flow_id"]
+            if own_id in open_phantoms:
+                if last > open_phantoms.pop(own_id)[0]:
+                    raise _Inexact  # the phantom took packets of a later connection on this 4-tuple
+                continue
+            if reason == "idle" and not self._same_passes:
+                raise _Inexact  # closed by an expiry pass that may not run at the same packet as in one process
+            first = record["first_frame"]
+            self.kept.append((key, first, last))
+            record["flow_id"] = self._flows_before + own_id - bisect.bisect_left(self._phantom_ids, own_id)
+            if open_phantoms and first > self._limit():
+                heapq.heappush(self._held, (first, record))
+            else:
+                out.append(record)
+
+    def _limit(self) -> int:
+        """Records with a later first frame wait (phantoms are few, and open for a short while as a rule)."""
+        return min(entry[1] for entry in self._open_phantoms.values()) if self._open_phantoms else _NO_END
+
+    def _release(self, out: list[dict[str, Any]]) -> None:
+        held = self._held
+        if held:
+            limit = self._limit()
+            while held and held[0][0] <= limit:
+                out.append(heapq.heappop(held)[1])
 
 
 def _passes_on_whole_intervals() -> bool:
@@ -573,30 +749,6 @@ def _passes_on_whole_intervals() -> bool:
     probe = TcpReassembler(expiry_interval=1.0)
     probe.advance(10.25)
     return probe.next_expiry == 11.0
-
-
-def _place(records: list[dict[str, Any]], kept: list[list[tuple[Any, int, int]]], start: int, index: int,
-           flows_before: int, same_passes: bool) -> list[dict[str, Any]]:
-    """Worker `index`'s records, phantoms dropped, numbered after the `flows_before` flows of earlier workers."""
-    # The connections of earlier workers open across this range's first frame: 4-tuple -> their last frame.
-    across = {key: last for earlier in kept[:index] for key, first, last in earlier if first < start <= last}
-    out = []
-    for record in records:
-        key, last, reason = record.pop("_range")
-        first = record["first_frame"]
-        before = across.get(key)
-        if before is not None and first <= before:
-            if last > before:
-                raise _Inexact  # the phantom took packets of a later connection on this 4-tuple
-            continue
-        if reason == "idle" and not same_passes:
-            raise _Inexact  # closed by an expiry pass that may not run at the same packet as in one process
-        out.append(record)
-        kept[index].append((key, first, last))
-    out.sort(key=lambda r: r["first_frame"])
-    for number, record in enumerate(out, flows_before + 1):
-        record["flow_id"] = number
-    return out
 
 
 def _single_process(path: str, given: set[int], ca_bundle: str | None, keylog_path: str | None,

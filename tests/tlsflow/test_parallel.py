@@ -8,6 +8,7 @@ import itertools
 import json
 import os
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -453,3 +454,119 @@ def test_damage_reached_while_following(long_lived, tmp_path):
         assert [r for r in ranges if isinstance(r, str)] == errors
         assert sorted((r for r in ranges if isinstance(r, dict)), key=key) == \
             sorted((r for r in single if isinstance(r, dict)), key=key)
+
+
+# Orders in which the parent may get the workers' messages (each worker's messages are an iterator that runs the
+# worker as far as it is pulled, so that it sees what the parent told it meanwhile).
+
+def _later_workers_first(workers: list) -> Iterator[tuple[int, tuple]]:
+    """The last worker's messages, then the one before it, ...: every later worker is far ahead."""
+    for index in reversed(range(len(workers))):
+        for message in workers[index]:
+            yield index, message
+
+
+def _round_robin(workers: list) -> Iterator[tuple[int, tuple]]:
+    """One message of each worker in turn: the workers go at the same pace."""
+    rows = [zip(itertools.repeat(index), worker) for index, worker in enumerate(workers)]
+    for turn in itertools.zip_longest(*rows):
+        yield from (pair for pair in turn if pair is not None)
+
+
+def _late_end_of_worker_0(workers: list) -> Iterator[tuple[int, tuple]]:
+    """Worker 0's batches, every other worker's messages, then worker 0's end: its following goes on longest."""
+    first, *others = workers
+    first = list(first)
+    yield from ((0, m) for m in first[:-1])
+    for k, worker in enumerate(others, 1):
+        yield from ((k, m) for m in worker)
+    yield 0, first[-1]
+
+
+@pytest.mark.parametrize("interleave", [_later_workers_first, _round_robin, _late_end_of_worker_0])
+def test_records_given_as_they_come_in_any_order(generated, long_lived, corpus_concatenated, fallbacks,
+                                                 interleave):
+    """The parent numbers and gives a worker's records as they come once the earlier workers have ended (`_Placer`):
+    whatever the order in which the workers' messages reach it, the rows are a single process's, each once."""
+    for path in (generated, long_lived, corpus_concatenated):
+        single = _single(path)
+        size = path.stat().st_size
+        for targets in ([size // 2], [size // 5, size // 2, size * 4 // 5]):
+            given = list(ranges_in_one_process(str(path), targets, batch_packets=5, interleave=interleave))
+            assert all(isinstance(r, dict) for r in given)
+            assert len({r["first_frame"] for r in given}) == len(given)
+            assert sorted(given, key=lambda r: r["flow_id"]) == single, (path.name, targets)
+    assert not fallbacks
+
+
+def test_records_after_an_open_phantom_wait_for_it(trailing_ack, monkeypatch, fallbacks):
+    """Worker 1 has ended before worker 0 (so it was never asked to watch its phantom, which closes only at the end
+    of the file): the records of connections opened after the earlier connection's last frame wait for the
+    phantom's record; none is given while that phantom is open."""
+    path, cut = trailing_ack
+    held = []
+    original = parallel_ranges._Placer._place
+
+    def watching(self, records, out):
+        before = len(out)
+        original(self, records, out)
+        limit = self._limit()
+        assert all(r["first_frame"] <= limit for r in out[before:])
+        held.append(len(self._held))
+
+    monkeypatch.setattr(parallel_ranges._Placer, "_place", watching)
+    given = list(ranges_in_one_process(str(path), [cut], batch_packets=3, interleave=_later_workers_first))
+    assert sorted(given, key=lambda r: r["flow_id"]) == _single(path)
+    assert max(held) >= 1  # records closed before the end of the file did wait
+    assert not fallbacks
+
+
+def test_port_reuse_in_any_order_falls_back_without_giving_a_wrong_row(port_reuse, fallbacks):
+    path, offsets = port_reuse
+    single = _single(path)
+    for offset in offsets[1:]:
+        for interleave in (_later_workers_first, _round_robin):
+            given = list(ranges_in_one_process(str(path), [offset], batch_packets=1, interleave=interleave))
+            assert sorted(given, key=lambda r: r["flow_id"]) == single, offset
+    assert fallbacks
+
+
+@pytest.fixture(scope="module")
+def trailing_ack(tmp_path_factory) -> tuple[Path, int]:
+    """A real TLS connection, then nine more on other client ports, one a second: cut just before the first one's
+    last packet (the final ACK of its close), worker 1 has a flow of that ACK alone, a phantom that nothing
+    closes before the end of the file."""
+    header, conn = _pcap_records(CORPUS / "tls12_alpn_mismatch_ignored_python.pcap")
+    port = struct.unpack_from("!H", conn[0][1], 34)[0]
+    first = conn[0][0]
+    records = []
+    for i in range(10):
+        records += [(1_700_000_000 + i + ts - first, _with_client_port(frame, port, 41000 + i), n)
+                    for ts, frame, n in conn]
+    path = tmp_path_factory.mktemp("ranges") / "trailing-ack.pcap"
+    offsets = _write_pcap(path, header, records)
+    return path, offsets[len(conn) - 1]
+
+
+def test_a_phantom_open_to_the_end_holds_nothing_back(trailing_ack, monkeypatch, fallbacks):
+    """The parent asks worker 1 to watch its phantom; the worker's answers (still open, nothing after the earlier
+    connection's last frame, at frame P) let the records of connections opened after it out before the end."""
+    path, cut = trailing_ack
+    single = _single(path)
+    assert len(single) == 10
+    given_while_open = []
+    original = parallel_ranges._Placer.take
+
+    def watching(self, records, opened, position, phantoms, out):
+        before = len(out)
+        original(self, records, opened, position, phantoms, out)
+        if self._open_phantoms:
+            given_while_open.extend(out[before:])
+
+    monkeypatch.setattr(parallel_ranges._Placer, "take", watching)
+    given = list(ranges_in_one_process(str(path), [cut], batch_packets=3, interleave=_round_robin))
+    assert sorted(given, key=lambda r: r["flow_id"]) == single
+    assert not fallbacks
+    # Every record that comes before the end of the file (connections whose close and 5 s linger end before it),
+    # all opened after the phantom's earlier connection ended: given while the phantom was open.
+    assert len(given_while_open) >= 3
