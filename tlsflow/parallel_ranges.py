@@ -27,8 +27,9 @@ closed idle by a worker whose clock check failed cannot be settled from the reco
 the file again in one process (records already given are not repeated). Exact, slow, and rare.
 
 flow_id: worker 0 numbers its flows as a single process does (it starts at the first frame and opens flows in
-frame order). The records of worker k>0 wait until workers 0..k have finished: then its phantoms are known, and
-its flows are numbered after all earlier workers' flows, in order of first frame.
+frame order). Worker k>0 numbers its own flows the same way, phantoms included; once workers 0..k-1 have ended,
+its phantoms are known and each of its records is renumbered after all earlier workers' flows and given as it
+comes (`_Placer`), so that the parent writes them while the worker goes on instead of after it.
 """
 from __future__ import annotations
 
