@@ -89,10 +89,13 @@ def _interface_time(layout: _Layout, buf: bytes, p: int, end: int) -> tuple[floa
 def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                 handler_for: Callable[[int], Callable[[bytes, int, int, int, float], T | None]],
                 stats: CaptureStats, secrets: list[bytes], source_name: str | None = None,
-                compressed: bool = False, counter: SegmentCounter | None = None) -> Iterator[T | float]:
+                compressed: bool = False, counter: SegmentCounter | None = None, *,
+                first_frame: int = 0) -> Iterator[T | float]:
     """Calls the interface's handler(buf, start, end, frame, ts) for every packet and yields non-None results.
 
     `buf` holds bytes already read, starting at stream offset `base`, which must be a section header block.
+    `first_frame`: frames before the first packet block read (`--jobs` byte ranges start inside the file: `buf`
+    then begins with their section's header and interface blocks, which take no frame number).
     `stats.frames`, `stats.skipped` and `stats.link_types` are brought up to date at every chunk and at the end.
     `counter`: the fast lane of pcap.walk_records, for enhanced packet blocks of interfaces with a link type in
     pcap.LANE_FRAMES (a chunk whose last segment went there ends with that segment's timestamp).
@@ -116,7 +119,7 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
     u32 = layout.u32
     interfaces: list[list] = []  # per interface: handler, units, offset, link type, snaplen, frames (see _IFACE_*)
     retired: list[list] = []  # interfaces of finished sections, until their frame counts are folded into stats
-    frame = 0
+    frame = first_frame
     skipped = 0
     last_ts = 0.0  # Simple Packet Blocks carry no timestamp: they get the latest one seen
     pos = 0
