@@ -54,14 +54,14 @@ _UNKNOWN = -1  # in the end pipe: the cut was not found (damage or end of file f
 
 
 def splittable(path: str) -> bool:
-    """A classic pcap file on disk, uncompressed: byte ranges can be read independently."""
+    """A pcap or pcapng file on disk, uncompressed: byte ranges can be read independently."""
     from tlsflow.capture import CaptureError, open_capture
 
     if path == "-":
         return False
     try:
         with open_capture(path) as cap:
-            return cap.link_type is not None and not cap.stats.compressed and cap.total_bytes is not None
+            return not cap.stats.compressed and cap.total_bytes is not None
     except (CaptureError, OSError):
         return False
 
@@ -109,20 +109,29 @@ class _FollowLanes(dict):  # type: ignore[type-arg]
 
 
 def _follow_packets(path: str, cap: Any, reassembler: Any, tracked: dict[tuple[str, int, str, int], int],
-                    cut_offset: int, cut_frame: int, last_frame: int) -> tuple[Any, Iterator[Any]]:
+                    cut_offset: int, cut_frame: int, last_frame: int, cut_preamble: bytes
+                    ) -> tuple[Any, Iterator[Any]]:
     """The packets after frame `last_frame` (past the range, which ends before `cut_frame` at byte `cut_offset`)
     for a worker that follows `tracked` only: a new reader from there that takes every segment of another
     4-tuple as its time only (no TcpPacket), unless an expiry pass is due; for Ethernet, `_follow_ethernet`,
     which does not even decode them. (A reader of its own, so that the range itself was read with the
     reassembler's fast lane untouched.) Returns (capture to close or None, packets)."""
     from tlsflow.capture import open_capture
-    from tlsflow.capture.split import offset_after
+    from tlsflow.capture.split import BlockHop, Cut, offset_after
 
     raw = set()
     for src, sport, dst, dport in tracked:
         family = socket.AF_INET6 if ":" in src else socket.AF_INET
         raw.add(socket.inet_pton(family, src) + socket.inet_pton(family, dst) + struct.pack("!HH", sport, dport))
-    offset = offset_after(path, cut_offset, cut_frame - 1, last_frame)
+    preamble = b""
+    if cap.link_type is None:  # pcapng: the blocks that a reader starting after that frame needs first
+        with BlockHop(path, Cut(cut_offset, cut_frame - 1, cut_preamble)) as hop:
+            after = hop.after_frame(last_frame)
+        if after is None:
+            raise ValueError(f"{path}: frame {last_frame} was read, but its block cannot be found again")
+        offset, preamble = after.offset, after.preamble
+    else:
+        offset = offset_after(path, cut_offset, cut_frame - 1, last_frame)
     if cap.link_type == ETHERNET:
         return None, _follow_ethernet(path, offset, last_frame, raw, reassembler, cap.reassembler)
     lanes = _FollowLanes(reassembler.lanes)
@@ -146,7 +155,7 @@ def _follow_packets(path: str, cap: Any, reassembler: Any, tracked: dict[tuple[s
     follow_cap = open_capture(path)
     try:
         follow_cap.reassembler = cap.reassembler  # IP fragments in flight go on being reassembled
-        follow_cap.start_at(offset, last_frame)
+        follow_cap.start_at(offset, last_frame, preamble)
         return follow_cap, follow_cap.packets(counter=counter)
     except BaseException:
         follow_cap.close()
@@ -244,15 +253,18 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
                    meter: Any = None) -> Iterator[tuple[Any, ...]]:
     """One worker's work, as messages: ("batch", records, bytes of its range done, flows opened, flows evicted so
     far, next expiry pass after its first packet, frame, phantoms) and at the end ("end", error text or None,
-    flows evicted, next expiry pass after its first packet, next expiry pass when it passed its end). Every
+    flows evicted, next expiry pass after its first packet, next expiry pass when it passed its end, whether the
+    error came before the range's end). Every
     flow's "opened" entry comes in the same message as its record or an earlier one. `frame`: every packet up to
     it has been taken; `phantoms`: (flow id, last frame) of the flows the parent asked to watch that are open.
 
-    `start`: (byte offset, frames before it) of the range's first record, None for the start of the file.
+    `start`: (byte offset, frames before it, pcapng preamble) of the range's first record or block
+    (split.Cut), None for the start of the file.
     `next_target`: a byte offset at or after which the next range starts (None: the range runs to the end of
     the file).
-    `parent`: the parent's messages (a pipe end: poll, recv): ("end", (first frame, byte offset) of the next
-    range, or `_UNKNOWN`: there is no next range after all), as soon as its hop has found the cut; ("watch",
+    `parent`: the parent's messages (a pipe end: poll, recv): ("end", (first frame, byte offset, pcapng
+    preamble) of the next range, or `_UNKNOWN`: there is no next range after all), as soon as its hop has found
+    the cut; ("watch",
     [(flow id, src, sport, dst, dport)]): flows of this worker that are phantoms (`_Placer`).
     `meter`: shared (start time, bytes done) that the parent reads to weigh the cuts (`analyze_ranges`).
     """
@@ -262,6 +274,7 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
     reassembler = analyzer.reassembler
     first_frame = start[1] + 1 if start is not None else 1
     end_frame = _NO_END  # the first frame of the next range, once known
+    end_preamble = b""  # pcapng: what a reader starting there reads first (split.Cut.preamble)
     end_known = next_target is None
     start_offset = start[0] if start is not None else 0
     # Flows this worker follows, by 4-tuple in both directions -> first frame.
@@ -282,14 +295,14 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
 
     def listen(block: bool) -> None:
         """The parent's messages so far; with `block`, until the end of the range is known."""
-        nonlocal end_frame, end_known, stop_offset
+        nonlocal end_frame, end_known, stop_offset, end_preamble
         while (block and not end_known) or parent.poll():
             kind, value = parent.recv()
             if kind == "end":
                 if value == _UNKNOWN:
                     end_frame, stop_offset = _NO_END, cap.total_bytes or 0
                 else:
-                    end_frame, stop_offset = value
+                    end_frame, stop_offset, end_preamble = value
                 end_known = True
             else:
                 for own_id, *key in value:
@@ -325,6 +338,7 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
     cap = open_capture(path)
     follow_cap = None
     stopped = False  # past its range, nothing of this worker's open any more: the rest is other workers'
+    past = None  # the first TcpPacket past the range
     try:
         if start is not None:
             cap.start_at(*start)
@@ -340,11 +354,15 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
             packets = cap.packets(counter=reassembler) if lanes else cap.packets(count_only=reassembler.count_only)
             add = reassembler.add
             on_event = analyzer._on_event
-            past = None  # the first TcpPacket past the range
+            secrets = cap.secrets  # pcapng decryption secrets blocks read so far (the preamble's first)
+            secrets_seen = 0
             for pkt in packets:
                 if pkt.__class__ is float:
                     clock(pkt)  # type: ignore[arg-type]
                 else:
+                    if len(secrets) != secrets_seen:  # as pipeline.iter_flow_records
+                        analyzer.add_secrets(secrets[secrets_seen:])
+                        secrets_seen = len(secrets)
                     if not end_known and cap.bytes_read >= next_target:
                         # This packet may lie past the cut: wait for the parent's hop to say where the cut is
                         # (it is far ahead as a rule).
@@ -380,7 +398,7 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
                 cut_clock = reassembler.next_expiry  # a single process's, when this worker's is
                 if lanes:
                     follow_cap, packets = _follow_packets(path, cap, reassembler, tracked, stop_offset, end_frame,
-                                                          past.frame)
+                                                          past.frame, end_preamble)
                 for pkt in itertools.chain((past,), packets):
                     if pkt.__class__ is float:
                         clock(pkt)  # type: ignore[arg-type]
@@ -410,7 +428,10 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
         cap.close()
         if follow_cap is not None:
             follow_cap.close()
-    yield ("end", error, reassembler.flows_evicted, first_clock, cut_clock)
+    # Damage before the range's end (pcapng: inside a block whose length the parent's hop could pass): a single
+    # process stops there, so no later range counts.
+    broke_in_range = error is not None and past is None and next_target is not None
+    yield ("end", error, reassembler.flows_evicted, first_clock, cut_clock, broke_in_range)
 
 
 def cut_shares(jobs: int, hop_ratio: float) -> list[float]:
@@ -433,7 +454,7 @@ def analyze_ranges(path: str, jobs: int, *, ca_bundle: str | None = None, keylog
                    cut_targets: list[int] | None = None) -> Iterator[dict[str, Any] | str]:
     """`analyze_file_parallel` by byte ranges. `cut_targets`: the byte offsets to cut at (tests); by default the
     cuts balance the workers (`cut_shares`) with the hop's cost measured on the way to the first one."""
-    from tlsflow.capture.split import RecordHop
+    from tlsflow.capture.split import open_hop
 
     total = os.path.getsize(path)
     ctx = start_method()
@@ -445,7 +466,7 @@ def analyze_ranges(path: str, jobs: int, *, ca_bundle: str | None = None, keylog
     # Worker 0's start time and bytes done, in shared memory: how fast it analyses weighs the cuts.
     meter = ctx.Array("d", 2, lock=False)
 
-    def launch(start: tuple[int, int] | None, next_target: int | None) -> None:
+    def launch(start: tuple[int, int, bytes] | None, next_target: int | None) -> None:
         receive, send = ctx.Pipe(duplex=False)
         worker = ctx.Process(target=_range_main, args=(path, len(workers), start, next_target, receive, ca_bundle,
                                                        keylog_path, queue, None if workers else meter), daemon=True)
@@ -458,7 +479,7 @@ def analyze_ranges(path: str, jobs: int, *, ca_bundle: str | None = None, keylog
         # a worker may read up to its next equal share before it must know where its range ends.
         lower = cut_targets if cut_targets is not None else [total * k // jobs for k in range(1, jobs)]
         launch(None, lower[0] if lower else None)
-        with RecordHop(path) as hop:
+        with open_hop(path) as hop:
             targets = lower
             if cut_targets is None and lower:
                 # Hop to the first equal share, timed, and see how fast worker 0 analyses meanwhile.
@@ -475,9 +496,10 @@ def analyze_ranges(path: str, jobs: int, *, ca_bundle: str | None = None, keylog
                 if cut is None:
                     pipes[-1].send(("end", _UNKNOWN))  # the last range started runs to the end (or to the damage)
                     break
-                pipes[-1].send(("end", (cut.frames_before + 1, cut.offset)))
+                pipes[-1].send(("end", (cut.frames_before + 1, cut.offset, cut.preamble)))
                 starts.append(cut.frames_before + 1)
-                launch((cut.offset, cut.frames_before), lower[k + 1] if k + 1 < len(lower) else None)
+                launch((cut.offset, cut.frames_before, cut.preamble), lower[k + 1] if k + 1 < len(lower) else None)
+
         def tell(index: int, message: tuple[str, Any]) -> None:
             try:
                 pipes[index].send(message)
@@ -516,12 +538,12 @@ def ranges_in_one_process(path: str, cut_targets: list[int], *, trust: Any = Non
     trust = _trust_store(None, trust)
     cuts = list(find_cuts(path, cut_targets))
     starts = [1] + [cut.frames_before + 1 for cut in cuts]
-    ranges = [None] + [(cut.offset, cut.frames_before) for cut in cuts]
+    ranges = [None] + [(cut.offset, cut.frames_before, cut.preamble) for cut in cuts]
 
     class Channel:
         """What the parent tells a worker, in this process."""
 
-        def __init__(self, cut: tuple[int, int] | None) -> None:
+        def __init__(self, cut: tuple[int, int, bytes] | None) -> None:
             self.waiting: collections.deque[tuple[str, Any]] = collections.deque()
             if cut is not None:
                 self.waiting.append(("end", cut))
@@ -536,7 +558,7 @@ def ranges_in_one_process(path: str, cut_targets: list[int], *, trust: Any = Non
             self.waiting.append(message)
 
     last = len(ranges) - 1
-    channels = [Channel(None if index == last else (starts[index + 1], cuts[index].offset))
+    channels = [Channel(None if index == last else (starts[index + 1], cuts[index].offset, cuts[index].preamble))
                 for index in range(len(ranges))]
 
     def worker(index: int) -> Iterator[tuple[Any, ...]]:
@@ -571,6 +593,7 @@ def _merge_ranges(messages: Iterator[tuple[int, tuple[Any, ...]]], jobs: int, st
     flows_before = 0  # connections of the workers before `placed`
     placed = 0  # the first worker whose records are not all given
     error: str | None = None
+    counted = jobs  # the workers whose records count (fewer when a range is damaged)
     at_cut: list[float | None] = [None] * jobs  # a worker's next expiry pass when it passed its end
     same_passes = _passes_on_whole_intervals()  # as a single process's, up to worker `placed` (see below)
     try:
@@ -581,9 +604,14 @@ def _merge_ranges(messages: Iterator[tuple[int, tuple[Any, ...]]], jobs: int, st
             placer = placers[index]
             out: list[dict[str, Any]] = []
             if kind == "end":
-                _, worker_error, evicted, first_clock, at_cut[index] = message
+                _, worker_error, evicted, first_clock, at_cut[index], broke_in_range = message
                 done[index] = True
-                if worker_error is not None and (error is None or index == jobs - 1):
+                if broke_in_range and index + 1 < counted:
+                    # The file is damaged inside this range: a single process stops there, later ranges do not
+                    # count (their workers read on from a cut past the damage).
+                    counted = index + 1
+                    error = worker_error
+                elif worker_error is not None and index < counted and (error is None or index == jobs - 1):
                     error = worker_error
             else:
                 _, records, done_bytes[index], opened, evicted, first_clock, position, phantoms = message
@@ -595,7 +623,7 @@ def _merge_ranges(messages: Iterator[tuple[int, tuple[Any, ...]]], jobs: int, st
                 raise _Inexact
             if first_clock is not None:
                 placer.first_clock = first_clock
-            while placed < jobs:
+            while placed < counted:
                 placer = placers[placed]
                 if not placer.started:
                     if placed > 0:
@@ -618,8 +646,10 @@ def _merge_ranges(messages: Iterator[tuple[int, tuple[Any, ...]]], jobs: int, st
             for record in out:
                 given.add(record["first_frame"])
                 yield record
-            if placed == jobs:
+            if placed == counted:
                 break
+        if counted < jobs:
+            stop()
     except _Inexact:
         stop()
         yield from _single_process(path, given, ca_bundle, keylog_path, progress, trust, keylog)

@@ -7,7 +7,9 @@ import gzip
 import itertools
 import json
 import os
+import shutil
 import struct
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -570,3 +572,120 @@ def test_a_phantom_open_to_the_end_holds_nothing_back(trailing_ack, monkeypatch,
     # Every record that comes before the end of the file (connections whose close and 5 s linger end before it),
     # all opened after the phantom's earlier connection ended: given while the phantom was open.
     assert len(given_while_open) >= 3
+
+
+# --- pcapng files: byte ranges too (split.BlockHop; a range's reader first reads its section's header, interface
+# descriptions and decryption secrets: split.Cut.preamble).
+
+KEYLOG_PCAPNG = Path(__file__).resolve().parents[1] / "data" / "capture" / "loopback-tls-keylog.pcapng"
+
+
+def _block_offsets(data: bytes) -> list[int]:
+    """The offset of every block of a pcapng file (each section's own byte order)."""
+    offsets, pos, order = [], 0, "<"
+    while pos + 12 <= len(data):
+        if data[pos:pos + 4] == b"\x0a\x0d\x0d\x0a":
+            order = "<" if data[pos + 8:pos + 12] == b"\x4d\x3c\x2b\x1a" else ">"
+        offsets.append(pos)
+        pos += struct.unpack_from(order + "I", data, pos + 4)[0]
+    return offsets
+
+
+@pytest.fixture(scope="module")
+def generated_pcapng(generated, tmp_path_factory) -> Path:
+    """The generated capture's packets as a pcapng file with what a reader starting in the middle must know from
+    before: a first section (little-endian, nanosecond interface after an unused one), a decryption secrets block,
+    custom and name resolution blocks, then from 60 % a second section, big-endian, microsecond timestamps."""
+    from tests.tlsflow.test_capture import Pcapng
+
+    _header, records = _pcap_records(generated)
+    capture = Pcapng().section("<").interface(147).interface(1, tsresol=9)
+    second = len(records) * 6 // 10
+    for n, (ts, frame, _origlen) in enumerate(records):
+        if n == len(records) // 4:
+            capture.secrets(0x544C534B, b"CLIENT_RANDOM " + b"ab" * 32 + b" " + b"cd" * 48 + b"\n")
+            capture.block(0x40000BAD, struct.pack("<I", 32473) + b"custom")  # framed by Wireshark, no packet
+            capture.block(4, b"\0\0\0\0")  # name resolution: ignored
+        if n == second:
+            capture.section(">").interface(1)
+        if n < second:
+            capture.enhanced(1, round(ts * 1e9), frame)
+        else:
+            capture.enhanced(0, round(ts * 1e6), frame)
+    path = tmp_path_factory.mktemp("ranges") / "gen.pcapng"
+    path.write_bytes(capture.bytes())
+    return path
+
+
+def test_pcapng_cuts_anywhere_give_one_process_rows(generated_pcapng, fallbacks):
+    single = _single(generated_pcapng)
+    size = generated_pcapng.stat().st_size
+    for shares in ([0.1], [0.25], [0.26], [0.5], [0.6], [0.61], [0.9], [0.2, 0.55, 0.62, 0.8]):
+        assert _in_ranges(generated_pcapng, [int(size * s) for s in shares]) == single, shares
+    assert _records(generated_pcapng, 2) == single
+    assert _records(generated_pcapng, 3) == single
+    assert not fallbacks
+
+
+def test_pcapng_cuts_carry_the_section_interfaces_and_secrets(generated_pcapng):
+    data = generated_pcapng.read_bytes()
+    cut = next(find_cuts(str(generated_pcapng), [len(data) // 2]))
+    blocks = _block_offsets(cut.preamble)
+    # section header, both interfaces, the secrets block; not the custom or name resolution blocks.
+    assert [struct.unpack_from("<I", cut.preamble, b)[0] for b in blocks] == [0x0A0D0D0A, 1, 1, 0x0000000A]
+    with open_capture(generated_pcapng) as cap:
+        frames = {f.frame: f for f in cap.frames()}
+    with open_capture(generated_pcapng) as cap:
+        cap.start_at(cut.offset, cut.frames_before, cut.preamble)
+        first = next(iter(cap.frames()))
+        assert cap.secrets  # read from the preamble
+    assert first == frames[cut.frames_before + 1]
+    late = next(find_cuts(str(generated_pcapng), [len(data) * 7 // 10]))
+    assert late.preamble[8:12] == b"\x1a\x2b\x3c\x4d" and len(_block_offsets(late.preamble)) == 2  # big-endian
+
+
+def test_pcapng_secrets_before_the_cut_decrypt_after_it(fallbacks):
+    """The key log capture: its decryption secrets block comes before both TLS 1.3 connections; a worker that
+    starts at the second connection reads it from its preamble, and decrypts the certificate as one process does."""
+    single = _single(KEYLOG_PCAPNG)
+    assert [r["cert_subject"] for r in single] == ["CN=localhost", "CN=localhost"]  # encrypted in TLS 1.3
+    data = KEYLOG_PCAPNG.read_bytes()
+    for offset in _block_offsets(data)[1:]:
+        assert _in_ranges(KEYLOG_PCAPNG, [offset]) == single, offset
+    assert not fallbacks
+
+
+def test_pcapng_damage_before_a_cut_stops_there(generated_pcapng, tmp_path):
+    """A block whose length is sound but whose content is not (an enhanced packet block on an interface the section
+    does not have): the hop passes it, the reader stops there. Later ranges, read from past the damage, do not
+    count: the rows and the one error are those of a single process."""
+    data = bytearray(generated_pcapng.read_bytes())
+    offsets = _block_offsets(bytes(data))
+    bad = offsets[len(offsets) // 3]
+    assert struct.unpack_from("<I", data, bad)[0] == 6
+    struct.pack_into("<I", data, bad + 8, 7)  # interface 7
+    damaged = tmp_path / "damaged.pcapng"
+    damaged.write_bytes(bytes(data))
+    single = [r for _c, r in analyze_files([str(damaged)], jobs=1)]
+    errors = [r for r in single if isinstance(r, str)]
+    assert len(errors) == 1 and "interface 7" in errors[0]
+    key = lambda r: r["flow_id"]
+    for ranges in (list(ranges_in_one_process(str(damaged), [len(data) // 2])),
+                   list(ranges_in_one_process(str(damaged), [len(data) // 5, len(data) // 2, len(data) * 3 // 4])),
+                   [r for _c, r in analyze_files([str(damaged)], jobs=2)]):
+        assert [r for r in ranges if isinstance(r, str)] == errors
+        assert sorted((r for r in ranges if isinstance(r, dict)), key=key) == \
+            sorted((r for r in single if isinstance(r, dict)), key=key)
+
+
+@pytest.mark.skipif(shutil.which("editcap") is None, reason="editcap (Wireshark) is not installed")
+def test_pcapng_written_by_editcap(generated, tmp_path):
+    """The same capture as Wireshark's tools write pcapng: byte ranges with two and three workers."""
+    path = tmp_path / "gen.pcapng"
+    subprocess.run(["editcap", "-F", "pcapng", str(generated), str(path)], check=True, timeout=120)
+    assert splittable(str(path))
+    single = _single(path)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "capture"} for r in rows]
+    assert strip(single) == strip(_single(generated))
+    assert _records(path, 2) == single
+    assert _records(path, 3) == single

@@ -91,14 +91,17 @@ class Capture:
         return self._walk(make_handlers(self.stats, self.reassembler, shard, count_only,
                                         None if walker_counts else counter), counter)
 
-    def start_at(self, offset: int, frames_before: int) -> None:
-        """Read from the record at byte `offset` of a classic pcap file, the `frames_before + 1`-th frame (found by
-        tlsflow.capture.split): `--jobs` byte ranges. Frame numbers and error offsets stay those of the file."""
-        if self._pcap_header is None or not self._source.seekable or self._started:
-            raise ValueError(f"{self.name}: start_at needs an unread, uncompressed classic pcap file")
+    def start_at(self, offset: int, frames_before: int, preamble: bytes = b"") -> None:
+        """Read from the record (pcap) or block (pcapng) at byte `offset`, before which the file has
+        `frames_before` frames (found by tlsflow.capture.split): `--jobs` byte ranges. Frame numbers and error
+        offsets stay those of the file. pcapng: `preamble` is read first (the section header, interface
+        descriptions and decryption secrets before the offset: split.Cut.preamble)."""
+        if not self._source.seekable or self._started or (self._pcap_header is None) != bool(preamble):
+            raise ValueError(f"{self.name}: start_at needs an unread, uncompressed file, and a preamble for pcapng "
+                             "(only)")
         self._source.seek(offset)
-        self._buf = b""
-        self._base = offset
+        self._buf = preamble
+        self._base = offset - len(preamble)
         self._first_frame = frames_before
 
     def frames(self) -> Iterator[RawFrame]:
@@ -125,7 +128,8 @@ class Capture:
                                      handler_for(header.link_type), self.stats, source.name, source.compressed,
                                      counter, first_frame=self._first_frame)  # type: ignore[return-value]
         return pcapng.walk_blocks(source.read_chunk, self._buf, self._base, handler_for, self.stats,
-                                  self.secrets, source.name, source.compressed, counter)  # type: ignore[return-value]
+                                  self.secrets, source.name, source.compressed, counter,
+                                  first_frame=self._first_frame)  # type: ignore[return-value]
 
     def close(self) -> None:
         self._source.close()

@@ -16,25 +16,36 @@ from dataclasses import dataclass
 from struct import Struct
 from typing import Self
 
-from . import pcap
+from . import pcap, pcapng
 
 HOP_WINDOW = 1 << 26  # bytes of the file mapped at a time by the hop (more than the largest record)
 
 
 @dataclass(frozen=True, slots=True)
 class Cut:
-    """A range starts at the record at byte `offset`, whose frame number is `frames_before + 1`."""
+    """A range starts at the record (pcap) or block (pcapng) at byte `offset`; its next frame is number
+    `frames_before + 1`. `preamble` (pcapng): the blocks a reader starting there must read first, as they were
+    before it in the file: the section header and the section's interface descriptions and decryption secrets."""
 
     offset: int
     frames_before: int
+    preamble: bytes = b""
+
+
+def open_hop(path: str) -> RecordHop | BlockHop:
+    """The hop for the file's format (pcap records or pcapng blocks)."""
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    return BlockHop(path) if pcapng.is_pcapng_magic(magic) else RecordHop(path)
 
 
 def find_cuts(path: str, targets: list[int]) -> Iterator[Cut]:
     """For each byte offset of `targets` (increasing), the first record that starts at or after it, as soon as it
     is found (a caller can start a range's worker while the hop goes on to the next cut). Stops early, yielding
     fewer cuts, at the end of the file or at a damaged record (an impossible length, a record cut short): a cut is
-    never at or after damage, nor at the end of the file."""
-    with RecordHop(path) as hop:
+    never at or after damage, nor at the end of the file. (pcapng: damage that only the reader sees, inside a
+    block whose length is sound, can come before a cut: the reader of that range reports it.)"""
+    with open_hop(path) as hop:
         for target in targets:
             cut = hop.to(target)
             if cut is None:
@@ -151,3 +162,122 @@ def offset_after(path: str, offset: int, frames_before: int, frame: int) -> int:
         for _ in range(frame - frames_before):
             offset += size + caplen_at(os.pread(fileno, size, offset), 8)[0]
     return offset
+
+
+class BlockHop:
+    """RecordHop for pcapng files: a walk over the block headers (type and length), which keeps what a reader
+    starting at a cut needs to read first (`Cut.preamble`). `start`: go on from a cut found before (its offset,
+    frames and preamble) instead of from the start of the file."""
+
+    def __init__(self, path: str, start: Cut | None = None) -> None:
+        self._file = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self._fileno = self._file.fileno()
+        self._size = os.fstat(self._fileno).st_size
+        self.pos = 0
+        self.frames = 0
+        self._order = "<"
+        self._kept: list[bytes] = []  # the current section's header, interface and secrets blocks so far
+        if start is not None:
+            self.pos, self.frames = start.offset, start.frames_before
+            self._keep_preamble(start.preamble)
+
+    def to(self, target: int) -> Cut | None:
+        """The first block at or after byte `target` (not before the last one found), or None when the end of the
+        file or a block of impossible length comes first (and for every later target)."""
+        while self.pos < target:
+            if not self._window(target, None):
+                return None
+        return self._cut()
+
+    def after_frame(self, frame: int) -> Cut | None:
+        """The block after frame number `frame` (not before the last one found): where a reader that has taken
+        that frame goes on."""
+        while self.frames < frame:
+            if not self._window(None, frame):
+                return None
+        return Cut(self.pos, self.frames, b"".join(self._kept))
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _cut(self) -> Cut | None:
+        if self.pos + 12 > self._size:
+            return None
+        head = os.pread(self._fileno, 12, self.pos)
+        length = self._length(head, 0)
+        if length is None or self.pos + length > self._size:
+            return None
+        return Cut(self.pos, self.frames, b"".join(self._kept))
+
+    def _length(self, buf: bytes | mmap.mmap, at: int) -> int | None:
+        """The length of the block at `at` (a section header's sets the byte order), None if impossible."""
+        block_type, length = _BLOCK_HEADER[self._order](buf, at)
+        if block_type == pcapng.SECTION_HEADER:
+            magic = buf[at + 8:at + 12]
+            if magic == pcapng.BYTE_ORDER_LITTLE:
+                self._order = "<"
+            elif magic == pcapng.BYTE_ORDER_BIG:
+                self._order = ">"
+            else:
+                return None
+            length = _BLOCK_HEADER[self._order](buf, at)[1]
+        if length < 12 or length & 3 or length > pcapng.MAX_BLOCK_SIZE:
+            return None
+        return length
+
+    def _keep_preamble(self, preamble: bytes) -> None:
+        at = 0
+        while at + 12 <= len(preamble):
+            length = self._length(preamble, at)
+            if length is None:
+                raise ValueError("not a pcapng preamble")
+            self._kept.append(preamble[at:at + length])
+            at += length
+
+    def _window(self, target: int | None, frame: int | None) -> bool:
+        """Hop through one mapped window towards byte `target` or past frame `frame`; False when no block can be
+        passed (end of file, impossible length)."""
+        start = self.pos - self.pos % mmap.ALLOCATIONGRANULARITY
+        length = min(self._size - start, HOP_WINDOW)
+        if length <= self.pos - start:
+            return False
+        mapped = mmap.mmap(self._fileno, length, offset=start, access=mmap.ACCESS_READ)
+        try:
+            pos = self.pos - start
+            frames = self.frames
+            goal = target - start if target is not None else length
+            last = frame if frame is not None else -1
+            section, interface, secrets = pcapng.SECTION_HEADER, pcapng.INTERFACE_DESCRIPTION, pcapng.DECRYPTION_SECRETS
+            framed = _FRAMED
+            moved = False
+            while pos < goal and frames != last and pos + 12 <= length:
+                block_type, size = _BLOCK_HEADER[self._order](mapped, pos)
+                if block_type in framed:
+                    if size < 12 or size & 3 or pos + size > length:
+                        break
+                    frames += 1
+                else:
+                    size = self._length(mapped, pos)
+                    if size is None or pos + size > length:
+                        break
+                    if block_type == section:
+                        self._kept = [mapped[pos:pos + size]]
+                    elif block_type == interface or block_type == secrets:
+                        self._kept.append(mapped[pos:pos + size])
+                pos += size
+                moved = True
+            self.pos, self.frames = pos + start, frames
+            return moved
+        finally:
+            mapped.close()
+
+
+# Blocks that take a frame number (pcapng.walk_blocks): packets, and what Wireshark frames without packet data.
+_FRAMED = frozenset((pcapng.ENHANCED_PACKET, pcapng.SIMPLE_PACKET, pcapng.PACKET)) | pcapng.FRAME_WITHOUT_PACKET
+_BLOCK_HEADER = {"<": Struct("<II").unpack_from, ">": Struct(">II").unpack_from}
