@@ -25,8 +25,8 @@ IPV4_HEADER = Struct("!BBHHHBBH4s4s")
 IPV6_HEADER = Struct("!IHBB16s16s")
 TCP_HEADER = Struct("!HHIIBBH")  # ports, seq, ack, data offset byte, flags byte, window
 IPV6_FRAGMENT = Struct("!BxHI")
-# Untagged Ethernet + IPv4 without options + the first 16 bytes of TCP, in one unpack.
-ETHERNET_IPV4_TCP = Struct("!12xHBBHHHBBH4s4sHHIIBBH")
+# Untagged Ethernet + IPv4 without options + the first 16 bytes of TCP, in one unpack (TOS and checksum skipped).
+ETHERNET_IPV4_TCP = Struct("!12xHBxHHHBB2x4s4sHHIIBBH")
 ETHERNET_IPV4_TCP_MIN = 14 + 20 + 20
 U16 = Struct("!H").unpack_from
 
@@ -330,8 +330,8 @@ def make_handlers(stats: CaptureStats, reassembler: FragmentReassembler | None,
 
     def ethernet(buf: bytes, start: int, end: int, frame: int, ts: float) -> TcpPacket | None:
         if end - start >= ETHERNET_IPV4_TCP_MIN:
-            (ethertype, version_ihl, _tos, total, ident, frag, ttl, proto, _csum, src, dst,
-             sport, dport, seq, ack, offset_byte, flags, window) = fast_unpack(buf, start)
+            (ethertype, version_ihl, total, ident, frag, ttl, proto, src, dst, sport, dport, seq, ack, offset_byte,
+             flags, window) = fast_unpack(buf, start)
             if (ethertype == 0x0800 and version_ihl == 0x45 and proto == 6 and not frag & IPV4_FRAGMENT_BITS
                     and total >= 40):
                 ip_end = start + 14 + total

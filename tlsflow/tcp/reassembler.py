@@ -225,8 +225,11 @@ class TcpReassembler:
             else:
                 if not side.started:
                     side.start(seq)
-                # side.offset_of(seq), inlined: wrap-safe distance from the highest sequence number seen
-                start = side.high_offset + ((seq - side.high_seq + _HALF) & _MASK) - _HALF
+                # side.offset_of(seq), inlined: wrap-safe distance from the highest sequence number seen (none for
+                # the bytes right after it, the common case: sequence numbers are mostly past 2^30, where Python's
+                # integer arithmetic takes its slow path)
+                start = (side.high_offset if seq == side.high_seq else
+                         side.high_offset + ((seq - side.high_seq + _HALF) & _MASK) - _HALF)
                 end = start + n
                 facts.payload_bytes += n
                 if facts.first_payload_frame is None:
@@ -267,7 +270,9 @@ class TcpReassembler:
             self._on_fin(side, seq, n, frame, ts)
 
         if flags & ACK and peer.started:
-            ack_offset = peer.high_offset + ((pkt.ack - peer.high_seq + _HALF) & _MASK) - _HALF
+            ack = pkt.ack
+            ack_offset = (peer.high_offset if ack == peer.high_seq else  # all the peer sent: the common case
+                          peer.high_offset + ((ack - peer.high_seq + _HALF) & _MASK) - _HALF)
             if ack_offset - peer.high_offset > _MAX_ACK_AHEAD:
                 conn.note(anomalies.ACK_BEYOND_WINDOW)
             else:
@@ -444,45 +449,62 @@ class TcpReassembler:
             if not side.started:
                 side.start(seq)
             high = side.high_offset
-            start = high + ((seq - side.high_seq + _HALF) & _MASK) - _HALF
-            end = start + n
+            high_seq = side.high_seq
             facts.payload_bytes += n
             if facts.first_payload_frame is None:
                 facts.first_payload_frame = frame
                 facts.first_payload_ts = ts
             facts.last_payload_frame = frame
             facts.last_payload_ts = ts
-            if n > facts.largest_segment:
-                facts.largest_segment = n
-                facts.largest_segment_frame = frame
-                facts.largest_segment_acked = False
-                side.largest_end = end
-            if end > high:
-                side.high_seq = (seq + n) & _MASK
+            if seq == high_seq:  # the bytes right after the highest seen (start == high): the common case
+                end = high + n
+                if n > facts.largest_segment:
+                    facts.largest_segment = n
+                    facts.largest_segment_frame = frame
+                    facts.largest_segment_acked = False
+                    side.largest_end = end
+                high_seq = seq + n
+                if high_seq > _MASK:  # (cheaper than masking: a comparison allocates no integer)
+                    high_seq &= _MASK
+                side.high_seq = high_seq
                 side.high_offset = facts.stream_bytes = end
-            if start < high:  # bytes below the highest seen: counted as retransmitted
-                self._retransmitted(facts, frame, min(end, high) - start)
+            else:
+                start = high + ((seq - high_seq + _HALF) & _MASK) - _HALF
+                end = start + n
+                if n > facts.largest_segment:
+                    facts.largest_segment = n
+                    facts.largest_segment_frame = frame
+                    facts.largest_segment_acked = False
+                    side.largest_end = end
+                if end > high:
+                    side.high_seq = (seq + n) & _MASK
+                    side.high_offset = facts.stream_bytes = end
+                if start < high:  # bytes below the highest seen: counted as retransmitted
+                    self._retransmitted(facts, frame, min(end, high) - start)
         if flags & FIN:
             self._on_fin(side, seq, n, frame, ts)
         if flags & ACK and peer.started:
             high = peer.high_offset
-            ack_offset = high + ((ack - peer.high_seq + _HALF) & _MASK) - _HALF
-            if ack_offset - high > _MAX_ACK_AHEAD:
-                conn.note(anomalies.ACK_BEYOND_WINDOW)
+            if ack == peer.high_seq:  # acknowledges every byte the peer sent so far: the common case
+                ack_offset = high
             else:
-                fin_offset = peer.fin_offset
-                if fin_offset is not None and ack_offset > fin_offset:
-                    ack_offset = fin_offset  # the FIN takes a sequence number, not a stream byte
-                    peer.fin_acked = True
-                    if side.fin_acked:  # the last ACK of the close
-                        self._start_closing(flow)
-                if ack_offset > facts.acked_bytes:
-                    facts.acked_bytes = ack_offset
-                    facts.acked_frame = frame
-                if ack_offset >= peer.largest_end:
-                    peer_facts = peer.facts
-                    if not peer_facts.largest_segment_acked:
-                        peer_facts.largest_segment_acked = True
+                ack_offset = high + ((ack - peer.high_seq + _HALF) & _MASK) - _HALF
+                if ack_offset - high > _MAX_ACK_AHEAD:
+                    conn.note(anomalies.ACK_BEYOND_WINDOW)
+                    return True
+            fin_offset = peer.fin_offset
+            if fin_offset is not None and ack_offset > fin_offset:
+                ack_offset = fin_offset  # the FIN takes a sequence number, not a stream byte
+                peer.fin_acked = True
+                if side.fin_acked:  # the last ACK of the close
+                    self._start_closing(flow)
+            if ack_offset > facts.acked_bytes:
+                facts.acked_bytes = ack_offset
+                facts.acked_frame = frame
+            if ack_offset >= peer.largest_end:
+                peer_facts = peer.facts
+                if not peer_facts.largest_segment_acked:
+                    peer_facts.largest_segment_acked = True
         return True
 
     def finish(self) -> list[Event]:
