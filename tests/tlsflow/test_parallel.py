@@ -689,3 +689,24 @@ def test_pcapng_written_by_editcap(generated, tmp_path):
     assert strip(single) == strip(_single(generated))
     assert _records(path, 2) == single
     assert _records(path, 3) == single
+
+
+def test_pcapng_hop_counts_frames_as_the_reader(generated_pcapng):
+    """A cut at every 7th block: the hop's frame count before it is the reader's (packet blocks and the custom block
+    Wireshark frames), whichever way it got there (the 32-bit fast path or the general loop, either byte order)."""
+    data = generated_pcapng.read_bytes()
+    offsets = _block_offsets(data)
+    framed = {2, 3, 6, 0x40000BAD}
+    frames_before, count, order = {}, 0, "<"
+    for offset in offsets:
+        frames_before[offset] = count
+        if data[offset:offset + 4] == b"\x0a\x0d\x0d\x0a":
+            order = "<" if data[offset + 8:offset + 12] == b"\x4d\x3c\x2b\x1a" else ">"
+        count += struct.unpack_from(order + "I", data, offset)[0] in framed
+    targets = offsets[1::7]
+    cuts = list(find_cuts(str(generated_pcapng), targets))
+    assert [(c.offset, c.frames_before) for c in cuts] == [(t, frames_before[t]) for t in targets]
+    # One byte past a block start: the next block.
+    nexts = dict(itertools.pairwise(offsets))
+    cuts = list(find_cuts(str(generated_pcapng), [t + 1 for t in targets[:-1]]))
+    assert [c.offset for c in cuts] == [nexts[t] for t in targets[:-1]]
