@@ -28,6 +28,7 @@ _PORTS = Struct("!HH").pack
 _SYN_ACK = SYN | ACK
 _SYN_RST = SYN | RST
 _HALF = 1 << 31
+_NEG_HALF = -_HALF
 _MASK = (1 << 32) - 1
 # An ACK this far beyond anything seen cannot be inside any window (max scaled window is 2^30).
 _MAX_ACK_AHEAD = 1 << 30
@@ -225,11 +226,15 @@ class TcpReassembler:
             else:
                 if not side.started:
                     side.start(seq)
-                # side.offset_of(seq), inlined: wrap-safe distance from the highest sequence number seen (none for
-                # the bytes right after it, the common case: sequence numbers are mostly past 2^30, where Python's
-                # integer arithmetic takes its slow path)
-                start = (side.high_offset if seq == side.high_seq else
-                         side.high_offset + ((seq - side.high_seq + _HALF) & _MASK) - _HALF)
+                # side.offset_of(seq), inlined: wrap-safe distance from the highest sequence number seen. Sequence
+                # numbers are mostly past 2^30, where each +, - and & of Python's integers allocates: none for the
+                # bytes right after the highest (the common case), one subtraction for a distance that needs no wrap.
+                start = side.high_offset
+                if seq != side.high_seq:
+                    distance = seq - side.high_seq
+                    if not _NEG_HALF <= distance < _HALF:
+                        distance = ((distance + _HALF) & _MASK) - _HALF
+                    start += distance
                 end = start + n
                 facts.payload_bytes += n
                 if facts.first_payload_frame is None:
@@ -261,7 +266,10 @@ class TcpReassembler:
                     high = side.high_offset
                     seen = (min(end, high) - start) if start < high else 0
                 if end > side.high_offset:
-                    side.high_seq = (seq + n) & _MASK
+                    high_seq = seq + n
+                    if high_seq > _MASK:  # (cheaper than masking: a comparison allocates no integer)
+                        high_seq &= _MASK
+                    side.high_seq = high_seq
                     side.high_offset = facts.stream_bytes = end
                 if seen:
                     self._retransmitted(facts, frame, seen)
@@ -271,8 +279,12 @@ class TcpReassembler:
 
         if flags & ACK and peer.started:
             ack = pkt.ack
-            ack_offset = (peer.high_offset if ack == peer.high_seq else  # all the peer sent: the common case
-                          peer.high_offset + ((ack - peer.high_seq + _HALF) & _MASK) - _HALF)
+            ack_offset = peer.high_offset
+            if ack != peer.high_seq:  # (acknowledging all the peer sent is the common case: as for `start` above)
+                distance = ack - peer.high_seq
+                if not _NEG_HALF <= distance < _HALF:
+                    distance = ((distance + _HALF) & _MASK) - _HALF
+                ack_offset += distance
             if ack_offset - peer.high_offset > _MAX_ACK_AHEAD:
                 conn.note(anomalies.ACK_BEYOND_WINDOW)
             else:
@@ -469,7 +481,10 @@ class TcpReassembler:
                 side.high_seq = high_seq
                 side.high_offset = facts.stream_bytes = end
             else:
-                start = high + ((seq - high_seq + _HALF) & _MASK) - _HALF
+                distance = seq - high_seq  # (wrap-safe as in `add`)
+                if not _NEG_HALF <= distance < _HALF:
+                    distance = ((distance + _HALF) & _MASK) - _HALF
+                start = high + distance
                 end = start + n
                 if n > facts.largest_segment:
                     facts.largest_segment = n
@@ -477,7 +492,10 @@ class TcpReassembler:
                     facts.largest_segment_acked = False
                     side.largest_end = end
                 if end > high:
-                    side.high_seq = (seq + n) & _MASK
+                    high_seq = seq + n
+                    if high_seq > _MASK:
+                        high_seq &= _MASK
+                    side.high_seq = high_seq
                     side.high_offset = facts.stream_bytes = end
                 if start < high:  # bytes below the highest seen: counted as retransmitted
                     self._retransmitted(facts, frame, min(end, high) - start)
@@ -488,8 +506,11 @@ class TcpReassembler:
             if ack == peer.high_seq:  # acknowledges every byte the peer sent so far: the common case
                 ack_offset = high
             else:
-                ack_offset = high + ((ack - peer.high_seq + _HALF) & _MASK) - _HALF
-                if ack_offset - high > _MAX_ACK_AHEAD:
+                distance = ack - peer.high_seq
+                if not _NEG_HALF <= distance < _HALF:
+                    distance = ((distance + _HALF) & _MASK) - _HALF
+                ack_offset = high + distance
+                if distance > _MAX_ACK_AHEAD:
                     conn.note(anomalies.ACK_BEYOND_WINDOW)
                     return True
             fin_offset = peer.fin_offset
