@@ -65,7 +65,7 @@ from tlsparse.events import (
     UnknownRecordSeen,
 )
 from tlsparse.fastinit import positional_factory
-from tlsparse.handshake import DecodeContext, decode_handshake, is_tls13
+from tlsparse.handshake import DecodeContext, decode_message, is_tls13
 from tlsparse.keylog import KeyLog, SessionSecrets
 from tlsparse.records import (
     HEADER_LEN,
@@ -117,6 +117,7 @@ _new_change_cipher_spec_seen = positional_factory(ChangeCipherSpecSeen)  # sende
 _new_handshake_seen = positional_factory(HandshakeSeen)  # ..., msg_type, length, message, decrypted, raw
 
 
+_HRR_RANDOM = m.HRR_RANDOM
 _NO_CONTEXT = DecodeContext()  # immutable: shared by every connection until its version is known
 
 
@@ -495,12 +496,12 @@ class TlsConnection:
                                                          self._handshake_phase(d, ct)))
             if decrypted is not None:
                 inner_type, plaintext = decrypted
-                if inner_type == m.HANDSHAKE and plaintext:
+                if inner_type == _HANDSHAKE and plaintext:
                     self._handshake_bytes(d, plaintext, offset, frame, ts, events, decrypted=True)
-                elif inner_type == m.ALERT:
+                elif inner_type == _ALERT:
                     self._plaintext_alert(d, plaintext, len(plaintext), offset, frame, ts, events, decrypted=True)
             return
-        if ct == m.HANDSHAKE:
+        if ct == _HANDSHAKE:
             if body is None:
                 self._anomaly(d, frame, ts, offset, "record_not_buffered",
                               f"handshake record of {length} bytes over the buffer cap", events)
@@ -508,13 +509,18 @@ class TlsConnection:
                 d.hs_skip = 0
             elif length == 0:
                 self._anomaly(d, frame, ts, offset, "empty_handshake_record", "", events)
+            elif (not d.hs_buf and not d.hs_skip and length >= 4
+                  and (body[1] << 16 | body[2] << 8 | body[3]) + 4 == length and length - 4 <= self.max_handshake):
+                # The usual record: exactly one whole message, nothing pending (`_handshake_bytes`'s first case).
+                self._handshake_message(d, body[0], length - 4, bytes(body), offset + HEADER_LEN, offset, frame, ts,
+                                        events)
             else:
                 self._handshake_bytes(d, body, offset, frame, ts, events)
-        elif ct == m.APPLICATION_DATA:
+        elif ct == _APPLICATION_DATA:
             events.append(ApplicationDataSeen(sender=sender, frame=frame, ts=ts, offset=offset, length=length))
-        elif ct == m.ALERT:
+        elif ct == _ALERT:
             self._plaintext_alert(d, body, length, offset, frame, ts, events)
-        elif ct == m.CHANGE_CIPHER_SPEC:
+        elif ct == _CHANGE_CIPHER_SPEC:
             events.append(_new_change_cipher_spec_seen(sender, frame, ts, offset))
             if body is not None and bytes(body) != b"\x01":
                 self._anomaly(d, frame, ts, offset, "bad_change_cipher_spec", f"body {bytes(body[:8]).hex()}",
@@ -632,17 +638,17 @@ class TlsConnection:
                            rec_off: int, frame: int, ts: float, events: list[Event], decrypted: bool = False) -> None:
         """One complete message; `raw` is the message as on the wire, its 4-byte header included."""
         sh = self.server_hello
-        suite = sh.cipher_suite if sh is not None and sh.random != m.HRR_RANDOM else None
+        suite = sh.cipher_suite if sh is not None and sh.random != _HRR_RANDOM else None
         ctx = self._decode_context
         if ctx.version != self.version or ctx.cipher_suite != suite:  # one per connection state, not per message
             ctx = self._decode_context = DecodeContext(version=self.version, cipher_suite=suite)
-        decoded = decode_handshake(msg_type, raw[4:], ctx, base=msg_abs + 4, cache=self._cache)
-        events.append(_new_handshake_seen(d.sender, frame, ts, rec_off, decoded.msg_type, length, decoded.message,
-                                          decrypted, raw))
-        for name, detail, offset in decoded.anomalies:
-            self._anomaly(d, frame, ts, offset, name, detail, events)
-        self._after_handshake(d, decoded.message)
-        if self._tls13 and self.keylog is not None and isinstance(decoded.message, m.ServerHello):
+        reported, message, anomalies = decode_message(msg_type, raw[4:], ctx, msg_abs + 4, self._cache)
+        events.append(_new_handshake_seen(d.sender, frame, ts, rec_off, reported, length, message, decrypted, raw))
+        if anomalies:
+            for name, detail, offset in anomalies:
+                self._anomaly(d, frame, ts, offset, name, detail, events)
+        self._after_handshake(d, message)
+        if self._tls13 and self.keylog is not None and isinstance(message, m.ServerHello):
             self._start_tls13_decryption(rec_off, frame, ts, events)
 
     # --- decryption (with a key log) --------------------------------------------------------------------------

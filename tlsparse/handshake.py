@@ -417,6 +417,17 @@ def decode_handshake(msg_type: int, body: bytes, ctx: DecodeContext, *, base: in
     """Decode one complete handshake message body. Never raises: a body that does not decode becomes
     `RawHandshake(error=...)` plus a `bad_handshake` anomaly. `base` is the body's absolute stream offset;
     `cache` (the caller's, see tlsparse.cache) remembers what recurs between connections."""
+    reported, message, anomalies = decode_message(msg_type, body, ctx, base, cache)
+    return Decoded(reported, message, list(anomalies))
+
+
+_NO_ANOMALIES: tuple[()] = ()
+
+
+def decode_message(msg_type: int, body: bytes, ctx: DecodeContext, base: int = 0,
+                   cache: ParseCache | None = None) -> tuple[int, m.HandshakeBody, list[tuple[str, str, int]]]:
+    """`decode_handshake` as a plain (msg_type, message, anomalies) tuple, for the parser's own use (it runs for
+    every message). `anomalies` is empty and may be shared when there are none: read it, do not add to it."""
     body = bytes(body)  # no copy for bytes; the fast decoders slice it and their slices must be bytes too
     # The messages every connection has first, without a Reader: the hellos by indexing (None when malformed:
     # then the Reader path below reports what is wrong), Finished and ClientKeyExchange are their whole body.
@@ -426,13 +437,13 @@ def decode_handshake(msg_type: int, body: bytes, ctx: DecodeContext, *, base: in
     elif msg_type == m.SERVER_HELLO:
         message = fast_server_hello(body, cache)
     elif msg_type == m.FINISHED:
-        return Decoded(msg_type, m.Finished(verify_data=body), [])
+        return msg_type, m.Finished(verify_data=body), _NO_ANOMALIES  # type: ignore[return-value]
     elif msg_type == m.CLIENT_KEY_EXCHANGE:
-        return Decoded(msg_type, m.ClientKeyExchange(raw=body), [])
+        return msg_type, m.ClientKeyExchange(raw=body), _NO_ANOMALIES  # type: ignore[return-value]
     elif msg_type == m.CERTIFICATE:
         message = fast_certificate(body, ctx)
     elif msg_type == m.SERVER_HELLO_DONE and not body:
-        return Decoded(msg_type, m.ServerHelloDone(), [])
+        return msg_type, m.ServerHelloDone(), _NO_ANOMALIES  # type: ignore[return-value]
     elif msg_type == m.NEW_SESSION_TICKET:
         message = fast_new_session_ticket(body, ctx)
     elif msg_type == m.SERVER_KEY_EXCHANGE:
@@ -441,16 +452,18 @@ def decode_handshake(msg_type: int, body: bytes, ctx: DecodeContext, *, base: in
         try:
             message = _decode_with_reader(msg_type, body, ctx, base, cache)
         except TlsParseError as err:
-            return Decoded(msg_type, m.RawHandshake(msg_type=msg_type, body=body, error=err.reason),
-                           [("bad_handshake", f"msg_type {msg_type}: {err.reason}", err.offset)])
+            return msg_type, m.RawHandshake(msg_type=msg_type, body=body, error=err.reason), [
+                ("bad_handshake", f"msg_type {msg_type}: {err.reason}", err.offset)]
     reported = msg_type
     if msg_type == m.SERVER_HELLO and message.is_hello_retry_request:  # type: ignore[union-attr]
         reported = m.HELLO_RETRY_REQUEST
     extensions = getattr(message, "extensions", ())
     if not extensions:
-        return Decoded(reported, message, [])
-    return Decoded(reported, message, [(name, f"msg_type {msg_type}: {detail}", base)
-                                       for name, detail in extension_problems(extensions)])
+        return reported, message, _NO_ANOMALIES  # type: ignore[return-value]
+    problems = extension_problems(extensions)
+    if not problems:
+        return reported, message, _NO_ANOMALIES  # type: ignore[return-value]
+    return reported, message, [(name, f"msg_type {msg_type}: {detail}", base) for name, detail in problems]
 
 
 def _decode_with_reader(msg_type: int, body: bytes, ctx: DecodeContext, base: int,
