@@ -105,14 +105,16 @@ class HalfStream:
         end in the order their TTLs first appear, the Counter's keys come in the same order as counting every
         packet would put them)."""
         if self.ttl_run_packets:
-            self.facts.ttls[self.ttl_run] += self.ttl_run_packets
+            ttls = self.facts.ttls
+            ttls[self.ttl_run] = ttls.get(self.ttl_run, 0) + self.ttl_run_packets  # (no Counter.__missing__ call)
         self.ttl_run = ttl
         self.ttl_run_packets = 1
 
     def fold_header_facts(self) -> None:
         """Write the pending TTL run and the kept IP ids into `facts` (once, when the connection closes)."""
         if self.ttl_run_packets:
-            self.facts.ttls[self.ttl_run] += self.ttl_run_packets
+            ttls = self.facts.ttls
+            ttls[self.ttl_run] = ttls.get(self.ttl_run, 0) + self.ttl_run_packets
             self.ttl_run_packets = 0
         if self.ip_ids:
             self.facts.ip_ids[:] = self.ip_ids
