@@ -14,6 +14,10 @@ from tlsparse import events as ev
 from tlsparse import messages as m
 from tlsparse.events import Sender
 
+# Members as module constants: `Sender.CLIENT` is a metaclass lookup (~85 ns), read many times per
+# connection.
+_CLIENT, _SERVER = Sender.CLIENT, Sender.SERVER
+
 # Zeek's ssl_history letters for handshake types (CONTRACT.md); unknown types are 'Z'.
 _HISTORY_LETTER = {
     m.HELLO_REQUEST: "h", m.CLIENT_HELLO: "c", m.SERVER_HELLO: "s", m.HELLO_VERIFY_REQUEST: "v",
@@ -71,7 +75,7 @@ for _cls in (AlertInfo, MessageAt):
 # Read per event: module globals rather than attributes of modules.
 _RECORD_SEEN, _ENCRYPTED_RECORD_SEEN = ev.RecordSeen, ev.EncryptedRecordSeen
 _APPLICATION_DATA, _HANDSHAKE = m.APPLICATION_DATA, m.HANDSHAKE
-_NO_APP_DATA = {Sender.CLIENT: 0, Sender.SERVER: 0}  # copied for each summary (a copy does not hash the keys again)
+_NO_APP_DATA = {_CLIENT: 0, _SERVER: 0}  # copied for each summary (a copy does not hash the keys again)
 
 
 @dataclass(slots=True)
@@ -149,7 +153,7 @@ class HandshakeSummary:
             return sh.has_extension(m.EXT_PRE_SHARED_KEY)
         if self.server_certificate is not None or self.server_key_exchange is not None:
             return False
-        if Sender.SERVER in self.ccs and self.ccs[Sender.SERVER].ts >= self.server_hello.ts:
+        if _SERVER in self.ccs and self.ccs[_SERVER].ts >= self.server_hello.ts:
             return True
         return bool(ch is not None and sh.session_id and sh.session_id == ch.session_id)
 
@@ -170,7 +174,7 @@ class HandshakeSummary:
 
     def _letter(self, sender: Sender, letter: str) -> None:
         if len(self.history) < _HISTORY_MAX:
-            self.history.append(letter.upper() if sender is Sender.CLIENT else letter.lower())
+            self.history.append(letter.upper() if sender is _CLIENT else letter.lower())
 
     def add(self, event: ev.Event) -> None:
         """Fold one parser event in."""
@@ -272,7 +276,7 @@ class HandshakeSummary:
             self.transcript = None  # not TLS 1.3: no CertificateVerify over a transcript to check
         elif not event.raw or len(transcript) >= 16:
             self.transcript = None  # something is off (SSLv2, a hostile flood): give the check up
-        elif isinstance(msg, m.CertificateVerify) and event.sender is Sender.SERVER:
+        elif isinstance(msg, m.CertificateVerify) and event.sender is _SERVER:
             self.transcript_complete = True  # ClientHello .. server Certificate: what the signature covers
         else:
             transcript.append(event.raw)
@@ -287,8 +291,8 @@ class HandshakeSummary:
             first[sender] = event.ts
         history = self.history
         if len(history) < _HISTORY_MAX:  # _letter, inlined
-            history.append((_CLIENT_LETTER if sender is Sender.CLIENT else _SERVER_LETTER).get(
-                event.msg_type, "Z" if sender is Sender.CLIENT else "z"))
+            history.append((_CLIENT_LETTER if sender is _CLIENT else _SERVER_LETTER).get(
+                event.msg_type, "Z" if sender is _CLIENT else "z"))
         keep = _KEEP_BY_MESSAGE.get(msg.__class__)
         if keep is None:
             keep = _fold_for(_KEEP_BY_MESSAGE, msg.__class__, _ignore)
@@ -306,14 +310,14 @@ class HandshakeSummary:
             self.server_hello = at
 
     def _keep_certificate(self, sender: Sender, msg: m.Certificate, at: MessageAt) -> None:
-        if sender is Sender.SERVER:
+        if sender is _SERVER:
             if self.server_certificate is None:
                 self.server_certificate = at
         elif self.client_certificate is None:
             self.client_certificate = at
 
     def _keep_certificate_verify(self, sender: Sender, msg: m.CertificateVerify, at: MessageAt) -> None:
-        if sender is Sender.CLIENT:
+        if sender is _CLIENT:
             if self.client_certificate_verify is None:
                 self.client_certificate_verify = at
         elif self.server_certificate_verify is None:

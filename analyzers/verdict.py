@@ -14,6 +14,10 @@ from analyzers.tcpfacts import TcpFacts
 from tlsparse import registry
 from tlsparse.events import EncryptedRecordSeen, Sender
 
+# Members as module constants: `Sender.CLIENT` is a metaclass lookup (~85 ns), read many times per
+# connection.
+_CLIENT, _SERVER = Sender.CLIENT, Sender.SERVER
+
 # Alert descriptions (IANA TLS Alerts).
 CLOSE_NOTIFY = 0
 UNEXPECTED_MESSAGE = 10
@@ -103,8 +107,11 @@ def _alert_name(code: int | None) -> str:
     return "encrypted" if code is None else registry.alert_name(code)
 
 
+_SIDE_NAMES = {_CLIENT: _CLIENT.value, _SERVER: _SERVER.value}  # (an Enum's .value is a descriptor call)
+
+
 def _side(sender: Sender) -> str:
-    return sender.value
+    return _SIDE_NAMES[sender]
 
 
 class _Decider:
@@ -136,9 +143,9 @@ class _Decider:
             server: list[EncryptedRecordSeen] = []
             for r in self.s.encrypted_records:
                 # one pass, split with `is` (no per-record dict probe)
-                (client if r.sender is Sender.CLIENT else server).append(r)
+                (client if r.sender is _CLIENT else server).append(r)
             split = self._encrypted = (client, server)
-        return split[0] if sender is Sender.CLIENT else split[1]
+        return split[0] if sender is _CLIENT else split[1]
 
     @property
     def ske_signature_ok(self) -> bool | None:
@@ -185,10 +192,10 @@ class _Decider:
         if self.tls13:
             # Without keys the server's flight is one opaque block: a client that aborts after it rejected
             # something in it, almost always the certificate.
-            client_enc = [r for r in self.enc(Sender.CLIENT) if r.ts <= ts]
-            server_enc = [r for r in self.enc(Sender.SERVER) if r.ts <= ts]
-            if sender is Sender.CLIENT or not client_enc:
-                return "server_certificate" if server_enc or sender is Sender.CLIENT else "encrypted_extensions"
+            client_enc = [r for r in self.enc(_CLIENT) if r.ts <= ts]
+            server_enc = [r for r in self.enc(_SERVER) if r.ts <= ts]
+            if sender is _CLIENT or not client_enc:
+                return "server_certificate" if server_enc or sender is _CLIENT else "encrypted_extensions"
             return "client_certificate" if self._certificate_request_seen(ts) else "finished"
         if s.server_certificate is None and s.server_key_exchange is None and s.server_hello_done is None:
             if s.resumed:
@@ -198,18 +205,18 @@ class _Decider:
             if s.server_certificate is None or s.server_certificate.ts > ts:
                 return "server_certificate"
             if s.server_key_exchange is None or s.server_key_exchange.ts > ts:
-                return "server_key_exchange" if sender is Sender.SERVER else "server_certificate"
+                return "server_key_exchange" if sender is _SERVER else "server_certificate"
             return "server_hello_done"
         # Server's first flight complete: what the client sends next.
-        if sender is Sender.CLIENT and s.client_key_exchange is None:
+        if sender is _CLIENT and s.client_key_exchange is None:
             return "server_certificate"  # the client judged the server's flight and refused it
         if s.certificate_request is not None and (s.client_certificate is None or s.client_certificate.ts > ts):
             return "client_certificate"
         if s.client_key_exchange is None or s.client_key_exchange.ts > ts:
             return "client_key_exchange"
-        if s.certificate_request is not None and sender is Sender.SERVER and s.client_certificate is not None:
+        if s.certificate_request is not None and sender is _SERVER and s.client_certificate is not None:
             return "client_certificate"
-        if Sender.CLIENT not in s.ccs or s.ccs[Sender.CLIENT].ts > ts:
+        if _CLIENT not in s.ccs or s.ccs[_CLIENT].ts > ts:
             return "change_cipher_spec"
         return "finished"
 
@@ -265,8 +272,8 @@ class _Decider:
         if not s.not_tls:
             return None
         v = self.v
-        if Sender.SERVER in s.not_tls and s.client_hellos and Sender.CLIENT not in s.not_tls:
-            seen = s.not_tls[Sender.SERVER]
+        if _SERVER in s.not_tls and s.client_hellos and _CLIENT not in s.not_tls:
+            seen = s.not_tls[_SERVER]
             return self.fail("server_hello", "not_tls", "certain", self._ch_frame(),
                              f"frame {seen.frame}: server answered with non-TLS bytes {seen.preview[:16]!r}",
                              end_ts=seen.ts)
@@ -274,7 +281,7 @@ class _Decider:
         for sender, seen in s.not_tls.items():
             preview = seen.preview[:16]
             v.evidence.append(f"frame {seen.frame}: {_side(sender)} sent non-TLS bytes {preview!r}")
-        if Sender.SERVER in s.not_tls and s.client_hellos:
+        if _SERVER in s.not_tls and s.client_hellos:
             v.evidence.insert(0, self._ch_frame())
         v.hint = hint_for("not_tls")
         v.confidence = "certain"
@@ -312,7 +319,7 @@ class _Decider:
         """An alert sent after the peer had already closed or reset without a word of TLS is the sender's reaction
         (decode_error, unexpected EOF): the failure is the peer's silent close."""
         tcp = self.tcp
-        peer = tcp.server if alert.sender is Sender.CLIENT else tcp.client
+        peer = tcp.server if alert.sender is _CLIENT else tcp.client
         peer_sender = alert.sender.peer
         closed_ts = min((t for t in (peer.fin_ts, peer.rst_ts) if t is not None), default=None)
         if closed_ts is None or closed_ts > alert.ts or peer_sender in self.s.first_record:
@@ -337,7 +344,7 @@ class _Decider:
         """Cause, confidence and extra evidence for a readable fatal alert seen at `step`."""
         s = self.s
         desc = alert.description
-        from_server = alert.sender is Sender.SERVER
+        from_server = alert.sender is _SERVER
         ch = s.client_hello
         if desc == PROTOCOL_VERSION:
             return "no_common_version", "certain", self._version_facts()
@@ -427,7 +434,7 @@ class _Decider:
         modern offer that a server can only refuse when it has nothing but weak or exotic suites."""
         s = self.s
         ch = s.last_client_hello
-        if step == "server_hello" and alert.sender is Sender.SERVER and ch is not None:
+        if step == "server_hello" and alert.sender is _SERVER and ch is not None:
             suites = [c for c in ch.cipher_suites if not registry.is_grease(c) and c not in _SIGNALLING_SUITES]
             infos = [i for i in (registry.cipher_suite_info(c) for c in suites) if i is not None]
             groups = [g for g in ch.supported_groups if not registry.is_grease(g)]
@@ -455,7 +462,7 @@ class _Decider:
             facts.append("client offered: " + ", ".join(registry.cipher_suite_name(c) for c in suites[:4])
                          + ("…" if len(suites) > 4 else ""))
             return "no_common_cipher", "likely", facts
-        if alert.sender is Sender.CLIENT and s.server_hello_msg is not None:
+        if alert.sender is _CLIENT and s.server_hello_msg is not None:
             info = registry.cipher_suite_info(s.server_hello_msg.cipher_suite)
             if info is not None and info.weak:
                 return "weak_cipher_only", "likely", [f"server chose weak suite {info.name}"]
@@ -471,11 +478,11 @@ class _Decider:
         v = self.v
         v.alert, v.alert_sender = "encrypted", _side(alert.sender)
         step = self.step_at(alert.ts, alert.sender)
-        if alert.sender is Sender.SERVER and step == "finished" and s.certificate_request is not None:
+        if alert.sender is _SERVER and step == "finished" and s.certificate_request is not None:
             step = "client_certificate"
         ev_alert = f"frame {alert.frame}: {_side(alert.sender)} sent an encrypted alert ({alert.length} bytes)"
         # After both Finished an encrypted alert is the close_notify of a finished handshake, not a failure.
-        if self._tls12_finished(Sender.CLIENT, before=alert.ts) and self._tls12_finished(Sender.SERVER,
+        if self._tls12_finished(_CLIENT, before=alert.ts) and self._tls12_finished(_SERVER,
                                                                                         before=alert.ts):
             return None
         cause = {"client_certificate": "client_cert_rejected", "finished": "decrypt_error"}.get(step, "alert_other")
@@ -495,15 +502,15 @@ class _Decider:
         s = self.s
         if not self.tls13 or s.server_hello is None:
             return None
-        server_enc = self.enc(Sender.SERVER)
-        client_enc = self.enc(Sender.CLIENT)
+        server_enc = self.enc(_SERVER)
+        client_enc = self.enc(_CLIENT)
         if not server_enc:
             return None
         server_flight_end = server_enc[0].ts
         client_after = [r for r in client_enc if r.ts >= server_flight_end]
         if client_after:
             first = client_after[0]
-            if first.length <= MAX_ENCRYPTED_ALERT_LENGTH and self._closed_after(Sender.CLIENT, first.ts):
+            if first.length <= MAX_ENCRYPTED_ALERT_LENGTH and self._closed_after(_CLIENT, first.ts):
                 v = self.v
                 v.alert, v.alert_sender = "encrypted", "client"
                 facts = [self._ch_frame(), self._server_hello_evidence(),
@@ -515,8 +522,8 @@ class _Decider:
             # session tickets, no data)?
             server_later = [r for r in server_enc if r.ts > first.ts]
             if server_later and all(r.length <= MAX_ENCRYPTED_ALERT_LENGTH for r in server_later[:2]) and \
-                    len(server_later) <= 2 and self._closed_after(Sender.SERVER, server_later[0].ts) and \
-                    not self._closed_before(Sender.CLIENT, server_later[0].ts):
+                    len(server_later) <= 2 and self._closed_after(_SERVER, server_later[0].ts) and \
+                    not self._closed_before(_CLIENT, server_later[0].ts):
                 # The client's flight is the records of its first segment after the server's flight.
                 flight = sum(r.length for r in client_after if r.frame == first.frame)
                 v = self.v
@@ -537,11 +544,11 @@ class _Decider:
 
     def _closed_before(self, sender: Sender, ts: float) -> bool:
         """The side had closed (FIN or RST) before `ts`: what its peer sends then is a reply to the close."""
-        side = self.tcp.client if sender is Sender.CLIENT else self.tcp.server
+        side = self.tcp.client if sender is _CLIENT else self.tcp.server
         return any(t is not None and t < ts for t in (side.fin_ts, side.rst_ts))
 
     def _closed_after(self, sender: Sender, ts: float) -> bool:
-        side = self.tcp.client if sender is Sender.CLIENT else self.tcp.server
+        side = self.tcp.client if sender is _CLIENT else self.tcp.server
         for t in (side.fin_ts, side.rst_ts):
             if t is not None and t >= ts:
                 return True
@@ -554,16 +561,16 @@ class _Decider:
         done = False
         end_ts = None
         if self.tls13:
-            server_enc = self.enc(Sender.SERVER)
-            client_enc = [r for r in self.enc(Sender.CLIENT) if r.ts >= server_enc[0].ts] if server_enc else []
+            server_enc = self.enc(_SERVER)
+            client_enc = [r for r in self.enc(_CLIENT) if r.ts >= server_enc[0].ts] if server_enc else []
             if client_enc:
                 done, end_ts = True, client_enc[0].ts
-            elif Sender.CLIENT in s.finished:
-                done, end_ts = True, s.finished[Sender.CLIENT].ts
+            elif _CLIENT in s.finished:
+                done, end_ts = True, s.finished[_CLIENT].ts
         else:
-            if self._tls12_finished(Sender.CLIENT) and self._tls12_finished(Sender.SERVER):
+            if self._tls12_finished(_CLIENT) and self._tls12_finished(_SERVER):
                 done = True
-                end_ts = max(s.ccs[Sender.CLIENT].ts, s.ccs[Sender.SERVER].ts)
+                end_ts = max(s.ccs[_CLIENT].ts, s.ccs[_SERVER].ts)
                 later = [r.ts for r in s.encrypted_records if r.content_type == 22 and r.ts >= end_ts]
                 end_ts = min(later) if later else end_ts
         if not done:
@@ -592,10 +599,10 @@ class _Decider:
         closed = [t for t in (c.fin_ts, c.rst_ts) if t is not None and end_ts <= t <= end_ts + HANG_UP_SECONDS]
         if not closed:
             return None
-        data = [r for r in self.enc(Sender.CLIENT)
+        data = [r for r in self.enc(_CLIENT)
                 if r.ts > end_ts and r.content_type == 23 and r.length > MAX_ENCRYPTED_ALERT_LENGTH]
-        if data or s.app_data_records[Sender.CLIENT] > len(
-                [r for r in self.enc(Sender.CLIENT) if r.ts > end_ts and r.content_type == 23]):
+        if data or s.app_data_records[_CLIENT] > len(
+                [r for r in self.enc(_CLIENT) if r.ts > end_ts and r.content_type == 23]):
             return None
         frame = c.fin_frame if c.fin_ts in closed else c.rst_frame
         return self.fail("server_certificate", "cert_hostname_mismatch", "likely", self._ch_frame(),
@@ -614,16 +621,16 @@ class _Decider:
                                  f"frame {srv.rst_frame}: server RST before any TLS byte", end_ts=srv.rst_ts)
             return None
         ch_at = s.client_hellos[0]
-        server_tls = Sender.SERVER in s.first_record
+        server_tls = _SERVER in s.first_record
         step = self.step_at(max(srv.rst_ts or 0, srv.fin_ts or 0, c.fin_ts or 0, c.rst_ts or 0, ch_at.ts),
-                            Sender.SERVER)
+                            _SERVER)
         # Loss first: it explains resets and silences that follow it.
         loss = self._loss_verdict(step)
         if loss is not None:
             return loss
         if srv.rst_frame is not None and (c.rst_frame is None or srv.rst_ts <= c.rst_ts):
-            step = self.step_at(srv.rst_ts, Sender.SERVER)
-            server_tls = Sender.SERVER in s.first_record and s.first_record[Sender.SERVER].ts <= srv.rst_ts
+            step = self.step_at(srv.rst_ts, _SERVER)
+            server_tls = _SERVER in s.first_record and s.first_record[_SERVER].ts <= srv.rst_ts
             if not server_tls:
                 injected = self._rst_injected()
                 if injected:
@@ -726,7 +733,7 @@ class _Decider:
                          (s.certificate_request, "certificate_request"), (s.server_hello_done, "server_hello_done")):
             if at is not None and at.frame >= frame:
                 return step
-        enc = self.enc(Sender.SERVER)
+        enc = self.enc(_SERVER)
         if enc and enc[0].frame >= frame:
             return "server_certificate"
         return None
@@ -753,7 +760,7 @@ class _Decider:
             w.append("packet_loss")
         if s.resyncs or s.gaps:
             w.append("resync_after_gap")
-        server_first = s.first_handshake_ts.get(Sender.SERVER) if hellos else None
+        server_first = s.first_handshake_ts.get(_SERVER) if hellos else None
         if server_first is not None and server_first - hellos[0].ts > 1.0:
             w.append("slow_server_hello")
         if len(w) > 1:

@@ -25,6 +25,10 @@ from tlsparse.cache import ParseCache
 from tlsparse.certificates import describe_certificate
 from tlsparse.events import Sender
 
+# Members as module constants: `Sender.CLIENT` is a metaclass lookup (~85 ns), read many times per
+# connection.
+_CLIENT, _SERVER = Sender.CLIENT, Sender.SERVER
+
 
 @dataclass(slots=True)
 class FlowState:
@@ -170,9 +174,9 @@ class FlowAnalyzer:
     def _handshake_over(s: HandshakeSummary, tls: TlsConnection) -> bool:
         """Both sides are exchanging application data, or the parser gave up on both directions (not TLS, not
         even after a STARTTLS prelude): later bytes cannot change the verdict."""
-        if not tls.parsing(Sender.CLIENT) and not tls.parsing(Sender.SERVER):
+        if not tls.parsing(_CLIENT) and not tls.parsing(_SERVER):
             return True
-        return s.app_data_records[Sender.CLIENT] > 0 and s.app_data_records[Sender.SERVER] > 0
+        return s.app_data_records[_CLIENT] > 0 and s.app_data_records[_SERVER] > 0
 
     def _record(self, conn: Any) -> dict[str, Any]:
         state: FlowState = conn.handshake or FlowState(tls=self._new_tls())

@@ -15,6 +15,10 @@ from tlsparse.events import Sender
 from tlsparse.fingerprints import HelloFingerprints
 from tlsparse.messages import ClientHello
 
+# Members as module constants: `Sender.CLIENT` is a metaclass lookup (~85 ns), read many times per
+# connection.
+_CLIENT, _SERVER = Sender.CLIENT, Sender.SERVER
+
 FIELDS: tuple[str, ...] = (
     "capture", "flow_id", "client", "server", "start", "end", "first_frame", "sni", "alpn_offered", "alpn",
     "version_offered", "version", "cipher", "group", "resumed", "history", "outcome", "failed_step", "cause",
@@ -119,7 +123,7 @@ def build_record(*, capture: str, flow_id: int, client: tuple[str, int], server:
     else:
         subject = issuer = not_before = not_after = cert_san = None
     end_ts = verdict.end_ts
-    server_first = s.first_handshake_ts.get(Sender.SERVER)
+    server_first = s.first_handshake_ts.get(_SERVER)
     return {
         "capture": capture,
         "flow_id": flow_id,
