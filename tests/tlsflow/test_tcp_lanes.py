@@ -297,3 +297,16 @@ def test_a_damaged_capture_gives_the_last_counted_time_before_the_error(tmp_path
             error = exc
     assert error is not None and ("1073741824" in str(error) or "impossible length 13" in str(error))
     assert seen[-1] == 2.4
+
+
+def test_lane_header_bytes_table_equals_the_data_offset_rule() -> None:
+    """The walkers' table of IPv4 + TCP header bytes: the payload length `total - table[offset byte]` is the one
+    decode computes for a valid data offset (5 words or more), and negative for any IP length when it is invalid."""
+    from tlsflow.capture.pcap import LANE_HEADER_BYTES
+
+    for byte in range(256):
+        for total in (0, 20, 40, 60, 1500, 0xFFFF):
+            if byte >= 0x50:
+                assert total - LANE_HEADER_BYTES[byte] == total - 20 - ((byte >> 4) << 2)
+            else:
+                assert total - LANE_HEADER_BYTES[byte] < 0

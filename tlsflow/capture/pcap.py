@@ -40,6 +40,9 @@ _MAGIC = Struct("<I")
 # number, acknowledgement number, data offset byte, flags byte, window. Per link type whose header has a fixed
 # length and an EtherType: (layout, link header length).
 _LANE_IP_TCP = "BxHHHBB2x12sIIBBH"
+# The IPv4 and TCP header bytes of a segment without IP options, by the TCP header's data offset byte; an offset
+# below 5 words (invalid) gives a length no IP packet reaches, so that its payload length comes out negative.
+LANE_HEADER_BYTES = tuple(20 + ((byte >> 4) << 2) if byte >= 0x50 else 1 << 17 for byte in range(256))
 LANE_FRAMES = {
     lt.ETHERNET: (Struct("!12xH" + _LANE_IP_TCP), 14),  # untagged
     lt.LINUX_SLL: (Struct("!14xH" + _LANE_IP_TCP), 16),  # tcpdump -i any
@@ -114,6 +117,7 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
     lane_layout, link_length = LANE_FRAMES.get(link_type, LANE_FRAMES[lt.ETHERNET])
     lane_frame = lane_layout.unpack_from
     lane_frame_min = link_length + 20 + 20  # IPv4 and TCP without options
+    header_bytes = LANE_HEADER_BYTES
     counted = 0  # segments count_lane took since stats.tcp_packets was last brought up to date
     counted_ts = None  # the time of the last segment, when count_lane took it
     # A record that straddles two chunks is walked from a buffer of its own (chunks.carry_over).
@@ -126,7 +130,8 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
     try:
         while True:
             end = len(buf)
-            while end - pos >= record_header_size:
+            last_header = end - record_header_size  # (one comparison per record, no subtraction)
+            while pos <= last_header:
                 seconds, fraction, caplen = record(buf, pos)
                 start = pos + record_header_size
                 stop = start + caplen
@@ -151,7 +156,7 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
                     lane = lanes.get(key)
                     if (lane is not None and not flags & 0x06 and ethertype == 0x0800 and version_ihl == 0x45
                             and proto == 6 and not frag & 0x3FFF and total + link_length <= caplen
-                            and offset_byte >= 0x50 and (n := total - 20 - ((offset_byte >> 4) << 2)) >= 0
+                            and (n := total - header_bytes[offset_byte]) >= 0
                             and count_lane(lane, frame, ts, seq, ack, flags, window, ttl, ident, n)):  # type: ignore[misc]
                         counted += 1
                         counted_ts = ts

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from .chunks import carry_over
 from .errors import CaptureError, CorruptCaptureError, NotACaptureError, TruncatedCaptureError
-from .pcap import LANE_FRAMES, SegmentCounter
+from .pcap import LANE_FRAMES, LANE_HEADER_BYTES, SegmentCounter
 from .source import SourceReadError
 from .stats import CaptureStats
 
@@ -101,6 +101,7 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
     pcap.LANE_FRAMES (a chunk whose last segment went there ends with that segment's timestamp).
     """
     lanes = counter.lanes if counter is not None else None
+    header_bytes = LANE_HEADER_BYTES
     count_lane = counter.count_lane if counter is not None else None
     counted = 0  # segments count_lane took since stats.tcp_packets was last brought up to date
     counted_ts = None  # the time of the last segment, when count_lane took it
@@ -191,7 +192,7 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                         lane = lanes.get(key)
                         if (lane is not None and not flags & 0x06 and ethertype == 0x0800 and version_ihl == 0x45
                                 and proto == 6 and not frag & 0x3FFF and total + lane_spec[1] <= caplen
-                                and offset_byte >= 0x50 and (n := total - 20 - ((offset_byte >> 4) << 2)) >= 0
+                                and (n := total - header_bytes[offset_byte]) >= 0
                                 and count_lane(lane, frame, last_ts, seq, ack, flags, window,  # type: ignore[misc]
                                                ttl, ident, n)):
                             counted += 1
