@@ -15,7 +15,7 @@ from struct import Struct
 from ..packet import TcpPacket
 from . import linktypes as lt
 from .fragments import FragmentReassembler
-from .pcap import SegmentCounter
+from .pcap import LANE_HEADER_BYTES, SegmentCounter
 from .stats import CaptureStats
 
 # handler(buf, start, end, frame, ts): the frame is buf[start:end]
@@ -130,6 +130,7 @@ def make_handlers(stats: CaptureStats, reassembler: FragmentReassembler | None,
     tcp_unpack = TCP_HEADER.unpack_from
     frag6_unpack = IPV6_FRAGMENT.unpack_from
     fast_unpack = ETHERNET_IPV4_TCP.unpack_from
+    header_bytes = LANE_HEADER_BYTES
     text4: dict[bytes, str] = {}
     text6: dict[bytes, str] = {}
     text4_get = text4.get
@@ -334,9 +335,10 @@ def make_handlers(stats: CaptureStats, reassembler: FragmentReassembler | None,
              flags, window) = fast_unpack(buf, start)
             if (ethertype == 0x0800 and version_ihl == 0x45 and proto == 6 and not frag & IPV4_FRAGMENT_BITS
                     and total >= 40):
-                ip_end = start + 14 + total
-                data = start + 34 + ((offset_byte >> 4) << 2)
-                if ip_end <= end and start + 54 <= data <= ip_end:
+                ip_start = start + 14
+                ip_end = ip_start + total
+                data = ip_start + header_bytes[offset_byte]  # (past ip_end when the data offset is invalid)
+                if ip_end <= end and data <= ip_end:
                     stats.tcp_packets += 1
                     if shard_count and ((src[-1] + dst[-1] + sport + dport)
                                         % shard_count != shard_index):

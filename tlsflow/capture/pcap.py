@@ -155,7 +155,7 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
                      window) = lane_frame(buf, start)
                     lane = lanes.get(key)
                     if (lane is not None and not flags & 0x06 and ethertype == 0x0800 and version_ihl == 0x45
-                            and proto == 6 and not frag & 0x3FFF and total + link_length <= caplen
+                            and proto == 6 and not frag & 0x3FFF and caplen - total >= link_length
                             and (n := total - header_bytes[offset_byte]) >= 0
                             and count_lane(lane, frame, ts, seq, ack, flags, window, ttl, ident, n)):  # type: ignore[misc]
                         counted += 1

@@ -191,7 +191,7 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                          window) = lane_spec[0](buf, start)
                         lane = lanes.get(key)
                         if (lane is not None and not flags & 0x06 and ethertype == 0x0800 and version_ihl == 0x45
-                                and proto == 6 and not frag & 0x3FFF and total + lane_spec[1] <= caplen
+                                and proto == 6 and not frag & 0x3FFF and caplen - total >= lane_spec[1]
                                 and (n := total - header_bytes[offset_byte]) >= 0
                                 and count_lane(lane, frame, last_ts, seq, ack, flags, window,  # type: ignore[misc]
                                                ttl, ident, n)):
