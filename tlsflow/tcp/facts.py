@@ -19,8 +19,9 @@ RETRANSMITTED_FRAMES_KEPT = 20
 class Tally(Counter):  # type: ignore[type-arg]
     """A Counter whose item assignment is dict's own.
 
-    Why: Counter defines `__delitem__` in Python, which puts every item assignment (`c[k] += 1`, once per packet
-    for the TTLs) through a generic slot that looks `__setitem__` up and calls it: about twice the time of a dict's.
+    Why: Counter defines `__delitem__` in Python, which puts every item assignment (`c[k] += 1`; for the TTLs, once
+    per run of packets with the same TTL) through a generic slot that looks `__setitem__` up and calls it: about
+    twice the time of a dict's.
     The only difference: deleting a missing key raises KeyError, as for a dict (nothing deletes TTLs).
 
     Its `__init__` is dict's too (Counter's, in Python, costs ~0.35 µs, twice per connection): `Tally()` and
