@@ -13,6 +13,7 @@ from typing import Any
 from tlsparse import events as ev
 from tlsparse import messages as m
 from tlsparse.events import Sender
+from tlsparse.fastinit import positional_factory
 
 # Members as module constants: `Sender.CLIENT` is a metaclass lookup (~85 ns), read many times per
 # connection.
@@ -70,6 +71,8 @@ def _init_through_slots(cls: type) -> None:
 
 for _cls in (AlertInfo, MessageAt):
     _init_through_slots(_cls)
+# Built for every handshake message: filled as a plain twin class, then made a MessageAt (see fastinit).
+_new_message_at = positional_factory(MessageAt)  # frame, ts, message
 
 
 # Read per event: module globals rather than attributes of modules.
@@ -283,7 +286,7 @@ class HandshakeSummary:
 
     def _add_handshake(self, event: ev.HandshakeSeen) -> None:
         sender, msg = event.sender, event.message
-        at = MessageAt(event.frame, event.ts, msg)
+        at = _new_message_at(event.frame, event.ts, msg)
         if self.transcript is not None:
             self._add_to_transcript(event)
         first = self.first_handshake_ts

@@ -2,6 +2,7 @@
 `dataclasses` writes (keyword-only, same defaults, frozen afterwards, equal objects, replace and pickle work)."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
 import pickle
@@ -61,6 +62,29 @@ def test_positional_factory_builds_what_the_class_builds(cls) -> None:
     assert obj == cls(**given) and repr(obj) == repr(cls(**given))
     with pytest.raises(TypeError):
         positional_factory(cls)(*given.values(), "one too many")
+    # The twin-class path (filled as a plain class, then given cls as its class) serves every parser class, and
+    # what it gives behaves as a class-built object in every way: frozen, hashable, pickled, copied, replaced.
+    assert "__class__" in positional_factory(cls).__code__.co_names
+    assert hash(obj) == hash(cls(**given)) and not hasattr(obj, "__dict__")
+    assert pickle.loads(pickle.dumps(obj)) == obj and copy.copy(obj) == obj
+    if fields:
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(obj, fields[-1].name, None)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            delattr(obj, fields[-1].name)
+        assert dataclasses.replace(obj, **{fields[-1].name: "other"}) == cls(**{**given, fields[-1].name: "other"})
+
+
+def test_positional_factory_falls_back_where_no_twin_fits() -> None:
+    """A layout the twin cannot copy (a __weakref__ slot) gets the slot-by-slot factory: the same object."""
+    @dataclasses.dataclass(frozen=True, slots=True, weakref_slot=True)
+    class Weak:
+        a: int
+        b: str = "x"
+
+    factory = positional_factory(Weak)
+    assert "__class__" not in factory.__code__.co_names
+    assert factory(1, "y") == Weak(1, "y") and type(factory(1, "y")) is Weak
 
 
 def test_classes_it_cannot_serve_keep_their_init() -> None:
