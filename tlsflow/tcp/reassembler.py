@@ -13,7 +13,7 @@ from struct import Struct
 from tlsflow.packet import ACK, FIN, RST, SYN, TcpPacket
 from tlsflow.tcp import anomalies
 from tlsflow.tcp.events import ConnectionClosed, ConnectionOpened, StreamChunk, stream_chunk
-from tlsflow.tcp.facts import RETRANSMITTED_FRAMES_KEPT, Connection, DirectionFacts
+from tlsflow.tcp.facts import IP_IDS_KEPT, RETRANSMITTED_FRAMES_KEPT, Connection, DirectionFacts
 from tlsflow.tcp.roles import guess_client, looks_like_client_hello
 from tlsflow.tcp.stream import HalfStream, Piece, StreamLimits
 from tlsparse.events import Sender
@@ -205,7 +205,14 @@ class TcpReassembler:
             else:
                 side.new_ttl_run(pkt.ttl)
             if pkt.ip_id is not None:
-                side.ip_ids.append((frame, pkt.ip_id))
+                ring = side.ip_ids
+                if ring is not None:
+                    ring.append((frame, pkt.ip_id))
+                else:  # a closing flow: its ids are in facts already (see _start_closing)
+                    ip_ids = facts.ip_ids
+                    ip_ids.append((frame, pkt.ip_id))
+                    if len(ip_ids) > IP_IDS_KEPT:
+                        del ip_ids[0]
             if pkt.window == 0:
                 facts.zero_window = True
 
@@ -385,6 +392,10 @@ class TcpReassembler:
     def _start_closing(self, flow: _Flow) -> None:
         if flow.lane_keys:
             self._close_lanes(self.lanes, flow)
+        # Few packets follow (they take add's full code): the IP ids go into facts now, and the deques holding them
+        # (~0.5 KB each) are freed while the flow lingers.
+        flow.sides[0].fold_ip_ids()
+        flow.sides[1].fold_ip_ids()
         flow.closing = True
         fid = flow.conn.flow_id
         del self._open[fid]
@@ -454,7 +465,7 @@ class TcpReassembler:
         else:
             side.new_ttl_run(ttl)
         if ip_id is not None:
-            side.ip_ids.append((frame, ip_id))
+            side.ip_ids.append((frame, ip_id))  # type: ignore[union-attr]  # (None only once the flow is closing)
         if not window:
             facts.zero_window = True
         if n:

@@ -91,7 +91,8 @@ class HalfStream:
         # (a Counter item costs twice that, per packet), and a bounded deque drops the oldest IP id by itself.
         self.ttl_run = -1  # the TTL of the latest packets (-1: none yet) ...
         self.ttl_run_packets = 0  # ... and how many of them, not yet in facts.ttls
-        self.ip_ids: deque[tuple[int, int]] = deque(maxlen=IP_IDS_KEPT)  # the last (frame, ip_id) pairs
+        # The last (frame, ip_id) pairs; None once they went into facts.ip_ids early (`fold_ip_ids`).
+        self.ip_ids: deque[tuple[int, int]] | None = deque(maxlen=IP_IDS_KEPT)
 
     def start(self, seq: int) -> None:
         """Offset 0 is at `seq` (the byte after the SYN, or the first byte seen mid-connection)."""
@@ -116,8 +117,13 @@ class HalfStream:
             ttls = self.facts.ttls
             ttls[self.ttl_run] = ttls.get(self.ttl_run, 0) + self.ttl_run_packets
             self.ttl_run_packets = 0
+        self.fold_ip_ids()
+
+    def fold_ip_ids(self) -> None:
+        """Write the kept IP ids into facts.ip_ids and drop the deque: later ones go to facts.ip_ids directly."""
         if self.ip_ids:
             self.facts.ip_ids[:] = self.ip_ids
+        self.ip_ids = None
 
     def offset_of(self, seq: int) -> int:
         return self.high_offset + seq_diff(seq, self.high_seq)
