@@ -1,8 +1,8 @@
 """`ParseCache`: what the parser may remember from one connection for the next, owned by the caller.
 
 Why: real traffic repeats the same few client and server stacks, so most extension bodies (server names, groups,
-signature algorithms, versions, padding) and the cipher suites servers pick recur from one connection to the
-next, and what they decode to is immutable. A `TlsConnection` given a cache (`TlsConnection(cache=ParseCache())`,
+signature algorithms, versions, padding), the cipher-suite lists clients offer and the suites servers pick
+recur from one connection to the next, and what they decode to is immutable. A `TlsConnection` given a cache (`TlsConnection(cache=ParseCache())`,
 one per capture) decodes each of them once; without one it decodes everything itself. The parser keeps no
 memo of its own (no globals): the caller decides how long remembered things live and who shares them.
 
@@ -17,21 +17,27 @@ from tlsparse.messages import Extension
 
 
 class ParseCache:
-    """Decoded extensions by message context and wire bytes, and cipher-suite kinds by suite code."""
+    """Decoded extensions by message context and wire bytes, ClientHello cipher-suite lists by wire bytes, and
+    cipher-suite kinds by suite code."""
 
     MAX_EXTENSIONS = 1024  # per context: real traffic needs a few dozen
     MAX_EXTENSION_BODY = 256  # longer bodies are decoded every time
+    MAX_SUITE_LISTS = 1024
+    MAX_SUITE_LIST_BYTES = 512  # longer lists are decoded every time
     MAX_SUITE_KINDS = 512
 
-    __slots__ = ("extensions", "suite_kinds")
+    __slots__ = ("extensions", "suite_kinds", "suite_lists")
 
     def __init__(self) -> None:
         # context -> (type, length, body) as on the wire -> the Extension they decode to
         self.extensions: dict[HelloContext, dict[bytes, Extension]] = {ctx: {} for ctx in HelloContext}
         # cipher suite -> "ecdhe" / "dhe" / "other" / None (see tlsparse.handshake.suite_kind)
         self.suite_kinds: dict[int | None, str | None] = {}
+        # a ClientHello's cipher_suites vector body as on the wire -> the suite codes (one tuple, shared)
+        self.suite_lists: dict[bytes, tuple[int, ...]] = {}
 
     def clear(self) -> None:
         for memo in self.extensions.values():
             memo.clear()
         self.suite_kinds.clear()
+        self.suite_lists.clear()

@@ -101,8 +101,18 @@ def fast_client_hello(body: bytes, cache: ParseCache | None = None) -> m.ClientH
         extensions = split_extensions(body, r + 2, n, HelloContext.CLIENT_HELLO, 0, cache)
         if extensions is None:
             return None
-    return _new_client_hello((body[0] << 8) | body[1], body[2:34], body[35:p], u16_values(body, p + 2, suites_len >> 1),
-                             tuple(body[q + 1:r]), extensions, False, ())
+    if cache is None or suites_len > cache.MAX_SUITE_LIST_BYTES:
+        suites = u16_values(body, p + 2, suites_len >> 1)
+    else:  # clients repeat their suite lists: decoded once, one tuple shared (the codes are big ints to build)
+        key = body[p + 2:q]
+        suites = cache.suite_lists.get(key)  # type: ignore[assignment]
+        if suites is None:
+            lists = cache.suite_lists
+            if len(lists) >= cache.MAX_SUITE_LISTS:
+                lists.clear()
+            suites = lists[key] = u16_values(body, p + 2, suites_len >> 1)
+    return _new_client_hello((body[0] << 8) | body[1], body[2:34], body[35:p], suites, tuple(body[q + 1:r]),
+                             extensions, False, ())
 
 
 def fast_server_hello(body: bytes, cache: ParseCache | None = None) -> m.ServerHello | None:

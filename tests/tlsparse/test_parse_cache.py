@@ -192,3 +192,25 @@ def test_the_parser_keeps_no_memo_in_module_globals(real_transcripts) -> None:
         _events(chunks, None)
         _events(chunks, ParseCache())
     assert _mutable_state() == before
+
+
+def test_suite_lists_are_shared_and_bounded() -> None:
+    """ClientHellos with the same suite list share one tuple; distinct lists by the thousand keep the table
+    within its cap; long lists are decoded every time; the hellos equal the uncached ones."""
+    from tlsparse.handshake import fast_client_hello
+
+    def hello(suites: list[int]) -> bytes:
+        vector = b"".join(s.to_bytes(2, "big") for s in suites)
+        return b"\x03\x03" + bytes(32) + b"\x00" + len(vector).to_bytes(2, "big") + vector + b"\x01\x00"
+
+    cache = ParseCache()
+    first, second = fast_client_hello(hello([0x1301, 0xC02F]), cache), fast_client_hello(hello([0x1301, 0xC02F]), cache)
+    assert first == second == fast_client_hello(hello([0x1301, 0xC02F]))
+    assert first.cipher_suites is second.cipher_suites
+    for i in range(3 * ParseCache.MAX_SUITE_LISTS):
+        body = hello([0x1301, 0xC000 + i % 0x3000, i])
+        assert fast_client_hello(body, cache) == fast_client_hello(body)
+        assert len(cache.suite_lists) <= ParseCache.MAX_SUITE_LISTS
+    long_list = list(range(1, ParseCache.MAX_SUITE_LIST_BYTES // 2 + 2))
+    assert fast_client_hello(hello(long_list), cache).cipher_suites == tuple(long_list)
+    assert all(len(key) <= ParseCache.MAX_SUITE_LIST_BYTES for key in cache.suite_lists)
