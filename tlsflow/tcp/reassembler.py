@@ -99,8 +99,7 @@ class TcpReassembler:
                                    max_buffer_segments=max_segments_per_direction,
                                    max_history_bytes=retransmit_check_bytes)
         self._max_history_bytes = retransmit_check_bytes
-        # Both directions' 4-tuples -> (flow, index of the side sending on it, that side, its peer)
-        self._flows: dict[FlowKey, tuple[_Flow, int, HalfStream, HalfStream]] = {}
+        self._flows: dict[FlowKey, tuple[_Flow, int]] = {}
         self._open: OrderedDict[int, _Flow] = OrderedDict()  # least recently active first
         self._closing: OrderedDict[int, _Flow] = OrderedDict()
         self._next_flow_id = 1
@@ -153,7 +152,7 @@ class TcpReassembler:
         key = (pkt.src, pkt.sport, pkt.dst, pkt.dport)
         entry = self._flows.get(key)
         if entry is not None:
-            flow, index, side, peer = entry
+            flow, index = entry
             if ts - flow.last_ts > (self.linger_timeout if flow.closing else self.idle_timeout):
                 self._close(flow, "closed" if flow.closing else "idle", out)
                 entry = None
@@ -167,7 +166,6 @@ class TcpReassembler:
         if entry is None:
             flow = self._open_flow(pkt, key, out)
             index = 0
-            side, peer = flow.sides
 
         conn = flow.conn
         if not conn.wants_data:
@@ -179,6 +177,8 @@ class TcpReassembler:
                     and self.count_lane(flow.lanes[index], pkt.frame, ts, pkt.seq,  # type: ignore[index]
                                         pkt.ack, flags, pkt.window, pkt.ttl, pkt.ip_id, len(pkt.payload))):
                 return out
+        side = flow.sides[index]
+        peer = flow.sides[index ^ 1]
         facts = side.facts
         frame = pkt.frame
         full = flow.full
@@ -431,7 +431,7 @@ class TcpReassembler:
         entry = self._flows.get(key)
         if entry is None or flags & _SYN_RST:
             return False
-        flow, index = entry[0], entry[1]
+        flow, index = entry
         if flow.full or flow.closing or not flow.settled:
             return False
         return self.count_lane(flow.lanes[index], frame, ts, seq, ack, flags, window,  # type: ignore[index]
@@ -565,9 +565,9 @@ class TcpReassembler:
         reverse = (dst, dport, src, sport)
         flow = _Flow(conn, sides, (key,) if reverse == key else (key, reverse), ts)
         flows = self._flows
-        flows[key] = (flow, 0, sides[0], sides[1])
+        flows[key] = (flow, 0)
         if reverse != key:
-            flows[reverse] = (flow, 1, sides[1], sides[0])
+            flows[reverse] = (flow, 1)
         self._open[flow_id] = flow
         return flow
 
