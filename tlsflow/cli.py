@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--port", type=int, metavar="N", help="only connections with this client or server port")
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary on standard error")
     a.add_argument("--no-color", action="store_true", help="no colours in the text report")
-    a.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="analyse with N processes (files in parallel; one pcap file: cut into N byte ranges)")
+    a.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="analyse with N processes (files in parallel; one pcap or pcapng file: cut into N byte ranges); 0: one per CPU core")
     a.add_argument("--scheduler", metavar="ADDRESS", help="run on a Dask cluster (tcp://host:8786), one Parquet file "
                    "per capture into the -o folder; captures and folder at the same paths on every worker")
     common_filters(a)
@@ -155,6 +155,14 @@ def _trust_or_none(args: argparse.Namespace):
         return None
 
 
+def _cpu_cores() -> int:
+    """The cores this process may run on (a container's or taskset's limit, not the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     from tlsflow.api import analyze_files
     from tlsflow.parallel import tune_gc
@@ -194,8 +202,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.keylog and not os.path.isfile(args.keylog):
         sys.stderr.write(f"tlsflow: --keylog: {args.keylog}: no such file\n")
         return EXIT_USAGE
-    for capture, result in analyze_files(inputs, trust=trust if args.jobs <= 1 else None,
-                                         ca_bundle=args.ca_bundle, jobs=max(1, args.jobs),
+    jobs = args.jobs if args.jobs > 0 else _cpu_cores()
+    for capture, result in analyze_files(inputs, trust=trust if jobs <= 1 else None,
+                                         ca_bundle=args.ca_bundle, jobs=jobs,
                                          keylog=args.keylog,
                                          progress_factory=(lambda name: ProgressBar(sys.stderr, name))
                                          if show_progress else None):

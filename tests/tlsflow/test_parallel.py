@@ -91,13 +91,21 @@ def test_corpus_in_one_file_two_jobs_equal_one(corpus_concatenated):
     assert _records(corpus_concatenated, 2) == single
 
 
-def test_cli_jobs_on_one_file_writes_the_same_rows(generated, tmp_path):
+def test_cli_jobs_on_one_file_writes_the_same_rows(generated, tmp_path, monkeypatch):
+    """--jobs 0 is one process per core the process may use (here: two)."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    used = []
+    original = parallel_ranges.analyze_ranges
+    monkeypatch.setattr(parallel_ranges, "analyze_ranges",
+                        lambda path, jobs, **kw: used.append(jobs) or original(path, jobs, **kw))
     outputs = []
-    for jobs in (1, 2):
+    for jobs in (1, 2, 0):
         out = tmp_path / f"j{jobs}.jsonl"
         main(["analyze", str(generated), "--format", "jsonl", "-o", str(out), "-q", "--jobs", str(jobs)])
-        outputs.append(sorted(json.loads(line)["flow_id"] for line in out.read_text().splitlines()))
-    assert outputs[0] == outputs[1] == list(range(1, len(outputs[0]) + 1))
+        outputs.append(sorted((json.loads(line) for line in out.read_text().splitlines()), key=lambda r: r["flow_id"]))
+    assert outputs[0] == outputs[1] == outputs[2]
+    assert [r["flow_id"] for r in outputs[0]] == list(range(1, len(outputs[0]) + 1))
+    assert used == [2, 2]
 
 
 def test_damaged_capture_reports_once_with_every_job(generated, tmp_path):
