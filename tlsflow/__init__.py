@@ -4,6 +4,7 @@ evidence and the fix.
     >>> import tlsflow
     >>> frame = tlsflow.analyze("capture.pcapng")        # pandas DataFrame, one row per TCP connection
     >>> for record in tlsflow.iter_flows("big.pcap"): ... # the same rows as dicts, streamed
+    >>> frame = tlsflow.analyze("big.pcap", jobs=0)       # one process per CPU core
 """
 from __future__ import annotations
 

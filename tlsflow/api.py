@@ -4,6 +4,7 @@ Both take what the command line takes (files, directories, globs, '-'), and retu
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -73,8 +74,8 @@ def analyze_files(inputs: list[str], *, trust: Any = None, ca_bundle: str | None
                   ) -> Iterator[tuple[str, dict[str, Any] | str]]:
     """Yield (capture, record) for every connection, or (capture, error message) for unreadable input.
     `keylog`: an SSLKEYLOGFILE path (or a tlsparse.keylog.KeyLog) to decrypt handshakes with.
-    `jobs > 1`: several files are analysed in parallel, one per process; a single classic pcap file is cut into
-    `jobs` byte ranges, other single files are shared out by connection (tlsflow.parallel; records as in one
+    `jobs > 1`: several files are analysed in parallel, one per process; a single pcap or pcapng file is cut into
+    `jobs` byte ranges, other single files (gzip) are shared out by connection (tlsflow.parallel; records as in one
     process, in another order). Worker processes build
     their trust store from `ca_bundle` and their key log from a path, so a `trust` or KeyLog object keeps one
     process for a single file."""
@@ -121,14 +122,26 @@ def _expand(paths: str | Path | Iterable[str | Path]) -> list[str]:
     return expand_inputs([str(p) for p in paths])
 
 
+def cpu_cores() -> int:
+    """The CPU cores this process may run on (a container's or taskset's limit, not the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def iter_flows(paths: str | Path | Iterable[str | Path], ca_bundle: str | Path | None = None,
-               errors: list[str] | None = None, keylog: str | Path | None = None) -> Iterator[dict[str, Any]]:
+               errors: list[str] | None = None, keylog: str | Path | None = None,
+               jobs: int = 1) -> Iterator[dict[str, Any]]:
     """Stream one contract record (a dict) per TCP connection, without holding them all. Unreadable input is
     reported in `errors` when given, else raised as ValueError after what could be read. `keylog`: an
-    SSLKEYLOGFILE to decrypt handshakes (TLS 1.3 certificates and alerts become readable)."""
-    trust = _trust_store(ca_bundle)
+    SSLKEYLOGFILE to decrypt handshakes (TLS 1.3 certificates and alerts become readable). `jobs`: processes
+    (0: one per core), as `tlsflow analyze --jobs`: files in parallel, one big file cut into byte ranges."""
+    jobs = jobs if jobs > 0 else cpu_cores()
+    trust = _trust_store(ca_bundle) if jobs <= 1 else None  # workers build their own from the path
     problems: list[str] = []
-    for _capture, result in analyze_files(_expand(paths), trust=trust, keylog=keylog):
+    for _capture, result in analyze_files(_expand(paths), trust=trust, keylog=keylog, jobs=jobs,
+                                          ca_bundle=None if ca_bundle is None else str(ca_bundle)):
         if isinstance(result, str):
             problems.append(result)
         else:
@@ -161,7 +174,8 @@ def to_dataframe(records: Iterable[dict[str, Any]]):
 
 
 def analyze(paths: str | Path | Iterable[str | Path], ca_bundle: str | Path | None = None,
-            errors: list[str] | None = None, keylog: str | Path | None = None):
-    """Analyse captures and return a pandas DataFrame, one row per TCP connection, sorted by capture and flow."""
-    frame = to_dataframe(iter_flows(paths, ca_bundle=ca_bundle, errors=errors, keylog=keylog))
+            errors: list[str] | None = None, keylog: str | Path | None = None, jobs: int = 1):
+    """Analyse captures and return a pandas DataFrame, one row per TCP connection, sorted by capture and flow.
+    `jobs`: processes (0: one per core): several files in parallel, one big file cut into byte ranges."""
+    frame = to_dataframe(iter_flows(paths, ca_bundle=ca_bundle, errors=errors, keylog=keylog, jobs=jobs))
     return frame.sort_values(["capture", "flow_id"], kind="stable").reset_index(drop=True)

@@ -155,16 +155,8 @@ def _trust_or_none(args: argparse.Namespace):
         return None
 
 
-def _cpu_cores() -> int:
-    """The cores this process may run on (a container's or taskset's limit, not the machine's count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from tlsflow.api import analyze_files
+    from tlsflow.api import analyze_files, cpu_cores
     from tlsflow.parallel import tune_gc
 
     tune_gc()
@@ -202,7 +194,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.keylog and not os.path.isfile(args.keylog):
         sys.stderr.write(f"tlsflow: --keylog: {args.keylog}: no such file\n")
         return EXIT_USAGE
-    jobs = args.jobs if args.jobs > 0 else _cpu_cores()
+    jobs = args.jobs if args.jobs > 0 else cpu_cores()
     for capture, result in analyze_files(inputs, trust=trust if jobs <= 1 else None,
                                          ca_bundle=args.ca_bundle, jobs=jobs,
                                          keylog=args.keylog,

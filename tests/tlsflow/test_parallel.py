@@ -718,3 +718,13 @@ def test_pcapng_hop_counts_frames_as_the_reader(generated_pcapng):
     nexts = dict(itertools.pairwise(offsets))
     cuts = list(find_cuts(str(generated_pcapng), [t + 1 for t in targets[:-1]]))
     assert [c.offset for c in cuts] == [nexts[t] for t in targets[:-1]]
+
+
+def test_dataframe_api_with_jobs(generated):
+    """tlsflow.analyze(path, jobs=2) (Jupyter): the same DataFrame as one process."""
+    import tlsflow
+
+    one = tlsflow.analyze(str(generated))
+    two = tlsflow.analyze(str(generated), jobs=2)
+    assert len(one) > 100
+    assert one.equals(two)
