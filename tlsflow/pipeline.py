@@ -143,7 +143,10 @@ class FlowAnalyzer:
             if conn.flow_id == self.keep_events_for:
                 self.kept_events.extend(events)
             summary.add_all(events)
-            if self._handshake_over(summary, state.tls):
+            # Both sides exchange application data, or the parser gave up on both directions (not TLS, not even
+            # after a STARTTLS prelude): later bytes cannot change the verdict.
+            app_data = summary.app_data_records
+            if (app_data[_CLIENT] and app_data[_SERVER]) or state.tls.given_up:
                 conn.wants_data = False
             return None
         if isinstance(event, ConnectionOpened):
@@ -169,14 +172,6 @@ class FlowAnalyzer:
         # one handshake message, still a bound per connection.
         return TlsConnection(max_handshake=1 << 19, keylog=self.keylog, cache=self._parse_cache,
                              every_record=every_record)
-
-    @staticmethod
-    def _handshake_over(s: HandshakeSummary, tls: TlsConnection) -> bool:
-        """Both sides are exchanging application data, or the parser gave up on both directions (not TLS, not
-        even after a STARTTLS prelude): later bytes cannot change the verdict."""
-        if not tls.parsing(_CLIENT) and not tls.parsing(_SERVER):
-            return True
-        return s.app_data_records[_CLIENT] > 0 and s.app_data_records[_SERVER] > 0
 
     def _record(self, conn: Any) -> dict[str, Any]:
         state: FlowState = conn.handshake or FlowState(tls=self._new_tls())

@@ -203,6 +203,9 @@ class TlsConnection:
         self._decode_context = _NO_CONTEXT
         self._cache = cache
         self.every_record = every_record
+        # Both directions known not to carry TLS (`parsing` is False for each): an attribute, as a caller that
+        # stops feeding the connection then reads it after every chunk.
+        self.given_up = False
 
     # --- public ---------------------------------------------------------------------------------------------
 
@@ -406,6 +409,7 @@ class TlsConnection:
                 if found < 0:
                     if base + n - d.resync_start > MAX_PRELUDE:
                         d.mode = _DEAD  # long plain-text talk: not a STARTTLS prelude
+                        self.given_up = self._client.mode is _DEAD and self._server.mode is _DEAD
                         return n
                     return max(pos, n - (HEADER_LEN + 1))  # keep a possible header's first bytes
                 events.append(TlsStartSeen(sender=d.sender, frame=frame, ts=ts, offset=base + found,

@@ -104,3 +104,32 @@ def test_sslv2_hello_is_a_first_record() -> None:
     tls = bytes([22, 3, 1, 0, 4, 1, 0, 0, 0])
     full = _check([(CLIENT, record), (CLIENT, tls)])
     assert [e.version for e in _first_records_only(full) if type(e) is RecordSeen] == [0x0002]
+
+
+def _given_up_matches_parsing(steps) -> None:
+    conn = TlsConnection()
+    for frame, (sender, data) in enumerate(steps, 1):
+        if isinstance(data, int):
+            conn.receive_gap(sender, data, frame, float(frame))
+        else:
+            conn.receive(sender, data, frame, float(frame))
+        assert conn.given_up == (not conn.parsing(CLIENT) and not conn.parsing(SERVER))
+
+
+def test_given_up_once_both_directions_are_not_tls() -> None:
+    """`given_up` (read by the pipeline after every chunk) says what `parsing` says of both directions."""
+    talk = b"EHLO mail.example.org\r\n" * 4000  # plain text past the STARTTLS prelude cap
+    steps = [(CLIENT, talk[:50_000]), (SERVER, talk[:10]), (CLIENT, talk[50_000:]), (SERVER, talk), (CLIENT, b"x")]
+    _given_up_matches_parsing(steps)
+    conn = TlsConnection()
+    for sender, data in steps:
+        conn.receive(sender, data, 1, 1.0)
+    assert conn.given_up
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([CLIENT, SERVER]),
+                          st.one_of(st.binary(max_size=60), st.integers(1, 50),
+                                    st.just(b"GET / HTTP/1.1\r\n" * 3000))), max_size=8))
+def test_given_up_agrees_with_parsing(steps) -> None:
+    _given_up_matches_parsing(steps)
