@@ -38,6 +38,7 @@ import collections
 import heapq
 import inspect
 import itertools
+import math
 import os
 import socket
 import struct
@@ -181,7 +182,7 @@ def _follow_ethernet(path: str, offset: int, frames_before: int, tracked: set[by
     with open(path, "rb") as f:
         header = pcap.parse_header(f.read(pcap.HEADER_SIZE))
         handle = make_handlers(CaptureStats(), fragments, counter=reassembler)(header.link_type)
-        record = struct.Struct(header.byte_order + "IIII").unpack_from
+        record = struct.Struct(header.byte_order + "III4x").unpack_from
         ip_fields = struct.Struct("!HBBHHHBB").unpack_from  # EtherType, version/IHL, TOS, total, id, frag, TTL, proto
         size = header.record_header_size
         units = float(header.ts_units)
@@ -190,13 +191,15 @@ def _follow_ethernet(path: str, offset: int, frames_before: int, tracked: set[by
         buf = b""
         pos = 0
         frame = frames_before
-        skipped_ts = None
-        next_expiry = reassembler.next_expiry
+        skipped: tuple[int, int] | None = None  # (seconds, fraction) of the last segment skipped
+        # A record whose seconds field is below this lies before the next expiry pass (a record of the same second
+        # may too: it is decoded, which is always right). Comparing integers spares the float per record.
+        next_second = _whole_seconds_before(reassembler.next_expiry)
         while True:
             chunk = f.read(FOLLOW_CHUNK)
             if not chunk:
-                if skipped_ts is not None:
-                    yield skipped_ts
+                if skipped is not None:
+                    yield skipped[0] + skipped[1] / units
                 if pos != len(buf):
                     raise TruncatedCaptureError("file ends inside a packet record", offset + pos, frame + 1)
                 return
@@ -205,10 +208,10 @@ def _follow_ethernet(path: str, offset: int, frames_before: int, tracked: set[by
             pos = 0
             end = len(buf)
             while end - pos >= size:
-                seconds, fraction, caplen, _origlen = record(buf, pos)
+                seconds, fraction, caplen = record(buf, pos)
                 if caplen > max_caplen:
-                    if skipped_ts is not None:
-                        yield skipped_ts
+                    if skipped is not None:
+                        yield skipped[0] + skipped[1] / units
                     raise CorruptCaptureError(f"packet record claims {caplen} captured bytes", offset + pos, frame + 1)
                 start = pos + size
                 stop = start + caplen
@@ -216,23 +219,31 @@ def _follow_ethernet(path: str, offset: int, frames_before: int, tracked: set[by
                     break
                 frame += 1
                 pos = stop
-                ts = seconds + fraction / units
-                if ts < next_expiry and caplen >= 54:
+                # Most records: another worker's 4-tuple (looked at first), certainly TCP (decode's fast path).
+                if seconds < next_second and caplen >= 54 and buf[start + 26:start + 38] not in tracked:
                     ethertype, version_ihl, _tos, total, _id, frag, _ttl, proto = ip_fields(buf, start + 12)
                     data = start + 34 + ((buf[start + 46] >> 4) << 2)
                     if (ethertype == 0x0800 and version_ihl == 0x45 and proto == 6 and not frag & 0x3FFF
-                            and total >= 40 and start + 14 + total <= stop and start + 54 <= data <= start + 14 + total
-                            and buf[start + 26:start + 38] not in tracked):
-                        skipped_ts = ts
+                            and total >= 40 and start + 14 + total <= stop and start + 54 <= data <= start + 14 + total):
+                        skipped = (seconds, fraction)
                         continue
-                out = handle(buf, start, stop, frame, ts)
+                out = handle(buf, start, stop, frame, seconds + fraction / units)
                 if out is not None:
-                    skipped_ts = None
+                    skipped = None
                     yield out
-                    next_expiry = reassembler.next_expiry
-            if skipped_ts is not None:
-                yield skipped_ts
-                skipped_ts = None
+                    next_second = _whole_seconds_before(reassembler.next_expiry)
+            if skipped is not None:
+                yield skipped[0] + skipped[1] / units
+                skipped = None
+
+
+def _whole_seconds_before(when: float) -> int:
+    """The whole seconds s for which every time in [s, s + 1) is before `when` are those below this."""
+    if math.isnan(when) or when == -math.inf:
+        return -1
+    if when == math.inf:
+        return 1 << 62
+    return math.floor(when)
 
 
 def _range_main(path: str, index: int, start: tuple[int, int] | None, next_target: int | None, parent: Any,
