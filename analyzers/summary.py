@@ -115,6 +115,10 @@ class HandshakeSummary:
     transcript: list[bytes] | None = field(default_factory=list)
     transcript_complete: bool = False
     server_certificate_verify: MessageAt | None = None
+    # `version` remembered with the server_hello it was read from (the verdict, the record and the summary's own
+    # properties ask for it several times, and each reading scans the ServerHello's extensions).
+    _version_of: MessageAt | None = field(default=None, repr=False, compare=False)
+    _version: int | None = field(default=None, repr=False, compare=False)
 
     # How many encrypted records to keep per side: enough to read the end of any handshake, bounded for hostile peers.
     MAX_ENCRYPTED_KEPT = 32
@@ -133,8 +137,13 @@ class HandshakeSummary:
 
     @property
     def version(self) -> int | None:
-        sh = self.server_hello_msg
-        return sh.selected_version if sh is not None else None
+        at = self.server_hello
+        if at is None:
+            return None
+        if at is not self._version_of:
+            self._version = at.message.selected_version  # type: ignore[attr-defined]
+            self._version_of = at
+        return self._version
 
     @property
     def is_tls13(self) -> bool:

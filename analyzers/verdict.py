@@ -749,7 +749,7 @@ class _Decider:
                 w.append("sni_missing")
         if s.server_hello is not None:
             sh = s.server_hello.message
-            w.extend(_negotiated_warnings(sh.selected_version, sh.cipher_suite))  # type: ignore[attr-defined]
+            w.extend(_negotiated_warnings(s.version, sh.cipher_suite))  # type: ignore[arg-type,attr-defined]
         if certs.warnings:
             failed = v.outcome == "failed"
             w.extend(x for x in certs.warnings if not (failed and x.endswith("_accepted")))

@@ -100,7 +100,7 @@ def build_record(*, capture: str, flow_id: int, client: tuple[str, int], server:
         sh: Any = sh_at.message
         selected = sh.alpn
         alpn = selected[0] if selected else None
-        version = _version_name(sh.selected_version)
+        version = _version_name(s.version)
         cipher = _cipher_suite_name(sh.cipher_suite)
         kg = sh.key_share_group
         if kg is not None:
