@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from struct import Struct
-from typing import Self
+from typing import BinaryIO, Self
 
 from . import pcap, pcapng
 
@@ -53,7 +53,22 @@ def find_cuts(path: str, targets: list[int]) -> Iterator[Cut]:
             yield cut
 
 
-class RecordHop:
+class _FileHop:
+    """A hop owns its open file: a context manager that closes it."""
+
+    _file: BinaryIO
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RecordHop(_FileHop):
     """`find_cuts` one target at a time: `to(offset)` hops on from where the last call stopped."""
 
     def __init__(self, path: str) -> None:
@@ -73,15 +88,6 @@ class RecordHop:
             if not hop.window(target):
                 return None
         return Cut(hop.pos, hop.frames) if hop.sound_record() else None
-
-    def close(self) -> None:
-        self._file.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class _Hop:
@@ -164,7 +170,7 @@ def offset_after(path: str, offset: int, frames_before: int, frame: int) -> int:
     return offset
 
 
-class BlockHop:
+class BlockHop(_FileHop):
     """RecordHop for pcapng files: a walk over the block headers (type and length), which keeps what a reader
     starting at a cut needs to read first (`Cut.preamble`). `start`: go on from a cut found before (its offset,
     frames and preamble) instead of from the start of the file."""
@@ -196,15 +202,6 @@ class BlockHop:
             if not self._window(None, frame):
                 return None
         return Cut(self.pos, self.frames, b"".join(self._kept))
-
-    def close(self) -> None:
-        self._file.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _cut(self) -> Cut | None:
         if self.pos + 12 > self._size:
