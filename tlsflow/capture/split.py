@@ -1,10 +1,15 @@
-"""Cutting one classic pcap file into byte ranges that start on record boundaries, for `--jobs N` on one file.
+"""Cutting one pcap or pcapng file into byte ranges that start on record (block) boundaries, for `--jobs N` on one
+file.
 
 A record header does not say that it is one, so a cut is not found by looking for something that resembles a header
 near a byte offset (payload bytes can resemble one perfectly): the walk hops from the first record through every
 record header (one unpack per record, the packet bytes are not looked at). That is exact, it gives the frame
 number at each cut (frame numbers appear in the output), and it stops where the file is damaged, so that every cut
 lies before the damage and the reader of the last range reports it as a single process would.
+
+pcapng (`BlockHop`): the same over block headers, keeping what a reader that starts at a cut must read first
+(`Cut.preamble`: the section header, its interface descriptions and decryption secrets). Lengths are all it checks:
+damage inside a block before a cut is found by that range's reader, and then no later range counts.
 """
 from __future__ import annotations
 
