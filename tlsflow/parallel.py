@@ -1,9 +1,8 @@
-"""`--jobs N` on ONE capture file. A classic pcap file is cut into byte ranges (tlsflow.parallel_ranges); other
-input (pcapng, gzip) is shared out by connection, as described here: N worker processes, each reading the whole
+"""`--jobs N` on ONE capture file. A pcap or pcapng file on disk is cut into byte ranges (tlsflow.parallel_ranges);
+other input (gzip) is shared out by connection, as described here: N worker processes, each reading the whole
 file but analysing only its share of the connections.
 
-Sharding (for input that cannot be cut at a byte offset: pcapng records need the blocks before them, gzip and
-stdin cannot seek): a connection belongs to shard `shard_of(addresses, ports) % N`, the
+Sharding (for input that cannot be cut at a byte offset: gzip cannot seek): a connection belongs to shard `shard_of(addresses, ports) % N`, the
 same for both directions. Each worker walks every record; the reader decodes a foreign segment's headers only as
 far as its 4-tuple and hands the pipeline its timestamp, so that the worker's reassembler expires idle and
 lingering flows at exactly the capture times a single process would (`FlowAnalyzer.tick`). Everything else
@@ -108,8 +107,8 @@ def analyze_file_parallel(path: str, jobs: int, *, ca_bundle: str | None = None,
     """The records of one capture analysed by `jobs` processes (flow_id as in a single process), then an error
     text if the capture is damaged, as `api._one_capture` yields them.
 
-    A classic pcap file on disk is cut into byte ranges (`tlsflow.parallel_ranges`); anything else (pcapng,
-    gzip) is shared out by connection. `cut_targets` (tests): the byte offsets to cut at instead of equal shares.
+    A pcap or pcapng file on disk is cut into byte ranges (`tlsflow.parallel_ranges`); anything else (gzip) is
+    shared out by connection. `cut_targets` (tests): the byte offsets to cut at instead of equal shares.
     """
     from tlsflow.parallel_ranges import analyze_ranges, splittable
 

@@ -1,8 +1,8 @@
-"""`--jobs N` on one classic pcap file by byte ranges: worker k reads only its part of the file, plus as far past
+"""`--jobs N` on one pcap or pcapng file by byte ranges: worker k reads only its part of the file, plus as far past
 its end as its own connections go on.
 
-Cuts: the file is cut into N ranges at record boundaries (`capture.split`, a hop over the record headers that
-also gives each range's first frame number). The parent hops while worker 0 already analyses, and starts worker k
+Cuts: the file is cut into N ranges at record boundaries (`capture.split`, a hop over the record or block headers
+that also gives each range's first frame number, and for pcapng the blocks its reader must read first). The parent hops while worker 0 already analyses, and starts worker k
 as soon as cut k is known; worker k-1 learns there where its range ends. As worker k starts later than worker
 k-1 by the time the hop took, its range is a little shorter (`cut_shares`, with the hop's cost measured).
 
