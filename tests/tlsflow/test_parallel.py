@@ -355,7 +355,8 @@ def _public_pcaps() -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.read_bytes()[:4] in PCAP_MAGICS)
 
 
-PCAP_MAGICS = {b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d"}
+PCAP_MAGICS = {b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d",
+               b"\x0a\x0d\x0d\x0a"}  # and pcapng
 
 
 def test_public_captures_cut_in_two_and_three():
@@ -376,6 +377,25 @@ def test_public_captures_cut_in_two_and_three():
                 sorted((r for r in single if isinstance(r, dict)), key=key), (path, targets)
         compared += 1
     assert compared > 10
+
+
+def test_public_pcapng_captures_cut_at_every_block():
+    """Real pcapng files from other tools (Wireshark's, Zeek's, Suricata's test captures): a cut at each block in
+    turn, so that every kind of block they hold starts a range's preamble or comes right after one."""
+    captures = [p for p in _public_pcaps() if p.read_bytes()[:4] == b"\x0a\x0d\x0d\x0a" and p.stat().st_size < 300_000]
+    if not captures:
+        pytest.skip("no public captures (../shared/captures/public)")
+    key = lambda r: r["flow_id"]
+    blocks = 0
+    for path in captures:
+        single = [r for _c, r in analyze_files([str(path)], jobs=1)]
+        for offset in _block_offsets(path.read_bytes())[1:]:
+            ranges = list(ranges_in_one_process(str(path), [offset]))
+            assert [r for r in ranges if isinstance(r, str)] == [r for r in single if isinstance(r, str)], path
+            assert sorted((r for r in ranges if isinstance(r, dict)), key=key) == \
+                sorted((r for r in single if isinstance(r, dict)), key=key), (path, offset)
+            blocks += 1
+    assert blocks > 100
 
 
 def test_cuts_in_a_big_endian_file(generated, tmp_path):
