@@ -89,6 +89,7 @@ def _range_analyzer_class() -> type:
     return RangeAnalyzer
 
 
+BATCH_RECORDS = 256  # records in a worker's message at most, where they come in bursts
 _FOREIGN = ("another worker's connection",)  # the lane of every segment a following worker does not track
 
 
@@ -424,7 +425,9 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
                         stopped = True
                         break
                     n += 1
-                    if n >= batch_packets:
+                    # Past the range, records come in bursts (the lingering connections closing): sent in small
+                    # batches, the parent writes them while this worker goes on.
+                    if n >= batch_packets or len(records) >= BATCH_RECORDS:
                         n = 0
                         yield ("batch", records, stop_offset - start_offset, opened, reassembler.flows_evicted,
                                first_clock, position, phantoms())
@@ -432,7 +435,13 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
         except CaptureError as exc:
             error = str(exc)
         if not stopped:
-            take(analyzer.finish())
+            # The end of the file (or damage) closes every open connection at once: in small batches too.
+            for record in analyzer.finish():
+                take_one(record)
+                if len(records) >= BATCH_RECORDS:
+                    yield ("batch", records, stop_offset - start_offset, opened, reassembler.flows_evicted,
+                           first_clock, position, [])
+                    records, opened = [], []
         yield ("batch", records, stop_offset - start_offset, opened, reassembler.flows_evicted, first_clock,
                position, [])
     finally:
@@ -457,6 +466,12 @@ def cut_shares(jobs: int, hop_ratio: float) -> list[float]:
     return [u * (1 - (1 - r) ** k) / r for k in range(1, jobs)]
 
 
+# Every range but the last is made this share of the file shorter, so that its worker ends first: it goes on past
+# its cut while its connections close (the lingering ones: ~6 s of capture time, read cheaply), and the parent can
+# number the last worker's records only once every earlier worker has ended; ending earlier, it lets the parent
+# write them while the last worker still runs instead of after it. (1 GB bench capture: 0 -> 2 % gave 3.92 ->
+# 3.85 s on average over 3 runs each; the first range ended first in every run from 1.5 % up.)
+LAST_RANGE_RESERVE = 0.02
 DEFAULT_HOP_RATIO = 0.05  # the hop's cost per byte over the analysis's, when it could not be measured
 
 
@@ -488,7 +503,9 @@ def analyze_ranges(path: str, jobs: int, *, ca_bundle: str | None = None, keylog
     try:
         # Every balanced cut lies at or after its equal share (later ranges start later, so they are shorter):
         # a worker may read up to its next equal share before it must know where its range ends.
-        lower = cut_targets if cut_targets is not None else [total * k // jobs for k in range(1, jobs)]
+        reserve = LAST_RANGE_RESERVE
+        lower = (cut_targets if cut_targets is not None
+                 else [max(0, int(total * (k / jobs - reserve))) for k in range(1, jobs)])
         launch(None, lower[0] if lower else None)
         with open_hop(path) as hop:
             targets = lower
@@ -501,7 +518,8 @@ def analyze_ranges(path: str, jobs: int, *, ca_bundle: str | None = None, keylog
                 ratio = DEFAULT_HOP_RATIO
                 if done and worker_began:
                     ratio = done / max(time.monotonic() - worker_began, 1e-6) / hop_rate
-                targets = [max(int(total * share), low) for share, low in zip(cut_shares(jobs, ratio), lower)]
+                targets = [max(int(total * (share - reserve)), low)
+                           for share, low in zip(cut_shares(jobs, ratio), lower)]
             for k, target in enumerate(targets):
                 cut = hop.to(target)
                 if cut is None:
