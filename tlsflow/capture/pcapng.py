@@ -56,7 +56,10 @@ class _Layout:
     def __init__(self, order: str) -> None:
         self.block_header = Struct(order + "II").unpack_from
         self.u32 = Struct(order + "I").unpack_from
-        self.enhanced = Struct(order + "IIII4x").unpack_from  # interface, ts high, ts low, caplen (not original len)
+        # A block's type and length, and the first fields of an enhanced packet block as if it were one (interface,
+        # ts high, ts low, caplen; not the original length): one unpack for most blocks of a file (the fields mean
+        # nothing in a block of another type).
+        self.head = Struct(order + "IIIIII").unpack_from
         self.obsolete = Struct(order + "HHIIII").unpack_from  # interface, drops, ts high, ts low, caplen, len
         self.interface = Struct(order + "HHI").unpack_from  # link type, reserved, snaplen
         self.version = Struct(order + "HH").unpack_from
@@ -116,7 +119,7 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
         # A section header's length is read in its own byte order, by the loop: not here.
         return length if block_type != SECTION_HEADER and length <= MAX_BLOCK_SIZE else -1
 
-    enhanced = layout.enhanced
+    head = layout.head
     u32 = layout.u32
     interfaces: list[list] = []  # per interface: handler, units, offset, link type, snaplen, frames (see _IFACE_*)
     retired: list[list] = []  # interfaces of finished sections, until their frame counts are folded into stats
@@ -144,7 +147,10 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
         while True:
             end = len(buf)
             while end - pos >= 12:
-                block_type, length = block_header(buf, pos)
+                if end - pos >= 24:
+                    block_type, length, interface, ts_high, ts_low, caplen = head(buf, pos)
+                else:
+                    block_type, length = block_header(buf, pos)
                 if block_type == SECTION_HEADER:  # a palindrome: readable before the byte order is known
                     magic = buf[pos + 8:pos + 12]
                     if magic == BYTE_ORDER_LITTLE:
@@ -154,7 +160,7 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                     else:
                         raise corrupt(f"section header has an invalid byte-order magic {magic.hex()}", pos)
                     block_header = layout.block_header
-                    enhanced = layout.enhanced
+                    head = layout.head
                     u32 = layout.u32
                     length = block_header(buf, pos)[1]
                 if length < 12 or length & 3:
@@ -171,7 +177,8 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                 if block_type == ENHANCED_PACKET:
                     if length < 32:
                         raise corrupt(f"enhanced packet block too short ({length} bytes)", pos)
-                    interface, ts_high, ts_low, caplen = enhanced(buf, pos + 8)
+                    # (interface, ts_high, ts_low and caplen came with the block's header: it is whole, so 32
+                    # bytes or more are left from pos)
                     start = pos + 28
                     if caplen > length - 32:
                         raise corrupt(f"enhanced packet block: {caplen} captured bytes do not fit in a block of "
@@ -182,7 +189,9 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                     iface = interfaces[interface]
                     frame += 1
                     iface[5] += 1  # _IFACE_FRAMES; indices spelled out on the hot path
-                    last_ts = ((ts_high << 32) | ts_low) / iface[1] + iface[2]
+                    # The 64-bit count as a float, rounded once as int / float would round it (the high word times
+                    # 2**32 is exact), without the two large integers.
+                    last_ts = (ts_high * 4294967296.0 + ts_low) / iface[1] + iface[2]
                     pos = stop
                     lane_spec = iface[6]  # _IFACE_LANE
                     if lane_spec is not None and caplen >= lane_spec[2] and lanes:
