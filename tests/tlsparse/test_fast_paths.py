@@ -99,19 +99,10 @@ def real_hellos(pki) -> list[tuple[int, bytes]]:
     import conftest
 
     out = []
-    for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
-        for alpn in (None, ["h2", "http/1.1"]):
-            client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            client.load_verify_locations(pki.ca_cert)
-            server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            server.load_cert_chain(pki.server_chain, pki.server_key)
-            client.maximum_version = server.maximum_version = version
-            if alpn:
-                client.set_alpn_protocols(alpn)
-                server.set_alpn_protocols(alpn)
-            _, events = conftest.parse_all(conftest.run_tls(client, server).chunks)
-            out += [(e.msg_type, e.raw[4:]) for e in events
-                    if isinstance(e, HandshakeSeen) and isinstance(e.message, ClientHello | ServerHello)]
+    for run in conftest.version_and_alpn_handshakes(pki):
+        _, events = conftest.parse_all(run.chunks)
+        out += [(e.msg_type, e.raw[4:]) for e in events
+                if isinstance(e, HandshakeSeen) and isinstance(e.message, ClientHello | ServerHello)]
     return out
 
 

@@ -3,7 +3,6 @@ the parser gives the same events; it stays within its bounds; it never keeps wha
 the parser keeps nothing in module globals."""
 from __future__ import annotations
 
-import ssl
 import sys
 
 import pytest
@@ -43,19 +42,7 @@ def real_transcripts(pki) -> list:
     """Real TLS 1.2 and 1.3 handshakes (with application data), each direction's chunks in wire order."""
     import conftest
 
-    out = []
-    for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
-        for alpn in (None, ["h2", "http/1.1"]):
-            client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            client.load_verify_locations(pki.ca_cert)
-            server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            server.load_cert_chain(pki.server_chain, pki.server_key)
-            client.maximum_version = server.maximum_version = version
-            if alpn:
-                client.set_alpn_protocols(alpn)
-                server.set_alpn_protocols(alpn)
-            out.append(conftest.run_tls(client, server).chunks)
-    return out
+    return [run.chunks for run in conftest.version_and_alpn_handshakes(pki)]
 
 
 def _events(chunks, cache: ParseCache | None) -> list:
