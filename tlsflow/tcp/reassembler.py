@@ -102,7 +102,9 @@ class TcpReassembler:
         self._flows: dict[FlowKey, tuple[_Flow, int]] = {}
         self._open: OrderedDict[int, _Flow] = OrderedDict()  # least recently active first
         self._closing: OrderedDict[int, _Flow] = OrderedDict()
-        self._next_flow_id = 1
+        # Connections opened so far (the last flow_id given): a plain attribute, as --jobs workers read it after
+        # every packet they hand to `add`.
+        self.flows_opened = 0
         self._now = float("-inf")
         self._next_expiry = float("-inf")
         self.flows_evicted = 0
@@ -120,11 +122,6 @@ class TcpReassembler:
         """Capture time from which `add`/`advance` run the next expiry pass: `advance(ts)` for an earlier `ts`
         changes nothing that matters (a caller may skip it)."""
         return self._next_expiry
-
-    @property
-    def flows_opened(self) -> int:
-        """Connections opened so far (the last flow_id given)."""
-        return self._next_flow_id - 1
 
     @property
     def open_flows(self) -> int:
@@ -552,8 +549,7 @@ class TcpReassembler:
     def _open_flow(self, pkt: TcpPacket, key: FlowKey, out: list[Event]) -> _Flow:
         if len(self._open) + len(self._closing) >= self.max_flows:
             self._evict(out)
-        flow_id = self._next_flow_id
-        self._next_flow_id += 1
+        self.flows_opened = flow_id = self.flows_opened + 1
         src, sport, dst, dport = key
         frame = pkt.frame
         ts = pkt.ts
