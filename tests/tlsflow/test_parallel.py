@@ -748,3 +748,18 @@ def test_dataframe_api_with_jobs(generated):
     two = tlsflow.analyze(str(generated), jobs=2)
     assert len(one) > 100
     assert one.equals(two)
+
+
+def test_pcapng_cut_at_a_section_header(generated_pcapng, fallbacks):
+    """A cut right at the second section's header, and one block after it: the range starts with the new section
+    (its own byte order and interfaces), or with it as its preamble."""
+    data = generated_pcapng.read_bytes()
+    sections = [b for b in _block_offsets(data) if data[b:b + 4] == b"\x0a\x0d\x0d\x0a"]
+    assert len(sections) == 2
+    after = next(b for b in _block_offsets(data) if b > sections[1])
+    single = _single(generated_pcapng)
+    for offset in (sections[1], after, sections[1] + 1):
+        cut = next(find_cuts(str(generated_pcapng), [offset]))
+        assert cut.preamble[:4] == b"\x0a\x0d\x0d\x0a"
+        assert _in_ranges(generated_pcapng, [offset]) == single, offset
+    assert not fallbacks
