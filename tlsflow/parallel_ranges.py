@@ -2,9 +2,11 @@
 its end as its own connections go on.
 
 Cuts: the file is cut into N ranges at record boundaries (`capture.split`, a hop over the record or block headers
-that also gives each range's first frame number, and for pcapng the blocks its reader must read first). The parent hops while worker 0 already analyses, and starts worker k
-as soon as cut k is known; worker k-1 learns there where its range ends. As worker k starts later than worker
-k-1 by the time the hop took, its range is a little shorter (`cut_shares`, with the hop's cost measured).
+that also gives each range's first frame number, and for pcapng the blocks its reader must read first). The
+parent hops while worker 0 already analyses, and starts worker k as soon as cut k is known; worker k-1 learns
+there where its range ends. As worker k starts later than worker k-1 by the time the hop took, its range is a
+little shorter (`cut_shares`, with the hop's cost measured); and every range but the last is 2 % of the file
+shorter still (`LAST_RANGE_RESERVE`), so that the last worker ends last.
 
 Ownership: a worker owns the connections whose first packet (in a single process's view) lies in its range. It
 analyses its range as a single process would, from an empty flow table; past its end it goes on reading, but
@@ -24,7 +26,9 @@ went on past L would have taken packets of a later connection on the 4-tuple (a 
 there: port reuse within the idle timeout, after a close that straddles the cut); that, a flow table overflow
 (`max_flows`) in any worker (each worker's table holds other flows than a single process's), and a connection
 closed idle by a worker whose clock check failed cannot be settled from the records: the parent then analyses
-the file again in one process (records already given are not repeated). Exact, slow, and rare.
+the file again in one process (records already given are not repeated). Exact, slow, and rare. Damage inside a
+range (pcapng: within a block whose length the hop could pass) ends the run there, as in one process: the later
+ranges do not count.
 
 flow_id: worker 0 numbers its flows as a single process does (it starts at the first frame and opens flows in
 frame order). Worker k>0 numbers its own flows the same way, phantoms included; once workers 0..k-1 have ended,
@@ -51,7 +55,7 @@ from tlsflow.capture.linktypes import ETHERNET
 from tlsflow.parallel import BATCH_PACKETS, QUEUE_BATCHES, shut_down, start_method, tune_gc, worker_messages
 
 _NO_END = 1 << 62  # "no end frame known yet" / "reads to the end of the file"
-_UNKNOWN = -1  # in the end pipe: the cut was not found (damage or end of file first): read to the end
+_UNKNOWN = -1  # in the "end" message: the cut was not found (damage or end of file first): read to the end
 
 
 def splittable(path: str) -> bool:
