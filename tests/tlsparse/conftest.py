@@ -7,6 +7,7 @@ import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -195,6 +196,31 @@ def parse_all(chunks: Iterable[tuple[Sender, bytes]], *, split: int | None = Non
               **caps: int) -> tuple[TlsConnection, list[Event]]:
     conn = TlsConnection(**caps)
     return conn, feed(conn, chunks, split=split)
+
+
+def mutate(draw: Callable[..., Any], data: bytes, *, edits: tuple[int, int], drop: int, insert: int,
+           truncate: bool = False) -> bytes:
+    """`data` with a drawn number of edits (`edits`: least, most): a byte flipped, up to `drop` bytes dropped, up
+    to `insert` drawn bytes inserted (and, with `truncate`, the rest cut off), each at a drawn place. `draw` is a
+    hypothesis `data.draw`."""
+    from hypothesis import strategies as st
+
+    out = bytearray(data)
+    actions = ["flip", "drop", "insert", "truncate"] if truncate else ["flip", "drop", "insert"]
+    for _ in range(draw(st.integers(*edits))):
+        if not out:
+            break
+        i = draw(st.integers(0, len(out) - 1))
+        action = draw(st.sampled_from(actions))
+        if action == "flip":
+            out[i] ^= draw(st.integers(1, 255))
+        elif action == "drop":
+            del out[i:i + draw(st.integers(1, drop))]
+        elif action == "insert":
+            out[i:i] = draw(st.binary(min_size=1, max_size=insert))
+        else:
+            del out[i:]
+    return bytes(out)
 
 
 def record(content_type: int, body: bytes, version: int = 0x0303) -> bytes:

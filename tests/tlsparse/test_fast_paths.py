@@ -120,22 +120,10 @@ def test_real_hellos_take_the_fast_path(real_hellos) -> None:
 def test_mutated_hellos_agree_with_the_reference(real_hellos, data) -> None:
     """Flip, drop and insert bytes of real hellos: whatever the fast decoder returns is what the reference
     returns; when the reference fails, the fast decoder has declined."""
+    import conftest
+
     msg_type, body = data.draw(st.sampled_from(real_hellos))
-    body = bytearray(body)
-    for _ in range(data.draw(st.integers(1, 4))):
-        if not body:
-            break
-        i = data.draw(st.integers(0, len(body) - 1))
-        action = data.draw(st.sampled_from(["flip", "drop", "insert", "truncate"]))
-        if action == "flip":
-            body[i] ^= data.draw(st.integers(1, 255))
-        elif action == "drop":
-            del body[i:i + data.draw(st.integers(1, 8))]
-        elif action == "insert":
-            body[i:i] = data.draw(st.binary(min_size=1, max_size=6))
-        else:
-            del body[i:]
-    body = bytes(body)
+    body = conftest.mutate(data.draw, body, edits=(1, 4), drop=8, insert=6, truncate=True)
     fast = fast_client_hello(body) if msg_type == 1 else fast_server_hello(body)
     message, error = _reference(decode_client_hello if msg_type == 1 else decode_server_hello, body)
     if fast is not None:
@@ -197,22 +185,12 @@ def real_messages(pki) -> list[tuple[int, bytes]]:
 def test_every_message_agrees_with_the_reader_path(real_messages, data) -> None:
     """decode_handshake (fast paths first) against the Reader path alone, on real and mutated messages of every
     type, in each version context (known 1.2, known 1.3, unknown)."""
+    import conftest
+
     from tlsparse.handshake import DecodeContext, decode_handshake
 
     msg_type, body = data.draw(st.sampled_from(real_messages))
-    body = bytearray(body)
-    for _ in range(data.draw(st.integers(0, 3))):
-        if not body:
-            break
-        i = data.draw(st.integers(0, len(body) - 1))
-        action = data.draw(st.sampled_from(["flip", "drop", "insert"]))
-        if action == "flip":
-            body[i] ^= data.draw(st.integers(1, 255))
-        elif action == "drop":
-            del body[i:i + data.draw(st.integers(1, 8))]
-        else:
-            body[i:i] = data.draw(st.binary(min_size=1, max_size=6))
-    body = bytes(body)
+    body = conftest.mutate(data.draw, body, edits=(0, 3), drop=8, insert=6)
     ctx = DecodeContext(version=data.draw(st.sampled_from([None, 0x0301, 0x0303, 0x0304])),
                         cipher_suite=data.draw(st.sampled_from([None, 0xC02B, 0xC02F, 0x009C, 0x1301])))
     decoded = decode_handshake(msg_type, body, ctx)

@@ -91,21 +91,12 @@ def real_handshakes(pki) -> list[list[tuple[Sender, bytes]]]:
 @given(st.data())
 def test_mutated_real_handshakes(real_handshakes, data) -> None:
     """Flip, drop and insert bytes in real TLS 1.2/1.3 transcripts, cut them anywhere, lose pieces."""
+    import conftest
+
     chunks = data.draw(st.sampled_from(real_handshakes))
     ops = []
     for sender, payload in chunks:
-        payload = bytearray(payload)
-        for _ in range(data.draw(st.integers(0, 4))):
-            if not payload:
-                break
-            i = data.draw(st.integers(0, len(payload) - 1))
-            action = data.draw(st.sampled_from(["flip", "drop", "insert"]))
-            if action == "flip":
-                payload[i] ^= data.draw(st.integers(1, 255))
-            elif action == "drop":
-                del payload[i:i + data.draw(st.integers(1, 20))]
-            else:
-                payload[i:i] = data.draw(st.binary(min_size=1, max_size=10))
+        payload = conftest.mutate(data.draw, payload, edits=(0, 4), drop=20, insert=10)
         cuts = sorted(set(data.draw(st.lists(st.integers(1, max(1, len(payload))), max_size=8))))
         lost = data.draw(st.sets(st.integers(0, len(cuts)), max_size=2))
         for i, (start, end) in enumerate(zip([0, *cuts], [*cuts, len(payload)])):
