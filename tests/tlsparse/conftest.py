@@ -127,21 +127,27 @@ def run_tls(client_ctx: ssl.SSLContext, server_ctx: ssl.SSLContext, *, server_ho
     return t
 
 
+def up_to(pki: Pki, version: ssl.TLSVersion, *, alpn: list[str] | None = None,
+          client_ciphers: str | None = None) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """(client, server) contexts trusting the test CA, neither above `version` (the client's defaults below it, as
+    its ClientHello offers them); ALPN offered and accepted, the client's cipher list."""
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.load_verify_locations(pki.ca_cert)
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(pki.server_chain, pki.server_key)
+    client.maximum_version = server.maximum_version = version
+    if alpn:
+        client.set_alpn_protocols(alpn)
+        server.set_alpn_protocols(alpn)
+    if client_ciphers:
+        client.set_ciphers(client_ciphers)
+    return client, server
+
+
 def version_and_alpn_handshakes(pki: Pki) -> list[Transcript]:
     """Real TLS 1.2 and 1.3 handshakes, each with and without ALPN offered (h2, http/1.1), with a little data."""
-    out = []
-    for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
-        for alpn in (None, ["h2", "http/1.1"]):
-            client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            client.load_verify_locations(pki.ca_cert)
-            server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            server.load_cert_chain(pki.server_chain, pki.server_key)
-            client.maximum_version = server.maximum_version = version
-            if alpn:
-                client.set_alpn_protocols(alpn)
-                server.set_alpn_protocols(alpn)
-            out.append(run_tls(client, server))
-    return out
+    return [run_tls(*up_to(pki, version, alpn=alpn))
+            for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3) for alpn in (None, ["h2", "http/1.1"])]
 
 
 @pytest.fixture

@@ -167,14 +167,7 @@ def real_messages(pki) -> list[tuple[int, bytes]]:
     out = []
     for version, ciphers in ((ssl.TLSVersion.TLSv1_2, "ECDHE-ECDSA-AES128-GCM-SHA256"),
                              (ssl.TLSVersion.TLSv1_2, None), (ssl.TLSVersion.TLSv1_3, None)):
-        client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        client.load_verify_locations(pki.ca_cert)
-        server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        server.load_cert_chain(pki.server_chain, pki.server_key)
-        client.maximum_version = server.maximum_version = version
-        if ciphers:
-            client.set_ciphers(ciphers)
-        _, events = conftest.parse_all(conftest.run_tls(client, server).chunks)
+        _, events = conftest.parse_all(conftest.run_tls(*conftest.up_to(pki, version, client_ciphers=ciphers)).chunks)
         out += [(e.msg_type if e.msg_type != 6 else 2, e.raw[4:]) for e in events if isinstance(e, HandshakeSeen)]
     return out
 
