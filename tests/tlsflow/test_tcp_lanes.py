@@ -247,6 +247,17 @@ def test_after_the_handshake_rst_idle_expiry_and_port_reuse(tmp_path: Path) -> N
                 _compare(tmp_path, link_type, packets, stop_after, pcapng)
 
 
+def _read_wanting_the_first_chunk_only(cap, reassembler: TcpReassembler, out: list) -> None:
+    """Every packet or counted time the reader gives, into `out`, the packets into the reassembler; a flow wants
+    no more data from its first chunk on (so it goes to the fast lane at once)."""
+    for pkt in cap.packets(counter=reassembler):
+        out.append(pkt)
+        if pkt.__class__ is not float:
+            for event in reassembler.add(pkt):
+                if isinstance(event, StreamChunk):
+                    event.conn.wants_data = False
+
+
 @pytest.mark.parametrize("pcapng", [False, True])
 @pytest.mark.parametrize("link_type", [lt.ETHERNET, lt.LINUX_SLL, lt.LINUX_SLL2])
 def test_counted_segments_are_not_yielded_but_their_time_and_number_are_known(tmp_path: Path, link_type: int,
@@ -258,12 +269,7 @@ def test_counted_segments_are_not_yielded_but_their_time_and_number_are_known(tm
     reassembler = TcpReassembler()
     yielded = []
     with open_capture(path) as cap:
-        for pkt in cap.packets(counter=reassembler):
-            yielded.append(pkt)
-            if pkt.__class__ is not float:
-                for event in reassembler.add(pkt):
-                    if isinstance(event, StreamChunk):
-                        event.conn.wants_data = False
+        _read_wanting_the_first_chunk_only(cap, reassembler, yielded)
         assert cap.stats.tcp_packets == cap.stats.frames == 27
     packets = [p for p in yielded if p.__class__ is not float]
     assert len(packets) < 10  # the handshake, and the first segment after the flow stopped wanting data
@@ -287,12 +293,7 @@ def test_a_damaged_capture_gives_the_last_counted_time_before_the_error(tmp_path
     error = None
     with open_capture(path) as cap:
         try:
-            for pkt in cap.packets(counter=reassembler):
-                seen.append(pkt)
-                if pkt.__class__ is not float:
-                    for event in reassembler.add(pkt):
-                        if isinstance(event, StreamChunk):
-                            event.conn.wants_data = False
+            _read_wanting_the_first_chunk_only(cap, reassembler, seen)
         except CaptureError as exc:
             error = exc
     assert error is not None and ("1073741824" in str(error) or "impossible length 13" in str(error))
