@@ -270,9 +270,9 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
     """One worker's work, as messages: ("batch", records, bytes of its range done, flows opened, flows evicted so
     far, next expiry pass after its first packet, frame, phantoms) and at the end ("end", error text or None,
     flows evicted, next expiry pass after its first packet, next expiry pass when it passed its end, whether the
-    error came before the range's end). Every
-    flow's "opened" entry comes in the same message as its record or an earlier one. `frame`: every packet up to
-    it has been taken; `phantoms`: (flow id, last frame) of the flows the parent asked to watch that are open.
+    error came before the range's end). Every flow's "opened" entry comes in the same message as its record or an
+    earlier one. `frame`: every packet up to it has been taken; `phantoms`: (flow id, last frame) of the flows
+    the parent asked to watch that are open.
 
     `start`: (byte offset, frames before it, pcapng preamble) of the range's first record or block
     (split.Cut), None for the start of the file.
@@ -280,8 +280,7 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
     the file).
     `parent`: the parent's messages (a pipe end: poll, recv): ("end", (first frame, byte offset, pcapng
     preamble) of the next range, or `_UNKNOWN`: there is no next range after all), as soon as its hop has found
-    the cut; ("watch",
-    [(flow id, src, sport, dst, dport)]): flows of this worker that are phantoms (`_Placer`).
+    the cut; ("watch", [(flow id, src, sport, dst, dport)]): flows of this worker that are phantoms (`_Placer`).
     `meter`: shared (start time, bytes done) that the parent reads to weigh the cuts (`analyze_ranges`).
     """
     from tlsflow.capture import CaptureError, open_capture
