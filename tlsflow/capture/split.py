@@ -26,6 +26,16 @@ from . import pcap, pcapng
 HOP_WINDOW = 1 << 26  # bytes of the file mapped at a time by the hop (more than the largest record)
 
 
+def _map(fileno: int, length: int, offset: int) -> mmap.mmap:
+    """A read-only window of the file. Linux: its pages are entered at once (MAP_POPULATE) rather than one fault
+    at a time as the hop walks into them (1 GB pcap, hop to the middle: 0.15-0.17 s of CPU instead of 0.16-0.19,
+    four runs each)."""
+    populate = getattr(mmap, "MAP_POPULATE", 0)
+    if populate:
+        return mmap.mmap(fileno, length, flags=mmap.MAP_SHARED | populate, prot=mmap.PROT_READ, offset=offset)
+    return mmap.mmap(fileno, length, offset=offset, access=mmap.ACCESS_READ)
+
+
 @dataclass(frozen=True, slots=True)
 class Cut:
     """A range starts at the record (pcap) or block (pcapng) at byte `offset`; its next frame is number
@@ -116,7 +126,7 @@ class _Hop:
         if length <= self.pos - start:
             return False
         record_size, max_caplen = self.record_size, self.max_caplen
-        mapped = mmap.mmap(self.fileno, length, offset=start, access=mmap.ACCESS_READ)
+        mapped = _map(self.fileno, length, start)
         whole = memoryview(mapped)
         views: list[memoryview] = []
         try:
@@ -249,7 +259,7 @@ class BlockHop(_FileHop):
         length = min(self._size - start, HOP_WINDOW)
         if length <= self.pos - start:
             return False
-        mapped = mmap.mmap(self._fileno, length, offset=start, access=mmap.ACCESS_READ)
+        mapped = _map(self._fileno, length, start)
         try:
             pos = self.pos - start
             frames = self.frames
