@@ -50,12 +50,14 @@ def _one_capture(path: str, trust: Any, progress: Callable[[int, int | None], No
         yield f"{path}: {report.error} ({report.flows} connection(s) before the damage were reported)"
 
 
-def _worker(args: tuple[str, str | None, str | None]) -> tuple[str, list[Any]]:
-    path, ca_bundle, keylog_path = args
+def _worker(args: tuple[str, str | None, str | None, bool]) -> tuple[str, list[Any]]:
+    path, ca_bundle, keylog_path, json_lines = args
     from tlsflow.parallel import tune_gc
+    from tlsflow.shipping import pack
 
     tune_gc()
-    return path, list(_one_capture(path, _trust_store(ca_bundle), keylog=_load_keylog(keylog_path)))
+    return path, [result if isinstance(result, str) else pack(result, json_lines)
+                  for result in _one_capture(path, _trust_store(ca_bundle), keylog=_load_keylog(keylog_path))]
 
 
 def _opens(path: str) -> bool:
@@ -70,7 +72,7 @@ def _opens(path: str) -> bool:
 
 
 def analyze_files(inputs: list[str], *, trust: Any = None, ca_bundle: str | None = None, jobs: int = 1,
-                  keylog: Any = None, progress_factory: ProgressFactory | None = None
+                  keylog: Any = None, progress_factory: ProgressFactory | None = None, json_lines: bool = False
                   ) -> Iterator[tuple[str, dict[str, Any] | str]]:
     """Yield (capture, record) for every connection, or (capture, error message) for unreadable input.
     `keylog`: an SSLKEYLOGFILE path (or a tlsparse.keylog.KeyLog) to decrypt handshakes with.
@@ -78,16 +80,19 @@ def analyze_files(inputs: list[str], *, trust: Any = None, ca_bundle: str | None
     `jobs` byte ranges, other single files (gzip) are shared out by connection (tlsflow.parallel; records as in one
     process, in another order). Worker processes build
     their trust store from `ca_bundle` and their key log from a path, so a `trust` or KeyLog object keeps one
-    process for a single file."""
+    process for a single file. `json_lines`: the caller writes the records as JSON lines, so workers encode them
+    too (records are then `shipping.EncodedRecord`s, dicts that carry their line)."""
     if jobs > 1 and len(inputs) > 1 and "-" not in inputs:
         import multiprocessing
+
+        from tlsflow.shipping import unpack
 
         # Each worker builds its own trust store and key log from paths: they do not pickle cheaply.
         keylog_path = None if keylog is None or hasattr(keylog, "secrets_for") else str(keylog)
         with multiprocessing.get_context("spawn").Pool(jobs) as pool:
-            for path, results in pool.imap(_worker, [(p, ca_bundle, keylog_path) for p in inputs]):
+            for path, results in pool.imap(_worker, [(p, ca_bundle, keylog_path, json_lines) for p in inputs]):
                 for result in results:
-                    yield path, result
+                    yield path, result if isinstance(result, str) else unpack(result)
         return
     if (jobs > 1 and len(inputs) == 1 and inputs[0] != "-" and trust is None
             and not hasattr(keylog, "secrets_for") and _opens(inputs[0])):
@@ -99,7 +104,7 @@ def analyze_files(inputs: list[str], *, trust: Any = None, ca_bundle: str | None
         progress = progress_factory(path) if progress_factory is not None else None
         keylog_path = None if keylog is None else str(keylog)
         for result in analyze_file_parallel(path, jobs, ca_bundle=ca_bundle, keylog_path=keylog_path,
-                                            progress=progress):
+                                            progress=progress, json_lines=json_lines):
             yield path, result
         if progress is not None and hasattr(progress, "clear"):
             progress.clear()

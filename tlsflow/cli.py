@@ -13,8 +13,9 @@ import time
 from typing import IO, Any
 
 from tlsflow import __version__
-from tlsflow.formats import FORMATS, open_writer
+from tlsflow.formats import FORMATS, JsonLinesWriter, open_writer
 from tlsflow.inputs import InputError, expand_inputs
+from tlsflow.shipping import EncodedRecord
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_UNREADABLE = 0, 1, 2, 3
 EXIT_CODES_HELP = """exit codes:
@@ -195,8 +196,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         sys.stderr.write(f"tlsflow: --keylog: {args.keylog}: no such file\n")
         return EXIT_USAGE
     jobs = args.jobs if args.jobs > 0 else cpu_cores()
+    # --jobs and JSON lines: the workers encode the records they send (tlsflow.shipping), the parent writes them.
+    lines = writer.stream.write if jobs > 1 and isinstance(writer, JsonLinesWriter) else None
     for capture, result in analyze_files(inputs, trust=trust if jobs <= 1 else None,
-                                         ca_bundle=args.ca_bundle, jobs=jobs,
+                                         ca_bundle=args.ca_bundle, jobs=jobs, json_lines=lines is not None,
                                          keylog=args.keylog,
                                          progress_factory=(lambda name: ProgressBar(sys.stderr, name))
                                          if show_progress else None):
@@ -210,7 +213,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         outcomes[record["outcome"]] = outcomes.get(record["outcome"], 0) + 1
         if record["outcome"] == "failed":
             failed += 1
-        if writer is not None:
+        if lines is not None and record.__class__ is EncodedRecord:
+            lines(record.json_line())
+        elif writer is not None:
             writer.write(record)
         else:
             records.append(record)

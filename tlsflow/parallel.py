@@ -26,6 +26,8 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from tlsflow.shipping import pack_all, unpack_all
+
 BATCH_PACKETS = 1 << 14  # packets between two messages of a worker (records, opened flows, progress)
 QUEUE_BATCHES = 64  # messages waiting in the queue at most: memory stays bounded if the parent falls behind
 _END = 1 << 62  # "read past every frame": the progress of a worker that has finished
@@ -45,7 +47,7 @@ def tune_gc() -> None:
 
 
 def _shard_main(path: str, index: int, count: int, ca_bundle: str | None, keylog_path: str | None,
-                queue: Any) -> None:
+                queue: Any, json_lines: bool = False) -> None:
     """A worker process: stream (index, message) tuples to `queue`; the last message is ("end", ...) or
     ("crash", traceback text)."""
     tune_gc()
@@ -53,14 +55,14 @@ def _shard_main(path: str, index: int, count: int, ca_bundle: str | None, keylog
         from tlsflow.api import _load_keylog, _trust_store
 
         for message in shard_messages(path, index, count, trust=_trust_store(ca_bundle),
-                                      keylog=_load_keylog(keylog_path)):
+                                      keylog=_load_keylog(keylog_path), json_lines=json_lines):
             queue.put((index, message))
     except BaseException:  # noqa: BLE001 - reported to the parent, which raises
         queue.put((index, ("crash", traceback.format_exc())))
 
 
 def shard_messages(path: str, index: int, count: int, *, trust: Any, keylog: Any = None,
-                   batch_packets: int = BATCH_PACKETS) -> Iterator[tuple[Any, ...]]:
+                   batch_packets: int = BATCH_PACKETS, json_lines: bool = False) -> Iterator[tuple[Any, ...]]:
     """One worker's work, as messages: ("batch", progress frame, opened first frames, records, bytes read) and at
     the end ("end", error text or None, flows reported). Records carry the worker's own flow numbering."""
     from tlsflow.capture import CaptureError, open_capture
@@ -95,32 +97,35 @@ def shard_messages(path: str, index: int, count: int, *, trust: Any, keylog: Any
                 if n >= batch_packets:
                     n = 0
                     flows += len(records)
-                    yield ("batch", progress, opened, records, cap.bytes_read)
+                    yield ("batch", progress, opened, pack_all(records, json_lines), cap.bytes_read)
                     records, opened = [], array("q")
         except CaptureError as exc:
             error = str(exc)
         records.extend(analyzer.finish())
         flows += len(records)
-        yield ("batch", _END, opened, records, cap.bytes_read)
+        yield ("batch", _END, opened, pack_all(records, json_lines), cap.bytes_read)
     yield ("end", error, flows)
 
 
 def analyze_file_parallel(path: str, jobs: int, *, ca_bundle: str | None = None, keylog_path: str | None = None,
                           progress: Callable[[int, int | None], None] | None = None,
-                          cut_targets: list[int] | None = None) -> Iterator[dict[str, Any] | str]:
+                          cut_targets: list[int] | None = None, json_lines: bool = False
+                          ) -> Iterator[dict[str, Any] | str]:
     """The records of one capture analysed by `jobs` processes (flow_id as in a single process), then an error
     text if the capture is damaged, as `api._one_capture` yields them.
 
     A pcap or pcapng file on disk is cut into byte ranges (`tlsflow.parallel_ranges`); anything else (gzip) is
     shared out by connection. `cut_targets` (tests): the byte offsets to cut at instead of equal shares.
+    `json_lines`: the records will be written as JSON lines, so the workers encode them (`tlsflow.shipping`).
     """
     from tlsflow.parallel_ranges import analyze_ranges, splittable
 
     if splittable(path):
         yield from analyze_ranges(path, jobs, ca_bundle=ca_bundle, keylog_path=keylog_path, progress=progress,
-                                  cut_targets=cut_targets)
+                                  cut_targets=cut_targets, json_lines=json_lines)
         return
-    yield from analyze_file_sharded(path, jobs, ca_bundle=ca_bundle, keylog_path=keylog_path, progress=progress)
+    yield from analyze_file_sharded(path, jobs, ca_bundle=ca_bundle, keylog_path=keylog_path, progress=progress,
+                                    json_lines=json_lines)
 
 
 def start_method() -> Any:
@@ -134,12 +139,13 @@ def start_method() -> Any:
 
 
 def analyze_file_sharded(path: str, jobs: int, *, ca_bundle: str | None = None, keylog_path: str | None = None,
-                         progress: Callable[[int, int | None], None] | None = None
+                         progress: Callable[[int, int | None], None] | None = None, json_lines: bool = False
                          ) -> Iterator[dict[str, Any] | str]:
     """`analyze_file_parallel` by connection shards (every worker reads the whole file)."""
     ctx = start_method()
     queue = ctx.Queue(QUEUE_BATCHES)
-    workers = [ctx.Process(target=_shard_main, args=(path, i, jobs, ca_bundle, keylog_path, queue), daemon=True)
+    workers = [ctx.Process(target=_shard_main, args=(path, i, jobs, ca_bundle, keylog_path, queue,
+                                                         json_lines), daemon=True)
                for i in range(jobs)]
     for worker in workers:
         worker.start()
@@ -204,7 +210,7 @@ def _merge(queue: Any, workers: list[Any], path: str, progress: Callable[[int, i
         opened[index].extend(new_opened)
         read_to[index] = read
         heap = waiting[index]
-        for record in records:
+        for record in unpack_all(records):
             tie += 1
             heapq.heappush(heap, (record["first_frame"], tie, record["flow_id"], record))
         if progress is not None and index == 0:

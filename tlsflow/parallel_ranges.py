@@ -53,6 +53,7 @@ from typing import Any
 
 from tlsflow.capture.linktypes import ETHERNET
 from tlsflow.parallel import BATCH_PACKETS, QUEUE_BATCHES, shut_down, start_method, tune_gc, worker_messages
+from tlsflow.shipping import pack_all, unpack_all
 
 _NO_END = 1 << 62  # "no end frame known yet" / "reads to the end of the file"
 _UNKNOWN = -1  # in the "end" message: the cut was not found (damage or end of file first): read to the end
@@ -252,13 +253,13 @@ def _whole_seconds_before(when: float) -> int:
 
 
 def _range_main(path: str, index: int, start: tuple[int, int] | None, next_target: int | None, parent: Any,
-                ca_bundle: str | None, keylog_path: str | None, queue: Any, meter: Any) -> None:
+                ca_bundle: str | None, keylog_path: str | None, queue: Any, meter: Any, json_lines: bool) -> None:
     tune_gc()
     try:
         from tlsflow.api import _load_keylog, _trust_store
 
         for message in range_messages(path, start, next_target, parent, trust=_trust_store(ca_bundle),
-                                      keylog=_load_keylog(keylog_path), meter=meter):
+                                      keylog=_load_keylog(keylog_path), meter=meter, json_lines=json_lines):
             queue.put((index, message))
     except BaseException:  # noqa: BLE001 - reported to the parent, which raises
         queue.put((index, ("crash", traceback.format_exc())))
@@ -266,7 +267,7 @@ def _range_main(path: str, index: int, start: tuple[int, int] | None, next_targe
 
 def range_messages(path: str, start: tuple[int, int] | None, next_target: int | None, parent: Any, *,
                    trust: Any, keylog: Any = None, batch_packets: int = BATCH_PACKETS,
-                   meter: Any = None) -> Iterator[tuple[Any, ...]]:
+                   meter: Any = None, json_lines: bool = False) -> Iterator[tuple[Any, ...]]:
     """One worker's work, as messages: ("batch", records, bytes of its range done, flows opened, flows evicted so
     far, next expiry pass after its first packet, frame, phantoms) and at the end ("end", error text or None,
     flows evicted, next expiry pass after its first packet, next expiry pass when it passed its end, whether the
@@ -282,6 +283,7 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
     preamble) of the next range, or `_UNKNOWN`: there is no next range after all), as soon as its hop has found
     the cut; ("watch", [(flow id, src, sport, dst, dport)]): flows of this worker that are phantoms (`_Placer`).
     `meter`: shared (start time, bytes done) that the parent reads to weigh the cuts (`analyze_ranges`).
+    Records go packed (`tlsflow.shipping`), with their JSON text when `json_lines`.
     """
     from tlsflow.capture import CaptureError, open_capture
 
@@ -405,7 +407,7 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
                     meter[1] = cap.bytes_read - start_offset
                 if n >= batch_packets:
                     n = 0
-                    yield ("batch", records, min(cap.bytes_read, stop_offset) - start_offset, opened,
+                    yield ("batch", pack_all(records, json_lines), min(cap.bytes_read, stop_offset) - start_offset, opened,
                            reassembler.flows_evicted, first_clock, position, phantoms())
                     records, opened = [], []
             if past is not None:
@@ -432,7 +434,7 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
                     # batches, the parent writes them while this worker goes on.
                     if n >= batch_packets or len(records) >= BATCH_RECORDS:
                         n = 0
-                        yield ("batch", records, stop_offset - start_offset, opened, reassembler.flows_evicted,
+                        yield ("batch", pack_all(records, json_lines), stop_offset - start_offset, opened, reassembler.flows_evicted,
                                first_clock, position, phantoms())
                         records, opened = [], []
         except CaptureError as exc:
@@ -442,10 +444,10 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
             for record in analyzer.finish():
                 take_one(record)
                 if len(records) >= BATCH_RECORDS:
-                    yield ("batch", records, stop_offset - start_offset, opened, reassembler.flows_evicted,
+                    yield ("batch", pack_all(records, json_lines), stop_offset - start_offset, opened, reassembler.flows_evicted,
                            first_clock, position, [])
                     records, opened = [], []
-        yield ("batch", records, stop_offset - start_offset, opened, reassembler.flows_evicted, first_clock,
+        yield ("batch", pack_all(records, json_lines), stop_offset - start_offset, opened, reassembler.flows_evicted, first_clock,
                position, [])
     finally:
         cap.close()
@@ -480,7 +482,8 @@ DEFAULT_HOP_RATIO = 0.05  # the hop's cost per byte over the analysis's, when it
 
 def analyze_ranges(path: str, jobs: int, *, ca_bundle: str | None = None, keylog_path: str | None = None,
                    progress: Callable[[int, int | None], None] | None = None,
-                   cut_targets: list[int] | None = None) -> Iterator[dict[str, Any] | str]:
+                   cut_targets: list[int] | None = None, json_lines: bool = False
+                   ) -> Iterator[dict[str, Any] | str]:
     """`analyze_file_parallel` by byte ranges. `cut_targets`: the byte offsets to cut at (tests); by default the
     cuts balance the workers (`cut_shares`) with the hop's cost measured on the way to the first one."""
     from tlsflow.capture.split import open_hop
@@ -498,7 +501,8 @@ def analyze_ranges(path: str, jobs: int, *, ca_bundle: str | None = None, keylog
     def launch(start: tuple[int, int, bytes] | None, next_target: int | None) -> None:
         receive, send = ctx.Pipe(duplex=False)
         worker = ctx.Process(target=_range_main, args=(path, len(workers), start, next_target, receive, ca_bundle,
-                                                       keylog_path, queue, None if workers else meter), daemon=True)
+                                                       keylog_path, queue, None if workers else meter, json_lines),
+                             daemon=True)
         worker.start()
         workers.append(worker)
         pipes.append(send)
@@ -647,7 +651,7 @@ def _merge_ranges(messages: Iterator[tuple[int, tuple[Any, ...]]], jobs: int, st
                     error = worker_error
             else:
                 _, records, done_bytes[index], opened, evicted, first_clock, position, phantoms = message
-                placer.take(records, opened, position, phantoms, out)
+                placer.take(unpack_all(records), opened, position, phantoms, out)
                 if progress is not None:
                     progress(sum(done_bytes), total)
             if evicted:
