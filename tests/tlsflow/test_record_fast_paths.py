@@ -11,10 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import CORPUS, PUBLIC
 from tests.tlsparse.test_fingerprints import alpn_body, doc_hello
 from tlsflow.pipeline import FlowAnalyzer
+from tlsflow.record import FIELDS
 from tlsparse.fingerprints import HelloFingerprints, ja3, ja3s, ja4
 from tlsparse.messages import EXT_ALPN, EXT_SUPPORTED_GROUPS, Extension
 
@@ -349,3 +352,63 @@ def test_cert_cache_validity_key_equals_the_datetime_one_near_every_edge(summari
                 assert cache._timing(ders, start) == _timing_by_datetimes(ders, start), (edge, offset)
                 checked += 1
     assert checked
+
+
+# ---------------------------------------------------------------- the record encoder (contract-ordered records)
+
+class _Str(str):
+    pass
+
+
+class _Int(int):
+    pass
+
+
+class _Float(float):
+    pass
+
+
+_JSON_SCALARS = (st.none() | st.booleans() | st.integers() | st.floats() | st.text()
+                 | st.sampled_from([_Str("sub"), _Int(7), _Float(1.5), float("nan"), float("-inf"), -0.0]))
+_JSON_VALUES = st.recursive(_JSON_SCALARS, lambda inner: st.lists(inner, max_size=3)
+                            | st.dictionaries(st.text(max_size=3), inner, max_size=3), max_leaves=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.fixed_dictionaries({name: _JSON_VALUES for name in FIELDS}), min_size=1, max_size=6),
+       st.integers(min_value=1, max_value=4))
+def test_record_encoder_equals_json_dumps_for_any_values(records: list[dict[str, Any]], cap: int) -> None:
+    """Any value in any field, repeated over records (the remembered strings, forgotten when `cap` is reached)."""
+    import json
+
+    from tlsflow.formats import RecordEncoder
+
+    encoder = RecordEncoder()
+    encoder.MAX_REMEMBERED = cap
+    for drawn in records + records:
+        record = {name: drawn[name] for name in FIELDS}  # in the contract's order, as build_record makes them
+        assert encoder.encode(record) == json.dumps(record, ensure_ascii=False)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.fixed_dictionaries({name: _JSON_VALUES for name in FIELDS}), st.randoms(use_true_random=False),
+       st.dictionaries(st.text(max_size=4), _JSON_VALUES, max_size=2))
+def test_record_encoder_equals_the_reordering_path_for_other_records(record: dict[str, Any], rnd: Any,
+                                                                     extra: dict[str, Any]) -> None:
+    """A record with keys in another order, missing or added: what `_encode_json(_ordered(record))` gives."""
+    from tlsflow.formats import RecordEncoder, _encode_json, _ordered
+
+    keys = list(record)
+    rnd.shuffle(keys)
+    other = {k: record[k] for k in keys[: rnd.randint(0, len(keys))]} | extra
+    assert RecordEncoder().encode(other) == _encode_json(_ordered(other))
+
+
+def test_record_encoder_equals_json_dumps_on_every_record(analysed: list[_KeepingAnalyzer]) -> None:
+    import json
+
+    from tlsflow.formats import RecordEncoder
+
+    encoder = RecordEncoder()
+    for _, record in [pair for a in analysed for pair in a.closed] * 2:
+        assert encoder.encode(record) == json.dumps(record, ensure_ascii=False)
