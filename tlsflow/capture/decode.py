@@ -393,6 +393,12 @@ def make_handlers(stats: CaptureStats, reassembler: FragmentReassembler | None,
     def unsupported(buf: bytes, start: int, end: int, frame: int, ts: float) -> None:
         stats.non_ip += 1
 
+    if shard is None and count_only is None:
+        # The walkers build the TcpPackets of plain IPv4/TCP frames of these link types themselves, from the fields
+        # of their fast lane's unpack (see pcap.walk_records), with this builder: as these handlers would.
+        for handler in (ethernet, linux_sll, linux_sll2):
+            handler.tcp_packet_builder = build  # type: ignore[attr-defined]
+
     handlers: dict[int, FrameHandler] = {
         lt.ETHERNET: ethernet,
         lt.LINUX_SLL: linux_sll,

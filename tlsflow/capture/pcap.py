@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from socket import inet_ntoa
 from struct import Struct
 from typing import Any, Protocol, TypeVar
 
@@ -43,6 +44,8 @@ _LANE_IP_TCP = "BxHHHBB2x12sIIBBH"
 # The IPv4 and TCP header bytes of a segment without IP options, by the TCP header's data offset byte; an offset
 # below 5 words (invalid) gives a length no IP packet reaches, so that its payload length comes out negative.
 LANE_HEADER_BYTES = tuple(20 + ((byte >> 4) << 2) if byte >= 0x50 else 1 << 17 for byte in range(256))
+_PORTS = Struct("!HH").unpack_from
+_TUPLES_KEPT = 1 << 16  # 4-tuples remembered with their addresses' text before that cache is reset
 LANE_FRAMES = {
     lt.ETHERNET: (Struct("!12xH" + _LANE_IP_TCP), 14),  # untagged
     lt.LINUX_SLL: (Struct("!14xH" + _LANE_IP_TCP), 16),  # tcpdump -i any
@@ -57,6 +60,28 @@ class SegmentCounter(Protocol):
 
     def count_lane(self, lane: Any, frame: int, ts: float, seq: int, ack: int, flags: int, window: int,
                    ttl: int, ip_id: int | None, n: int) -> bool: ...
+
+
+def four_tuple_texts() -> tuple[Callable[[bytes], tuple[str, str, int, int] | None],
+                                Callable[[bytes], tuple[str, str, int, int]]]:
+    """(get, new) of a cache: an IPv4 4-tuple as the walkers' fast lane unpacks it (source address, destination
+    address, source port, destination port: 12 bytes) -> (source text, destination text, source port, destination
+    port), the text as decode makes it. `get(key)` is None for a 4-tuple not seen yet: `new(key)` makes its entry.
+    Bounded: reset once it holds _TUPLES_KEPT 4-tuples."""
+    tuples: dict[bytes, tuple[str, str, int, int]] = {}
+    texts: dict[bytes, str] = {}  # one str per address, shared by its 4-tuples
+
+    def new(key: bytes) -> tuple[str, str, int, int]:
+        if len(tuples) >= _TUPLES_KEPT:
+            tuples.clear()
+            texts.clear()
+        raw_src, raw_dst = key[:4], key[4:8]
+        src = texts.get(raw_src) or texts.setdefault(raw_src, inet_ntoa(raw_src))
+        dst = texts.get(raw_dst) or texts.setdefault(raw_dst, inet_ntoa(raw_dst))
+        entry = tuples[key] = (src, dst, *_PORTS(key, 8))
+        return entry  # type: ignore[return-value]
+
+    return tuples.get, new
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +143,13 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
     lane_frame = lane_layout.unpack_from
     lane_frame_min = link_length + 20 + 20  # IPv4 and TCP without options
     header_bytes = LANE_HEADER_BYTES
-    counted = 0  # segments count_lane took since stats.tcp_packets was last brought up to date
+    counted = 0  # segments count_lane took or the walker built since stats.tcp_packets was last brought up to date
     counted_ts = None  # the time of the last segment, when count_lane took it
+    # The handler's own TcpPacket builder, when it offers it (no --jobs sharding or count_only): the walker then
+    # builds the packets of the fast lane's layout itself. Raw 4-tuple (as a lane key) -> (source text,
+    # destination text, source port, destination port), and raw address -> text, as decode makes them.
+    build = getattr(handle, "tcp_packet_builder", None) if lanes is not None else None
+    tuples_get, new_tuple = four_tuple_texts()
     # A record that straddles two chunks is walked from a buffer of its own (chunks.carry_over).
     pending: bytes | None = None  # the next chunk, while the straddling record is walked
     pending_pos = pending_base = 0
@@ -148,19 +178,29 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
                 pos = stop
                 ts = seconds + fraction / units
                 if lanes and caplen >= lane_frame_min:
-                    # The fast lane: IPv4 without options or fragmentation, not cut by the snap length, a
-                    # valid TCP data offset (as decode's untagged Ethernet/IPv4/TCP branch), a known lane, and no
-                    # SYN or RST.
+                    # IPv4 without options or fragmentation, not cut by the snap length, a valid TCP data offset
+                    # (as decode's untagged Ethernet/IPv4/TCP branch): the fast lane for a known lane without SYN
+                    # or RST, else the TcpPacket built here from the fields unpacked already.
                     (ethertype, version_ihl, total, ident, frag, ttl, proto, key, seq, ack, offset_byte, flags,
                      window) = lane_frame(buf, start)
                     lane = lanes.get(key)
-                    if (lane is not None and not flags & 0x06 and ethertype == 0x0800 and version_ihl == 0x45
-                            and proto == 6 and not frag & 0x3FFF and caplen - total >= link_length
-                            and (n := total - header_bytes[offset_byte]) >= 0
-                            and count_lane(lane, frame, ts, seq, ack, flags, window, ttl, ident, n)):  # type: ignore[misc]
-                        counted += 1
-                        counted_ts = ts
-                        continue
+                    if (ethertype == 0x0800 and version_ihl == 0x45 and proto == 6 and not frag & 0x3FFF
+                            and caplen - total >= link_length and (n := total - header_bytes[offset_byte]) >= 0):
+                        if (lane is not None and not flags & 0x06
+                                and count_lane(lane, frame, ts, seq, ack, flags, window, ttl, ident, n)):  # type: ignore[misc]
+                            counted += 1
+                            counted_ts = ts
+                            continue
+                        if build is not None:
+                            # What `handle` would give (its fast path for this very layout), without unpacking the
+                            # headers again: the addresses' text and the ports come from the 4-tuple's entry.
+                            names = tuples_get(key) or new_tuple(key)
+                            ip_end = start + link_length + total
+                            counted += 1
+                            counted_ts = None
+                            yield build(frame, ts, 4, names[0], names[1], names[2], names[3], seq, ack, flags,
+                                        window, buf[ip_end - n:ip_end], ttl, ident)
+                            continue
                 out = handle(buf, start, stop, frame, ts)
                 if out is None:
                     skipped += 1

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from .chunks import carry_over
 from .errors import CaptureError, CorruptCaptureError, NotACaptureError, TruncatedCaptureError
-from .pcap import LANE_FRAMES, LANE_HEADER_BYTES, SegmentCounter
+from .pcap import LANE_FRAMES, LANE_HEADER_BYTES, SegmentCounter, four_tuple_texts
 from .source import SourceReadError
 from .stats import CaptureStats
 
@@ -106,8 +106,9 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
     lanes = counter.lanes if counter is not None else None
     header_bytes = LANE_HEADER_BYTES
     count_lane = counter.count_lane if counter is not None else None
-    counted = 0  # segments count_lane took since stats.tcp_packets was last brought up to date
+    counted = 0  # segments count_lane took or the walker built since stats.tcp_packets was last brought up to date
     counted_ts = None  # the time of the last segment, when count_lane took it
+    tuples_get, new_tuple = four_tuple_texts()  # for the TcpPackets built here (as in pcap.walk_records)
     # A block that straddles two chunks is walked from a buffer of its own (chunks.carry_over).
     pending: bytes | None = None
     pending_pos = pending_base = 0
@@ -199,14 +200,23 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                         (ethertype, version_ihl, total, ident, frag, ttl, proto, key, seq, ack, offset_byte, flags,
                          window) = lane_spec[0](buf, start)
                         lane = lanes.get(key)
-                        if (lane is not None and not flags & 0x06 and ethertype == 0x0800 and version_ihl == 0x45
-                                and proto == 6 and not frag & 0x3FFF and caplen - total >= lane_spec[1]
-                                and (n := total - header_bytes[offset_byte]) >= 0
-                                and count_lane(lane, frame, last_ts, seq, ack, flags, window,  # type: ignore[misc]
-                                               ttl, ident, n)):
-                            counted += 1
-                            counted_ts = last_ts
-                            continue
+                        if (ethertype == 0x0800 and version_ihl == 0x45 and proto == 6 and not frag & 0x3FFF
+                                and caplen - total >= lane_spec[1] and (n := total - header_bytes[offset_byte]) >= 0):
+                            if (lane is not None and not flags & 0x06
+                                    and count_lane(lane, frame, last_ts, seq, ack, flags, window,  # type: ignore[misc]
+                                                   ttl, ident, n)):
+                                counted += 1
+                                counted_ts = last_ts
+                                continue
+                            build = lane_spec[3]
+                            if build is not None:
+                                names = tuples_get(key) or new_tuple(key)
+                                ip_end = start + lane_spec[1] + total
+                                counted += 1
+                                counted_ts = None
+                                yield build(frame, last_ts, 4, names[0], names[1], names[2], names[3], seq, ack,
+                                            flags, window, buf[ip_end - n:ip_end], ttl, ident)
+                                continue
                     out = iface[0](buf, start, start + caplen, frame, last_ts)
                     if out is None:
                         skipped += 1
@@ -254,9 +264,12 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                     link_type, _reserved, snaplen = layout.interface(buf, pos + 8)
                     units, offset = _interface_time(layout, buf, pos + 16, stop - 4)
                     lane_frame = LANE_FRAMES.get(link_type) if lanes is not None else None
+                    handler = handler_for(link_type)
+                    # (unpack, link header length, shortest frame, the handler's TcpPacket builder if it offers it)
                     lane_spec = (None if lane_frame is None else
-                                 (lane_frame[0].unpack_from, lane_frame[1], lane_frame[1] + 20 + 20))
-                    interfaces.append([handler_for(link_type), units, offset, link_type, snaplen, 0, lane_spec])
+                                 (lane_frame[0].unpack_from, lane_frame[1], lane_frame[1] + 20 + 20,
+                                  getattr(handler, "tcp_packet_builder", None)))
+                    interfaces.append([handler, units, offset, link_type, snaplen, 0, lane_spec])
                     stats.interfaces += 1
                     pos = stop
                     continue

@@ -1,0 +1,169 @@
+"""The pcap and pcapng walkers build the TcpPackets of plain IPv4/TCP frames themselves (from the fields their fast
+lane unpacked) when a reader has a fast lane: the packets, their order, the timestamps yielded for the others and
+the capture's statistics are those the frame handlers give, for every kind of frame (VLAN tags, IP options,
+fragments, IPv6, other protocols, invalid TCP data offsets, IP lengths shorter or longer than the frame, cut by
+the snap length), in Ethernet, Linux cooked (v1, v2) and raw-IP captures."""
+from __future__ import annotations
+
+import dataclasses
+import socket
+import struct
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tlsflow.capture import linktypes as lt
+from tlsflow.capture import open_capture
+from tlsflow.capture.pcap import four_tuple_texts
+
+ADDRESSES4 = ["10.0.0.1", "10.0.0.2", "192.0.2.200", "255.255.255.255", "0.0.0.0"]
+ADDRESSES6 = ["2001:db8::1", "::1"]
+
+
+class NoLane:
+    """A fast lane that knows no 4-tuple (`count_lane` is never reached): every plain frame is built by the
+    walker."""
+
+    def __init__(self) -> None:
+        self.lanes = {b"not a 4-tuple": None}
+
+    def count_lane(self, *args: object) -> bool:
+        raise AssertionError("no lane was known")
+
+
+@st.composite
+def frames(draw: Any) -> tuple[bytes, int]:
+    """A frame's network layer on: (bytes, snap length cut), mostly plain IPv4/TCP, else one thing changed."""
+    change = draw(st.sampled_from(["none"] * 6 + ["options", "fragment", "udp", "offset", "short_total",
+                                                  "long_total", "zero_total", "ipv6", "cut", "padding"]))
+    payload = draw(st.binary(max_size=40))
+    tcp_options = b"\x01" * 4 * draw(st.integers(0, 3))
+    offset_words = (20 + len(tcp_options)) // 4
+    if change == "offset":
+        offset_words = draw(st.sampled_from([0, 1, 4, 15]))
+    tcp = struct.pack("!HHIIBBHHH", draw(st.integers(0, 0xFFFF)), draw(st.sampled_from([443, 8443, 40000])),
+                      draw(st.integers(0, (1 << 32) - 1)), draw(st.integers(0, (1 << 32) - 1)), offset_words << 4,
+                      draw(st.integers(0, 0xFF)), draw(st.integers(0, 0xFFFF)), 0, 0) + tcp_options + payload
+    if change == "ipv6":
+        src, dst = draw(st.sampled_from(ADDRESSES6)), draw(st.sampled_from(ADDRESSES6))
+        ip = struct.pack("!IHBB16s16s", 6 << 28, len(tcp), 6, draw(st.integers(0, 255)),
+                         socket.inet_pton(socket.AF_INET6, src), socket.inet_pton(socket.AF_INET6, dst)) + tcp
+        return ip, 0
+    ip_options = b"\x01\x01\x01\x00" if change == "options" else b""
+    total = 20 + len(ip_options) + len(tcp)
+    if change == "short_total":
+        total = draw(st.integers(20, total))
+    elif change == "long_total":
+        total += draw(st.integers(1, 30))
+    elif change == "zero_total":
+        total = 0
+    frag = draw(st.sampled_from([0x2001, 0x0010, 0x2000])) if change == "fragment" else draw(
+        st.sampled_from([0, 0x4000]))
+    proto = 17 if change == "udp" else 6
+    src, dst = draw(st.sampled_from(ADDRESSES4)), draw(st.sampled_from(ADDRESSES4))
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45 + len(ip_options) // 4, 0, total, draw(st.integers(0, 0xFFFF)), frag,
+                     draw(st.integers(0, 255)), proto, 0, socket.inet_aton(src), socket.inet_aton(dst))
+    ip += ip_options + tcp
+    if change == "padding":
+        ip += b"\x00" * draw(st.integers(1, 20))
+    cut = draw(st.integers(1, 30)) if change == "cut" else 0
+    return ip, cut
+
+
+def _link(link_type: int, ip: bytes, vlan: bool) -> bytes:
+    ethertype = 0x86DD if ip[0] >> 4 == 6 else 0x0800
+    if link_type == lt.RAW:
+        return ip
+    if link_type == lt.LINUX_SLL:
+        return struct.pack("!HHH8sH", 0, 1, 6, b"\x02" * 6, ethertype) + ip
+    if link_type == lt.LINUX_SLL2:
+        return struct.pack("!HHIHBB8s", ethertype, 0, 1, 1, 0, 6, b"\x02" * 6) + ip
+    tag = struct.pack("!HH", 0x8100, 7) if vlan else b""
+    return b"\x02" * 6 + b"\x04" * 6 + tag + struct.pack("!H", ethertype) + ip
+
+
+def _write(path: Path, link_type: int, records: list[tuple[bytes, int]], pcapng: bool) -> None:
+    if pcapng:
+        out = bytearray(struct.pack("<IIIHHq", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1) + struct.pack("<I", 28))
+        out += struct.pack("<IIHHII", 1, 20, link_type, 0, 65535, 20)
+    else:
+        out = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, link_type))
+    for index, (frame, cut) in enumerate(records):
+        kept = frame[:max(len(frame) - cut, 1)]
+        micros = 1_700_000_000_000_000 + 1000 * index
+        if pcapng:
+            padded = kept + b"\x00" * (-len(kept) % 4)
+            length = 32 + len(padded)
+            out += struct.pack("<IIIIIII", 6, length, 0, micros >> 32, micros & 0xFFFFFFFF, len(kept),
+                               len(frame)) + padded + struct.pack("<I", length)
+        else:
+            out += struct.pack("<IIII", micros // 1_000_000, micros % 1_000_000, len(kept), len(frame)) + kept
+    path.write_bytes(bytes(out))
+
+
+def _read(path: Path, counter: Any) -> tuple[list[Any], dict[str, Any]]:
+    with open_capture(path) as cap:
+        packets = list(cap.packets(counter=counter) if counter is not None else cap.packets())
+        return packets, dataclasses.asdict(cap.stats)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(records=st.lists(st.tuples(frames(), st.booleans()), min_size=1, max_size=25),
+       link_type=st.sampled_from([lt.ETHERNET, lt.LINUX_SLL, lt.LINUX_SLL2, lt.RAW]), pcapng=st.booleans())
+def test_the_walkers_build_the_packets_the_handlers_build(tmp_path: Path, records: list, link_type: int,  # type: ignore[type-arg]
+                                                           pcapng: bool) -> None:
+    path = tmp_path / "walker.pcap"
+    _write(path, link_type, [(_link(link_type, ip, vlan), cut) for (ip, cut), vlan in records], pcapng)
+    built, built_stats = _read(path, NoLane())
+    handled, handled_stats = _read(path, None)
+    assert built == handled
+    assert [type(p) for p in built] == [type(p) for p in handled]
+    assert built_stats == handled_stats
+
+
+def test_the_walker_builds_when_it_has_a_fast_lane(tmp_path: Path, monkeypatch: Any) -> None:
+    """The property above compares something: with a fast lane, the handler is not called for plain frames."""
+    from tlsflow.capture import decode
+
+    calls = []
+    real = decode.make_handlers
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        handler_for = real(*args, **kwargs)
+
+        def wrapped(link_type: int) -> Any:
+            handler = handler_for(link_type)
+
+            def handle(*frame: Any) -> Any:
+                calls.append(frame[3])
+                return handler(*frame)
+
+            handle.tcp_packet_builder = handler.tcp_packet_builder  # type: ignore[attr-defined]
+            return handle
+
+        return wrapped
+
+    monkeypatch.setattr("tlsflow.capture.reader.make_handlers", counting)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 1, 0, 64, 6, 0, socket.inet_aton("10.0.0.1"),
+                     socket.inet_aton("10.0.0.2")) + struct.pack("!HHIIBBHHH", 40000, 443, 1, 2, 0x50, 0x10, 9, 0, 0)
+    for pcapng in (False, True):
+        calls.clear()
+        path = tmp_path / "plain.pcap"
+        _write(path, lt.ETHERNET, [(_link(lt.ETHERNET, ip, False), 0)] * 3, pcapng)
+        packets, _ = _read(path, NoLane())
+        assert len(packets) == 3 and calls == []
+        assert (packets[0].src, packets[0].dst, packets[0].sport, packets[0].dport) == ("10.0.0.1", "10.0.0.2",
+                                                                                           40000, 443)
+
+
+def test_four_tuple_texts_are_decodes_and_bounded(monkeypatch: Any) -> None:
+    from tlsflow.capture import pcap
+
+    monkeypatch.setattr(pcap, "_TUPLES_KEPT", 4)
+    get, new = four_tuple_texts()
+    for k in range(10):
+        key = socket.inet_aton(f"10.0.0.{k}") + socket.inet_aton("192.0.2.1") + struct.pack("!HH", 1000 + k, 443)
+        assert get(key) is None
+        assert new(key) == (f"10.0.0.{k}", "192.0.2.1", 1000 + k, 443) == get(key)
