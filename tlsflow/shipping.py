@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tlsflow.formats import _encode_json, _ordered
+from tlsflow.formats import RecordEncoder
 from tlsflow.record import FIELDS
 
 _FIELD_LIST = list(FIELDS)
@@ -49,7 +49,7 @@ def pack(record: dict[str, Any], json_lines: bool) -> Any:
         return record
     head = tail = None
     if json_lines:
-        text = _encode_json(_ordered(record))
+        text = _encoder().encode(record)
         # The contract's order puts "capture" (a string: its quotes are escaped inside it) before "flow_id", so
         # the key's first occurrence is the key itself.
         at = text.find(_FLOW_ID_KEY) + len(_FLOW_ID_KEY)
@@ -59,6 +59,15 @@ def pack(record: dict[str, Any], json_lines: bool) -> Any:
         else:
             head, tail = text[:at], text[end:]
     return (tuple(record.values()), extra, head, tail)
+
+
+_ENCODERS: list[RecordEncoder] = []  # this process's, made at its first record (it remembers string values)
+
+
+def _encoder() -> RecordEncoder:
+    if not _ENCODERS:
+        _ENCODERS.append(RecordEncoder())
+    return _ENCODERS[0]
 
 
 def unpack(item: Any) -> dict[str, Any]:
