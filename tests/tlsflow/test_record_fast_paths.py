@@ -412,3 +412,20 @@ def test_record_encoder_equals_json_dumps_on_every_record(analysed: list[_Keepin
     encoder = RecordEncoder()
     for _, record in [pair for a in analysed for pair in a.closed] * 2:
         assert encoder.encode(record) == json.dumps(record, ensure_ascii=False)
+
+
+def test_records_have_the_contract_fields_in_order_and_share_nothing(analysed: list[_KeepingAnalyzer]) -> None:
+    """build_record fills a copy of a record of nulls: each record is its own dict, in the contract's order, and
+    what a reader does to one record (a filter adding a field, a renumbering) reaches neither the others nor the
+    template."""
+    from tlsflow import record as record_module
+
+    # built again (not the fixture's records, which other tests read)
+    records = [FlowAnalyzer._record(a, conn) for a in analysed for conn, _ in list(a.closed)]
+    assert records == [record for a in analysed for _, record in a.closed]
+    assert records and all(list(record) == list(FIELDS) for record in records)
+    assert len({id(record) for record in records}) == len(records)
+    for record in records:
+        record["flow_id"] = -1
+        record["added"] = True
+    assert record_module._NULL_RECORD == dict.fromkeys(FIELDS)
