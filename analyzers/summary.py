@@ -201,6 +201,8 @@ class HandshakeSummary:
         # Dicts keyed by sender are probed only until both sides are in: after that a probe cannot add anything.
         first_record = self.first_record
         records = self.encrypted_records
+        app_data = self.app_data_records
+        kept = self.MAX_ENCRYPTED_KEPT
         for event in events:
             cls = event.__class__
             if cls is _RECORD_SEEN:
@@ -211,10 +213,9 @@ class HandshakeSummary:
                 sender = event.sender
                 content_type = event.content_type  # type: ignore[attr-defined]
                 if content_type == _APPLICATION_DATA and not event.handshake_phase:  # type: ignore[attr-defined]
-                    self.app_data_records[sender] += 1
+                    app_data[sender] += 1
                 # Fewer than MAX_ENCRYPTED_KEPT in all: this side has fewer too, no need to count its own.
-                if len(records) < self.MAX_ENCRYPTED_KEPT or \
-                        sum(1 for r in records if r.sender is sender) < self.MAX_ENCRYPTED_KEPT:
+                if len(records) < kept or sum(1 for r in records if r.sender is sender) < kept:
                     records.append(event)  # type: ignore[arg-type]
                 if content_type == _HANDSHAKE:
                     first = self.first_handshake_ts

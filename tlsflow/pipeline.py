@@ -139,14 +139,17 @@ class FlowAnalyzer:
                 events = state.tls.receive_gap(event.sender, event.gap, event.frame, event.ts)
             else:
                 events = state.tls.receive(event.sender, event.data, event.frame, event.ts)
-            summary = state.summary
-            if conn.flow_id == self.keep_events_for:
-                self.kept_events.extend(events)
-            summary.add_all(events)
             # Both sides exchange application data, or the parser gave up on both directions (not TLS, not even
             # after a STARTTLS prelude): later bytes cannot change the verdict.
-            app_data = summary.app_data_records
-            if (app_data[_CLIENT] and app_data[_SERVER]) or state.tls.given_up:
+            if events:
+                summary = state.summary
+                if conn.flow_id == self.keep_events_for:
+                    self.kept_events.extend(events)
+                summary.add_all(events)
+                app_data = summary.app_data_records
+                if (app_data[_CLIENT] and app_data[_SERVER]) or state.tls.given_up:
+                    conn.wants_data = False
+            elif state.tls.given_up:  # (a chunk without events changes no count: a segment inside a long record)
                 conn.wants_data = False
             return None
         if isinstance(event, ConnectionOpened):

@@ -42,7 +42,7 @@ def _captures() -> list[Path]:
     return found
 
 
-def _analyse(path: Path, monkeypatch: pytest.MonkeyPatch) -> _KeepingAnalyzer:
+def _analyse(path: Path, monkeypatch: pytest.MonkeyPatch, cls: type[_KeepingAnalyzer] | None = None) -> Any:
     from analyzers.certchecks import TrustStore
     from tlsflow import pipeline
     from tlsparse.keylog import KeyLog
@@ -55,7 +55,7 @@ def _analyse(path: Path, monkeypatch: pytest.MonkeyPatch) -> _KeepingAnalyzer:
     made: list[_KeepingAnalyzer] = []
 
     def keeping_analyzer(*args: Any, **kwargs: Any) -> _KeepingAnalyzer:
-        made.append(_KeepingAnalyzer(*args, **kwargs))
+        made.append((cls or _KeepingAnalyzer)(*args, **kwargs))
         return made[-1]
 
     # The pipeline's own packet loop, with an analyzer that keeps the connections.
@@ -429,3 +429,57 @@ def test_records_have_the_contract_fields_in_order_and_share_nothing(analysed: l
         record["flow_id"] = -1
         record["added"] = True
     assert record_module._NULL_RECORD == dict.fromkeys(FIELDS)
+
+
+class _EveryChunkFolded(_KeepingAnalyzer):
+    """The chunk handling before chunks without events were skipped: every chunk's events folded, the stop
+    condition checked after each chunk. Counts the chunks it hands the parser."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.chunks = 0
+
+    def _on_event(self, event: Any) -> dict[str, Any] | None:
+        from tlsflow.pipeline import _CLIENT, _SERVER
+        from tlsflow.tcp import StreamChunk
+
+        if event.__class__ is not StreamChunk:
+            return super()._on_event(event)
+        conn = event.conn
+        state = conn.handshake
+        if state is None or not conn.wants_data:
+            return None
+        self.chunks += 1
+        if event.gap:
+            events = state.tls.receive_gap(event.sender, event.gap, event.frame, event.ts)
+        else:
+            events = state.tls.receive(event.sender, event.data, event.frame, event.ts)
+        state.summary.add_all(events)
+        app_data = state.summary.app_data_records
+        if (app_data[_CLIENT] and app_data[_SERVER]) or state.tls.given_up:
+            conn.wants_data = False
+        return None
+
+
+class _ChunkCounting(_KeepingAnalyzer):
+    """The pipeline's own chunk handling, counting the chunks it hands the parser."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.chunks = 0
+
+    def _on_event(self, event: Any) -> dict[str, Any] | None:
+        from tlsflow.tcp import StreamChunk
+
+        if event.__class__ is StreamChunk and event.conn.handshake is not None and event.conn.wants_data:
+            self.chunks += 1
+        return super()._on_event(event)
+
+
+def test_chunks_without_events_stop_the_feeding_where_folding_them_did(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Skipping the fold of chunks that gave no event: the same records, and the parser fed the same chunks."""
+    for path in _captures():
+        reference = _analyse(path, monkeypatch, _EveryChunkFolded)
+        fed = _analyse(path, monkeypatch, _ChunkCounting)
+        assert [r for _, r in fed.closed] == [r for _, r in reference.closed]
+        assert fed.chunks == reference.chunks
