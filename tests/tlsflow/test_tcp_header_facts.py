@@ -74,3 +74,21 @@ def test_ttls_and_ip_ids_equal_counting_every_packet(case) -> None:  # type: ign
                 ip_ids.append((pkt.frame, pkt.ip_id))
         assert facts.ttls == ttls and list(facts.ttls) == list(ttls)  # same counts, keys in the same order
         assert isinstance(facts.ip_ids, list) and facts.ip_ids == ip_ids[-IP_IDS_KEPT:]
+
+
+def test_every_direction_gets_its_own_bounded_ip_id_deque() -> None:
+    """HalfStream copies an empty template deque (cheaper than deque(maxlen=...)): each direction's is its own,
+    bounded like the template, and the template stays empty."""
+    from tlsflow.tcp import stream
+
+    reassembler = TcpReassembler()
+    for port in (40000, 40001):
+        reassembler.add(TcpPacket(1, 1.0, 4, CLIENT[0], SERVER[0], port, SERVER[1], CISN, 0, SYN, 512, b"", 64, 1))
+    flows = {id(flow): flow for flow, _ in reassembler._flows.values()}  # (each flow under both directions)
+    sides = [side for flow in flows.values() for side in flow.sides]
+    rings = {id(side.ip_ids): side.ip_ids for side in sides}
+    assert len(rings) == len(sides) == 4
+    for ring in rings.values():
+        assert ring.maxlen == IP_IDS_KEPT
+    next(iter(rings.values())).extend((k, k) for k in range(2 * IP_IDS_KEPT))
+    assert not stream._NO_IP_IDS and sum(len(r) for r in rings.values()) == IP_IDS_KEPT
