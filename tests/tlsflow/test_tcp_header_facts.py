@@ -90,5 +90,7 @@ def test_every_direction_gets_its_own_bounded_ip_id_deque() -> None:
     assert len(rings) == len(sides) == 4
     for ring in rings.values():
         assert ring.maxlen == IP_IDS_KEPT
-    next(iter(rings.values())).extend((k, k) for k in range(2 * IP_IDS_KEPT))
-    assert not stream._NO_IP_IDS and sum(len(r) for r in rings.values()) == IP_IDS_KEPT
+    first, *others = rings.values()
+    before = [list(ring) for ring in others]
+    first.extend((k, k) for k in range(2 * IP_IDS_KEPT))
+    assert len(first) == IP_IDS_KEPT and [list(ring) for ring in others] == before and not stream._NO_IP_IDS
