@@ -115,8 +115,8 @@ def _side(sender: Sender) -> str:
 
 
 class _Decider:
-    __slots__ = ("_encrypted", "_fatal_alert", "_signature_checked", "_signature_ok", "capture_end", "certs", "s",
-                 "tcp", "tls13", "v")
+    __slots__ = ("_client_after", "_encrypted", "_fatal_alert", "_signature_checked", "_signature_ok", "capture_end",
+                 "certs", "s", "tcp", "tls13", "v")
 
     def __init__(self, s: HandshakeSummary, tcp: TcpFacts, certs: CertView, capture_end: float | None) -> None:
         self.s, self.tcp, self.certs, self.capture_end = s, tcp, certs, capture_end
@@ -128,6 +128,7 @@ class _Decider:
         self.tls13 = s.is_tls13
         self._fatal_alert: AlertInfo | None | object = _NOT_YET
         self._encrypted: tuple[list[EncryptedRecordSeen], list[EncryptedRecordSeen]] | None = None
+        self._client_after: list[EncryptedRecordSeen] | None = None
 
     @property
     def first_fatal_alert(self) -> AlertInfo | None:
@@ -146,6 +147,20 @@ class _Decider:
                 (client if r.sender is _CLIENT else server).append(r)
             split = self._encrypted = (client, server)
         return split[0] if sender is _CLIENT else split[1]
+
+    def _client_after_server_flight(self) -> list[EncryptedRecordSeen]:
+        """TLS 1.3: the client's encrypted records from the server's first encrypted record on (empty when the
+        server sent none), worked out once for the rules that read them."""
+        after = self._client_after
+        if after is None:
+            server_enc = self.enc(_SERVER)
+            if server_enc:
+                flight_ts = server_enc[0].ts
+                after = [r for r in self.enc(_CLIENT) if r.ts >= flight_ts]
+            else:
+                after = []
+            self._client_after = after
+        return after
 
     @property
     def ske_signature_ok(self) -> bool | None:
@@ -503,11 +518,9 @@ class _Decider:
         if not self.tls13 or s.server_hello is None:
             return None
         server_enc = self.enc(_SERVER)
-        client_enc = self.enc(_CLIENT)
         if not server_enc:
             return None
-        server_flight_end = server_enc[0].ts
-        client_after = [r for r in client_enc if r.ts >= server_flight_end]
+        client_after = self._client_after_server_flight()
         if client_after:
             first = client_after[0]
             if first.length <= MAX_ENCRYPTED_ALERT_LENGTH and self._closed_after(_CLIENT, first.ts):
@@ -561,8 +574,7 @@ class _Decider:
         done = False
         end_ts = None
         if self.tls13:
-            server_enc = self.enc(_SERVER)
-            client_enc = [r for r in self.enc(_CLIENT) if r.ts >= server_enc[0].ts] if server_enc else []
+            client_enc = self._client_after_server_flight()
             if client_enc:
                 done, end_ts = True, client_enc[0].ts
             elif _CLIENT in s.finished:
@@ -575,16 +587,18 @@ class _Decider:
                 end_ts = min(later) if later else end_ts
         if not done:
             return None
-        hung_up = self._client_hung_up(end_ts)
-        if hung_up is not None:
-            return hung_up
+        if "cert_hostname_mismatch" in self.certs.findings:  # (the first thing _client_hung_up asks)
+            hung_up = self._client_hung_up(end_ts)
+            if hung_up is not None:
+                return hung_up
         v = self.v
         v.outcome = "established"
         v.confidence = "certain"
         v.end_ts = end_ts
-        close = [a for a in s.alerts if not a.encrypted and a.description == CLOSE_NOTIFY]
-        if close:
-            v.evidence.append(f"frame {close[0].frame}: {_side(close[0].sender)} close_notify")
+        for alert in s.alerts:
+            if not alert.encrypted and alert.description == CLOSE_NOTIFY:
+                v.evidence.append(f"frame {alert.frame}: {_side(alert.sender)} close_notify")
+                break
         return v
 
     def _client_hung_up(self, end_ts: float | None) -> Verdict | None:

@@ -483,3 +483,21 @@ def test_chunks_without_events_stop_the_feeding_where_folding_them_did(monkeypat
         fed = _analyse(path, monkeypatch, _ChunkCounting)
         assert [r for _, r in fed.closed] == [r for _, r in reference.closed]
         assert fed.chunks == reference.chunks
+
+
+def test_the_client_records_after_the_server_flight_are_those_the_rules_computed(summaries: list[Any]) -> None:
+    """The list the TLS 1.3 rules share (worked out once per verdict) is the one each computed for itself."""
+    from analyzers.tcpfacts import SideFacts, TcpFacts
+    from analyzers.verdict import CertView, _Decider
+    from tlsparse.events import Sender
+
+    checked = 0
+    for summary in summaries:
+        decider = _Decider(summary, TcpFacts(client=SideFacts(), server=SideFacts()), CertView(), None)
+        server_enc = summary.encrypted_from(Sender.SERVER)
+        expected = [r for r in summary.encrypted_from(Sender.CLIENT) if r.ts >= server_enc[0].ts] if server_enc \
+            else []
+        assert decider._client_after_server_flight() == expected
+        assert decider._client_after_server_flight() is decider._client_after_server_flight()
+        checked += bool(expected)
+    assert checked
