@@ -97,16 +97,20 @@ class RecordEncoder:
     one connection to the next: the 37 keys (the C encoder escapes each key of each dict again) and values such as
     the hint, the cause, the cipher, the certificate's subject. For a record whose keys are the contract's fields
     in order, the keys are written from texts made once, and each string value's JSON text is remembered (at
-    most MAX_REMEMBERED, then forgotten all at once: memory stays bounded). Numbers and strings are written as the
-    C encoder writes them (`float.__repr__`, `int.__repr__`, `encode_basestring`); lists and anything of another
-    type go through the C encoder, one value at a time; any other record goes through it whole."""
+    most MAX_REMEMBERED strings of at most MAX_REMEMBERED_LENGTH characters, then forgotten all at once: memory
+    stays bounded). Numbers and strings are written as the C encoder writes them (`float.__repr__`,
+    `int.__repr__`, `encode_basestring`); lists and anything of another type go through the C encoder, one value
+    at a time; any other record goes through it whole."""
 
     MAX_REMEMBERED = 4096
+    MAX_REMEMBERED_LENGTH = 1024  # longer strings (hostile captures: a huge certificate subject) every time
 
     def __init__(self) -> None:
         strings: dict[str, str] = {}
 
         def remember(value: str) -> str:
+            if len(value) > self.MAX_REMEMBERED_LENGTH:
+                return _encode_string(value)  # type: ignore[no-any-return]
             if len(strings) >= self.MAX_REMEMBERED:
                 strings.clear()
             text = strings[value] = _encode_string(value)

@@ -376,15 +376,18 @@ _JSON_VALUES = st.recursive(_JSON_SCALARS, lambda inner: st.lists(inner, max_siz
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.fixed_dictionaries({name: _JSON_VALUES for name in FIELDS}), min_size=1, max_size=6),
-       st.integers(min_value=1, max_value=4))
-def test_record_encoder_equals_json_dumps_for_any_values(records: list[dict[str, Any]], cap: int) -> None:
-    """Any value in any field, repeated over records (the remembered strings, forgotten when `cap` is reached)."""
+       st.integers(min_value=1, max_value=4), st.integers(min_value=0, max_value=5))
+def test_record_encoder_equals_json_dumps_for_any_values(records: list[dict[str, Any]], cap: int,
+                                                         longest: int) -> None:
+    """Any value in any field, repeated over records (the remembered strings, forgotten when `cap` is reached;
+    those over `longest` characters never remembered)."""
     import json
 
     from tlsflow.formats import RecordEncoder
 
     encoder = RecordEncoder()
     encoder.MAX_REMEMBERED = cap
+    encoder.MAX_REMEMBERED_LENGTH = longest
     for drawn in records + records:
         record = {name: drawn[name] for name in FIELDS}  # in the contract's order, as build_record makes them
         assert encoder.encode(record) == json.dumps(record, ensure_ascii=False)
