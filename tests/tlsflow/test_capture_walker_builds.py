@@ -162,8 +162,11 @@ def test_four_tuple_texts_are_decodes_and_bounded(monkeypatch: Any) -> None:
     from tlsflow.capture import pcap
 
     monkeypatch.setattr(pcap, "_TUPLES_KEPT", 4)
-    get, new = four_tuple_texts()
+    wire_keys: dict = {}  # type: ignore[type-arg]
+    get, new = four_tuple_texts(wire_keys)
     for k in range(10):
         key = socket.inet_aton(f"10.0.0.{k}") + socket.inet_aton("192.0.2.1") + struct.pack("!HH", 1000 + k, 443)
         assert get(key) is None
         assert new(key) == (f"10.0.0.{k}", "192.0.2.1", 1000 + k, 443) == get(key)
+        assert wire_keys[(f"10.0.0.{k}", 1000 + k, "192.0.2.1", 443)] == key
+        assert len(wire_keys) <= 4

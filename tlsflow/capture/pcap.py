@@ -57,17 +57,23 @@ class SegmentCounter(Protocol):
     """What the walker's fast lane needs from the TCP reassembler (tlsflow.tcp.TcpReassembler has both)."""
 
     lanes: dict[bytes, Any]
+    # Optional (TcpReassembler has it): the walkers note there the 4-tuples they build TcpPackets of, as text
+    # (source, source port, destination, destination port) -> the 12 bytes of `lanes`' keys.
+    # wire_keys: dict[tuple[str, int, str, int], bytes]
 
     def count_lane(self, lane: Any, frame: int, ts: float, seq: int, ack: int, flags: int, window: int,
                    ttl: int, ip_id: int | None, n: int) -> bool: ...
 
 
-def four_tuple_texts() -> tuple[Callable[[bytes], tuple[str, str, int, int] | None],
+def four_tuple_texts(wire_keys: dict[tuple[str, int, str, int], bytes] | None = None
+                     ) -> tuple[Callable[[bytes], tuple[str, str, int, int] | None],
                                 Callable[[bytes], tuple[str, str, int, int]]]:
     """(get, new) of a cache: an IPv4 4-tuple as the walkers' fast lane unpacks it (source address, destination
     address, source port, destination port: 12 bytes) -> (source text, destination text, source port, destination
-    port), the text as decode makes it. `get(key)` is None for a 4-tuple not seen yet: `new(key)` makes its entry.
-    Bounded: reset once it holds _TUPLES_KEPT 4-tuples."""
+    port), the text as decode makes it. `get(key)` is None for a 4-tuple not seen yet: `new(key)` makes its entry,
+    and the reverse one in `wire_keys` ((source text, source port, destination text, destination port) -> key: the
+    reassembler's SegmentCounter.wire_keys, for its lanes' keys). Bounded: both are reset once the cache holds
+    _TUPLES_KEPT 4-tuples."""
     tuples: dict[bytes, tuple[str, str, int, int]] = {}
     texts: dict[bytes, str] = {}  # one str per address, shared by its 4-tuples
 
@@ -75,11 +81,16 @@ def four_tuple_texts() -> tuple[Callable[[bytes], tuple[str, str, int, int] | No
         if len(tuples) >= _TUPLES_KEPT:
             tuples.clear()
             texts.clear()
+            if wire_keys is not None:
+                wire_keys.clear()
         raw_src, raw_dst = key[:4], key[4:8]
         src = texts.get(raw_src) or texts.setdefault(raw_src, inet_ntoa(raw_src))
         dst = texts.get(raw_dst) or texts.setdefault(raw_dst, inet_ntoa(raw_dst))
-        entry = tuples[key] = (src, dst, *_PORTS(key, 8))
-        return entry  # type: ignore[return-value]
+        sport, dport = _PORTS(key, 8)
+        entry = tuples[key] = (src, dst, sport, dport)
+        if wire_keys is not None:
+            wire_keys[(src, sport, dst, dport)] = key
+        return entry
 
     return tuples.get, new
 
@@ -149,7 +160,7 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
     # builds the packets of the fast lane's layout itself. Raw 4-tuple (as a lane key) -> (source text,
     # destination text, source port, destination port), and raw address -> text, as decode makes them.
     build = getattr(handle, "tcp_packet_builder", None) if lanes is not None else None
-    tuples_get, new_tuple = four_tuple_texts()
+    tuples_get, new_tuple = four_tuple_texts(getattr(counter, "wire_keys", None))
     # A record that straddles two chunks is walked from a buffer of its own (chunks.carry_over).
     pending: bytes | None = None  # the next chunk, while the straddling record is walked
     pending_pos = pending_base = 0

@@ -108,7 +108,8 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
     count_lane = counter.count_lane if counter is not None else None
     counted = 0  # segments count_lane took or the walker built since stats.tcp_packets was last brought up to date
     counted_ts = None  # the time of the last segment, when count_lane took it
-    tuples_get, new_tuple = four_tuple_texts()  # for the TcpPackets built here (as in pcap.walk_records)
+    # For the TcpPackets built here (as in pcap.walk_records).
+    tuples_get, new_tuple = four_tuple_texts(getattr(counter, "wire_keys", None))
     # A block that straddles two chunks is walked from a buffer of its own (chunks.carry_over).
     pending: bytes | None = None
     pending_pos = pending_base = 0

@@ -116,6 +116,9 @@ class TcpReassembler:
         # Address text -> its wire bytes (None: no lane for it), per IP version, for the lanes' keys.
         self._wire4: dict[str, bytes | None] = {}
         self._wire6: dict[str, bytes | None] = {}
+        # 4-tuple -> its lane key, noted by the capture reader for the TcpPackets it builds from the wire bytes
+        # (pcap.four_tuple_texts): the lane keys of most flows without converting their addresses back.
+        self.wire_keys: dict[FlowKey, bytes] = {}
 
     @property
     def next_expiry(self) -> float:
@@ -345,6 +348,16 @@ class TcpReassembler:
         flow.lanes = ((flow, side0, side1, side0.facts, conn), (flow, side1, side0, side1.facts, conn))
         if flow.closing or not flow.settled:
             return  # such a flow's packets take add's full code (linger timeout, roles still to settle)
+        keys = flow.keys
+        if len(keys) == 2:
+            wire_keys = self.wire_keys
+            raw0 = wire_keys.get(keys[0])
+            raw1 = wire_keys.get(keys[1])
+            if raw0 is not None and raw1 is not None:
+                lanes = self.lanes
+                lanes[raw0], lanes[raw1] = flow.lanes
+                flow.lane_keys = (raw0, raw1)
+                return
         wire = self._wire4 if conn.ip_version == 4 else self._wire6
         raw_keys = []
         for src, sport, dst, dport in flow.keys:
