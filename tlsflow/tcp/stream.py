@@ -123,7 +123,9 @@ class HalfStream:
     def fold_ip_ids(self) -> None:
         """Write the kept IP ids into facts.ip_ids and drop the deque: later ones go to facts.ip_ids directly."""
         if self.ip_ids:
-            self.facts.ip_ids[:] = self.ip_ids
+            # (facts.ip_ids is empty until now: add appends to it only once this deque is gone; extend costs half
+            # of a slice assignment, which copies the deque into a list first)
+            self.facts.ip_ids.extend(self.ip_ids)
         self.ip_ids = None
 
     def offset_of(self, seq: int) -> int:
