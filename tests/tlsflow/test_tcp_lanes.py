@@ -1,7 +1,8 @@
 """The fast lane (TcpReassembler.lanes / count_lane, taken by the pcap walker and the frame handlers) gives exactly
 what `add`'s full code gives: the same events in the same order and the same facts for every connection, whatever
 happens to a flow after it stops wanting data (retransmissions, holes, zero windows, ACKs beyond the window, FIN,
-RST, idle expiry, port reuse, timestamps going backwards), in Ethernet, Linux cooked (v1, v2) and raw-IP captures, IPv4 and IPv6."""
+RST, idle expiry, port reuse, timestamps going backwards), in Ethernet, Linux cooked (v1, v2) and raw-IP captures, IPv4 and IPv6.
+The reference also stops a flow's reassembly only at its next segment (no `_stopped_early`)."""
 from __future__ import annotations
 
 import dataclasses
@@ -23,10 +24,14 @@ REASSEMBLER = {"idle_timeout": 10.0, "linger_timeout": 2.0}
 
 
 class FullPath(TcpReassembler):
-    """Every segment through `add`'s full code: the reference the fast lane must equal."""
+    """Every segment through `add`'s full code, and reassembly stopped only when a flow's next segment comes: the
+    reference the fast lane (and stopping right after the consumer stopped wanting data) must equal."""
 
     def count_lane(self, *args: object) -> bool:
         return False
+
+    def _stopped_early(self, flow: object) -> None:
+        pass
 
 
 def _ip(text: str) -> bytes:
@@ -311,3 +316,26 @@ def test_lane_header_bytes_table_equals_the_data_offset_rule() -> None:
                 assert total - LANE_HEADER_BYTES[byte] == total - 20 - ((byte >> 4) << 2)
             else:
                 assert total - LANE_HEADER_BYTES[byte] < 0
+
+
+@pytest.mark.parametrize("later", [
+    # The server's next segment waits behind a hole when the client's chunk makes the consumer stop.
+    [(2.0, "s", 1500, 150, ACK | PSH, 100), (2.1, "c", 150, 1460, ACK | PSH, 30)],
+    # The client acknowledged server bytes the capture never saw (a hole to declare when the flow ends).
+    [(2.0, "c", 150, 1500, ACK, 0), (2.1, "c", 150, 1500, ACK | PSH, 30)],
+    # The server's FIN comes after a hole.
+    [(2.0, "s", 1500, 150, ACK | FIN, 0), (2.1, "c", 150, 1460, ACK | PSH, 30)],
+    # Nothing missing: the flow stops reassembling at the next packet of any flow.
+    [(2.0, "s", 1460, 150, ACK, 0), (2.1, "c", 150, 1460, ACK | PSH, 30)],
+])
+def test_a_flow_that_stops_wanting_data_and_ends_before_its_next_segment(tmp_path: Path, later: list) -> None:  # type: ignore[type-arg]
+    """The consumer stops at the flow's fifth chunk; another connection's SYN follows (the next `add`), then the
+    capture ends (or the flow idles out): what waits in the flow's buffers or holes is delivered as the
+    reference delivers it."""
+    cip, cport = CLIENTS[1]
+    other = (2.2, cip, SERVER4, cport, SERVER_PORT, 5, 0, SYN, 8192, b"", 64, 9, False, False)
+    idle = (30.0, cip, SERVER4, cport, SERVER_PORT, 5, 0, SYN, 8192, b"", 64, 9, False, False)
+    for tail in ([other], [other, idle]):
+        for link_type in (lt.ETHERNET, lt.RAW):
+            for pcapng in (False, True):
+                _compare(tmp_path, link_type, _handshake_then(later) + tail, [5], pcapng)

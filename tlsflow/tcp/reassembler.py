@@ -119,6 +119,9 @@ class TcpReassembler:
         # 4-tuple -> its lane key, noted by the capture reader for the TcpPackets it builds from the wire bytes
         # (pcap.four_tuple_texts): the lane keys of most flows without converting their addresses back.
         self.wire_keys: dict[FlowKey, bytes] = {}
+        # The flow whose in-order chunk `add` returned last: the next `add` looks whether the consumer stopped
+        # wanting its data meanwhile (see `_stopped_early`).
+        self._fed: _Flow | None = None
 
     @property
     def next_expiry(self) -> float:
@@ -138,6 +141,11 @@ class TcpReassembler:
     # --- packets ---------------------------------------------------------------------------------------------
 
     def add(self, pkt: TcpPacket) -> list[Event]:
+        fed = self._fed
+        if fed is not None:
+            self._fed = None
+            if not fed.conn.wants_data:
+                self._stopped_early(fed)
         out: list[Event] = []
         ts = pkt.ts
         if ts > self._now:
@@ -327,6 +335,7 @@ class TcpReassembler:
 
         if chunk is not None:
             out.append(chunk)
+            self._fed = flow
         elif pieces:
             self._deliver(flow, side, pieces, out)
         if not flow.settled and (flow.pending or flow.hello_index is not None):
@@ -337,6 +346,19 @@ class TcpReassembler:
         if not flow.closing and (flags & RST or (side.fin_acked and peer.fin_acked)):
             self._start_closing(flow)
         return out
+
+    def _stopped_early(self, flow: _Flow) -> None:
+        """The consumer stopped wanting the data of the flow whose chunk the last `add` returned: stop its
+        reassembly now, so that its next segment finds its lanes open (it would come back to `add` otherwise), when
+        that changes nothing else: the flow is open and still reassembling, and ending it would deliver nothing (no
+        segment waiting, no hole before its FIN or before what the peer acknowledged, on either side), as ending
+        it before its next segment (idle, reused, evicted, end of capture) does for a flow still reassembling."""
+        if not flow.full or flow.conn.close_reason is not None:  # (closed meanwhile: `advance`, `expire`, `finish`)
+            return
+        for side in flow.sides:
+            if side.segments or (side.started and max(side.fin_offset or 0, side.acked_limit) > side.next_offset):
+                return
+        self._stop_reassembly(flow)
 
     def _stop_reassembly(self, flow: _Flow) -> None:
         """The consumer wants no more data from this flow: drop the buffers, and open its lanes (see `lanes`)."""
