@@ -24,6 +24,7 @@ LAYER = "extension"
 # Caps on attacker-controlled counts. A message is already bounded by the handshake cap; these keep the
 # decoded objects small too.
 MAX_EXTENSIONS = 512
+_MAX_BLOCK_UNDER_CAP = 4 * MAX_EXTENSIONS  # an extension block this long holds at most MAX_EXTENSIONS
 MAX_LIST_ITEMS = 8192
 
 
@@ -559,6 +560,22 @@ def split_extensions(data: bytes | bytearray, pos: int, stop: int, ctx: HelloCon
     get = cache.extensions[ctx].get if cache is not None else _NO_MEMO.get
     # Kept to the fewest operations: a ClientHello's dozen extensions go round this loop on every connection,
     # and most of them are found in the memo.
+    if stop - pos <= _MAX_BLOCK_UNDER_CAP:
+        # Too short to hold more than MAX_EXTENSIONS extensions (4 bytes at least each): no count to keep. And
+        # no test for a header cut short: its length, read from bytes past `stop` when there are some, gives an
+        # end past `stop` all the same; when there are none the index fails.
+        while pos < stop:
+            try:
+                end = pos + 4 + ((data[pos + 2] << 8) | data[pos + 3])
+            except IndexError:
+                return None
+            if end > stop:
+                return None
+            key = data[pos:end]
+            ext = get(key)
+            append(ext if ext is not None else _decode_and_remember(key, ctx, base + pos + 4, cache))
+            pos = end
+        return tuple(extensions)
     while pos < stop:
         if pos + 4 > stop or len(extensions) >= MAX_EXTENSIONS:  # (the cap: hostile blocks stop here too)
             return None

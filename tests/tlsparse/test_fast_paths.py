@@ -216,3 +216,41 @@ def test_real_handshake_cut_at_every_byte_gives_the_same_events(pki, version) ->
         for cut in range(1, len(stream)):
             _, split = conftest.parse_all([*other, (sender, stream[:cut]), (sender, stream[cut:])])
             assert [key(e) for e in split] == [key(e) for e in whole], cut
+
+
+@pytest.mark.parametrize("count", [511, 512, 513, 600])
+@pytest.mark.parametrize("padding", [0, 1, 3])
+def test_blocks_near_the_extension_cap_agree_with_the_reference(count: int, padding: int) -> None:
+    """Blocks of `count` extensions (empty ones, 4 bytes each, so 512 of them fill exactly the length under which
+    the fast loop keeps no count; `padding` bytes more in the last one), in every context: the same extensions, or
+    the same error."""
+    body = b"".join((0x1000 + i).to_bytes(2, "big") + b"\x00\x00" for i in range(count - 1))
+    last = (0x1000 + count).to_bytes(2, "big") + padding.to_bytes(2, "big") + b"\x00" * padding
+    block = body + last
+
+    def run(parse, ctx):
+        r = Reader(len(block).to_bytes(2, "big") + block + b"\x01", layer=LAYER, base=7)
+        try:
+            return parse(r, ctx), r.pos, None
+        except TlsParseError as err:
+            return None, None, (err.offset, err.reason)
+
+    for ctx in HelloContext:
+        fast, reference = run(parse_extensions, ctx), run(_parse_extensions_checked, ctx)
+        assert fast == reference
+        assert (fast[2] is None) == (count <= 512)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.binary(max_size=40), st.binary(max_size=3), st.sampled_from(list(HelloContext)))
+def test_extension_blocks_cut_short_agree_with_the_reference(block: bytes, after: bytes, ctx: HelloContext) -> None:
+    """A block whose last header is cut by its end, with or without bytes of the message after it (the fast loop
+    reads a cut header's length from them)."""
+    def run(parse):
+        r = Reader(len(block).to_bytes(2, "big") + block + after, layer=LAYER, base=100)
+        try:
+            return parse(r, ctx), r.pos, None
+        except TlsParseError as err:
+            return None, None, (err.offset, err.reason)
+
+    assert run(parse_extensions) == run(_parse_extensions_checked)
