@@ -32,3 +32,15 @@ def public_dir() -> Path:
     if not (PUBLIC / "expected.jsonl").exists():
         pytest.skip("../shared/captures/public is not present (it is not part of a user's clone)")
     return PUBLIC
+
+
+@pytest.fixture(scope="session")
+def generated_capture(tmp_path_factory) -> Path:
+    """A bench capture (bench.gen_capture, 3 MB, seed 3): real handshakes (TLS 1.2 and 1.3, failures, resets)
+    interleaved over many connections, made once per test session."""
+    from bench.gen_capture import generate
+
+    path = tmp_path_factory.mktemp("generated") / "gen.pcap"
+    with path.open("wb") as out:
+        generate(out, 3_000_000, seed=3)
+    return path

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from bench.gen_capture import generate
 from tests.conftest import CORPUS
 from tlsflow import parallel_ranges
 from tlsflow.api import analyze_files
@@ -35,12 +34,8 @@ def _records(path: Path, jobs: int) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory) -> Path:
-    """A bench capture: real handshakes (TLS 1.2 and 1.3, failures, resets) interleaved over many connections."""
-    path = tmp_path_factory.mktemp("parallel") / "gen.pcap"
-    with path.open("wb") as out:
-        generate(out, 3_000_000, seed=3)
-    return path
+def generated(generated_capture) -> Path:
+    return generated_capture
 
 
 @pytest.fixture(scope="module")

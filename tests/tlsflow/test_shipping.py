@@ -74,13 +74,8 @@ def test_fields_are_the_contracts(corpus_records):
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory) -> Path:
-    from bench.gen_capture import generate
-
-    path = tmp_path_factory.mktemp("shipping") / "gen.pcap"
-    with path.open("wb") as out:
-        generate(out, 2_000_000, seed=5)
-    return path
+def generated(generated_capture) -> Path:
+    return generated_capture
 
 
 def _lines(tmp_path: Path, inputs: list[str], jobs: int) -> list[str]:
