@@ -45,7 +45,11 @@ _LANE_IP_TCP = "BxHHHBB2x12sIIBBH"
 # below 5 words (invalid) gives a length no IP packet reaches, so that its payload length comes out negative.
 LANE_HEADER_BYTES = tuple(20 + ((byte >> 4) << 2) if byte >= 0x50 else 1 << 17 for byte in range(256))
 _PORTS = Struct("!HH").unpack_from
-_TUPLES_KEPT = 1 << 16  # 4-tuples remembered with their addresses' text before that cache is reset
+# 4-tuples remembered with their addresses' text before that cache is reset. Only the packets of flows that still
+# want data are built by the walker (~8 per connection, within a few milliseconds), so the cache need only hold the
+# handshakes in progress; at 65,536 entries (~350 bytes each with wire_keys) it added ~20 MB to the peak memory of
+# a 1 GB capture (89 -> 106 MiB) for no more hits.
+_TUPLES_KEPT = 1 << 12
 LANE_FRAMES = {
     lt.ETHERNET: (Struct("!12xH" + _LANE_IP_TCP), 14),  # untagged
     lt.LINUX_SLL: (Struct("!14xH" + _LANE_IP_TCP), 16),  # tcpdump -i any
