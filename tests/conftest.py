@@ -44,3 +44,24 @@ def generated_capture(tmp_path_factory) -> Path:
     with path.open("wb") as out:
         generate(out, 3_000_000, seed=3)
     return path
+
+
+def capture_file_bytes(link_type: int, records: list[tuple[int, bytes, int]], pcapng: bool) -> bytes:
+    """A little-endian capture file of `records` (time in microseconds, captured bytes, original length): classic
+    pcap with microsecond times, or pcapng with one interface (microsecond times) and enhanced packet blocks."""
+    import struct
+
+    if pcapng:  # section header, one interface, enhanced packet blocks
+        out = bytearray(struct.pack("<IIIHHq", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1) + struct.pack("<I", 28))
+        out += struct.pack("<IIHHII", 1, 20, link_type, 0, 65535, 20)
+    else:
+        out = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, link_type))
+    for micros, kept, original in records:
+        if pcapng:
+            padded = kept + b"\x00" * (-len(kept) % 4)
+            length = 32 + len(padded)
+            out += struct.pack("<IIIIIII", 6, length, 0, micros >> 32, micros & 0xFFFFFFFF, len(kept),
+                               original) + padded + struct.pack("<I", length)
+        else:
+            out += struct.pack("<IIII", micros // 1_000_000, micros % 1_000_000, len(kept), original) + kept
+    return bytes(out)

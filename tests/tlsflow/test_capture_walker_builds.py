@@ -14,6 +14,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import capture_file_bytes
 from tlsflow.capture import linktypes as lt
 from tlsflow.capture import open_capture
 from tlsflow.capture.pcap import four_tuple_texts
@@ -85,22 +86,10 @@ def _link(link_type: int, ip: bytes, vlan: bool) -> bytes:
 
 
 def _write(path: Path, link_type: int, records: list[tuple[bytes, int]], pcapng: bool) -> None:
-    if pcapng:
-        out = bytearray(struct.pack("<IIIHHq", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1) + struct.pack("<I", 28))
-        out += struct.pack("<IIHHII", 1, 20, link_type, 0, 65535, 20)
-    else:
-        out = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, link_type))
-    for index, (frame, cut) in enumerate(records):
-        kept = frame[:max(len(frame) - cut, 1)]
-        micros = 1_700_000_000_000_000 + 1000 * index
-        if pcapng:
-            padded = kept + b"\x00" * (-len(kept) % 4)
-            length = 32 + len(padded)
-            out += struct.pack("<IIIIIII", 6, length, 0, micros >> 32, micros & 0xFFFFFFFF, len(kept),
-                               len(frame)) + padded + struct.pack("<I", length)
-        else:
-            out += struct.pack("<IIII", micros // 1_000_000, micros % 1_000_000, len(kept), len(frame)) + kept
-    path.write_bytes(bytes(out))
+    """`records`: (frame, bytes cut off its end as a snap length would, at least one byte kept)."""
+    path.write_bytes(capture_file_bytes(
+        link_type, [(1_700_000_000_000_000 + 1000 * index, frame[:max(len(frame) - cut, 1)], len(frame))
+                    for index, (frame, cut) in enumerate(records)], pcapng))
 
 
 def _read(path: Path, counter: Any) -> tuple[list[Any], dict[str, Any]]:

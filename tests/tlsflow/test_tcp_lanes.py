@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import capture_file_bytes
 from tlsflow.capture import CaptureError, open_capture
 from tlsflow.capture import linktypes as lt
 from tlsflow.packet import ACK, FIN, PSH, RST, SYN
@@ -117,22 +118,8 @@ def scenarios(draw):  # type: ignore[no-untyped-def]
 
 
 def _write(path: Path, link_type: int, packets: list, pcapng: bool = False) -> None:  # type: ignore[type-arg]
-    if pcapng:  # section header, one interface, enhanced packet blocks
-        out = bytearray(struct.pack("<IIIHHq", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1) + struct.pack("<I", 28))
-        out += struct.pack("<IIHHII", 1, 20, link_type, 0, 65535, 20)
-    else:
-        out = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, link_type))
-    for ts, *fields in packets:
-        frame = _frame(link_type, *fields)
-        micros = round(ts * 1e6)
-        if pcapng:
-            padded = frame + b"\x00" * (-len(frame) % 4)
-            length = 32 + len(padded)
-            out += struct.pack("<IIIIIII", 6, length, 0, micros >> 32, micros & 0xFFFFFFFF, len(frame),
-                               len(frame)) + padded + struct.pack("<I", length)
-        else:
-            out += struct.pack("<IIII", micros // 1_000_000, micros % 1_000_000, len(frame), len(frame)) + frame
-    path.write_bytes(bytes(out))
+    frames = [(round(ts * 1e6), _frame(link_type, *fields)) for ts, *fields in packets]
+    path.write_bytes(capture_file_bytes(link_type, [(micros, frame, len(frame)) for micros, frame in frames], pcapng))
 
 
 def _run(path: Path, reassembler: TcpReassembler, stop_after: list[int], fast: bool) -> tuple[list, list, object]:  # type: ignore[type-arg]
