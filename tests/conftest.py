@@ -65,3 +65,21 @@ def capture_file_bytes(link_type: int, records: list[tuple[int, bytes, int]], pc
         else:
             out += struct.pack("<IIII", micros // 1_000_000, micros % 1_000_000, len(kept), original) + kept
     return bytes(out)
+
+
+def link_frame(link_type: int, ip: bytes, vlan: bool = False) -> bytes:
+    """The IP packet `ip` in a frame of `link_type` (raw IP, Linux cooked v1 or v2, else Ethernet, with a VLAN tag
+    when `vlan`)."""
+    import struct
+
+    from tlsflow.capture import linktypes as lt
+
+    ethertype = 0x86DD if ip[0] >> 4 == 6 else 0x0800
+    if link_type == lt.RAW:
+        return ip
+    if link_type == lt.LINUX_SLL:
+        return struct.pack("!HHH8sH", 0, 1, 6, b"\x02" * 6, ethertype) + ip
+    if link_type == lt.LINUX_SLL2:
+        return struct.pack("!HHIHBB8s", ethertype, 0, 1, 1, 0, 6, b"\x02" * 6) + ip
+    tag = struct.pack("!HH", 0x8100, 7) if vlan else b""
+    return b"\x02" * 6 + b"\x04" * 6 + tag + struct.pack("!H", ethertype) + ip

@@ -14,7 +14,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import capture_file_bytes
+from tests.conftest import capture_file_bytes, link_frame
 from tlsflow.capture import linktypes as lt
 from tlsflow.capture import open_capture
 from tlsflow.capture.pcap import four_tuple_texts
@@ -73,18 +73,6 @@ def frames(draw: Any) -> tuple[bytes, int]:
     return ip, cut
 
 
-def _link(link_type: int, ip: bytes, vlan: bool) -> bytes:
-    ethertype = 0x86DD if ip[0] >> 4 == 6 else 0x0800
-    if link_type == lt.RAW:
-        return ip
-    if link_type == lt.LINUX_SLL:
-        return struct.pack("!HHH8sH", 0, 1, 6, b"\x02" * 6, ethertype) + ip
-    if link_type == lt.LINUX_SLL2:
-        return struct.pack("!HHIHBB8s", ethertype, 0, 1, 1, 0, 6, b"\x02" * 6) + ip
-    tag = struct.pack("!HH", 0x8100, 7) if vlan else b""
-    return b"\x02" * 6 + b"\x04" * 6 + tag + struct.pack("!H", ethertype) + ip
-
-
 def _write(path: Path, link_type: int, records: list[tuple[bytes, int]], pcapng: bool) -> None:
     """`records`: (frame, bytes cut off its end as a snap length would, at least one byte kept)."""
     path.write_bytes(capture_file_bytes(
@@ -104,7 +92,7 @@ def _read(path: Path, counter: Any) -> tuple[list[Any], dict[str, Any]]:
 def test_the_walkers_build_the_packets_the_handlers_build(tmp_path: Path, records: list, link_type: int,  # type: ignore[type-arg]
                                                            pcapng: bool) -> None:
     path = tmp_path / "walker.pcap"
-    _write(path, link_type, [(_link(link_type, ip, vlan), cut) for (ip, cut), vlan in records], pcapng)
+    _write(path, link_type, [(link_frame(link_type, ip, vlan), cut) for (ip, cut), vlan in records], pcapng)
     built, built_stats = _read(path, NoLane())
     handled, handled_stats = _read(path, None)
     assert built == handled
@@ -140,7 +128,7 @@ def test_the_walker_builds_when_it_has_a_fast_lane(tmp_path: Path, monkeypatch: 
     for pcapng in (False, True):
         calls.clear()
         path = tmp_path / "plain.pcap"
-        _write(path, lt.ETHERNET, [(_link(lt.ETHERNET, ip, False), 0)] * 3, pcapng)
+        _write(path, lt.ETHERNET, [(link_frame(lt.ETHERNET, ip, False), 0)] * 3, pcapng)
         packets, _ = _read(path, NoLane())
         assert len(packets) == 3 and calls == []
         assert (packets[0].src, packets[0].dst, packets[0].sport, packets[0].dport) == ("10.0.0.1", "10.0.0.2",

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import capture_file_bytes
+from tests.conftest import capture_file_bytes, link_frame
 from tlsflow.capture import CaptureError, open_capture
 from tlsflow.capture import linktypes as lt
 from tlsflow.packet import ACK, FIN, PSH, RST, SYN
@@ -48,19 +48,11 @@ def _frame(link_type: int, src: str, dst: str, sport: int, dport: int, seq: int,
                       (20 + len(tcp_options)) // 4 << 4, flags, window, 0, 0) + tcp_options + payload
     if ":" in src:
         ip = struct.pack("!IHBB16s16s", 6 << 28, len(tcp), 6, ttl, _ip(src), _ip(dst)) + tcp
-        ethertype = 0x86DD
     else:
         ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), ip_id, 0x4000, ttl, 6, 0, _ip(src),
                          _ip(dst)) + tcp
-        ethertype = 0x0800
-    if link_type == lt.RAW:
-        return ip
-    if link_type == lt.LINUX_SLL:
-        return struct.pack("!HHH8sH", 0, 1, 6, b"\x02" * 6, ethertype) + ip
-    if link_type == lt.LINUX_SLL2:
-        return struct.pack("!HHIHBB8s", ethertype, 0, 1, 1, 0, 6, b"\x02" * 6) + ip
-    tag = struct.pack("!HH", 0x8100, 7) if vlan else b""
-    return b"\x02" * 6 + b"\x04" * 6 + tag + struct.pack("!H", ethertype) + ip + b"\x00" * 4  # trailer
+    frame = link_frame(link_type, ip, vlan)
+    return frame if link_type in (lt.RAW, lt.LINUX_SLL, lt.LINUX_SLL2) else frame + b"\x00" * 4  # Ethernet trailer
 
 
 @st.composite
