@@ -6,7 +6,7 @@ Two time-ordered tables (open flows, flows that saw a RST or both FINs acknowled
 """
 from __future__ import annotations
 
-from collections import OrderedDict
+from heapq import heapify, heappop, heappush, heapreplace
 from socket import AF_INET, AF_INET6, inet_ntop, inet_pton
 from struct import Struct
 
@@ -100,8 +100,14 @@ class TcpReassembler:
                                    max_history_bytes=retransmit_check_bytes)
         self._max_history_bytes = retransmit_check_bytes
         self._flows: dict[FlowKey, tuple[_Flow, int]] = {}
-        self._open: OrderedDict[int, _Flow] = OrderedDict()  # least recently active first
-        self._closing: OrderedDict[int, _Flow] = OrderedDict()
+        # Open and lingering flows by id. Expiry and eviction take them least recently active first, that is in the
+        # order of their last packets' frames: each table has a heap of (a frame of the flow's, flow id), fixed up
+        # when it is read (`_oldest`), instead of an ordered dict in which every packet moved its flow to the end
+        # (~560 instructions a packet, most packets of a capture).
+        self._open: dict[int, _Flow] = {}
+        self._closing: dict[int, _Flow] = {}
+        self._open_queue: list[tuple[int, int]] = []
+        self._closing_queue: list[tuple[int, int]] = []
         # Connections opened so far (the last flow_id given): a plain attribute, as --jobs workers read it after
         # every packet they hand to `add`.
         self.flows_opened = 0
@@ -169,8 +175,6 @@ class TcpReassembler:
                     flow.conn.note(anomalies.SYN_ON_OPEN_FLOW)
                 self._close(flow, "port_reuse", out)
                 entry = None
-            else:
-                (self._closing if flow.closing else self._open).move_to_end(flow.conn.flow_id)
         if entry is None:
             flow = self._open_flow(pkt, key, out)
             index = 0
@@ -432,6 +436,7 @@ class TcpReassembler:
         fid = flow.conn.flow_id
         del self._open[fid]
         self._closing[fid] = flow
+        self._queue(self._closing_queue, self._closing, flow.conn.last_frame, fid)
 
     def advance(self, ts: float) -> list[Event] | tuple[()]:
         """Capture time `ts` passes without a packet for this reassembler (another shard's packet, with `--jobs`
@@ -483,7 +488,6 @@ class TcpReassembler:
         flow, side, peer, facts, conn = lane
         if ts >= self._next_expiry or ts - flow.last_ts > self.idle_timeout:
             return False
-        self._open.move_to_end(conn.flow_id)
         facts.packets += 1
         if facts.first_ts is None:
             facts.first_ts = ts
@@ -600,7 +604,36 @@ class TcpReassembler:
         if reverse != key:
             flows[reverse] = (flow, 1)
         self._open[flow_id] = flow
+        self._queue(self._open_queue, self._open, frame, flow_id)
         return flow
+
+    @staticmethod
+    def _queue(queue: list[tuple[int, int]], table: dict[int, _Flow], frame: int, flow_id: int) -> None:
+        """Queue a flow that has just entered `table` (at `frame`, its last packet's). The queue keeps one entry
+        per flow it has seen, those of flows gone from the table until they come to its head: once it holds twice
+        as many as the table, it is made again from the table (memory stays bounded by the flows kept)."""
+        heappush(queue, (frame, flow_id))
+        if len(queue) > 2 * len(table) + 64:
+            queue[:] = [(flow.conn.last_frame, fid) for fid, flow in table.items()]
+            heapify(queue)
+
+    @staticmethod
+    def _oldest(queue: list[tuple[int, int]], table: dict[int, _Flow]) -> _Flow | None:
+        """The flow of `table` whose last packet came first (None when the table is empty). Entries of flows gone
+        are dropped, and a flow whose packets came since it was queued is queued again at its last frame: frames
+        only grow, so the entry at the head is then the oldest flow's."""
+        while queue:
+            frame, fid = queue[0]
+            flow = table.get(fid)
+            if flow is None:
+                heappop(queue)
+                continue
+            last = flow.conn.last_frame
+            if last != frame:
+                heapreplace(queue, (last, fid))
+                continue
+            return flow
+        return None
 
     @staticmethod
     def _starts_new_connection(flow: _Flow, index: int, seq: int) -> bool:
@@ -703,16 +736,17 @@ class TcpReassembler:
             del self._open[fid]
 
     def _expire(self, now: float, out: list[Event]) -> None:
-        for table, timeout, reason in ((self._closing, self.linger_timeout, "closed"),
-                                       (self._open, self.idle_timeout, "idle")):
-            while table:
-                flow = next(iter(table.values()))
-                if now - flow.last_ts <= timeout:
+        for queue, table, timeout, reason in ((self._closing_queue, self._closing, self.linger_timeout, "closed"),
+                                              (self._open_queue, self._open, self.idle_timeout, "idle")):
+            while True:
+                flow = self._oldest(queue, table)
+                if flow is None or now - flow.last_ts <= timeout:
                     break
                 self._close(flow, reason, out)
 
     def _evict(self, out: list[Event]) -> None:
-        fronts = [next(iter(t.values())) for t in (self._open, self._closing) if t]
+        fronts = [flow for flow in (self._oldest(self._open_queue, self._open),
+                                    self._oldest(self._closing_queue, self._closing)) if flow is not None]
         victim = min(fronts, key=lambda f: f.last_ts)
         victim.conn.note(anomalies.FLOW_EVICTED)
         self.flows_evicted += 1
