@@ -517,11 +517,6 @@ class TcpReassembler:
             facts.last_payload_ts = ts
             if seq == high_seq:  # the bytes right after the highest seen (start == high): the common case
                 end = high + n
-                if n > facts.largest_segment:
-                    facts.largest_segment = n
-                    facts.largest_segment_frame = frame
-                    facts.largest_segment_acked = False
-                    side.largest_end = end
                 high_seq = seq + n
                 if high_seq > _MASK:  # (cheaper than masking: a comparison allocates no integer)
                     high_seq &= _MASK
@@ -533,11 +528,6 @@ class TcpReassembler:
                     distance = ((distance + _HALF) & _MASK) - _HALF
                 start = high + distance
                 end = start + n
-                if n > facts.largest_segment:
-                    facts.largest_segment = n
-                    facts.largest_segment_frame = frame
-                    facts.largest_segment_acked = False
-                    side.largest_end = end
                 if end > high:
                     high_seq = seq + n
                     if high_seq > _MASK:
@@ -546,6 +536,11 @@ class TcpReassembler:
                     side.high_offset = facts.stream_bytes = end
                 if start < high:  # bytes below the highest seen: counted as retransmitted
                     self._retransmitted(facts, frame, min(end, high) - start)
+            if n > facts.largest_segment:
+                facts.largest_segment = n
+                facts.largest_segment_frame = frame
+                facts.largest_segment_acked = False
+                side.largest_end = end
         if flags & FIN:
             self._on_fin(side, seq, n, frame, ts)
         if flags & ACK and peer.started:
