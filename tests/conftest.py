@@ -83,3 +83,25 @@ def link_frame(link_type: int, ip: bytes, vlan: bool = False) -> bytes:
         return struct.pack("!HHIHBB8s", ethertype, 0, 1, 1, 0, 6, b"\x02" * 6) + ip
     tag = struct.pack("!HH", 0x8100, 7) if vlan else b""
     return b"\x02" * 6 + b"\x04" * 6 + tag + struct.pack("!H", ethertype) + ip
+
+
+def corpus_and_public_captures() -> list[Path]:
+    """Every shipped corpus capture, then every public one when ../shared is present."""
+    found = sorted(p for p in CORPUS.iterdir() if p.suffix in (".pcap", ".pcapng"))
+    if PUBLIC.is_dir():
+        found += sorted(p for p in PUBLIC.rglob("*") if p.suffix in (".pcap", ".pcapng"))
+    return found
+
+
+def trust_and_keylog_for(path: Path) -> tuple[object, object]:
+    """The trust store and key log that `tlsflow analyze` is given for a test capture: the corpus CA for corpus
+    captures, and the capture's own .keylog file when there is one."""
+    from analyzers.certchecks import TrustStore
+    from tlsparse.keylog import KeyLog
+
+    keylog_path = path.with_suffix(".keylog")
+    keylog = KeyLog.from_file(keylog_path) if keylog_path.exists() else None
+    trust = TrustStore.default()
+    if path.parent == CORPUS:
+        trust = trust.with_pem_file(str(CORPUS / "ca.pem"))
+    return trust, keylog

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import CORPUS, PUBLIC
+from tests.conftest import CORPUS, corpus_and_public_captures, trust_and_keylog_for
 from tlsflow import pipeline
 from tlsparse import RecordSeen, TlsConnection
 
@@ -30,22 +30,8 @@ class _PlainAnalyzer(_KeepingAnalyzer):
         return TlsConnection(max_handshake=1 << 19, keylog=self.keylog)
 
 
-def _captures() -> list[Path]:
-    found = sorted(p for p in CORPUS.iterdir() if p.suffix in (".pcap", ".pcapng"))
-    if PUBLIC.is_dir():
-        found += sorted(p for p in PUBLIC.rglob("*") if p.suffix in (".pcap", ".pcapng"))
-    return found
-
-
 def _run(path: Path, cls: type, monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, dict[str, Any]]]:
-    from analyzers.certchecks import TrustStore
-    from tlsparse.keylog import KeyLog
-
-    keylog_path = path.with_suffix(".keylog")
-    keylog = KeyLog.from_file(keylog_path) if keylog_path.exists() else None
-    trust = TrustStore.default()
-    if path.parent == CORPUS:
-        trust = trust.with_pem_file(str(CORPUS / "ca.pem"))
+    trust, keylog = trust_and_keylog_for(path)
     made: list[Any] = []
 
     def analyzer(*args: Any, **kwargs: Any) -> Any:
@@ -62,7 +48,7 @@ def _run(path: Path, cls: type, monkeypatch: pytest.MonkeyPatch) -> list[tuple[A
 
 def test_summaries_and_records_equal_those_of_plain_parsers(monkeypatch: pytest.MonkeyPatch) -> None:
     connections = 0
-    for path in _captures():
+    for path in corpus_and_public_captures():
         ours, plain = _run(path, _KeepingAnalyzer, monkeypatch), _run(path, _PlainAnalyzer, monkeypatch)
         assert ours == plain, path
         connections += len(ours)

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import CORPUS, PUBLIC
+from tests.conftest import corpus_and_public_captures, trust_and_keylog_for
 from tests.tlsparse.test_fingerprints import alpn_body, doc_hello
 from tlsflow.pipeline import FlowAnalyzer
 from tlsflow.record import FIELDS
@@ -35,23 +35,9 @@ class _KeepingAnalyzer(FlowAnalyzer):
         return record
 
 
-def _captures() -> list[Path]:
-    found = sorted(p for p in CORPUS.iterdir() if p.suffix in (".pcap", ".pcapng"))
-    if PUBLIC.is_dir():
-        found += sorted(p for p in PUBLIC.rglob("*") if p.suffix in (".pcap", ".pcapng"))
-    return found
-
-
 def _analyse(path: Path, monkeypatch: pytest.MonkeyPatch, cls: type[_KeepingAnalyzer] | None = None) -> Any:
-    from analyzers.certchecks import TrustStore
     from tlsflow import pipeline
-    from tlsparse.keylog import KeyLog
-
-    keylog_path = path.with_suffix(".keylog")
-    keylog = KeyLog.from_file(keylog_path) if keylog_path.exists() else None
-    trust = TrustStore.default()
-    if path.parent == CORPUS:
-        trust = trust.with_pem_file(str(CORPUS / "ca.pem"))
+    trust, keylog = trust_and_keylog_for(path)
     made: list[_KeepingAnalyzer] = []
 
     def keeping_analyzer(*args: Any, **kwargs: Any) -> _KeepingAnalyzer:
@@ -69,7 +55,7 @@ def _analyse(path: Path, monkeypatch: pytest.MonkeyPatch, cls: type[_KeepingAnal
 @pytest.fixture(scope="module")
 def analysed() -> list[_KeepingAnalyzer]:
     with pytest.MonkeyPatch.context() as monkeypatch:
-        return [_analyse(p, monkeypatch) for p in _captures()]
+        return [_analyse(p, monkeypatch) for p in corpus_and_public_captures()]
 
 
 @pytest.fixture(scope="module")
@@ -481,7 +467,7 @@ class _ChunkCounting(_KeepingAnalyzer):
 
 def test_chunks_without_events_stop_the_feeding_where_folding_them_did(monkeypatch: pytest.MonkeyPatch) -> None:
     """Skipping the fold of chunks that gave no event: the same records, and the parser fed the same chunks."""
-    for path in _captures():
+    for path in corpus_and_public_captures():
         reference = _analyse(path, monkeypatch, _EveryChunkFolded)
         fed = _analyse(path, monkeypatch, _ChunkCounting)
         assert [r for _, r in fed.closed] == [r for _, r in reference.closed]
