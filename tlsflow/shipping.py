@@ -17,6 +17,7 @@ the moment (the only field the parent changes).
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from tlsflow.formats import RecordEncoder
@@ -61,13 +62,10 @@ def pack(record: dict[str, Any], json_lines: bool) -> Any:
     return (tuple(record.values()), extra, head, tail)
 
 
-_ENCODERS: list[RecordEncoder] = []  # this process's, made at its first record (it remembers string values)
-
-
+@functools.cache
 def _encoder() -> RecordEncoder:
-    if not _ENCODERS:
-        _ENCODERS.append(RecordEncoder())
-    return _ENCODERS[0]
+    """This process's encoder, made at its first record (it remembers string values)."""
+    return RecordEncoder()
 
 
 def unpack(item: Any) -> dict[str, Any]:
