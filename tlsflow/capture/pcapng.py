@@ -60,6 +60,8 @@ class _Layout:
         # ts high, ts low, caplen; not the original length): one unpack for most blocks of a file (the fields mean
         # nothing in a block of another type).
         self.head = Struct(order + "IIIIII").unpack_from
+        # A block's length at its end, then the next block's head as `head` reads it: one unpack instead of two.
+        self.tail_and_head = Struct(order + "IIIIIII").unpack_from
         self.obsolete = Struct(order + "HHIIII").unpack_from  # interface, drops, ts high, ts low, caplen, len
         self.interface = Struct(order + "HHI").unpack_from  # link type, reserved, snaplen
         self.version = Struct(order + "HH").unpack_from
@@ -123,6 +125,9 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
 
     head = layout.head
     u32 = layout.u32
+    tail_and_head = layout.tail_and_head
+    ahead: tuple[int, ...] = ()
+    interface = caplen = -1  # (until a block's head is read: a short block read first leaves them so)
     interfaces: list[list] = []  # per interface: handler, units, offset, link type, snaplen, frames (see _IFACE_*)
     retired: list[list] = []  # interfaces of finished sections, until their frame counts are folded into stats
     frame = first_frame
@@ -130,7 +135,7 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
     last_ts = 0.0  # Simple Packet Blocks carry no timestamp: they get the latest one seen
     pos = 0
 
-    def fold_link_types() -> None:
+    def fold_link_types(frame: int, skipped: int) -> None:
         for iface in retired + interfaces:
             if iface[_IFACE_FRAMES]:
                 stats.link_types[iface[_IFACE_LINK_TYPE]] = (stats.link_types.get(iface[_IFACE_LINK_TYPE], 0)
@@ -140,177 +145,225 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
         stats.frames = frame
         stats.skipped = skipped
 
-    def corrupt(message: str, at: int) -> CaptureError:
+    def corrupt(message: str, at: int, frame: int) -> CaptureError:
+        # (`frame` passed, not read from here: a variable that a nested function reads is slower in the loop)
         if base + at == 0:
             return NotACaptureError(message, 0)
         return CorruptCaptureError(message, base + at, frame + 1)
 
+    # The interface of the last enhanced packet block, in locals: most files have one, and its blocks then take the
+    # fast test below (its own index, a whole block, a possible captured length, the same length at both ends)
+    # instead of the general checks and five list lookups. Its frames are counted in `cur_count` and folded into
+    # its entry before the counts are read.
+    cur_index = -1  # no interface yet (and after a section header: interface numbers restart)
+    cur_iface: list | None = None
+    cur_count = 0
+    cur_handler = cur_lane = cur_build = None
+    cur_units = 1.0
+    cur_offset = 0.0
+    cur_link_length = cur_lane_min = 0
+    last_high, high_part = 0, 0.0  # an EPB time's high word, and it times 2**32 as a float
+
     try:
         while True:
             end = len(buf)
-            while end - pos >= 12:
-                if end - pos >= 24:
+            # (comparisons with these allocate no integer, unlike end - pos)
+            last_header, last_head = end - 12, end - 24
+            ahead_at = -1  # the block whose head came with the previous block's trailing length (in `ahead`)
+            while pos <= last_header:
+                if pos == ahead_at:
+                    _, block_type, length, interface, ts_high, ts_low, caplen = ahead
+                elif pos <= last_head:
                     block_type, length, interface, ts_high, ts_low, caplen = head(buf, pos)
                 else:
-                    block_type, length = block_header(buf, pos)
-                if block_type == SECTION_HEADER:  # a palindrome: readable before the byte order is known
-                    magic = buf[pos + 8:pos + 12]
-                    if magic == BYTE_ORDER_LITTLE:
-                        layout = _LITTLE
-                    elif magic == BYTE_ORDER_BIG:
-                        layout = _BIG
-                    else:
-                        raise corrupt(f"section header has an invalid byte-order magic {magic.hex()}", pos)
-                    block_header = layout.block_header
-                    head = layout.head
-                    u32 = layout.u32
-                    length = block_header(buf, pos)[1]
-                if length < 12 or length & 3:
-                    raise corrupt(f"block of type 0x{block_type:08x} has an impossible length {length}", pos)
+                    block_type, length = block_header(buf, pos)  # (too short for an enhanced packet block)
                 stop = pos + length
-                if stop > end:
-                    if length > MAX_BLOCK_SIZE:
-                        raise corrupt(f"block of type 0x{block_type:08x} claims {length} bytes, more than the "
-                                      f"maximum {MAX_BLOCK_SIZE}", pos)
-                    break  # block continues in the next chunk
-                if u32(buf, stop - 4)[0] != length:
-                    raise corrupt(f"block of type 0x{block_type:08x}: length at its end "
-                                  f"({u32(buf, stop - 4)[0]}) differs from its start ({length})", pos)
-                if block_type == ENHANCED_PACKET:
+                # (caplen <= length - 32 implies length >= 32; the block is whole when its last word is in `buf`)
+                if (interface == cur_index and block_type == ENHANCED_PACKET and caplen <= length - 32
+                        and not length & 3):
+                    if stop <= last_head:
+                        ahead = tail_and_head(buf, stop - 4)
+                        ahead_at = stop
+                        fast = ahead[0] == length
+                    else:
+                        fast = stop <= end and u32(buf, stop - 4)[0] == length
+                else:
+                    fast = False
+                if not fast:
+                    if block_type == SECTION_HEADER:  # a palindrome: readable before the byte order is known
+                        magic = buf[pos + 8:pos + 12]
+                        if magic == BYTE_ORDER_LITTLE:
+                            layout = _LITTLE
+                        elif magic == BYTE_ORDER_BIG:
+                            layout = _BIG
+                        else:
+                            raise corrupt(f"section header has an invalid byte-order magic {magic.hex()}", pos, frame)
+                        block_header = layout.block_header
+                        head = layout.head
+                        u32 = layout.u32
+                        tail_and_head = layout.tail_and_head
+                        length = block_header(buf, pos)[1]
+                        stop = pos + length
+                    if length < 12 or length & 3:
+                        raise corrupt(f"block of type 0x{block_type:08x} has an impossible length {length}", pos, frame)
+                    if stop > end:
+                        if length > MAX_BLOCK_SIZE:
+                            raise corrupt(f"block of type 0x{block_type:08x} claims {length} bytes, more than the "
+                                          f"maximum {MAX_BLOCK_SIZE}", pos, frame)
+                        break  # block continues in the next chunk
+                    if u32(buf, stop - 4)[0] != length:
+                        raise corrupt(f"block of type 0x{block_type:08x}: length at its end "
+                                      f"({u32(buf, stop - 4)[0]}) differs from its start ({length})", pos, frame)
+                    if block_type != ENHANCED_PACKET:
+                        if block_type == SIMPLE_PACKET:
+                            if not interfaces:
+                                raise corrupt("simple packet block before any interface description block", pos, frame)
+                            if length < 16:
+                                raise corrupt(f"simple packet block too short ({length} bytes)", pos, frame)
+                            iface = interfaces[0]  # SPBs always belong to the section's first interface
+                            caplen = min(layout.u32(buf, pos + 8)[0], length - 16)
+                            if iface[_IFACE_SNAPLEN]:
+                                caplen = min(caplen, iface[_IFACE_SNAPLEN])
+                            start = pos + 12
+                        elif block_type == PACKET:
+                            if length < 32:
+                                raise corrupt(f"packet block too short ({length} bytes)", pos, frame)
+                            interface, _drops, ts_high, ts_low, caplen, _original = layout.obsolete(buf, pos + 8)
+                            if caplen > length - 32:
+                                raise corrupt(f"packet block: {caplen} captured bytes do not fit in a block of "
+                                              f"{length}", pos, frame)
+                            if interface >= len(interfaces):
+                                raise corrupt(f"packet on interface {interface}, but the section describes "
+                                              f"{len(interfaces)}", pos, frame)
+                            iface = interfaces[interface]
+                            last_ts = ((ts_high << 32) | ts_low) / iface[_IFACE_UNITS] + iface[_IFACE_OFFSET]
+                            start = pos + 28
+                        else:
+                            if block_type == SECTION_HEADER:
+                                if length < 28:
+                                    raise corrupt(f"section header block too short ({length} bytes)", pos, frame)
+                                major, minor = layout.version(buf, pos + 12)
+                                if major != 1:
+                                    raise corrupt(f"unsupported pcapng version {major}.{minor}", pos, frame)
+                                if cur_iface is not None:  # its frames are counted before it retires
+                                    cur_iface[_IFACE_FRAMES] += cur_count
+                                    cur_count = 0
+                                retired.extend(interfaces)
+                                interfaces = []  # interface numbers restart in every section
+                                cur_index, cur_iface = -1, None
+                                stats.sections += 1
+                            elif block_type == INTERFACE_DESCRIPTION:
+                                if length < 20:
+                                    raise corrupt(f"interface description block too short ({length} bytes)", pos, frame)
+                                link_type, _reserved, snaplen = layout.interface(buf, pos + 8)
+                                units, offset = _interface_time(layout, buf, pos + 16, stop - 4)
+                                lane_frame = LANE_FRAMES.get(link_type) if lanes is not None else None
+                                handler = handler_for(link_type)
+                                # (unpack, link header length, shortest frame, the handler's TcpPacket builder if
+                                # it offers it)
+                                lane_spec = (None if lane_frame is None else
+                                             (lane_frame[0].unpack_from, lane_frame[1], lane_frame[1] + 20 + 20,
+                                              getattr(handler, "tcp_packet_builder", None)))
+                                interfaces.append([handler, units, offset, link_type, snaplen, 0, lane_spec])
+                                stats.interfaces += 1
+                            elif block_type == DECRYPTION_SECRETS:
+                                if length < 20:
+                                    raise corrupt(f"decryption secrets block too short ({length} bytes)", pos, frame)
+                                secrets_type, secrets_length = layout.secrets(buf, pos + 8)
+                                if secrets_length > length - 20:
+                                    raise corrupt(f"decryption secrets block: {secrets_length} bytes of secrets do "
+                                                  f"not fit in a block of {length}", pos, frame)
+                                stats.secrets_blocks += 1
+                                if secrets_type == TLS_KEY_LOG:
+                                    secrets.append(buf[pos + 16:pos + 16 + secrets_length])
+                            elif block_type in FRAME_WITHOUT_PACKET:
+                                frame += 1
+                                stats.non_ip += 1
+                                stats.ignored_blocks += 1
+                                skipped += 1
+                            elif block_type in IGNORED:
+                                stats.ignored_blocks += 1
+                            else:
+                                stats.unknown_blocks += 1
+                            pos = stop
+                            continue
+                        # Simple and obsolete packet blocks.
+                        frame += 1
+                        iface[_IFACE_FRAMES] += 1
+                        pos = stop
+                        out = iface[_IFACE_HANDLER](buf, start, start + caplen, frame, last_ts)
+                        if out is None:
+                            skipped += 1
+                        else:
+                            counted_ts = None
+                            yield out
+                        continue
+                    # An enhanced packet block that the fast test did not take: checked here, and its interface
+                    # becomes the current one.
                     if length < 32:
-                        raise corrupt(f"enhanced packet block too short ({length} bytes)", pos)
+                        raise corrupt(f"enhanced packet block too short ({length} bytes)", pos, frame)
                     # (interface, ts_high, ts_low and caplen came with the block's header: it is whole, so 32
                     # bytes or more are left from pos)
-                    start = pos + 28
                     if caplen > length - 32:
                         raise corrupt(f"enhanced packet block: {caplen} captured bytes do not fit in a block of "
-                                      f"{length}", pos)
+                                      f"{length}", pos, frame)
                     if interface >= len(interfaces):
                         raise corrupt(f"packet on interface {interface}, but the section describes "
-                                      f"{len(interfaces)}", pos)
-                    iface = interfaces[interface]
-                    frame += 1
-                    iface[5] += 1  # _IFACE_FRAMES; indices spelled out on the hot path
-                    # The 64-bit count as a float, rounded once as int / float would round it (the high word times
-                    # 2**32 is exact), without the two large integers.
-                    last_ts = (ts_high * 4294967296.0 + ts_low) / iface[1] + iface[2]
-                    pos = stop
-                    lane_spec = iface[6]  # _IFACE_LANE
-                    if lane_spec is not None and caplen >= lane_spec[2] and lanes:
-                        # As in pcap.walk_records.
-                        (ethertype, version_ihl, total, ident, frag, ttl, proto, key, seq, ack, offset_byte, flags,
-                         window) = lane_spec[0](buf, start)
-                        lane = lanes.get(key)
-                        if (ethertype == 0x0800 and version_ihl == 0x45 and proto == 6 and not frag & 0x3FFF
-                                and caplen - total >= lane_spec[1] and (n := total - header_bytes[offset_byte]) >= 0):
-                            if (lane is not None and not flags & 0x06
-                                    and count_lane(lane, frame, last_ts, seq, ack, flags, window,  # type: ignore[misc]
-                                                   ttl, ident, n)):
-                                counted += 1
-                                counted_ts = last_ts
-                                continue
-                            build = lane_spec[3]
-                            if build is not None:
-                                names = tuples_get(key) or new_tuple(key)
-                                ip_end = start + lane_spec[1] + total
-                                counted += 1
-                                counted_ts = None
-                                yield build(frame, last_ts, 4, names[0], names[1], names[2], names[3], seq, ack,
-                                            flags, window, buf[ip_end - n:ip_end], ttl, ident)
-                                continue
-                    out = iface[0](buf, start, start + caplen, frame, last_ts)
-                    if out is None:
-                        skipped += 1
+                                      f"{len(interfaces)}", pos, frame)
+                    if cur_iface is not None:
+                        cur_iface[_IFACE_FRAMES] += cur_count
+                        cur_count = 0
+                    cur_index = interface
+                    cur_iface = interfaces[interface]
+                    cur_handler, cur_units, cur_offset = cur_iface[_IFACE_HANDLER], cur_iface[_IFACE_UNITS], \
+                        cur_iface[_IFACE_OFFSET]
+                    lane_spec = cur_iface[_IFACE_LANE]
+                    if lane_spec is None:
+                        cur_lane = cur_build = None
                     else:
-                        counted_ts = None
-                        yield out
-                    continue
-                if block_type == SIMPLE_PACKET:
-                    if not interfaces:
-                        raise corrupt("simple packet block before any interface description block", pos)
-                    if length < 16:
-                        raise corrupt(f"simple packet block too short ({length} bytes)", pos)
-                    iface = interfaces[0]  # SPBs always belong to the section's first interface
-                    caplen = min(layout.u32(buf, pos + 8)[0], length - 16)
-                    if iface[_IFACE_SNAPLEN]:
-                        caplen = min(caplen, iface[_IFACE_SNAPLEN])
-                    start = pos + 12
-                elif block_type == PACKET:
-                    if length < 32:
-                        raise corrupt(f"packet block too short ({length} bytes)", pos)
-                    interface, _drops, ts_high, ts_low, caplen, _original = layout.obsolete(buf, pos + 8)
-                    if caplen > length - 32:
-                        raise corrupt(f"packet block: {caplen} captured bytes do not fit in a block of {length}",
-                                      pos)
-                    if interface >= len(interfaces):
-                        raise corrupt(f"packet on interface {interface}, but the section describes "
-                                      f"{len(interfaces)}", pos)
-                    iface = interfaces[interface]
-                    last_ts = ((ts_high << 32) | ts_low) / iface[1] + iface[2]
-                    start = pos + 28
-                elif block_type == SECTION_HEADER:
-                    if length < 28:
-                        raise corrupt(f"section header block too short ({length} bytes)", pos)
-                    major, minor = layout.version(buf, pos + 12)
-                    if major != 1:
-                        raise corrupt(f"unsupported pcapng version {major}.{minor}", pos)
-                    retired.extend(interfaces)
-                    interfaces = []  # interface numbers restart in every section
-                    stats.sections += 1
-                    pos = stop
-                    continue
-                elif block_type == INTERFACE_DESCRIPTION:
-                    if length < 20:
-                        raise corrupt(f"interface description block too short ({length} bytes)", pos)
-                    link_type, _reserved, snaplen = layout.interface(buf, pos + 8)
-                    units, offset = _interface_time(layout, buf, pos + 16, stop - 4)
-                    lane_frame = LANE_FRAMES.get(link_type) if lanes is not None else None
-                    handler = handler_for(link_type)
-                    # (unpack, link header length, shortest frame, the handler's TcpPacket builder if it offers it)
-                    lane_spec = (None if lane_frame is None else
-                                 (lane_frame[0].unpack_from, lane_frame[1], lane_frame[1] + 20 + 20,
-                                  getattr(handler, "tcp_packet_builder", None)))
-                    interfaces.append([handler, units, offset, link_type, snaplen, 0, lane_spec])
-                    stats.interfaces += 1
-                    pos = stop
-                    continue
-                elif block_type == DECRYPTION_SECRETS:
-                    if length < 20:
-                        raise corrupt(f"decryption secrets block too short ({length} bytes)", pos)
-                    secrets_type, secrets_length = layout.secrets(buf, pos + 8)
-                    if secrets_length > length - 20:
-                        raise corrupt(f"decryption secrets block: {secrets_length} bytes of secrets do not fit "
-                                      f"in a block of {length}", pos)
-                    stats.secrets_blocks += 1
-                    if secrets_type == TLS_KEY_LOG:
-                        secrets.append(buf[pos + 16:pos + 16 + secrets_length])
-                    pos = stop
-                    continue
-                elif block_type in FRAME_WITHOUT_PACKET:
-                    frame += 1
-                    stats.non_ip += 1
-                    stats.ignored_blocks += 1
-                    skipped += 1
-                    pos = stop
-                    continue
-                else:
-                    if block_type in IGNORED:
-                        stats.ignored_blocks += 1
-                    else:
-                        stats.unknown_blocks += 1
-                    pos = stop
-                    continue
-                # Simple and obsolete packet blocks end up here.
+                        cur_lane, cur_link_length, cur_lane_min, cur_build = lane_spec
+                # An enhanced packet block of the current interface.
+                start = pos + 28
                 frame += 1
-                iface[5] += 1
+                cur_count += 1
+                # The 64-bit count as a float, rounded once as int / float would round it (the high word times
+                # 2**32 is exact), without the two large integers.
+                if ts_high != last_high:  # (once every 71 minutes of microseconds: spares a mixed product)
+                    last_high = ts_high
+                    high_part = ts_high * 4294967296.0
+                last_ts = (high_part + ts_low) / cur_units + cur_offset
                 pos = stop
-                out = iface[0](buf, start, start + caplen, frame, last_ts)
+                if cur_lane is not None and caplen >= cur_lane_min and lanes:
+                    # As in pcap.walk_records.
+                    (ethertype, version_ihl, total, ident, frag, ttl, proto, key, seq, ack, offset_byte, flags,
+                     window) = cur_lane(buf, start)
+                    lane = lanes.get(key)
+                    if (ethertype == 0x0800 and version_ihl == 0x45 and proto == 6 and not frag & 0x3FFF
+                            and caplen - total >= cur_link_length and (n := total - header_bytes[offset_byte]) >= 0):
+                        if (lane is not None and not flags & 0x06
+                                and count_lane(lane, frame, last_ts, seq, ack, flags, window,  # type: ignore[misc]
+                                               ttl, ident, n)):
+                            counted += 1
+                            counted_ts = last_ts
+                            continue
+                        if cur_build is not None:
+                            names = tuples_get(key) or new_tuple(key)
+                            ip_end = start + cur_link_length + total
+                            counted += 1
+                            counted_ts = None
+                            yield cur_build(frame, last_ts, 4, names[0], names[1], names[2], names[3], seq, ack,
+                                            flags, window, buf[ip_end - n:ip_end], ttl, ident)
+                            continue
+                out = cur_handler(buf, start, start + caplen, frame, last_ts)  # type: ignore[misc]
                 if out is None:
                     skipped += 1
                 else:
                     counted_ts = None
                     yield out
-            fold_link_types()
+            if cur_iface is not None:
+                cur_iface[_IFACE_FRAMES] += cur_count
+                cur_count = 0
+            fold_link_types(frame, skipped)
             if counted:
                 stats.tcp_packets += counted
                 counted = 0
@@ -348,4 +401,6 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
         raise
     finally:
         stats.tcp_packets += counted
-        fold_link_types()
+        if cur_iface is not None:
+            cur_iface[_IFACE_FRAMES] += cur_count
+        fold_link_types(frame, skipped)
