@@ -33,7 +33,9 @@ MAGICS = {
 HEADER_SIZE = 24
 STANDARD_MAX_CAPLEN = 262144  # Wireshark's limit for ordinary link types
 ABSOLUTE_MAX_CAPLEN = 16 << 20  # whatever the header's snap length says: a bigger record is a corrupt length
-CHUNK_SIZE = 1 << 20
+# The most bytes asked of the source at a time: it gives what it reads best, up to that (source.READ_SIZE bytes
+# copied, or a window of source.MAP_WINDOW bytes mapped from a regular file).
+CHUNK_SIZE = 1 << 26
 _MAGIC = Struct("<I")
 # From the start of a frame: the link header's protocol (EtherType); IPv4 version/IHL, total length,
 # identification, flags/fragment offset, TTL, protocol; then, when IHL is 5, the 12 bytes of source address,
@@ -239,6 +241,10 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
                 buf, pos, base = pending, pending_pos, pending_base
                 pending = None
                 continue
+            # The chunk walked is let go before the next is read, so that two are never held at once (a window
+            # mapped from the file counts in the peak memory: source.MAP_WINDOW).
+            leftover = buf[pos:end]
+            buf = chunk = b""
             try:
                 chunk = read_chunk(CHUNK_SIZE)
             except SourceReadError as exc:
@@ -251,11 +257,11 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
                     raise TruncatedCaptureError(
                         f"file ends inside a packet record header ({end - pos} of {record_header_size} bytes)",
                         base + pos, frame + 1)
-                caplen = record(buf, pos)[2]
+                caplen = record(leftover, 0)[2]
                 raise TruncatedCaptureError(
                     f"file ends inside a packet record: {caplen} bytes announced, "
                     f"{end - pos - record_header_size} present", base + pos, frame + 1)
-            buf, pending, pending_pos = carry_over(buf[pos:end], chunk, record_header_size, record_length)
+            buf, pending, pending_pos = carry_over(leftover, chunk, record_header_size, record_length)
             pending_base = base + end
             base += pos
             pos = 0

@@ -41,7 +41,9 @@ OPT_END = 0
 IF_TSRESOL = 9
 IF_TSOFFSET = 14
 MAX_BLOCK_SIZE = 32 << 20  # larger is a corrupt length, not a packet (Wireshark's own limit is 16 MiB)
-CHUNK_SIZE = 1 << 20
+# The most bytes asked of the source at a time: it gives what it reads best, up to that (source.READ_SIZE bytes
+# copied, or a window of source.MAP_WINDOW bytes mapped from a regular file).
+CHUNK_SIZE = 1 << 26
 
 _IFACE_HANDLER, _IFACE_UNITS, _IFACE_OFFSET, _IFACE_LINK_TYPE, _IFACE_SNAPLEN, _IFACE_FRAMES, _IFACE_LANE = range(7)
 
@@ -374,6 +376,9 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                 buf, pos, base = pending, pending_pos, pending_base
                 pending = None
                 continue
+            # The chunk walked is let go before the next is read (as in pcap.walk_records).
+            leftover = buf[pos:end]
+            buf = chunk = b""
             try:
                 chunk = read_chunk(CHUNK_SIZE)
             except SourceReadError as exc:
@@ -385,11 +390,11 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                 if end - pos < 12:
                     raise TruncatedCaptureError(f"file ends inside a block header ({end - pos} of 12 bytes)",
                                                 base + pos, frame + 1)
-                block_type, length = block_header(buf, pos)
+                block_type, length = block_header(leftover, 0)
                 raise TruncatedCaptureError(
                     f"file ends inside a block of type 0x{block_type:08x}: {length} bytes announced, "
                     f"{end - pos} present", base + pos, frame + 1)
-            buf, pending, pending_pos = carry_over(buf[pos:end], chunk, 12, block_length)
+            buf, pending, pending_pos = carry_over(leftover, chunk, 12, block_length)
             pending_base = base + end
             base += pos
             pos = 0

@@ -3,10 +3,13 @@
 The readers pull the stream in large chunks (`read_chunk`), so memory stays bounded by the chunk size plus the
 largest record, whatever the size of the capture; `bytes_read` counts bytes taken from the underlying file
 (compressed bytes for gzip input) so that it can be compared with `total_bytes` for a progress bar.
+A regular uncompressed file is read through windows mapped from it (`_MappedReader`) rather than copied into
+fresh bytes by read(): the walkers read records in place either way.
 """
 from __future__ import annotations
 
 import gzip
+import mmap
 import os
 import stat
 import sys
@@ -24,6 +27,13 @@ OTHER_COMPRESSIONS = {
     b"BZh": "bzip2",
     b"\xfd7zXZ": "xz",
 }
+# The most bytes a chunk holds when they are copied (read1 from a file, a pipe or gzip): the walkers ask for more
+# (pcap.CHUNK_SIZE) and take what the source gives.
+READ_SIZE = 1 << 20
+# The most bytes of a regular uncompressed file mapped at a time (_MappedReader); 0: such files are read with
+# read1 like the others. The window's pages count in the peak memory (RSS) while it is mapped: 4 MiB, +1.8 MB
+# (1 GB and 4 GB pcap) for the system time of 8 MiB (+6 MB); 1 MiB windows cost ~0.01 s more per GB.
+MAP_WINDOW = 4 << 20
 
 
 class SourceReadError(Exception):
@@ -61,12 +71,68 @@ class _CountingReader:
         return data
 
     def read1(self, size: int = -1) -> bytes:
+        if size < 0 or size > READ_SIZE:
+            size = READ_SIZE
         if self._prefix:
             return self.read(size)
         reader = getattr(self._raw, "read1", self._raw.read)
         data = reader(size)
         self.count += len(data)
         return data
+
+
+class _MappedReader:
+    """`read1` of a regular file as read-only windows mapped from it (mmap objects, used by the walkers as bytes:
+    unpack_from, indexing, slices that are bytes), so that the kernel copies nothing into fresh memory (1 GB pcap,
+    a whole run: 0.26-0.38 s of system time with read1 of 1 MiB, 0.11-0.15 s in windows of 4 MiB).
+
+    A window starts at a multiple of mmap.ALLOCATIONGRANULARITY (mmap's rule): from anywhere else (after the file
+    header, a `--jobs` range starting at a record) the bytes up to the next boundary are read plainly first. A
+    window ends where the file ends at that moment (fstat), so that a file still being written reads to its
+    current end as read() would; at that end a plain read says whether there is more (a file whose size fstat
+    does not tell, as in /proc) or not. If the file cannot be mapped, it is read plainly (pread) from then on.
+    A window is unmapped when the walker lets it go. (A file truncated while one of its windows is mapped would
+    kill the process with SIGBUS at the next access of a page past the new end; capture files are appended to,
+    not truncated.)"""
+
+    __slots__ = ("_fileno", "_mapping", "count")
+
+    def __init__(self, fileno: int, position: int) -> None:
+        self._fileno = fileno
+        self.count = position  # the file offset of the next byte; also bytes_read, as if all before was read
+        self._mapping = True
+
+    def read1(self, size: int = -1) -> bytes:
+        position = self.count
+        granularity = mmap.ALLOCATIONGRANULARITY
+        if size < 0:
+            size = READ_SIZE
+        if self._mapping:
+            window = min(size, MAP_WINDOW)
+            window -= window % granularity
+            if window and not position % granularity:
+                try:
+                    length = min(window, os.fstat(self._fileno).st_size - position)
+                    if length > 0:
+                        mapped = _map(self._fileno, length, position)
+                        self.count = position + length
+                        return mapped  # type: ignore[return-value]
+                except (OSError, ValueError):
+                    self._mapping = False
+            elif position % granularity:
+                size = min(size, granularity - position % granularity)
+        data = os.pread(self._fileno, min(size, READ_SIZE), position)
+        self.count = position + len(data)
+        return data
+
+
+def _map(fileno: int, length: int, offset: int) -> mmap.mmap:
+    """A read-only window of the file. Linux: its pages are entered at once (MAP_POPULATE) rather than one fault at
+    a time as the walker reaches them."""
+    populate = getattr(mmap, "MAP_POPULATE", 0)
+    if populate:
+        return mmap.mmap(fileno, length, flags=mmap.MAP_SHARED | populate, prot=mmap.PROT_READ, offset=offset)
+    return mmap.mmap(fileno, length, offset=offset, access=mmap.ACCESS_READ)
 
 
 class CaptureSource:
@@ -97,11 +163,14 @@ class CaptureSource:
         except OSError as exc:
             self.close()
             raise NotACaptureError(f"cannot read: {exc.strerror or exc}", source=self.name) from exc
-        self._counter = _CountingReader(raw, magic, len(magic))
+        self._counter: _CountingReader | _MappedReader = _CountingReader(raw, magic, len(magic))
         self._stream: object = self._counter
         if magic[:2] == GZIP_MAGIC:
             self.compressed = True
             self._stream = gzip.GzipFile(fileobj=self._counter, mode="rb")  # type: ignore[arg-type]
+        elif self.seekable and MAP_WINDOW and hasattr(os, "pread"):
+            # Reads the file from its start again, magic included (pread: the buffered file's position is moot).
+            self._counter = self._stream = _MappedReader(raw.fileno(), 0)
         self.read_chunk = self._read_chunk_gzip if self.compressed else self._counter.read1
         try:
             self.head = self._read_head(4)
@@ -130,7 +199,7 @@ class CaptureSource:
     def _read_chunk_gzip(self, size: int) -> bytes:
         # read1: a damaged tail must not swallow the good data decompressed just before it.
         try:
-            return self._stream.read1(size)  # type: ignore[attr-defined]
+            return self._stream.read1(min(size, READ_SIZE))  # type: ignore[attr-defined]
         except EOFError as exc:
             raise SourceReadError("gzip data ends before its end-of-stream marker", truncated=True) from exc
         except (gzip.BadGzipFile, zlib.error, OSError) as exc:
@@ -150,8 +219,11 @@ class CaptureSource:
         file (tlsflow.parallel). `bytes_read` then counts from the start of the file, as if all before was read."""
         if not self.seekable:
             raise ValueError(f"{self.name}: only a regular uncompressed file can be read from an offset")
-        self._owned.seek(offset)  # type: ignore[union-attr]
-        self._counter = _CountingReader(self._owned, b"", offset)  # type: ignore[arg-type]
+        if MAP_WINDOW and hasattr(os, "pread"):
+            self._counter = _MappedReader(self._owned.fileno(), offset)  # type: ignore[union-attr]
+        else:
+            self._owned.seek(offset)  # type: ignore[union-attr]
+            self._counter = _CountingReader(self._owned, b"", offset)  # type: ignore[arg-type]
         self._stream = self._counter
         self.read_chunk = self._counter.read1
 
