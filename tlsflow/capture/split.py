@@ -23,7 +23,10 @@ from typing import BinaryIO, Self
 
 from . import pcap, pcapng
 
-HOP_WINDOW = 1 << 26  # bytes of the file mapped at a time by the hop (more than the largest record)
+# Bytes of the file mapped at a time by the hop, unless a record or block needs more (then as much as it needs).
+# Its pages count in the parent's resident memory while it is mapped: 64 MiB windows gave a peak of 79 MB for the
+# hop to the middle of a 1 GB file, 4 MiB windows 19 MB, in the same CPU time (0.14-0.17 s, pcap and pcapng).
+HOP_WINDOW = 1 << 22
 
 
 def _map(fileno: int, length: int, offset: int) -> mmap.mmap:
@@ -122,10 +125,11 @@ class _Hop:
     def window(self, target: int) -> bool:
         """Hop towards `target` through one window; False when no record can be passed (end of file, damage)."""
         start = self.pos - self.pos % mmap.ALLOCATIONGRANULARITY
-        length = min(self.size - start, HOP_WINDOW)
+        record_size, max_caplen = self.record_size, self.max_caplen
+        # (room for the largest record from anywhere in the first page: a window always passes one)
+        length = min(self.size - start, max(HOP_WINDOW, mmap.ALLOCATIONGRANULARITY + record_size + max_caplen))
         if length <= self.pos - start:
             return False
-        record_size, max_caplen = self.record_size, self.max_caplen
         mapped = _map(self.fileno, length, start)
         whole = memoryview(mapped)
         views: list[memoryview] = []
@@ -198,6 +202,7 @@ class BlockHop(_FileHop):
         self.frames = 0
         self._order = "<"
         self._kept: list[bytes] = []  # the current section's header, interface and secrets blocks so far
+        self._need = 0  # bytes a window must map from its start to hold the block that stopped the last one
         if start is not None:
             self.pos, self.frames = start.offset, start.frames_before
             self._keep_preamble(start.preamble)
@@ -256,10 +261,12 @@ class BlockHop(_FileHop):
         """Hop through one mapped window towards byte `target` or past frame `frame`; False when no block can be
         passed (end of file, impossible length)."""
         start = self.pos - self.pos % mmap.ALLOCATIONGRANULARITY
-        length = min(self._size - start, HOP_WINDOW)
+        # (two pages at least: the block at self.pos, in the first page, has its header in the window)
+        length = min(self._size - start, max(HOP_WINDOW, 2 * mmap.ALLOCATIONGRANULARITY, self._need))
         if length <= self.pos - start:
             return False
         mapped = _map(self._fileno, length, start)
+        size = 0
         try:
             pos = self.pos - start
             frames = self.frames
@@ -304,6 +311,11 @@ class BlockHop(_FileHop):
                 pos += size
                 moved = True
             self.pos, self.frames = pos + start, frames
+            if (not moved and size is not None and 12 <= size <= pcapng.MAX_BLOCK_SIZE and not size & 3
+                    and start + pos + size <= self._size):
+                # A whole block that does not fit in this window (up to 32 MiB): the next window holds it.
+                self._need = pos + size
+                return True
             return moved
         finally:
             mapped.close()
