@@ -220,9 +220,13 @@ def parquet_schema():  # pyarrow is imported only when Parquet is asked for: it 
 
 
 class ParquetWriter:
-    """Buffers rows into row groups of `batch` records, so memory stays bounded for any number of flows."""
+    """Buffers rows into row groups of `batch` records, so memory stays bounded for any number of flows.
 
-    def __init__(self, path: str | Path, batch: int = 20_000) -> None:
+    4,096 rows (~250 kB of Parquet here) rather than more: with pyarrow loaded (~40 MB) the peak of a 1 GB capture
+    written to Parquet was 230 MB with 20,000-row groups, 223 MB with 8,192 and 205 MB with 4,096, in the same
+    time; readers (pandas, DuckDB, Spark) take the row groups as they come."""
+
+    def __init__(self, path: str | Path, batch: int = 4096) -> None:
         import pyarrow.parquet as pq
 
         self.schema = parquet_schema()
