@@ -9,10 +9,12 @@ import struct
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import CORPUS
+from tlsflow.capture import CaptureError, open_capture, pcapng
 from tlsflow.capture import linktypes as lt
-from tlsflow.capture import open_capture, pcapng
 from tlsflow.pipeline import iter_flow_records
 
 from .test_capture import TSHARK, Pcapng, check_against_tshark
@@ -123,3 +125,106 @@ def test_link_types_counted_per_interface_across_runs(tmp_path: Path, monkeypatc
     # The records as JSON: the same connections, verdicts and evidence as the pcap file's.
     assert json.dumps(_records(path), sort_keys=True) == json.dumps(_records(CORPUS / "tls13_established_python.pcap"),
                                                                     sort_keys=True)
+
+
+def _read(path: Path) -> tuple[list[tuple], tuple | None, tuple | None]:
+    """Everything the reader gives for `path`: packets, counts, and the error (type, text, offset, frame)."""
+    packets: list[tuple] = []
+    error = counts = None
+    try:
+        with open_capture(path) as cap:
+            try:
+                for p in cap.packets():
+                    packets.append((p.frame, p.ts, p.src, p.sport, p.dst, p.dport, p.seq, p.flags, p.payload))
+            finally:
+                stats = cap.stats
+                counts = (stats.frames, stats.skipped, stats.tcp_packets, dict(stats.link_types), stats.sections,
+                          stats.interfaces)
+    except CaptureError as exc:
+        error = (type(exc).__name__, str(exc), exc.offset, exc.frame)
+    return packets, counts, error
+
+
+def _block_starts(data: bytes) -> list[int]:
+    starts, pos = [], 0
+    while pos + 8 <= len(data):
+        starts.append(pos)
+        pos += struct.unpack_from("<I", data, pos + 4)[0]
+    return starts
+
+
+def _two_interfaces_pcapng() -> bytes:
+    frames = _pcap_frames(CORPUS / "tls12_cert_expired.pcap")
+    data, _times = _spread(frames, LAYOUTS["runs"](len(frames)), len(frames) // 2, nano=True)
+    return data
+
+
+_DAMAGE_FILE = _two_interfaces_pcapng()
+# Where damage tells the fast test from the general checks: a block's type, length, interface and captured
+# length, and its length at the end (the word before the next block).
+_FIELDS_AT = sorted({start + field for start in _block_starts(_DAMAGE_FILE) for field in (0, 4, 8, 20)}
+                    | {end - 4 for end in [*_block_starts(_DAMAGE_FILE)[1:], len(_DAMAGE_FILE)]})
+
+
+def _damaged(position: int, damage: bytes | int, cut: int = 0) -> bytes:
+    """_DAMAGE_FILE with `damage` at `position` (bytes written, or the 32-bit field there moved by that much),
+    less its last `cut` bytes."""
+    data = bytearray(_DAMAGE_FILE)
+    if isinstance(damage, int):
+        word = struct.unpack_from("<I", data, position)[0]
+        struct.pack_into("<I", data, position, (word + damage) % (1 << 32))
+    else:
+        data[position:position + len(damage)] = damage
+    return bytes(data[:len(data) - cut])
+
+
+def _same_both_ways(path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+    monkeypatch.setattr(pcapng, "CHUNK_SIZE", chunk)
+    monkeypatch.setattr(pcapng, "FAST_BLOCKS", True)  # (set every time: a hypothesis test shares the monkeypatch)
+    fast = _read(path)
+    monkeypatch.setattr(pcapng, "FAST_BLOCKS", False)
+    assert _read(path) == fast, path.read_bytes()
+
+
+@pytest.mark.parametrize("chunk", [pcapng.CHUNK_SIZE, 333])
+def test_fast_blocks_read_damaged_headers_as_the_general_checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               chunk: int) -> None:
+    """A real capture in pcapng with each block's type, length, interface, captured length or trailing length
+    moved by -8..8, or zeroed, or all ones: the fast test gives the same packets, counts and error (text, offset,
+    frame) as every block going through the general checks."""
+    path = tmp_path / "damaged.pcapng"
+    for position in _FIELDS_AT:
+        for damage in [*range(-8, 9), b"\0" * 4, b"\xff" * 4]:
+            path.write_bytes(_damaged(position, damage))
+            _same_both_ways(path, monkeypatch, chunk)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(position=st.integers(min_value=0), damage=st.binary(min_size=1, max_size=4),
+       cut=st.one_of(st.just(0), st.integers(0, 300)), chunk=st.sampled_from([pcapng.CHUNK_SIZE, 333]))
+def test_fast_blocks_read_damaged_files_as_the_general_checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             position: int, damage: bytes, cut: int,
+                                                             chunk: int) -> None:
+    """The same, with bytes written anywhere and the file cut short."""
+    path = tmp_path / "damaged.pcapng"
+    path.write_bytes(_damaged(position % len(_DAMAGE_FILE), damage, cut))
+    _same_both_ways(path, monkeypatch, chunk)
+
+
+def test_a_length_not_in_whole_words_is_refused_even_when_its_end_repeats_it(tmp_path: Path) -> None:
+    """An enhanced packet block whose length is not a multiple of 4 but whose last word (there) repeats it: the
+    general checks call the length impossible; the fast test must not take it either."""
+    frames = _pcap_frames(CORPUS / "tls12_cert_expired.pcap")
+    good = Pcapng().section().interface(lt.ETHERNET)
+    for micros, frame in frames[:3]:
+        good.enhanced(0, micros, frame)
+    data = bytearray(good.bytes())
+    last = _block_starts(bytes(data))[-1]
+    length = struct.unpack_from("<I", data, last + 4)[0] - 2
+    struct.pack_into("<I", data, last + 4, length)
+    struct.pack_into("<I", data, last + length - 4, length)
+    data += b"\0" * 8
+    path = tmp_path / "odd.pcapng"
+    path.write_bytes(bytes(data))
+    packets, _counts, error = _read(path)
+    assert len(packets) == 2 and error is not None and "impossible length" in error[1]
