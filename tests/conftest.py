@@ -105,3 +105,43 @@ def trust_and_keylog_for(path: Path) -> tuple[object, object]:
     if path.parent == CORPUS:
         trust = trust.with_pem_file(str(CORPUS / "ca.pem"))
     return trust, keylog
+
+
+def pcap_frames(path: Path) -> list[tuple[int, bytes]]:
+    """(time in microseconds, frame bytes) of every record of a little-endian, microsecond classic pcap file (the
+    corpus captures, the generated ones): to write the same frames in another layout."""
+    import struct
+
+    data = path.read_bytes()
+    assert struct.unpack_from("<I", data)[0] == 0xA1B2C3D4, f"{path}: not a little-endian microsecond pcap"
+    frames, pos = [], 24
+    while pos < len(data):
+        seconds, micros, caplen, _original = struct.unpack_from("<IIII", data, pos)
+        frames.append((seconds * 1_000_000 + micros, data[pos + 16:pos + 16 + caplen]))
+        pos += 16 + caplen
+    return frames
+
+
+def pcapng_block_offsets(data: bytes) -> list[int]:
+    """The offset of every block of a pcapng file (each section's own byte order)."""
+    import struct
+
+    offsets, pos, order = [], 0, "<"
+    while pos + 12 <= len(data):
+        if data[pos:pos + 4] == b"\x0a\x0d\x0d\x0a":
+            order = "<" if data[pos + 8:pos + 12] == b"\x4d\x3c\x2b\x1a" else ">"
+        offsets.append(pos)
+        pos += struct.unpack_from(order + "I", data, pos + 4)[0]
+    return offsets
+
+
+def assert_cuts_start_at_frames(path: Path, cuts: list) -> None:
+    """Each cut (split.Cut) is where a reader starting there reads the frame the whole file numbers next."""
+    from tlsflow.capture import open_capture
+
+    with open_capture(path) as cap:
+        frames = {f.frame: f for f in cap.frames()}
+    for cut in cuts:
+        with open_capture(path) as cap:
+            cap.start_at(cut.offset, cut.frames_before)
+            assert next(iter(cap.frames())) == frames[cut.frames_before + 1]

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import assert_cuts_start_at_frames, pcap_frames, pcapng_block_offsets
 from tlsflow.capture import linktypes as lt
-from tlsflow.capture import open_capture, split
+from tlsflow.capture import split
 from tlsflow.parallel_ranges import ranges_in_one_process
 from tlsflow.pipeline import iter_flow_records
 
@@ -20,35 +21,11 @@ CUSTOM_FRAMED = 0x40000BAD  # a custom block that Wireshark shows as a frame
 NAME_RESOLUTION = 4  # not framed
 
 
-def _frames(path: Path) -> list[tuple[int, bytes]]:
-    """(time in microseconds, frame) of each record of a little-endian microsecond pcap file."""
-    data = path.read_bytes()
-    frames, pos = [], 24
-    while pos < len(data):
-        seconds, micros, caplen, _original = struct.unpack_from("<IIII", data, pos)
-        frames.append((seconds * 1_000_000 + micros, data[pos + 16:pos + 16 + caplen]))
-        pos += 16 + caplen
-    return frames
-
-
-def _block_offsets(data: bytes) -> list[int]:
-    offsets, pos = [], 0
-    while pos < len(data):
-        offsets.append(pos)
-        pos += struct.unpack_from("<I", data, pos + 4)[0]
-    return offsets
-
-
-def _reader_frames_before(path: Path, offset: int) -> int:
-    """Frames before byte `offset`, as the reader numbers them: read from the start, counting what lies before."""
-    with open_capture(path) as cap:
-        return sum(1 for _ in cap.frames()) if offset >= path.stat().st_size else _count_before(path, offset)
-
-
 def _count_before(path: Path, offset: int) -> int:
+    """Frames before byte `offset` of a little-endian pcapng file, as the reader numbers them."""
     data = path.read_bytes()
     count = 0
-    for start in _block_offsets(data):
+    for start in pcapng_block_offsets(data):
         if start >= offset:
             break
         count += struct.unpack_from("<I", data, start)[0] in (2, 3, 6, CUSTOM_FRAMED)
@@ -65,18 +42,13 @@ def test_pcap_cuts_with_one_page_windows(generated_capture: Path, small_windows:
     targets = [size // 5, size // 3, size // 2, size * 4 // 5]
     cuts = list(split.find_cuts(str(generated_capture), targets))
     assert len(cuts) == len(targets)
-    with open_capture(generated_capture) as cap:
-        frames = {f.frame: f for f in cap.frames()}
-    for target, cut in zip(targets, cuts):
-        assert cut.offset >= target
-        with open_capture(generated_capture) as cap:
-            cap.start_at(cut.offset, cut.frames_before)
-            assert next(iter(cap.frames())) == frames[cut.frames_before + 1]
+    assert all(cut.offset >= target for target, cut in zip(targets, cuts))
+    assert_cuts_start_at_frames(generated_capture, cuts)
 
 
 def test_pcapng_cuts_past_blocks_longer_than_a_window(generated_capture: Path, small_windows: None,
                                                        tmp_path: Path) -> None:
-    frames = _frames(generated_capture)
+    frames = pcap_frames(generated_capture)
     third = len(frames) // 3
     out = Pcapng().section().interface(lt.ETHERNET)
     for micros, frame in frames[:third]:
@@ -90,7 +62,7 @@ def test_pcapng_cuts_past_blocks_longer_than_a_window(generated_capture: Path, s
     data = out.bytes()
     path.write_bytes(data)
 
-    offsets = _block_offsets(data)
+    offsets = pcapng_block_offsets(data)
     big = [o for o in offsets if struct.unpack_from("<I", data, o)[0] in (CUSTOM_FRAMED, NAME_RESOLUTION)]
     # Targets inside each big block, right after them, and spread over the file.
     targets = sorted({big[0] + 100, big[1] + 100, big[1] + 1, len(data) // 2, len(data) * 5 // 6})

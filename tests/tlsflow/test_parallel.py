@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CORPUS
+from tests.conftest import CORPUS, assert_cuts_start_at_frames, pcapng_block_offsets
 from tlsflow import parallel_ranges
 from tlsflow.api import analyze_files
 from tlsflow.capture import open_capture
@@ -289,14 +289,8 @@ def test_cuts_are_record_boundaries_with_frame_numbers(generated):
     targets = [size // 3, size // 3 + 1, size * 2 // 3]
     cuts = list(find_cuts(str(generated), targets))
     assert len(cuts) == 3
-    with open_capture(generated) as cap:
-        frames = {f.frame: f for f in cap.frames()}
-    for target, cut in zip(targets, cuts):
-        assert cut.offset >= target
-        with open_capture(generated) as cap:
-            cap.start_at(cut.offset, cut.frames_before)
-            first = next(iter(cap.frames()))
-        assert first == frames[cut.frames_before + 1]
+    assert all(cut.offset >= target for target, cut in zip(targets, cuts))
+    assert_cuts_start_at_frames(generated, cuts)
     # A cut is never at the end of the file.
     assert list(find_cuts(str(generated), [size - 1])) == []
 
@@ -384,7 +378,7 @@ def test_public_pcapng_captures_cut_at_every_block():
     blocks = 0
     for path in captures:
         single = [r for _c, r in analyze_files([str(path)], jobs=1)]
-        for offset in _block_offsets(path.read_bytes())[1:]:
+        for offset in pcapng_block_offsets(path.read_bytes())[1:]:
             ranges = list(ranges_in_one_process(str(path), [offset]))
             assert [r for r in ranges if isinstance(r, str)] == [r for r in single if isinstance(r, str)], path
             assert sorted((r for r in ranges if isinstance(r, dict)), key=key) == \
@@ -603,17 +597,6 @@ def test_a_phantom_open_to_the_end_holds_nothing_back(trailing_ack, monkeypatch,
 KEYLOG_PCAPNG = Path(__file__).resolve().parents[1] / "data" / "capture" / "loopback-tls-keylog.pcapng"
 
 
-def _block_offsets(data: bytes) -> list[int]:
-    """The offset of every block of a pcapng file (each section's own byte order)."""
-    offsets, pos, order = [], 0, "<"
-    while pos + 12 <= len(data):
-        if data[pos:pos + 4] == b"\x0a\x0d\x0d\x0a":
-            order = "<" if data[pos + 8:pos + 12] == b"\x4d\x3c\x2b\x1a" else ">"
-        offsets.append(pos)
-        pos += struct.unpack_from(order + "I", data, pos + 4)[0]
-    return offsets
-
-
 @pytest.fixture(scope="module")
 def generated_pcapng(generated, tmp_path_factory) -> Path:
     """The generated capture's packets as a pcapng file with what a reader starting in the middle must know from
@@ -653,7 +636,7 @@ def test_pcapng_cuts_anywhere_give_one_process_rows(generated_pcapng, fallbacks)
 def test_pcapng_cuts_carry_the_section_interfaces_and_secrets(generated_pcapng):
     data = generated_pcapng.read_bytes()
     cut = next(find_cuts(str(generated_pcapng), [len(data) // 2]))
-    blocks = _block_offsets(cut.preamble)
+    blocks = pcapng_block_offsets(cut.preamble)
     # section header, both interfaces, the secrets block; not the custom or name resolution blocks.
     assert [struct.unpack_from("<I", cut.preamble, b)[0] for b in blocks] == [0x0A0D0D0A, 1, 1, 0x0000000A]
     with open_capture(generated_pcapng) as cap:
@@ -664,7 +647,7 @@ def test_pcapng_cuts_carry_the_section_interfaces_and_secrets(generated_pcapng):
         assert cap.secrets  # read from the preamble
     assert first == frames[cut.frames_before + 1]
     late = next(find_cuts(str(generated_pcapng), [len(data) * 7 // 10]))
-    assert late.preamble[8:12] == b"\x1a\x2b\x3c\x4d" and len(_block_offsets(late.preamble)) == 2  # big-endian
+    assert late.preamble[8:12] == b"\x1a\x2b\x3c\x4d" and len(pcapng_block_offsets(late.preamble)) == 2  # big-endian
 
 
 def test_pcapng_secrets_before_the_cut_decrypt_after_it(fallbacks):
@@ -673,7 +656,7 @@ def test_pcapng_secrets_before_the_cut_decrypt_after_it(fallbacks):
     single = _single(KEYLOG_PCAPNG)
     assert [r["cert_subject"] for r in single] == ["CN=localhost", "CN=localhost"]  # encrypted in TLS 1.3
     data = KEYLOG_PCAPNG.read_bytes()
-    for offset in _block_offsets(data)[1:]:
+    for offset in pcapng_block_offsets(data)[1:]:
         assert _in_ranges(KEYLOG_PCAPNG, [offset]) == single, offset
     assert not fallbacks
 
@@ -683,7 +666,7 @@ def test_pcapng_damage_before_a_cut_stops_there(generated_pcapng, tmp_path):
     does not have): the hop passes it, the reader stops there. Later ranges, read from past the damage, do not
     count: the rows and the one error are those of a single process."""
     data = bytearray(generated_pcapng.read_bytes())
-    offsets = _block_offsets(bytes(data))
+    offsets = pcapng_block_offsets(bytes(data))
     bad = offsets[len(offsets) // 3]
     assert struct.unpack_from("<I", data, bad)[0] == 6
     struct.pack_into("<I", data, bad + 8, 7)  # interface 7
@@ -718,7 +701,7 @@ def test_pcapng_hop_counts_frames_as_the_reader(generated_pcapng):
     """A cut at every 7th block: the hop's frame count before it is the reader's (packet blocks and the custom block
     Wireshark frames), whichever way it got there (the 32-bit fast path or the general loop, either byte order)."""
     data = generated_pcapng.read_bytes()
-    offsets = _block_offsets(data)
+    offsets = pcapng_block_offsets(data)
     framed = {2, 3, 6, 0x40000BAD}
     frames_before, count, order = {}, 0, "<"
     for offset in offsets:
@@ -749,9 +732,9 @@ def test_pcapng_cut_at_a_section_header(generated_pcapng, fallbacks):
     """A cut right at the second section's header, and one block after it: the range starts with the new section
     (its own byte order and interfaces), or with it as its preamble."""
     data = generated_pcapng.read_bytes()
-    sections = [b for b in _block_offsets(data) if data[b:b + 4] == b"\x0a\x0d\x0d\x0a"]
+    sections = [b for b in pcapng_block_offsets(data) if data[b:b + 4] == b"\x0a\x0d\x0d\x0a"]
     assert len(sections) == 2
-    after = next(b for b in _block_offsets(data) if b > sections[1])
+    after = next(b for b in pcapng_block_offsets(data) if b > sections[1])
     single = _single(generated_pcapng)
     for offset in (sections[1], after, sections[1] + 1):
         cut = next(find_cuts(str(generated_pcapng), [offset]))

@@ -12,25 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import CORPUS
+from tests.conftest import CORPUS, pcap_frames, pcapng_block_offsets
 from tlsflow.capture import CaptureError, open_capture, pcapng
 from tlsflow.capture import linktypes as lt
 from tlsflow.pipeline import iter_flow_records
 
 from .test_capture import TSHARK, Pcapng, check_against_tshark
-
-
-def _pcap_frames(path: Path) -> list[tuple[int, bytes]]:
-    """(time in microseconds, frame bytes) of a little-endian, microsecond, Ethernet classic pcap file."""
-    data = path.read_bytes()
-    magic, *_rest, link_type = struct.unpack_from("<IHHiIII", data)
-    assert magic == 0xA1B2C3D4 and link_type == lt.ETHERNET, path
-    frames, pos = [], 24
-    while pos < len(data):
-        seconds, micros, caplen, _original = struct.unpack_from("<IIII", data, pos)
-        frames.append((seconds * 1_000_000 + micros, data[pos + 16:pos + 16 + caplen]))
-        pos += 16 + caplen
-    return frames
 
 
 def _spread(frames: list[tuple[int, bytes]], interface_of: list[int], new_section_at: int | None,
@@ -76,7 +63,7 @@ def test_interfaces_and_sections_give_the_pcap_frames_and_counts(tmp_path: Path,
                                                                layout: str, chunk: int, nano: bool) -> None:
     monkeypatch.setattr(pcapng, "CHUNK_SIZE", chunk)
     for source in (CORPUS / name for name in CAPTURES):
-        frames = _pcap_frames(source)
+        frames = pcap_frames(source)
         interface_of = LAYOUTS[layout](len(frames))
         path = tmp_path / f"{source.stem}.pcapng"
         data, times = _spread(frames, interface_of, len(frames) * 2 // 3, nano)
@@ -102,7 +89,7 @@ def test_link_types_counted_per_interface_across_runs(tmp_path: Path, monkeypatc
     """Runs on interfaces of different link types: each frame counts for its own interface's link type, also
     when a chunk ends in the middle of a run."""
     monkeypatch.setattr(pcapng, "CHUNK_SIZE", 300)
-    frames = _pcap_frames(CORPUS / "tls13_established_python.pcap")
+    frames = pcap_frames(CORPUS / "tls13_established_python.pcap")
     out = Pcapng().section().interface(lt.ETHERNET).interface(lt.RAW)
     link_of = []
     for index, (micros, frame) in enumerate(frames):
@@ -145,16 +132,8 @@ def _read(path: Path) -> tuple[list[tuple], tuple | None, tuple | None]:
     return packets, counts, error
 
 
-def _block_starts(data: bytes) -> list[int]:
-    starts, pos = [], 0
-    while pos + 8 <= len(data):
-        starts.append(pos)
-        pos += struct.unpack_from("<I", data, pos + 4)[0]
-    return starts
-
-
 def _two_interfaces_pcapng() -> bytes:
-    frames = _pcap_frames(CORPUS / "tls12_cert_expired.pcap")
+    frames = pcap_frames(CORPUS / "tls12_cert_expired.pcap")
     data, _times = _spread(frames, LAYOUTS["runs"](len(frames)), len(frames) // 2, nano=True)
     return data
 
@@ -162,8 +141,8 @@ def _two_interfaces_pcapng() -> bytes:
 _DAMAGE_FILE = _two_interfaces_pcapng()
 # Where damage tells the fast test from the general checks: a block's type, length, interface and captured
 # length, and its length at the end (the word before the next block).
-_FIELDS_AT = sorted({start + field for start in _block_starts(_DAMAGE_FILE) for field in (0, 4, 8, 20)}
-                    | {end - 4 for end in [*_block_starts(_DAMAGE_FILE)[1:], len(_DAMAGE_FILE)]})
+_FIELDS_AT = sorted({start + field for start in pcapng_block_offsets(_DAMAGE_FILE) for field in (0, 4, 8, 20)}
+                    | {end - 4 for end in [*pcapng_block_offsets(_DAMAGE_FILE)[1:], len(_DAMAGE_FILE)]})
 
 
 def _damaged(position: int, damage: bytes | int, cut: int = 0) -> bytes:
@@ -214,12 +193,12 @@ def test_fast_blocks_read_damaged_files_as_the_general_checks(tmp_path: Path, mo
 def test_a_length_not_in_whole_words_is_refused_even_when_its_end_repeats_it(tmp_path: Path) -> None:
     """An enhanced packet block whose length is not a multiple of 4 but whose last word (there) repeats it: the
     general checks call the length impossible; the fast test must not take it either."""
-    frames = _pcap_frames(CORPUS / "tls12_cert_expired.pcap")
+    frames = pcap_frames(CORPUS / "tls12_cert_expired.pcap")
     good = Pcapng().section().interface(lt.ETHERNET)
     for micros, frame in frames[:3]:
         good.enhanced(0, micros, frame)
     data = bytearray(good.bytes())
-    last = _block_starts(bytes(data))[-1]
+    last = pcapng_block_offsets(bytes(data))[-1]
     length = struct.unpack_from("<I", data, last + 4)[0] - 2
     struct.pack_into("<I", data, last + 4, length)
     struct.pack_into("<I", data, last + length - 4, length)
