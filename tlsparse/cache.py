@@ -25,12 +25,19 @@ class ParseCache:
     MAX_SUITE_LISTS = 1024
     MAX_SUITE_LIST_BYTES = 512  # longer lists are decoded every time
     MAX_SUITE_KINDS = 512
+    MAX_EXTENSION_BLOCKS = 64  # per context: lengths of whole extension blocks remembered (16 blocks each at most)
+    MAX_EXTENSION_BLOCK = 2048  # longer blocks are not remembered whole
 
-    __slots__ = ("extensions", "suite_kinds", "suite_lists")
+    __slots__ = ("extension_blocks", "extensions", "suite_kinds", "suite_lists")
 
     def __init__(self) -> None:
         # context -> (type, length, body) as on the wire -> the Extension they decode to
         self.extensions: dict[HelloContext, dict[bytes, Extension]] = {ctx: {} for ctx in HelloContext}
+        # context -> block length -> (how many first bytes, those bytes -> a whole extension block as it recurs but
+        # for the bodies unique to a connection): a hello's extensions without going through them one by one (see
+        # tlsparse.extensions._known_block)
+        self.extension_blocks: dict[HelloContext, dict[int, tuple[int, dict[bytes, tuple]]]] = {  # type: ignore[type-arg]
+            ctx: {} for ctx in HelloContext}
         # cipher suite -> "ecdhe" / "dhe" / "other" / None (see tlsparse.handshake.suite_kind)
         self.suite_kinds: dict[int | None, str | None] = {}
         # a ClientHello's cipher_suites vector body as on the wire -> the suite codes (one tuple, shared)
@@ -39,5 +46,7 @@ class ParseCache:
     def clear(self) -> None:
         for memo in self.extensions.values():
             memo.clear()
+        for shapes in self.extension_blocks.values():
+            shapes.clear()
         self.suite_kinds.clear()
         self.suite_lists.clear()

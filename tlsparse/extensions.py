@@ -552,12 +552,23 @@ def split_extensions(data: bytes | bytearray, pos: int, stop: int, ctx: HelloCon
     """The extensions in `data[pos:stop]` (a whole block's contents), or None when its framing is broken (then
     `_parse_extensions_checked` says how). Each body goes through its fast decoder, and through the Reader-based
     one when the fast decoder declines it, so results and errors are the same as the reference path's. With a
-    `cache`, bodies that recur are decoded once (the same objects are handed out again)."""
+    `cache`, bodies that recur are decoded once (the same objects are handed out again), and so are whole blocks
+    that recur but for the bodies unique to a connection (see `_known_block`)."""
     if data.__class__ is not bytes:
         data = bytes(data)  # slices must be bytes (memo keys, Extension.data)
+    first = pos
+    if cache is not None:
+        shapes = cache.extension_blocks[ctx].get(stop - pos)
+        if shapes is not None:
+            shape = shapes[1].get(data[pos:pos + shapes[0]])
+            if shape is not None:
+                known = _known_block(shape, data, pos, ctx, base)
+                if known is not None:
+                    return known
     extensions: list[Extension] = []
     append = extensions.append
     get = cache.extensions[ctx].get if cache is not None else _NO_MEMO.get
+    recurring = True  # every body not found in the memo is one unique to the connection (see _remember_block)
     # Kept to the fewest operations: a ClientHello's dozen extensions go round this loop on every connection,
     # and most of them are found in the memo.
     if stop - pos <= _MAX_BLOCK_UNDER_CAP:
@@ -573,20 +584,88 @@ def split_extensions(data: bytes | bytearray, pos: int, stop: int, ctx: HelloCon
                 return None
             key = data[pos:end]
             ext = get(key)
+            if ext is None:
+                ext = _decode_and_remember(key, ctx, base + pos + 4, cache)
+                if recurring and not (ext.data and ext.type in _UNIQUE_PER_CONNECTION):
+                    recurring = False
+            append(ext)
+            pos = end
+    else:
+        while pos < stop:
+            if pos + 4 > stop or len(extensions) >= MAX_EXTENSIONS:  # (the cap: hostile blocks stop here too)
+                return None
+            end = pos + 4 + ((data[pos + 2] << 8) | data[pos + 3])
+            if end > stop:
+                return None
+            key = data[pos:end]
+            ext = get(key)
             append(ext if ext is not None else _decode_and_remember(key, ctx, base + pos + 4, cache))
             pos = end
-        return tuple(extensions)
-    while pos < stop:
-        if pos + 4 > stop or len(extensions) >= MAX_EXTENSIONS:  # (the cap: hostile blocks stop here too)
+        recurring = False  # (longer than any block worth remembering whole)
+    found = tuple(extensions)
+    if recurring and cache is not None:
+        _remember_block(found, data, first, stop, ctx, cache)
+    return found
+
+
+# Blocks remembered whole (ParseCache.extension_blocks): by length, then by their first bytes up to the first body
+# unique to a connection (the same count of bytes for every block of that length: the first one's), the parts
+# of the rest that must match byte for byte ((start, end, bytes) relative to the block's start: everything but
+# those bodies, whose headers are in them), those bodies' extensions ((index, start, end): their wire bytes,
+# header included) and the block's extensions (None at those indexes).
+_BlockShape = tuple[tuple[tuple[int, int, bytes], ...], tuple[tuple[int, int, int], ...], tuple[Extension | None, ...]]
+_SHAPES_PER_LENGTH = 16  # blocks of one length remembered (clients whose blocks never recur stop adding here)
+
+
+def _known_block(shape: _BlockShape, data: bytes, pos: int, ctx: HelloContext,
+                 base: int) -> tuple[Extension, ...] | None:
+    """The extensions of a block whose first bytes are those of a remembered one of its length, when it matches
+    that block but for the bodies unique to a connection; None otherwise. Why it gives what the walk would:
+    the extensions' headers are among the bytes that match, so every extension starts and ends where it did in
+    the remembered block, and the same bytes decode to the same extensions; the unique bodies are decoded as
+    the walk decodes them (they are never in the memo)."""
+    fixed, unique, slots = shape
+    for start, end, part in fixed:
+        if data[pos + start:pos + end] != part:
             return None
-        end = pos + 4 + ((data[pos + 2] << 8) | data[pos + 3])
-        if end > stop:
-            return None
-        key = data[pos:end]
-        ext = get(key)
-        append(ext if ext is not None else _decode_and_remember(key, ctx, base + pos + 4, cache))
+    if not unique:
+        return slots  # type: ignore[return-value]
+    extensions = list(slots)
+    for index, start, end in unique:
+        extensions[index] = _decode_and_remember(data[pos + start:pos + end], ctx, base + pos + start + 4, None)
+    return tuple(extensions)  # type: ignore[arg-type]
+
+
+def _remember_block(extensions: tuple[Extension, ...], data: bytes, first: int, stop: int, ctx: HelloContext,
+                    cache: ParseCache) -> None:
+    """Remember the block `data[first:stop]`, whose extensions were all in the memo but for the bodies unique to
+    the connection."""
+    if stop - first > cache.MAX_EXTENSION_BLOCK:
+        return
+    parts = []
+    unique = []
+    slots: list[Extension | None] = list(extensions)
+    part_start = pos = first
+    for index, ext in enumerate(extensions):
+        end = pos + 4 + len(ext.data)
+        if ext.data and ext.type in _UNIQUE_PER_CONNECTION:
+            parts.append((part_start - first, pos + 4 - first, data[part_start:pos + 4]))  # its header included
+            unique.append((index, pos - first, end - first))
+            slots[index] = None
+            part_start = end
         pos = end
-    return tuple(extensions)
+    if part_start < stop or not parts:
+        parts.append((part_start - first, stop - first, data[part_start:stop]))
+    lengths = cache.extension_blocks[ctx]
+    entry = lengths.get(stop - first)
+    probe, head = parts[0][1], parts[0][2]  # (parts[0] starts the block)
+    if entry is None or entry[0] != probe:
+        if len(lengths) >= cache.MAX_EXTENSION_BLOCKS:
+            lengths.clear()
+        entry = lengths[stop - first] = (probe, {})
+    elif len(entry[1]) >= _SHAPES_PER_LENGTH:
+        return
+    entry[1][head] = (tuple(parts[1:]), tuple(unique), tuple(slots))
 
 
 def _decode_and_remember(key: bytes, ctx: HelloContext, base: int, cache: ParseCache | None) -> Extension:
