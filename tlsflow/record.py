@@ -61,6 +61,25 @@ class ClientHelloShapes(HelloFingerprints):
         return (*super()._client_values(ch), ch.alpn, registry.version_name(ch.highest_version))
 
 
+def duration_ms(earlier: float, later: float) -> float:
+    """`round((later - earlier) * 1000.0, 3)`: a duration in milliseconds rounded to the microsecond, mostly
+    without the decimal string round trip that `round(x, 3)` makes (~2,500 instructions, three times per record).
+
+    That rounding gives the double nearest to n / 1000, n being the exact ms * 1000 rounded to an integer (ms the
+    double `(later - earlier) * 1000.0`). Below 1e12 microseconds, `(later - earlier) * 1e6` is off that exact
+    product by less than 2**-12, and its fraction (`% 1.0`) is exact: when the fraction is more than 0.001 away from
+    one half, n is the product rounded, and n / 1000 (exact operands, one correctly rounded division) is that same
+    double. Anything else (a fraction near one half, negative, huge, NaN) goes through `round`."""
+    scaled = (later - earlier) * 1e6
+    if 0.0 <= scaled < 1e12:
+        fraction = scaled % 1.0
+        if fraction < 0.499:
+            return (scaled - fraction) / 1000.0
+        if fraction > 0.501:
+            return (scaled - fraction + 1.0) / 1000.0
+    return round((later - earlier) * 1000.0, 3)
+
+
 CertificateFields = tuple[str, str, str, str, tuple[str, ...]]
 
 
@@ -155,11 +174,11 @@ def build_record(*, capture: str, flow_id: int, client: tuple[str, int], server:
     record["warnings"] = list(verdict.warnings) or None
     # durations: milliseconds rounded to the microsecond, null when an end is missing or out of order
     record["tcp_rtt_ms"] = (None if syn_ts is None or synack_ts is None or synack_ts < syn_ts
-                            else round((synack_ts - syn_ts) * 1000.0, 3))
+                            else duration_ms(syn_ts, synack_ts))
     record["server_hello_ms"] = (None if ch_ts is None or server_first is None or server_first < ch_ts
-                                 else round((server_first - ch_ts) * 1000.0, 3))
+                                 else duration_ms(ch_ts, server_first))
     record["handshake_ms"] = (None if ch_ts is None or end_ts is None or end_ts < ch_ts
-                              else round((end_ts - ch_ts) * 1000.0, 3))
+                              else duration_ms(ch_ts, end_ts))
     record["cert_subject"] = subject
     record["cert_issuer"] = issuer
     record["cert_not_before"] = not_before
