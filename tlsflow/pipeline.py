@@ -71,8 +71,8 @@ def _side_facts(d: Any) -> SideFacts:
 
 def _tcp_facts(conn: Any) -> TcpFacts:
     client, server = _side_facts(conn.client), _side_facts(conn.server)
-    return TcpFacts(client=client, server=server, roles_from=getattr(conn, "roles_from", "syn"),
-                    anomalies=list(getattr(conn, "anomalies", [])))
+    # (by position: keywords cost ~2,000 instructions more)
+    return TcpFacts(client, server, getattr(conn, "roles_from", "syn"), list(getattr(conn, "anomalies", ())))
 
 
 class FlowAnalyzer:
@@ -184,19 +184,18 @@ class FlowAnalyzer:
             self.kept_tcp = tcp
         certs, leaf, chain_len = self._cert_cache.assess(summary, conn.start)
         cert_fields = self._cert_cache.leaf_fields(leaf) if leaf is not None else None
-        verdict = decide(summary, tcp, certs, capture_end=self.last_ts)
+        verdict = decide(summary, tcp, certs, self.last_ts)
         ch, sh = summary.client_hello, summary.server_hello_msg
         if ch is not None:
             ja3_hash, ja4_text, *offered = self._fingerprints.client(ch)
         else:
             ja3_hash = ja4_text = offered = None  # type: ignore[assignment]
+        # By position, in build_record's order: twenty keywords cost ~10,000 instructions per connection
         return build_record(
-            capture=self.capture_name, flow_id=conn.flow_id,
-            client=(conn.client_ip, conn.client_port), server=(conn.server_ip, conn.server_port),
-            start=conn.start, end=conn.last_ts, first_frame=conn.first_frame, summary=summary, verdict=verdict,
-            syn_ts=tcp.client.syn_ts, synack_ts=tcp.server.synack_ts, leaf=leaf, chain_len=chain_len,
-            ja3=ja3_hash, ja3s=self._fingerprints.server(sh) if sh is not None else None, ja4=ja4_text,
-            offered=offered, cert_fields=cert_fields,  # type: ignore[arg-type]
+            self.capture_name, conn.flow_id, (conn.client_ip, conn.client_port), (conn.server_ip, conn.server_port),
+            conn.start, conn.last_ts, conn.first_frame, summary, verdict, tcp.client.syn_ts, tcp.server.synack_ts,
+            leaf, chain_len, ja3_hash, self._fingerprints.server(sh) if sh is not None else None, ja4_text,
+            cert_fields, offered,  # type: ignore[arg-type]
         )
 
 

@@ -5,13 +5,22 @@ the others on every connection of the shipped corpus and the public captures (wh
 """
 from __future__ import annotations
 
+import datetime
+import json
 import math
 import struct
+from pathlib import Path
+from typing import Any
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import corpus_and_public_captures, trust_and_keylog_for
+from tlsflow import record
+from tlsflow.pipeline import FlowAnalyzer
 from tlsflow.record import duration_ms
+from tlsparse.fingerprints import ja3, ja3s, ja4
 
 
 def _same_float(a: float, b: float) -> bool:
@@ -52,3 +61,52 @@ def test_duration_ms_equals_round_on_every_bit_pattern_of_a_positive_duration(bi
     elapsed = struct.unpack("<d", struct.pack("<Q", bits))[0]
     if math.isfinite(elapsed):
         assert _same_float(duration_ms(0.0, elapsed), round(elapsed * 1000.0, 3))
+
+
+# ---------------------------------------------------------------- the whole record
+
+
+class _CheckingAnalyzer(FlowAnalyzer):
+    """Builds each record a second time the plain way (every call by keyword, a fresh TcpFacts and Verdict, the
+    certificate view from an uncached check) and checks it equals the pipeline's."""
+
+    checked = 0
+
+    def _record(self, conn: Any) -> dict[str, Any]:
+        from analyzers.certview import assess_certificates
+        from analyzers.summary import HandshakeSummary
+        from analyzers.tcpfacts import TcpFacts
+        from analyzers.verdict import decide
+
+        fast = super()._record(conn)
+        summary = conn.handshake.summary if conn.handshake is not None else HandshakeSummary()
+        tcp = TcpFacts(client=conn.client, server=conn.server, roles_from=conn.roles_from,
+                       anomalies=list(conn.anomalies))
+        certs, leaf, chain_len = assess_certificates(
+            summary, at=datetime.datetime.fromtimestamp(conn.start, tz=datetime.UTC), trust=self.trust)
+        verdict = decide(summary, tcp, certs, capture_end=self.last_ts)
+        ch, sh = summary.client_hello, summary.server_hello_msg
+        plain = record.build_record(
+            capture=self.capture_name, flow_id=conn.flow_id,
+            client=(conn.client_ip, conn.client_port), server=(conn.server_ip, conn.server_port),
+            start=conn.start, end=conn.last_ts, first_frame=conn.first_frame, summary=summary, verdict=verdict,
+            syn_ts=tcp.client.syn_ts, synack_ts=tcp.server.synack_ts, leaf=leaf, chain_len=chain_len,
+            ja3=(ja3(ch) or (None,))[0] if ch is not None else None, ja3s=ja3s(sh)[0] if sh is not None else None,
+            ja4=ja4(ch) if ch is not None else None)
+        assert list(fast) == list(plain)
+        assert json.dumps(fast) == json.dumps(plain)
+        type(self).checked += 1
+        return fast
+
+
+def test_records_equal_the_plainly_built_ones(monkeypatch: pytest.MonkeyPatch, generated_capture: Path) -> None:
+    from tlsflow import pipeline
+
+    for path in [*corpus_and_public_captures(), generated_capture]:
+        trust, keylog = trust_and_keylog_for(path)
+        with monkeypatch.context() as patch:
+            patch.setattr(pipeline, "FlowAnalyzer", _CheckingAnalyzer)
+            for _ in pipeline.iter_flow_records(path, trust=trust, keylog=keylog,
+                                                report=pipeline.CaptureReport(str(path))):
+                pass
+    assert _CheckingAnalyzer.checked > 100
