@@ -67,11 +67,13 @@ def _record_encoder_source() -> str:
     pieces = []
     for i, (name, value) in enumerate(zip(FIELDS, names)):
         pieces.append(repr(("{" if i == 0 else ", ") + _encode_string(name) + ": "))
+        # A value whose class is exactly float (int) is written by `repr`, which is then `float.__repr__`
+        # (`int.__repr__`), as the C encoder writes it, and a cheaper call (~350 instructions less).
         if name in _FLOAT_FIELDS:
             # (NaN and the infinities are words of the encoder's own: through it)
-            expr = f"float_repr({value}) if {value}.__class__ is float and -INF < {value} < INF else encode({value})"
+            expr = f"repr({value}) if {value}.__class__ is float and -INF < {value} < INF else encode({value})"
         elif name in _INT_FIELDS:
-            expr = f"int_repr({value}) if {value}.__class__ is int else encode({value})"
+            expr = f"repr({value}) if {value}.__class__ is int else encode({value})"
         elif name in LIST_FIELDS or name in _BOOL_FIELDS:
             expr = f"encode({value})"
         elif name in _UNIQUE_STRING_FIELDS:
@@ -127,7 +129,7 @@ class RecordEncoder:
 
 def _compile_record_encoder() -> Any:
     namespace: dict[str, Any] = {"join": "".join, "encode": _encode_json, "encode_string": _encode_string,
-                                 "float_repr": float.__repr__, "int_repr": int.__repr__, "INF": float("inf")}
+                                 "INF": float("inf")}
     exec(_record_encoder_source(), namespace)  # noqa: S102 - built from the contract's field names only
     return namespace["make"]
 
