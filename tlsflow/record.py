@@ -30,23 +30,28 @@ LIST_FIELDS = frozenset({"alpn_offered", "evidence", "warnings", "cert_san"})
 _NULL_RECORD: dict[str, Any] = dict.fromkeys(FIELDS)
 
 
-def _memo_name(lookup: Callable[[int], str]) -> Callable[[int], str]:
-    """`lookup` (a registry name function: pure, over 16-bit codes, so at most 65,536 entries) remembered per
-    code: the registry's own lookup is several calls deep and runs a few times per connection."""
-    names: dict[int, str] = {}
+class _Remembered(dict):  # type: ignore[type-arg]
+    """`memo[key]` is `compute(key)`, remembered: a hit is a plain dict subscript (no Python call), only a miss
+    calls `__missing__`. At most `limit` entries, then forgotten all at once."""
 
-    def name(code: int) -> str:
-        found = names.get(code)
-        if found is None:
-            found = names[code] = lookup(code)
+    def __init__(self, compute: Callable[[Any], str], limit: int) -> None:
+        super().__init__()
+        self.compute, self.limit = compute, limit
+
+    def __missing__(self, key: Any) -> str:
+        if len(self) >= self.limit:
+            self.clear()
+        found = self[key] = self.compute(key)
         return found
 
-    return name
 
-
-_version_name = _memo_name(registry.version_name)
-_cipher_suite_name = _memo_name(registry.cipher_suite_name)
-_group_name = _memo_name(registry.group_name)
+# Registry names (pure functions of 16-bit codes: the limit is never reached); the registry's own lookup is several
+# calls deep and runs a few times per connection.
+_VERSION_NAMES = _Remembered(registry.version_name, 1 << 16)
+_CIPHER_SUITE_NAMES = _Remembered(registry.cipher_suite_name, 1 << 16)
+_GROUP_NAMES = _Remembered(registry.group_name, 1 << 16)
+# `ip:port` of servers (a few per capture, unlike the clients' ports), from (ip, port).
+_SERVER_TEXTS = _Remembered(lambda server: endpoint_text(*server), 4096)
 
 class ClientHelloShapes(HelloFingerprints):
     """JA3 and JA4 remembered per ClientHello shape, with the record fields that shape decides as well: the
@@ -112,7 +117,7 @@ def build_record(capture: str, flow_id: int, client: tuple[str, int], server: tu
         ch_ts: float | None = first_hello.ts
         sni = ch.sni
         if offered is None:
-            offered = (ch.alpn, _version_name(ch.highest_version))
+            offered = (ch.alpn, _VERSION_NAMES[ch.highest_version])
         offered_alpn, version_offered = offered
         alpn_offered = list(offered_alpn) if offered_alpn else None
     else:
@@ -122,15 +127,15 @@ def build_record(capture: str, flow_id: int, client: tuple[str, int], server: tu
         sh: Any = sh_at.message
         selected = sh.alpn
         alpn = selected[0] if selected else None
-        version = _version_name(s.version)
-        cipher = _cipher_suite_name(sh.cipher_suite)
+        version = _VERSION_NAMES[s.version]
+        cipher = _CIPHER_SUITE_NAMES[sh.cipher_suite]
         kg = sh.key_share_group
         if kg is not None:
-            group = _group_name(kg)
+            group = _GROUP_NAMES[kg]
         else:
             ske = s.server_key_exchange
             curve = getattr(ske.message, "curve", None) if ske is not None else None
-            group = _group_name(curve) if curve is not None else None
+            group = _GROUP_NAMES[curve] if curve is not None else None
         resumed = s.resumed
     else:
         alpn = version = cipher = group = resumed = None
@@ -152,7 +157,7 @@ def build_record(capture: str, flow_id: int, client: tuple[str, int], server: tu
     record["capture"] = capture
     record["flow_id"] = flow_id
     record["client"] = endpoint_text(*client)
-    record["server"] = endpoint_text(*server)
+    record["server"] = _SERVER_TEXTS[server]
     record["start"] = start
     record["end"] = end
     record["first_frame"] = first_frame

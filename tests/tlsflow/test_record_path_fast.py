@@ -10,7 +10,7 @@ import json
 import math
 import struct
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from hypothesis import example, given, settings
@@ -20,6 +20,7 @@ from tests.conftest import corpus_and_public_captures, trust_and_keylog_for
 from tlsflow import record
 from tlsflow.pipeline import FlowAnalyzer
 from tlsflow.record import duration_ms
+from tlsparse.events import Sender
 from tlsparse.fingerprints import ja3, ja3s, ja4
 
 
@@ -110,3 +111,76 @@ def test_records_equal_the_plainly_built_ones(monkeypatch: pytest.MonkeyPatch, g
                                                 report=pipeline.CaptureReport(str(path))):
                 pass
     assert _CheckingAnalyzer.checked > 100
+
+
+# ---------------------------------------------------------------- remembered names and endpoints
+
+
+def test_remembered_names_are_the_registry_names_and_the_endpoints_the_endpoint_texts() -> None:
+    from tlsflow.packet import endpoint_text
+    from tlsparse import registry
+
+    for code in [*range(0x0300, 0x0306), 0x7F1C, 0xFEFD, 0x0A0A, 0x1301, 0xC02F, 0x001D, 0x11EC, 0xFFFF, 0]:
+        assert record._VERSION_NAMES[code] == registry.version_name(code)
+        assert record._CIPHER_SUITE_NAMES[code] == registry.cipher_suite_name(code)
+        assert record._GROUP_NAMES[code] == registry.group_name(code)
+    for server in [("127.0.0.1", 443), ("::1", 443), ("2001:db8::1", 8443), ("10.0.0.1", 0)]:
+        assert record._SERVER_TEXTS[server] == endpoint_text(*server)
+
+
+def test_remembered_values_are_forgotten_past_the_limit() -> None:
+    calls: list[int] = []
+    memo = record._Remembered(lambda key: calls.append(key) or str(key), 3)
+    assert [memo[k] for k in (1, 2, 1, 3, 4, 1)] == ["1", "2", "1", "3", "4", "1"]
+    assert calls == [1, 2, 3, 4, 1]  # the fourth key emptied the memo
+    assert len(memo) <= 3
+
+
+# ---------------------------------------------------------------- summary views
+
+
+class _KeepingAnalyzer(FlowAnalyzer):
+    kept: ClassVar[list[Any]] = []
+
+    def _record(self, conn: Any) -> dict[str, Any]:
+        type(self).kept.append(conn)
+        return super()._record(conn)
+
+
+@pytest.fixture(scope="module")
+def summaries(generated_capture: Path) -> list[Any]:
+    from tlsflow import pipeline
+
+    _KeepingAnalyzer.kept = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pipeline, "FlowAnalyzer", _KeepingAnalyzer)
+        for path in [*corpus_and_public_captures(), generated_capture]:
+            trust, keylog = trust_and_keylog_for(path)
+            for _ in pipeline.iter_flow_records(path, trust=trust, keylog=keylog,
+                                                report=pipeline.CaptureReport(str(path))):
+                pass
+    return [conn.handshake.summary for conn in _KeepingAnalyzer.kept if conn.handshake is not None]
+
+
+def _resumed_plainly(s: Any) -> bool:
+    """HandshakeSummary.resumed as first written (every view through the summary's properties)."""
+    from tlsparse import messages as m
+
+    sh = s.server_hello_msg
+    ch = s.client_hello
+    if sh is None:
+        return False
+    if s.is_tls13:
+        return sh.has_extension(m.EXT_PRE_SHARED_KEY)
+    if s.server_certificate is not None or s.server_key_exchange is not None:
+        return False
+    if Sender.SERVER in s.ccs and s.ccs[Sender.SERVER].ts >= s.server_hello.ts:
+        return True
+    return bool(ch is not None and sh.session_id and sh.session_id == ch.session_id)
+
+
+def test_resumed_equals_the_plain_reading_on_every_connection(summaries: list[Any]) -> None:
+    assert len(summaries) > 100
+    assert any(s.resumed for s in summaries) and not all(s.resumed for s in summaries)
+    for s in summaries:
+        assert s.resumed is _resumed_plainly(s)
