@@ -157,16 +157,18 @@ class HandshakeSummary:
     def resumed(self) -> bool:
         """TLS 1.3: the server accepted a PSK. TLS <= 1.2: the server echoed the client's session id (or answered a
         ticket) and went straight to ChangeCipherSpec without a Certificate."""
-        sh = self.server_hello_msg
-        ch = self.client_hello
-        if sh is None:
+        at = self.server_hello
+        if at is None:
             return False
+        sh: m.ServerHello = at.message  # type: ignore[assignment]
         if self.is_tls13:
             return sh.has_extension(m.EXT_PRE_SHARED_KEY)
         if self.server_certificate is not None or self.server_key_exchange is not None:
             return False
-        if _SERVER in self.ccs and self.ccs[_SERVER].ts >= self.server_hello.ts:
+        ccs = self.ccs.get(_SERVER)
+        if ccs is not None and ccs.ts >= at.ts:
             return True
+        ch = self.client_hello
         return bool(ch is not None and sh.session_id and sh.session_id == ch.session_id)
 
     @property
