@@ -15,6 +15,9 @@ from __future__ import annotations
 from tlsparse.extensions import HelloContext
 from tlsparse.messages import Extension
 
+# The contexts as a tuple: iterating the enum class runs a Python generator, twice per cache made (one per capture).
+_CONTEXTS = tuple(HelloContext)
+
 
 class ParseCache:
     """Decoded extensions by message context and wire bytes, ClientHello cipher-suite lists by wire bytes, and
@@ -32,12 +35,12 @@ class ParseCache:
 
     def __init__(self) -> None:
         # context -> (type, length, body) as on the wire -> the Extension they decode to
-        self.extensions: dict[HelloContext, dict[bytes, Extension]] = {ctx: {} for ctx in HelloContext}
+        self.extensions: dict[HelloContext, dict[bytes, Extension]] = {ctx: {} for ctx in _CONTEXTS}
         # context -> block length -> (how many first bytes, those bytes -> a whole extension block as it recurs but
         # for the bodies unique to a connection): a hello's extensions without going through them one by one (see
         # tlsparse.extensions._known_block)
         self.extension_blocks: dict[HelloContext, dict[int, tuple[int, dict[bytes, tuple]]]] = {  # type: ignore[type-arg]
-            ctx: {} for ctx in HelloContext}
+            ctx: {} for ctx in _CONTEXTS}
         # cipher suite -> "ecdhe" / "dhe" / "other" / None (see tlsparse.handshake.suite_kind)
         self.suite_kinds: dict[int | None, str | None] = {}
         # a ClientHello's cipher_suites vector body as on the wire -> the suite codes (one tuple, shared)

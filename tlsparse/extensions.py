@@ -568,7 +568,9 @@ def split_extensions(data: bytes | bytearray, pos: int, stop: int, ctx: HelloCon
     extensions: list[Extension] = []
     append = extensions.append
     get = cache.extensions[ctx].get if cache is not None else _NO_MEMO.get
-    recurring = True  # every body not found in the memo is one unique to the connection (see _remember_block)
+    # (index, start, end) of the bodies unique to the connection, while every other body is found in the memo
+    # (then the block may recur: see _remember_block); None once one is not.
+    varying: list[tuple[int, int, int]] | None = []
     # Kept to the fewest operations: a ClientHello's dozen extensions go round this loop on every connection,
     # and most of them are found in the memo.
     if stop - pos <= _MAX_BLOCK_UNDER_CAP:
@@ -586,8 +588,11 @@ def split_extensions(data: bytes | bytearray, pos: int, stop: int, ctx: HelloCon
             ext = get(key)
             if ext is None:
                 ext = _decode_and_remember(key, ctx, base + pos + 4, cache)
-                if recurring and not (ext.data and ext.type in _UNIQUE_PER_CONNECTION):
-                    recurring = False
+                if varying is not None:
+                    if ext.data and ext.type in _UNIQUE_PER_CONNECTION:
+                        varying.append((len(extensions), pos, end))
+                    else:
+                        varying = None
             append(ext)
             pos = end
     else:
@@ -601,10 +606,10 @@ def split_extensions(data: bytes | bytearray, pos: int, stop: int, ctx: HelloCon
             ext = get(key)
             append(ext if ext is not None else _decode_and_remember(key, ctx, base + pos + 4, cache))
             pos = end
-        recurring = False  # (longer than any block worth remembering whole)
+        varying = None  # (longer than any block worth remembering whole)
     found = tuple(extensions)
-    if recurring and cache is not None:
-        _remember_block(found, data, first, stop, ctx, cache)
+    if varying is not None and cache is not None:
+        _remember_block(found, varying, data, first, stop, ctx, cache)
     return found
 
 
@@ -636,24 +641,19 @@ def _known_block(shape: _BlockShape, data: bytes, pos: int, ctx: HelloContext,
     return tuple(extensions)  # type: ignore[arg-type]
 
 
-def _remember_block(extensions: tuple[Extension, ...], data: bytes, first: int, stop: int, ctx: HelloContext,
-                    cache: ParseCache) -> None:
+def _remember_block(extensions: tuple[Extension, ...], varying: list[tuple[int, int, int]], data: bytes, first: int,
+                    stop: int, ctx: HelloContext, cache: ParseCache) -> None:
     """Remember the block `data[first:stop]`, whose extensions were all in the memo but for the bodies unique to
-    the connection."""
+    the connection (`varying`: their indexes and wire bytes, as split_extensions found them)."""
     if stop - first > cache.MAX_EXTENSION_BLOCK:
         return
     parts = []
-    unique = []
     slots: list[Extension | None] = list(extensions)
-    part_start = pos = first
-    for index, ext in enumerate(extensions):
-        end = pos + 4 + len(ext.data)
-        if ext.data and ext.type in _UNIQUE_PER_CONNECTION:
-            parts.append((part_start - first, pos + 4 - first, data[part_start:pos + 4]))  # its header included
-            unique.append((index, pos - first, end - first))
-            slots[index] = None
-            part_start = end
-        pos = end
+    part_start = first
+    for index, start, end in varying:
+        parts.append((part_start - first, start + 4 - first, data[part_start:start + 4]))  # its header included
+        slots[index] = None
+        part_start = end
     if part_start < stop or not parts:
         parts.append((part_start - first, stop - first, data[part_start:stop]))
     lengths = cache.extension_blocks[ctx]
@@ -665,7 +665,8 @@ def _remember_block(extensions: tuple[Extension, ...], data: bytes, first: int, 
         entry = lengths[stop - first] = (probe, {})
     elif len(entry[1]) >= _SHAPES_PER_LENGTH:
         return
-    entry[1][head] = (tuple(parts[1:]), tuple(unique), tuple(slots))
+    entry[1][head] = (tuple(parts[1:]), tuple([(index, start - first, end - first) for index, start, end in varying]),
+                      tuple(slots))
 
 
 def _decode_and_remember(key: bytes, ctx: HelloContext, base: int, cache: ParseCache | None) -> Extension:
