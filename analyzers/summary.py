@@ -251,9 +251,13 @@ class HandshakeSummary:
         self._letter(event.sender, "l")
 
     def _add_ccs(self, event: ev.ChangeCipherSpecSeen) -> None:
-        if len(self.ccs) < 2 and event.sender not in self.ccs:
-            self.ccs[event.sender] = event
-        self._letter(event.sender, "i")
+        sender = event.sender
+        ccs = self.ccs
+        if len(ccs) < 2 and sender not in ccs:
+            ccs[sender] = event
+        history = self.history
+        if len(history) < _HISTORY_MAX:  # _letter, inlined (one or two per connection)
+            history.append("I" if sender is _CLIENT else "i")
 
     def _add_application_data(self, event: ev.ApplicationDataSeen) -> None:
         self.app_data_records[event.sender] += 1
@@ -282,12 +286,17 @@ class HandshakeSummary:
         if len(self.anomalies) < 50:
             self.anomalies.append(event)
 
-    def _add_to_transcript(self, event: ev.HandshakeSeen) -> None:
+    def _add_to_transcript(self, event: ev.HandshakeSeen, at: MessageAt) -> None:
         transcript = self.transcript
         msg = event.message
         if transcript is None or self.transcript_complete:
             return
-        if isinstance(msg, m.ServerHello) and not msg.is_hello_retry_request and msg.selected_version != 0x0304:
+        server_hello = isinstance(msg, m.ServerHello) and not msg.is_hello_retry_request
+        if server_hello:
+            # The version read here is remembered for `version`, which asks for it if `at` becomes server_hello
+            # (the first ServerHello that is not a HelloRetryRequest): the extensions are scanned once.
+            self._version_of, self._version = at, msg.selected_version  # type: ignore[union-attr]
+        if server_hello and self._version != 0x0304:
             self.transcript = None  # not TLS 1.3: no CertificateVerify over a transcript to check
         elif not event.raw or len(transcript) >= 16:
             self.transcript = None  # something is off (SSLv2, a hostile flood): give the check up
@@ -300,7 +309,7 @@ class HandshakeSummary:
         sender, msg = event.sender, event.message
         at = _new_message_at(event.frame, event.ts, msg)
         if self.transcript is not None:
-            self._add_to_transcript(event)
+            self._add_to_transcript(event, at)
         first = self.first_handshake_ts
         if len(first) < 2 and sender not in first:
             first[sender] = event.ts

@@ -5,6 +5,7 @@ the others on every connection of the shipped corpus and the public captures (wh
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import math
@@ -16,6 +17,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from analyzers.summary import HandshakeSummary
 from tests.conftest import corpus_and_public_captures, trust_and_keylog_for
 from tlsflow import record
 from tlsflow.pipeline import FlowAnalyzer
@@ -184,3 +186,63 @@ def test_resumed_equals_the_plain_reading_on_every_connection(summaries: list[An
     assert any(s.resumed for s in summaries) and not all(s.resumed for s in summaries)
     for s in summaries:
         assert s.resumed is _resumed_plainly(s)
+
+
+class _PlainSummary(HandshakeSummary):
+    """The summary with its ChangeCipherSpec and transcript folds as first written (the version read on demand
+    only, the history letter through `_letter`)."""
+
+    __slots__ = ()
+
+    def _add_ccs(self, event: Any) -> None:
+        if len(self.ccs) < 2 and event.sender not in self.ccs:
+            self.ccs[event.sender] = event
+        self._letter(event.sender, "i")
+
+    def _add_to_transcript(self, event: Any, at: Any = None) -> None:
+        from tlsparse import messages as m
+
+        transcript = self.transcript
+        msg = event.message
+        if transcript is None or self.transcript_complete:
+            return
+        if isinstance(msg, m.ServerHello) and not msg.is_hello_retry_request and msg.selected_version != 0x0304:  # noqa: SIM114 - as first written
+            self.transcript = None
+        elif not event.raw or len(transcript) >= 16:
+            self.transcript = None
+        elif isinstance(msg, m.CertificateVerify) and event.sender is Sender.SERVER:
+            self.transcript_complete = True
+        else:
+            transcript.append(event.raw)
+
+
+def test_summaries_fold_as_the_plain_folds_on_every_connection(monkeypatch: pytest.MonkeyPatch,
+                                                              generated_capture: Path) -> None:
+    from analyzers import summary as summary_mod
+    from tlsflow import pipeline
+
+    folded: dict[int, tuple[HandshakeSummary, list[Any]]] = {}
+    original = HandshakeSummary.add_all
+
+    def keeping_add_all(self: HandshakeSummary, events: Any) -> None:
+        events = list(events)
+        folded.setdefault(id(self), (self, []))[1].extend(events)
+        original(self, events)
+
+    monkeypatch.setattr(summary_mod.HandshakeSummary, "add_all", keeping_add_all)
+    for path in [*corpus_and_public_captures(), generated_capture]:
+        trust, keylog = trust_and_keylog_for(path)
+        for _ in pipeline.iter_flow_records(path, trust=trust, keylog=keylog,
+                                            report=pipeline.CaptureReport(str(path))):
+            pass
+    monkeypatch.undo()
+    names = [f.name for f in dataclasses.fields(HandshakeSummary) if f.compare]
+    transcripts = 0
+    for summary, events in folded.values():
+        plain = _PlainSummary()
+        plain.add_all(events)
+        assert [getattr(summary, n) for n in names] == [getattr(plain, n) for n in names]
+        assert summary.version == plain.version
+        assert summary.version == (summary.server_hello.message.selected_version if summary.server_hello else None)
+        transcripts += bool(summary.transcript_complete)
+    assert len(folded) > 100 and transcripts
