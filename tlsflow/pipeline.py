@@ -218,7 +218,12 @@ class _CertCache:
     MAX_ENTRIES = 4096  # results (and decoded certificates) remembered; emptied when full: memory stays bounded
 
     def __init__(self, trust: Any) -> None:
+        from analyzers.certchecks import EXPIRES_SOON, _days
+
         self.trust = trust
+        # Imported here once (analyzers.certchecks loads cryptography: not at module import): an import statement
+        # in `_timing` cost ~3,000 instructions each time a certificate was not plainly valid.
+        self._expires_soon, self._days = EXPIRES_SOON, _days
         self._entries: dict[tuple[Any, ...], tuple[int, tuple[Any, Any, Any]]] = {}
         self._infos: dict[bytes, tuple[Any, float, float]] = {}
         self._leaf_fields: dict[int, tuple[Any, CertificateFields]] = {}
@@ -285,17 +290,16 @@ class _CertCache:
             if plainly_valid_from < start < plainly_valid_until:
                 out.append(None)  # valid, and not expiring within EXPIRES_SOON: the common case, without datetimes
                 continue
-            from analyzers.certchecks import EXPIRES_SOON, _days
-
             if at is None:
                 at = _dt.datetime.fromtimestamp(start, tz=_dt.UTC)
+            days = self._days
             not_before, not_after = info.not_before, info.not_after
             if at > not_after:
-                out.append(("expired", _days(at - not_after)))
+                out.append(("expired", days(at - not_after)))
             elif at < not_before:
-                out.append(("not_yet_valid", _days(not_before - at)))
-            elif not_after - at <= EXPIRES_SOON:
-                out.append(("expires_soon", _days(not_after - at)))
+                out.append(("not_yet_valid", days(not_before - at)))
+            elif not_after - at <= self._expires_soon:
+                out.append(("expires_soon", days(not_after - at)))
             else:
                 out.append(None)
         return tuple(out)
