@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
+from math import floor as _floor
 from pathlib import Path
 from typing import IO, Any
 
@@ -18,6 +19,7 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _INT_FIELDS = frozenset({"flow_id", "first_frame", "cert_chain_len"})
 _FLOAT_FIELDS = frozenset({"start", "end", "tcp_rtt_ms", "server_hello_ms", "handshake_ms"})
 _BOOL_FIELDS = frozenset({"resumed"})
+_TIMESTAMP_FIELDS = frozenset({"start", "end"})  # capture times (the other floats are short: repr is cheap there)
 
 
 _FIELD_LIST = list(FIELDS)
@@ -53,6 +55,26 @@ def _json_encoder() -> Any:
 
 
 _encode_json = _json_encoder()
+
+
+def timestamp_text(value: float) -> str:
+    """The JSON text of a float (`float.__repr__`, or the encoder's word for NaN and the infinities), faster for
+    capture times with whole microseconds, whose repr digit search (~7,000 instructions) costs more than reading
+    the digits off the integer count of microseconds (~4,500).
+
+    Why it is the same text: between 1 and 2**33 a double's spacing is below 1e-6, so at most one multiple of 1e-6
+    rounds to it. When `micros / 1e6` (exact operands, one correctly rounded division) gives the value back, that
+    multiple is `micros` millionths, and any shorter decimal that rounds to the value would be such a multiple as
+    well: repr writes those digits, without trailing zeros (at least one fractional digit), in fixed notation."""
+    if 1.0 <= value < 8589934592.0:  # 2**33
+        micros = _floor(value * 1e6 + 0.5)
+        if micros / 1e6 == value:
+            digits = repr(micros)
+            return digits[:-6] + "." + (digits[-6:].rstrip("0") or "0")
+    return repr(value) if -_INF < value < _INF else _encode_json(value)  # type: ignore[no-any-return]
+
+
+_INF = float("inf")
 _encode_string = json.encoder.encode_basestring  # what the C encoder above calls for each string (keys included)
 # Fields whose string values are new for almost every connection (the client's port): not worth remembering.
 _UNIQUE_STRING_FIELDS = frozenset({"client"})
@@ -69,7 +91,9 @@ def _record_encoder_source() -> str:
         pieces.append(repr(("{" if i == 0 else ", ") + _encode_string(name) + ": "))
         # A value whose class is exactly float (int) is written by `repr`, which is then `float.__repr__`
         # (`int.__repr__`), as the C encoder writes it, and a cheaper call (~350 instructions less).
-        if name in _FLOAT_FIELDS:
+        if name in _TIMESTAMP_FIELDS:
+            expr = f"timestamp_text({value}) if {value}.__class__ is float else encode({value})"
+        elif name in _FLOAT_FIELDS:
             # (NaN and the infinities are words of the encoder's own: through it)
             expr = f"repr({value}) if {value}.__class__ is float and -INF < {value} < INF else encode({value})"
         elif name in _INT_FIELDS:
@@ -129,7 +153,7 @@ class RecordEncoder:
 
 def _compile_record_encoder() -> Any:
     namespace: dict[str, Any] = {"join": "".join, "encode": _encode_json, "encode_string": _encode_string,
-                                 "INF": float("inf")}
+                                 "INF": float("inf"), "timestamp_text": timestamp_text}
     exec(_record_encoder_source(), namespace)  # noqa: S102 - built from the contract's field names only
     return namespace["make"]
 

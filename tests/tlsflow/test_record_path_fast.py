@@ -246,3 +246,24 @@ def test_summaries_fold_as_the_plain_folds_on_every_connection(monkeypatch: pyte
         assert summary.version == (summary.server_hello.message.selected_version if summary.server_hello else None)
         transcripts += bool(summary.transcript_complete)
     assert len(folded) > 100 and transcripts
+
+
+# ---------------------------------------------------------------- JSON text of capture times
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.one_of(_capture_times, st.floats(allow_nan=True, allow_infinity=True), st.floats(0.5, 2.0 ** 34),
+                 st.integers(0, (1 << 64) - 1).map(lambda bits: struct.unpack("<d", struct.pack("<Q", bits))[0]),
+                 st.integers(10**6, 2**33 * 10**6).map(lambda micros: micros / 1e6)))
+@example(1.0)
+@example(0.999999)
+@example(2.0 ** 33)
+@example(2.0 ** 33 - 1e-6)
+@example(1767225600.0)
+@example(1767225600.000047)
+@example(1767225600.1)
+@example(-1767225600.5)
+def test_timestamp_text_equals_the_json_text(value: float) -> None:
+    from tlsflow.formats import timestamp_text
+
+    assert timestamp_text(value) == json.dumps(value)
