@@ -645,7 +645,18 @@ def _remember_block(extensions: tuple[Extension, ...], varying: list[tuple[int, 
                     stop: int, ctx: HelloContext, cache: ParseCache) -> None:
     """Remember the block `data[first:stop]`, whose extensions were all in the memo but for the bodies unique to
     the connection (`varying`: their indexes and wire bytes, as split_extensions found them)."""
-    if stop - first > cache.MAX_EXTENSION_BLOCK:
+    size = stop - first
+    if size > cache.MAX_EXTENSION_BLOCK:
+        return
+    lengths = cache.extension_blocks[ctx]
+    entry = lengths.get(size)
+    if entry is None:
+        # The first block of that length that could recur: blocks are remembered from the next one on (why: many
+        # captures hold a couple of connections per client, and a block remembered for one more hello costs more
+        # than it saves). The entry holds no block: its empty first bytes find none.
+        if len(lengths) >= cache.MAX_EXTENSION_BLOCKS:
+            lengths.clear()
+        lengths[size] = (0, {})
         return
     parts = []
     slots: list[Extension | None] = list(extensions)
@@ -655,14 +666,10 @@ def _remember_block(extensions: tuple[Extension, ...], varying: list[tuple[int, 
         slots[index] = None
         part_start = end
     if part_start < stop or not parts:
-        parts.append((part_start - first, stop - first, data[part_start:stop]))
-    lengths = cache.extension_blocks[ctx]
-    entry = lengths.get(stop - first)
+        parts.append((part_start - first, size, data[part_start:stop]))
     probe, head = parts[0][1], parts[0][2]  # (parts[0] starts the block)
-    if entry is None or entry[0] != probe:
-        if len(lengths) >= cache.MAX_EXTENSION_BLOCKS:
-            lengths.clear()
-        entry = lengths[stop - first] = (probe, {})
+    if entry[0] != probe:
+        entry = lengths[size] = (probe, {})
     elif len(entry[1]) >= _SHAPES_PER_LENGTH:
         return
     entry[1][head] = (tuple(parts[1:]), tuple([(index, start - first, end - first) for index, start, end in varying]),
