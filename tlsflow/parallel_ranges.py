@@ -44,8 +44,10 @@ import inspect
 import itertools
 import math
 import os
+import pickle
 import socket
 import struct
+import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -95,6 +97,8 @@ def _range_analyzer_class() -> type:
 
 
 BATCH_RECORDS = 256  # records in a worker's message at most, where they come in bursts
+SUSPECTS_REPORTED = 1024  # open flows opened without a SYN that a worker reports in each message, at most
+SYN_FLAG = 0x02
 _FOREIGN = ("another worker's connection",)  # the lane of every segment a following worker does not track
 
 
@@ -308,6 +312,11 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
     opened: list[tuple[int, str, int, str, int, int]] = []
     error: str | None = None
     watched: dict[int, Any] = {}  # flow id -> Connection, phantoms the parent asked about
+    # Flows this worker opened without a SYN (any phantom but one opened by a retransmitted SYN), reported with the
+    # watched ones before the parent knows which are phantoms: its messages wait until the earlier workers end,
+    # and these reports then let it give the records that a phantom holds back (a connection's last ACK alone past
+    # the cut makes a phantom open to the end of the file) instead of keeping them all until the end.
+    suspects: dict[int, Any] = {}
     position = 0  # the frame of the last packet taken
 
     def listen(block: bool) -> None:
@@ -329,13 +338,15 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
 
     def phantoms() -> list[tuple[int, int]]:
         listen(block=False)
-        return [(own_id, conn.last_frame) for own_id, conn in watched.items()]
+        return [(own_id, conn.last_frame) for flows in (watched, suspects) for own_id, conn in flows.items()]
 
     def take_one(record: dict[str, Any]) -> None:
         (a_ip, a_port), (b_ip, b_port) = record["_range"][0]
         first = record["first_frame"]
         if watched:
             watched.pop(record["flow_id"], None)
+        if suspects:
+            suspects.pop(record["flow_id"], None)
         for direction in ((a_ip, a_port, b_ip, b_port), (b_ip, b_port, a_ip, a_port)):
             if tracked.get(direction) == first:
                 del tracked[direction]
@@ -401,6 +412,10 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
                         tracked[(pkt.dst, pkt.dport, pkt.src, pkt.sport)] = pkt.frame
                         if report_opened:
                             opened.append((before + 1, pkt.src, pkt.sport, pkt.dst, pkt.dport, pkt.frame))
+                            if not pkt.flags & SYN_FLAG and len(suspects) < SUSPECTS_REPORTED:
+                                conn = reassembler.connection(pkt.src, pkt.sport, pkt.dst, pkt.dport)
+                                if conn is not None and conn.flow_id == before + 1:
+                                    suspects[before + 1] = conn
                     position = pkt.frame
                 n += 1
                 if meter is not None and not n & 0x3FF:
@@ -651,7 +666,7 @@ def _merge_ranges(messages: Iterator[tuple[int, tuple[Any, ...]]], jobs: int, st
                     error = worker_error
             else:
                 _, records, done_bytes[index], opened, evicted, first_clock, position, phantoms = message
-                placer.take(unpack_all(records), opened, position, phantoms, out)
+                placer.take(records, opened, position, phantoms, out)
                 if progress is not None:
                     progress(sum(done_bytes), total)
             if evicted:
@@ -671,6 +686,8 @@ def _merge_ranges(messages: Iterator[tuple[int, tuple[Any, ...]]], jobs: int, st
                         first, cut = placer.first_clock, at_cut[placed - 1]
                         same_passes = same_passes and (first is None or (cut is not None and first >= cut))
                     placer.start(placers[:placed], flows_before, same_passes or placed == 0, out)
+                    for _ in placer.replay(out):  # what waited on disk, a batch at a time
+                        yield from _given(out, given)
                 if placer.to_watch:
                     tell(placed, ("watch", placer.to_watch))
                     placer.to_watch = []
@@ -679,9 +696,7 @@ def _merge_ranges(messages: Iterator[tuple[int, tuple[Any, ...]]], jobs: int, st
                 placer.finish(out)
                 flows_before += len(placer.kept)
                 placed += 1
-            for record in out:
-                given.add(record["first_frame"])
-                yield record
+            yield from _given(out, given)
             if placed == counted:
                 break
         if counted < jobs:
@@ -692,6 +707,21 @@ def _merge_ranges(messages: Iterator[tuple[int, tuple[Any, ...]]], jobs: int, st
         return
     if error is not None:
         yield f"{path}: {error} ({len(given)} connection(s) before the damage were reported)"
+
+
+def _given(out: list[dict[str, Any]], given: set[int]) -> Iterator[dict[str, Any]]:
+    """The records placed in `out` (emptied), noted in `given` by first frame."""
+    for record in out:
+        given.add(record["first_frame"])
+        yield record
+    out.clear()
+
+
+# Records of a worker that must wait for the earlier workers to end are kept in memory up to this many; past it,
+# its messages wait in a temporary file. Both workers run at once, so the second one's records up to the end of
+# the first are most of them: held in memory they made the parent's peak grow with the file (1 GB: ~60 MB, 4 GB:
+# 191 MB for --jobs 2).
+WAITING_IN_MEMORY = 2048
 
 
 class _Placer:
@@ -717,8 +747,11 @@ class _Placer:
         self.first_clock: float | None = None  # the worker's next expiry pass after its first packet
         self.kept: list[tuple[Any, int, int]] = []  # (4-tuple, first frame, last frame) of its connections
         self.to_watch: list[tuple[int, str, int, str, int]] = []  # phantoms the worker is to be asked about
-        self._records: list[dict[str, Any]] = []  # before `start`
-        self._opened: list[tuple[int, str, int, str, int, int]] = []  # before `start`
+        # Before `start`: the worker's messages (packed records, opened flows, position, reports of open flows) in
+        # order, in memory up to WAITING_IN_MEMORY records, then in `_spill` (a temporary file of pickled lists).
+        self._waiting: list[tuple[Any, list[tuple[int, str, int, str, int, int]], int, list[tuple[int, int]]]] = []
+        self._waiting_records = 0
+        self._spill: Any = None
         self._across: dict[Any, int] = {}
         self._flows_before = 0
         self._same_passes = True
@@ -732,11 +765,10 @@ class _Placer:
         """A worker's message: its new records and flows, and at frame `position`, the last frame of each phantom
         it watches."""
         if not self.started:
-            self._records.extend(records)
-            self._opened.extend(opened)
+            self._wait((records, opened, position, phantoms))
             return
         self._classify(opened)
-        self._place(records, out)
+        self._place(unpack_all(records), out)
         open_phantoms = self._open_phantoms
         for own_id, last in phantoms:
             entry = open_phantoms.get(own_id)
@@ -754,9 +786,42 @@ class _Placer:
         self._across = {key: last for placer in earlier for key, first, last in placer.kept if first < start <= last}
         self._flows_before = flows_before
         self._same_passes = same_passes
-        records, opened = self._records, self._opened
-        self._records, self._opened = [], []
-        self.take(records, opened, 0, [], out)
+        if self._spill is None:
+            waiting, self._waiting = self._waiting, []
+            for message in waiting:
+                self.take(*message, out)
+
+    def replay(self, out: list[dict[str, Any]]) -> Iterator[None]:
+        """After `start`: the messages that waited in the temporary file, then those still in memory, placed into
+        `out` a batch at a time (the caller gives `out` away after each step)."""
+        spill, self._spill = self._spill, None
+        if spill is None:
+            return
+        with spill:
+            spill.seek(0)
+            while True:
+                try:
+                    batch = pickle.load(spill)
+                except EOFError:
+                    break
+                for message in batch:
+                    self.take(*message, out)
+                yield
+        waiting, self._waiting = self._waiting, []
+        for message in waiting:
+            self.take(*message, out)
+        yield
+
+    def _wait(self, message: tuple[Any, list[tuple[int, str, int, str, int, int]], int, list[tuple[int, int]]]
+              ) -> None:
+        """A message (packed records, opened flows, position, reports) kept until `start`."""
+        self._waiting.append(message)
+        self._waiting_records += len(message[0])
+        if self._waiting_records >= WAITING_IN_MEMORY:
+            if self._spill is None:
+                self._spill = tempfile.TemporaryFile(prefix="tlsflow-records-")  # noqa: SIM115 - closed by replay
+            pickle.dump(self._waiting, self._spill, protocol=pickle.HIGHEST_PROTOCOL)
+            self._waiting, self._waiting_records = [], 0
 
     def finish(self, out: list[dict[str, Any]]) -> None:
         """The worker has ended: every record is in."""

@@ -72,7 +72,11 @@ def corpus_concatenated(tmp_path_factory) -> Path:
     return path
 
 
-def test_generated_capture_two_and_three_jobs_equal_one(generated):
+@pytest.mark.parametrize("waiting", [parallel_ranges.WAITING_IN_MEMORY, 3])
+def test_generated_capture_two_and_three_jobs_equal_one(generated, monkeypatch, waiting):
+    """Also when the later workers' records wait in the parent's temporary file (`waiting`: records kept in
+    memory first)."""
+    monkeypatch.setattr(parallel_ranges, "WAITING_IN_MEMORY", waiting)
     single = _records(generated, 1)
     assert len(single) > 50
     assert {r["outcome"] for r in single} >= {"established", "failed"}
@@ -502,11 +506,14 @@ def _late_end_of_worker_0(workers: list) -> Iterator[tuple[int, tuple]]:
     yield 0, first[-1]
 
 
+@pytest.mark.parametrize("waiting", [parallel_ranges.WAITING_IN_MEMORY, 1])
 @pytest.mark.parametrize("interleave", [_later_workers_first, _round_robin, _late_end_of_worker_0])
 def test_records_given_as_they_come_in_any_order(generated, long_lived, corpus_concatenated, fallbacks,
-                                                 interleave):
+                                                 interleave, waiting, monkeypatch):
     """The parent numbers and gives a worker's records as they come once the earlier workers have ended (`_Placer`):
-    whatever the order in which the workers' messages reach it, the rows are a single process's, each once."""
+    whatever the order in which the workers' messages reach it, the rows are a single process's, each once; also
+    when the records that wait go to the parent's temporary file after `waiting` in memory."""
+    monkeypatch.setattr(parallel_ranges, "WAITING_IN_MEMORY", waiting)
     for path in (generated, long_lived, corpus_concatenated):
         single = _single(path)
         size = path.stat().st_size
@@ -518,10 +525,14 @@ def test_records_given_as_they_come_in_any_order(generated, long_lived, corpus_c
     assert not fallbacks
 
 
-def test_records_after_an_open_phantom_wait_for_it(trailing_ack, monkeypatch, fallbacks):
+@pytest.mark.parametrize("reported", [0, parallel_ranges.SUSPECTS_REPORTED])
+def test_records_after_an_open_phantom_wait_for_it(trailing_ack, monkeypatch, fallbacks, reported):
     """Worker 1 has ended before worker 0 (so it was never asked to watch its phantom, which closes only at the end
-    of the file): the records of connections opened after the earlier connection's last frame wait for the
-    phantom's record; none is given while that phantom is open."""
+    of the file). Without its reports of the flows it opened without a SYN (`reported` = 0), the records of
+    connections opened after the earlier connection's last frame wait for the phantom's record; with them, each
+    message's report (the phantom has nothing after that frame, at the message's frame) lets them out at once.
+    Either way, none is given past what is certain."""
+    monkeypatch.setattr(parallel_ranges, "SUSPECTS_REPORTED", reported)
     path, cut = trailing_ack
     held = []
     original = parallel_ranges._Placer._place
@@ -536,7 +547,10 @@ def test_records_after_an_open_phantom_wait_for_it(trailing_ack, monkeypatch, fa
     monkeypatch.setattr(parallel_ranges._Placer, "_place", watching)
     given = list(ranges_in_one_process(str(path), [cut], batch_packets=3, interleave=_later_workers_first))
     assert sorted(given, key=lambda r: r["flow_id"]) == _single(path)
-    assert max(held) >= 1  # records closed before the end of the file did wait
+    if reported:
+        assert max(held) == 0  # each message's report let its records out
+    else:
+        assert max(held) >= 1  # records closed before the end of the file did wait
     assert not fallbacks
 
 
@@ -740,4 +754,26 @@ def test_pcapng_cut_at_a_section_header(generated_pcapng, fallbacks):
         cut = next(find_cuts(str(generated_pcapng), [offset]))
         assert cut.preamble[:4] == b"\x0a\x0d\x0d\x0a"
         assert _in_ranges(generated_pcapng, [offset]) == single, offset
+    assert not fallbacks
+
+
+def test_waiting_records_go_to_a_temporary_file_and_memory_stays_bounded(generated, monkeypatch, fallbacks):
+    """While worker 0 runs, worker 1's records cannot be numbered: past WAITING_IN_MEMORY they wait on disk, so the
+    parent holds a bounded number whatever the file's size; once worker 0 has ended they come back in order."""
+    monkeypatch.setattr(parallel_ranges, "WAITING_IN_MEMORY", 4)
+    most, spilled = [0], []
+    original = parallel_ranges._Placer._wait
+
+    def watching(self, message):
+        original(self, message)
+        most[0] = max(most[0], self._waiting_records)
+        if self._spill is not None and self not in spilled:
+            spilled.append(self)
+
+    monkeypatch.setattr(parallel_ranges._Placer, "_wait", watching)
+    size = generated.stat().st_size
+    given = list(ranges_in_one_process(str(generated), [size // 3], batch_packets=5, interleave=_later_workers_first))
+    assert spilled and most[0] < 4 + 5 * 64  # (a message of 5 packets holds few records)
+    assert all(p._spill is None for p in spilled)  # replayed and closed
+    assert sorted(given, key=lambda r: r["flow_id"]) == _single(generated)
     assert not fallbacks
