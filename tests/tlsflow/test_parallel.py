@@ -506,7 +506,7 @@ def _late_end_of_worker_0(workers: list) -> Iterator[tuple[int, tuple]]:
     yield 0, first[-1]
 
 
-@pytest.mark.parametrize("waiting", [parallel_ranges.WAITING_IN_MEMORY, 1])
+@pytest.mark.parametrize("waiting", [parallel_ranges.WAITING_IN_MEMORY, 1, 7])
 @pytest.mark.parametrize("interleave", [_later_workers_first, _round_robin, _late_end_of_worker_0])
 def test_records_given_as_they_come_in_any_order(generated, long_lived, corpus_concatenated, fallbacks,
                                                  interleave, waiting, monkeypatch):
