@@ -145,3 +145,20 @@ def assert_cuts_start_at_frames(path: Path, cuts: list) -> None:
         with open_capture(path) as cap:
             cap.start_at(cut.offset, cut.frames_before)
             assert next(iter(cap.frames())) == frames[cut.frames_before + 1]
+
+
+def capture_error(path: Path, start: object = None) -> tuple[str, int | None, int | None, int]:
+    """(message, byte offset, frame, frames read before it) of the CaptureError that reading `path` ends with
+    (from `start`, a split.Cut, when given)."""
+    from tlsflow.capture import CaptureError, open_capture
+
+    with open_capture(path) as cap:
+        if start is not None:
+            cap.start_at(start.offset, start.frames_before, start.preamble)  # type: ignore[attr-defined]
+        n = 0
+        try:
+            for _ in cap.frames():
+                n += 1
+        except CaptureError as exc:
+            return exc.message, exc.offset, exc.frame, n
+    raise AssertionError("no error")

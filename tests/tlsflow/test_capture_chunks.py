@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from bench.gen_capture import generate
-from tlsflow.capture import CaptureError, open_capture, pcap, pcapng
+from tests.conftest import capture_error
+from tlsflow.capture import open_capture, pcap, pcapng
 from tlsflow.pipeline import iter_flow_records
 
 CHUNKS = [1, 15, 16, 17, 61, 1514, 4096, 65536]
@@ -52,14 +53,7 @@ def _frames(path: Path) -> tuple[list, dict]:  # type: ignore[type-arg]
 
 
 def _error(path: Path) -> tuple[str, int | None, int | None, int]:
-    with open_capture(path) as cap:
-        n = 0
-        try:
-            for _ in cap.frames():
-                n += 1
-        except CaptureError as exc:
-            return exc.message, exc.offset, exc.frame, n
-    raise AssertionError("no error")
+    return capture_error(path)
 
 
 def test_any_chunk_size_gives_the_same_frames_and_records(generated: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import pytest
 
-from tests.conftest import capture_file_bytes, corpus_and_public_captures
+from tests.conftest import capture_error, capture_file_bytes, corpus_and_public_captures
 from tlsflow.capture import CaptureError, open_capture, pcap, pcapng, source
 from tlsflow.capture.split import Cut, find_cuts
 from tlsflow.pipeline import iter_flow_records
@@ -61,16 +61,7 @@ def _reading(path: Path, window: int, monkeypatch) -> tuple[list, dict, list]:  
 def _error(path: Path, window: int, monkeypatch,  # type: ignore[no-untyped-def]
            start: Cut | None = None) -> tuple[str, int | None, int | None, int]:
     monkeypatch.setattr(source, "MAP_WINDOW", window)
-    with open_capture(path) as cap:
-        if start is not None:
-            cap.start_at(start.offset, start.frames_before, start.preamble)
-        n = 0
-        try:
-            for _ in cap.frames():
-                n += 1
-        except CaptureError as exc:
-            return exc.message, exc.offset, exc.frame, n
-    raise AssertionError("no error")
+    return capture_error(path, start)
 
 
 def _records_of(pcap_bytes: bytes) -> Iterator[tuple[int, bytes, int]]:
