@@ -685,8 +685,8 @@ def _merge_ranges(messages: Iterator[tuple[int, tuple[Any, ...]]], jobs: int, st
                             break  # not known yet
                         first, cut = placer.first_clock, at_cut[placed - 1]
                         same_passes = same_passes and (first is None or (cut is not None and first >= cut))
-                    placer.start(placers[:placed], flows_before, same_passes or placed == 0, out)
-                    for _ in placer.replay(out):  # what waited on disk, a batch at a time
+                    placer.start(placers[:placed], flows_before, same_passes or placed == 0)
+                    for _ in placer.replay(out):  # what waited (on disk, then in memory), a batch at a time
                         yield from _given(out, given)
                 if placer.to_watch:
                     tell(placed, ("watch", placer.to_watch))
@@ -778,35 +778,30 @@ class _Placer:
                 entry[1] = max(entry[1], position)
         self._release(out)
 
-    def start(self, earlier: list[_Placer], flows_before: int, same_passes: bool, out: list[dict[str, Any]]) -> None:
+    def start(self, earlier: list[_Placer], flows_before: int, same_passes: bool) -> None:
         """Workers `earlier` have ended; `flows_before`: their connections; `same_passes`: this worker runs its
-        expiry passes at a single process's packets."""
+        expiry passes at a single process's packets. Its messages so far then come through `replay`."""
         start = self.start_frame
         self.started = True
         self._across = {key: last for placer in earlier for key, first, last in placer.kept if first < start <= last}
         self._flows_before = flows_before
         self._same_passes = same_passes
-        if self._spill is None:
-            waiting, self._waiting = self._waiting, []
-            for message in waiting:
-                self.take(*message, out)
 
     def replay(self, out: list[dict[str, Any]]) -> Iterator[None]:
         """After `start`: the messages that waited in the temporary file, then those still in memory, placed into
         `out` a batch at a time (the caller gives `out` away after each step)."""
         spill, self._spill = self._spill, None
-        if spill is None:
-            return
-        with spill:
-            spill.seek(0)
-            while True:
-                try:
-                    batch = pickle.load(spill)
-                except EOFError:
-                    break
-                for message in batch:
-                    self.take(*message, out)
-                yield
+        if spill is not None:
+            with spill:
+                spill.seek(0)
+                while True:
+                    try:
+                        batch = pickle.load(spill)
+                    except EOFError:
+                        break
+                    for message in batch:
+                        self.take(*message, out)
+                    yield
         waiting, self._waiting = self._waiting, []
         for message in waiting:
             self.take(*message, out)

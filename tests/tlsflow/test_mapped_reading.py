@@ -36,7 +36,7 @@ class Window(NamedTuple):
 def maps(monkeypatch) -> list[Window]:
     """Every window mapped, with a weak reference to it (so that the test can see that it was let go)."""
     made: list[Window] = []
-    real = source._map
+    real = source.map_window
 
     def recording_map(fileno: int, length: int, offset: int) -> mmap.mmap:
         assert offset % GRANULE == 0 and length > 0
@@ -45,7 +45,7 @@ def maps(monkeypatch) -> list[Window]:
         made.append(Window(offset, length, weakref.ref(window), held))
         return window
 
-    monkeypatch.setattr(source, "_map", recording_map)
+    monkeypatch.setattr(source, "map_window", recording_map)
     return made
 
 
@@ -272,7 +272,7 @@ def test_a_file_that_cannot_be_mapped_is_read_plainly(generated: Path, monkeypat
     def refuse(fileno: int, length: int, offset: int) -> mmap.mmap:
         raise OSError(19, "No such device")  # ENODEV: a file system without mmap
 
-    monkeypatch.setattr(source, "_map", refuse)
+    monkeypatch.setattr(source, "map_window", refuse)
     assert _reading(generated, source.MAP_WINDOW, monkeypatch) == copied
 
 

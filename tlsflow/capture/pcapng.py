@@ -78,6 +78,15 @@ _LITTLE = _Layout("<")
 _BIG = _Layout(">")
 
 
+def _packet_block_problem(kind: str, length: int, caplen: int, interface: int, interfaces: int) -> str | None:
+    """Why a (enhanced or obsolete) packet block of `length` bytes, whole and at least 32 long, cannot be read."""
+    if caplen > length - 32:
+        return f"{kind} block: {caplen} captured bytes do not fit in a block of {length}"
+    if interface >= interfaces:
+        return f"packet on interface {interface}, but the section describes {interfaces}"
+    return None
+
+
 def _interface_time(layout: _Layout, buf: bytes, p: int, end: int) -> tuple[float, float]:
     """(timestamp units per second, offset in seconds) from an IDB's options; defaults: microseconds, 0."""
     units = 1_000_000.0
@@ -233,12 +242,9 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                             if length < 32:
                                 raise corrupt(f"packet block too short ({length} bytes)", pos, frame)
                             interface, _drops, ts_high, ts_low, caplen, _original = layout.obsolete(buf, pos + 8)
-                            if caplen > length - 32:
-                                raise corrupt(f"packet block: {caplen} captured bytes do not fit in a block of "
-                                              f"{length}", pos, frame)
-                            if interface >= len(interfaces):
-                                raise corrupt(f"packet on interface {interface}, but the section describes "
-                                              f"{len(interfaces)}", pos, frame)
+                            problem = _packet_block_problem("packet", length, caplen, interface, len(interfaces))
+                            if problem:
+                                raise corrupt(problem, pos, frame)
                             iface = interfaces[interface]
                             last_ts = ((ts_high << 32) | ts_low) / iface[_IFACE_UNITS] + iface[_IFACE_OFFSET]
                             start = pos + 28
@@ -308,12 +314,9 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                         raise corrupt(f"enhanced packet block too short ({length} bytes)", pos, frame)
                     # (interface, ts_high, ts_low and caplen came with the block's header: it is whole, so 32
                     # bytes or more are left from pos)
-                    if caplen > length - 32:
-                        raise corrupt(f"enhanced packet block: {caplen} captured bytes do not fit in a block of "
-                                      f"{length}", pos, frame)
-                    if interface >= len(interfaces):
-                        raise corrupt(f"packet on interface {interface}, but the section describes "
-                                      f"{len(interfaces)}", pos, frame)
+                    problem = _packet_block_problem("enhanced packet", length, caplen, interface, len(interfaces))
+                    if problem:
+                        raise corrupt(problem, pos, frame)
                     if cur_iface is not None:
                         cur_iface[_IFACE_FRAMES] += cur_count
                         cur_count = 0

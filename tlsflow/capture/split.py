@@ -22,21 +22,12 @@ from struct import Struct
 from typing import BinaryIO, Self
 
 from . import pcap, pcapng
+from .source import map_window
 
 # Bytes of the file mapped at a time by the hop, unless a record or block needs more (then as much as it needs).
 # Its pages count in the parent's resident memory while it is mapped: 64 MiB windows gave a peak of 79 MB for the
 # hop to the middle of a 1 GB file, 4 MiB windows 19 MB, in the same CPU time (0.14-0.17 s, pcap and pcapng).
 HOP_WINDOW = 1 << 22
-
-
-def _map(fileno: int, length: int, offset: int) -> mmap.mmap:
-    """A read-only window of the file. Linux: its pages are entered at once (MAP_POPULATE) rather than one fault
-    at a time as the hop walks into them (1 GB pcap, hop to the middle: 0.15-0.17 s of CPU instead of 0.16-0.19,
-    four runs each)."""
-    populate = getattr(mmap, "MAP_POPULATE", 0)
-    if populate:
-        return mmap.mmap(fileno, length, flags=mmap.MAP_SHARED | populate, prot=mmap.PROT_READ, offset=offset)
-    return mmap.mmap(fileno, length, offset=offset, access=mmap.ACCESS_READ)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +121,7 @@ class _Hop:
         length = min(self.size - start, max(HOP_WINDOW, mmap.ALLOCATIONGRANULARITY + record_size + max_caplen))
         if length <= self.pos - start:
             return False
-        mapped = _map(self.fileno, length, start)
+        mapped = map_window(self.fileno, length, start)
         whole = memoryview(mapped)
         views: list[memoryview] = []
         try:
@@ -265,7 +256,7 @@ class BlockHop(_FileHop):
         length = min(self._size - start, max(HOP_WINDOW, 2 * mmap.ALLOCATIONGRANULARITY, self._need))
         if length <= self.pos - start:
             return False
-        mapped = _map(self._fileno, length, start)
+        mapped = map_window(self._fileno, length, start)
         size = 0
         try:
             pos = self.pos - start
