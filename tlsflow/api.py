@@ -4,12 +4,12 @@ Both take what the command line takes (files, directories, globs, '-'), and retu
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from tlsflow.capture import CaptureError
+from tlsflow.inputs import cpu_cores
 from tlsflow.pipeline import CaptureReport, iter_flow_records
 from tlsflow.record import FIELDS
 
@@ -126,14 +126,6 @@ def _expand(paths: str | Path | Iterable[str | Path]) -> list[str]:
     if isinstance(paths, (str, Path)):
         paths = [paths]
     return expand_inputs([str(p) for p in paths])
-
-
-def cpu_cores() -> int:
-    """The CPU cores this process may run on (a container's or taskset's limit, not the machine's count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def iter_flows(paths: str | Path | Iterable[str | Path], ca_bundle: str | Path | None = None,

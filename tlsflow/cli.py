@@ -12,10 +12,12 @@ import sys
 import time
 from typing import IO, Any
 
-from tlsflow import __version__
-from tlsflow.formats import FORMATS, JsonLinesWriter, open_writer
-from tlsflow.inputs import InputError, expand_inputs
-from tlsflow.shipping import EncodedRecord
+from tlsflow import __version__, hop_ahead
+from tlsflow.inputs import InputError, cpu_cores, expand_inputs
+
+# Nothing of the analysis is imported at the top: `analyze --jobs N` on one big file starts hopping to its cuts
+# before (tlsflow.hop_ahead), and --help or --version need none of it.
+FORMATS = ("text", "jsonl", "json", "csv", "parquet")  # the writers: tlsflow.formats.open_writer
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_UNREADABLE = 0, 1, 2, 3
 EXIT_CODES_HELP = """exit codes:
@@ -157,16 +159,27 @@ def _trust_or_none(args: argparse.Namespace):
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from tlsflow.api import analyze_files, cpu_cores
-    from tlsflow.parallel import tune_gc
-
-    tune_gc()
-
     try:
         inputs = expand_inputs(args.inputs)
     except InputError as exc:
         sys.stderr.write(f"tlsflow: {exc}\n")
         return EXIT_UNREADABLE
+    jobs = args.jobs if args.jobs > 0 else cpu_cores()
+    if jobs > 1 and len(inputs) == 1 and not args.scheduler:
+        hop_ahead.start(inputs[0], jobs)  # on another core, while the analysis is imported
+    try:
+        return _analyze(args, inputs, jobs)
+    finally:
+        hop_ahead.close_all()
+
+
+def _analyze(args: argparse.Namespace, inputs: list[str], jobs: int) -> int:
+    from tlsflow.api import analyze_files
+    from tlsflow.formats import JsonLinesWriter, open_writer
+    from tlsflow.parallel import tune_gc
+    from tlsflow.shipping import EncodedRecord
+
+    tune_gc()
     fmt = args.format
     if fmt is None:
         out = args.output or ""
@@ -195,7 +208,6 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.keylog and not os.path.isfile(args.keylog):
         sys.stderr.write(f"tlsflow: --keylog: {args.keylog}: no such file\n")
         return EXIT_USAGE
-    jobs = args.jobs if args.jobs > 0 else cpu_cores()
     # --jobs and JSON lines: the workers encode the records they send (tlsflow.shipping), the parent writes them.
     lines = writer.stream.write if jobs > 1 and isinstance(writer, JsonLinesWriter) else None
     for capture, result in analyze_files(inputs, trust=trust if jobs <= 1 else None,

@@ -14,7 +14,6 @@ from typing import IO, Any
 
 from tlsflow.record import FIELDS, LIST_FIELDS
 
-FORMATS = ("text", "jsonl", "json", "csv", "parquet")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _INT_FIELDS = frozenset({"flow_id", "first_frame", "cert_chain_len"})
 _FLOAT_FIELDS = frozenset({"start", "end", "tcp_rtt_ms", "server_hello_ms", "handshake_ms"})

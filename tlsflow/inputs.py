@@ -35,3 +35,12 @@ def expand_inputs(items: list[str]) -> list[str]:
     if out.count("-") > 1:
         raise InputError("standard input (-) can be read only once")
     return out
+
+
+def cpu_cores() -> int:
+    """The CPU cores this process may run on (a container's or taskset's limit, not the machine's count): what
+    `--jobs 0` means."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1

@@ -6,7 +6,9 @@ that also gives each range's first frame number, and for pcapng the blocks its r
 parent hops while worker 0 already analyses, and starts worker k as soon as cut k is known; worker k-1 learns
 there where its range ends. As worker k starts later than worker k-1 by the time the hop took, its range is a
 little shorter (`cut_shares`, with the hop's cost measured); and every range but the last is 2 % of the file
-shorter still (`LAST_RANGE_RESERVE`), so that the last worker ends last.
+shorter still (`LAST_RANGE_RESERVE`), so that the last worker ends last. The command line starts the hop in a
+child process before it imports the analysis (`tlsflow.hop_ahead`): the cuts are then known by the time the
+workers start, all at once, on equal shares (less the reserve).
 
 Ownership: a worker owns the connections whose first packet (in a single process's view) lies in its range. It
 analyses its range as a single process would, from an empty flow table; past its end it goes on reading, but
@@ -54,6 +56,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from tlsflow.capture.linktypes import ETHERNET
+from tlsflow.hop_ahead import LAST_RANGE_RESERVE, equal_cut_targets
+from tlsflow.hop_ahead import take as hop_taken_ahead
 from tlsflow.parallel import BATCH_PACKETS, QUEUE_BATCHES, shut_down, start_method, tune_gc, worker_messages
 from tlsflow.shipping import pack_all, unpack_all
 
@@ -486,12 +490,6 @@ def cut_shares(jobs: int, hop_ratio: float) -> list[float]:
     return [u * (1 - (1 - r) ** k) / r for k in range(1, jobs)]
 
 
-# Every range but the last is made this share of the file shorter, so that its worker ends first: it goes on past
-# its cut while its connections close (the lingering ones: ~6 s of capture time, read cheaply), and the parent can
-# number the last worker's records only once every earlier worker has ended; ending earlier, it lets the parent
-# write them while the last worker still runs instead of after it. (1 GB bench capture: 0 -> 2 % gave 3.92 ->
-# 3.85 s on average over 3 runs each; the first range ended first in every run from 1.5 % up.)
-LAST_RANGE_RESERVE = 0.02
 DEFAULT_HOP_RATIO = 0.05  # the hop's cost per byte over the analysis's, when it could not be measured
 
 
@@ -522,16 +520,17 @@ def analyze_ranges(path: str, jobs: int, *, ca_bundle: str | None = None, keylog
         workers.append(worker)
         pipes.append(send)
 
+    # The command line's hop, started while it was still importing (tlsflow.hop_ahead): then every cut is
+    # known at once, the workers start together and the ranges are equal shares.
+    ahead = hop_taken_ahead(path, jobs) if cut_targets is None else None
     try:
         # Every balanced cut lies at or after its equal share (later ranges start later, so they are shorter):
         # a worker may read up to its next equal share before it must know where its range ends.
-        reserve = LAST_RANGE_RESERVE
-        lower = (cut_targets if cut_targets is not None
-                 else [max(0, int(total * (k / jobs - reserve))) for k in range(1, jobs)])
+        lower = cut_targets if cut_targets is not None else equal_cut_targets(total, jobs)
         launch(None, lower[0] if lower else None)
-        with open_hop(path) as hop:
+        with ahead if ahead is not None else open_hop(path) as hop:
             targets = lower
-            if cut_targets is None and lower:
+            if cut_targets is None and lower and ahead is None:
                 # Hop to the first equal share, timed, and see how fast worker 0 analyses meanwhile.
                 began = time.monotonic()
                 hop.to(lower[0])
@@ -540,7 +539,7 @@ def analyze_ranges(path: str, jobs: int, *, ca_bundle: str | None = None, keylog
                 ratio = DEFAULT_HOP_RATIO
                 if done and worker_began:
                     ratio = done / max(time.monotonic() - worker_began, 1e-6) / hop_rate
-                targets = [max(int(total * (share - reserve)), low)
+                targets = [max(int(total * (share - LAST_RANGE_RESERVE)), low)
                            for share, low in zip(cut_shares(jobs, ratio), lower)]
             for k, target in enumerate(targets):
                 cut = hop.to(target)
@@ -560,6 +559,8 @@ def analyze_ranges(path: str, jobs: int, *, ca_bundle: str | None = None, keylog
         yield from _merge_ranges(worker_messages(queue, workers, path), len(workers), starts, path, total, progress,
                                  lambda: _stop(workers), ca_bundle, keylog_path, tell=tell)
     finally:
+        if ahead is not None:
+            ahead.close()  # (closed already, unless launching a worker failed before the hop's block)
         shut_down(workers, queue)
 
 

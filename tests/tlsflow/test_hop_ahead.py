@@ -1,0 +1,158 @@
+"""The command line's early hop (tlsflow.hop_ahead): a child process finds the `--jobs` cuts of one file while the
+analysis is being imported. Its cuts are those the parent's own hop finds (pcap and pcapng, damaged files too);
+anything unusual (a child that fails, other targets) falls back to the parent's hop; no child outlives its use."""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tlsflow import hop_ahead, parallel_ranges
+from tlsflow.capture.split import open_hop
+from tlsflow.cli import main
+from tlsflow.hop_ahead import HopAhead, equal_cut_targets
+
+
+@pytest.fixture(scope="module")
+def as_pcapng(generated_capture, tmp_path_factory) -> Path:
+    if shutil.which("editcap") is None:
+        pytest.skip("editcap (Wireshark) is not installed")
+    path = tmp_path_factory.mktemp("ahead") / "generated.pcapng"
+    subprocess.run(["editcap", "-F", "pcapng", str(generated_capture), str(path)], check=True, timeout=60)
+    return path
+
+
+def _own_cuts(path: Path, targets: list[int]) -> list:
+    with open_hop(str(path)) as hop:
+        return [hop.to(target) for target in targets]
+
+
+def _reaped(pid: int) -> bool:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("jobs", [2, 3, 5])
+@pytest.mark.parametrize("kind", ["pcap", "pcapng"])
+def test_cuts_found_ahead_are_the_hops_own(generated_capture, as_pcapng, kind, jobs):
+    path = generated_capture if kind == "pcap" else as_pcapng
+    targets = equal_cut_targets(path.stat().st_size, jobs)
+    assert len(targets) == jobs - 1 and targets == sorted(targets)
+    with HopAhead(str(path), jobs) as hop:
+        ahead = [hop.to(target) for target in targets]
+        assert hop._fallback is None  # every cut came from the child
+        pid = hop.pid
+    own = _own_cuts(path, targets)
+    assert ahead == own and None not in own
+    if kind == "pcapng":
+        assert all(cut.preamble for cut in ahead)  # a reader starting there needs the section and interfaces
+    assert _reaped(pid)
+
+
+def test_a_damaged_file_ends_the_cuts_where_the_hop_does(generated_capture, tmp_path):
+    data = generated_capture.read_bytes()
+    cut_short = tmp_path / "cut.pcap"
+    cut_short.write_bytes(data[:len(data) * 55 // 100 + 3])  # ends inside a record, between the 2nd and 3rd cut
+    targets = equal_cut_targets(len(data), 4)  # the targets of the whole file: some past the end of this one
+    with HopAhead(str(cut_short), 4) as hop:
+        hop_targets = equal_cut_targets(cut_short.stat().st_size, 4)
+        ahead = [hop.to(target) for target in hop_targets]
+        assert hop._fallback is None
+    own = _own_cuts(cut_short, hop_targets)
+    assert ahead == own
+    # With the whole file's targets the later ones lie past the damage: no cut, as the parent's hop says.
+    with HopAhead(str(cut_short), 4) as hop:
+        assert hop.to(hop_targets[0]) == own[0]
+    assert _own_cuts(cut_short, targets)[-1] is None
+
+
+def test_a_child_that_fails_leaves_the_parent_to_hop(tmp_path):
+    """Not a capture: the child's hop raises, the pipe ends early, and the parent's own hop reports the problem
+    as it always did."""
+    garbage = tmp_path / "garbage.pcap"
+    garbage.write_bytes(os.urandom(1 << 16))
+    with pytest.raises(Exception) as own:  # whatever the hop raises, the fallback raises the same
+        _own_cuts(garbage, [1000])
+    with HopAhead(str(garbage), 2) as hop:
+        pid = hop.pid
+        with pytest.raises(type(own.value)):
+            hop.to(equal_cut_targets(garbage.stat().st_size, 2)[0])
+    assert pid and _reaped(pid)
+
+
+def test_other_targets_are_hopped_by_the_parent(generated_capture):
+    size = generated_capture.stat().st_size
+    targets = [size // 7, size // 3]  # not equal_cut_targets(size, 2)
+    with HopAhead(str(generated_capture), 2) as hop:
+        pid = hop.pid
+        ahead = [hop.to(target) for target in targets]
+        assert hop._fallback is not None
+        assert _reaped(pid)  # the child was stopped as soon as its cuts were of no use
+    assert ahead == _own_cuts(generated_capture, targets)
+
+
+def test_a_hop_nobody_takes_is_stopped(generated_capture, monkeypatch):
+    pids = []
+    original = HopAhead.__init__
+
+    def recording(self, path, jobs):
+        original(self, path, jobs)
+        pids.append(self.pid)
+
+    monkeypatch.setattr(HopAhead, "__init__", recording)
+    hop_ahead.start(str(generated_capture), 3)
+    hop_ahead.start(str(generated_capture), 1)  # one job: nothing to cut
+    hop_ahead.start(str(generated_capture) + ".missing", 2)  # no such file: the usual error comes later
+    assert len(pids) == 1
+    hop_ahead.close_all()
+    assert hop_ahead.take(str(generated_capture), 3) is None
+    assert _reaped(pids[0])
+
+
+def test_the_command_line_takes_its_hop_and_writes_the_same_rows(generated_capture, tmp_path, monkeypatch):
+    taken = []
+    original = parallel_ranges.hop_taken_ahead
+    monkeypatch.setattr(parallel_ranges, "hop_taken_ahead", lambda path, jobs: taken.append(
+        (jobs, hop := original(path, jobs))) or hop)
+    rows = {}
+    for jobs in (1, 2, 3):
+        out = tmp_path / f"j{jobs}.jsonl"
+        main(["analyze", str(generated_capture), "--format", "jsonl", "-o", str(out), "-q", "--jobs", str(jobs)])
+        rows[jobs] = sorted((json.loads(line) for line in out.read_text().splitlines()), key=lambda r: r["flow_id"])
+    assert rows[1] == rows[2] == rows[3] and len(rows[1]) > 50
+    assert [jobs for jobs, _ in taken] == [2, 3]
+    assert all(isinstance(hop, HopAhead) and hop._fallback is None and hop.pid == 0 for _, hop in taken)
+
+
+def test_a_file_that_is_not_cut_stops_its_hop(generated_capture, tmp_path, monkeypatch):
+    """gzip is shared out by connection, not cut: the hop started for it is stopped when the command ends."""
+    packed = tmp_path / "capture.pcap.gz"
+    packed.write_bytes(gzip.compress(generated_capture.read_bytes(), compresslevel=1))
+    pids = []
+    original = HopAhead.__init__
+
+    def recording(self, path, jobs):
+        original(self, path, jobs)
+        pids.append(self.pid)
+
+    monkeypatch.setattr(HopAhead, "__init__", recording)
+    out = tmp_path / "rows.jsonl"
+    main(["analyze", str(packed), "--format", "jsonl", "-o", str(out), "-q", "--jobs", "2"])
+    assert len(pids) == 1 and _reaped(pids[0])
+    assert out.read_text().count("\n") > 50
+
+
+def test_the_command_line_module_imports_no_analysis():
+    """What lets the hop start early: `tlsflow.cli` imports nothing heavy before it parses its arguments."""
+    code = "import sys, tlsflow.cli; print(sorted(m for m in sys.modules if m.split('.')[0] in ('tlsparse', 'analyzers') or m in ('tlsflow.formats', 'tlsflow.api', 'tlsflow.pipeline')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
