@@ -23,20 +23,23 @@ from typing import Any, NoReturn, Self
 _CUT = struct.Struct("<qqqq")
 _NO_CUT = -1
 
-# Every range but the last is made this share of the file shorter, so that its worker ends first: it goes on past
-# its cut while its connections close (the lingering ones: ~6 s of capture time, read cheaply), and the parent can
-# number the last worker's records only once every earlier worker has ended; ending earlier, it lets the parent
-# write them while the last worker still runs instead of after it. (1 GB bench capture: 0 -> 2 % gave 3.92 ->
-# 3.85 s on average over 3 runs each; the first range ended first in every run from 1.5 % up.)
-LAST_RANGE_RESERVE = 0.02
+# Every range but the last is this many bytes shorter than an equal share, so that its worker ends a little
+# first: it goes on past its cut while its connections close (the lingering ones: ~5 s of capture time, read
+# cheaply), and the parent can number the last worker's records only once every earlier worker has ended. Measured
+# with the workers starting together (1 GB bench capture, --jobs 2, three runs each): 20 MB held back, the last
+# worker ended 0.19 s after the first on average; 5 MB, 0.04 s before it; the gap grows by ~0.015 s per MB, and
+# ~0.05 s is what the parent needs to give the last worker's waiting records: 12 MB. What the first worker does
+# past its cut does not grow with the file, so neither does this (a small file: a quarter of a share at most).
+RANGE_RESERVE_BYTES = 12 << 20
 
 _started: dict[tuple[str, int], HopAhead] = {}
 
 
 def equal_cut_targets(size: int, jobs: int) -> list[int]:
-    """Byte offsets to cut a file of `size` bytes at for `jobs` workers that start together: equal shares, less
-    LAST_RANGE_RESERVE for every range but the last."""
-    return [max(0, int(size * (k / jobs - LAST_RANGE_RESERVE))) for k in range(1, jobs)]
+    """Byte offsets to cut a file of `size` bytes at for `jobs` workers that start together: equal shares, each
+    range but the last RANGE_RESERVE_BYTES shorter."""
+    reserve = min(RANGE_RESERVE_BYTES, size // (4 * jobs))
+    return [max(0, size * k // jobs - k * reserve) for k in range(1, jobs)]
 
 
 def start(path: str, jobs: int) -> None:

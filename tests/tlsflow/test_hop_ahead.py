@@ -156,3 +156,13 @@ def test_the_command_line_module_imports_no_analysis():
     code = "import sys, tlsflow.cli; print(sorted(m for m in sys.modules if m.split('.')[0] in ('tlsparse', 'analyzers') or m in ('tlsflow.formats', 'tlsflow.api', 'tlsflow.pipeline')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("jobs", [2, 3, 4])
+def test_equal_cuts_hold_back_the_same_bytes_from_every_range_but_the_last(jobs):
+    for size in (10 << 30, 1 << 30, 100 << 20, 1 << 20, 1000):
+        cuts = equal_cut_targets(size, jobs)
+        ranges = [b - a for a, b in zip([0, *cuts], [*cuts, size])]
+        reserve = min(hop_ahead.RANGE_RESERVE_BYTES, size // (4 * jobs))
+        assert all(abs(r - (size / jobs - reserve)) <= 1 for r in ranges[:-1])
+        assert abs(ranges[-1] - (size / jobs + (jobs - 1) * reserve)) <= jobs
