@@ -50,16 +50,6 @@ def _one_capture(path: str, trust: Any, progress: Callable[[int, int | None], No
         yield f"{path}: {report.error} ({report.flows} connection(s) before the damage were reported)"
 
 
-def _worker(args: tuple[str, str | None, str | None, bool]) -> tuple[str, list[Any]]:
-    path, ca_bundle, keylog_path, json_lines = args
-    from tlsflow.parallel import tune_gc
-    from tlsflow.shipping import pack
-
-    tune_gc()
-    return path, [result if isinstance(result, str) else pack(result, json_lines)
-                  for result in _one_capture(path, _trust_store(ca_bundle), keylog=_load_keylog(keylog_path))]
-
-
 def _opens(path: str) -> bool:
     """The capture opens (else the single-process path reports why, as usual)."""
     from tlsflow.capture import CaptureError, open_capture
@@ -76,24 +66,20 @@ def analyze_files(inputs: list[str], *, trust: Any = None, ca_bundle: str | None
                   ) -> Iterator[tuple[str, dict[str, Any] | str]]:
     """Yield (capture, record) for every connection, or (capture, error message) for unreadable input.
     `keylog`: an SSLKEYLOGFILE path (or a tlsparse.keylog.KeyLog) to decrypt handshakes with.
-    `jobs > 1`: several files are analysed in parallel, one per process; a single pcap or pcapng file is cut into
-    `jobs` byte ranges, other single files (gzip) are shared out by connection (tlsflow.parallel; records as in one
-    process, in another order). Worker processes build
-    their trust store from `ca_bundle` and their key log from a path, so a `trust` or KeyLog object keeps one
-    process for a single file. `json_lines`: the caller writes the records as JSON lines, so workers encode them
+    `jobs > 1`: several files are analysed in parallel, one per process at a time (tlsflow.parallel_files: the
+    records and order of one process); a single pcap or pcapng file is cut into `jobs` byte ranges, other single
+    files (gzip) are shared out by connection (tlsflow.parallel; records as in one process, in another order).
+    Worker processes build their trust store from `ca_bundle` and their key log from a path, so a `trust` or
+    KeyLog object keeps one process. `json_lines`: the caller writes the records as JSON lines, so workers encode them
     too (records are then `shipping.EncodedRecord`s, dicts that carry their line)."""
-    if jobs > 1 and len(inputs) > 1 and "-" not in inputs:
-        from tlsflow.parallel import start_method
-        from tlsflow.shipping import unpack
+    if (jobs > 1 and len(inputs) > 1 and "-" not in inputs and trust is None
+            and not hasattr(keylog, "secrets_for")):
+        # Several files, several processes: each worker takes the next file and streams its records; they come
+        # out file by file in input order, as in one process (tlsflow.parallel_files).
+        from tlsflow.parallel_files import analyze_files_parallel
 
-        # Each worker builds its own trust store and key log from paths: they do not pickle cheaply.
-        keylog_path = None if keylog is None or hasattr(keylog, "secrets_for") else str(keylog)
-        # fork where it is safe (start_method): the workers start with every module imported; spawned, each
-        # imported them all again (~0.2 s of CPU per worker).
-        with start_method().Pool(jobs) as pool:
-            for path, results in pool.imap(_worker, [(p, ca_bundle, keylog_path, json_lines) for p in inputs]):
-                for result in results:
-                    yield path, result if isinstance(result, str) else unpack(result)
+        yield from analyze_files_parallel(inputs, jobs, ca_bundle=ca_bundle,
+                                          keylog_path=None if keylog is None else str(keylog), json_lines=json_lines)
         return
     if (jobs > 1 and len(inputs) == 1 and inputs[0] != "-" and trust is None
             and not hasattr(keylog, "secrets_for") and _opens(inputs[0])):

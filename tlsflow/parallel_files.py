@@ -1,0 +1,222 @@
+"""`--jobs N` over several capture files: N worker processes take the files one at a time, in input order, each
+as soon as it is free, and stream each file's records to the parent in batches as they come; the parent yields
+them file by file in input order, each file's as a single process gives them, so the output is a single
+process's.
+
+Why streamed: a worker that returned a whole file's records at its end held them all (peak memory grew with the
+file: two 1 GB files, ~150 MB; 4 GB, four times that), and the parent unpacked and wrote the last files' records
+alone after the workers had ended. Now a worker holds one batch, and the parent writes the records of the file
+it is at while the workers go on. The records of a later file that come while an earlier one is still being
+written wait, packed, in memory up to `WAITING_IN_MEMORY` records in all, and past that in a temporary file
+(`_Waiting`), so the parent's memory does not grow with the files either.
+"""
+from __future__ import annotations
+
+import pickle
+import tempfile
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from tlsflow.parallel import QUEUE_BATCHES, shut_down, start_method, tune_gc, worker_messages
+from tlsflow.shipping import pack_all, unpack_all
+
+BATCH_RECORDS = 256  # records in a worker's message at most
+# Bytes of capture read between two messages at most (when records come): about parallel.BATCH_PACKETS packets
+# of the bench captures, so that the records of a file with few connections do not wait for its end.
+BATCH_BYTES = 1 << 24
+# Records of files after the one being output kept in memory (packed, in all), before they wait in a temporary
+# file: a few MB (~2 KB a record with its JSON text).
+WAITING_IN_MEMORY = 2048
+
+
+def file_messages(path: str, *, trust: Any, keylog: Any = None, json_lines: bool = False,
+                  batch_records: int = BATCH_RECORDS, batch_bytes: int = BATCH_BYTES) -> Iterator[tuple[Any, ...]]:
+    """One file's work, as messages: ("records", packed records), in the order of a single process, then
+    ("done", error texts): what `api._one_capture` yields after the records (it yields none before them). Records
+    go packed (`tlsflow.shipping`), with their JSON text when `json_lines`."""
+    from tlsflow.api import _one_capture
+
+    read = 0  # bytes of the capture read so far, as the reader reports its progress
+
+    def progress(done: int, total: int | None) -> None:
+        nonlocal read
+        read = done
+
+    records: list[dict[str, Any]] = []
+    errors: list[str] = []
+    sent_at = 0
+    for result in _one_capture(path, trust, progress, keylog=keylog):
+        if result.__class__ is str:
+            errors.append(result)  # type: ignore[arg-type]
+            continue
+        records.append(result)  # type: ignore[arg-type]
+        if len(records) >= batch_records or read - sent_at >= batch_bytes:
+            sent_at = read
+            yield ("records", pack_all(records, json_lines))
+            records = []
+    if records:
+        yield ("records", pack_all(records, json_lines))
+    yield ("done", errors)
+
+
+def _files_main(index: int, inputs: list[str], next_file: Any, ca_bundle: str | None, keylog_path: str | None,
+                queue: Any, json_lines: bool) -> None:
+    """A worker process: takes the next file not yet taken (`next_file`, shared) until there is none, and streams
+    (index, (kind, file number, ...)) to `queue`; the last message is ("end",) or ("crash", path, traceback)."""
+    tune_gc()
+    path = None
+    try:
+        from tlsflow.api import _load_keylog, _trust_store
+
+        trust, keylog = _trust_store(ca_bundle), _load_keylog(keylog_path)  # one for all its files, as one process
+        while True:
+            with next_file.get_lock():
+                file = next_file.value
+                next_file.value = file + 1
+            if file >= len(inputs):
+                break
+            path = inputs[file]
+            for kind, *rest in file_messages(path, trust=trust, keylog=keylog, json_lines=json_lines,
+                                             batch_records=BATCH_RECORDS):
+                queue.put((index, (kind, file, *rest)))
+        queue.put((index, ("end",)))
+    except BaseException:  # noqa: BLE001 - reported to the parent, which raises
+        queue.put((index, ("crash", path, traceback.format_exc())))
+
+
+def analyze_files_parallel(inputs: list[str], jobs: int, *, ca_bundle: str | None = None,
+                           keylog_path: str | None = None, json_lines: bool = False
+                           ) -> Iterator[tuple[str, dict[str, Any] | str]]:
+    """(capture, record or error text) for every file of `inputs`, as `api.analyze_files` yields them in one
+    process, analysed by `jobs` processes (at most one per file). Workers build their trust store from
+    `ca_bundle` and their key log from `keylog_path`. `json_lines`: the records will be written as JSON lines, so
+    the workers encode them (`tlsflow.shipping`)."""
+    ctx = start_method()
+    queue = ctx.Queue(QUEUE_BATCHES)
+    next_file = ctx.Value("q", 0)  # the next file to take: handed out in input order, to whichever worker is free
+    workers = [ctx.Process(target=_files_main, args=(index, inputs, next_file, ca_bundle, keylog_path, queue,
+                                                     json_lines), daemon=True)
+               for index in range(min(jobs, len(inputs)))]
+    for worker in workers:
+        worker.start()
+    named = inputs[0] if len(inputs) == 1 else f"{inputs[0]} and {len(inputs) - 1} other file(s)"
+    try:
+        yield from in_input_order(worker_messages(queue, workers, named), inputs)
+    finally:
+        shut_down(workers, queue)
+
+
+def files_in_one_process(inputs: list[str], *, trust: Any = None, keylog: Any = None, json_lines: bool = False,
+                         batch_records: int = BATCH_RECORDS,
+                         interleave: Callable[[list[Iterator[tuple[Any, ...]]]],
+                                              Iterator[tuple[int, tuple[Any, ...]]]] | None = None
+                         ) -> Iterator[tuple[str, dict[str, Any] | str]]:
+    """The work of `analyze_files_parallel` in this process (tests): each file's messages as a worker makes them,
+    put in order by the same merge. `interleave`: given every file's messages (an iterator per file, which runs
+    as far as it is pulled), the order in which the parent gets them as (file number, message), each file's in
+    its own order; by default the files one after another."""
+    from tlsflow.api import _trust_store
+
+    trust = _trust_store(None, trust)
+
+    def messages(file: int) -> Iterator[tuple[Any, ...]]:
+        for kind, *rest in file_messages(inputs[file], trust=trust, keylog=keylog, json_lines=json_lines,
+                                         batch_records=batch_records):
+            yield (kind, file, *rest)
+
+    every = [messages(file) for file in range(len(inputs))]
+    if interleave is None:
+        ordered: Iterable[tuple[int, tuple[Any, ...]]] = ((file, m) for file, each in enumerate(every) for m in each)
+    else:
+        ordered = interleave(every)
+    yield from in_input_order(ordered, inputs)
+
+
+def in_input_order(messages: Iterable[tuple[int, tuple[Any, ...]]], inputs: list[str]
+                   ) -> Iterator[tuple[str, dict[str, Any] | str]]:
+    """The workers' (worker, message) pairs turned into (capture, record or error text), file by file in input
+    order: the records of the file being output as they come; a later file's wait (`_Waiting`) until every file
+    before it is done. Each file's messages come in order from the one worker that took it."""
+    current = 0  # the file being output
+    ended: dict[int, list[str]] = {}  # files done, after `current`: their error texts
+    waiting = _Waiting()
+    try:
+        for index, message in messages:
+            kind = message[0]
+            if kind == "crash":
+                raise RuntimeError(f"--jobs worker {index} failed on {message[1]}:\n{message[2]}")
+            if kind == "end":
+                continue
+            file = message[1]
+            if kind == "records":
+                if file == current:
+                    path = inputs[file]
+                    for record in unpack_all(message[2]):
+                        yield path, record
+                else:
+                    waiting.add(file, message[2])
+                continue
+            ended[file] = message[2]
+            while current in ended:  # "done": this file and those after it that were done already are output
+                path = inputs[current]
+                for error in ended.pop(current):
+                    yield path, error
+                current += 1
+                if current < len(inputs):
+                    path = inputs[current]
+                    for packed in waiting.take(current):
+                        for record in unpack_all(packed):
+                            yield path, record
+    finally:
+        waiting.close()
+    if current != len(inputs):  # (cannot happen: every worker ends after the files it took are done)
+        raise RuntimeError(f"--jobs: {inputs[current]} was never analysed")
+
+
+class _Waiting:
+    """Packed records of files that are not being output yet, by file, in the order they came: in memory up to
+    WAITING_IN_MEMORY records in all, then in one temporary file of pickled lists of batches, which is emptied
+    whenever no file has any record there."""
+
+    def __init__(self) -> None:
+        self._in_memory: dict[int, list[list[Any]]] = {}  # file -> batches (after those in the file)
+        self._records_in_memory = 0
+        self._on_disk: dict[int, list[int]] = {}  # file -> offsets of its pickled lists of batches, in order
+        self._spill: Any = None
+
+    def add(self, file: int, packed: list[Any]) -> None:
+        self._in_memory.setdefault(file, []).append(packed)
+        self._records_in_memory += len(packed)
+        if self._records_in_memory > WAITING_IN_MEMORY:
+            self._write_out()
+
+    def _write_out(self) -> None:
+        """Every batch in memory to the temporary file, each file's after those it has there already."""
+        if self._spill is None:
+            self._spill = tempfile.TemporaryFile(prefix="tlsflow-files-")  # noqa: SIM115 - closed by close()
+        spill = self._spill
+        spill.seek(0, 2)
+        for file, batches in self._in_memory.items():
+            self._on_disk.setdefault(file, []).append(spill.tell())
+            pickle.dump(batches, spill, protocol=pickle.HIGHEST_PROTOCOL)
+        self._in_memory.clear()
+        self._records_in_memory = 0
+
+    def take(self, file: int) -> Iterator[list[Any]]:
+        """The batches of `file`, in order, forgotten here (nothing is added while this runs)."""
+        spill = self._spill
+        for offset in self._on_disk.pop(file, ()):
+            spill.seek(offset)
+            yield from pickle.load(spill)
+        if spill is not None and not self._on_disk:
+            spill.seek(0)
+            spill.truncate()
+        batches = self._in_memory.pop(file, [])
+        self._records_in_memory -= sum(len(packed) for packed in batches)
+        yield from batches
+
+    def close(self) -> None:
+        if self._spill is not None:
+            self._spill.close()
+            self._spill = None
