@@ -212,9 +212,7 @@ class TcpReassembler:
                 facts.rst_ttl = pkt.ttl
                 facts.rst_ip_id = pkt.ip_id
         else:
-            if pkt.ttl == side.ttl_run:
-                side.ttl_run_packets += 1
-            else:
+            if pkt.ttl != side.ttl_run:  # (the packets of a run are counted by facts.packets)
                 side.new_ttl_run(pkt.ttl)
             if pkt.ip_id is not None:
                 ring = side.ip_ids
@@ -496,9 +494,7 @@ class TcpReassembler:
         if ts > conn.last_ts:  # noqa: PLR1730 (hot path: a call to max() costs more)
             conn.last_ts = ts
         conn.last_frame = frame
-        if ttl == side.ttl_run:
-            side.ttl_run_packets += 1
-        else:
+        if ttl != side.ttl_run:
             side.new_ttl_run(ttl)
         if ip_id is not None:
             side.ip_ids.append((frame, ip_id))  # type: ignore[union-attr]  # (None only once the flow is closing)
@@ -544,17 +540,25 @@ class TcpReassembler:
         if flags & FIN:
             self._on_fin(side, seq, n, frame, ts)
         if flags & ACK and peer.started:
+            if ack == peer.high_seq and peer.fin_offset is None:
+                # Acknowledges every byte the peer sent so far, no FIN to cap it at: the common case. That is at or
+                # past the end of the peer's largest segment (no byte beyond the highest is ever sent).
+                ack_offset = peer.high_offset
+                if ack_offset > facts.acked_bytes:
+                    facts.acked_bytes = ack_offset
+                    facts.acked_frame = frame
+                peer_facts = peer.facts
+                if not peer_facts.largest_segment_acked:
+                    peer_facts.largest_segment_acked = True
+                return True
             high = peer.high_offset
-            if ack == peer.high_seq:  # acknowledges every byte the peer sent so far: the common case
-                ack_offset = high
-            else:
-                distance = ack - peer.high_seq
-                if not _NEG_HALF <= distance < _HALF:
-                    distance = ((distance + _HALF) & _MASK) - _HALF
-                ack_offset = high + distance
-                if distance > _MAX_ACK_AHEAD:
-                    conn.note(anomalies.ACK_BEYOND_WINDOW)
-                    return True
+            distance = ack - peer.high_seq
+            if not _NEG_HALF <= distance < _HALF:
+                distance = ((distance + _HALF) & _MASK) - _HALF
+            ack_offset = high + distance
+            if distance > _MAX_ACK_AHEAD:
+                conn.note(anomalies.ACK_BEYOND_WINDOW)
+                return True
             fin_offset = peer.fin_offset
             if fin_offset is not None and ack_offset > fin_offset:
                 ack_offset = fin_offset  # the FIN takes a sequence number, not a stream byte

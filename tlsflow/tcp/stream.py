@@ -62,7 +62,7 @@ class HalfStream:
         "sender",
         "started",
         "ttl_run",
-        "ttl_run_packets",
+        "ttl_run_mark",
     )
 
     def __init__(self, conn: Connection, facts: DirectionFacts, limits: StreamLimits, index: int) -> None:
@@ -88,10 +88,13 @@ class HalfStream:
         self.probe = b""  # the stream's first bytes, while the roles wait for a ClientHello
         self.probe_done = False
         # The TTLs and IP ids of the packets sent, kept here while the connection is open and written into `facts`
-        # by `fold_header_facts` when it closes: a run of packets with the same TTL is one integer to increase
-        # (a Counter item costs twice that, per packet), and a bounded deque drops the oldest IP id by itself.
+        # by `fold_header_facts` when it closes: a run of packets with the same TTL costs nothing per packet (its
+        # length is told by the packet counts; a Counter item costs ~twice an integer increase, per packet), and a
+        # bounded deque drops the oldest IP id by itself.
         self.ttl_run = -1  # the TTL of the latest packets (-1: none yet) ...
-        self.ttl_run_packets = 0  # ... and how many of them, not yet in facts.ttls
+        # ... and how many packets outside RSTs (facts.packets - facts.rst_count) came before its run: the run's
+        # packets not yet in facts.ttls are those counted since.
+        self.ttl_run_mark = 0
         # The last (frame, ip_id) pairs; None once they went into facts.ip_ids early (`fold_ip_ids`).
         self.ip_ids: deque[tuple[int, int]] | None = _NO_IP_IDS.copy()  # (a third of deque(maxlen=...)'s cost)
 
@@ -103,21 +106,27 @@ class HalfStream:
         self.next_offset = 0
 
     def new_ttl_run(self, ttl: int) -> None:
-        """A packet whose TTL differs from the previous packet's: the previous run goes into facts.ttls (as runs
-        end in the order their TTLs first appear, the Counter's keys come in the same order as counting every
-        packet would put them)."""
-        if self.ttl_run_packets:
-            ttls = self.facts.ttls
-            ttls[self.ttl_run] = ttls.get(self.ttl_run, 0) + self.ttl_run_packets  # (no Counter.__missing__ call)
+        """A packet (counted in facts.packets already, not a RST) whose TTL differs from the previous packet's: the
+        previous run goes into facts.ttls (as runs end in the order their TTLs first appear, the Counter's keys
+        come in the same order as counting every packet would put them)."""
+        facts = self.facts
+        before = facts.packets - facts.rst_count - 1  # packets outside RSTs before this one
+        run = before - self.ttl_run_mark
+        if run:
+            ttls = facts.ttls
+            ttls[self.ttl_run] = ttls.get(self.ttl_run, 0) + run  # (no Counter.__missing__ call)
         self.ttl_run = ttl
-        self.ttl_run_packets = 1
+        self.ttl_run_mark = before
 
     def fold_header_facts(self) -> None:
         """Write the pending TTL run and the kept IP ids into `facts` (once, when the connection closes)."""
-        if self.ttl_run_packets:
-            ttls = self.facts.ttls
-            ttls[self.ttl_run] = ttls.get(self.ttl_run, 0) + self.ttl_run_packets
-            self.ttl_run_packets = 0
+        facts = self.facts
+        counted = facts.packets - facts.rst_count
+        run = counted - self.ttl_run_mark
+        if run:
+            ttls = facts.ttls
+            ttls[self.ttl_run] = ttls.get(self.ttl_run, 0) + run
+            self.ttl_run_mark = counted
         self.fold_ip_ids()
 
     def fold_ip_ids(self) -> None:
