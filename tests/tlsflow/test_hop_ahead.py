@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,13 @@ def as_pcapng(generated_capture, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ahead") / "generated.pcapng"
     subprocess.run(["editcap", "-F", "pcapng", str(generated_capture), str(path)], check=True, timeout=60)
     return path
+
+
+@pytest.fixture
+def single_threaded(monkeypatch):
+    """`start` forks only when no other thread runs (one could hold a lock the child inherits): earlier tests of
+    the suite may leave some behind (a queue's feeder thread), which the command line never has."""
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
 
 
 def _own_cuts(path: Path, targets: list[int]) -> list:
@@ -100,7 +108,7 @@ def test_other_targets_are_hopped_by_the_parent(generated_capture):
     assert ahead == _own_cuts(generated_capture, targets)
 
 
-def test_a_hop_nobody_takes_is_stopped(generated_capture, monkeypatch):
+def test_a_hop_nobody_takes_is_stopped(generated_capture, monkeypatch, single_threaded):
     pids = []
     original = HopAhead.__init__
 
@@ -118,7 +126,8 @@ def test_a_hop_nobody_takes_is_stopped(generated_capture, monkeypatch):
     assert _reaped(pids[0])
 
 
-def test_the_command_line_takes_its_hop_and_writes_the_same_rows(generated_capture, tmp_path, monkeypatch):
+def test_the_command_line_takes_its_hop_and_writes_the_same_rows(generated_capture, tmp_path, monkeypatch,
+                                                                 single_threaded):
     taken = []
     original = parallel_ranges.hop_taken_ahead
     monkeypatch.setattr(parallel_ranges, "hop_taken_ahead", lambda path, jobs: taken.append(
@@ -133,7 +142,7 @@ def test_the_command_line_takes_its_hop_and_writes_the_same_rows(generated_captu
     assert all(isinstance(hop, HopAhead) and hop._fallback is None and hop.pid == 0 for _, hop in taken)
 
 
-def test_a_file_that_is_not_cut_stops_its_hop(generated_capture, tmp_path, monkeypatch):
+def test_a_file_that_is_not_cut_stops_its_hop(generated_capture, tmp_path, monkeypatch, single_threaded):
     """gzip is shared out by connection, not cut: the hop started for it is stopped when the command ends."""
     packed = tmp_path / "capture.pcap.gz"
     packed.write_bytes(gzip.compress(generated_capture.read_bytes(), compresslevel=1))
@@ -149,6 +158,25 @@ def test_a_file_that_is_not_cut_stops_its_hop(generated_capture, tmp_path, monke
     main(["analyze", str(packed), "--format", "jsonl", "-o", str(out), "-q", "--jobs", "2"])
     assert len(pids) == 1 and _reaped(pids[0])
     assert out.read_text().count("\n") > 50
+
+
+def test_no_hop_ahead_while_another_thread_runs(generated_capture, tmp_path):
+    """The parent then hops itself, as without a hop ahead: same rows."""
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, daemon=True)
+    other.start()
+    try:
+        hop_ahead.start(str(generated_capture), 2)
+        assert hop_ahead.take(str(generated_capture), 2) is None
+        out = tmp_path / "j2.jsonl"
+        main(["analyze", str(generated_capture), "--format", "jsonl", "-o", str(out), "-q", "--jobs", "2"])
+    finally:
+        stop.set()
+        other.join()
+    one = tmp_path / "j1.jsonl"
+    main(["analyze", str(generated_capture), "--format", "jsonl", "-o", str(one), "-q"])
+    key = lambda line: json.loads(line)["flow_id"]
+    assert sorted(out.read_text().splitlines(), key=key) == sorted(one.read_text().splitlines(), key=key)
 
 
 def test_the_command_line_module_imports_no_analysis():
