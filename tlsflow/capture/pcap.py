@@ -164,7 +164,11 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
     lane_frame = lane_layout.unpack_from
     lane_frame_min = link_length + 20 + 20  # IPv4 and TCP without options
     header_bytes = LANE_HEADER_BYTES
-    counted = 0  # segments count_lane took or the walker built since stats.tcp_packets was last brought up to date
+    # Segments that count_lane took or the walker built since stats.tcp_packets was last brought up to date: the
+    # records walked since frame `counted_from` but the `handed` ones that went to `handle` (no count to increase
+    # for most records).
+    counted_from = frame
+    handed = 0
     counted_ts = None  # the time of the last segment, when count_lane took it
     # The handler's own TcpPacket builder, when it offers it (no --jobs sharding or count_only): the walker then
     # builds the packets of the fast lane's layout itself. Raw 4-tuple (as a lane key) -> (source text,
@@ -209,7 +213,6 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
                             and caplen - total >= link_length and (n := total - header_bytes[offset_byte]) >= 0):
                         if (lane is not None and not flags & 0x06
                                 and count_lane(lane, frame, ts, seq, ack, flags, window, ttl, ident, n)):  # type: ignore[misc]
-                            counted += 1
                             counted_ts = ts
                             continue
                         if build is not None:
@@ -217,11 +220,11 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
                             # headers again: the addresses' text and the ports come from the 4-tuple's entry.
                             names = tuples_get(key) or new_tuple(key)
                             ip_end = start + link_length + total
-                            counted += 1
                             counted_ts = None
                             yield build(frame, ts, 4, names[0], names[1], names[2], names[3], seq, ack, flags,
                                         window, buf[ip_end - n:ip_end], ttl, ident)
                             continue
+                handed += 1
                 out = handle(buf, start, stop, frame, ts)
                 if out is None:
                     skipped += 1
@@ -231,9 +234,10 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
             stats.frames = frame
             stats.skipped = skipped
             stats.link_types[link_type] = frame
-            if counted:
-                stats.tcp_packets += counted
-                counted = 0
+            if frame - counted_from != handed:
+                stats.tcp_packets += frame - counted_from - handed
+            counted_from = frame
+            handed = 0
             if counted_ts is not None:
                 yield counted_ts
                 counted_ts = None
@@ -272,6 +276,6 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
     finally:
         stats.frames = frame
         stats.skipped = skipped
-        stats.tcp_packets += counted
+        stats.tcp_packets += frame - counted_from - handed
         if frame:
             stats.link_types[link_type] = frame

@@ -121,7 +121,10 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
     lanes = counter.lanes if counter is not None else None
     header_bytes = LANE_HEADER_BYTES
     count_lane = counter.count_lane if counter is not None else None
-    counted = 0  # segments count_lane took or the walker built since stats.tcp_packets was last brought up to date
+    # Segments that count_lane took or the walker built since stats.tcp_packets was last brought up to date: the
+    # frames since `counted_from` but the `handed` ones (given to a handler, or without a packet), as in pcap.
+    counted_from = first_frame
+    handed = 0
     counted_ts = None  # the time of the last segment, when count_lane took it
     # For the TcpPackets built here (as in pcap.walk_records).
     tuples_get, new_tuple = four_tuple_texts(getattr(counter, "wire_keys", None))
@@ -288,6 +291,7 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                                     secrets.append(buf[pos + 16:pos + 16 + secrets_length])
                             elif block_type in FRAME_WITHOUT_PACKET:
                                 frame += 1
+                                handed += 1
                                 stats.non_ip += 1
                                 stats.ignored_blocks += 1
                                 skipped += 1
@@ -301,6 +305,7 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                         frame += 1
                         iface[_IFACE_FRAMES] += 1
                         pos = stop
+                        handed += 1
                         out = iface[_IFACE_HANDLER](buf, start, start + caplen, frame, last_ts)
                         if out is None:
                             skipped += 1
@@ -350,17 +355,16 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                         if (lane is not None and not flags & 0x06
                                 and count_lane(lane, frame, last_ts, seq, ack, flags, window,  # type: ignore[misc]
                                                ttl, ident, n)):
-                            counted += 1
                             counted_ts = last_ts
                             continue
                         if cur_build is not None:
                             names = tuples_get(key) or new_tuple(key)
                             ip_end = start + cur_link_length + total
-                            counted += 1
                             counted_ts = None
                             yield cur_build(frame, last_ts, 4, names[0], names[1], names[2], names[3], seq, ack,
                                             flags, window, buf[ip_end - n:ip_end], ttl, ident)
                             continue
+                handed += 1
                 out = cur_handler(buf, start, start + caplen, frame, last_ts)  # type: ignore[misc]
                 if out is None:
                     skipped += 1
@@ -371,9 +375,10 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                 cur_iface[_IFACE_FRAMES] += cur_count
                 cur_count = 0
             fold_link_types(frame, skipped)
-            if counted:
-                stats.tcp_packets += counted
-                counted = 0
+            if frame - counted_from != handed:
+                stats.tcp_packets += frame - counted_from - handed
+            counted_from = frame
+            handed = 0
             if counted_ts is not None:
                 yield counted_ts
                 counted_ts = None
@@ -410,7 +415,7 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
             yield counted_ts
         raise
     finally:
-        stats.tcp_packets += counted
+        stats.tcp_packets += frame - counted_from - handed
         if cur_iface is not None:
             cur_iface[_IFACE_FRAMES] += cur_count
         fold_link_types(frame, skipped)
