@@ -67,8 +67,14 @@ def _results(inputs: list[str], jobs: int, **options: Any) -> list[tuple[str, An
 
 
 @pytest.fixture
-def small_batches(monkeypatch):
-    """Workers send a few records per message (forked workers see the change), so files interleave."""
+def forked(monkeypatch):
+    """Workers forked even when another thread runs (an earlier test's), so that they see what a test patched."""
+    monkeypatch.setattr(parallel_files, "start_method", lambda: multiprocessing.get_context("fork"))
+
+
+@pytest.fixture
+def small_batches(monkeypatch, forked):
+    """Workers send a few records per message, so files interleave."""
     monkeypatch.setattr(parallel_files, "BATCH_RECORDS", 7)
 
 
@@ -234,7 +240,7 @@ def test_reader_stopping_early_stops_the_workers(captures, small_batches):
     assert multiprocessing.active_children() == []
 
 
-def test_worker_failure_is_raised(captures, monkeypatch):
+def test_worker_failure_is_raised(captures, monkeypatch, forked):
     """A worker's exception is raised in the parent with the worker's traceback and the file it was on."""
     original = parallel_files.file_messages
 
@@ -243,14 +249,14 @@ def test_worker_failure_is_raised(captures, monkeypatch):
             raise ValueError("broken on purpose")
         yield from original(path, **kwargs)
 
-    monkeypatch.setattr(parallel_files, "file_messages", failing)  # forked workers see it
+    monkeypatch.setattr(parallel_files, "file_messages", failing)
     with pytest.raises(RuntimeError, match="broken on purpose") as raised:
         _results(captures, 2)
     assert f"failed on {captures[2]}" in str(raised.value)
     assert multiprocessing.active_children() == []
 
 
-def test_worker_that_dies_is_raised(captures, monkeypatch):
+def test_worker_that_dies_is_raised(captures, monkeypatch, forked):
     original = parallel_files.file_messages
 
     def dying(path: str, **kwargs: Any) -> Iterator[tuple[Any, ...]]:
@@ -262,3 +268,10 @@ def test_worker_that_dies_is_raised(captures, monkeypatch):
     with pytest.raises(RuntimeError, match=r"died \(exit code 7\)"):
         _results(captures, 2)
     assert multiprocessing.active_children() == []
+
+
+def test_spawned_workers_give_the_same_results(captures, monkeypatch):
+    """Where fork is not safe (another thread runs) the workers are spawned: fresh interpreters, the shared file
+    counter and the arguments passed to them."""
+    monkeypatch.setattr(parallel_files, "start_method", lambda: multiprocessing.get_context("spawn"))
+    assert _results(captures[:5], 2) == _results(captures[:5], 1)
