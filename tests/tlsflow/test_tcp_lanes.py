@@ -55,8 +55,14 @@ def _frame(link_type: int, src: str, dst: str, sport: int, dport: int, seq: int,
     return frame if link_type in (lt.RAW, lt.LINUX_SLL, lt.LINUX_SLL2) else frame + b"\x00" * 4  # Ethernet trailer
 
 
+STEPS = (0.001, 0.01, 0.5, 1.5, 3.0, 12.0, -0.002)  # between segments, in capture seconds
+# Times that go back and forth by up to the idle timeout and more, and land on it exactly (count_lane's bound on the
+# next segment's time, _lane_time, must give the full test's answer).
+STEPS_BACK_AND_FORTH = (0.001, 2.5, 4.0, 4.999, 5.0, 6.0, 9.9, 10.0, 10.5, -2.5, -4.0, -6.0, -11.0)
+
+
 @st.composite
-def scenarios(draw):  # type: ignore[no-untyped-def]
+def scenarios(draw, steps=STEPS):  # type: ignore[no-untyped-def]
     """Segments of a few connections, as (ts, frame fields...), plus after how many chunks each flow stops
     wanting data."""
     n_flows = draw(st.integers(1, len(CLIENTS)))
@@ -74,7 +80,7 @@ def scenarios(draw):  # type: ignore[no-untyped-def]
         f = state[i]
         cip, cport = CLIENTS[i]
         sip = SERVER6 if ":" in cip else SERVER4
-        ts += draw(st.sampled_from([0.001, 0.01, 0.5, 1.5, 3.0, 12.0, -0.002]))
+        ts += draw(st.sampled_from(steps))
         action = draw(st.sampled_from(["syn", "synack", "data", "data", "data", "ack", "ack", "fin", "rst",
                                        "newsyn"]))
         from_client = draw(st.booleans())
@@ -179,6 +185,13 @@ def test_fast_lane_gives_the_full_paths_events_and_facts(tmp_path: Path, case, l
                                                          pcapng: bool) -> None:
     packets, stop_after = case
     _compare(tmp_path, link_type, packets, stop_after, pcapng)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=scenarios(STEPS_BACK_AND_FORTH), pcapng=st.booleans())
+def test_fast_lane_with_times_going_back_and_forth(tmp_path: Path, case, pcapng: bool) -> None:  # type: ignore[no-untyped-def]
+    packets, stop_after = case
+    _compare(tmp_path, lt.ETHERNET, packets, stop_after, pcapng)
 
 
 def _handshake_then(later: list[tuple[float, str, int, int, int]]) -> list:  # type: ignore[type-arg]

@@ -34,6 +34,7 @@ _MASK = (1 << 32) - 1
 _MAX_ACK_AHEAD = 1 << 30
 _PROBE_LEN = 6  # bytes a ClientHello check needs
 _UNKNOWN = object()
+_NEVER = float("-inf")
 _WIRE_ADDRESSES_KEPT = 1 << 16  # addresses remembered as wire bytes before that cache is reset
 
 
@@ -47,6 +48,7 @@ class _Flow:
         "hello_index",
         "keys",
         "lane_keys",
+        "lane_until",
         "lanes",
         "last_ts",
         "pending",
@@ -67,6 +69,9 @@ class _Flow:
         self.closing = False  # a RST, or both FINs acknowledged: lingers briefly, then closes
         self.full = True  # reassembling (the consumer still wants data)
         self.last_ts = ts
+        # count_lane's fast test: a segment earlier than this, and not before last_ts, neither runs expiry nor ends
+        # the flow's idle time (see `_lane_time`). -inf: none known (add sets it so whenever it sets last_ts).
+        self.lane_until = _NEVER
         self.lanes: tuple[Lane, Lane] | None = None  # per side, once the consumer wants no more data
         self.lane_keys: tuple[bytes, ...] = ()  # this flow's entries in TcpReassembler.lanes
 
@@ -201,6 +206,7 @@ class TcpReassembler:
             facts.first_ts = ts
         facts.last_ts = ts
         flow.last_ts = ts
+        flow.lane_until = _NEVER  # (last_ts may have gone back: count_lane's bound is made again from it)
         if ts > conn.last_ts:  # noqa: PLR1730 (hot path: a call to max() costs more)
             conn.last_ts = ts
         conn.last_frame = frame
@@ -484,7 +490,7 @@ class TcpReassembler:
         `next_expiry` (as every time seen so far is), so a later segment between `_now` and it runs no expiry
         either way."""
         flow, side, peer, facts, conn = lane
-        if ts >= self._next_expiry or ts - flow.last_ts > self.idle_timeout:
+        if (ts >= flow.lane_until or ts < flow.last_ts) and not self._lane_time(flow, ts):
             return False
         facts.packets += 1
         if facts.first_ts is None:
@@ -572,6 +578,23 @@ class TcpReassembler:
                 peer_facts = peer.facts
                 if not peer_facts.largest_segment_acked:
                     peer_facts.largest_segment_acked = True
+        return True
+
+    def _lane_time(self, flow: _Flow, ts: float) -> bool:
+        """count_lane's test of a segment's time, in full: False when it runs expiry or ends the flow's idle time.
+        Otherwise it sets `flow.lane_until`, a time before which a later segment (not before this one: count_lane
+        sets last_ts to it) passes the test too, so that count_lane need not run it: at most the next expiry, and
+        a time whose distance from this one (measured as the test measures it, in floats) is within the idle
+        timeout (its half, unless that is too little to tell at this time's magnitude). Until then, last_ts does
+        not go back but for `add`, which sets lane_until to -inf with it."""
+        next_expiry = self._next_expiry
+        idle = self.idle_timeout
+        if ts >= next_expiry or ts - flow.last_ts > idle:
+            return False
+        until = ts + idle * 0.5
+        if until - ts > idle:  # (rounding at a huge time, or a negative timeout)
+            until = ts
+        flow.lane_until = min(until, next_expiry)
         return True
 
     def finish(self) -> list[Event]:
