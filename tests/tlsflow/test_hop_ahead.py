@@ -36,6 +36,20 @@ def single_threaded(monkeypatch):
     monkeypatch.setattr(threading, "active_count", lambda: 1)
 
 
+@pytest.fixture
+def hop_pids(monkeypatch, single_threaded) -> list[int]:
+    """The child process of every HopAhead made, as it is made."""
+    pids: list[int] = []
+    original = HopAhead.__init__
+
+    def recording(self, path, jobs):
+        original(self, path, jobs)
+        pids.append(self.pid)
+
+    monkeypatch.setattr(HopAhead, "__init__", recording)
+    return pids
+
+
 def _own_cuts(path: Path, targets: list[int]) -> list:
     with open_hop(str(path)) as hop:
         return [hop.to(target) for target in targets]
@@ -108,15 +122,8 @@ def test_other_targets_are_hopped_by_the_parent(generated_capture):
     assert ahead == _own_cuts(generated_capture, targets)
 
 
-def test_a_hop_nobody_takes_is_stopped(generated_capture, monkeypatch, single_threaded):
-    pids = []
-    original = HopAhead.__init__
-
-    def recording(self, path, jobs):
-        original(self, path, jobs)
-        pids.append(self.pid)
-
-    monkeypatch.setattr(HopAhead, "__init__", recording)
+def test_a_hop_nobody_takes_is_stopped(generated_capture, hop_pids):
+    pids = hop_pids
     hop_ahead.start(str(generated_capture), 3)
     hop_ahead.start(str(generated_capture), 1)  # one job: nothing to cut
     hop_ahead.start(str(generated_capture) + ".missing", 2)  # no such file: the usual error comes later
@@ -142,18 +149,11 @@ def test_the_command_line_takes_its_hop_and_writes_the_same_rows(generated_captu
     assert all(isinstance(hop, HopAhead) and hop._fallback is None and hop.pid == 0 for _, hop in taken)
 
 
-def test_a_file_that_is_not_cut_stops_its_hop(generated_capture, tmp_path, monkeypatch, single_threaded):
+def test_a_file_that_is_not_cut_stops_its_hop(generated_capture, tmp_path, hop_pids):
     """gzip is shared out by connection, not cut: the hop started for it is stopped when the command ends."""
+    pids = hop_pids
     packed = tmp_path / "capture.pcap.gz"
     packed.write_bytes(gzip.compress(generated_capture.read_bytes(), compresslevel=1))
-    pids = []
-    original = HopAhead.__init__
-
-    def recording(self, path, jobs):
-        original(self, path, jobs)
-        pids.append(self.pid)
-
-    monkeypatch.setattr(HopAhead, "__init__", recording)
     out = tmp_path / "rows.jsonl"
     main(["analyze", str(packed), "--format", "jsonl", "-o", str(out), "-q", "--jobs", "2"])
     assert len(pids) == 1 and _reaped(pids[0])
