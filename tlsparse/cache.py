@@ -31,7 +31,7 @@ class ParseCache:
     MAX_EXTENSION_BLOCKS = 64  # per context: lengths of whole extension blocks remembered (16 blocks each at most)
     MAX_EXTENSION_BLOCK = 2048  # longer blocks are not remembered whole
 
-    __slots__ = ("extension_blocks", "extensions", "suite_kinds", "suite_lists")
+    __slots__ = ("clean_extensions", "extension_blocks", "extensions", "suite_kinds", "suite_lists")
 
     def __init__(self) -> None:
         # context -> (type, length, body) as on the wire -> the Extension they decode to
@@ -45,6 +45,10 @@ class ParseCache:
         self.suite_kinds: dict[int | None, str | None] = {}
         # a ClientHello's cipher_suites vector body as on the wire -> the suite codes (one tuple, shared)
         self.suite_lists: dict[bytes, tuple[int, ...]] = {}
+        # The last extensions a remembered block gave that `extension_problems` would find nothing in (the block's
+        # own were checked when it was remembered; see tlsparse.extensions._known_block): the decoder skips that
+        # check for this very tuple (compared by identity: it is immutable).
+        self.clean_extensions: tuple[Extension, ...] | None = None
 
     def clear(self) -> None:
         for memo in self.extensions.values():
@@ -53,3 +57,4 @@ class ParseCache:
             shapes.clear()
         self.suite_kinds.clear()
         self.suite_lists.clear()
+        self.clean_extensions = None

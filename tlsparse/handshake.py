@@ -468,7 +468,7 @@ def decode_message(msg_type: int, body: bytes, ctx: DecodeContext, base: int = 0
     if msg_type == m.SERVER_HELLO and message.is_hello_retry_request:  # type: ignore[union-attr]
         reported = m.HELLO_RETRY_REQUEST
     extensions = getattr(message, "extensions", ())
-    if not extensions:
+    if not extensions or (cache is not None and extensions is cache.clean_extensions):
         return reported, message, _NO_ANOMALIES  # type: ignore[return-value]
     problems = extension_problems(extensions)
     if not problems:
