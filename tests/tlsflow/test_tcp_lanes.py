@@ -331,3 +331,41 @@ def test_a_flow_that_stops_wanting_data_and_ends_before_its_next_segment(tmp_pat
         for link_type in (lt.ETHERNET, lt.RAW):
             for pcapng in (False, True):
                 _compare(tmp_path, link_type, _handshake_then(later) + tail, [5], pcapng)
+
+
+def test_a_side_whose_first_payload_comes_in_the_fast_lane(tmp_path: Path) -> None:
+    """The client sends no payload before the flow stops wanting data (at the server's first chunk), then a pure
+    ACK and data in the fast lane: its first payload's frame and time are noted as the full path notes them."""
+    cip, cport = CLIENTS[0]
+    cisn, sisn = 1000, 5000
+
+    def seg(ts, who, off, ack_off, flags, size=0):  # type: ignore[no-untyped-def]
+        if who == "c":
+            return (ts, cip, SERVER4, cport, SERVER_PORT, cisn + 1 + off, sisn + 1 + ack_off, flags, 8192,
+                    b"c" * size, 64, 7, False, False)
+        return (ts, SERVER4, cip, SERVER_PORT, cport, sisn + 1 + off, cisn + 1 + ack_off, flags, 8192, b"s" * size,
+                50, 9, False, False)
+
+    packets = [
+        (1.0, cip, SERVER4, cport, SERVER_PORT, cisn, 0, SYN, 8192, b"", 64, 1, False, False),
+        (1.1, SERVER4, cip, SERVER_PORT, cport, sisn, cisn + 1, SYN | ACK, 8192, b"", 50, 1, False, False),
+        seg(1.2, "c", 0, 0, ACK),
+        seg(1.3, "s", 0, 0, ACK | PSH, 100),  # the chunk after which the flow wants no more data
+        seg(1.4, "s", 100, 0, ACK | PSH, 100),
+        seg(1.5, "c", 0, 200, ACK),
+        seg(1.6, "c", 0, 200, ACK | PSH, 40),
+        seg(1.7, "c", 40, 200, ACK | PSH, 40),
+    ]
+    for link_type in (lt.ETHERNET, lt.LINUX_SLL):
+        for pcapng in (False, True):
+            _compare(tmp_path, link_type, packets, [1], pcapng)
+
+
+def test_a_side_going_back_in_time_ends_the_peers_fast_time_test(tmp_path: Path) -> None:
+    """The client's segment comes 10 s before the server's last one, and the server's next is then more than the
+    idle timeout (10 s) after it: the flow idles out there, as on the full path, although the server's segment is
+    within what its previous one allowed (less than half the idle timeout later, before the next expiry)."""
+    later = [(8.0, "s", 1460, 150, ACK, 0), (15.0, "c", 150, 1460, ACK, 0), (20.5, "s", 1460, 150, ACK, 0),
+             (10.5, "c", 150, 1460, ACK, 0), (20.6, "s", 1460, 150, ACK, 0), (20.7, "s", 1460, 150, ACK, 0)]
+    for pcapng in (False, True):
+        _compare(tmp_path, lt.ETHERNET, _handshake_then(later), [1], pcapng)

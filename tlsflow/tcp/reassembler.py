@@ -48,7 +48,6 @@ class _Flow:
         "hello_index",
         "keys",
         "lane_keys",
-        "lane_until",
         "lanes",
         "last_ts",
         "pending",
@@ -69,9 +68,6 @@ class _Flow:
         self.closing = False  # a RST, or both FINs acknowledged: lingers briefly, then closes
         self.full = True  # reassembling (the consumer still wants data)
         self.last_ts = ts
-        # count_lane's fast test: a segment earlier than this, and not before last_ts, neither runs expiry nor ends
-        # the flow's idle time (see `_lane_time`). -inf: none known (add sets it so whenever it sets last_ts).
-        self.lane_until = _NEVER
         self.lanes: tuple[Lane, Lane] | None = None  # per side, once the consumer wants no more data
         self.lane_keys: tuple[bytes, ...] = ()  # this flow's entries in TcpReassembler.lanes
 
@@ -206,7 +202,7 @@ class TcpReassembler:
             facts.first_ts = ts
         facts.last_ts = ts
         flow.last_ts = ts
-        flow.lane_until = _NEVER  # (last_ts may have gone back: count_lane's bound is made again from it)
+        side.lane_until = peer.lane_until = _NEVER  # (last_ts may have gone back: count_lane's bounds are made again)
         if ts > conn.last_ts:  # noqa: PLR1730 (hot path: a call to max() costs more)
             conn.last_ts = ts
         conn.last_frame = frame
@@ -490,11 +486,21 @@ class TcpReassembler:
         `next_expiry` (as every time seen so far is), so a later segment between `_now` and it runs no expiry
         either way."""
         flow, side, peer, facts, conn = lane
-        if (ts >= flow.lane_until or ts < flow.last_ts) and not self._lane_time(flow, ts):
-            return False
+        if ts >= side.lane_until or ts < flow.last_ts:
+            # The full test of the segment's time, and the facts of a side's first segments (see `_lane_time`).
+            if not self._lane_time(flow, side, peer, ts):
+                return False
+            if facts.first_ts is None:
+                facts.first_ts = ts
+            if n:
+                if not side.started:
+                    side.start(seq)
+                if facts.first_payload_frame is None:
+                    facts.first_payload_frame = frame
+                    facts.first_payload_ts = ts
+            elif facts.first_payload_frame is None:
+                side.lane_until = _NEVER  # (see _lane_time)
         facts.packets += 1
-        if facts.first_ts is None:
-            facts.first_ts = ts
         facts.last_ts = ts
         flow.last_ts = ts
         if ts > conn.last_ts:  # noqa: PLR1730 (hot path: a call to max() costs more)
@@ -507,14 +513,9 @@ class TcpReassembler:
         if not window:
             facts.zero_window = True
         if n:
-            if not side.started:
-                side.start(seq)
             high = side.high_offset
             high_seq = side.high_seq
             facts.payload_bytes += n
-            if facts.first_payload_frame is None:
-                facts.first_payload_frame = frame
-                facts.first_payload_ts = ts
             facts.last_payload_frame = frame
             facts.last_payload_ts = ts
             if seq == high_seq:  # the bytes right after the highest seen (start == high): the common case
@@ -580,21 +581,26 @@ class TcpReassembler:
                     peer_facts.largest_segment_acked = True
         return True
 
-    def _lane_time(self, flow: _Flow, ts: float) -> bool:
+    def _lane_time(self, flow: _Flow, side: HalfStream, peer: HalfStream, ts: float) -> bool:
         """count_lane's test of a segment's time, in full: False when it runs expiry or ends the flow's idle time.
-        Otherwise it sets `flow.lane_until`, a time before which a later segment (not before this one: count_lane
-        sets last_ts to it) passes the test too, so that count_lane need not run it: at most the next expiry, and
-        a time whose distance from this one (measured as the test measures it, in floats) is within the idle
-        timeout (its half, unless that is too little to tell at this time's magnitude). Until then, last_ts does
-        not go back but for `add`, which sets lane_until to -inf with it."""
+        Otherwise it sets `side.lane_until`, a time before which the side's later segments (not before the flow's
+        last one: count_lane sets last_ts to this one's time) pass the test too, so that count_lane need not run
+        it: at most the next expiry, and a time whose distance from this one (measured as the test measures it, in
+        floats) is within the idle timeout (its half, unless that is too little to tell at this time's
+        magnitude). That holds as long as last_ts does not go back: this sets the peer's bound to -inf when it
+        does, and `add` sets both (it may set last_ts back). count_lane also sets the bound to -inf while the side
+        has sent no payload: its fast code leaves out the checks of a side's first segment and first payload."""
         next_expiry = self._next_expiry
         idle = self.idle_timeout
-        if ts >= next_expiry or ts - flow.last_ts > idle:
+        last = flow.last_ts
+        if ts >= next_expiry or ts - last > idle:
             return False
+        if ts < last:
+            peer.lane_until = _NEVER
         until = ts + idle * 0.5
         if until - ts > idle:  # (rounding at a huge time, or a negative timeout)
             until = ts
-        flow.lane_until = min(until, next_expiry)
+        side.lane_until = until if until < next_expiry else next_expiry  # noqa: FURB136 (min(): ~400 instructions)
         return True
 
     def finish(self) -> list[Event]:

@@ -19,6 +19,7 @@ from tlsflow.tcp.seq import SEQ_MASK, seq_diff
 
 Piece = tuple[int, bytes, int, int, float]  # offset, data, gap, frame, ts
 _NO_FRAME = -1
+_NEVER = float("-inf")
 _NO_IP_IDS: deque[tuple[int, int]] = deque(maxlen=IP_IDS_KEPT)  # copied, never filled
 
 
@@ -53,6 +54,7 @@ class HalfStream:
         "index",
         "ip_ids",
         "isn",
+        "lane_until",
         "largest_end",
         "limits",
         "next_offset",
@@ -85,6 +87,9 @@ class HalfStream:
         self.history: deque[tuple[int, int, bytes]] = deque()  # recently delivered (start, end, data)
         self.history_bytes = 0
         self.largest_end = 0  # offset just past the largest segment, to see whether the peer ACKed it
+        # The reassembler's fast lane (count_lane): a time before which this side's segments need not be tested
+        # in full (-inf: none known).
+        self.lane_until = _NEVER
         self.probe = b""  # the stream's first bytes, while the roles wait for a ClientHello
         self.probe_done = False
         # The TTLs and IP ids of the packets sent, kept here while the connection is open and written into `facts`
