@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 
 LAYER = "handshake"
 TLS12 = 0x0303
+# Enum members and the HRR random as module constants: `HelloContext.SERVER_HELLO` is a metaclass lookup (several
+# hundred instructions), and the hellos' fast decoders read them for every connection.
+_CH_CONTEXT, _SH_CONTEXT, _HRR_CONTEXT = (
+    HelloContext.CLIENT_HELLO, HelloContext.SERVER_HELLO, HelloContext.HELLO_RETRY_REQUEST)
+_HRR_RANDOM = m.HRR_RANDOM
 
 
 def is_tls13(version: int | None) -> bool:
@@ -98,7 +103,7 @@ def fast_client_hello(body: bytes, cache: ParseCache | None = None) -> m.ClientH
     elif r + 2 > n or r + 2 + ((body[r] << 8) | body[r + 1]) != n:
         return None
     else:
-        extensions = split_extensions(body, r + 2, n, HelloContext.CLIENT_HELLO, 0, cache)
+        extensions = split_extensions(body, r + 2, n, _CH_CONTEXT, 0, cache)
         if extensions is None:
             return None
     if cache is None or suites_len > cache.MAX_SUITE_LIST_BYTES:
@@ -130,7 +135,7 @@ def fast_server_hello(body: bytes, cache: ParseCache | None = None) -> m.ServerH
     elif r + 2 > n or r + 2 + ((body[r] << 8) | body[r + 1]) != n:
         return None
     else:
-        ctx = HelloContext.HELLO_RETRY_REQUEST if random == m.HRR_RANDOM else HelloContext.SERVER_HELLO
+        ctx = _HRR_CONTEXT if random == _HRR_RANDOM else _SH_CONTEXT
         extensions = split_extensions(body, r + 2, n, ctx, 0, cache)
         if extensions is None:
             return None
