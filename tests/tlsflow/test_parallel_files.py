@@ -7,7 +7,9 @@ import multiprocessing
 import os
 import random
 import struct
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -211,23 +213,28 @@ def test_records_come_out_in_input_order_whatever_order_they_arrive(everything, 
         assert not written
 
 
-def test_waiting_file_is_emptied_once_nothing_waits_there(monkeypatch):
+def test_a_file_waiting_on_disk_is_deleted_once_read(monkeypatch):
+    """Each file's batches in order, from its temporary file then from memory; the disk holds only what still
+    waits, and nothing is left once the parent is done."""
     monkeypatch.setattr(parallel_files, "WAITING_IN_MEMORY", 3)
     waiting = parallel_files._Waiting()
     try:
         for batch in range(4):
             waiting.add(2, [("file 2", batch)] * 2)
             waiting.add(1, [("file 1", batch)])
-        assert waiting._spill.tell() > 0
+        folder = Path(waiting._folder.name)
+        assert sorted(p.name for p in folder.iterdir()) == ["1", "2"]
         assert list(waiting.take(1)) == [[("file 1", batch)] for batch in range(4)]
-        assert os.fstat(waiting._spill.fileno()).st_size > 0  # file 2's are there still
+        assert [p.name for p in folder.iterdir()] == ["2"]
         waiting.add(3, [("file 3", 0)])
         assert list(waiting.take(2)) == [[("file 2", batch)] * 2 for batch in range(4)]
-        assert os.fstat(waiting._spill.fileno()).st_size == 0
+        assert list(folder.iterdir()) == []
+        waiting.add(4, [("file 4", 0)] * 4)  # on disk again
         assert list(waiting.take(3)) == [[("file 3", 0)]]
         assert waiting._records_in_memory == 0
     finally:
         waiting.close()
+    assert not folder.exists()
 
 
 def test_reader_stopping_early_stops_the_workers(captures, small_batches):
@@ -275,3 +282,14 @@ def test_spawned_workers_give_the_same_results(captures, monkeypatch):
     counter and the arguments passed to them."""
     monkeypatch.setattr(parallel_files, "start_method", lambda: multiprocessing.get_context("spawn"))
     assert _results(captures[:5], 2) == _results(captures[:5], 1)
+
+
+def test_reader_stopping_early_leaves_no_temporary_file(everything, monkeypatch, tmp_path):
+    monkeypatch.setattr(parallel_files, "WAITING_IN_MEMORY", 4)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    inputs, single = everything
+    results = files_in_one_process(inputs, batch_records=5, interleave=_last_first)
+    assert [next(results) for _ in range(3)] == single[:3]
+    assert [p.name[:14] for p in tmp_path.iterdir()] == ["tlsflow-files-"]  # every later file waits there
+    results.close()
+    assert list(tmp_path.iterdir()) == []
