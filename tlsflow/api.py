@@ -79,7 +79,8 @@ def analyze_files(inputs: list[str], *, trust: Any = None, ca_bundle: str | None
         from tlsflow.parallel_files import analyze_files_parallel
 
         yield from analyze_files_parallel(inputs, jobs, ca_bundle=ca_bundle,
-                                          keylog_path=None if keylog is None else str(keylog), json_lines=json_lines)
+                                          keylog_path=None if keylog is None else str(keylog), json_lines=json_lines,
+                                          progress_factory=progress_factory)
         return
     if (jobs > 1 and len(inputs) == 1 and inputs[0] != "-" and trust is None
             and not hasattr(keylog, "secrets_for") and _opens(inputs[0])):

@@ -18,10 +18,13 @@ import pickle
 import tempfile
 import traceback
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tlsflow.parallel import QUEUE_BATCHES, shut_down, start_method, tune_gc, worker_messages
 from tlsflow.shipping import pack_all, unpack_all
+
+if TYPE_CHECKING:
+    from tlsflow.api import ProgressFactory
 
 BATCH_RECORDS = 256  # records in a worker's message at most
 # Bytes of capture read between two messages at most (when records come): about parallel.BATCH_PACKETS packets
@@ -34,16 +37,18 @@ WAITING_IN_MEMORY = 2048
 
 def file_messages(path: str, *, trust: Any, keylog: Any = None, json_lines: bool = False,
                   batch_records: int = BATCH_RECORDS, batch_bytes: int = BATCH_BYTES) -> Iterator[tuple[Any, ...]]:
-    """One file's work, as messages: ("records", packed records), in the order of a single process, then
-    ("done", error texts): what `api._one_capture` yields after the records (it yields none before them). Records
-    go packed (`tlsflow.shipping`), with their JSON text when `json_lines`."""
+    """One file's work, as messages: ("records", packed records, bytes read, file size), in the order of a single
+    process, then ("done", error texts, bytes read, file size): what `api._one_capture` yields after the records
+    (it yields none before them). Records go packed (`tlsflow.shipping`), with their JSON text when `json_lines`.
+    Bytes read and size as the reader reports its progress (the size: None when unknown)."""
     from tlsflow.api import _one_capture
 
-    read = 0  # bytes of the capture read so far, as the reader reports its progress
+    read = 0
+    size: int | None = None
 
     def progress(done: int, total: int | None) -> None:
-        nonlocal read
-        read = done
+        nonlocal read, size
+        read, size = done, total
 
     records: list[dict[str, Any]] = []
     errors: list[str] = []
@@ -55,11 +60,11 @@ def file_messages(path: str, *, trust: Any, keylog: Any = None, json_lines: bool
         records.append(result)  # type: ignore[arg-type]
         if len(records) >= batch_records or read - sent_at >= batch_bytes:
             sent_at = read
-            yield ("records", pack_all(records, json_lines))
+            yield ("records", pack_all(records, json_lines), read, size)
             records = []
     if records:
-        yield ("records", pack_all(records, json_lines))
-    yield ("done", errors)
+        yield ("records", pack_all(records, json_lines), read, size)
+    yield ("done", errors, read, size)
 
 
 def _files_main(index: int, inputs: list[str], next_file: Any, ca_bundle: str | None, keylog_path: str | None,
@@ -88,12 +93,14 @@ def _files_main(index: int, inputs: list[str], next_file: Any, ca_bundle: str | 
 
 
 def analyze_files_parallel(inputs: list[str], jobs: int, *, ca_bundle: str | None = None,
-                           keylog_path: str | None = None, json_lines: bool = False
+                           keylog_path: str | None = None, json_lines: bool = False,
+                           progress_factory: ProgressFactory | None = None
                            ) -> Iterator[tuple[str, dict[str, Any] | str]]:
     """(capture, record or error text) for every file of `inputs`, as `api.analyze_files` yields them in one
     process, analysed by `jobs` processes (at most one per file). Workers build their trust store from
     `ca_bundle` and their key log from `keylog_path`. `json_lines`: the records will be written as JSON lines, so
-    the workers encode them (`tlsflow.shipping`)."""
+    the workers encode them (`tlsflow.shipping`). `progress_factory`: as for `api.analyze_files`, a bar for each
+    file while it is output."""
     ctx = start_method()
     queue = ctx.Queue(QUEUE_BATCHES)
     next_file = ctx.Value("q", 0)  # the next file to take: handed out in input order, to whichever worker is free
@@ -104,7 +111,7 @@ def analyze_files_parallel(inputs: list[str], jobs: int, *, ca_bundle: str | Non
         worker.start()
     named = inputs[0] if len(inputs) == 1 else f"{inputs[0]} and {len(inputs) - 1} other file(s)"
     try:
-        yield from in_input_order(worker_messages(queue, workers, named), inputs)
+        yield from in_input_order(worker_messages(queue, workers, named), inputs, progress_factory)
     finally:
         shut_down(workers, queue)
 
@@ -112,7 +119,8 @@ def analyze_files_parallel(inputs: list[str], jobs: int, *, ca_bundle: str | Non
 def files_in_one_process(inputs: list[str], *, trust: Any = None, keylog: Any = None, json_lines: bool = False,
                          batch_records: int = BATCH_RECORDS,
                          interleave: Callable[[list[Iterator[tuple[Any, ...]]]],
-                                              Iterator[tuple[int, tuple[Any, ...]]]] | None = None
+                                              Iterator[tuple[int, tuple[Any, ...]]]] | None = None,
+                         progress_factory: ProgressFactory | None = None
                          ) -> Iterator[tuple[str, dict[str, Any] | str]]:
     """The work of `analyze_files_parallel` in this process (tests): each file's messages as a worker makes them,
     put in order by the same merge. `interleave`: given every file's messages (an iterator per file, which runs
@@ -132,17 +140,18 @@ def files_in_one_process(inputs: list[str], *, trust: Any = None, keylog: Any = 
         ordered: Iterable[tuple[int, tuple[Any, ...]]] = ((file, m) for file, each in enumerate(every) for m in each)
     else:
         ordered = interleave(every)
-    yield from in_input_order(ordered, inputs)
+    yield from in_input_order(ordered, inputs, progress_factory)
 
 
-def in_input_order(messages: Iterable[tuple[int, tuple[Any, ...]]], inputs: list[str]
-                   ) -> Iterator[tuple[str, dict[str, Any] | str]]:
+def in_input_order(messages: Iterable[tuple[int, tuple[Any, ...]]], inputs: list[str],
+                   progress_factory: ProgressFactory | None = None) -> Iterator[tuple[str, dict[str, Any] | str]]:
     """The workers' (worker, message) pairs turned into (capture, record or error text), file by file in input
     order: the records of the file being output as they come; a later file's wait (`_Waiting`) until every file
     before it is done. Each file's messages come in order from the one worker that took it."""
     current = 0  # the file being output
     ended: dict[int, list[str]] = {}  # files done, after `current`: their error texts
     waiting = _Waiting()
+    progress = _Progress(progress_factory, inputs)
     try:
         for index, message in messages:
             kind = message[0]
@@ -151,6 +160,7 @@ def in_input_order(messages: Iterable[tuple[int, tuple[Any, ...]]], inputs: list
             if kind == "end":
                 continue
             file = message[1]
+            progress.reached(file, current, *message[3:5])
             if kind == "records":
                 if file == current:
                     path = inputs[file]
@@ -164,9 +174,11 @@ def in_input_order(messages: Iterable[tuple[int, tuple[Any, ...]]], inputs: list
                 path = inputs[current]
                 for error in ended.pop(current):
                     yield path, error
+                progress.output(current)
                 current += 1
                 if current < len(inputs):
                     path = inputs[current]
+                    progress.started(current)
                     for packed in waiting.take(current):
                         for record in unpack_all(packed):
                             yield path, record
@@ -174,6 +186,40 @@ def in_input_order(messages: Iterable[tuple[int, tuple[Any, ...]]], inputs: list
         waiting.close()
     if current != len(inputs):  # (cannot happen: every worker ends after the files it took are done)
         raise RuntimeError(f"--jobs: {inputs[current]} was never analysed")
+
+
+class _Progress:
+    """The progress bars of a run (`progress_factory`), one file after another as in one process: the bar of the
+    file being output shows how far its worker has read; where workers are in later files is kept until then."""
+
+    def __init__(self, factory: ProgressFactory | None, inputs: list[str]) -> None:
+        self._factory = factory
+        self._inputs = inputs
+        self._bar: Any = None
+        self._bar_file = -1
+        self._later: dict[int, tuple[int, int | None]] = {}  # file -> (bytes read, size) last reported
+
+    def reached(self, file: int, current: int, read: int, size: int | None) -> None:
+        """The worker on `file` has read `read` bytes of `size`."""
+        if self._factory is None or (not read and size is None):
+            return  # (nothing read: a file that did not open shows no bar, as in one process)
+        if file != current:
+            self._later[file] = (read, size)
+            return
+        if self._bar_file != file:
+            self._bar, self._bar_file = self._factory(self._inputs[file]), file
+        self._bar(read, size)
+
+    def started(self, file: int) -> None:
+        """`file` is now the one being output."""
+        where = self._later.pop(file, None)
+        if where is not None:
+            self.reached(file, file, *where)
+
+    def output(self, file: int) -> None:
+        """Every record of `file` has been given."""
+        if self._bar_file == file and hasattr(self._bar, "clear"):
+            self._bar.clear()
 
 
 class _Waiting:

@@ -293,3 +293,61 @@ def test_reader_stopping_early_leaves_no_temporary_file(everything, monkeypatch,
     assert [p.name[:14] for p in tmp_path.iterdir()] == ["tlsflow-files-"]  # every later file waits there
     results.close()
     assert list(tmp_path.iterdir()) == []
+
+
+class _Bars:
+    """A progress_factory that notes what each bar is told: ("new", capture), ("at", capture, done, total),
+    ("clear", capture)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[Any, ...]] = []
+
+    def __call__(self, capture: str) -> Any:
+        events = self.events
+        events.append(("new", capture))
+
+        class Bar:
+            def __call__(self, done: int, total: int | None) -> None:
+                events.append(("at", capture, done, total))
+
+            def clear(self) -> None:
+                events.append(("clear", capture))
+
+        return Bar()
+
+    def check(self, inputs: list[str]) -> None:
+        """One bar after another, in input order, each told a growing count up to where one process's bar ends,
+        then cleared; none for a file that did not open (one process's bar for it is told nothing)."""
+        one = _Bars()
+        for capture, _result in analyze_files(inputs, jobs=1, progress_factory=one):
+            pass
+        last = {event[1]: event[2:] for event in one.events if event[0] == "at"}
+        assert [event[1] for event in self.events if event[0] == "new"] == [path for path in inputs if path in last]
+        at = 0
+        while at < len(self.events):
+            assert self.events[at][0] == "new"
+            capture = self.events[at][1]
+            end = self.events.index(("clear", capture), at)
+            told = self.events[at + 1:end]
+            assert told and all(event[:2] == ("at", capture) for event in told)
+            assert [event[2] for event in told] == sorted(event[2] for event in told)
+            assert told[-1][2:] == last[capture]
+            at = end + 1
+
+
+def test_progress_bars_one_file_after_another(captures, damaged, small_batches):
+    """`progress_factory` (the command line's bar): as in one process, a bar per file in input order while
+    its records are given, where its worker has read to."""
+    inputs = captures + damaged
+    bars = _Bars()
+    assert _results(inputs, 2, progress_factory=bars) == _results(inputs, 1)
+    bars.check(inputs)
+
+
+@pytest.mark.parametrize("order", ["last first", 0, 1])
+def test_progress_bars_whatever_order_the_messages_arrive(everything, order):
+    inputs, single = everything
+    bars = _Bars()
+    interleave = _last_first if order == "last first" else _random_interleave(order)
+    assert list(files_in_one_process(inputs, batch_records=5, interleave=interleave, progress_factory=bars)) == single
+    bars.check(inputs)
