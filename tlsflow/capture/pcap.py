@@ -37,12 +37,15 @@ ABSOLUTE_MAX_CAPLEN = 16 << 20  # whatever the header's snap length says: a bigg
 # copied, or a window of source.MAP_WINDOW bytes mapped from a regular file).
 CHUNK_SIZE = 1 << 26
 _MAGIC = Struct("<I")
-# From the start of a frame: the link header's protocol (EtherType); IPv4 version/IHL, total length,
-# identification, flags/fragment offset, TTL, protocol; then, when IHL is 5, the 12 bytes of source address,
-# destination address, source port and destination port (a segment's lane key as it sits on the wire); TCP sequence
-# number, acknowledgement number, data offset byte, flags byte, window. Per link type whose header has a fixed
-# length and an EtherType: (layout, link header length).
-_LANE_IP_TCP = "BxHHHBB2x12sIIBBH"
+# From the start of a frame: the link header's protocol (EtherType) and the IPv4 version/IHL byte, as two numbers
+# (see below); IPv4 total length, identification, flags/fragment offset, TTL, protocol; then, when IHL is 5, the 12
+# bytes of source address, destination address, source port and destination port (a segment's lane key as it sits
+# on the wire); TCP sequence number, acknowledgement number, data offset byte, flags byte, window. Per link type
+# whose header has a fixed length and an EtherType: (layout, link header length, the two first numbers of an IPv4
+# packet without options). Where the EtherType ends right before the IP header, its high byte and the next two
+# bytes (its low byte, version/IHL) are unpacked: 0x08 and 0x0045, small integers that Python does not allocate
+# (0x0800 is allocated anew for every segment).
+_LANE_IP_TCP = "xHHHBB2x12sIIBBH"
 # The IPv4 and TCP header bytes of a segment without IP options, by the TCP header's data offset byte; an offset
 # below 5 words (invalid) gives a length no IP packet reaches, so that its payload length comes out negative.
 LANE_HEADER_BYTES = tuple(20 + ((byte >> 4) << 2) if byte >= 0x50 else 1 << 17 for byte in range(256))
@@ -53,9 +56,9 @@ _PORTS = Struct("!HH").unpack_from
 # a 1 GB capture (89 -> 106 MiB) for no more hits.
 _TUPLES_KEPT = 1 << 12
 LANE_FRAMES = {
-    lt.ETHERNET: (Struct("!12xH" + _LANE_IP_TCP), 14),  # untagged
-    lt.LINUX_SLL: (Struct("!14xH" + _LANE_IP_TCP), 16),  # tcpdump -i any
-    lt.LINUX_SLL2: (Struct("!H18x" + _LANE_IP_TCP), 20),
+    lt.ETHERNET: (Struct("!12xBH" + _LANE_IP_TCP), 14, 0x08, 0x0045),  # untagged
+    lt.LINUX_SLL: (Struct("!14xBH" + _LANE_IP_TCP), 16, 0x08, 0x0045),  # tcpdump -i any
+    lt.LINUX_SLL2: (Struct("!H18xB" + _LANE_IP_TCP), 20, 0x0800, 0x45),
 }
 
 
@@ -160,7 +163,7 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
     pos = 0
     lanes = counter.lanes if counter is not None and link_type in LANE_FRAMES else None
     count_lane = counter.count_lane if lanes is not None else None  # type: ignore[union-attr]
-    lane_layout, link_length = LANE_FRAMES.get(link_type, LANE_FRAMES[lt.ETHERNET])
+    lane_layout, link_length, ipv4_first, ipv4_second = LANE_FRAMES.get(link_type, LANE_FRAMES[lt.ETHERNET])
     lane_frame = lane_layout.unpack_from
     lane_frame_min = link_length + 20 + 20  # IPv4 and TCP without options
     header_bytes = LANE_HEADER_BYTES
@@ -206,10 +209,10 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
                     # IPv4 without options or fragmentation, not cut by the snap length, a valid TCP data offset
                     # (as decode's untagged Ethernet/IPv4/TCP branch): the fast lane for a known lane without SYN
                     # or RST, else the TcpPacket built here from the fields unpacked already.
-                    (ethertype, version_ihl, total, ident, frag, ttl, proto, key, seq, ack, offset_byte, flags,
+                    (ipv4_1, ipv4_2, total, ident, frag, ttl, proto, key, seq, ack, offset_byte, flags,
                      window) = lane_frame(buf, start)
                     lane = lanes.get(key)
-                    if (ethertype == 0x0800 and version_ihl == 0x45 and proto == 6 and not frag & 0x3FFF
+                    if (ipv4_1 == ipv4_first and ipv4_2 == ipv4_second and proto == 6 and not frag & 0x3FFF
                             and caplen - total >= link_length and (n := total - header_bytes[offset_byte]) >= 0):
                         if (lane is not None and not flags & 0x06
                                 and count_lane(lane, frame, ts, seq, ack, flags, window, ttl, ident, n)):  # type: ignore[misc]

@@ -177,7 +177,7 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
     cur_handler = cur_lane = cur_build = None
     cur_units = 1.0
     cur_offset = 0.0
-    cur_link_length = cur_lane_min = 0
+    cur_link_length = cur_lane_min = cur_ipv4_first = cur_ipv4_second = 0
     last_high, high_part = 0, 0.0  # an EPB time's high word, and it times 2**32 as a float
 
     try:
@@ -272,10 +272,11 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                                 units, offset = _interface_time(layout, buf, pos + 16, stop - 4)
                                 lane_frame = LANE_FRAMES.get(link_type) if lanes is not None else None
                                 handler = handler_for(link_type)
-                                # (unpack, link header length, shortest frame, the handler's TcpPacket builder if
-                                # it offers it)
+                                # (unpack, link header length, shortest frame, the first two numbers of IPv4 (see
+                                # pcap.LANE_FRAMES), the handler's TcpPacket builder if it offers it)
                                 lane_spec = (None if lane_frame is None else
                                              (lane_frame[0].unpack_from, lane_frame[1], lane_frame[1] + 20 + 20,
+                                              lane_frame[2], lane_frame[3],
                                               getattr(handler, "tcp_packet_builder", None)))
                                 interfaces.append([handler, units, offset, link_type, snaplen, 0, lane_spec])
                                 stats.interfaces += 1
@@ -333,7 +334,7 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                     if lane_spec is None:
                         cur_lane = cur_build = None
                     else:
-                        cur_lane, cur_link_length, cur_lane_min, cur_build = lane_spec
+                        cur_lane, cur_link_length, cur_lane_min, cur_ipv4_first, cur_ipv4_second, cur_build = lane_spec
                 # An enhanced packet block of the current interface.
                 start = pos + 28
                 frame += 1
@@ -347,10 +348,10 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                 pos = stop
                 if cur_lane is not None and caplen >= cur_lane_min and lanes:
                     # As in pcap.walk_records.
-                    (ethertype, version_ihl, total, ident, frag, ttl, proto, key, seq, ack, offset_byte, flags,
+                    (ipv4_1, ipv4_2, total, ident, frag, ttl, proto, key, seq, ack, offset_byte, flags,
                      window) = cur_lane(buf, start)
                     lane = lanes.get(key)
-                    if (ethertype == 0x0800 and version_ihl == 0x45 and proto == 6 and not frag & 0x3FFF
+                    if (ipv4_1 == cur_ipv4_first and ipv4_2 == cur_ipv4_second and proto == 6 and not frag & 0x3FFF
                             and caplen - total >= cur_link_length and (n := total - header_bytes[offset_byte]) >= 0):
                         if (lane is not None and not flags & 0x06
                                 and count_lane(lane, frame, last_ts, seq, ack, flags, window,  # type: ignore[misc]
