@@ -13,6 +13,14 @@ SHARED = Path(os.environ.get("TLSFLOW_SHARED", REPO.parent / "shared")).resolve(
 PUBLIC = SHARED / "captures" / "public"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The Dask cluster tests run last: Dask leaves threads running for the rest of the process (its offload
+    executor, its IO loop), and with another thread alive `--jobs` spawns its workers instead of forking them
+    (`parallel.start_method`), so every `--jobs` test after them tested only the spawn path, never the fork that
+    the command line uses."""
+    items.sort(key=lambda item: getattr(getattr(item, "module", None), "__name__", "").endswith("test_cluster"))
+
+
 def corpus_labels() -> list[dict]:
     path = CORPUS / "labels.jsonl"
     if not path.exists():
