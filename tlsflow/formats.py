@@ -54,6 +54,7 @@ def _json_encoder() -> Any:
 
 
 _encode_json = _json_encoder()
+_INF = float("inf")
 
 
 def timestamp_text(value: float) -> str:
@@ -72,8 +73,6 @@ def timestamp_text(value: float) -> str:
             return digits[:-6] + "." + (digits[-6:].rstrip("0") or "0")
     return repr(value) if -_INF < value < _INF else _encode_json(value)  # type: ignore[no-any-return]
 
-
-_INF = float("inf")
 _encode_string = json.encoder.encode_basestring  # what the C encoder above calls for each string (keys included)
 # Fields whose string values are new for almost every connection (the client's port): not worth remembering.
 _UNIQUE_STRING_FIELDS = frozenset({"client"})
@@ -156,7 +155,7 @@ class RecordEncoder:
 
 def _compile_record_encoder() -> Any:
     namespace: dict[str, Any] = {"join": "".join, "encode": _encode_json, "encode_string": _encode_string,
-                                 "INF": float("inf"), "timestamp_text": timestamp_text}
+                                 "INF": _INF, "timestamp_text": timestamp_text}
     exec(_record_encoder_source(), namespace)  # noqa: S102 - built from the contract's field names only
     return namespace["make"]
 

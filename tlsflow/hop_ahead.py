@@ -43,8 +43,9 @@ def equal_cut_targets(size: int, jobs: int) -> list[int]:
 
 
 def start(path: str, jobs: int) -> None:
-    """Start hopping to the cuts that `analyze --jobs <jobs>` makes in the file at `path` (`equal_cut_targets`). Anything but a file on disk is left alone; a capture that cannot be cut
-    (gzip) ends the child at once, and the parent then never asks."""
+    """Start hopping to the cuts that `analyze --jobs <jobs>` makes in the file at `path` (`equal_cut_targets`).
+    Anything but a file on disk is left alone; a capture that cannot be cut (gzip) ends the child at once, and the
+    parent then never asks."""
     if jobs < 2 or not hasattr(os, "fork") or not os.path.isfile(path) or (path, jobs) in _started:
         return
     threading = sys.modules.get("threading")
