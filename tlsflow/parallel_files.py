@@ -7,21 +7,19 @@ Why streamed: a worker that returned a whole file's records at its end held them
 file: two 1 GB files, ~150 MB; 4 GB, four times that), and the parent unpacked and wrote the last files' records
 alone after the workers had ended. Now a worker holds one batch, and the parent writes the records of the file
 it is at while the workers go on. The records of a later file that come while an earlier one is still being
-written wait, packed, in memory up to `WAITING_IN_MEMORY` records in all, and past that in temporary files
-(`_Waiting`), so the parent's memory does not grow with the files either. Two 1 GB files, --jobs 2: peak RSS 145
--> 87 MiB; two 4 GB files: 475 -> 90 MiB (one process: ~90 MiB at either size).
+written wait, packed, in memory up to `waiting.WAITING_IN_MEMORY` records in all, and past that in temporary
+files (`waiting.Waiting`), so the parent's memory does not grow with the files either. Two 1 GB files, --jobs 2:
+peak RSS 145 -> 87 MiB; two 4 GB files: 475 -> 90 MiB (one process: ~90 MiB at either size).
 """
 from __future__ import annotations
 
-import os
-import pickle
-import tempfile
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from tlsflow.parallel import QUEUE_BATCHES, shut_down, start_method, tune_gc, worker_messages
 from tlsflow.shipping import pack_all, unpack_all
+from tlsflow.waiting import Waiting
 
 if TYPE_CHECKING:
     from tlsflow.api import ProgressFactory
@@ -30,9 +28,6 @@ BATCH_RECORDS = 256  # records in a worker's message at most
 # Bytes of capture read between two messages at most (when records come): about parallel.BATCH_PACKETS packets
 # of the bench captures, so that the records of a file with few connections do not wait for its end.
 BATCH_BYTES = 1 << 24
-# Records of files after the one being output kept in memory (packed, in all), before they wait in a temporary
-# file: a few MB (~2 KB a record with its JSON text).
-WAITING_IN_MEMORY = 2048
 
 
 def file_messages(path: str, *, trust: Any, keylog: Any = None, json_lines: bool = False,
@@ -146,11 +141,11 @@ def files_in_one_process(inputs: list[str], *, trust: Any = None, keylog: Any = 
 def in_input_order(messages: Iterable[tuple[int, tuple[Any, ...]]], inputs: list[str],
                    progress_factory: ProgressFactory | None = None) -> Iterator[tuple[str, dict[str, Any] | str]]:
     """The workers' (worker, message) pairs turned into (capture, record or error text), file by file in input
-    order: the records of the file being output as they come; a later file's wait (`_Waiting`) until every file
+    order: the records of the file being output as they come; a later file's wait (`waiting.Waiting`) until every file
     before it is done. Each file's messages come in order from the one worker that took it."""
     current = 0  # the file being output
     ended: dict[int, list[str]] = {}  # files done, after `current`: their error texts
-    waiting = _Waiting()
+    waiting = Waiting(prefix="tlsflow-files-")
     progress = _Progress(progress_factory, inputs)
     try:
         for index, message in messages:
@@ -220,59 +215,3 @@ class _Progress:
         """Every record of `file` has been given."""
         if self._bar_file == file and hasattr(self._bar, "clear"):
             self._bar.clear()
-
-
-class _Waiting:
-    """Packed records of files that are not being output yet, by file, in the order they came: in memory up to
-    WAITING_IN_MEMORY records in all, then each file's in a temporary file of its own (pickled lists of batches),
-    deleted once it is read: the disk holds only what waits, however long the run (no file stays open either,
-    however many files wait)."""
-
-    def __init__(self) -> None:
-        self._in_memory: dict[int, list[list[Any]]] = {}  # file -> batches (after those on disk)
-        self._records_in_memory = 0
-        self._on_disk: set[int] = set()  # files with batches in their temporary file
-        self._folder: tempfile.TemporaryDirectory[str] | None = None
-
-    def add(self, file: int, packed: list[Any]) -> None:
-        self._in_memory.setdefault(file, []).append(packed)
-        self._records_in_memory += len(packed)
-        if self._records_in_memory > WAITING_IN_MEMORY:
-            self._write_out()
-
-    def _path(self, file: int) -> str:
-        assert self._folder is not None
-        return os.path.join(self._folder.name, str(file))
-
-    def _write_out(self) -> None:
-        """Every batch in memory to its file's temporary file, after those there already."""
-        if self._folder is None:
-            self._folder = tempfile.TemporaryDirectory(prefix="tlsflow-files-")
-        for file, batches in self._in_memory.items():
-            with open(self._path(file), "ab") as out:
-                pickle.dump(batches, out, protocol=pickle.HIGHEST_PROTOCOL)
-            self._on_disk.add(file)
-        self._in_memory.clear()
-        self._records_in_memory = 0
-
-    def take(self, file: int) -> Iterator[list[Any]]:
-        """The batches of `file`, in order, forgotten here (nothing is added while this runs)."""
-        if file in self._on_disk:
-            self._on_disk.remove(file)
-            path = self._path(file)
-            with open(path, "rb") as spilled:
-                while True:
-                    try:
-                        batches = pickle.load(spilled)
-                    except EOFError:
-                        break
-                    yield from batches
-            os.unlink(path)
-        batches = self._in_memory.pop(file, [])
-        self._records_in_memory -= sum(len(packed) for packed in batches)
-        yield from batches
-
-    def close(self) -> None:
-        if self._folder is not None:
-            self._folder.cleanup()
-            self._folder = None

@@ -46,10 +46,8 @@ import inspect
 import itertools
 import math
 import os
-import pickle
 import socket
 import struct
-import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -60,6 +58,7 @@ from tlsflow.hop_ahead import equal_cut_targets
 from tlsflow.hop_ahead import take as hop_taken_ahead
 from tlsflow.parallel import BATCH_PACKETS, QUEUE_BATCHES, shut_down, start_method, tune_gc, worker_messages
 from tlsflow.shipping import pack_all, unpack_all
+from tlsflow.waiting import Waiting
 
 _NO_END = 1 << 62  # "no end frame known yet" / "reads to the end of the file"
 _UNKNOWN = -1  # in the "end" message: the cut was not found (damage or end of file first): read to the end
@@ -646,7 +645,8 @@ def _merge_ranges(messages: Iterator[tuple[int, tuple[Any, ...]]], jobs: int, st
     workers 0..k-1 have ended (before, they wait): see `_Placer`. `tell(k, message)` sends worker k a message."""
     done = [False] * jobs
     done_bytes = [0] * jobs
-    placers = [_Placer(start) for start in starts]
+    waiting = Waiting(_records_in_message, prefix="tlsflow-ranges-")
+    placers = [_Placer(start, waiting, index) for index, start in enumerate(starts)]
     given: set[int] = set()  # first frames of the records already yielded
     flows_before = 0  # connections of the workers before `placed`
     placed = 0  # the first worker whose records are not all given
@@ -709,9 +709,12 @@ def _merge_ranges(messages: Iterator[tuple[int, tuple[Any, ...]]], jobs: int, st
         if counted < jobs:
             stop()
     except _Inexact:
+        waiting.close()
         stop()
         yield from _single_process(path, given, ca_bundle, keylog_path, progress, trust, keylog)
         return
+    finally:
+        waiting.close()
     if error is not None:
         yield f"{path}: {error} ({len(given)} connection(s) before the damage were reported)"
 
@@ -724,11 +727,12 @@ def _given(out: list[dict[str, Any]], given: set[int]) -> Iterator[dict[str, Any
     out.clear()
 
 
-# Records of a worker that must wait for the earlier workers to end are kept in memory up to this many; past it,
-# its messages wait in a temporary file. Both workers run at once, so the second one's records up to the end of
-# the first are most of them: held in memory they made the parent's peak grow with the file (1 GB: ~60 MB, 4 GB:
-# 191 MB for --jobs 2).
-WAITING_IN_MEMORY = 2048
+def _records_in_message(message: tuple[Any, ...]) -> int:
+    """The records a waiting message of a worker holds (`_Placer._wait`). Both workers run at once, so the second
+    one's records up to the end of the first are most of them: held in memory they made the parent's peak grow
+    with the file (1 GB: ~60 MB, 4 GB: 191 MB for --jobs 2); past `waiting.WAITING_IN_MEMORY` they wait on
+    disk."""
+    return len(message[0])
 
 
 class _Placer:
@@ -748,17 +752,16 @@ class _Placer:
     before P is concerned). A connection open across the cut for the rest of the capture thus holds nothing back
     for long."""
 
-    def __init__(self, start: int) -> None:
+    def __init__(self, start: int, waiting: Waiting, index: int) -> None:
         self.start_frame = start  # the range's first frame
         self.started = False
         self.first_clock: float | None = None  # the worker's next expiry pass after its first packet
         self.kept: list[tuple[Any, int, int]] = []  # (4-tuple, first frame, last frame) of its connections
         self.to_watch: list[tuple[int, str, int, str, int]] = []  # phantoms the worker is to be asked about
-        # Before `start`: the worker's messages (packed records, opened flows, position, reports of open flows) in
-        # order, in memory up to WAITING_IN_MEMORY records, then in `_spill` (a temporary file of pickled lists).
-        self._waiting: list[tuple[Any, list[tuple[int, str, int, str, int, int]], int, list[tuple[int, int]]]] = []
-        self._waiting_records = 0
-        self._spill: Any = None
+        # Before `start`: the worker's messages (packed records, opened flows, position, reports of open flows),
+        # under its index in the parent's `waiting` (in memory, then on disk).
+        self._waiting = waiting
+        self._index = index
         self._across: dict[Any, int] = {}
         self._flows_before = 0
         self._same_passes = True
@@ -795,35 +798,16 @@ class _Placer:
         self._same_passes = same_passes
 
     def replay(self, out: list[dict[str, Any]]) -> Iterator[None]:
-        """After `start`: the messages that waited in the temporary file, then those still in memory, placed into
-        `out` a batch at a time (the caller gives `out` away after each step)."""
-        spill, self._spill = self._spill, None
-        if spill is not None:
-            with spill:
-                spill.seek(0)
-                while True:
-                    try:
-                        batch = pickle.load(spill)
-                    except EOFError:
-                        break
-                    for message in batch:
-                        self.take(*message, out)
-                    yield
-        waiting, self._waiting = self._waiting, []
-        for message in waiting:
+        """After `start`: the messages that waited (on disk, then in memory), placed into `out` one at a time
+        (the caller gives `out` away after each step)."""
+        for message in self._waiting.take(self._index):
             self.take(*message, out)
-        yield
+            yield
 
     def _wait(self, message: tuple[Any, list[tuple[int, str, int, str, int, int]], int, list[tuple[int, int]]]
               ) -> None:
         """A message (packed records, opened flows, position, reports) kept until `start`."""
-        self._waiting.append(message)
-        self._waiting_records += len(message[0])
-        if self._waiting_records >= WAITING_IN_MEMORY:
-            if self._spill is None:
-                self._spill = tempfile.TemporaryFile(prefix="tlsflow-records-")  # noqa: SIM115 - closed by replay
-            pickle.dump(self._waiting, self._spill, protocol=pickle.HIGHEST_PROTOCOL)
-            self._waiting, self._waiting_records = [], 0
+        self._waiting.add(self._index, message)
 
     def finish(self, out: list[dict[str, Any]]) -> None:
         """The worker has ended: every record is in."""

@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import CORPUS, assert_cuts_start_at_frames, pcapng_block_offsets
 from tlsflow import parallel_ranges
+from tlsflow import waiting as waiting_records
 from tlsflow.api import analyze_files
 from tlsflow.capture import open_capture
 from tlsflow.capture.decode import shard_of
@@ -72,11 +73,11 @@ def corpus_concatenated(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.mark.parametrize("waiting", [parallel_ranges.WAITING_IN_MEMORY, 3])
+@pytest.mark.parametrize("waiting", [waiting_records.WAITING_IN_MEMORY, 3])
 def test_generated_capture_two_and_three_jobs_equal_one(generated, monkeypatch, waiting):
     """Also when the later workers' records wait in the parent's temporary file (`waiting`: records kept in
     memory first)."""
-    monkeypatch.setattr(parallel_ranges, "WAITING_IN_MEMORY", waiting)
+    monkeypatch.setattr(waiting_records, "WAITING_IN_MEMORY", waiting)
     single = _records(generated, 1)
     assert len(single) > 50
     assert {r["outcome"] for r in single} >= {"established", "failed"}
@@ -506,14 +507,14 @@ def _late_end_of_worker_0(workers: list) -> Iterator[tuple[int, tuple]]:
     yield 0, first[-1]
 
 
-@pytest.mark.parametrize("waiting", [parallel_ranges.WAITING_IN_MEMORY, 1, 7])
+@pytest.mark.parametrize("waiting", [waiting_records.WAITING_IN_MEMORY, 1, 7])
 @pytest.mark.parametrize("interleave", [_later_workers_first, _round_robin, _late_end_of_worker_0])
 def test_records_given_as_they_come_in_any_order(generated, long_lived, corpus_concatenated, fallbacks,
                                                  interleave, waiting, monkeypatch):
     """The parent numbers and gives a worker's records as they come once the earlier workers have ended (`_Placer`):
     whatever the order in which the workers' messages reach it, the rows are a single process's, each once; also
     when the records that wait go to the parent's temporary file after `waiting` in memory."""
-    monkeypatch.setattr(parallel_ranges, "WAITING_IN_MEMORY", waiting)
+    monkeypatch.setattr(waiting_records, "WAITING_IN_MEMORY", waiting)
     for path in (generated, long_lived, corpus_concatenated):
         single = _single(path)
         size = path.stat().st_size
@@ -759,21 +760,25 @@ def test_pcapng_cut_at_a_section_header(generated_pcapng, fallbacks):
 
 def test_waiting_records_go_to_a_temporary_file_and_memory_stays_bounded(generated, monkeypatch, fallbacks):
     """While worker 0 runs, worker 1's records cannot be numbered: past WAITING_IN_MEMORY they wait on disk, so the
-    parent holds a bounded number whatever the file's size; once worker 0 has ended they come back in order."""
-    monkeypatch.setattr(parallel_ranges, "WAITING_IN_MEMORY", 4)
-    most, spilled = [0], []
-    original = parallel_ranges._Placer._wait
+    parent holds a bounded number whatever the file's size; once worker 0 has ended they come back in order, and
+    the temporary folder is gone."""
+    monkeypatch.setattr(waiting_records, "WAITING_IN_MEMORY", 4)
+    most, written, used = [0], [], []
+    original_add, original_write_out = waiting_records.Waiting.add, waiting_records.Waiting._write_out
 
-    def watching(self, message):
-        original(self, message)
-        most[0] = max(most[0], self._waiting_records)
-        if self._spill is not None and self not in spilled:
-            spilled.append(self)
+    def add(self, key, batch):
+        original_add(self, key, batch)
+        most[0] = max(most[0], self._records_in_memory)
+        if self not in used:
+            used.append(self)
 
-    monkeypatch.setattr(parallel_ranges._Placer, "_wait", watching)
+    monkeypatch.setattr(waiting_records.Waiting, "add", add)
+    monkeypatch.setattr(waiting_records.Waiting, "_write_out", lambda self: written.append(
+        sum(len(m[0]) for batches in self._in_memory.values() for m in batches)) or original_write_out(self))
     size = generated.stat().st_size
     given = list(ranges_in_one_process(str(generated), [size // 3], batch_packets=5, interleave=_later_workers_first))
-    assert spilled and most[0] < 4 + 5 * 64  # (a message of 5 packets holds few records)
-    assert all(p._spill is None for p in spilled)  # replayed and closed
+    assert written and all(count > 4 for count in written)  # each time past the bound
+    assert most[0] <= 4  # (written out as soon as one message takes it past)
+    assert [w._folder for w in used] == [None]  # one store for the parent, its folder deleted
     assert sorted(given, key=lambda r: r["flow_id"]) == _single(generated)
     assert not fallbacks

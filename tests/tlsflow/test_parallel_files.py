@@ -9,13 +9,13 @@ import random
 import struct
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import CORPUS
 from tlsflow import parallel_files
+from tlsflow import waiting as waiting_records
 from tlsflow.api import analyze_files
 from tlsflow.cli import main
 from tlsflow.parallel_files import files_in_one_process
@@ -80,11 +80,11 @@ def small_batches(monkeypatch, forked):
     monkeypatch.setattr(parallel_files, "BATCH_RECORDS", 7)
 
 
-@pytest.mark.parametrize("waiting", [parallel_files.WAITING_IN_MEMORY, 5])
+@pytest.mark.parametrize("waiting", [waiting_records.WAITING_IN_MEMORY, 5])
 def test_two_and_three_jobs_give_one_process_results_in_order(captures, small_batches, monkeypatch, waiting):
     """Same (capture, record) pairs in the same order, also when the records of later files wait in the
     temporary file (`waiting`: records kept in memory first)."""
-    monkeypatch.setattr(parallel_files, "WAITING_IN_MEMORY", waiting)
+    monkeypatch.setattr(waiting_records, "WAITING_IN_MEMORY", waiting)
     single = _results(captures, 1)
     assert len(single) > 250
     assert {record["outcome"] for _capture, record in single} >= {"established", "failed"}
@@ -97,7 +97,7 @@ def test_two_and_three_jobs_give_one_process_results_in_order(captures, small_ba
 def test_cli_writes_one_process_lines_byte_for_byte(captures, tmp_path, small_batches, monkeypatch, jobs):
     """`tlsflow analyze --jobs N -f jsonl` over several files: the lines of one process in its order (workers
     encode them), with the records of later files through the temporary file."""
-    monkeypatch.setattr(parallel_files, "WAITING_IN_MEMORY", 5)
+    monkeypatch.setattr(waiting_records, "WAITING_IN_MEMORY", 5)
     lines = []
     for n in (1, jobs):
         out = tmp_path / f"j{n}.jsonl"
@@ -200,10 +200,10 @@ def _last_first(every: list[Iterator[tuple[Any, ...]]]) -> Iterator[tuple[int, t
 def test_records_come_out_in_input_order_whatever_order_they_arrive(everything, monkeypatch, waiting, order):
     """The merge on its own (in this process), with each file's messages arriving in any interleaving, the
     records waiting in memory only, on disk only, or both: the results of one process, in its order."""
-    monkeypatch.setattr(parallel_files, "WAITING_IN_MEMORY", waiting)
+    monkeypatch.setattr(waiting_records, "WAITING_IN_MEMORY", waiting)
     written = []
-    original = parallel_files._Waiting._write_out
-    monkeypatch.setattr(parallel_files._Waiting, "_write_out", lambda self: written.append(1) or original(self))
+    original = waiting_records.Waiting._write_out
+    monkeypatch.setattr(waiting_records.Waiting, "_write_out", lambda self: written.append(1) or original(self))
     inputs, single = everything
     interleave = _last_first if order == "last first" else _random_interleave(order)
     assert list(files_in_one_process(inputs, batch_records=5, interleave=interleave)) == single
@@ -211,30 +211,6 @@ def test_records_come_out_in_input_order_whatever_order_they_arrive(everything, 
         assert written  # the temporary file was used
     elif waiting > len(single):
         assert not written
-
-
-def test_a_file_waiting_on_disk_is_deleted_once_read(monkeypatch):
-    """Each file's batches in order, from its temporary file then from memory; the disk holds only what still
-    waits, and nothing is left once the parent is done."""
-    monkeypatch.setattr(parallel_files, "WAITING_IN_MEMORY", 3)
-    waiting = parallel_files._Waiting()
-    try:
-        for batch in range(4):
-            waiting.add(2, [("file 2", batch)] * 2)
-            waiting.add(1, [("file 1", batch)])
-        folder = Path(waiting._folder.name)
-        assert sorted(p.name for p in folder.iterdir()) == ["1", "2"]
-        assert list(waiting.take(1)) == [[("file 1", batch)] for batch in range(4)]
-        assert [p.name for p in folder.iterdir()] == ["2"]
-        waiting.add(3, [("file 3", 0)])
-        assert list(waiting.take(2)) == [[("file 2", batch)] * 2 for batch in range(4)]
-        assert list(folder.iterdir()) == []
-        waiting.add(4, [("file 4", 0)] * 4)  # on disk again
-        assert list(waiting.take(3)) == [[("file 3", 0)]]
-        assert waiting._records_in_memory == 0
-    finally:
-        waiting.close()
-    assert not folder.exists()
 
 
 def test_reader_stopping_early_stops_the_workers(captures, small_batches):
@@ -285,7 +261,7 @@ def test_spawned_workers_give_the_same_results(captures, monkeypatch):
 
 
 def test_reader_stopping_early_leaves_no_temporary_file(everything, monkeypatch, tmp_path):
-    monkeypatch.setattr(parallel_files, "WAITING_IN_MEMORY", 4)
+    monkeypatch.setattr(waiting_records, "WAITING_IN_MEMORY", 4)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     inputs, single = everything
     results = files_in_one_process(inputs, batch_records=5, interleave=_last_first)

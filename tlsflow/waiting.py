@@ -1,0 +1,74 @@
+"""What the parent of `--jobs` workers must hold before it can write it: the records of a file later than the one
+being written (`parallel_files`), or a range worker's messages until every earlier range's worker has ended
+(`parallel_ranges`, whose records cannot be numbered before).
+
+Such batches wait in memory up to WAITING_IN_MEMORY records in all, then each key's (a file, a range) in a
+temporary file of its own (pickled lists of batches) in one temporary folder, deleted once read: the parent's
+memory does not grow with the captures, the disk holds only what still waits, and no file stays open however many
+keys wait.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from collections.abc import Callable, Iterator
+from typing import Any
+
+WAITING_IN_MEMORY = 2048  # records
+
+
+class Waiting:
+    """Batches by key, each key's in the order they came. `records_in(batch)`: how many records a batch holds."""
+
+    def __init__(self, records_in: Callable[[Any], int] = len, prefix: str = "tlsflow-waiting-") -> None:
+        self._records_in = records_in
+        self._prefix = prefix
+        self._in_memory: dict[int, list[Any]] = {}  # key -> batches (after those on disk)
+        self._records_in_memory = 0
+        self._on_disk: set[int] = set()  # keys with batches in their temporary file
+        self._folder: tempfile.TemporaryDirectory[str] | None = None
+
+    def add(self, key: int, batch: Any) -> None:
+        self._in_memory.setdefault(key, []).append(batch)
+        self._records_in_memory += self._records_in(batch)
+        if self._records_in_memory > WAITING_IN_MEMORY:
+            self._write_out()
+
+    def take(self, key: int) -> Iterator[Any]:
+        """The batches of `key`, in order, forgotten here (none of that key is added while this runs)."""
+        if key in self._on_disk:
+            self._on_disk.remove(key)
+            path = self._path(key)
+            with open(path, "rb") as spilled:
+                while True:
+                    try:
+                        batches = pickle.load(spilled)
+                    except EOFError:
+                        break
+                    yield from batches
+            os.unlink(path)
+        batches = self._in_memory.pop(key, [])
+        self._records_in_memory -= sum(self._records_in(batch) for batch in batches)
+        yield from batches
+
+    def close(self) -> None:
+        """Delete whatever still waits on disk (the run ended early)."""
+        if self._folder is not None:
+            self._folder.cleanup()
+            self._folder = None
+
+    def _path(self, key: int) -> str:
+        assert self._folder is not None
+        return os.path.join(self._folder.name, str(key))
+
+    def _write_out(self) -> None:
+        """Every batch in memory to its key's temporary file, after those there already."""
+        if self._folder is None:
+            self._folder = tempfile.TemporaryDirectory(prefix=self._prefix)
+        for key, batches in self._in_memory.items():
+            with open(self._path(key), "ab") as out:
+                pickle.dump(batches, out, protocol=pickle.HIGHEST_PROTOCOL)
+            self._on_disk.add(key)
+        self._in_memory.clear()
+        self._records_in_memory = 0
