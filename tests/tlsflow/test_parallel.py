@@ -782,3 +782,17 @@ def test_waiting_records_go_to_a_temporary_file_and_memory_stays_bounded(generat
     assert [w._folder for w in used] == [None]  # one store for the parent, its folder deleted
     assert sorted(given, key=lambda r: r["flow_id"]) == _single(generated)
     assert not fallbacks
+
+
+def test_reader_stopping_early_leaves_no_temporary_folder(generated, monkeypatch, tmp_path):
+    """Worker 1's records wait on disk while worker 0's are given; a reader that stops there (the generator
+    closed) leaves nothing behind."""
+    monkeypatch.setattr(waiting_records, "WAITING_IN_MEMORY", 4)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    size = generated.stat().st_size
+    given = ranges_in_one_process(str(generated), [size // 3], batch_packets=5, interleave=_later_workers_first)
+    first = next(given)
+    assert isinstance(first, dict)
+    assert [p.name[:15] for p in tmp_path.iterdir()] == ["tlsflow-ranges-"]  # worker 1's records wait there
+    given.close()
+    assert list(tmp_path.iterdir()) == []
