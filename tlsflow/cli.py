@@ -273,6 +273,24 @@ def cmd_live(args: argparse.Namespace) -> int:
     return run_live(args, trust=trust, keep=_filter(args))
 
 
+def _plain_warnings() -> None:
+    """tlsflow's own warnings (their text starts with "tlsflow:") on one line of their own, as its other messages,
+    without Python's file name, line number and source line; any other warning as Python shows it."""
+    import warnings
+
+    python_format = warnings.formatwarning
+    if getattr(python_format, "plain_tlsflow", False):
+        return  # (main called again in this process)
+
+    def formatwarning(message, category, filename, lineno, line=None):  # type: ignore[no-untyped-def]
+        if str(message).startswith("tlsflow:"):
+            return f"{message}\n"
+        return python_format(message, category, filename, lineno, line)
+
+    formatwarning.plain_tlsflow = True  # type: ignore[attr-defined]
+    warnings.formatwarning = formatwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -280,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     handler = {"analyze": cmd_analyze, "explain": cmd_explain, "live": cmd_live}[args.command]
+    _plain_warnings()
     try:
         return handler(args)
     except KeyboardInterrupt:

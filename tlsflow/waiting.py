@@ -5,13 +5,14 @@ being written (`parallel_files`), or a range worker's messages until every earli
 Such batches wait in memory up to WAITING_IN_MEMORY records in all, then each key's (a file, a range) in a
 temporary file of its own (pickled lists of batches) in one temporary folder, deleted once read: the parent's
 memory does not grow with the captures, the disk holds only what still waits, and no file stays open however many
-keys wait.
+keys wait. A disk that refuses (full, TMPDIR missing) leaves them in memory, with a warning, instead of failing.
 """
 from __future__ import annotations
 
 import os
 import pickle
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -28,6 +29,7 @@ class Waiting:
         self._records_in_memory = 0
         self._on_disk: set[int] = set()  # keys with batches in their temporary file
         self._folder: tempfile.TemporaryDirectory[str] | None = None
+        self._disk_failed = False  # the disk refused once: everything stays in memory from then on
 
     def add(self, key: int, batch: Any) -> None:
         self._in_memory.setdefault(key, []).append(batch)
@@ -63,12 +65,32 @@ class Waiting:
         return os.path.join(self._folder.name, str(key))
 
     def _write_out(self) -> None:
-        """Every batch in memory to its key's temporary file, after those there already."""
-        if self._folder is None:
-            self._folder = tempfile.TemporaryDirectory(prefix=self._prefix)
-        for key, batches in self._in_memory.items():
-            with open(self._path(key), "ab") as out:
-                pickle.dump(batches, out, protocol=pickle.HIGHEST_PROTOCOL)
-            self._on_disk.add(key)
-        self._in_memory.clear()
-        self._records_in_memory = 0
+        """Every batch in memory to its key's temporary file, after those there already. Where the disk refuses
+        (no space left, a TMPDIR that is missing or read-only), what is not written stays in memory, and nothing
+        more is tried: the run goes on with more memory rather than failing."""
+        if self._disk_failed:
+            return
+        written: list[int] = []
+        try:
+            if self._folder is None:
+                self._folder = tempfile.TemporaryDirectory(prefix=self._prefix)
+            for key, batches in self._in_memory.items():
+                data = pickle.dumps(batches, protocol=pickle.HIGHEST_PROTOCOL)
+                with open(self._path(key), "ab", buffering=0) as out:  # (unbuffered: a full disk shows in write)
+                    size = out.seek(0, os.SEEK_END)
+                    try:
+                        view = memoryview(data)
+                        while view:
+                            view = view[out.write(view):]
+                    except OSError:
+                        out.truncate(size)  # half a pickle would end the reading of the batches before it
+                        raise
+                self._on_disk.add(key)
+                written.append(key)
+        except OSError as exc:
+            self._disk_failed = True
+            where = self._folder.name if self._folder is not None else tempfile.gettempdir()
+            warnings.warn(f"tlsflow: cannot keep waiting records on disk ({where}: {exc.strerror or exc}); "
+                          "they stay in memory", RuntimeWarning, stacklevel=3)
+        for key in written:
+            self._records_in_memory -= sum(self._records_in(batch) for batch in self._in_memory.pop(key))

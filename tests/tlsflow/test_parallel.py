@@ -784,6 +784,19 @@ def test_waiting_records_go_to_a_temporary_file_and_memory_stays_bounded(generat
     assert not fallbacks
 
 
+def test_waiting_records_stay_in_memory_when_the_temporary_folder_cannot_be_made(generated, monkeypatch, tmp_path,
+                                                                                 fallbacks):
+    """A TMPDIR that does not exist (or a full disk): a warning, and the rows of one process all the same."""
+    monkeypatch.setattr(waiting_records, "WAITING_IN_MEMORY", 4)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "gone"))
+    size = generated.stat().st_size
+    with pytest.warns(RuntimeWarning, match="cannot keep waiting records on disk"):
+        given = list(ranges_in_one_process(str(generated), [size // 3], batch_packets=5,
+                                           interleave=_later_workers_first))
+    assert sorted(given, key=lambda r: r["flow_id"]) == _single(generated)
+    assert not fallbacks
+
+
 def test_reader_stopping_early_leaves_no_temporary_folder(generated, monkeypatch, tmp_path):
     """Worker 1's records wait on disk while worker 0's are given; a reader that stops there (the generator
     closed) leaves nothing behind."""

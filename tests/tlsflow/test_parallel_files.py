@@ -8,6 +8,7 @@ import os
 import random
 import struct
 import tempfile
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -106,6 +107,30 @@ def test_cli_writes_one_process_lines_byte_for_byte(captures, tmp_path, small_ba
         lines.append(out.read_bytes())
     assert lines[0].count(b"\n") > 250
     assert lines[1] == lines[0]
+
+
+def test_cli_says_on_one_line_when_waiting_records_cannot_go_to_disk(captures, tmp_path, small_batches, monkeypatch):
+    """A temporary folder that cannot be made (here TMPDIR is a file; a full disk does the same): the records
+    that wait stay in memory, the lines are one process's, and the command line says so once, on a line of its
+    own (tlsflow's warnings without Python's file name and source line)."""
+    monkeypatch.setattr(waiting_records, "WAITING_IN_MEMORY", 5)
+    single = tmp_path / "j1.jsonl"
+    main(["analyze", *captures, "--ca-bundle", str(CORPUS / "ca.pem"), "--format", "jsonl", "-o", str(single), "-q"])
+    not_a_folder = tmp_path / "tmp"
+    not_a_folder.write_text("")
+    monkeypatch.setattr(tempfile, "tempdir", str(not_a_folder))
+    out = tmp_path / "j2.jsonl"
+    with pytest.warns(RuntimeWarning) as caught:
+        main(["analyze", *captures, "--ca-bundle", str(CORPUS / "ca.pem"), "--format", "jsonl", "-o", str(out),
+              "-q", "--jobs", "2"])
+    assert single.read_bytes().count(b"\n") > 250
+    assert out.read_bytes() == single.read_bytes()
+    said = [w for w in caught if "waiting records" in str(w.message)]
+    assert len(said) == 1
+    text = warnings.formatwarning(said[0].message, said[0].category, said[0].filename, said[0].lineno)
+    assert text == f"tlsflow: cannot keep waiting records on disk ({not_a_folder}: Not a directory); they stay in memory\n"
+    other = warnings.formatwarning(UserWarning("not ours"), UserWarning, "x.py", 7)
+    assert "x.py:7: UserWarning: not ours" in other
 
 
 def test_csv_output_is_one_process_output(captures, tmp_path, small_batches):
