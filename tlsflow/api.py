@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tlsflow.capture import CaptureError
+from tlsflow.capture.errors import about
 from tlsflow.inputs import cpu_cores
 from tlsflow.pipeline import CaptureReport, iter_flow_records
 from tlsflow.record import FIELDS
@@ -44,10 +45,10 @@ def _one_capture(path: str, trust: Any, progress: Callable[[int, int | None], No
         yield f"{path}: {exc.strerror or exc}"
         return
     except CaptureError as exc:  # a capture we cannot open at all (not a capture, bad magic): one line
-        yield f"{path}: {exc}"
+        yield about(path, str(exc))
         return
     if report.error:
-        yield f"{path}: {report.error} ({report.flows} connection(s) before the damage were reported)"
+        yield about(path, f"{report.error} ({report.flows} connection(s) before the damage were reported)")
 
 
 def _opens(path: str) -> bool:

@@ -62,17 +62,21 @@ def test_exit_code_three_on_missing_or_non_capture(tmp_path, capsys):
     assert main(["analyze", str(junk)]) == 3
     err = capsys.readouterr().err
     assert "Traceback" not in err and "notes.pcap" in err
+    assert err.count(str(junk)) == 1  # named once ("x: x: not a pcap ..." before)
 
 
-def test_truncated_capture_reports_flows_before_the_damage(tmp_path, capsys):
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_truncated_capture_reports_flows_before_the_damage(tmp_path, capsys, jobs):
     source = max((CORPUS / lab["file"] for lab in LABELS), key=lambda p: p.stat().st_size)
     data = source.read_bytes()
     cut = tmp_path / "cut.pcap"
     cut.write_bytes(data[: int(len(data) * 0.7)])
-    code = main(["analyze", str(cut), "--format", "jsonl"])
+    code = main(["analyze", str(cut), "--format", "jsonl", "--jobs", jobs])
     captured = capsys.readouterr()
     assert code == 3
     assert "cut.pcap" in captured.err and "offset" in captured.err
+    damage = [line for line in captured.err.splitlines() if "offset" in line]
+    assert len(damage) == 1 and damage[0].startswith(f"tlsflow: {cut}: file ends inside")  # the name once
     assert captured.out.strip(), "flows before the damage are still reported"
 
 

@@ -42,3 +42,9 @@ class TruncatedCaptureError(CaptureError):
 
 class CorruptCaptureError(CaptureError):
     """A record or block is inconsistent (impossible length, unknown interface, bad byte-order magic, ...)."""
+
+
+def about(path: str, text: str) -> str:
+    """`text` as one line about the capture at `path`: prefixed with its name, unless the text starts with it
+    already (a CaptureError's text names its file once the reader knew it: "x.pcap: x.pcap: ..." otherwise)."""
+    return text if text.startswith(f"{path}: ") else f"{path}: {text}"
