@@ -199,7 +199,11 @@ def _analyze(args: argparse.Namespace, inputs: list[str], jobs: int) -> int:
     if fmt != "text":
         try:
             writer, to_close = open_writer(fmt, args.output, sys.stdout)
-        except (OSError, ValueError) as exc:
+        except OSError as exc:  # (not "[Errno 2] No such file or directory: 'x'", nor pyarrow's longer text)
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            sys.stderr.write(f"tlsflow: cannot write {args.output}: {reason}\n")
+            return EXIT_USAGE
+        except ValueError as exc:
             sys.stderr.write(f"tlsflow: {exc}\n")
             return EXIT_USAGE
     failed = 0

@@ -65,6 +65,14 @@ def test_exit_code_three_on_missing_or_non_capture(tmp_path, capsys):
     assert err.count(str(junk)) == 1  # named once ("x: x: not a pcap ..." before)
 
 
+def test_an_output_that_cannot_be_written_is_a_usage_error(tmp_path, capsys):
+    for fmt in ("jsonl", "csv", "parquet"):
+        out = tmp_path / "missing" / f"out.{fmt}"
+        assert main(["analyze", str(CORPUS), "--format", fmt, "-o", str(out), "-q"]) == 2
+        err = capsys.readouterr().err
+        assert err == f"tlsflow: cannot write {out}: No such file or directory\n", fmt
+
+
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_truncated_capture_reports_flows_before_the_damage(tmp_path, capsys, jobs):
     source = max((CORPUS / lab["file"] for lab in LABELS), key=lambda p: p.stat().st_size)
