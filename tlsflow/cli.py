@@ -23,7 +23,7 @@ EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_UNREADABLE = 0, 1, 2, 3
 EXIT_CODES_HELP = """exit codes:
   0  analysed, no failed handshake
   1  analysed, failed handshakes found
-  2  usage error
+  2  usage error, or the output cannot be written (a full disk)
   3  an input could not be read (whatever could be read is still reported)"""
 
 
@@ -158,6 +158,11 @@ def _trust_or_none(args: argparse.Namespace):
         return None
 
 
+class _WriteFailed(Exception):
+    """Writing the output failed (a full disk): the cause is the OSError. (Not an OSError itself, so that the
+    input's errors are never taken for it.)"""
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     try:
         inputs = expand_inputs(args.inputs)
@@ -214,31 +219,51 @@ def _analyze(args: argparse.Namespace, inputs: list[str], jobs: int) -> int:
         return EXIT_USAGE
     # --jobs and JSON lines: the workers encode the records they send (tlsflow.shipping), the parent writes them.
     lines = writer.stream.write if jobs > 1 and isinstance(writer, JsonLinesWriter) else None
-    for capture, result in analyze_files(inputs, trust=trust if jobs <= 1 else None,
-                                         ca_bundle=args.ca_bundle, jobs=jobs, json_lines=lines is not None,
-                                         keylog=args.keylog,
-                                         progress_factory=(lambda name: ProgressBar(sys.stderr, name))
-                                         if show_progress else None):
-        if isinstance(result, str):  # an error message for this capture
-            unreadable = True
-            sys.stderr.write(f"tlsflow: {result}\n")
-            continue
-        record = result
-        if not keep(record):
-            continue
-        outcomes[record["outcome"]] = outcomes.get(record["outcome"], 0) + 1
-        if record["outcome"] == "failed":
-            failed += 1
-        if lines is not None and record.__class__ is EncodedRecord:
-            lines(record.json_line())
-        elif writer is not None:
-            writer.write(record)
-        else:
-            records.append(record)
+    results = analyze_files(inputs, trust=trust if jobs <= 1 else None, ca_bundle=args.ca_bundle, jobs=jobs,
+                            json_lines=lines is not None, keylog=args.keylog,
+                            progress_factory=(lambda name: ProgressBar(sys.stderr, name)) if show_progress else None)
+    written = 0
+    try:
+        for capture, result in results:
+            if isinstance(result, str):  # an error message for this capture
+                unreadable = True
+                sys.stderr.write(f"tlsflow: {result}\n")
+                continue
+            record = result
+            if not keep(record):
+                continue
+            outcomes[record["outcome"]] = outcomes.get(record["outcome"], 0) + 1
+            if record["outcome"] == "failed":
+                failed += 1
+            try:  # (a try block costs nothing per record in Python 3.11, a context manager ~1 us)
+                if lines is not None and record.__class__ is EncodedRecord:
+                    lines(record.json_line())
+                elif writer is not None:
+                    writer.write(record)
+                else:
+                    records.append(record)
+            except BrokenPipeError:
+                raise  # (the reader of our standard output went away: main ends quietly)
+            except OSError as exc:
+                raise _WriteFailed from exc
+            written += 1
+        if writer is not None:
+            try:
+                writer.close()
+                if to_close is not None:
+                    to_close.close()
+            except BrokenPipeError:
+                raise
+            except OSError as exc:
+                raise _WriteFailed from exc
+    except _WriteFailed as failure:
+        results.close()  # (stops --jobs workers)
+        cause = failure.__cause__
+        reason = os.strerror(cause.errno) if isinstance(cause, OSError) and cause.errno else str(cause)
+        sys.stderr.write(f"tlsflow: cannot write {args.output or 'standard output'}: {reason} "
+                         f"(stopped after {written} connection(s))\n")
+        return EXIT_USAGE
     if writer is not None:
-        writer.close()
-        if to_close is not None:
-            to_close.close()
         if not args.quiet:
             total = sum(outcomes.values())
             sys.stderr.write(f"tlsflow: {total} connection(s): "

@@ -73,6 +73,41 @@ def test_an_output_that_cannot_be_written_is_a_usage_error(tmp_path, capsys):
         assert err == f"tlsflow: cannot write {out}: No such file or directory\n", fmt
 
 
+@pytest.mark.parametrize(("fmt", "jobs"), [("jsonl", "1"), ("jsonl", "2"), ("csv", "1"), ("json", "2")])
+def test_a_disk_that_fills_up_while_writing_stops_the_run_with_one_line(tmp_path, capsys, monkeypatch, fmt, jobs):
+    """The output's disk fills up part-way (the fifth write fails): exit 2 and one line that says where and how far
+    it got, no traceback, and no --jobs worker left running."""
+    import errno
+    import io
+    import multiprocessing
+
+    from tlsflow import formats
+
+    class FillingUp(io.StringIO):
+        writes = 0
+
+        def write(self, text):
+            FillingUp.writes += 1
+            if FillingUp.writes >= 5:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return super().write(text)
+
+    def open_writer(fmt, out, stdout):
+        stream = FillingUp()
+        return {"jsonl": formats.JsonLinesWriter, "json": formats.JsonWriter, "csv": formats.CsvWriter}[fmt](
+            stream), stream
+
+    monkeypatch.setattr(formats, "open_writer", open_writer)
+    out = tmp_path / f"out.{fmt}"
+    assert main(["analyze", str(CORPUS), "--format", fmt, "-o", str(out), "-q", "--jobs", jobs]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    said = [line for line in err.splitlines() if "cannot write" in line]
+    assert len(said) == 1
+    assert said[0].startswith(f"tlsflow: cannot write {out}: No space left on device (stopped after ")
+    assert multiprocessing.active_children() == []
+
+
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_truncated_capture_reports_flows_before_the_damage(tmp_path, capsys, jobs):
     source = max((CORPUS / lab["file"] for lab in LABELS), key=lambda p: p.stat().st_size)
