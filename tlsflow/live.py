@@ -92,6 +92,15 @@ class CaptureLost(Exception):
     """The socket failed while capturing (interface down or removed)."""
 
 
+class OutputLost(Exception):
+    """Writing failed (a full disk): `which` is "records" or "capture" (the --write file); the cause is the
+    OSError. (Not an OSError itself, so that the socket's errors are never taken for it.)"""
+
+    def __init__(self, which: str) -> None:
+        super().__init__(which)
+        self.which = which
+
+
 class Sniffer:
     """A scapy PF_PACKET socket on one interface with a BPF filter, read as (bytes, timestamp) frames.
 
@@ -307,7 +316,10 @@ class LiveSession:
         for record in records:
             if self.keep(record):
                 self.tally.add(record)
-                self.writer.write(record)
+                try:
+                    self.writer.write(record)
+                except OSError as exc:
+                    raise OutputLost("records") from exc
 
     def take(self, frames: Iterable[tuple[bytes, float]]) -> bool:
         """Feed frames; False once `--count` frames have been taken."""
@@ -315,7 +327,10 @@ class LiveSession:
             for data, ts in frames:
                 self.frames += 1
                 if self.pcapng is not None:
-                    self.pcapng.write(data, ts)
+                    try:
+                        self.pcapng.write(data, ts)
+                    except OSError as exc:
+                        raise OutputLost("capture") from exc
                 packet = self.decode(data, 0, len(data), self.frames, ts)
                 if packet is not None:
                     self.emit(self.analyzer.feed(packet))
@@ -323,16 +338,26 @@ class LiveSession:
                     return False
             return True
         finally:
-            self.out.flush()  # once per batch: records show up promptly without a write per record
+            self._flush()  # once per batch: records show up promptly without a write per record
 
     def housekeeping(self) -> None:
         self.emit(self.analyzer.expire(time.time()))
-        self.out.flush()
+        self._flush()
         if self.pcapng is not None:
-            self.pcapng.flush()
+            try:
+                self.pcapng.flush()
+            except OSError as exc:
+                raise OutputLost("capture") from exc
+
+    def _flush(self) -> None:
+        try:
+            self.out.flush()
+        except OSError as exc:
+            raise OutputLost("records") from exc
 
     def run(self, flag: _StopFlag, timeout: float | None) -> None:
-        """Capture until a signal, the timeout or the count; raises CaptureLost if the socket fails."""
+        """Capture until a signal, the timeout or the count; raises CaptureLost if the socket fails, OutputLost
+        if writing does."""
         deadline = time.monotonic() + timeout if timeout else None
         next_housekeeping = time.monotonic() + HOUSEKEEPING_S
         while not flag.stop:
@@ -352,14 +377,27 @@ class LiveSession:
         # a busy link cannot keep us from stopping.
         self.take(self.sniffer.available(DRAIN_LIMIT))
 
-    def finish(self) -> int | None:
-        """Stop sniffing, then report every connection still open: nothing seen is lost. Returns kernel drops."""
+    def finish(self, writing: bool = True) -> int | None:
+        """Stop sniffing, then report every connection still open: nothing seen is lost (unless not `writing`: an
+        output failed). Returns kernel drops. Raises OutputLost if writing fails, after closing everything."""
         drops = self.sniffer.kernel_drops()
         self.sniffer.close()
-        self.emit(self.analyzer.finish())
-        self.writer.close()
-        if self.pcapng is not None:
-            self.pcapng.close()
+        lost: OutputLost | None = None
+        try:
+            if writing:
+                self.emit(self.analyzer.finish())
+        except OutputLost as exc:
+            lost = exc
+        for which, close in (("records", self.writer.close), ("capture", getattr(self.pcapng, "close", None))):
+            try:
+                if close is not None:
+                    close()
+            except OSError as exc:
+                if lost is None:
+                    lost = OutputLost(which)
+                    lost.__cause__ = exc
+        if lost is not None and writing:
+            raise lost
         return drops
 
 
@@ -443,23 +481,43 @@ def run_live(args: argparse.Namespace, *, trust: Any = None,
     stderr.write(f"tlsflow live: capturing on {safe_text(args.interface)}{filter_text}; Ctrl-C to stop\n")
     stderr.flush()
     lost = False
+    failed_output: OutputLost | None = None
     try:
         session.run(flag, args.timeout)
     except CaptureLost as exc:
         lost = True
         flag.reason = f"a capture error ({safe_text(exc)})"
+    except OutputLost as exc:
+        failed_output = exc
     finally:
-        drops = session.finish()
-        summary_stream = out if fmt == "text" else stderr
-        write_summary(session.tally, summary_stream, colour=getattr(writer, "colour", False))
+        try:
+            drops = session.finish(writing=failed_output is None)
+        except OutputLost as exc:
+            failed_output, drops = exc, None
+        if failed_output is not None:
+            flag.reason = "a write error"
+        summary_stream = out if fmt == "text" and failed_output is None else stderr
+        try:
+            write_summary(session.tally, summary_stream, colour=getattr(writer, "colour", False))
+            summary_stream.flush()
+            if to_close is not None:
+                to_close.close()
+        except OSError as exc:  # (the text report's own summary, on a disk that has just filled up)
+            if failed_output is None:
+                failed_output = OutputLost("records")
+                failed_output.__cause__ = exc
+        if failed_output is not None:
+            cause = failed_output.__cause__
+            reason = os.strerror(cause.errno) if isinstance(cause, OSError) and cause.errno else str(cause)
+            name = args.write if failed_output.which == "capture" else (args.output or "standard output")
+            stderr.write(f"tlsflow live: cannot write {safe_text(name)}: {reason}\n")
         stderr.write(f"tlsflow live: {session.frames} packet(s) captured"
                      + (f", {drops} dropped by the kernel" if drops else "")
                      + (f"; stopped by {flag.reason}" if flag.reason else "") + "\n")
-        summary_stream.flush()
         stderr.flush()
-        if to_close is not None:
-            to_close.close()
         flag.close()  # our handlers stay until here: a second SIGTERM must not cut the final flush short
+    if failed_output is not None:
+        return EXIT_USAGE
     if lost:
         return EXIT_UNREADABLE
     return EXIT_FAILURES if session.tally.failed else EXIT_OK

@@ -336,3 +336,23 @@ def test_count_stops_after_that_many_packets(tmp_path):
     [record] = [json.loads(line) for line in out.read_text().splitlines()]
     assert record["cause"] == "tcp_refused"
     assert live.returncode == 1
+
+
+@pytest.mark.parametrize("full", ["records", "capture"])
+def test_a_full_disk_stops_the_capture_with_one_line(tmp_path, full):
+    """/dev/full takes every write with ENOSPC: as the records' file (-o) or as the --write capture, one line says
+    which file could not be written and why, the summary still comes on standard error, exit 2, no traceback."""
+    closed = _free_port()
+    records = "/dev/full" if full == "records" else str(tmp_path / "live.jsonl")
+    saved = "/dev/full" if full == "capture" else str(tmp_path / "live.pcapng")
+    with _live(["--bpf", f"tcp port {closed}", "--format", "jsonl", "-o", records, "--write", saved,
+                "--count", "2", "--timeout", "60"]) as live:
+        err = Lines(live.stderr)
+        err.wait_for("capturing on lo", START_TIMEOUT)
+        _refused(closed)  # SYN, then RST: two packets
+        live.wait(timeout=60)
+        stderr = err.rest()
+    assert "Traceback" not in stderr
+    assert "tlsflow live: cannot write /dev/full: No space left on device" in stderr
+    assert "packet(s) captured; stopped by a write error" in stderr
+    assert live.returncode == 2
