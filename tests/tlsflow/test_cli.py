@@ -108,6 +108,16 @@ def test_a_disk_that_fills_up_while_writing_stops_the_run_with_one_line(tmp_path
     assert multiprocessing.active_children() == []
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_dev_full_as_the_output_is_one_line_and_exit_two(capsys, jobs):
+    """/dev/full opens, then takes every write with ENOSPC: a real full disk."""
+    assert main(["analyze", str(CORPUS), "--format", "jsonl", "-o", "/dev/full", "-q", "--jobs", jobs]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "tlsflow: cannot write /dev/full: No space left on device (stopped after " in err
+
+
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_truncated_capture_reports_flows_before_the_damage(tmp_path, capsys, jobs):
     source = max((CORPUS / lab["file"] for lab in LABELS), key=lambda p: p.stat().st_size)
