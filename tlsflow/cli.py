@@ -158,6 +158,15 @@ def _trust_or_none(args: argparse.Namespace):
         return None
 
 
+def _output_name(args: argparse.Namespace) -> str:
+    return args.output if args.output and args.output != "-" else "standard output"
+
+
+def _reason(exc: BaseException | None) -> str:
+    """An OSError's reason as the system says it ("No space left on device"), without its number or file."""
+    return os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else str(exc)
+
+
 class _WriteFailed(Exception):
     """Writing the output failed (a full disk): the cause is the OSError. (Not an OSError itself, so that the
     input's errors are never taken for it.)"""
@@ -205,8 +214,7 @@ def _analyze(args: argparse.Namespace, inputs: list[str], jobs: int) -> int:
         try:
             writer, to_close = open_writer(fmt, args.output, sys.stdout)
         except OSError as exc:  # (not "[Errno 2] No such file or directory: 'x'", nor pyarrow's longer text)
-            reason = os.strerror(exc.errno) if exc.errno else str(exc)
-            sys.stderr.write(f"tlsflow: cannot write {args.output}: {reason}\n")
+            sys.stderr.write(f"tlsflow: cannot write {_output_name(args)}: {_reason(exc)}\n")
             return EXIT_USAGE
         except ValueError as exc:
             sys.stderr.write(f"tlsflow: {exc}\n")
@@ -258,9 +266,7 @@ def _analyze(args: argparse.Namespace, inputs: list[str], jobs: int) -> int:
                 raise _WriteFailed from exc
     except _WriteFailed as failure:
         results.close()  # (stops --jobs workers)
-        cause = failure.__cause__
-        reason = os.strerror(cause.errno) if isinstance(cause, OSError) and cause.errno else str(cause)
-        sys.stderr.write(f"tlsflow: cannot write {args.output or 'standard output'}: {reason} "
+        sys.stderr.write(f"tlsflow: cannot write {_output_name(args)}: {_reason(failure.__cause__)} "
                          f"(stopped after {written} connection(s))\n")
         return EXIT_USAGE
     if writer is not None:
@@ -272,7 +278,14 @@ def _analyze(args: argparse.Namespace, inputs: list[str], jobs: int) -> int:
         from tlsflow.terminal import write_report
 
         colour = sys.stdout.isatty() and not args.no_color and "NO_COLOR" not in os.environ
-        write_report(records, sys.stdout, colour=colour, show_capture=len(inputs) > 1)
+        try:
+            write_report(records, sys.stdout, colour=colour, show_capture=len(inputs) > 1)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            sys.stderr.write(f"tlsflow: cannot write standard output: {_reason(exc)}\n")
+            return EXIT_USAGE
     if unreadable:
         return EXIT_UNREADABLE
     return EXIT_FAILURES if failed else EXIT_OK

@@ -118,6 +118,18 @@ def test_dev_full_as_the_output_is_one_line_and_exit_two(capsys, jobs):
     assert "tlsflow: cannot write /dev/full: No space left on device (stopped after " in err
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+@pytest.mark.parametrize("args", [[], ["--format", "jsonl"]])
+def test_standard_output_on_a_full_disk_is_one_line_and_exit_two(args):
+    """`tlsflow analyze ... > file` on a full disk: the text report and JSON lines to standard output alike."""
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "tlsflow", "analyze", str(CORPUS), *args], stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=300, check=False)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "tlsflow: cannot write standard output: No space left on device" in done.stderr
+
+
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_truncated_capture_reports_flows_before_the_damage(tmp_path, capsys, jobs):
     source = max((CORPUS / lab["file"] for lab in LABELS), key=lambda p: p.stat().st_size)
