@@ -14,6 +14,7 @@ from typing import IO, Any
 
 from tlsflow import __version__, hop_ahead
 from tlsflow.inputs import InputError, cpu_cores, expand_inputs
+from tlsflow.terminal import os_reason, output_name
 
 # Nothing of the analysis is imported at the top: `analyze --jobs N` on one big file starts hopping to its cuts
 # before (tlsflow.hop_ahead), and --help or --version need none of it.
@@ -158,15 +159,6 @@ def _trust_or_none(args: argparse.Namespace):
         return None
 
 
-def _output_name(args: argparse.Namespace) -> str:
-    return args.output if args.output and args.output != "-" else "standard output"
-
-
-def _reason(exc: BaseException | None) -> str:
-    """An OSError's reason as the system says it ("No space left on device"), without its number or file."""
-    return os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else str(exc)
-
-
 class _WriteFailed(Exception):
     """Writing the output failed (a full disk): the cause is the OSError. (Not an OSError itself, so that the
     input's errors are never taken for it.)"""
@@ -214,7 +206,7 @@ def _analyze(args: argparse.Namespace, inputs: list[str], jobs: int) -> int:
         try:
             writer, to_close = open_writer(fmt, args.output, sys.stdout)
         except OSError as exc:  # (not "[Errno 2] No such file or directory: 'x'", nor pyarrow's longer text)
-            sys.stderr.write(f"tlsflow: cannot write {_output_name(args)}: {_reason(exc)}\n")
+            sys.stderr.write(f"tlsflow: cannot write {output_name(args.output)}: {os_reason(exc)}\n")
             return EXIT_USAGE
         except ValueError as exc:
             sys.stderr.write(f"tlsflow: {exc}\n")
@@ -266,7 +258,7 @@ def _analyze(args: argparse.Namespace, inputs: list[str], jobs: int) -> int:
                 raise _WriteFailed from exc
     except _WriteFailed as failure:
         results.close()  # (stops --jobs workers)
-        sys.stderr.write(f"tlsflow: cannot write {_output_name(args)}: {_reason(failure.__cause__)} "
+        sys.stderr.write(f"tlsflow: cannot write {output_name(args.output)}: {os_reason(failure.__cause__)} "
                          f"(stopped after {written} connection(s))\n")
         return EXIT_USAGE
     if writer is not None:
@@ -284,7 +276,7 @@ def _analyze(args: argparse.Namespace, inputs: list[str], jobs: int) -> int:
         except BrokenPipeError:
             raise
         except OSError as exc:
-            sys.stderr.write(f"tlsflow: cannot write standard output: {_reason(exc)}\n")
+            sys.stderr.write(f"tlsflow: cannot write standard output: {os_reason(exc)}\n")
             return EXIT_USAGE
     if unreadable:
         return EXIT_UNREADABLE

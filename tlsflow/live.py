@@ -27,7 +27,7 @@ from tlsflow.capture.decode import make_handlers
 from tlsflow.capture.fragments import FragmentReassembler
 from tlsflow.formats import open_writer
 from tlsflow.pipeline import FlowAnalyzer
-from tlsflow.terminal import safe_text, write_summary
+from tlsflow.terminal import os_reason, output_name, safe_text, write_summary
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_UNREADABLE = 0, 1, 2, 3
 NEEDS_PRIVILEGE = ("tlsflow live: capturing on {iface} needs root or CAP_NET_RAW "
@@ -507,10 +507,8 @@ def run_live(args: argparse.Namespace, *, trust: Any = None,
                 failed_output = OutputLost("records")
                 failed_output.__cause__ = exc
         if failed_output is not None:
-            cause = failed_output.__cause__
-            reason = os.strerror(cause.errno) if isinstance(cause, OSError) and cause.errno else str(cause)
-            name = args.write if failed_output.which == "capture" else (args.output or "standard output")
-            stderr.write(f"tlsflow live: cannot write {safe_text(name)}: {reason}\n")
+            name = args.write if failed_output.which == "capture" else output_name(args.output)
+            stderr.write(f"tlsflow live: cannot write {safe_text(name)}: {os_reason(failed_output.__cause__)}\n")
         stderr.write(f"tlsflow live: {session.frames} packet(s) captured"
                      + (f", {drops} dropped by the kernel" if drops else "")
                      + (f"; stopped by {flag.reason}" if flag.reason else "") + "\n")

@@ -694,7 +694,7 @@ def _merge_ranges(messages: Iterator[tuple[int, tuple[Any, ...]]], jobs: int, st
                         first, cut = placer.first_clock, at_cut[placed - 1]
                         same_passes = same_passes and (first is None or (cut is not None and first >= cut))
                     placer.start(placers[:placed], flows_before, same_passes or placed == 0)
-                    for _ in placer.replay(out):  # what waited (on disk, then in memory), a batch at a time
+                    for _ in placer.replay(out):  # what waited (on disk, then in memory), a message at a time
                         yield from _given(out, given)
                 if placer.to_watch:
                     tell(placed, ("watch", placer.to_watch))
@@ -729,7 +729,7 @@ def _given(out: list[dict[str, Any]], given: set[int]) -> Iterator[dict[str, Any
 
 
 def _records_in_message(message: tuple[Any, ...]) -> int:
-    """The records a waiting message of a worker holds (`_Placer._wait`). Both workers run at once, so the second
+    """The records a waiting message of a worker holds (`_Placer.take` before `start`). Both workers run at once, so the second
     one's records up to the end of the first are most of them: held in memory they made the parent's peak grow
     with the file (1 GB: ~60 MB, 4 GB: 191 MB for --jobs 2); past `waiting.WAITING_IN_MEMORY` they wait on
     disk."""
@@ -776,7 +776,7 @@ class _Placer:
         """A worker's message: its new records and flows, and at frame `position`, the last frame of each phantom
         it watches."""
         if not self.started:
-            self._wait((records, opened, position, phantoms))
+            self._waiting.add(self._index, (records, opened, position, phantoms))
             return
         self._classify(opened)
         self._place(unpack_all(records), out)
@@ -804,11 +804,6 @@ class _Placer:
         for message in self._waiting.take(self._index):
             self.take(*message, out)
             yield
-
-    def _wait(self, message: tuple[Any, list[tuple[int, str, int, str, int, int]], int, list[tuple[int, int]]]
-              ) -> None:
-        """A message (packed records, opened flows, position, reports) kept until `start`."""
-        self._waiting.add(self._index, message)
 
     def finish(self, out: list[dict[str, Any]]) -> None:
         """The worker has ended: every record is in."""

@@ -2,6 +2,7 @@
 and cause. Every string from the wire is escaped before it reaches the terminal: an SNI can carry escape codes."""
 from __future__ import annotations
 
+import os
 from collections import Counter
 from typing import IO, Any
 
@@ -9,6 +10,17 @@ _COLOURS = {"failed": "\x1b[31m", "not_tls": "\x1b[35m", "incomplete": "\x1b[33m
 _RESET = "\x1b[0m"
 _BOLD = "\x1b[1m"
 _ORDER = {"failed": 0, "not_tls": 1, "incomplete": 2, "established": 3}
+
+
+def os_reason(exc: BaseException | None) -> str:
+    """An OSError's reason as the system says it ("No space left on device"), without its number or file name
+    (nor pyarrow's longer text around it)."""
+    return os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else str(exc)
+
+
+def output_name(path: str | None) -> str:
+    """How a message names an output: its path, or standard output for none or '-'."""
+    return path if path and path != "-" else "standard output"
 
 
 def safe_text(value: Any, width: int | None = None) -> str:
