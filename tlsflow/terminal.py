@@ -2,8 +2,13 @@
 and cause. Every string from the wire is escaped before it reaches the terminal: an SNI can carry escape codes."""
 from __future__ import annotations
 
+import heapq
 import os
+import pickle
+import tempfile
+import warnings
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
 _COLOURS = {"failed": "\x1b[31m", "not_tls": "\x1b[35m", "incomplete": "\x1b[33m", "established": "\x1b[32m"}
@@ -53,42 +58,140 @@ def _cell(record: dict[str, Any], field: str, width: int) -> str:
     return safe_text(value, width).ljust(width)
 
 
-def write_report(records: list[dict[str, Any]], stream: IO[str], *, colour: bool, show_capture: bool,
+def write_report(records: Iterable[dict[str, Any]], stream: IO[str], *, colour: bool, show_capture: bool,
                  details: bool = True) -> None:
-    records = sorted(records, key=lambda r: (_ORDER.get(r.get("outcome") or "", 9), str(r.get("capture")),
-                                             r.get("flow_id") or 0))
-    header = "  ".join(title.ljust(width) for title, _, width in _COLUMNS)
-    if show_capture:
-        header = "capture".ljust(24) + "  " + header
-    stream.write((_BOLD + header + _RESET if colour else header) + "\n")
-    for record in records:
+    report = Report(stream, colour=colour, show_capture=show_capture, details=details)
+    try:
+        for record in records:
+            report.add(record)
+        report.write()
+    finally:
+        report.close()
+
+
+class Report:
+    """The report of `write_report`, taken a record at a time: memory stays flat however many connections a
+    capture holds (the command line's default output, a 4 GB capture is ~88,000 rows).
+
+    Each record is made into its text block (row and, for a failure, its details) as it comes; only that text
+    waits, with its place in the report (failures first, then by capture and flow id, as they came for equal
+    keys). Past BLOCKS_IN_MEMORY blocks they are sorted and written to a temporary file (a run); `write` merges
+    the runs and what is left in memory. Why not the records: a record is ~2 KB of Python objects, a block
+    ~150 bytes (~600 for a failure), and a list of every record made the peak grow ~28 MB per GB of capture. A
+    disk that refuses a run leaves the blocks in memory, with a warning."""
+
+    BLOCKS_IN_MEMORY = 16_384
+    _RUN_PICKLE = 256  # blocks per pickle in a run's file (read back a pickle at a time while merging)
+
+    def __init__(self, stream: IO[str], *, colour: bool, show_capture: bool, details: bool = True) -> None:
+        self.stream, self.colour, self.show_capture, self.details = stream, colour, show_capture, details
+        # (outcome rank, capture, flow id, arrival: the place in the report; the text; what the summary counts)
+        self._blocks: list[tuple[int, str, int, int, str, tuple[Any, ...]]] = []
+        self._runs: list[str] = []  # files of sorted blocks
+        self._folder: tempfile.TemporaryDirectory[str] | None = None
+        self._disk_failed = False
+        self._count = 0
+
+    def add(self, record: dict[str, Any]) -> None:
+        outcome = record.get("outcome")
+        self._count += 1
+        counted = (outcome, record.get("failed_step"), record.get("cause"), tuple(record.get("warnings") or ()))
+        self._blocks.append((_ORDER.get(outcome or "", 9), str(record.get("capture")), record.get("flow_id") or 0,
+                             self._count, self._block(record), counted))
+        if len(self._blocks) >= self.BLOCKS_IN_MEMORY and not self._disk_failed:
+            self._write_run()
+
+    def write(self) -> None:
+        """The report: header, every block in order, summary."""
+        header = "  ".join(title.ljust(width) for title, _, width in _COLUMNS)
+        if self.show_capture:
+            header = "capture".ljust(24) + "  " + header
+        stream = self.stream
+        stream.write((_BOLD + header + _RESET if self.colour else header) + "\n")
+        self._blocks.sort()
+        # Counted in the report's order, as write_summary counts sorted records: equal counts keep that order.
+        outcomes: Counter[Any] = Counter()
+        causes: Counter[tuple[Any, Any]] = Counter()
+        warned: Counter[Any] = Counter()
+        for block in heapq.merge(*(self._read_run(path) for path in self._runs), self._blocks):
+            stream.write(block[4])
+            outcome, step, cause, block_warnings = block[5]
+            outcomes[outcome] += 1
+            if outcome == "failed":
+                causes[(step, cause)] += 1
+            for warning in block_warnings:
+                warned[warning] += 1
+        _write_counts(self._count, outcomes, causes, warned, stream, colour=self.colour)
+
+    def close(self) -> None:
+        """Delete the runs on disk."""
+        if self._folder is not None:
+            self._folder.cleanup()
+            self._folder = None
+
+    def _block(self, record: dict[str, Any]) -> str:
         line = "  ".join(_cell(record, field, width) for _, field, width in _COLUMNS)
-        if show_capture:
+        if self.show_capture:
             line = safe_text(record.get("capture"), 24).ljust(24) + "  " + line
         outcome = record.get("outcome")
-        if colour and outcome in _COLOURS:
+        if self.colour and outcome in _COLOURS:
             line = _COLOURS[outcome] + line + _RESET
-        stream.write(line.rstrip() + "\n")
-        if details and outcome == "failed":
+        parts = [line.rstrip(), "\n"]
+        if self.details and outcome == "failed":
             pad = " " * 6
             if record.get("alert"):
-                stream.write(f"{pad}alert: {safe_text(record['alert'])} from {safe_text(record.get('alert_sender'))}"
+                parts.append(f"{pad}alert: {safe_text(record['alert'])} from {safe_text(record.get('alert_sender'))}"
                              f" ({safe_text(record.get('confidence'))})\n")
             for fact in record.get("evidence") or ():
-                stream.write(f"{pad}- {safe_text(fact, 200)}\n")
+                parts.append(f"{pad}- {safe_text(fact, 200)}\n")
             if record.get("hint"):
-                stream.write(f"{pad}hint: {safe_text(record['hint'])}\n")
-    write_summary(records, stream, colour=colour)
+                parts.append(f"{pad}hint: {safe_text(record['hint'])}\n")
+        return "".join(parts)
+
+    def _write_run(self) -> None:
+        blocks = self._blocks
+        blocks.sort()
+        try:
+            if self._folder is None:
+                self._folder = tempfile.TemporaryDirectory(prefix="tlsflow-report-")
+            path = os.path.join(self._folder.name, str(len(self._runs)))
+            with open(path, "wb") as out:
+                for at in range(0, len(blocks), self._RUN_PICKLE):
+                    pickle.dump(blocks[at:at + self._RUN_PICKLE], out, protocol=pickle.HIGHEST_PROTOCOL)
+        except OSError as exc:
+            self._disk_failed = True
+            where = self._folder.name if self._folder is not None else tempfile.gettempdir()
+            warnings.warn(f"tlsflow: cannot keep the report's rows on disk ({where}: {exc.strerror or exc}); "
+                          "they stay in memory", RuntimeWarning, stacklevel=3)
+            return
+        self._runs.append(path)
+        self._blocks = []
+
+    @staticmethod
+    def _read_run(path: str) -> Iterator[tuple[int, str, int, int, str, tuple[Any, ...]]]:
+        with open(path, "rb") as run:
+            while True:
+                try:
+                    blocks = pickle.load(run)
+                except EOFError:
+                    return
+                yield from blocks
 
 
-def write_summary(records: list[dict[str, Any]], stream: IO[str], *, colour: bool) -> None:
+def write_summary(records: Iterable[dict[str, Any]], stream: IO[str], *, colour: bool) -> None:
+    records = list(records)
     outcomes = Counter(r.get("outcome") for r in records)
     causes = Counter((r.get("failed_step"), r.get("cause")) for r in records if r.get("outcome") == "failed")
-    warnings = Counter(w for r in records for w in (r.get("warnings") or ()))
-    title = f"{len(records)} connection(s): " + ", ".join(
+    warned = Counter(w for r in records for w in (r.get("warnings") or ()))
+    _write_counts(len(records), outcomes, causes, warned, stream, colour=colour)
+
+
+def _write_counts(count: int, outcomes: Counter[Any], causes: Counter[tuple[Any, Any]], warned: Counter[Any],
+                  stream: IO[str], *, colour: bool) -> None:
+    title = f"{count} connection(s): " + ", ".join(
         f"{n} {name}" for name, n in sorted(outcomes.items(), key=lambda kv: _ORDER.get(kv[0] or "", 9)))
     stream.write("\n" + (_BOLD + title + _RESET if colour else title) + "\n")
     for (step, cause), n in causes.most_common():
         stream.write(f"  {n:5d}  failed at {safe_text(step)}: {safe_text(cause)}\n")
-    if warnings:
-        stream.write("  warnings: " + ", ".join(f"{safe_text(w)} ({n})" for w, n in warnings.most_common()) + "\n")
+    if warned:
+        stream.write("  warnings: " + ", ".join(f"{safe_text(w)} ({n})" for w, n in warned.most_common()) + "\n")
