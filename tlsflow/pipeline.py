@@ -19,7 +19,7 @@ from analyzers.tcpfacts import SideFacts, TcpFacts
 from analyzers.verdict import CertView, decide
 from tlsflow.capture import CaptureError, open_capture
 from tlsflow.record import CertificateFields, ClientHelloShapes, build_record, certificate_fields
-from tlsflow.tcp import ConnectionClosed, ConnectionOpened, StreamChunk, TcpReassembler
+from tlsflow.tcp import ConnectionClosed, StreamChunk, TcpReassembler
 from tlsparse import TlsConnection
 from tlsparse.cache import ParseCache
 from tlsparse.certificates import describe_certificate
@@ -134,7 +134,9 @@ class FlowAnalyzer:
             conn = event.conn
             state: FlowState | None = conn.handshake
             if state is None or not conn.wants_data:
-                return None
+                if state is not None or not conn.wants_data:
+                    return None
+                state = conn.handshake = self._new_state(conn)  # the connection's first bytes
             if event.gap:
                 events = state.tls.receive_gap(event.sender, event.gap, event.frame, event.ts)
             else:
@@ -152,22 +154,28 @@ class FlowAnalyzer:
             elif state.tls.given_up:  # (a chunk without events changes no count: a segment inside a long record)
                 conn.wants_data = False
             return None
-        if isinstance(event, ConnectionOpened):
-            conn = event.conn
-            # The summary keeps each side's first RecordSeen only: the others are not built, except for the flow
-            # whose events `explain` keeps.
-            # (by position, the summary from new_summary: FlowState's keywords and HandshakeSummary's own __init__
-            # cost ~7,000 instructions more per connection)
-            conn.handshake = FlowState(self._new_tls(conn.flow_id == self.keep_events_for), new_summary())
-            return None
+        # ConnectionOpened: the parser's state waits for the connection's first bytes (`_new_state`). Why: scans
+        # and SYN floods fill the flow table with connections that never carry one, ~2 KB each for nothing.
         if isinstance(event, ConnectionClosed):
             return self._record(event.conn)
         return None
+
+    def _new_state(self, conn: Any) -> FlowState:
+        # The summary keeps each side's first RecordSeen only: the others are not built, except for the flow
+        # whose events `explain` keeps.
+        # (by position, the summary from new_summary: FlowState's keywords and HandshakeSummary's own __init__
+        # cost ~7,000 instructions more per connection)
+        return FlowState(self._new_tls(conn.flow_id == self.keep_events_for), new_summary())
 
     def add_secrets(self, blocks: list[bytes]) -> None:
         """Key-log text from the capture itself (pcapng DSB): used for connections opened from now on."""
         from tlsparse.keylog import KeyLog
 
+        # Connections already open (their ConnectionOpened given) keep the key log of before, as when their
+        # parser's state was made at that event: it is made now for those still waiting for their first bytes.
+        for conn in self.reassembler.opened_connections():
+            if conn.handshake is None:
+                conn.handshake = self._new_state(conn)
         extra = KeyLog.from_blocks(blocks)
         # A new KeyLog: the caller's (shared by every capture of a run) must not gain this capture's secrets.
         self.keylog = extra if self.keylog is None else KeyLog().merge(self.keylog).merge(extra)
@@ -179,8 +187,8 @@ class FlowAnalyzer:
                              every_record=every_record)
 
     def _record(self, conn: Any) -> dict[str, Any]:
-        state: FlowState = conn.handshake or FlowState(tls=self._new_tls())
-        summary = state.summary
+        state: FlowState | None = conn.handshake
+        summary = state.summary if state is not None else new_summary()  # (no byte came: nothing to summarise)
         tcp = _tcp_facts(conn)
         if conn.flow_id == self.keep_events_for:
             self.kept_tcp = tcp

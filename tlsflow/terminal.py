@@ -2,10 +2,7 @@
 and cause. Every string from the wire is escaped before it reaches the terminal: an SNI can carry escape codes."""
 from __future__ import annotations
 
-import heapq
 import os
-import pickle
-import tempfile
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -88,7 +85,7 @@ class Report:
         # (outcome rank, capture, flow id, arrival: the place in the report; the text; what the summary counts)
         self._blocks: list[tuple[int, str, int, int, str, tuple[Any, ...]]] = []
         self._runs: list[str] = []  # files of sorted blocks
-        self._folder: tempfile.TemporaryDirectory[str] | None = None
+        self._folder: Any = None  # a tempfile.TemporaryDirectory, from the first run on
         self._disk_failed = False
         self._count = 0
 
@@ -108,6 +105,8 @@ class Report:
             header = "capture".ljust(24) + "  " + header
         stream = self.stream
         stream.write((_BOLD + header + _RESET if self.colour else header) + "\n")
+        import heapq  # (here and below: the command line imports this module for every output format)
+
         self._blocks.sort()
         # Counted in the report's order, as write_summary counts sorted records: equal counts keep that order.
         outcomes: Counter[Any] = Counter()
@@ -149,6 +148,9 @@ class Report:
         return "".join(parts)
 
     def _write_run(self) -> None:
+        import pickle
+        import tempfile
+
         blocks = self._blocks
         blocks.sort()
         try:
@@ -169,6 +171,8 @@ class Report:
 
     @staticmethod
     def _read_run(path: str) -> Iterator[tuple[int, str, int, int, str, tuple[Any, ...]]]:
+        import pickle
+
         with open(path, "rb") as run:
             while True:
                 try:

@@ -74,3 +74,77 @@ def test_the_explained_flow_keeps_every_event() -> None:
     kept = _kept_events(pipeline.FlowAnalyzer, path, 1)
     assert kept == _kept_events(_PlainAnalyzer, path, 1)
     assert sum(type(e) is RecordSeen for e in kept) > 2
+
+
+class _EagerAnalyzer(_KeepingAnalyzer):
+    """The parser's state made when the connection opens (before: every connection had one from then on)."""
+
+    def _on_event(self, event: Any) -> dict[str, Any] | None:
+        from tlsflow.tcp import ConnectionOpened
+
+        if event.__class__ is ConnectionOpened:
+            event.conn.handshake = self._new_state(event.conn)
+            return None
+        return super()._on_event(event)
+
+
+class _StatelessCounting(_KeepingAnalyzer):
+    """Notes, for each connection that closes without parser state, whether its sides kept a history buffer."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stateless: list[tuple[bool, int]] = []  # (a side holds a history deque, payload bytes seen)
+        close = self.reassembler._close
+
+        def closing(flow: Any, reason: str, out: list[Any]) -> None:
+            conn = flow.conn
+            if conn.handshake is None:
+                self.stateless.append((any(side.history.__class__ is not tuple for side in flow.sides),
+                                       conn.client.payload_bytes + conn.server.payload_bytes))
+            close(flow, reason, out)
+
+        self.reassembler._close = closing  # type: ignore[method-assign]
+
+
+def test_connections_that_carry_no_byte_get_no_parser_state_and_the_same_records(monkeypatch) -> None:
+    """Scans and SYN floods fill the flow table with connections that never carry a byte: their parser state is
+    not made (it waits for the first bytes), nor their sides' history, and every record is what it was when the
+    state was made as each connection opened."""
+    stateless = []
+    for path in corpus_and_public_captures():
+        eager = _run(path, _EagerAnalyzer, monkeypatch)
+        assert [r for _, r in _run(path, _KeepingAnalyzer, monkeypatch)] == [r for _, r in eager], path
+        trust, keylog = trust_and_keylog_for(path)
+        analyzer = _StatelessCounting(str(path), trust=trust, keylog=keylog)
+        with monkeypatch.context() as patch:
+            patch.setattr(pipeline, "FlowAnalyzer", lambda *a, _made=analyzer, **k: _made)
+            for _ in pipeline.iter_flow_records(path, trust=trust, keylog=keylog,
+                                                report=pipeline.CaptureReport(str(path))):
+                pass
+        stateless.extend(analyzer.stateless)
+    without_bytes = [has_history for has_history, payload in stateless if payload == 0]
+    assert len(without_bytes) >= 2  # the corpus has them: a SYN unanswered, a port closed
+    assert not any(without_bytes)
+
+
+def test_secrets_read_mid_capture_serve_the_connections_opened_after_them(monkeypatch) -> None:
+    """A Decryption Secrets Block read while a connection is open (its roles known, no byte yet): that connection
+    keeps the key log it had when it opened (its parser's state is made then), later ones get the new secrets."""
+    from tlsflow.capture import open_capture
+
+    path = CORPUS / "tls13_cert_unknown_ca_keylog.pcap"
+    if not path.exists():
+        path = next(p for p in sorted(CORPUS.glob("tls13*.pcap")) if p.with_suffix(".keylog").exists())
+    trust, _ = trust_and_keylog_for(path)
+    analyzer = pipeline.FlowAnalyzer(str(path), trust=trust)
+    added = False
+    with open_capture(str(path)) as cap:
+        for pkt in cap.packets():
+            if not added and pkt.payload:  # the first bytes of the first connection: its roles are known
+                conn = next(iter(analyzer.reassembler.opened_connections()))
+                assert conn.handshake is None
+                analyzer.add_secrets([path.with_suffix(".keylog").read_bytes()])
+                assert conn.handshake is not None and conn.handshake.tls.keylog is None
+                added = True
+            list(analyzer.feed(pkt))
+    assert added and analyzer.keylog is not None  # connections opened from now on get the secrets

@@ -435,9 +435,11 @@ class _EveryChunkFolded(_KeepingAnalyzer):
         if event.__class__ is not StreamChunk:
             return super()._on_event(event)
         conn = event.conn
-        state = conn.handshake
-        if state is None or not conn.wants_data:
+        if not conn.wants_data:
             return None
+        state = conn.handshake
+        if state is None:  # (made at the connection's first bytes, as the pipeline does)
+            state = conn.handshake = self._new_state(conn)
         self.chunks += 1
         if event.gap:
             events = state.tls.receive_gap(event.sender, event.gap, event.frame, event.ts)
@@ -460,7 +462,7 @@ class _ChunkCounting(_KeepingAnalyzer):
     def _on_event(self, event: Any) -> dict[str, Any] | None:
         from tlsflow.tcp import StreamChunk
 
-        if event.__class__ is StreamChunk and event.conn.handshake is not None and event.conn.wants_data:
+        if event.__class__ is StreamChunk and event.conn.wants_data:
             self.chunks += 1
         return super()._on_event(event)
 

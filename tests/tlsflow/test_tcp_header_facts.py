@@ -77,8 +77,10 @@ def test_ttls_and_ip_ids_equal_counting_every_packet(case) -> None:  # type: ign
 
 
 def test_every_direction_gets_its_own_bounded_ip_id_deque() -> None:
-    """HalfStream copies an empty template deque (cheaper than deque(maxlen=...)): each direction's is its own,
-    bounded like the template, and the template stays empty."""
+    """While a flow is reassembling, each direction keeps its IP ids in a small list of its own (an empty deque is
+    ~760 bytes, and a SYN flood fills the flow table with flows that never get further); once its segments are
+    counted (`stop_reassembly`), a copy of an empty template deque (cheaper than deque(maxlen=...)) that holds
+    what the list held: each direction's is its own, bounded like the template, and the template stays empty."""
     from tlsflow.tcp import stream
 
     reassembler = TcpReassembler()
@@ -86,10 +88,15 @@ def test_every_direction_gets_its_own_bounded_ip_id_deque() -> None:
         reassembler.add(TcpPacket(1, 1.0, 4, CLIENT[0], SERVER[0], port, SERVER[1], CISN, 0, SYN, 512, b"", 64, 1))
     flows = {id(flow): flow for flow, _ in reassembler._flows.values()}  # (each flow under both directions)
     sides = [side for flow in flows.values() for side in flow.sides]
+    assert len({id(side.ip_ids) for side in sides}) == len(sides) == 4
+    assert [side.ip_ids for side in sides] == [[(1, 1)], [], [(1, 1)], []]
+    for flow in flows.values():
+        reassembler._stop_reassembly(flow)
     rings = {id(side.ip_ids): side.ip_ids for side in sides}
-    assert len(rings) == len(sides) == 4
+    assert len(rings) == 4
     for ring in rings.values():
         assert ring.maxlen == IP_IDS_KEPT
+    assert [list(side.ip_ids) for side in sides] == [[(1, 1)], [], [(1, 1)], []]
     first, *others = rings.values()
     before = [list(ring) for ring in others]
     first.extend((k, k) for k in range(2 * IP_IDS_KEPT))

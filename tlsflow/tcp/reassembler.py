@@ -6,6 +6,7 @@ Two time-ordered tables (open flows, flows that saw a RST or both FINs acknowled
 """
 from __future__ import annotations
 
+from collections import deque
 from heapq import heapify, heappop, heappush, heapreplace
 from socket import AF_INET, AF_INET6, inet_ntop, inet_pton
 from struct import Struct
@@ -15,7 +16,7 @@ from tlsflow.tcp import anomalies
 from tlsflow.tcp.events import ConnectionClosed, ConnectionOpened, StreamChunk, stream_chunk
 from tlsflow.tcp.facts import IP_IDS_KEPT, RETRANSMITTED_FRAMES_KEPT, Connection, DirectionFacts
 from tlsflow.tcp.roles import guess_client, looks_like_client_hello
-from tlsflow.tcp.stream import HalfStream, Piece, StreamLimits
+from tlsflow.tcp.stream import _NO_HISTORY, HalfStream, Piece, StreamLimits
 from tlsparse.events import Sender
 
 Event = ConnectionOpened | StreamChunk | ConnectionClosed
@@ -140,6 +141,10 @@ class TcpReassembler:
     def open_flows(self) -> int:
         return len(self._open) + len(self._closing)
 
+    def opened_connections(self) -> list[Connection]:
+        """The connections open or lingering whose ConnectionOpened was given (roles settled)."""
+        return [flow.conn for table in (self._open, self._closing) for flow in table.values() if flow.settled]
+
     def connection(self, src: str, sport: int, dst: str, dport: int) -> Connection | None:
         """The open (or lingering) connection of this 4-tuple, either direction, if there is one."""
         entry = self._flows.get((src, sport, dst, dport))
@@ -220,6 +225,8 @@ class TcpReassembler:
                 ring = side.ip_ids
                 if ring is not None:
                     ring.append((frame, pkt.ip_id))
+                    if len(ring) > IP_IDS_KEPT:  # (a list, while reassembling: see HalfStream.ip_ids)
+                        del ring[0]
                 else:  # a closing flow: its ids are in facts already (see _start_closing)
                     ip_ids = facts.ip_ids
                     ip_ids.append((frame, pkt.ip_id))
@@ -272,7 +279,10 @@ class TcpReassembler:
                         # list of pieces, no call). Appended last, as _deliver would (after what the ACK frees).
                         chunk = stream_chunk(conn, side.sender, start, payload, 0, frame, ts)
                         side.next_offset = end
-                        side.history.append((start, end, payload))
+                        history = side.history
+                        if history is _NO_HISTORY:  # (a deque from the first delivery on)
+                            history = side.history = deque()
+                        history.append((start, end, payload))
                         side.history_bytes += n
                         if side.history_bytes > self._max_history_bytes:
                             side.trim_history()

@@ -21,6 +21,10 @@ Piece = tuple[int, bytes, int, int, float]  # offset, data, gap, frame, ts
 _NO_FRAME = -1
 _NEVER = float("-inf")
 _NO_IP_IDS: deque[tuple[int, int]] = deque(maxlen=IP_IDS_KEPT)  # copied, never filled
+# A side's history before its first delivered byte. An empty deque is ~760 bytes, its list of IP ids as a deque as
+# much: a capture of scans or a SYN flood fills the flow table (100,000 flows) with connections that never carry a
+# byte, which those two pairs of deques alone made ~300 MB.
+_NO_HISTORY: tuple[()] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +88,8 @@ class HalfStream:
         # Out-of-order data: sorted, non-overlapping (start, end, data, frame, ts), all starting after next_offset.
         self.segments: list[tuple[int, int, bytes, int, float]] = []
         self.buffered_bytes = 0
-        self.history: deque[tuple[int, int, bytes]] = deque()  # recently delivered (start, end, data)
+        # Recently delivered (start, end, data): a deque from the first delivery on (see `_NO_HISTORY`).
+        self.history: deque[tuple[int, int, bytes]] | tuple[()] = _NO_HISTORY
         self.history_bytes = 0
         self.largest_end = 0  # offset just past the largest segment, to see whether the peer ACKed it
         # The reassembler's fast lane (count_lane): a time before which this side's segments need not be tested
@@ -100,8 +105,10 @@ class HalfStream:
         # ... and how many packets outside RSTs (facts.packets - facts.rst_count) came before its run: the run's
         # packets not yet in facts.ttls are those counted since.
         self.ttl_run_mark = 0
-        # The last (frame, ip_id) pairs; None once they went into facts.ip_ids early (`fold_ip_ids`).
-        self.ip_ids: deque[tuple[int, int]] | None = _NO_IP_IDS.copy()  # (a third of deque(maxlen=...)'s cost)
+        # The last IP_IDS_KEPT (frame, ip_id) pairs: a list (cut by `add`) while the flow is reassembling, a
+        # bounded deque once its segments are counted (`stop_reassembly`), None once they went into facts.ip_ids
+        # early (`fold_ip_ids`).
+        self.ip_ids: list[tuple[int, int]] | deque[tuple[int, int]] | None = []
 
     def start(self, seq: int) -> None:
         """Offset 0 is at `seq` (the byte after the SYN, or the first byte seen mid-connection)."""
@@ -274,7 +281,7 @@ class HalfStream:
         history = self.history
         while history and history[0][1] <= ack_offset:
             self.history_bytes -= history[0][1] - history[0][0]
-            history.popleft()
+            history.popleft()  # type: ignore[union-attr]
         if self.fin_offset is not None and ack_offset > self.fin_offset:
             ack_offset = self.fin_offset
         self.acked_limit = max(self.acked_limit, ack_offset)
@@ -296,14 +303,21 @@ class HalfStream:
         """The consumer wants no more data: drop every buffer."""
         self.segments = []
         self.buffered_bytes = 0
-        self.history.clear()
+        self.history = _NO_HISTORY
         self.history_bytes = 0
         self.probe = b""
+        if self.ip_ids.__class__ is list:
+            # count_lane appends to it for every segment from now on: the deque drops the oldest by itself.
+            ring = _NO_IP_IDS.copy()  # (a third of deque(maxlen=...)'s cost)
+            ring.extend(self.ip_ids)  # type: ignore[arg-type]
+            self.ip_ids = ring
 
     # --- retransmission checks --------------------------------------------------------------------------------
 
     def _remember(self, start: int, end: int, data: bytes) -> None:
-        self.history.append((start, end, data))
+        if self.history is _NO_HISTORY:
+            self.history = deque()
+        self.history.append((start, end, data))  # type: ignore[union-attr]
         self.history_bytes += end - start
         if self.history_bytes > self.limits.max_history_bytes:
             self.trim_history()
@@ -313,7 +327,7 @@ class HalfStream:
         history = self.history
         limit = self.limits.max_history_bytes
         while self.history_bytes > limit and history:
-            old = history.popleft()
+            old = history.popleft()  # type: ignore[union-attr]
             self.history_bytes -= old[1] - old[0]
 
     def _compare_with_history(self, start: int, data: bytes, stop: int) -> None:
