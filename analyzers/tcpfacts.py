@@ -27,7 +27,6 @@ class SideFacts:
     rst_ttl: int | None = None
     rst_ip_id: int | None = None
     ttls: Counter = field(default_factory=Counter)
-    ip_ids: list[tuple[int, int]] = field(default_factory=list)
     retransmissions: int = 0
     retransmitted_frames: list[int] = field(default_factory=list)
     retransmitted_bytes: int = 0

@@ -251,7 +251,6 @@ def test_rst_and_fin_facts() -> None:
     assert (srv.rst_frame, srv.rst_ttl, srv.rst_ip_id, srv.rst_count) == (6, 33, 4242, 1)
     assert srv.rst_ts == 1000.05
     assert srv.ttls == Counter({60: 2})  # the RST's TTL is not among them
-    assert (6, 4242) not in srv.ip_ids and (5, 200) in srv.ip_ids
     assert (cli.fin_frame, cli.fin_ts) == (7, 1000.06)
     assert (cli.syn_frame, srv.synack_frame, cli.syn_ts, srv.synack_ts) == (1, 2, 1000.0, 1000.01)
     assert srv.acked_bytes == len(HELLO)  # acknowledged the client's data ...
@@ -259,11 +258,9 @@ def test_rst_and_fin_facts() -> None:
     assert cli.ttls == Counter({64: 4})
 
 
-def test_ip_ids_are_bounded_to_the_last_ones() -> None:
+def test_ttls_count_every_packet_outside_rsts() -> None:
     segs = handshake() + [seg(C, c1 + i, b"a", ip_id=1000 + i) for i in range(40)]
     conn = only_conn(run(segs))
-    ids = conn.client.ip_ids
-    assert len(ids) == 16 and ids[-1] == (43, 1039) and ids[0] == (28, 1024)
     assert sum(conn.client.ttls.values()) == 42
 
 
@@ -292,7 +289,7 @@ def test_direction_facts_are_slotted_and_mutable() -> None:
     facts = DirectionFacts()
     facts.packets += 1
     assert not hasattr(facts, "__dict__")
-    assert isinstance(facts.ip_ids, list) and isinstance(facts.ttls, Counter)
+    assert isinstance(facts.ttls, Counter)
 
 
 # --- wants_data = False --------------------------------------------------------------------------------------
@@ -355,7 +352,7 @@ def test_wants_data_false_flow_still_lingers_and_closes_after_the_last_ack() -> 
     assert closed(events) == [conn] and conn.close_reason == "closed"
 
 
-def test_ipv6_flow_keeps_no_ip_ids() -> None:
+def test_ipv6_flow_has_hop_limits_for_ttls() -> None:
     r = TcpReassembler()
     a = TcpPacket(frame=1, ts=1.0, ip_version=6, src="2001:db8::1", dst="2001:db8::2", sport=50000, dport=443,
                   seq=10, ack=0, flags=SYN, window=1000, payload=b"", ttl=64, ip_id=None)
@@ -364,7 +361,7 @@ def test_ipv6_flow_keeps_no_ip_ids() -> None:
     events = r.add(a) + r.add(b) + r.finish()
     conn = only_conn(events)
     assert conn.ip_version == 6 and conn.client_ip == "2001:db8::1" and conn.server.ttls == Counter({57: 1})
-    assert conn.client.ip_ids == [] and conn.server.ip_ids == []
+    assert conn.client.ttls == Counter({64: 1})
 
 
 def test_expire_by_an_outside_clock_for_live_mode() -> None:

@@ -1,7 +1,7 @@
-"""The TTLs and IP ids a direction keeps (DirectionFacts.ttls, .ip_ids), which the reassembler counts in runs and a
-bounded deque while the connection is open: once it is closed they equal counting every packet one by one (the
-Counter's keys in order of first appearance), whichever path the packets took (full code, or the lane of a
-connection that wants no more data) and whatever the RSTs among them."""
+"""The TTLs a direction keeps (DirectionFacts.ttls), which the reassembler counts in runs while the connection is
+open: once it is closed they equal counting every packet one by one (the Counter's keys in order of first
+appearance), whichever path the packets took (full code, or the lane of a connection that wants no more data) and
+whatever the RSTs among them."""
 from __future__ import annotations
 
 from collections import Counter
@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from tlsflow.packet import ACK, PSH, RST, SYN, TcpPacket
 from tlsflow.tcp import ConnectionClosed, ConnectionOpened, StreamChunk, TcpReassembler
-from tlsflow.tcp.facts import IP_IDS_KEPT
 
 CLIENT, SERVER = ("10.0.0.1", 40000), ("10.0.1.1", 443)
 CISN, SISN = 1000, 9000
@@ -60,44 +59,14 @@ def _run(later: list, stop_after: int) -> tuple[object, list]:  # type: ignore[t
 
 @settings(max_examples=200, deadline=None)
 @given(case=segments())
-def test_ttls_and_ip_ids_equal_counting_every_packet(case) -> None:  # type: ignore[no-untyped-def]
+def test_ttls_equal_counting_every_packet(case) -> None:  # type: ignore[no-untyped-def]
     later, stop_after = case
     closed, pkts = _run(later, stop_after)
     assert len(closed) == 1
     conn = closed[0]
     for facts, address in ((conn.client, CLIENT[0]), (conn.server, SERVER[0])):
         ttls: Counter[int] = Counter()
-        ip_ids = []
         for pkt in pkts:
             if pkt.src == address and not pkt.flags & RST:
                 ttls[pkt.ttl] += 1
-                ip_ids.append((pkt.frame, pkt.ip_id))
         assert facts.ttls == ttls and list(facts.ttls) == list(ttls)  # same counts, keys in the same order
-        assert isinstance(facts.ip_ids, list) and facts.ip_ids == ip_ids[-IP_IDS_KEPT:]
-
-
-def test_every_direction_gets_its_own_bounded_ip_id_deque() -> None:
-    """While a flow is reassembling, each direction keeps its IP ids in a small list of its own (an empty deque is
-    ~760 bytes, and a SYN flood fills the flow table with flows that never get further); once its segments are
-    counted (`stop_reassembly`), a copy of an empty template deque (cheaper than deque(maxlen=...)) that holds
-    what the list held: each direction's is its own, bounded like the template, and the template stays empty."""
-    from tlsflow.tcp import stream
-
-    reassembler = TcpReassembler()
-    for port in (40000, 40001):
-        reassembler.add(TcpPacket(1, 1.0, 4, CLIENT[0], SERVER[0], port, SERVER[1], CISN, 0, SYN, 512, b"", 64, 1))
-    flows = {id(flow): flow for flow, _ in reassembler._flows.values()}  # (each flow under both directions)
-    sides = [side for flow in flows.values() for side in flow.sides]
-    assert len({id(side.ip_ids) for side in sides}) == len(sides) == 4
-    assert [side.ip_ids for side in sides] == [[(1, 1)], [], [(1, 1)], []]
-    for flow in flows.values():
-        reassembler._stop_reassembly(flow)
-    rings = {id(side.ip_ids): side.ip_ids for side in sides}
-    assert len(rings) == 4
-    for ring in rings.values():
-        assert ring.maxlen == IP_IDS_KEPT
-    assert [list(side.ip_ids) for side in sides] == [[(1, 1)], [], [(1, 1)], []]
-    first, *others = rings.values()
-    before = [list(ring) for ring in others]
-    first.extend((k, k) for k in range(2 * IP_IDS_KEPT))
-    assert len(first) == IP_IDS_KEPT and [list(ring) for ring in others] == before and not stream._NO_IP_IDS

@@ -113,7 +113,7 @@ def make_handlers(stats: CaptureStats, reassembler: FragmentReassembler | None,
     With `shard=(index, count)`, a TCP segment whose connection belongs to another shard (`shard_of`) is not
     built: the handler returns its timestamp (a float) instead, so that the consumer's clock still advances.
 
-    `count_only(key, frame, ts, seq, ack, flags, window, ttl, ip_id, payload_length)` (TcpReassembler.count_only)
+    `count_only(key, frame, ts, seq, ack, flags, window, ttl, payload_length)` (TcpReassembler.count_only)
     is offered every untagged Ethernet/IPv4 segment first; when it takes the segment, no TcpPacket is built and
     the handler returns the timestamp as well.
 
@@ -167,7 +167,7 @@ def make_handlers(stats: CaptureStats, reassembler: FragmentReassembler | None,
         if lanes and not flags & 0x06:
             lane = lanes.get(src + dst + buf[off:off + 4])
             if lane is not None and count_lane(lane, frame, ts, seq, ack, flags, window,  # type: ignore[misc]
-                                               ttl, ip_id, end - data):
+                                               ttl, end - data):
                 return ts  # type: ignore[return-value]
         if version == 4:
             src_text = text4_get(src) or new_text4(src)
@@ -346,12 +346,12 @@ def make_handlers(stats: CaptureStats, reassembler: FragmentReassembler | None,
                     if lanes and not flags & 0x06:
                         lane = lanes.get(buf[start + 26:start + 38])
                         if lane is not None and count_lane(lane, frame, ts, seq, ack,  # type: ignore[misc]
-                                                           flags, window, ttl, ident, ip_end - data):
+                                                           flags, window, ttl, ip_end - data):
                             return ts  # type: ignore[return-value]
                     src_text = text4_get(src) or new_text4(src)
                     dst_text = text4_get(dst) or new_text4(dst)
                     if count_only is not None and count_only((src_text, sport, dst_text, dport), frame, ts, seq, ack,
-                                                             flags, window, ttl, ident, ip_end - data):
+                                                             flags, window, ttl, ip_end - data):
                         return ts  # type: ignore[return-value]
                     return build(frame, ts, 4, src_text, dst_text, sport, dport, seq, ack, flags, window,
                                  buf[data:ip_end], ttl, ident)

@@ -71,7 +71,7 @@ class SegmentCounter(Protocol):
     # wire_keys: dict[tuple[str, int, str, int], bytes]
 
     def count_lane(self, lane: Any, frame: int, ts: float, seq: int, ack: int, flags: int, window: int,
-                   ttl: int, ip_id: int | None, n: int) -> bool: ...
+                   ttl: int, n: int) -> bool: ...
 
 
 def four_tuple_texts(wire_keys: dict[tuple[str, int, str, int], bytes] | None = None
@@ -215,7 +215,7 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
                     if (ipv4_1 == ipv4_first and ipv4_2 == ipv4_second and proto == 6 and not frag & 0x3FFF
                             and caplen - total >= link_length and (n := total - header_bytes[offset_byte]) >= 0):
                         if (lane is not None and not flags & 0x06
-                                and count_lane(lane, frame, ts, seq, ack, flags, window, ttl, ident, n)):  # type: ignore[misc]
+                                and count_lane(lane, frame, ts, seq, ack, flags, window, ttl, n)):  # type: ignore[misc]
                             counted_ts = ts
                             continue
                         if build is not None:

@@ -355,7 +355,7 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                             and caplen - total >= cur_link_length and (n := total - header_bytes[offset_byte]) >= 0):
                         if (lane is not None and not flags & 0x06
                                 and count_lane(lane, frame, last_ts, seq, ack, flags, window,  # type: ignore[misc]
-                                               ttl, ident, n)):
+                                               ttl, n)):
                             counted_ts = last_ts
                             continue
                         if cur_build is not None:

@@ -2,8 +2,8 @@
 
 Mutable slotted dataclasses: the reassembler updates them packet by packet, the consumer reads them (and sets
 `wants_data` and `handshake`). Every collection in them is bounded, so a long or hostile flow cannot grow them.
-`ttls` and `ip_ids` are complete once the connection is closed (its ConnectionClosed event): until then the
-reassembler keeps the latest packets' share of them on its side (tlsflow.tcp.stream.HalfStream), where they cost less.
+`ttls` is complete once the connection is closed (its ConnectionClosed event): until then the reassembler keeps the
+latest packets' share of it on its side (tlsflow.tcp.stream.HalfStream), where it costs less.
 """
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-# How many (frame, ip_id) pairs and retransmitted frames a direction keeps.
-IP_IDS_KEPT = 16
+# How many retransmitted frames a direction keeps.
 RETRANSMITTED_FRAMES_KEPT = 20
 
 
@@ -54,7 +53,6 @@ class DirectionFacts:
     rst_ip_id: int | None = None
     rst_count: int = 0
     ttls: Counter[int] = field(default_factory=Tally)  # TTL / hop limit of the non-RST packets
-    ip_ids: list[tuple[int, int]] = field(default_factory=list)  # last IP_IDS_KEPT (frame, ip_id), non-RST, IPv4
     retransmissions: int = 0  # segments carrying bytes (or a SYN/FIN) already seen
     retransmitted_frames: list[int] = field(default_factory=list)  # the first RETRANSMITTED_FRAMES_KEPT
     retransmitted_bytes: int = 0

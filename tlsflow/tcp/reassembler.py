@@ -14,7 +14,7 @@ from struct import Struct
 from tlsflow.packet import ACK, FIN, RST, SYN, TcpPacket
 from tlsflow.tcp import anomalies
 from tlsflow.tcp.events import ConnectionClosed, ConnectionOpened, StreamChunk, stream_chunk
-from tlsflow.tcp.facts import IP_IDS_KEPT, RETRANSMITTED_FRAMES_KEPT, Connection, DirectionFacts
+from tlsflow.tcp.facts import RETRANSMITTED_FRAMES_KEPT, Connection, DirectionFacts
 from tlsflow.tcp.roles import guess_client, looks_like_client_hello
 from tlsflow.tcp.stream import _NO_HISTORY, HalfStream, Piece, StreamLimits
 from tlsparse.events import Sender
@@ -193,7 +193,7 @@ class TcpReassembler:
             # run expiry and the idle check; a closing or unsettled flow takes the code below).
             if (not flags & _SYN_RST and flow.settled and not flow.closing
                     and self.count_lane(flow.lanes[index], pkt.frame, ts, pkt.seq,  # type: ignore[index]
-                                        pkt.ack, flags, pkt.window, pkt.ttl, pkt.ip_id, len(pkt.payload))):
+                                        pkt.ack, flags, pkt.window, pkt.ttl, len(pkt.payload))):
                 return out
         side = flow.sides[index]
         peer = flow.sides[index ^ 1]
@@ -221,17 +221,6 @@ class TcpReassembler:
         else:
             if pkt.ttl != side.ttl_run:  # (the packets of a run are counted by facts.packets)
                 side.new_ttl_run(pkt.ttl)
-            if pkt.ip_id is not None:
-                ring = side.ip_ids
-                if ring is not None:
-                    ring.append((frame, pkt.ip_id))
-                    if len(ring) > IP_IDS_KEPT:  # (a list, while reassembling: see HalfStream.ip_ids)
-                        del ring[0]
-                else:  # a closing flow: its ids are in facts already (see _start_closing)
-                    ip_ids = facts.ip_ids
-                    ip_ids.append((frame, pkt.ip_id))
-                    if len(ip_ids) > IP_IDS_KEPT:
-                        del ip_ids[0]
             if pkt.window == 0:
                 facts.zero_window = True
 
@@ -438,10 +427,6 @@ class TcpReassembler:
     def _start_closing(self, flow: _Flow) -> None:
         if flow.lane_keys:
             self._close_lanes(self.lanes, flow)
-        # Few packets follow (they take add's full code): the IP ids go into facts now, and the deques holding them
-        # (~0.5 KB each) are freed while the flow lingers.
-        flow.sides[0].fold_ip_ids()
-        flow.sides[1].fold_ip_ids()
         flow.closing = True
         fid = flow.conn.flow_id
         del self._open[fid]
@@ -470,7 +455,7 @@ class TcpReassembler:
         return out
 
     def count_only(self, key: FlowKey, frame: int, ts: float, seq: int, ack: int, flags: int, window: int,
-                   ttl: int, ip_id: int | None, n: int) -> bool:
+                   ttl: int, n: int) -> bool:
         """`add` for a packet given by its header fields, when it belongs to a connection that wants no more data
         and carries no SYN or RST, and its time neither runs expiry nor closes the connection: the capture
         reader calls this before building a TcpPacket, so that such packets (most of a capture) cost a dict
@@ -481,11 +466,10 @@ class TcpReassembler:
         flow, index = entry
         if flow.full or flow.closing or not flow.settled:
             return False
-        return self.count_lane(flow.lanes[index], frame, ts, seq, ack, flags, window,  # type: ignore[index]
-                               ttl, ip_id, n)
+        return self.count_lane(flow.lanes[index], frame, ts, seq, ack, flags, window, ttl, n)  # type: ignore[index]
 
     def count_lane(self, lane: Lane, frame: int, ts: float, seq: int, ack: int, flags: int, window: int,
-                   ttl: int, ip_id: int | None, n: int) -> bool:
+                   ttl: int, n: int) -> bool:
         """`add` for a segment of a direction found in `lanes` (its connection wants no more data, is settled
         and not closing), given by its header fields; the caller has checked that it carries no SYN or RST.
         Returns False, having changed nothing, when its time runs expiry or ends the flow's idle time: then `add`
@@ -518,8 +502,6 @@ class TcpReassembler:
         conn.last_frame = frame
         if ttl != side.ttl_run:
             side.new_ttl_run(ttl)
-        if ip_id is not None:
-            side.ip_ids.append((frame, ip_id))  # type: ignore[union-attr]  # (None only once the flow is closing)
         if not window:
             facts.zero_window = True
         if n:

@@ -14,16 +14,14 @@ from collections import deque
 from dataclasses import dataclass
 
 from tlsflow.tcp import anomalies
-from tlsflow.tcp.facts import IP_IDS_KEPT, Connection, DirectionFacts
+from tlsflow.tcp.facts import Connection, DirectionFacts
 from tlsflow.tcp.seq import SEQ_MASK, seq_diff
 
 Piece = tuple[int, bytes, int, int, float]  # offset, data, gap, frame, ts
 _NO_FRAME = -1
 _NEVER = float("-inf")
-_NO_IP_IDS: deque[tuple[int, int]] = deque(maxlen=IP_IDS_KEPT)  # copied, never filled
-# A side's history before its first delivered byte. An empty deque is ~760 bytes, its list of IP ids as a deque as
-# much: a capture of scans or a SYN flood fills the flow table (100,000 flows) with connections that never carry a
-# byte, which those two pairs of deques alone made ~300 MB.
+# A side's history before its first delivered byte. An empty deque is ~760 bytes: a capture of scans or a SYN flood
+# fills the flow table (100,000 flows) with connections that never carry a byte.
 _NO_HISTORY: tuple[()] = ()
 
 
@@ -56,7 +54,6 @@ class HalfStream:
         "history",
         "history_bytes",
         "index",
-        "ip_ids",
         "isn",
         "lane_until",
         "largest_end",
@@ -97,18 +94,13 @@ class HalfStream:
         self.lane_until = _NEVER
         self.probe = b""  # the stream's first bytes, while the roles wait for a ClientHello
         self.probe_done = False
-        # The TTLs and IP ids of the packets sent, kept here while the connection is open and written into `facts`
-        # by `fold_header_facts` when it closes: a run of packets with the same TTL costs nothing per packet (its
-        # length is told by the packet counts; a Counter item costs ~twice an integer increase, per packet), and a
-        # bounded deque drops the oldest IP id by itself.
+        # The TTLs of the packets sent, kept here while the connection is open and written into `facts` by
+        # `fold_header_facts` when it closes: a run of packets with the same TTL costs nothing per packet (its
+        # length is told by the packet counts; a Counter item costs ~twice an integer increase, per packet).
         self.ttl_run = -1  # the TTL of the latest packets (-1: none yet) ...
         # ... and how many packets outside RSTs (facts.packets - facts.rst_count) came before its run: the run's
         # packets not yet in facts.ttls are those counted since.
         self.ttl_run_mark = 0
-        # The last IP_IDS_KEPT (frame, ip_id) pairs: a list (cut by `add`) while the flow is reassembling, a
-        # bounded deque once its segments are counted (`stop_reassembly`), None once they went into facts.ip_ids
-        # early (`fold_ip_ids`).
-        self.ip_ids: list[tuple[int, int]] | deque[tuple[int, int]] | None = []
 
     def start(self, seq: int) -> None:
         """Offset 0 is at `seq` (the byte after the SYN, or the first byte seen mid-connection)."""
@@ -131,7 +123,7 @@ class HalfStream:
         self.ttl_run_mark = before
 
     def fold_header_facts(self) -> None:
-        """Write the pending TTL run and the kept IP ids into `facts` (once, when the connection closes)."""
+        """Write the pending TTL run into `facts` (once, when the connection closes)."""
         facts = self.facts
         counted = facts.packets - facts.rst_count
         run = counted - self.ttl_run_mark
@@ -139,15 +131,6 @@ class HalfStream:
             ttls = facts.ttls
             ttls[self.ttl_run] = ttls.get(self.ttl_run, 0) + run
             self.ttl_run_mark = counted
-        self.fold_ip_ids()
-
-    def fold_ip_ids(self) -> None:
-        """Write the kept IP ids into facts.ip_ids and drop the deque: later ones go to facts.ip_ids directly."""
-        if self.ip_ids:
-            # (facts.ip_ids is empty until now: add appends to it only once this deque is gone; extend costs half
-            # of a slice assignment, which copies the deque into a list first)
-            self.facts.ip_ids.extend(self.ip_ids)
-        self.ip_ids = None
 
     def offset_of(self, seq: int) -> int:
         return self.high_offset + seq_diff(seq, self.high_seq)
@@ -306,11 +289,6 @@ class HalfStream:
         self.history = _NO_HISTORY
         self.history_bytes = 0
         self.probe = b""
-        if self.ip_ids.__class__ is list:
-            # count_lane appends to it for every segment from now on: the deque drops the oldest by itself.
-            ring = _NO_IP_IDS.copy()  # (a third of deque(maxlen=...)'s cost)
-            ring.extend(self.ip_ids)  # type: ignore[arg-type]
-            self.ip_ids = ring
 
     # --- retransmission checks --------------------------------------------------------------------------------
 
