@@ -171,15 +171,9 @@ class Report:
 
     @staticmethod
     def _read_run(path: str) -> Iterator[tuple[int, str, int, int, str, tuple[Any, ...]]]:
-        import pickle
+        from tlsflow.waiting import read_pickles
 
-        with open(path, "rb") as run:
-            while True:
-                try:
-                    blocks = pickle.load(run)
-                except EOFError:
-                    return
-                yield from blocks
+        return read_pickles(path)
 
 
 def write_summary(records: Iterable[dict[str, Any]], stream: IO[str], *, colour: bool) -> None:

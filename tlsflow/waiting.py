@@ -19,6 +19,18 @@ from typing import Any
 WAITING_IN_MEMORY = 2048  # records
 
 
+def read_pickles(path: str) -> Iterator[Any]:
+    """The items of every list pickled into the file at `path`, in order: a spill file written a list at a time is
+    read back a list at a time (here and in terminal.Report's runs)."""
+    with open(path, "rb") as spilled:
+        while True:
+            try:
+                items = pickle.load(spilled)
+            except EOFError:
+                return
+            yield from items
+
+
 class Waiting:
     """Batches by key, each key's in the order they came. `records_in(batch)`: how many records a batch holds."""
 
@@ -42,13 +54,7 @@ class Waiting:
         if key in self._on_disk:
             self._on_disk.remove(key)
             path = self._path(key)
-            with open(path, "rb") as spilled:
-                while True:
-                    try:
-                        batches = pickle.load(spilled)
-                    except EOFError:
-                        break
-                    yield from batches
+            yield from read_pickles(path)
             os.unlink(path)
         batches = self._in_memory.pop(key, [])
         self._records_in_memory -= sum(self._records_in(batch) for batch in batches)
