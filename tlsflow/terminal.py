@@ -3,9 +3,8 @@ and cause. Every string from the wire is escaped before it reaches the terminal:
 from __future__ import annotations
 
 import os
-import warnings
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import IO, Any
 
 _COLOURS = {"failed": "\x1b[31m", "not_tls": "\x1b[35m", "incomplete": "\x1b[33m", "established": "\x1b[32m"}
@@ -85,8 +84,7 @@ class Report:
         # (outcome rank, capture, flow id, arrival: the place in the report; the text; what the summary counts)
         self._blocks: list[tuple[int, str, int, int, str, tuple[Any, ...]]] = []
         self._runs: list[str] = []  # files of sorted blocks
-        self._folder: Any = None  # a tempfile.TemporaryDirectory, from the first run on
-        self._disk_failed = False
+        self._spill: Any = None  # a waiting.SpillFolder, from the first run on
         self._count = 0
 
     def add(self, record: dict[str, Any]) -> None:
@@ -95,7 +93,7 @@ class Report:
         counted = (outcome, record.get("failed_step"), record.get("cause"), tuple(record.get("warnings") or ()))
         self._blocks.append((_ORDER.get(outcome or "", 9), str(record.get("capture")), record.get("flow_id") or 0,
                              self._count, self._block(record), counted))
-        if len(self._blocks) >= self.BLOCKS_IN_MEMORY and not self._disk_failed:
+        if len(self._blocks) >= self.BLOCKS_IN_MEMORY and (self._spill is None or not self._spill.failed):
             self._write_run()
 
     def write(self) -> None:
@@ -103,16 +101,19 @@ class Report:
         header = "  ".join(title.ljust(width) for title, _, width in _COLUMNS)
         if self.show_capture:
             header = "capture".ljust(24) + "  " + header
+        # (imported here and below: the command line imports this module for every output format)
+        import heapq
+
+        from tlsflow.waiting import read_pickles
+
         stream = self.stream
         stream.write((_BOLD + header + _RESET if self.colour else header) + "\n")
-        import heapq  # (here and below: the command line imports this module for every output format)
-
         self._blocks.sort()
         # Counted in the report's order, as write_summary counts sorted records: equal counts keep that order.
         outcomes: Counter[Any] = Counter()
         causes: Counter[tuple[Any, Any]] = Counter()
         warned: Counter[Any] = Counter()
-        for block in heapq.merge(*(self._read_run(path) for path in self._runs), self._blocks):
+        for block in heapq.merge(*(read_pickles(path) for path in self._runs), self._blocks):
             stream.write(block[4])
             outcome, step, cause, block_warnings = block[5]
             outcomes[outcome] += 1
@@ -124,9 +125,8 @@ class Report:
 
     def close(self) -> None:
         """Delete the runs on disk."""
-        if self._folder is not None:
-            self._folder.cleanup()
-            self._folder = None
+        if self._spill is not None:
+            self._spill.close()
 
     def _block(self, record: dict[str, Any]) -> str:
         line = "  ".join(_cell(record, field, width) for _, field, width in _COLUMNS)
@@ -148,32 +148,17 @@ class Report:
         return "".join(parts)
 
     def _write_run(self) -> None:
-        import pickle
-        import tempfile
+        from tlsflow.waiting import SpillFolder
 
+        if self._spill is None:
+            self._spill = SpillFolder("tlsflow-report-", "the report's rows")
         blocks = self._blocks
         blocks.sort()
-        try:
-            if self._folder is None:
-                self._folder = tempfile.TemporaryDirectory(prefix="tlsflow-report-")
-            path = os.path.join(self._folder.name, str(len(self._runs)))
-            with open(path, "wb") as out:
-                for at in range(0, len(blocks), self._RUN_PICKLE):
-                    pickle.dump(blocks[at:at + self._RUN_PICKLE], out, protocol=pickle.HIGHEST_PROTOCOL)
-        except OSError as exc:
-            self._disk_failed = True
-            where = self._folder.name if self._folder is not None else tempfile.gettempdir()
-            warnings.warn(f"tlsflow: cannot keep the report's rows on disk ({where}: {exc.strerror or exc}); "
-                          "they stay in memory", RuntimeWarning, stacklevel=3)
-            return
-        self._runs.append(path)
-        self._blocks = []
-
-    @staticmethod
-    def _read_run(path: str) -> Iterator[tuple[int, str, int, int, str, tuple[Any, ...]]]:
-        from tlsflow.waiting import read_pickles
-
-        return read_pickles(path)
+        name = str(len(self._runs))
+        step = self._RUN_PICKLE
+        if self._spill.append(name, [blocks[at:at + step] for at in range(0, len(blocks), step)]):
+            self._runs.append(self._spill.path(name))
+            self._blocks = []
 
 
 def write_summary(records: Iterable[dict[str, Any]], stream: IO[str], *, colour: bool) -> None:

@@ -779,7 +779,7 @@ def test_waiting_records_go_to_a_temporary_file_and_memory_stays_bounded(generat
     given = list(ranges_in_one_process(str(generated), [size // 3], batch_packets=5, interleave=_later_workers_first))
     assert written and all(count > 4 for count in written)  # each time past the bound
     assert most[0] <= 4  # (written out as soon as one message takes it past)
-    assert [w._folder for w in used] == [None]  # one store for the parent, its folder deleted
+    assert [w._spill._folder for w in used] == [None]  # one store for the parent, its folder deleted
     assert sorted(given, key=lambda r: r["flow_id"]) == _single(generated)
     assert not fallbacks
 

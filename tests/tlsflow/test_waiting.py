@@ -20,7 +20,7 @@ def test_batches_come_back_in_order_and_the_disk_holds_only_what_waits(monkeypat
         for batch in range(4):
             waiting.add(2, [("file 2", batch)] * 2)
             waiting.add(1, [("file 1", batch)])
-        folder = Path(waiting._folder.name)
+        folder = Path(waiting._spill._folder.name)
         assert sorted(p.name for p in folder.iterdir()) == ["1", "2"]
         assert list(waiting.take(1)) == [[("file 1", batch)] for batch in range(4)]
         assert [p.name for p in folder.iterdir()] == ["2"]
@@ -44,7 +44,7 @@ def test_records_are_counted_as_the_caller_says_and_the_bound_is_over_all_keys(m
     try:
         waiting.add(1, (["a", "b", "c"], "opened", 10))
         waiting.add(2, (["d", "e"], "opened", 11))
-        assert waiting._folder is None  # 5 records: not past the bound
+        assert waiting._spill._folder is None  # 5 records: not past the bound
         waiting.add(2, (["f"], "opened", 12))
         assert [p.name[:15] for p in tmp_path.iterdir()] == ["tlsflow-ranges-"]
         assert waiting._records_in_memory == 0
@@ -98,7 +98,7 @@ def test_a_disk_that_fills_up_keeps_every_batch_in_order(monkeypatch, tmp_path):
     try:
         waiting.add(1, ["a", "b"])
         waiting.add(2, ["c", "d"])  # past 3: both keys to disk (writes 1 and 2)
-        folder = Path(waiting._folder.name)
+        folder = Path(waiting._spill._folder.name)
         sizes = {p.name: p.stat().st_size for p in folder.iterdir()}
         waiting.add(1, ["e"])
         with pytest.warns(RuntimeWarning, match="No space left on device"):
