@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tlsflow.capture import CaptureError
-from tlsflow.capture.errors import about
+from tlsflow.capture.errors import about, damage_message
 from tlsflow.inputs import cpu_cores
 from tlsflow.pipeline import CaptureReport, iter_flow_records
 from tlsflow.record import FIELDS
@@ -48,7 +48,7 @@ def _one_capture(path: str, trust: Any, progress: Callable[[int, int | None], No
         yield about(path, str(exc))
         return
     if report.error:
-        yield about(path, f"{report.error} ({report.flows} connection(s) before the damage were reported)")
+        yield damage_message(path, report.error, report.flows)
 
 
 def _opens(path: str) -> bool:

@@ -163,7 +163,7 @@ def _not_analysed(task: CaptureTask, message: str) -> CaptureResult:
 
 def _analyze_capture(task: CaptureTask) -> CaptureResult:
     from tlsflow.capture import CaptureError
-    from tlsflow.capture.errors import about
+    from tlsflow.capture.errors import about, damage_message
     from tlsflow.formats import ParquetWriter
     from tlsflow.pipeline import CaptureReport, iter_flow_records
 
@@ -205,8 +205,7 @@ def _analyze_capture(task: CaptureTask) -> CaptureResult:
         except Exception as exc:  # noqa: BLE001 - a bug on one capture's bytes: reported for it, the rest go on
             errors.append(f"{task.name}: analysis failed: {type(exc).__name__}: {exc}")
         if report.error:
-            errors.append(about(task.name, f"{report.error} ({report.flows} connection(s) before the damage "
-                                           "were reported)"))
+            errors.append(damage_message(task.name, report.error, report.flows))
         writer.close()
         # Readers of the folder skip dot files, so a half-written file is never read; the rename is atomic.
         os.replace(tmp, task.output)

@@ -26,7 +26,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from tlsflow.capture.errors import about
+from tlsflow.capture.errors import damage_message
 from tlsflow.shipping import pack_all, unpack_all
 
 BATCH_PACKETS = 1 << 14  # packets between two messages of a worker (records, opened flows, progress)
@@ -235,4 +235,4 @@ def _merge(queue: Any, workers: list[Any], path: str, progress: Callable[[int, i
                                                    for v in range(jobs) if v != w)
                 yield record
     if error is not None:
-        yield about(path, f"{error} ({flows} connection(s) before the damage were reported)")
+        yield damage_message(path, error, flows)

@@ -53,7 +53,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from tlsflow.capture.errors import about
+from tlsflow.capture.errors import damage_message
 from tlsflow.capture.linktypes import ETHERNET
 from tlsflow.hop_ahead import equal_cut_targets
 from tlsflow.hop_ahead import take as hop_taken_ahead
@@ -717,7 +717,7 @@ def _merge_ranges(messages: Iterator[tuple[int, tuple[Any, ...]]], jobs: int, st
     finally:
         waiting.close()
     if error is not None:
-        yield about(path, f"{error} ({len(given)} connection(s) before the damage were reported)")
+        yield damage_message(path, error, len(given))
 
 
 def _given(out: list[dict[str, Any]], given: set[int]) -> Iterator[dict[str, Any]]:
@@ -879,4 +879,4 @@ def _single_process(path: str, given: set[int], ca_bundle: str | None, keylog_pa
         if record["first_frame"] not in given:
             yield record
     if report.error:
-        yield about(path, f"{report.error} ({report.flows} connection(s) before the damage were reported)")
+        yield damage_message(path, report.error, report.flows)

@@ -48,3 +48,9 @@ def about(path: str, text: str) -> str:
     """`text` as one line about the capture at `path`: prefixed with its name, unless the text starts with it
     already (a CaptureError's text names its file once the reader knew it: "x.pcap: x.pcap: ..." otherwise)."""
     return text if text.startswith(f"{path}: ") else f"{path}: {text}"
+
+
+def damage_message(path: str, error: str, flows: int) -> str:
+    """The line about a capture whose reading stopped at damage (`error`) after `flows` connections were reported:
+    the same words whichever way it was read (one process, --jobs, Dask)."""
+    return about(path, f"{error} ({flows} connection(s) before the damage were reported)")
