@@ -105,6 +105,8 @@ class HandshakeSummary:
     first_handshake_ts: dict[Sender, float] = field(default_factory=dict)
     not_tls: dict[Sender, ev.NotTlsSeen] = field(default_factory=dict)
     starttls: dict[Sender, ev.TlsStartSeen] = field(default_factory=dict)
+    # Directions the capture joined after their stream began (no SYN seen): where their records were found.
+    joined: dict[Sender, ev.MidstreamJoinSeen] = field(default_factory=dict)
     gaps: list[ev.GapSeen] = field(default_factory=list)
     resyncs: list[ev.ResyncSeen] = field(default_factory=list)
     anomalies: list[ev.ParseAnomaly] = field(default_factory=list)
@@ -276,6 +278,9 @@ class HandshakeSummary:
         self.not_tls.pop(event.sender, None)
         self.starttls[event.sender] = event
 
+    def _add_midstream_join(self, event: ev.MidstreamJoinSeen) -> None:
+        self.joined[event.sender] = event
+
     def _add_gap(self, event: ev.GapSeen) -> None:
         self.gaps.append(event)
 
@@ -444,6 +449,7 @@ _FOLD_BY_EVENT: dict[type, Any] = {
     ev.NotTlsSeen: HandshakeSummary._add_not_tls,
     ev.TlsStartSeen: HandshakeSummary._add_tls_start,
     ev.GapSeen: HandshakeSummary._add_gap,
+    ev.MidstreamJoinSeen: HandshakeSummary._add_midstream_join,
     ev.ResyncSeen: HandshakeSummary._add_resync,
     ev.ParseAnomaly: HandshakeSummary._add_anomaly,
 }

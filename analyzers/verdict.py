@@ -65,6 +65,9 @@ _WIDELY_SUPPORTED_SUITES = frozenset({0x1301, 0x1302, 0x1303, 0xC02B, 0xC02F, 0x
 HANG_UP_SECONDS = 0.5
 # Seconds without an answer to the ClientHello before "server silent" is called on a flow still open.
 SILENT_AFTER_SECONDS = 5.0
+# The first evidence line of a connection that the capture (or the flow table) joined after it began.
+_JOINED_MIDSTREAM = ("no SYN: the connection began before the capture (or before tlsflow followed it), its handshake "
+                     "is not in this record")
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,10 +263,24 @@ class _Decider:
                 break
         else:
             verdict = self.v
-        if verdict.outcome == "incomplete" and not s.client_hellos and not s.first_record and not s.not_tls:
-            verdict.evidence.append("no TLS bytes on this connection")
+        if verdict.outcome == "incomplete" and not s.client_hellos:
+            if self.tcp.client.syn_frame is None and self.tcp.server.synack_frame is None:
+                verdict.evidence.extend(self._joined_evidence())
+            if not s.first_record and not s.not_tls:
+                verdict.evidence.append("no TLS bytes on this connection")
+        if "flow_evicted" in self.tcp.anomalies:
+            verdict.evidence.append("the flow table was full: tlsflow stopped following this connection here, "
+                                    "its later packets (if any) make another record")
         self.add_warnings(verdict)
         return verdict
+
+    def _joined_evidence(self) -> list[str]:
+        """A connection the capture joined after it began: why there is no handshake to judge."""
+        facts = [_JOINED_MIDSTREAM]
+        for sender, seen in sorted(self.s.joined.items(), key=lambda item: item[1].frame):
+            where = f" (after {seen.skipped} bytes of a record under way)" if seen.skipped else ""
+            facts.append(f"frame {seen.frame}: {_side(sender)} TLS records from here on{where}")
+        return facts
 
     def tcp_connect(self) -> Verdict | None:
         c, srv = self.tcp.client, self.tcp.server

@@ -55,6 +55,9 @@ def _label(event: Any) -> str | None:
         return f"not TLS: {safe_text(event.preview.decode('latin-1'), 24)}"
     if isinstance(event, ev.GapSeen):
         return f"[{event.length} bytes missing from the capture]"
+    if isinstance(event, ev.MidstreamJoinSeen):
+        skipped = f" after {event.skipped} bytes of a record under way" if event.skipped else ""
+        return f"[joined mid-stream: TLS records from here{skipped}]"
     if isinstance(event, ev.ParseAnomaly):
         return f"[malformed: {event.name}]"
     return None

@@ -165,7 +165,13 @@ class FlowAnalyzer:
         # whose events `explain` keeps.
         # (by position, the summary from new_summary: FlowState's keywords and HandshakeSummary's own __init__
         # cost ~7,000 instructions more per connection)
-        return FlowState(self._new_tls(conn.flow_id == self.keep_events_for), new_summary())
+        tls = self._new_tls(conn.flow_id == self.keep_events_for)
+        if conn.client.syn_frame is None and conn.server.synack_frame is None:
+            # Neither SYN seen: the connection began before the capture (or before this flow was tracked), and
+            # each direction's first bytes may lie inside a record.
+            tls.join_midstream(_CLIENT)
+            tls.join_midstream(_SERVER)
+        return FlowState(tls, new_summary())
 
     def add_secrets(self, blocks: list[bytes]) -> None:
         """Key-log text from the capture itself (pcapng DSB): used for connections opened from now on."""

@@ -55,6 +55,7 @@ from tlsparse.events import (
     GapSeen,
     HandshakeSeen,
     HeartbeatSeen,
+    MidstreamJoinSeen,
     NotTlsSeen,
     ParseAnomaly,
     RecordSeen,
@@ -99,12 +100,14 @@ class _Mode(enum.Enum):
     RECORDS = "records"  # in sync: the next byte is a record header
     RESYNC = "resync"  # after a gap or garbage: looking for a plausible record header
     PRELUDE = "prelude"  # not TLS so far: scanning a bounded plaintext prelude for a hello (STARTTLS)
+    MIDSTREAM = "midstream"  # joined after the stream began: the first bytes may lie inside a record
     DEAD = "dead"  # not TLS: bytes are counted, not parsed
 
 
 # Enum members and content types as module constants: an enum class attribute costs a metaclass lookup, and
 # the record loop reads them for every record.
 _START, _RECORDS, _RESYNC, _PRELUDE, _DEAD = _Mode.START, _Mode.RECORDS, _Mode.RESYNC, _Mode.PRELUDE, _Mode.DEAD
+_MIDSTREAM = _Mode.MIDSTREAM
 _CLIENT, _SERVER = Sender.CLIENT, Sender.SERVER
 _CHANGE_CIPHER_SPEC, _ALERT, _HANDSHAKE, _APPLICATION_DATA, _HEARTBEAT = (
     m.CHANGE_CIPHER_SPEC, m.ALERT, m.HANDSHAKE, m.APPLICATION_DATA, m.HEARTBEAT)
@@ -274,6 +277,17 @@ class TlsConnection:
                                        name="internal_error", detail=f"{type(exc).__name__}: {exc}"))
         return events
 
+    def join_midstream(self, sender: Sender) -> None:
+        """The bytes of `sender` given from now on do not start its stream: the capture began after the
+        connection did (no SYN seen). Its first bytes may then lie inside a record, which says nothing about
+        whether the stream is TLS: the parse starts at the first plausible record header instead (a
+        `MidstreamJoinSeen` tells where and after how many bytes), and the direction is taken as not TLS only when none
+        comes within MAX_PRELUDE bytes. Call before any of that direction's bytes."""
+        d = self._client if sender is _CLIENT else self._server
+        if d.mode is _START and d.buf_offset == 0 and not d.buf:
+            d.mode = _MIDSTREAM
+            d.resync_start = 0
+
     def receive_gap(self, sender: Sender, length: int, frame: int, ts: float) -> list[Event]:
         """`length` bytes of that direction were lost in the capture. The parse resumes on the next plausible
         record header, unless the gap falls inside the body of a record being skipped anyway."""
@@ -417,6 +431,24 @@ class TlsConnection:
                                          preview=bytes(b[pos:pos + 16])))
                 d.mode = _PRELUDE
                 d.resync_start = base + pos
+            elif mode is _MIDSTREAM:
+                # The first bytes seen of a stream that began before the capture: a record header there is
+                # taken as it is; else the first plausible one (as after a gap). Not TLS only if none comes within
+                # MAX_PRELUDE bytes.
+                found = self._find_header(b, pos)
+                if found < 0:
+                    if base + n - d.resync_start > MAX_PRELUDE:
+                        # (the preview: the bytes at hand, the first ones are gone by now)
+                        events.append(NotTlsSeen(sender=d.sender, frame=frame, ts=ts, offset=base,
+                                                 preview=bytes(b[:16])))
+                        d.mode = _DEAD
+                        self.given_up = self._client.mode is _DEAD and self._server.mode is _DEAD
+                        return n
+                    return max(pos, n - (HEADER_LEN - 1))  # keep a possible header's first bytes
+                events.append(MidstreamJoinSeen(sender=d.sender, frame=frame, ts=ts, offset=base + found,
+                                                skipped=base + found - d.resync_start))
+                d.mode = _RECORDS
+                pos = found
             elif mode is _PRELUDE:
                 found = self._find_hello(d, b, pos)
                 if found < 0:

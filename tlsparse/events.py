@@ -137,6 +137,15 @@ class NotTlsSeen(Event):
 
 @fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MidstreamJoinSeen(Event):
+    """A direction that the capture joined after its stream began (`TlsConnection.join_midstream`): the first
+    record header found in it, after `skipped` bytes (the rest of a record already under way)."""
+
+    skipped: int
+
+
+@fast_frozen_init
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TlsStartSeen(Event):
     """TLS began after a plaintext prelude of `skipped` bytes (STARTTLS in SMTP/IMAP/XMPP/FTP, MySQL's SSL
     request, ...): the direction was first reported as NotTlsSeen, and a hello record header was found after it."""

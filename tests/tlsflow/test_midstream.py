@@ -1,0 +1,188 @@
+"""Captures that begin after some of their connections did (tcpdump started on a busy server), and connections the
+flow table had to let go of: their bytes start inside a TLS record, which must not make them "not TLS".
+
+Before, the first bytes of such a stream were judged as a stream's start: 34 of the 48 connections in progress
+when a bench capture was cut were reported `not_tls`, confidence `certain`, with a hint to check the port.
+"""
+from __future__ import annotations
+
+import functools
+import struct
+from pathlib import Path
+
+from tlsflow import pipeline
+from tlsflow.pipeline import iter_flow_records
+from tlsflow.tcp import TcpReassembler
+from tlsparse import TlsConnection
+from tlsparse.connection import MAX_PRELUDE
+from tlsparse.events import MidstreamJoinSeen, NotTlsSeen, RecordSeen, Sender
+
+CLIENT, SERVER = Sender.CLIENT, Sender.SERVER
+SYN, ACK = 0x02, 0x10
+MIDSTREAM = "no SYN: the connection began before the capture"
+
+
+def _records(path: Path) -> tuple[bytes, list[bytes]]:
+    """A little-endian classic pcap's header and its records (header and frame bytes each)."""
+    data = path.read_bytes()
+    assert data[:4] == b"\xd4\xc3\xb2\xa1"
+    out, pos = [], 24
+    while pos < len(data):
+        caplen = struct.unpack_from("<I", data, pos + 8)[0]
+        out.append(data[pos:pos + 16 + caplen])
+        pos += 16 + caplen
+    return data[:24], out
+
+
+def _cut(path: Path, first_kept: int, out: Path) -> Path:
+    """The capture from record `first_kept` (0-based) on, as if tcpdump had started there."""
+    header, records = _records(path)
+    out.write_bytes(header + b"".join(records[first_kept:]))
+    return out
+
+
+def _first_flags(path: Path) -> dict[frozenset[tuple[bytes, int]], int]:
+    """Connection (Ethernet/IPv4/TCP, by its two ends) -> the TCP flags of its first packet in the file."""
+    first: dict[frozenset[tuple[bytes, int]], int] = {}
+    for record in _records(path)[1]:
+        frame = record[16:]
+        ihl = (frame[14] & 15) * 4
+        sport, dport = struct.unpack_from("!HH", frame, 14 + ihl)
+        first.setdefault(frozenset({(frame[26:30], sport), (frame[30:34], dport)}), frame[14 + ihl + 13])
+    return first
+
+
+def _key(record: dict) -> frozenset[tuple[bytes, int]]:
+    def side(text: str) -> tuple[bytes, int]:
+        host, port = text.rsplit(":", 1)
+        return bytes(int(part) for part in host.split(".")), int(port)
+
+    return frozenset({side(record["client"]), side(record["server"])})
+
+
+def test_capture_started_after_the_handshake_real_tcpdump(corpus_dir: Path, tmp_path: Path) -> None:
+    """curl and Python's ssl server, recorded with tcpdump: the capture cut after the handshake holds only
+    application data and the close, which is TLS, joined mid-stream (not `not_tls`)."""
+    source = corpus_dir / "tls12_established_curl_python.pcap"
+    [whole] = iter_flow_records(source)
+    assert whole["outcome"] == "established"
+    cut = _cut(source, 11, tmp_path / "after_handshake.pcap")
+    [joined] = iter_flow_records(cut)
+    assert joined["outcome"] == "incomplete"
+    assert joined["cause"] is None and joined["hint"] is None
+    assert joined["evidence"][0].startswith(MIDSTREAM)
+    assert any("TLS records from here on" in line for line in joined["evidence"][1:])
+    assert (joined["client"], joined["server"]) == (whole["client"], whole["server"])
+    assert joined["warnings"] is None  # the bytes before the capture are not a gap on the wire
+
+
+def test_capture_started_mid_connection_keeps_every_other_verdict(generated_capture: Path, tmp_path: Path) -> None:
+    """A bench capture (real OpenSSL handshakes, 1460-byte segments, 48 connections at a time) cut a quarter of
+    the way in: the connections in progress start inside records. None is `not_tls`; each that lost its SYN and
+    its handshake says why it has no verdict; the connections that begin after the cut are judged as in the
+    whole capture."""
+    records = _records(generated_capture)[1]
+    cut = _cut(generated_capture, len(records) // 4, tmp_path / "cut.pcap")
+    whole = {(_key(r), r["start"]): r for r in iter_flow_records(generated_capture)}
+    first_flags = _first_flags(cut)
+    assert sum(not flags & SYN for flags in first_flags.values()) >= 20
+    joined_mid_record = 0
+    for record in iter_flow_records(cut):
+        assert record["outcome"] != "not_tls", record
+        flags = first_flags[_key(record)]
+        if not flags & SYN:
+            # Joined after the ClientHello: what is left may still settle it (the server's flight and the
+            # client's Finished: established); otherwise it says why there is no verdict.
+            if record["outcome"] == "incomplete":
+                assert record["evidence"][0].startswith(MIDSTREAM), record
+                joined_mid_record += any("of a record under way" in line for line in record["evidence"])
+            else:
+                assert record["outcome"] == "established" and record["history"][0] != "C", record
+            continue
+        if flags & ACK:
+            continue  # its SYN-ACK first: it began right before the cut, its ClientHello is in the capture
+        same = whole[(_key(record), record["start"])]
+        for field in ("outcome", "failed_step", "cause", "history", "version", "cipher", "sni", "warnings"):
+            assert record[field] == same[field], (field, record, same)  # (evidence: its frame numbers moved)
+        assert record["flow_id"] <= same["flow_id"]
+    assert joined_mid_record >= 10
+
+
+def test_evicted_connections_say_so(generated_capture: Path, monkeypatch) -> None:
+    """A flow table of 8 for 48 connections at a time: the least recently active are let go (and say so), and
+    their later packets make records joined mid-stream, never `not_tls`."""
+    monkeypatch.setattr(pipeline, "TcpReassembler", functools.partial(TcpReassembler, max_flows=8))
+    records = list(iter_flow_records(generated_capture))
+    evicted = [r for r in records if r["evidence"] and any("flow table was full" in e for e in r["evidence"])]
+    joined = [r for r in records if r["evidence"] and any(e.startswith(MIDSTREAM) for e in r["evidence"])]
+    assert len(evicted) >= 100 and len(joined) >= 100
+    assert not [r for r in records if r["outcome"] == "not_tls"]
+
+
+# --- the parser on its own (hand-built bytes for the edges) ---------------------------------------------------
+
+def _record(content_type: int, body: bytes) -> bytes:
+    return struct.pack("!BHH", content_type, 0x0303, len(body)) + body
+
+
+def test_join_inside_a_record_skips_to_the_next_header() -> None:
+    tls = TlsConnection()
+    tls.join_midstream(SERVER)
+    tail = bytes(range(1, 200))  # the end of an encrypted record under way
+    events = tls.receive(SERVER, tail + _record(23, b"\x99" * 40) + _record(23, b"\x98" * 30), 5, 1.0)
+    joined = [e for e in events if isinstance(e, MidstreamJoinSeen)]
+    assert [(e.offset, e.skipped, e.frame) for e in joined] == [(len(tail), len(tail), 5)]
+    assert [e.offset for e in events if isinstance(e, RecordSeen)] == [len(tail), len(tail) + 45]
+    assert not [e for e in events if isinstance(e, NotTlsSeen)]
+
+
+def test_join_at_a_record_boundary_skips_nothing() -> None:
+    tls = TlsConnection()
+    tls.join_midstream(CLIENT)
+    events = tls.receive(CLIENT, _record(23, b"\x01" * 64), 1, 1.0)
+    assert [(e.skipped, e.offset) for e in events if isinstance(e, MidstreamJoinSeen)] == [(0, 0)]
+
+
+def test_join_header_split_over_two_segments() -> None:
+    tls = TlsConnection()
+    tls.join_midstream(SERVER)
+    data = b"\xaa" * 50 + _record(23, b"\x02" * 100)
+    first = tls.receive(SERVER, data[:52], 1, 1.0)  # the header's first two bytes end this segment
+    assert not [e for e in first if isinstance(e, (MidstreamJoinSeen, NotTlsSeen))]
+    second = tls.receive(SERVER, data[52:], 2, 1.1)
+    assert [(e.skipped, e.frame) for e in second if isinstance(e, MidstreamJoinSeen)] == [(50, 2)]
+
+
+def test_no_header_within_the_bound_is_not_tls_once() -> None:
+    tls = TlsConnection()
+    tls.join_midstream(CLIENT)
+    tls.join_midstream(SERVER)
+    junk = b"GET / HTTP/1.1\r\nHost: example\r\n" * 64
+    events = []
+    for frame in range(1, MAX_PRELUDE // len(junk) + 3):
+        events += tls.receive(CLIENT, junk, frame, float(frame))
+        events += tls.receive(SERVER, junk, frame, float(frame))
+    not_tls = [e for e in events if isinstance(e, NotTlsSeen)]
+    assert sorted(e.sender.value for e in not_tls) == sorted([CLIENT.value, SERVER.value])
+    assert all(e.offset > MAX_PRELUDE - 2 * len(junk) and e.preview in junk * 2 for e in not_tls)
+    assert tls.given_up
+
+
+def test_join_after_bytes_came_changes_nothing() -> None:
+    tls = TlsConnection()
+    assert tls.receive(CLIENT, b"SSH-2.0-OpenSSH_9.2\r\n", 1, 1.0)  # judged at its start: not TLS
+    tls.join_midstream(CLIENT)
+    assert not [e for e in tls.receive(CLIENT, _record(23, b"\x01" * 8), 2, 1.1)
+                if isinstance(e, MidstreamJoinSeen)]
+
+
+def test_explain_draws_where_the_records_were_picked_up(corpus_dir: Path, tmp_path: Path) -> None:
+    import io
+
+    from tlsflow.explain import explain_flow
+
+    cut = _cut(corpus_dir / "tls12_established_curl_python.pcap", 11, tmp_path / "after_handshake.pcap")
+    out = io.StringIO()
+    explain_flow(str(cut), 1, out)
+    assert "[joined mid-stream: TLS records from here" in out.getvalue()
+    assert "no SYN: the connection began before the capture" in out.getvalue()
