@@ -10,6 +10,7 @@ from typing import Any
 
 from tlsflow.capture import CaptureError
 from tlsflow.capture.errors import about, damage_message
+from tlsflow.gcpolicy import fewer_collections
 from tlsflow.inputs import cpu_cores
 from tlsflow.pipeline import CaptureReport, iter_flow_records
 from tlsflow.record import FIELDS
@@ -126,12 +127,13 @@ def iter_flows(paths: str | Path | Iterable[str | Path], ca_bundle: str | Path |
     jobs = jobs if jobs > 0 else cpu_cores()
     trust = _trust_store(ca_bundle) if jobs <= 1 else None  # workers build their own from the path
     problems: list[str] = []
-    for _capture, result in analyze_files(_expand(paths), trust=trust, keylog=keylog, jobs=jobs,
-                                          ca_bundle=None if ca_bundle is None else str(ca_bundle)):
-        if isinstance(result, str):
-            problems.append(result)
-        else:
-            yield result
+    with fewer_collections():  # (a third of the time otherwise: tlsflow.gcpolicy)
+        for _capture, result in analyze_files(_expand(paths), trust=trust, keylog=keylog, jobs=jobs,
+                                              ca_bundle=None if ca_bundle is None else str(ca_bundle)):
+            if isinstance(result, str):
+                problems.append(result)
+            else:
+                yield result
     if problems:
         if errors is not None:
             errors.extend(problems)

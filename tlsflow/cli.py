@@ -182,7 +182,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 def _analyze(args: argparse.Namespace, inputs: list[str], jobs: int) -> int:
     from tlsflow.api import analyze_files
     from tlsflow.formats import JsonLinesWriter, open_writer
-    from tlsflow.parallel import tune_gc
+    from tlsflow.gcpolicy import tune_gc
     from tlsflow.shipping import EncodedRecord
 
     tune_gc()

@@ -165,6 +165,7 @@ def _analyze_capture(task: CaptureTask) -> CaptureResult:
     from tlsflow.capture import CaptureError
     from tlsflow.capture.errors import about, damage_message
     from tlsflow.formats import ParquetWriter
+    from tlsflow.gcpolicy import fewer_collections
     from tlsflow.pipeline import CaptureReport, iter_flow_records
 
     trust = keylog = None
@@ -189,13 +190,14 @@ def _analyze_capture(task: CaptureTask) -> CaptureResult:
     report = CaptureReport(capture=task.name)
     try:
         try:
-            for record in iter_flow_records(task.path, capture_name=task.name, trust=trust, report=report,
-                                            keylog=keylog):
-                if task.keep is not None and not task.keep(record):
-                    continue
-                writer.write(record)
-                rows += 1
-                outcomes[record["outcome"]] = outcomes.get(record["outcome"], 0) + 1
+            with fewer_collections():  # a Dask worker is a user's interpreter too (tlsflow.gcpolicy)
+                for record in iter_flow_records(task.path, capture_name=task.name, trust=trust, report=report,
+                                                keylog=keylog):
+                    if task.keep is not None and not task.keep(record):
+                        continue
+                    writer.write(record)
+                    rows += 1
+                    outcomes[record["outcome"]] = outcomes.get(record["outcome"], 0) + 1
         except FileNotFoundError as exc:
             errors.append(f"{task.name}: {exc.strerror or exc}{_SHARED_STORAGE_HINT}")
         except OSError as exc:

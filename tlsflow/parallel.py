@@ -27,31 +27,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from tlsflow.capture.errors import damage_message
+from tlsflow.gcpolicy import tune_gc
 from tlsflow.shipping import pack_all, unpack_all
 
 BATCH_PACKETS = 1 << 14  # packets between two messages of a worker (records, opened flows, progress)
 QUEUE_BATCHES = 64  # messages waiting in the queue at most: memory stays bounded if the parent falls behind
 _END = 1 << 62  # "read past every frame": the progress of a worker that has finished
-
-
-def tune_gc() -> None:
-    """The analysis allocates many small objects that live as long as their connection: with the default
-    thresholds the cyclic collector runs thousands of times over the same live flows (about 10 % of the CPU
-    time). Collect young objects less often; reference counting still frees almost everything at once. And leave
-    out of every later collection what exists now (modules, classes, tables: ~200k objects that a full collection
-    would otherwise walk each time); for the analysing process only (the CLI, worker processes), never a user's
-    interpreter.
-
-    Young objects: a collection runs once a million more tracked objects are alive than at the last one. The live
-    flows of a busy link hold ~100k (the 1 GB bench capture: ~2,500 lingering connections), so at 100k a young
-    collection walked them over and over, for nothing: 18 collections, 0.20 s of a 1 GB run, for ~450 objects
-    freed, all per capture file (closures and classes of a reader), none per connection. At a million: no
-    collection at all during that run. The bound stays: garbage in cycles could pile up to a million objects
-    (~100 MB) before it is collected."""
-    import gc
-
-    gc.set_threshold(1_000_000, 50, 100)
-    gc.freeze()
 
 
 def _shard_main(path: str, index: int, count: int, ca_bundle: str | None, keylog_path: str | None,

@@ -17,7 +17,8 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from tlsflow.parallel import QUEUE_BATCHES, shut_down, start_method, tune_gc, worker_messages
+from tlsflow.gcpolicy import tune_gc
+from tlsflow.parallel import QUEUE_BATCHES, shut_down, start_method, worker_messages
 from tlsflow.shipping import pack_all, unpack_all
 from tlsflow.waiting import Waiting
 

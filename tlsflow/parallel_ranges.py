@@ -55,9 +55,10 @@ from typing import Any
 
 from tlsflow.capture.errors import damage_message
 from tlsflow.capture.linktypes import ETHERNET
+from tlsflow.gcpolicy import tune_gc
 from tlsflow.hop_ahead import equal_cut_targets
 from tlsflow.hop_ahead import take as hop_taken_ahead
-from tlsflow.parallel import BATCH_PACKETS, QUEUE_BATCHES, shut_down, start_method, tune_gc, worker_messages
+from tlsflow.parallel import BATCH_PACKETS, QUEUE_BATCHES, shut_down, start_method, worker_messages
 from tlsflow.shipping import pack_all, unpack_all
 from tlsflow.waiting import Waiting
 
