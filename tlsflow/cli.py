@@ -306,8 +306,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_live(args: argparse.Namespace) -> int:
+    from tlsflow.gcpolicy import tune_gc
     from tlsflow.live import run_live
 
+    tune_gc()  # (a sniffer holds the live flows for hours: the default thresholds walk them over and over)
     trust = _trust_or_none(args)
     if trust is None:
         return EXIT_USAGE
