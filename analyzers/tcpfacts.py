@@ -30,6 +30,7 @@ class SideFacts:
     retransmissions: int = 0
     retransmitted_frames: list[int] = field(default_factory=list)
     retransmitted_bytes: int = 0
+    duplicates: int = 0  # packets the capture holds twice (not retransmissions)
     largest_segment: int = 0
     largest_segment_frame: int | None = None
     largest_segment_acked: bool = True

@@ -17,34 +17,17 @@ from tlsparse import TlsConnection
 from tlsparse.connection import MAX_PRELUDE
 from tlsparse.events import MidstreamJoinSeen, NotTlsSeen, RecordSeen, Sender
 
+from .pcap_edit import cut, records
+
 CLIENT, SERVER = Sender.CLIENT, Sender.SERVER
 SYN, ACK = 0x02, 0x10
 MIDSTREAM = "no SYN: the connection began before the capture"
 
 
-def _records(path: Path) -> tuple[bytes, list[bytes]]:
-    """A little-endian classic pcap's header and its records (header and frame bytes each)."""
-    data = path.read_bytes()
-    assert data[:4] == b"\xd4\xc3\xb2\xa1"
-    out, pos = [], 24
-    while pos < len(data):
-        caplen = struct.unpack_from("<I", data, pos + 8)[0]
-        out.append(data[pos:pos + 16 + caplen])
-        pos += 16 + caplen
-    return data[:24], out
-
-
-def _cut(path: Path, first_kept: int, out: Path) -> Path:
-    """The capture from record `first_kept` (0-based) on, as if tcpdump had started there."""
-    header, records = _records(path)
-    out.write_bytes(header + b"".join(records[first_kept:]))
-    return out
-
-
 def _first_flags(path: Path) -> dict[frozenset[tuple[bytes, int]], int]:
     """Connection (Ethernet/IPv4/TCP, by its two ends) -> the TCP flags of its first packet in the file."""
     first: dict[frozenset[tuple[bytes, int]], int] = {}
-    for record in _records(path)[1]:
+    for record in records(path)[1]:
         frame = record[16:]
         ihl = (frame[14] & 15) * 4
         sport, dport = struct.unpack_from("!HH", frame, 14 + ihl)
@@ -66,8 +49,7 @@ def test_capture_started_after_the_handshake_real_tcpdump(corpus_dir: Path, tmp_
     source = corpus_dir / "tls12_established_curl_python.pcap"
     [whole] = iter_flow_records(source)
     assert whole["outcome"] == "established"
-    cut = _cut(source, 11, tmp_path / "after_handshake.pcap")
-    [joined] = iter_flow_records(cut)
+    [joined] = iter_flow_records(cut(source, 11, tmp_path / "after_handshake.pcap"))
     assert joined["outcome"] == "incomplete"
     assert joined["cause"] is None and joined["hint"] is None
     assert joined["evidence"][0].startswith(MIDSTREAM)
@@ -81,13 +63,12 @@ def test_capture_started_mid_connection_keeps_every_other_verdict(generated_capt
     the way in: the connections in progress start inside records. None is `not_tls`; each that lost its SYN and
     its handshake says why it has no verdict; the connections that begin after the cut are judged as in the
     whole capture."""
-    records = _records(generated_capture)[1]
-    cut = _cut(generated_capture, len(records) // 4, tmp_path / "cut.pcap")
+    cut_path = cut(generated_capture, len(records(generated_capture)[1]) // 4, tmp_path / "cut.pcap")
     whole = {(_key(r), r["start"]): r for r in iter_flow_records(generated_capture)}
-    first_flags = _first_flags(cut)
+    first_flags = _first_flags(cut_path)
     assert sum(not flags & SYN for flags in first_flags.values()) >= 20
     joined_mid_record = 0
-    for record in iter_flow_records(cut):
+    for record in iter_flow_records(cut_path):
         assert record["outcome"] != "not_tls", record
         flags = first_flags[_key(record)]
         if not flags & SYN:
@@ -112,11 +93,11 @@ def test_evicted_connections_say_so(generated_capture: Path, monkeypatch) -> Non
     """A flow table of 8 for 48 connections at a time: the least recently active are let go (and say so), and
     their later packets make records joined mid-stream, never `not_tls`."""
     monkeypatch.setattr(pipeline, "TcpReassembler", functools.partial(TcpReassembler, max_flows=8))
-    records = list(iter_flow_records(generated_capture))
-    evicted = [r for r in records if r["evidence"] and any("flow table was full" in e for e in r["evidence"])]
-    joined = [r for r in records if r["evidence"] and any(e.startswith(MIDSTREAM) for e in r["evidence"])]
+    rows = list(iter_flow_records(generated_capture))
+    evicted = [r for r in rows if r["evidence"] and any("flow table was full" in e for e in r["evidence"])]
+    joined = [r for r in rows if r["evidence"] and any(e.startswith(MIDSTREAM) for e in r["evidence"])]
     assert len(evicted) >= 100 and len(joined) >= 100
-    assert not [r for r in records if r["outcome"] == "not_tls"]
+    assert not [r for r in rows if r["outcome"] == "not_tls"]
 
 
 # --- the parser on its own (hand-built bytes for the edges) ---------------------------------------------------
@@ -181,8 +162,8 @@ def test_explain_draws_where_the_records_were_picked_up(corpus_dir: Path, tmp_pa
 
     from tlsflow.explain import explain_flow
 
-    cut = _cut(corpus_dir / "tls12_established_curl_python.pcap", 11, tmp_path / "after_handshake.pcap")
+    after = cut(corpus_dir / "tls12_established_curl_python.pcap", 11, tmp_path / "after_handshake.pcap")
     out = io.StringIO()
-    explain_flow(str(cut), 1, out)
+    explain_flow(str(after), 1, out)
     assert "[joined mid-stream: TLS records from here" in out.getvalue()
     assert "no SYN: the connection began before the capture" in out.getvalue()

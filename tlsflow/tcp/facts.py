@@ -13,6 +13,10 @@ from typing import Any
 
 # How many retransmitted frames a direction keeps.
 RETRANSMITTED_FRAMES_KEPT = 20
+# A segment repeating the latest bytes (or the SYN, or the FIN) its side sent, this soon after that side's
+# previous packet, is a second copy in the capture, not a retransmission: no TCP stack resends that fast (Linux:
+# 10 ms at the least for a tail loss probe, 200 ms for a timeout, 1 s for a SYN).
+DUPLICATE_WITHIN = 0.001
 
 
 class Tally(Counter):  # type: ignore[type-arg]
@@ -56,6 +60,10 @@ class DirectionFacts:
     retransmissions: int = 0  # segments carrying bytes (or a SYN/FIN) already seen
     retransmitted_frames: list[int] = field(default_factory=list)  # the first RETRANSMITTED_FRAMES_KEPT
     retransmitted_bytes: int = 0
+    # Copies of a packet the capture holds twice (tcpdump -i any over a bridge and its ports, a SPAN session
+    # mirroring both directions): the bytes (or SYN, FIN) this side sent last, again within DUPLICATE_WITHIN.
+    # Not retransmissions: nothing was lost.
+    duplicates: int = 0
     out_of_order_segments: int = 0  # segments that arrived ahead of a hole and had to wait
     overlap_mismatches: int = 0  # overlapping bytes that differed from the ones seen first
     largest_segment: int = 0

@@ -14,7 +14,7 @@ from struct import Struct
 from tlsflow.packet import ACK, FIN, RST, SYN, TcpPacket
 from tlsflow.tcp import anomalies
 from tlsflow.tcp.events import ConnectionClosed, ConnectionOpened, StreamChunk, stream_chunk
-from tlsflow.tcp.facts import RETRANSMITTED_FRAMES_KEPT, Connection, DirectionFacts
+from tlsflow.tcp.facts import DUPLICATE_WITHIN, RETRANSMITTED_FRAMES_KEPT, Connection, DirectionFacts
 from tlsflow.tcp.roles import guess_client, looks_like_client_hello
 from tlsflow.tcp.stream import _NO_HISTORY, HalfStream, Piece, StreamLimits
 from tlsparse.events import Sender
@@ -203,6 +203,7 @@ class TcpReassembler:
 
         # Facts every packet updates, whatever the consumer wants.
         facts.packets += 1
+        previous_ts = facts.last_ts  # (this side's last packet: a copy of it follows at once)
         if facts.first_ts is None:
             facts.first_ts = ts
         facts.last_ts = ts
@@ -290,10 +291,14 @@ class TcpReassembler:
                     side.high_seq = high_seq
                     side.high_offset = facts.stream_bytes = end
                 if seen:
-                    self._retransmitted(facts, frame, seen)
+                    if (seen == n and end == side.high_offset and previous_ts is not None
+                            and ts - previous_ts <= DUPLICATE_WITHIN):
+                        facts.duplicates += 1  # the latest bytes again, at once: a second copy in the capture
+                    else:
+                        self._retransmitted(facts, frame, seen)
 
         if flags & FIN:
-            self._on_fin(side, seq, n, frame, ts)
+            self._on_fin(side, seq, n, frame, ts, previous_ts)
 
         if flags & ACK and peer.started:
             ack = pkt.ack
@@ -495,6 +500,7 @@ class TcpReassembler:
             elif facts.first_payload_frame is None:
                 side.lane_until = _NEVER  # (see _lane_time)
         facts.packets += 1
+        previous_ts = facts.last_ts
         facts.last_ts = ts
         flow.last_ts = ts
         if ts > conn.last_ts:  # noqa: PLR1730 (hot path: a call to max() costs more)
@@ -529,15 +535,18 @@ class TcpReassembler:
                         high_seq &= _MASK
                     side.high_seq = high_seq
                     side.high_offset = facts.stream_bytes = end
-                if start < high:  # bytes below the highest seen: counted as retransmitted
-                    self._retransmitted(facts, frame, min(end, high) - start)
+                if start < high:  # bytes below the highest seen: retransmitted, or a copy of the latest
+                    if end == high and previous_ts is not None and ts - previous_ts <= DUPLICATE_WITHIN:  # (`add`)
+                        facts.duplicates += 1
+                    else:
+                        self._retransmitted(facts, frame, min(end, high) - start)
             if n > facts.largest_segment:
                 facts.largest_segment = n
                 facts.largest_segment_frame = frame
                 facts.largest_segment_acked = False
                 side.largest_end = end
         if flags & FIN:
-            self._on_fin(side, seq, n, frame, ts)
+            self._on_fin(side, seq, n, frame, ts, previous_ts)
         if flags & ACK and peer.started:
             if ack == peer.high_seq and peer.fin_offset is None:
                 # Acknowledges every byte the peer sent so far, no FIN to cap it at: the common case. That is at or
@@ -692,7 +701,11 @@ class TcpReassembler:
                 flow.conn.note(anomalies.SYN_SEQ_MISMATCH)
         elif side.isn == seq:
             if not first and n == 0:
-                self._retransmitted(facts, pkt.frame, 0)
+                sent = facts.synack_ts if pkt.flags & ACK else facts.syn_ts
+                if sent is not None and pkt.ts - sent <= DUPLICATE_WITHIN:
+                    facts.duplicates += 1  # a copy in the capture: SYNs are resent after a second at the soonest
+                else:
+                    self._retransmitted(facts, pkt.frame, 0)
         else:
             flow.conn.note(anomalies.SYN_SEQ_MISMATCH)
         if not flow.settled:
@@ -700,8 +713,10 @@ class TcpReassembler:
             self._settle(flow, client_index, "syn", out)
 
     @classmethod
-    def _on_fin(cls, side: HalfStream, seq: int, n: int, frame: int, ts: float) -> None:
-        """A FIN (after `n` payload bytes from `seq`): the end of the side's stream, or a retransmitted FIN."""
+    def _on_fin(cls, side: HalfStream, seq: int, n: int, frame: int, ts: float,
+                previous_ts: float | None = None) -> None:
+        """A FIN (after `n` payload bytes from `seq`): the end of the side's stream, or a retransmitted FIN (or a
+        copy of it: `previous_ts`, the side's packet before this one, within DUPLICATE_WITHIN)."""
         if not side.started:
             side.start(seq)
         facts = side.facts
@@ -713,7 +728,10 @@ class TcpReassembler:
             side.advance_high(fin_offset)
             facts.stream_bytes = side.high_offset
         elif n == 0 and fin_offset == side.fin_offset:
-            cls._retransmitted(facts, frame, 0)
+            if previous_ts is not None and ts - previous_ts <= DUPLICATE_WITHIN:
+                facts.duplicates += 1
+            else:
+                cls._retransmitted(facts, frame, 0)
 
     @staticmethod
     def _retransmitted(facts, frame: int, nbytes: int) -> None:  # type: ignore[no-untyped-def]

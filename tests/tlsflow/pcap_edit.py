@@ -1,0 +1,42 @@
+"""Edits of real captures for tests: a little-endian classic pcap read as its records, cut, or with its packets
+doubled (the way `tcpdump -i any` or a SPAN session records some traffic twice)."""
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+
+def records(path: Path) -> tuple[bytes, list[bytes]]:
+    """The file's header and its records (record header and frame bytes each)."""
+    data = path.read_bytes()
+    assert data[:4] == b"\xd4\xc3\xb2\xa1", f"{path}: not a little-endian microsecond pcap"
+    out, pos = [], 24
+    while pos < len(data):
+        caplen = struct.unpack_from("<I", data, pos + 8)[0]
+        out.append(data[pos:pos + 16 + caplen])
+        pos += 16 + caplen
+    return data[:24], out
+
+
+def cut(path: Path, first_kept: int, out: Path) -> Path:
+    """The capture from record `first_kept` (0-based) on, as if tcpdump had started there."""
+    header, recs = records(path)
+    out.write_bytes(header + b"".join(recs[first_kept:]))
+    return out
+
+
+def doubled(path: Path, out: Path, after_us: int = 3) -> Path:
+    """Every packet twice: the copy `after_us` microseconds after the original, byte for byte the same."""
+    header, recs = records(path)
+    parts = []
+    for record in recs:
+        seconds, micros, caplen, original = struct.unpack_from("<IIII", record)
+        micros += after_us
+        parts += [record, struct.pack("<IIII", seconds + micros // 1_000_000, micros % 1_000_000, caplen, original)
+                  + record[16:]]
+    out.write_bytes(header + b"".join(parts))
+    return out
+
+
+def link_type(path: Path) -> int:
+    return int(struct.unpack_from("<I", path.read_bytes(), 20)[0])
