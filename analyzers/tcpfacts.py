@@ -31,6 +31,8 @@ class SideFacts:
     retransmitted_frames: list[int] = field(default_factory=list)
     retransmitted_bytes: int = 0
     duplicates: int = 0  # packets the capture holds twice (not retransmissions)
+    cut_segments: int = 0  # segments the capture's snap length cut short
+    cut_frame: int | None = None
     largest_segment: int = 0
     largest_segment_frame: int | None = None
     largest_segment_acked: bool = True

@@ -266,8 +266,15 @@ class _Decider:
         if verdict.outcome == "incomplete" and not s.client_hellos:
             if self.tcp.client.syn_frame is None and self.tcp.server.synack_frame is None:
                 verdict.evidence.extend(self._joined_evidence())
-            if not s.first_record and not s.not_tls:
+            if not s.first_record and not s.not_tls and not (self.tcp.client.cut_segments
+                                                             or self.tcp.server.cut_segments):
                 verdict.evidence.append("no TLS bytes on this connection")
+        cut = self.tcp.client.cut_segments + self.tcp.server.cut_segments
+        if cut and verdict.outcome != "established":
+            first = min(f for f in (self.tcp.client.cut_frame, self.tcp.server.cut_frame) if f is not None)
+            verdict.evidence.append(f"frame {first}: the capture's snap length cut {cut} segment(s) of this "
+                                    "connection short, and what they carried cannot be read: capture with a larger "
+                                    "snap length (tcpdump -s 0)")
         if "flow_evicted" in self.tcp.anomalies:
             verdict.evidence.append("the flow table was full: tlsflow stopped following this connection here, "
                                     "its later packets (if any) make another record")

@@ -34,6 +34,7 @@ class TcpPacket:
     payload: bytes
     ttl: int  # IPv4 TTL or IPv6 hop limit: tells an injected RST from the peer's own packets
     ip_id: int | None  # IPv4 identification; None for IPv6
+    cut: int = 0  # payload bytes the capture's snap length left out (the segment carried len(payload) + cut)
 
     @property
     def syn(self) -> bool:

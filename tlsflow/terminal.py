@@ -136,7 +136,10 @@ class Report:
         if self.colour and outcome in _COLOURS:
             line = _COLOURS[outcome] + line + _RESET
         parts = [line.rstrip(), "\n"]
-        if self.details and outcome == "failed":
+        if self.details and outcome != "failed" and outcome != "established" and record.get("evidence"):
+            # Incomplete or not TLS: the first fact says why there is no verdict.
+            parts.append(f"      - {safe_text(record['evidence'][0], 200)}\n")
+        elif self.details and outcome == "failed":
             pad = " " * 6
             if record.get("alert"):
                 parts.append(f"{pad}alert: {safe_text(record['alert'])} from {safe_text(record.get('alert_sender'))}"

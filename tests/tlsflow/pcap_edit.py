@@ -40,3 +40,15 @@ def doubled(path: Path, out: Path, after_us: int = 3) -> Path:
 
 def link_type(path: Path) -> int:
     return int(struct.unpack_from("<I", path.read_bytes(), 20)[0])
+
+
+def snapped(path: Path, out: Path, snaplen: int) -> Path:
+    """The capture as `tcpdump -s <snaplen>` would have written it: each packet's first `snaplen` bytes."""
+    header, recs = records(path)
+    parts = [header[:16] + struct.pack("<I", snaplen) + header[20:]]
+    for record in recs:
+        seconds, micros, caplen, original = struct.unpack_from("<IIII", record)
+        kept = min(caplen, snaplen)
+        parts.append(struct.pack("<IIII", seconds, micros, kept, original) + record[16:16 + kept])
+    out.write_bytes(b"".join(parts))
+    return out

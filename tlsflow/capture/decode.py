@@ -152,7 +152,7 @@ def make_handlers(stats: CaptureStats, reassembler: FragmentReassembler | None,
         stats.malformed += 1
 
     def tcp(buf: bytes, off: int, end: int, frame: int, ts: float, version: int, src: bytes, dst: bytes,
-            ttl: int, ip_id: int | None, cut: bool) -> TcpPacket | None:
+            ttl: int, ip_id: int | None, cut: int) -> TcpPacket | None:
         if end - off < 20:
             return malformed()
         sport, dport, seq, ack, offset_byte, flags, window = tcp_unpack(buf, off)
@@ -164,7 +164,7 @@ def make_handlers(stats: CaptureStats, reassembler: FragmentReassembler | None,
         stats.tcp_packets += 1
         if shard_count and (src[-1] + dst[-1] + sport + dport) % shard_count != shard_index:
             return ts  # type: ignore[return-value]  # another shard's connection: only its time matters here
-        if lanes and not flags & 0x06:
+        if lanes and not flags & 0x06 and not cut:  # (a cut segment takes add: its facts note the cut)
             lane = lanes.get(src + dst + buf[off:off + 4])
             if lane is not None and count_lane(lane, frame, ts, seq, ack, flags, window,  # type: ignore[misc]
                                                ttl, end - data):
@@ -176,7 +176,7 @@ def make_handlers(stats: CaptureStats, reassembler: FragmentReassembler | None,
             src_text = text6_get(src) or new_text6(src)
             dst_text = text6_get(dst) or new_text6(dst)
         return build(frame, ts, version, src_text, dst_text, sport, dport, seq, ack, flags, window,
-                     buf[data:end], ttl, ip_id)
+                     buf[data:end], ttl, ip_id, cut)
 
     def ipv4(buf: bytes, off: int, end: int, frame: int, ts: float, depth: int = 0) -> TcpPacket | None:
         if end - off < 20:
@@ -185,7 +185,7 @@ def make_handlers(stats: CaptureStats, reassembler: FragmentReassembler | None,
         ihl = (version_ihl & 15) << 2
         if version_ihl >> 4 != 4 or ihl < 20:
             return malformed()
-        cut = False
+        cut = 0  # bytes of the datagram the snap length left out
         if total:  # 0 happens with TCP segmentation offload on the capturing host: use what was captured
             if total < ihl:
                 return malformed()
@@ -193,7 +193,7 @@ def make_handlers(stats: CaptureStats, reassembler: FragmentReassembler | None,
             if ip_end < end:
                 end = ip_end  # drop Ethernet padding and trailers
             elif ip_end > end:
-                cut = True  # snap length
+                cut = ip_end - end  # snap length
         l4 = off + ihl
         if l4 > end:
             return malformed()
@@ -227,13 +227,13 @@ def make_handlers(stats: CaptureStats, reassembler: FragmentReassembler | None,
         if vtf >> 28 != 6:
             return malformed()
         p = off + 40
-        cut = False
+        cut = 0
         if payload_len:  # 0: jumbogram or TSO; use what was captured
             ip_end = p + payload_len
             if ip_end < end:
                 end = ip_end
             elif ip_end > end:
-                cut = True
+                cut = ip_end - end
         reassembled = False
         for _ in range(MAX_NESTING * 2):
             if nh == IP_PROTO_TCP:

@@ -64,6 +64,8 @@ class DirectionFacts:
     # mirroring both directions): the bytes (or SYN, FIN) this side sent last, again within DUPLICATE_WITHIN.
     # Not retransmissions: nothing was lost.
     duplicates: int = 0
+    cut_segments: int = 0  # segments the capture's snap length cut short (their payload is not all there)
+    cut_frame: int | None = None  # the first of them
     out_of_order_segments: int = 0  # segments that arrived ahead of a hole and had to wait
     overlap_mismatches: int = 0  # overlapping bytes that differed from the ones seen first
     largest_segment: int = 0

@@ -203,6 +203,10 @@ class TcpReassembler:
 
         # Facts every packet updates, whatever the consumer wants.
         facts.packets += 1
+        if pkt.cut:
+            facts.cut_segments += 1
+            if facts.cut_frame is None:
+                facts.cut_frame = pkt.frame
         previous_ts = facts.last_ts  # (this side's last packet: a copy of it follows at once)
         if facts.first_ts is None:
             facts.first_ts = ts
