@@ -3,6 +3,7 @@ doubled (the way `tcpdump -i any` or a SPAN session records some traffic twice).
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -51,4 +52,23 @@ def snapped(path: Path, out: Path, snaplen: int) -> Path:
         kept = min(caplen, snaplen)
         parts.append(struct.pack("<IIII", seconds, micros, kept, original) + record[16:16 + kept])
     out.write_bytes(b"".join(parts))
+    return out
+
+
+def tagged(path: Path, out: Path, vlan: int = 100, tag: Callable[[int], bool] | None = None,
+           pcapng: bool = False) -> Path:
+    """Every Ethernet frame with an 802.1Q tag (VLAN `vlan`) after its MAC addresses, as a SPAN port on a trunk
+    gives them; `tag(index)` says which frames get one (all by default). As classic pcap, or pcapng."""
+    from tests.conftest import capture_file_bytes
+
+    _, recs = records(path)
+    out_records = []
+    for index, record in enumerate(recs):
+        seconds, micros, _, original = struct.unpack_from("<IIII", record)
+        frame = record[16:]
+        if tag is None or tag(index):
+            frame = frame[:12] + struct.pack("!HH", 0x8100, vlan) + frame[12:]
+            original += 4
+        out_records.append((seconds * 1_000_000 + micros, frame, original))
+    out.write_bytes(capture_file_bytes(1, out_records, pcapng))
     return out

@@ -12,7 +12,14 @@ from typing import TypeVar
 
 from .chunks import carry_over
 from .errors import CaptureError, CorruptCaptureError, NotACaptureError, TruncatedCaptureError
-from .pcap import LANE_FRAMES, LANE_HEADER_BYTES, SegmentCounter, four_tuple_texts
+from .pcap import (
+    LANE_FRAMES,
+    LANE_HEADER_BYTES,
+    LAYOUT_SIGNATURE_AT,
+    SegmentCounter,
+    four_tuple_texts,
+    lane_layouts,
+)
 from .source import SourceReadError
 from .stats import CaptureStats
 
@@ -45,7 +52,8 @@ MAX_BLOCK_SIZE = 32 << 20  # larger is a corrupt length, not a packet (Wireshark
 # copied, or a window of source.MAP_WINDOW bytes mapped from a regular file).
 CHUNK_SIZE = 1 << 26
 
-_IFACE_HANDLER, _IFACE_UNITS, _IFACE_OFFSET, _IFACE_LINK_TYPE, _IFACE_SNAPLEN, _IFACE_FRAMES, _IFACE_LANE = range(7)
+(_IFACE_HANDLER, _IFACE_UNITS, _IFACE_OFFSET, _IFACE_LINK_TYPE, _IFACE_SNAPLEN, _IFACE_FRAMES, _IFACE_LANE,
+ _IFACE_OTHER_LANE) = range(8)
 # False: every block takes walk_blocks' general checks (tests compare the two ways).
 FAST_BLOCKS = True
 
@@ -178,6 +186,7 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
     cur_units = 1.0
     cur_offset = 0.0
     cur_link_length = cur_lane_min = cur_ipv4_first = cur_ipv4_second = 0
+    cur_other_signature = -1  # the signature byte of the interface's other layout (pcap.lane_layouts), -1: none
     last_high, high_part = 0, 0.0  # an EPB time's high word, and it times 2**32 as a float
 
     try:
@@ -270,15 +279,18 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                                     raise corrupt(f"interface description block too short ({length} bytes)", pos, frame)
                                 link_type, _reserved, snaplen = layout.interface(buf, pos + 8)
                                 units, offset = _interface_time(layout, buf, pos + 16, stop - 4)
-                                lane_frame = LANE_FRAMES.get(link_type) if lanes is not None else None
                                 handler = handler_for(link_type)
-                                # (unpack, link header length, shortest frame, the first two numbers of IPv4 (see
-                                # pcap.LANE_FRAMES), the handler's TcpPacket builder if it offers it)
-                                lane_spec = (None if lane_frame is None else
-                                             (lane_frame[0].unpack_from, lane_frame[1], lane_frame[1] + 20 + 20,
-                                              lane_frame[2], lane_frame[3],
-                                              getattr(handler, "tcp_packet_builder", None)))
-                                interfaces.append([handler, units, offset, link_type, snaplen, 0, lane_spec])
+                                # (unpack, link header length, shortest frame, the first two numbers of a frame
+                                # that fits, its signature byte (see pcap.lane_layouts), the handler's TcpPacket
+                                # builder if it offers it), and the other layout the walker may switch to
+                                lane_spec = other_spec = None
+                                if lanes is not None and link_type in LANE_FRAMES:
+                                    build = getattr(handler, "tcp_packet_builder", None)
+                                    start_layout, other_layout = lane_layouts(link_type)
+                                    lane_spec = (*start_layout, build)
+                                    other_spec = (*other_layout, build) if other_layout is not None else None
+                                interfaces.append([handler, units, offset, link_type, snaplen, 0, lane_spec,
+                                                   other_spec])
                                 stats.interfaces += 1
                             elif block_type == DECRYPTION_SECRETS:
                                 if length < 20:
@@ -333,8 +345,12 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                     lane_spec = cur_iface[_IFACE_LANE]
                     if lane_spec is None:
                         cur_lane = cur_build = None
+                        cur_other_signature = -1
                     else:
-                        cur_lane, cur_link_length, cur_lane_min, cur_ipv4_first, cur_ipv4_second, cur_build = lane_spec
+                        (cur_lane, cur_link_length, cur_lane_min, cur_ipv4_first, cur_ipv4_second, _,
+                         cur_build) = lane_spec
+                        other_spec = cur_iface[_IFACE_OTHER_LANE]
+                        cur_other_signature = other_spec[5] if other_spec is not None else -1
                 # An enhanced packet block of the current interface.
                 start = pos + 28
                 frame += 1
@@ -366,6 +382,16 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                                             flags, window, buf[ip_end - n:ip_end], ttl, ident)
                             continue
                 handed += 1
+                if (caplen > LAYOUT_SIGNATURE_AT and buf[start + LAYOUT_SIGNATURE_AT] == cur_other_signature
+                        and lanes):
+                    # As in pcap.walk_records: maybe a frame of the interface's other layout (802.1Q tagged or not).
+                    other_spec = cur_iface[_IFACE_OTHER_LANE]  # type: ignore[index]
+                    if caplen >= other_spec[2] and other_spec[0](buf, start)[:2] == (other_spec[3], other_spec[4]):
+                        cur_iface[_IFACE_OTHER_LANE], cur_iface[_IFACE_LANE] = (  # type: ignore[index]
+                            cur_iface[_IFACE_LANE], other_spec)  # type: ignore[index]
+                        (cur_lane, cur_link_length, cur_lane_min, cur_ipv4_first, cur_ipv4_second, _,
+                         cur_build) = other_spec
+                        cur_other_signature = cur_iface[_IFACE_OTHER_LANE][5]  # type: ignore[index]
                 out = cur_handler(buf, start, start + caplen, frame, last_ts)  # type: ignore[misc]
                 if out is None:
                     skipped += 1
