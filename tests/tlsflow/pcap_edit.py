@@ -72,3 +72,25 @@ def tagged(path: Path, out: Path, vlan: int = 100, tag: Callable[[int], bool] | 
         out_records.append((seconds * 1_000_000 + micros, frame, original))
     out.write_bytes(capture_file_bytes(1, out_records, pcapng))
     return out
+
+
+def as_ipv6(path: Path, out: Path, pcapng: bool = False) -> Path:
+    """Every Ethernet/IPv4 frame as the same TCP segment over IPv6 (2001:db8::<the IPv4 address>, hop limit = TTL,
+    no extension headers); other frames as they are. As classic pcap, or pcapng."""
+    from tests.conftest import capture_file_bytes
+
+    prefix = bytes.fromhex("20010db8") + bytes(8)
+    _, recs = records(path)
+    out_records = []
+    for record in recs:
+        seconds, micros, _, _ = struct.unpack_from("<IIII", record)
+        frame = record[16:]
+        if frame[12:14] == b"\x08\x00" and frame[23] == 6:
+            ihl = (frame[14] & 15) * 4
+            total = struct.unpack_from("!H", frame, 16)[0]
+            ip6 = (struct.pack("!IHBB", 6 << 28, total - ihl, 6, frame[22]) + prefix + frame[26:30] + prefix
+                   + frame[30:34])
+            frame = frame[:12] + b"\x86\xdd" + ip6 + frame[14 + ihl:14 + total]
+        out_records.append((seconds * 1_000_000 + micros, frame, len(frame)))
+    out.write_bytes(capture_file_bytes(1, out_records, pcapng))
+    return out

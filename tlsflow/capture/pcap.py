@@ -68,6 +68,18 @@ LANE_FRAMES = {
 LANE_FRAMES_TAGGED = {
     lt.ETHERNET: (Struct("!12xH2x3s" + _LANE_IP_TCP), 18, 0x8100, b"\x08\x00\x45"),
 }
+# IPv6 segments without extension headers, per link type: (layout, link header length). The layout gives the
+# EtherType (or protocol), version/traffic class/flow label, payload length, next header, hop limit, then the 36
+# bytes of source, destination and ports (an IPv6 lane key as it sits on the wire), sequence and acknowledgement
+# numbers, data offset byte, flags byte, window. Tried on the frames that fail the IPv4 layout (before: every IPv6
+# segment took the handler, ~1.5x the time of the same capture over IPv4).
+_LANE_IPV6_TCP = "IHBB36sIIBBH"
+LANE_FRAMES_IPV6 = {  # (layout, link header length, where the EtherType or protocol is)
+    lt.ETHERNET: (Struct("!12xH" + _LANE_IPV6_TCP), 14, 12),
+    lt.LINUX_SLL: (Struct("!14xH" + _LANE_IPV6_TCP), 16, 14),
+    lt.LINUX_SLL2: (Struct("!H18x" + _LANE_IPV6_TCP), 20, 0),
+}
+ETHERTYPE_IPV6 = 0x86DD
 # Where a frame shows which Ethernet layout it may fit: the high byte of its first EtherType or TPID.
 LAYOUT_SIGNATURE_AT = 12
 
@@ -188,6 +200,9 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
     layout, other_layout = lane_layouts(link_type)
     lane_frame, link_length, lane_frame_min, ipv4_first, ipv4_second, _ = layout  # (shortest: IPv4 and TCP, no options)
     other_signature = other_layout[5] if other_layout is not None else -1
+    ipv6_layout, ipv6_link_length, ipv6_type_at = LANE_FRAMES_IPV6.get(link_type, LANE_FRAMES_IPV6[lt.ETHERNET])
+    ipv6_frame = ipv6_layout.unpack_from
+    ipv6_min = ipv6_link_length + 40 + 20
     header_bytes = LANE_HEADER_BYTES
     # Segments that count_lane took or the walker built since stats.tcp_packets was last brought up to date: the
     # records walked since frame `counted_from` but the `handed` ones that went to `handle` (no count to increase
@@ -249,6 +264,19 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
                             yield build(frame, ts, 4, names[0], names[1], names[2], names[3], seq, ack, flags,
                                         window, buf[ip_end - n:ip_end], ttl, ident)
                             continue
+                if caplen >= ipv6_min and buf[start + ipv6_type_at] == 0x86 and lanes:  # (0x86DD: IPv6)
+                    # An IPv6 segment without extension headers, of a known lane, not cut by the snap length
+                    # (decode's IPv6 path would give the same fields): counted as the IPv4 ones above.
+                    (ethertype, vtf, plen, next_header, hop_limit, key, seq, ack, offset_byte, flags,
+                     window) = ipv6_frame(buf, start)
+                    if (ethertype == ETHERTYPE_IPV6 and next_header == 6 and vtf >> 28 == 6 and plen
+                            and not flags & 0x06 and offset_byte >= 0x50
+                            and ipv6_link_length + 40 + plen <= caplen
+                            and (n := plen - ((offset_byte >> 4) << 2)) >= 0
+                            and (lane := lanes.get(key)) is not None
+                            and count_lane(lane, frame, ts, seq, ack, flags, window, hop_limit, n)):  # type: ignore[misc]
+                        counted_ts = ts
+                        continue
                 handed += 1
                 if caplen > LAYOUT_SIGNATURE_AT and buf[start + LAYOUT_SIGNATURE_AT] == other_signature and lanes:
                     # Maybe a frame of the other layout (an 802.1Q tag where there was none, or none any more):
