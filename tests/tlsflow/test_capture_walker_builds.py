@@ -1,7 +1,7 @@
 """The pcap and pcapng walkers build the TcpPackets of plain IPv4/TCP frames themselves (from the fields their fast
 lane unpacked) when a reader has a fast lane: the packets, their order, the timestamps yielded for the others and
 the capture's statistics are those the frame handlers give, for every kind of frame (VLAN tags, IP options,
-fragments, IPv6, other protocols, invalid TCP data offsets, IP lengths shorter or longer than the frame, cut by
+fragments, IPv6 (with or without extension headers), other protocols, invalid TCP data offsets, IP lengths shorter or longer than the frame, cut by
 the snap length), in Ethernet, Linux cooked (v1, v2) and raw-IP captures."""
 from __future__ import annotations
 
@@ -47,11 +47,21 @@ def frames(draw: Any) -> tuple[bytes, int]:
     tcp = struct.pack("!HHIIBBHHH", draw(st.integers(0, 0xFFFF)), draw(st.sampled_from([443, 8443, 40000])),
                       draw(st.integers(0, (1 << 32) - 1)), draw(st.integers(0, (1 << 32) - 1)), offset_words << 4,
                       draw(st.integers(0, 0xFF)), draw(st.integers(0, 0xFFFF)), 0, 0) + tcp_options + payload
-    if change == "ipv6":
+    if change == "ipv6":  # plain (the walkers' IPv6 lane builds it), or one thing changed
+        variant = draw(st.sampled_from(["plain"] * 3 + ["extension", "zero_length", "long_length", "short_length",
+                                                        "cut", "padding", "traffic_class"]))
         src, dst = draw(st.sampled_from(ADDRESSES6)), draw(st.sampled_from(ADDRESSES6))
-        ip = struct.pack("!IHBB16s16s", 6 << 28, len(tcp), 6, draw(st.integers(0, 255)),
-                         socket.inet_pton(socket.AF_INET6, src), socket.inet_pton(socket.AF_INET6, dst)) + tcp
-        return ip, 0
+        body, next_header = tcp, 6
+        if variant == "extension":  # a hop-by-hop options header (8 bytes of padding options) before TCP
+            body, next_header = bytes([6, 0, 1, 4, 0, 0, 0, 0]) + tcp, 0
+        length = {"zero_length": 0, "long_length": len(body) + 9,
+                  "short_length": max(len(body) - 7, 0)}.get(variant, len(body))
+        first_word = 6 << 28 | (0x0B800123 if variant == "traffic_class" else 0)
+        ip = struct.pack("!IHBB16s16s", first_word, length, next_header, draw(st.integers(0, 255)),
+                         socket.inet_pton(socket.AF_INET6, src), socket.inet_pton(socket.AF_INET6, dst)) + body
+        if variant == "padding":
+            ip += b"\x00" * draw(st.integers(1, 20))
+        return ip, (draw(st.integers(1, 30)) if variant == "cut" else 0)
     ip_options = b"\x01\x01\x01\x00" if change == "options" else b""
     total = 20 + len(ip_options) + len(tcp)
     if change == "short_total":

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from socket import inet_ntoa
+from socket import AF_INET6, inet_ntoa, inet_ntop
 from struct import Struct
 from typing import Any, Protocol, TypeVar
 
@@ -111,8 +111,8 @@ class SegmentCounter(Protocol):
 def four_tuple_texts(wire_keys: dict[tuple[str, int, str, int], bytes] | None = None
                      ) -> tuple[Callable[[bytes], tuple[str, str, int, int] | None],
                                 Callable[[bytes], tuple[str, str, int, int]]]:
-    """(get, new) of a cache: an IPv4 4-tuple as the walkers' fast lane unpacks it (source address, destination
-    address, source port, destination port: 12 bytes) -> (source text, destination text, source port, destination
+    """(get, new) of a cache: a 4-tuple as the walkers' fast lane unpacks it (source address, destination
+    address, source port, destination port: 12 bytes for IPv4, 36 for IPv6) -> (source text, destination text, source port, destination
     port), the text as decode makes it. `get(key)` is None for a 4-tuple not seen yet: `new(key)` makes its entry,
     and the reverse one in `wire_keys` ((source text, source port, destination text, destination port) -> key: the
     reassembler's SegmentCounter.wire_keys, for its lanes' keys). Bounded: both are reset once the cache holds
@@ -126,10 +126,16 @@ def four_tuple_texts(wire_keys: dict[tuple[str, int, str, int], bytes] | None = 
             texts.clear()
             if wire_keys is not None:
                 wire_keys.clear()
-        raw_src, raw_dst = key[:4], key[4:8]
-        src = texts.get(raw_src) or texts.setdefault(raw_src, inet_ntoa(raw_src))
-        dst = texts.get(raw_dst) or texts.setdefault(raw_dst, inet_ntoa(raw_dst))
-        sport, dport = _PORTS(key, 8)
+        if len(key) == 12:
+            raw_src, raw_dst = key[:4], key[4:8]
+            src = texts.get(raw_src) or texts.setdefault(raw_src, inet_ntoa(raw_src))
+            dst = texts.get(raw_dst) or texts.setdefault(raw_dst, inet_ntoa(raw_dst))
+            sport, dport = _PORTS(key, 8)
+        else:  # IPv6 (36 bytes)
+            raw_src, raw_dst = key[:16], key[16:32]
+            src = texts.get(raw_src) or texts.setdefault(raw_src, inet_ntop(AF_INET6, raw_src))
+            dst = texts.get(raw_dst) or texts.setdefault(raw_dst, inet_ntop(AF_INET6, raw_dst))
+            sport, dport = _PORTS(key, 32)
         entry = tuples[key] = (src, dst, sport, dport)
         if wire_keys is not None:
             wire_keys[(src, sport, dst, dport)] = key
@@ -270,13 +276,20 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
                     (ethertype, vtf, plen, next_header, hop_limit, key, seq, ack, offset_byte, flags,
                      window) = ipv6_frame(buf, start)
                     if (ethertype == ETHERTYPE_IPV6 and next_header == 6 and vtf >> 28 == 6 and plen
-                            and not flags & 0x06 and offset_byte >= 0x50
-                            and ipv6_link_length + 40 + plen <= caplen
-                            and (n := plen - ((offset_byte >> 4) << 2)) >= 0
-                            and (lane := lanes.get(key)) is not None
-                            and count_lane(lane, frame, ts, seq, ack, flags, window, hop_limit, n)):  # type: ignore[misc]
-                        counted_ts = ts
-                        continue
+                            and offset_byte >= 0x50 and ipv6_link_length + 40 + plen <= caplen
+                            and (n := plen - ((offset_byte >> 4) << 2)) >= 0):
+                        lane = lanes.get(key)
+                        if (lane is not None and not flags & 0x06
+                                and count_lane(lane, frame, ts, seq, ack, flags, window, hop_limit, n)):  # type: ignore[misc]
+                            counted_ts = ts
+                            continue
+                        if build is not None:  # (as for IPv4 above: what `handle` would give)
+                            names = tuples_get(key) or new_tuple(key)
+                            ip_end = start + ipv6_link_length + 40 + plen
+                            counted_ts = None
+                            yield build(frame, ts, 6, names[0], names[1], names[2], names[3], seq, ack, flags,
+                                        window, buf[ip_end - n:ip_end], hop_limit, None)
+                            continue
                 handed += 1
                 if caplen > LAYOUT_SIGNATURE_AT and buf[start + LAYOUT_SIGNATURE_AT] == other_signature and lanes:
                     # Maybe a frame of the other layout (an 802.1Q tag where there was none, or none any more):

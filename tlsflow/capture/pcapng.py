@@ -394,14 +394,21 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                     (ethertype, vtf, plen, next_header, hop_limit, key, seq, ack, offset_byte, flags,
                      window) = cur_ipv6_frame(buf, start)
                     if (ethertype == ETHERTYPE_IPV6 and next_header == 6 and vtf >> 28 == 6 and plen
-                            and not flags & 0x06 and offset_byte >= 0x50
-                            and cur_ipv6_link + 40 + plen <= caplen
-                            and (n := plen - ((offset_byte >> 4) << 2)) >= 0
-                            and (lane := lanes.get(key)) is not None
-                            and count_lane(lane, frame, last_ts, seq, ack, flags, window,  # type: ignore[misc]
-                                           hop_limit, n)):
-                        counted_ts = last_ts
-                        continue
+                            and offset_byte >= 0x50 and cur_ipv6_link + 40 + plen <= caplen
+                            and (n := plen - ((offset_byte >> 4) << 2)) >= 0):
+                        lane = lanes.get(key)
+                        if (lane is not None and not flags & 0x06
+                                and count_lane(lane, frame, last_ts, seq, ack, flags, window,  # type: ignore[misc]
+                                               hop_limit, n)):
+                            counted_ts = last_ts
+                            continue
+                        if cur_build is not None:
+                            names = tuples_get(key) or new_tuple(key)
+                            ip_end = start + cur_ipv6_link + 40 + plen
+                            counted_ts = None
+                            yield cur_build(frame, last_ts, 6, names[0], names[1], names[2], names[3], seq, ack,
+                                            flags, window, buf[ip_end - n:ip_end], hop_limit, None)
+                            continue
                 handed += 1
                 if (caplen > LAYOUT_SIGNATURE_AT and buf[start + LAYOUT_SIGNATURE_AT] == cur_other_signature
                         and lanes):
