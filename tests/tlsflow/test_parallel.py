@@ -809,3 +809,37 @@ def test_reader_stopping_early_leaves_no_temporary_folder(generated, monkeypatch
     assert [p.name[:15] for p in tmp_path.iterdir()] == ["tlsflow-ranges-"]  # worker 1's records wait there
     given.close()
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("variant", ["ipv6", "vlan", "vlan_pcapng"])
+def test_cuts_in_ipv6_and_tagged_captures(generated, tmp_path, monkeypatch, fallbacks, variant):
+    """The bench capture over IPv6, or with every frame 802.1Q-tagged: any cut gives one process's rows, and past
+    its range worker 0 skips the other workers' segments instead of decoding them (before: every IPv6 or tagged
+    frame past the range was decoded: --jobs 2 on a 200 MB IPv6 capture took 1.20 s against 1.22 s alone; now
+    0.86 s)."""
+    from tests.tlsflow.pcap_edit import as_ipv6, tagged
+
+    if variant == "ipv6":
+        path = as_ipv6(generated, tmp_path / "v6.pcap")
+    else:
+        path = tagged(generated, tmp_path / ("t.pcapng" if variant == "vlan_pcapng" else "t.pcap"),
+                      pcapng=variant == "vlan_pcapng")
+    single = _single(path)
+    followed: list[int] = []
+    original = parallel_ranges._follow_ethernet
+
+    def counting(*args, **kwargs):
+        for item in original(*args, **kwargs):
+            followed.append(0 if item.__class__ is float else 1)
+            yield item
+
+    monkeypatch.setattr(parallel_ranges, "_follow_ethernet", counting)
+    size = path.stat().st_size
+    for share in (0.25, 0.5):
+        assert _in_ranges(path, [int(size * share)]) == single
+    assert _in_ranges(path, [size // 4, size * 3 // 4]) == single
+    assert not fallbacks
+    if variant != "vlan_pcapng":  # (pcapng follows through the reader's own lane: _follow_packets)
+        with open_capture(path) as cap:
+            frames = sum(1 for _ in cap.frames())
+        assert followed and sum(followed) * 10 < frames  # packets decoded past the ranges: few
