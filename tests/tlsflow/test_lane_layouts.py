@@ -40,11 +40,8 @@ def test_tagged_corpus_gives_the_same_records(corpus_dir: Path, tmp_path: Path, 
         assert _same(copy) == _same(capture), capture.name
 
 
-@pytest.mark.parametrize("pcapng", [False, True], ids=["pcap", "pcapng"])
-def test_tagged_frames_take_the_fast_lane(generated_capture: Path, tmp_path: Path, monkeypatch, pcapng: bool) -> None:
-    """A bench capture (48 connections at a time, mostly application data), every frame tagged: the walker hands
-    no more frames to the full decoder than untagged (one, where it meets the tag), and the records are the
-    same."""
+def _count_handed(monkeypatch) -> dict[str, int]:
+    """Counts the frames the walkers hand to the full decoder (the handlers of decode.make_handlers)."""
     from tlsflow.capture import reader
 
     handed = {"n": 0}
@@ -66,6 +63,15 @@ def test_tagged_frames_take_the_fast_lane(generated_capture: Path, tmp_path: Pat
         return counted_for
 
     monkeypatch.setattr(reader, "make_handlers", counting_handlers)
+    return handed
+
+
+@pytest.mark.parametrize("pcapng", [False, True], ids=["pcap", "pcapng"])
+def test_tagged_frames_take_the_fast_lane(generated_capture: Path, tmp_path: Path, monkeypatch, pcapng: bool) -> None:
+    """A bench capture (48 connections at a time, mostly application data), every frame tagged: the walker hands
+    no more frames to the full decoder than untagged (one, where it meets the tag), and the records are the
+    same."""
+    handed = _count_handed(monkeypatch)
     plain = _same(generated_capture)
     untagged, handed["n"] = handed["n"], 0
     copy = tagged(generated_capture, tmp_path / ("t.pcapng" if pcapng else "t.pcap"), pcapng=pcapng)
@@ -75,10 +81,9 @@ def test_tagged_frames_take_the_fast_lane(generated_capture: Path, tmp_path: Pat
 
 def _without_ipv6_lane(monkeypatch) -> None:
     """The readers' IPv6 fast lane off: every IPv6 segment takes the full decoder, as before it existed."""
-    from tlsflow.capture import pcap, pcapng
+    from tlsflow.capture import pcap
 
-    monkeypatch.setattr(pcap, "ETHERTYPE_IPV6", -1)
-    monkeypatch.setattr(pcapng, "ETHERTYPE_IPV6", -1)
+    monkeypatch.setattr(pcap, "ETHERTYPE_IPV6", -1)  # (pcap.ipv6_lane, for both walkers)
 
 
 @pytest.mark.parametrize("pcapng", [False, True], ids=["pcap", "pcapng"])
@@ -103,27 +108,7 @@ def test_ipv6_fast_lane_gives_the_decoders_records(corpus_dir: Path, tmp_path: P
 def test_ipv6_segments_take_the_fast_lane(generated_capture: Path, tmp_path: Path, monkeypatch, pcapng: bool) -> None:
     """The bench capture over IPv6: most segments are counted without the full decoder (before: every one took
     it), and the records are the decoder's."""
-    from tlsflow.capture import reader
-
-    handed = {"n": 0}
-    make_handlers = reader.make_handlers
-
-    def counting_handlers(*args, **kwargs):
-        handler_for = make_handlers(*args, **kwargs)
-
-        def counted_for(link):
-            handler = handler_for(link)
-
-            def counted(*frame_args):
-                handed["n"] += 1
-                return handler(*frame_args)
-
-            counted.tcp_packet_builder = handler.tcp_packet_builder  # type: ignore[attr-defined]
-            return counted
-
-        return counted_for
-
-    monkeypatch.setattr(reader, "make_handlers", counting_handlers)
+    handed = _count_handed(monkeypatch)
     copy = as_ipv6(generated_capture, tmp_path / ("v6.pcapng" if pcapng else "v6.pcap"), pcapng=pcapng)
     fast = _same(copy)
     with_lane, handed["n"] = handed["n"], 0

@@ -79,7 +79,7 @@ LANE_FRAMES_IPV6 = {  # (layout, link header length, where the EtherType or prot
     lt.LINUX_SLL: (Struct("!14xH" + _LANE_IPV6_TCP), 16, 14),
     lt.LINUX_SLL2: (Struct("!H18x" + _LANE_IPV6_TCP), 20, 0),
 }
-ETHERTYPE_IPV6 = 0x86DD
+ETHERTYPE_IPV6 = lt.ETHERTYPE_IPV6  # (read by `ipv6_lane` at each call: tests turn the lane off through it)
 # Where a frame shows which Ethernet layout it may fit: the high byte of its first EtherType or TPID.
 LAYOUT_SIGNATURE_AT = 12
 
@@ -155,6 +155,43 @@ class PcapHeader:
     fcs_bytes: int  # frames end with this many FCS bytes when the file says so (IP lengths make us skip them)
 
 
+COUNTED = object()  # what `ipv6_lane` gives for a segment that count_lane took
+
+
+def ipv6_lane(link_type: int, counter: SegmentCounter, build: Callable[..., Any] | None,
+              tuples_get: Callable[[bytes], Any], new_tuple: Callable[[bytes], Any]
+              ) -> tuple[int, int, Callable[[bytes, int, int, int, float], Any]]:
+    """The walkers' fast lane for IPv6 segments without extension headers, not cut by the snap length: (shortest
+    frame, where its EtherType or protocol is, `segment`). `segment(buf, start, caplen, frame, ts)` gives COUNTED
+    when `counter.count_lane` took the segment, the TcpPacket `handle` would give when `build` is there, or None:
+    then the frame is `handle`'s. Tried only on frames that fail the IPv4 layout, so a call per frame is no cost
+    to IPv4 captures; for IPv6 ones it replaces the full decoder."""
+    layout, link_length, type_at = LANE_FRAMES_IPV6.get(link_type, LANE_FRAMES_IPV6[lt.ETHERNET])
+    unpack = layout.unpack_from
+    lanes, count_lane = counter.lanes, counter.count_lane
+    headers = link_length + 40
+
+    def segment(buf: Any, start: int, caplen: int, frame: int, ts: float) -> Any:
+        (ethertype, vtf, plen, next_header, hop_limit, key, seq, ack, offset_byte, flags,
+         window) = unpack(buf, start)
+        if not (ethertype == ETHERTYPE_IPV6 and next_header == 6 and vtf >> 28 == 6 and plen
+                and offset_byte >= 0x50 and headers + plen <= caplen
+                and (n := plen - ((offset_byte >> 4) << 2)) >= 0):
+            return None
+        lane = lanes.get(key)
+        if lane is not None and not flags & 0x06 and count_lane(lane, frame, ts, seq, ack, flags, window,
+                                                                hop_limit, n):
+            return COUNTED
+        if build is None:
+            return None
+        names = tuples_get(key) or new_tuple(key)
+        ip_end = start + headers + plen
+        return build(frame, ts, 6, names[0], names[1], names[2], names[3], seq, ack, flags, window,
+                     buf[ip_end - n:ip_end], hop_limit, None)
+
+    return headers + 20, type_at, segment
+
+
 def is_pcap_magic(head: bytes) -> bool:
     return len(head) >= 4 and _MAGIC.unpack_from(head)[0] in MAGICS
 
@@ -206,9 +243,6 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
     layout, other_layout = lane_layouts(link_type)
     lane_frame, link_length, lane_frame_min, ipv4_first, ipv4_second, _ = layout  # (shortest: IPv4 and TCP, no options)
     other_signature = other_layout[5] if other_layout is not None else -1
-    ipv6_layout, ipv6_link_length, ipv6_type_at = LANE_FRAMES_IPV6.get(link_type, LANE_FRAMES_IPV6[lt.ETHERNET])
-    ipv6_frame = ipv6_layout.unpack_from
-    ipv6_min = ipv6_link_length + 40 + 20
     header_bytes = LANE_HEADER_BYTES
     # Segments that count_lane took or the walker built since stats.tcp_packets was last brought up to date: the
     # records walked since frame `counted_from` but the `handed` ones that went to `handle` (no count to increase
@@ -221,6 +255,8 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
     # destination text, source port, destination port), and raw address -> text, as decode makes them.
     build = getattr(handle, "tcp_packet_builder", None) if lanes is not None else None
     tuples_get, new_tuple = four_tuple_texts(getattr(counter, "wire_keys", None))
+    ipv6_min, ipv6_type_at, ipv6_segment = (ipv6_lane(link_type, counter, build, tuples_get, new_tuple)
+                                            if lanes is not None else (1 << 62, 0, None))
     # A record that straddles two chunks is walked from a buffer of its own (chunks.carry_over).
     pending: bytes | None = None  # the next chunk, while the straddling record is walked
     pending_pos = pending_base = 0
@@ -271,25 +307,14 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
                                         window, buf[ip_end - n:ip_end], ttl, ident)
                             continue
                 if caplen >= ipv6_min and buf[start + ipv6_type_at] == 0x86 and lanes:  # (0x86DD: IPv6)
-                    # An IPv6 segment without extension headers, of a known lane, not cut by the snap length
-                    # (decode's IPv6 path would give the same fields): counted as the IPv4 ones above.
-                    (ethertype, vtf, plen, next_header, hop_limit, key, seq, ack, offset_byte, flags,
-                     window) = ipv6_frame(buf, start)
-                    if (ethertype == ETHERTYPE_IPV6 and next_header == 6 and vtf >> 28 == 6 and plen
-                            and offset_byte >= 0x50 and ipv6_link_length + 40 + plen <= caplen
-                            and (n := plen - ((offset_byte >> 4) << 2)) >= 0):
-                        lane = lanes.get(key)
-                        if (lane is not None and not flags & 0x06
-                                and count_lane(lane, frame, ts, seq, ack, flags, window, hop_limit, n)):  # type: ignore[misc]
+                    packet = ipv6_segment(buf, start, caplen, frame, ts)  # type: ignore[misc]
+                    if packet is not None:
+                        if packet is COUNTED:
                             counted_ts = ts
-                            continue
-                        if build is not None:  # (as for IPv4 above: what `handle` would give)
-                            names = tuples_get(key) or new_tuple(key)
-                            ip_end = start + ipv6_link_length + 40 + plen
+                        else:
                             counted_ts = None
-                            yield build(frame, ts, 6, names[0], names[1], names[2], names[3], seq, ack, flags,
-                                        window, buf[ip_end - n:ip_end], hop_limit, None)
-                            continue
+                            yield packet
+                        continue
                 handed += 1
                 if caplen > LAYOUT_SIGNATURE_AT and buf[start + LAYOUT_SIGNATURE_AT] == other_signature and lanes:
                     # Maybe a frame of the other layout (an 802.1Q tag where there was none, or none any more):

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from struct import Struct
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from .chunks import carry_over
 from .errors import CaptureError, CorruptCaptureError, NotACaptureError, TruncatedCaptureError
 from .pcap import (
-    ETHERTYPE_IPV6,
+    COUNTED,
     LANE_FRAMES,
-    LANE_FRAMES_IPV6,
     LANE_HEADER_BYTES,
     LAYOUT_SIGNATURE_AT,
     SegmentCounter,
     four_tuple_texts,
+    ipv6_lane,
     lane_layouts,
 )
 from .source import SourceReadError
@@ -189,9 +189,8 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
     cur_offset = 0.0
     cur_link_length = cur_lane_min = cur_ipv4_first = cur_ipv4_second = 0
     cur_other_signature = -1  # the signature byte of the interface's other layout (pcap.lane_layouts), -1: none
-    cur_ipv6_frame: Any = None  # the interface's IPv6 lane (pcap.LANE_FRAMES_IPV6): unpack, link header length,
-    cur_ipv6_link = cur_ipv6_at = 0  # where the EtherType is, shortest frame
-    cur_ipv6_min = 1 << 62
+    # The interface's IPv6 lane (pcap.ipv6_lane): shortest frame, where the EtherType is, the segment's function.
+    cur_ipv6_min, cur_ipv6_at, cur_ipv6_segment = 1 << 62, 0, None
     last_high, high_part = 0, 0.0  # an EPB time's high word, and it times 2**32 as a float
 
     try:
@@ -292,8 +291,7 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                                 if lanes is not None and link_type in LANE_FRAMES:
                                     build = getattr(handler, "tcp_packet_builder", None)
                                     start_layout, other_layout = lane_layouts(link_type)
-                                    ipv6_layout, ipv6_link, ipv6_at = LANE_FRAMES_IPV6[link_type]
-                                    ipv6 = (ipv6_layout.unpack_from, ipv6_link, ipv6_at, ipv6_link + 40 + 20)
+                                    ipv6 = ipv6_lane(link_type, counter, build, tuples_get, new_tuple)  # type: ignore[arg-type]
                                     lane_spec = (*start_layout, build, ipv6)
                                     other_spec = (*other_layout, build, ipv6) if other_layout is not None else None
                                 interfaces.append([handler, units, offset, link_type, snaplen, 0, lane_spec,
@@ -356,7 +354,7 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                         cur_ipv6_min = 1 << 62  # (no IPv6 lane either)
                     else:
                         (cur_lane, cur_link_length, cur_lane_min, cur_ipv4_first, cur_ipv4_second, _,
-                         cur_build, (cur_ipv6_frame, cur_ipv6_link, cur_ipv6_at, cur_ipv6_min)) = lane_spec
+                         cur_build, (cur_ipv6_min, cur_ipv6_at, cur_ipv6_segment)) = lane_spec
                         other_spec = cur_iface[_IFACE_OTHER_LANE]
                         cur_other_signature = other_spec[5] if other_spec is not None else -1
                 # An enhanced packet block of the current interface.
@@ -390,25 +388,14 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                                             flags, window, buf[ip_end - n:ip_end], ttl, ident)
                             continue
                 if caplen >= cur_ipv6_min and buf[start + cur_ipv6_at] == 0x86 and lanes:  # (0x86DD: IPv6)
-                    # As in pcap.walk_records: an IPv6 segment of a known lane, without extension headers.
-                    (ethertype, vtf, plen, next_header, hop_limit, key, seq, ack, offset_byte, flags,
-                     window) = cur_ipv6_frame(buf, start)
-                    if (ethertype == ETHERTYPE_IPV6 and next_header == 6 and vtf >> 28 == 6 and plen
-                            and offset_byte >= 0x50 and cur_ipv6_link + 40 + plen <= caplen
-                            and (n := plen - ((offset_byte >> 4) << 2)) >= 0):
-                        lane = lanes.get(key)
-                        if (lane is not None and not flags & 0x06
-                                and count_lane(lane, frame, last_ts, seq, ack, flags, window,  # type: ignore[misc]
-                                               hop_limit, n)):
+                    packet = cur_ipv6_segment(buf, start, caplen, frame, last_ts)  # (pcap.ipv6_lane)
+                    if packet is not None:
+                        if packet is COUNTED:
                             counted_ts = last_ts
-                            continue
-                        if cur_build is not None:
-                            names = tuples_get(key) or new_tuple(key)
-                            ip_end = start + cur_ipv6_link + 40 + plen
+                        else:
                             counted_ts = None
-                            yield cur_build(frame, last_ts, 6, names[0], names[1], names[2], names[3], seq, ack,
-                                            flags, window, buf[ip_end - n:ip_end], hop_limit, None)
-                            continue
+                            yield packet
+                        continue
                 handed += 1
                 if (caplen > LAYOUT_SIGNATURE_AT and buf[start + LAYOUT_SIGNATURE_AT] == cur_other_signature
                         and lanes):
