@@ -10,6 +10,9 @@ import functools
 import struct
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from tlsflow import pipeline
 from tlsflow.pipeline import iter_flow_records
 from tlsflow.tcp import TcpReassembler
@@ -167,3 +170,22 @@ def test_explain_draws_where_the_records_were_picked_up(corpus_dir: Path, tmp_pa
     explain_flow(str(after), 1, out)
     assert "[joined mid-stream: TLS records from here" in out.getvalue()
     assert "no SYN: the connection began before the capture" in out.getvalue()
+
+
+@settings(max_examples=300, deadline=None)
+@given(chunks=st.lists(st.tuples(st.booleans(), st.binary(max_size=300)), max_size=40),
+       records=st.lists(st.tuples(st.sampled_from([20, 21, 22, 23, 24, 99]), st.binary(max_size=120)), max_size=6))
+def test_joined_streams_never_raise_and_hold_little(chunks: list, records: list) -> None:
+    """Hostile or random bytes after a mid-stream join, with real-looking records among them: the parser never
+    raises, reports each direction as joined or not TLS at most once, and buffers no more than its bound."""
+    tls = TlsConnection()
+    tls.join_midstream(CLIENT)
+    tls.join_midstream(SERVER)
+    tail = b"".join(_record(ct, body) for ct, body in records)
+    events = []
+    for frame, (to_server, data) in enumerate([*chunks, (True, tail), (False, tail)], start=1):
+        events += tls.receive(CLIENT if to_server else SERVER, data, frame, float(frame))
+    for sender in (CLIENT, SERVER):
+        mine = [e for e in events if e.sender is sender and isinstance(e, (MidstreamJoinSeen, NotTlsSeen))]
+        assert len(mine) <= 1
+    assert all(len(d.buf) <= tls.max_buffer for d in (tls._client, tls._server))
