@@ -93,6 +93,11 @@ _EXT_ENCRYPT_THEN_MAC = 0x0016  # RFC 7366
 # How much plaintext may precede TLS on one direction (STARTTLS banners, EHLO/CAPABILITY exchanges, MySQL's
 # greeting): beyond it the stream is taken as not TLS for good and no longer scanned.
 MAX_PRELUDE = 64 * 1024
+# A direction joined mid-stream whose first this-many bytes are all text (printable ASCII, tab, CR, LF) and hold no
+# record header is plain text, not TLS: encrypted records never look like that (for random bytes, (98/256)^64 is
+# about 1e-27), and the plaintext parts of a handshake (certificates) have no such run of text.
+MIDSTREAM_TEXT_PROBE = 64
+_TEXT_BYTES = bytes(range(0x20, 0x7F)) + b"\t\r\n"
 
 
 class _Mode(enum.Enum):
@@ -437,6 +442,16 @@ class TlsConnection:
                 # MAX_PRELUDE bytes.
                 found = self._find_header(b, pos)
                 if found < 0:
+                    if base + pos == d.resync_start and n - pos < MIDSTREAM_TEXT_PROBE:
+                        return pos  # (keep the first bytes until there are enough to tell text)
+                    if (base + pos == d.resync_start
+                            and not bytes(b[pos:pos + MIDSTREAM_TEXT_PROBE]).translate(None, _TEXT_BYTES)):
+                        # Plain text (HTTP, SMTP, ...) picked up mid-stream: not TLS, as a stream's first bytes
+                        # would say; a STARTTLS upgrade may still follow.
+                        events.append(NotTlsSeen(sender=d.sender, frame=frame, ts=ts, offset=base + pos,
+                                                 preview=bytes(b[pos:pos + 16])))
+                        d.mode = _PRELUDE
+                        continue
                     if base + n - d.resync_start > MAX_PRELUDE:
                         # (the preview: the bytes at hand, the first ones are gone by now)
                         events.append(NotTlsSeen(sender=d.sender, frame=frame, ts=ts, offset=base,

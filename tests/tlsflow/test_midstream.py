@@ -138,10 +138,11 @@ def test_join_header_split_over_two_segments() -> None:
 
 
 def test_no_header_within_the_bound_is_not_tls_once() -> None:
+    """Binary bytes (not text: the text probe does not tell) without any record header for MAX_PRELUDE bytes."""
     tls = TlsConnection()
     tls.join_midstream(CLIENT)
     tls.join_midstream(SERVER)
-    junk = b"GET / HTTP/1.1\r\nHost: example\r\n" * 64
+    junk = bytes(range(0x80, 0x100)) * 8
     events = []
     for frame in range(1, MAX_PRELUDE // len(junk) + 3):
         events += tls.receive(CLIENT, junk, frame, float(frame))
@@ -189,3 +190,28 @@ def test_joined_streams_never_raise_and_hold_little(chunks: list, records: list)
         mine = [e for e in events if e.sender is sender and isinstance(e, (MidstreamJoinSeen, NotTlsSeen))]
         assert len(mine) <= 1
     assert all(len(d.buf) <= tls.max_buffer for d in (tls._client, tls._server))
+
+
+def test_plain_text_joined_mid_stream_is_still_not_tls(corpus_dir: Path, tmp_path: Path) -> None:
+    """Real captures (curl to a TLS port, openssl s_client to an HTTP server and to an SSH banner) without their
+    SYNs: plain text picked up mid-stream is not TLS, as the whole captures say, with the same cause."""
+    for name in ("net_http_client_to_tls_server.pcap", "net_tls_client_to_http_server.pcap",
+                 "net_tls_client_to_ssh_banner.pcap"):
+        [whole] = iter_flow_records(corpus_dir / name)
+        [joined] = iter_flow_records(cut(corpus_dir / name, 3, tmp_path / name))  # SYN, SYN-ACK, ACK gone
+        assert (joined["outcome"], joined["cause"]) == (whole["outcome"], whole["cause"]), name
+        assert "non-TLS bytes" in " ".join(joined["evidence"])
+
+
+def test_text_probe_waits_for_enough_bytes_and_spares_binary() -> None:
+    tls = TlsConnection()
+    tls.join_midstream(CLIENT)
+    tls.join_midstream(SERVER)
+    assert tls.receive(CLIENT, b"EHLO mail.example\r\n", 1, 1.0) == []  # too short to tell yet
+    events = tls.receive(CLIENT, b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\n", 2, 1.1)
+    [not_tls] = [e for e in events if isinstance(e, NotTlsSeen)]
+    assert (not_tls.offset, not_tls.frame, not_tls.preview) == (0, 2, b"EHLO mail.exampl")
+    binary = bytes(range(0x80, 0x80 + 100))  # no record header, not text: keeps looking (an encrypted record's end)
+    assert not [e for e in tls.receive(SERVER, binary, 3, 1.2) if isinstance(e, NotTlsSeen)]
+    events = tls.receive(SERVER, _record(23, b"\x01" * 30), 4, 1.3)
+    assert [(e.skipped, e.frame) for e in events if isinstance(e, MidstreamJoinSeen)] == [(100, 4)]
