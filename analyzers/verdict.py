@@ -263,13 +263,12 @@ class _Decider:
                 break
         else:
             verdict = self.v
+        cut = self.tcp.client.cut_segments + self.tcp.server.cut_segments  # (by the snap length)
         if verdict.outcome == "incomplete" and not s.client_hellos:
             if self.tcp.client.syn_frame is None and self.tcp.server.synack_frame is None:
                 verdict.evidence.extend(self._joined_evidence())
-            if not s.first_record and not s.not_tls and not (self.tcp.client.cut_segments
-                                                             or self.tcp.server.cut_segments):
+            if not s.first_record and not s.not_tls and not cut:
                 verdict.evidence.append("no TLS bytes on this connection")
-        cut = self.tcp.client.cut_segments + self.tcp.server.cut_segments
         if cut and verdict.outcome != "established":
             first = min(f for f in (self.tcp.client.cut_frame, self.tcp.server.cut_frame) if f is not None)
             verdict.evidence.append(f"frame {first}: the capture's snap length cut {cut} segment(s) of this "

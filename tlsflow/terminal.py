@@ -136,7 +136,7 @@ class Report:
         if self.colour and outcome in _COLOURS:
             line = _COLOURS[outcome] + line + _RESET
         parts = [line.rstrip(), "\n"]
-        if self.details and outcome != "failed" and outcome != "established" and record.get("evidence"):
+        if self.details and outcome not in ("failed", "established") and record.get("evidence"):
             # Incomplete or not TLS: the first fact says why there is no verdict.
             parts.append(f"      - {safe_text(record['evidence'][0], 200)}\n")
         elif self.details and outcome == "failed":

@@ -96,6 +96,13 @@ def lane_layouts(link_type: int) -> tuple[tuple[Any, ...], tuple[Any, ...] | Non
     return start, (spec(other) if other is not None else None)
 
 
+def layout_fits(layout: tuple[Any, ...], buf: Any, start: int, caplen: int) -> bool:
+    """The frame at buf[start:] (`caplen` bytes) has the layout (as `lane_layouts` gives it): a walker whose
+    own layout failed on it switches to this one."""
+    unpack, _, shortest, first, second = layout[:5]
+    return caplen >= shortest and unpack(buf, start)[:2] == (first, second)
+
+
 class SegmentCounter(Protocol):
     """What the walker's fast lane needs from the TCP reassembler (tlsflow.tcp.TcpReassembler has both)."""
 
@@ -112,11 +119,11 @@ def four_tuple_texts(wire_keys: dict[tuple[str, int, str, int], bytes] | None = 
                      ) -> tuple[Callable[[bytes], tuple[str, str, int, int] | None],
                                 Callable[[bytes], tuple[str, str, int, int]]]:
     """(get, new) of a cache: a 4-tuple as the walkers' fast lane unpacks it (source address, destination
-    address, source port, destination port: 12 bytes for IPv4, 36 for IPv6) -> (source text, destination text, source port, destination
-    port), the text as decode makes it. `get(key)` is None for a 4-tuple not seen yet: `new(key)` makes its entry,
-    and the reverse one in `wire_keys` ((source text, source port, destination text, destination port) -> key: the
-    reassembler's SegmentCounter.wire_keys, for its lanes' keys). Bounded: both are reset once the cache holds
-    _TUPLES_KEPT 4-tuples."""
+    address, source port, destination port: 12 bytes for IPv4, 36 for IPv6) -> (source text, destination text,
+    source port, destination port), the text as decode makes it. `get(key)` is None for a 4-tuple not seen yet:
+    `new(key)` makes its entry, and the reverse one in `wire_keys` ((source text, source port, destination text,
+    destination port) -> key: the reassembler's SegmentCounter.wire_keys, for its lanes' keys). Bounded: both are
+    reset once the cache holds _TUPLES_KEPT 4-tuples."""
     tuples: dict[bytes, tuple[str, str, int, int]] = {}
     texts: dict[bytes, str] = {}  # one str per address, shared by its 4-tuples
 
@@ -241,7 +248,8 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
     lanes = counter.lanes if counter is not None and link_type in LANE_FRAMES else None
     count_lane = counter.count_lane if lanes is not None else None  # type: ignore[union-attr]
     layout, other_layout = lane_layouts(link_type)
-    lane_frame, link_length, lane_frame_min, ipv4_first, ipv4_second, _ = layout  # (shortest: IPv4 and TCP, no options)
+    # (lane_frame_min, the shortest frame: IPv4 and TCP without options)
+    lane_frame, link_length, lane_frame_min, ipv4_first, ipv4_second, _ = layout
     other_signature = other_layout[5] if other_layout is not None else -1
     header_bytes = LANE_HEADER_BYTES
     # Segments that count_lane took or the walker built since stats.tcp_packets was last brought up to date: the
@@ -316,14 +324,13 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
                             yield packet
                         continue
                 handed += 1
-                if caplen > LAYOUT_SIGNATURE_AT and buf[start + LAYOUT_SIGNATURE_AT] == other_signature and lanes:
-                    # Maybe a frame of the other layout (an 802.1Q tag where there was none, or none any more):
-                    # if it fits, the fast lane takes that layout from the next frame on.
-                    other_unpack, _, other_min, other_first, other_second, _ = other_layout  # type: ignore[misc]
-                    if caplen >= other_min and other_unpack(buf, start)[:2] == (other_first, other_second):
-                        layout, other_layout = other_layout, layout
-                        lane_frame, link_length, lane_frame_min, ipv4_first, ipv4_second, _ = layout
-                        other_signature = other_layout[5]
+                # A frame of the other layout (an 802.1Q tag where there was none, or none any more): the fast
+                # lane takes that layout from the next frame on.
+                if (caplen > LAYOUT_SIGNATURE_AT and buf[start + LAYOUT_SIGNATURE_AT] == other_signature and lanes
+                        and layout_fits(other_layout, buf, start, caplen)):  # type: ignore[arg-type]
+                    layout, other_layout = other_layout, layout
+                    lane_frame, link_length, lane_frame_min, ipv4_first, ipv4_second, _ = layout
+                    other_signature = other_layout[5]
                 out = handle(buf, start, stop, frame, ts)
                 if out is None:
                     skipped += 1

@@ -21,6 +21,7 @@ from .pcap import (
     four_tuple_texts,
     ipv6_lane,
     lane_layouts,
+    layout_fits,
 )
 from .source import SourceReadError
 from .stats import CaptureStats
@@ -291,7 +292,8 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                                 if lanes is not None and link_type in LANE_FRAMES:
                                     build = getattr(handler, "tcp_packet_builder", None)
                                     start_layout, other_layout = lane_layouts(link_type)
-                                    ipv6 = ipv6_lane(link_type, counter, build, tuples_get, new_tuple)  # type: ignore[arg-type]
+                                    ipv6 = ipv6_lane(link_type, counter, build,  # type: ignore[arg-type]
+                                                     tuples_get, new_tuple)
                                     lane_spec = (*start_layout, build, ipv6)
                                     other_spec = (*other_layout, build, ipv6) if other_layout is not None else None
                                 interfaces.append([handler, units, offset, link_type, snaplen, 0, lane_spec,
@@ -401,7 +403,7 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                         and lanes):
                     # As in pcap.walk_records: maybe a frame of the interface's other layout (802.1Q tagged or not).
                     other_spec = cur_iface[_IFACE_OTHER_LANE]  # type: ignore[index]
-                    if caplen >= other_spec[2] and other_spec[0](buf, start)[:2] == (other_spec[3], other_spec[4]):
+                    if layout_fits(other_spec, buf, start, caplen):
                         cur_iface[_IFACE_OTHER_LANE], cur_iface[_IFACE_LANE] = (  # type: ignore[index]
                             cur_iface[_IFACE_LANE], other_spec)  # type: ignore[index]
                         (cur_lane, cur_link_length, cur_lane_min, cur_ipv4_first, cur_ipv4_second, _,
