@@ -124,7 +124,7 @@ class FlowAnalyzer:
                 yield record
 
     def finish(self) -> Iterator[dict[str, Any]]:
-        for event in self.reassembler.finish():
+        for event in self.reassembler.finish_each():
             record = self._on_event(event)
             if record is not None:
                 yield record

@@ -18,7 +18,7 @@ class LeastRecentByScan(TcpReassembler):
 
     @staticmethod
     def _oldest(queue, table):  # type: ignore[no-untyped-def, override]
-        return min(table.values(), key=lambda flow: flow.conn.last_frame, default=None)
+        return min(table.values(), key=lambda flow: flow.last_frame, default=None)
 
 
 @st.composite

@@ -7,6 +7,7 @@ Two time-ordered tables (open flows, flows that saw a RST or both FINs acknowled
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 from heapq import heapify, heappop, heappush, heapreplace
 from socket import AF_INET, AF_INET6, inet_ntop, inet_pton
 from struct import Struct
@@ -27,6 +28,11 @@ Lane = tuple["_Flow", HalfStream, HalfStream, DirectionFacts, Connection]
 _PORTS = Struct("!HH").pack
 
 _SYN_ACK = SYN | ACK
+_LONE_SYN_FLAGS = SYN | ACK | RST | FIN
+# From this many open connections on, a new connection whose first packet is a lone SYN is kept as such
+# (`_LoneSyn`) until its next packet: below, full flows cost a few MB at most, and making one at once is cheaper
+# (a lone SYN that is answered costs ~7,000 instructions more in all, ~2 µs).
+LONE_SYNS_FROM = 1024
 _SYN_RST = SYN | RST
 _HALF = 1 << 31
 _NEG_HALF = -_HALF
@@ -72,6 +78,39 @@ class _Flow:
         self.lanes: tuple[Lane, Lane] | None = None  # per side, once the consumer wants no more data
         self.lane_keys: tuple[bytes, ...] = ()  # this flow's entries in TcpReassembler.lanes
 
+    @property
+    def last_frame(self) -> int:
+        """The frame of the connection's last packet."""
+        return self.conn.last_frame
+
+    @property
+    def flow_id(self) -> int:
+        return self.conn.flow_id
+
+
+class _LoneSyn:
+    """A connection of which only its first packet, a SYN without ACK, payload or cut, has been seen: that packet
+    and what the tables need, in place of a `_Flow` until the connection's next packet or its end, when `_hatch`
+    makes the `_Flow` the SYN would have made (the same facts: its code is the part of `add` a lone SYN runs).
+
+    Why: a SYN flood or a scan of a silent host fills the flow table with such connections, ~2.7 KB each as full
+    flows (the two sides' streams and facts), ~0.7 KB as this; 100,000 of them (the table full) peaked at 363 MiB.
+    The one difference a consumer sees: their ConnectionOpened comes with the next event of the connection."""
+
+    __slots__ = ("flow_id", "keys", "last_ts", "pkt")
+    closing = False  # (read with the flows of the open table: never lingering)
+
+    def __init__(self, flow_id: int, pkt: TcpPacket, keys: tuple[FlowKey, ...]) -> None:
+        self.flow_id = flow_id
+        self.pkt = pkt
+        self.keys = keys
+        self.last_ts = pkt.ts
+
+    @property
+    def last_frame(self) -> int:
+        """The frame of the connection's last packet: its SYN."""
+        return self.pkt.frame
+
 
 class TcpReassembler:
     """Turns `TcpPacket`s into `ConnectionOpened`, `StreamChunk` and `ConnectionClosed` events.
@@ -80,6 +119,8 @@ class TcpReassembler:
     Caps: `max_flows` open connections (the least recently active one is evicted when a new one needs room),
     `max_buffer_per_direction` out-of-order bytes and `max_segments_per_direction` segments per direction (the
     hole is declared a gap when exceeded), `role_buffer_bytes` of chunks held while the roles are unknown.
+    `lone_syns_from`: from this many open connections on, connections that have sent only a SYN are kept compact
+    (see `_LoneSyn`; 0: always).
     Timeouts are in capture seconds: `idle_timeout` for open connections, `linger_timeout` after a RST or once
     both FINs are acknowledged (trailing ACKs and stray retransmissions within it still count).
     """
@@ -88,7 +129,7 @@ class TcpReassembler:
                  idle_timeout: float = 300.0, *, linger_timeout: float = 5.0,
                  max_segments_per_direction: int = 1024, role_buffer_bytes: int = 1 << 16,
                  role_buffer_chunks: int = 64, retransmit_check_bytes: int = 1 << 15,
-                 expiry_interval: float = 1.0) -> None:
+                 expiry_interval: float = 1.0, lone_syns_from: int | None = None) -> None:
         if max_flows < 1:
             raise ValueError("max_flows must be at least 1")
         self.max_flows = max_flows
@@ -97,6 +138,8 @@ class TcpReassembler:
         self.role_buffer_bytes = role_buffer_bytes
         self.role_buffer_chunks = role_buffer_chunks
         self.expiry_interval = expiry_interval
+        # (None: the module's LONE_SYNS_FROM as it is when the reassembler is made, which tests may change)
+        self._lone_syns_from = LONE_SYNS_FROM if lone_syns_from is None else lone_syns_from
         self.limits = StreamLimits(max_buffer_bytes=max_buffer_per_direction,
                                    max_buffer_segments=max_segments_per_direction,
                                    max_history_bytes=retransmit_check_bytes)
@@ -142,13 +185,20 @@ class TcpReassembler:
         return len(self._open) + len(self._closing)
 
     def opened_connections(self) -> list[Connection]:
-        """The connections open or lingering whose ConnectionOpened was given (roles settled)."""
+        """The connections open or lingering whose ConnectionOpened was given (roles settled). Lone SYNs are made
+        flows first: their roles were settled by the SYN."""
+        self._hatch_all()
         return [flow.conn for table in (self._open, self._closing) for flow in table.values() if flow.settled]
 
     def connection(self, src: str, sport: int, dst: str, dport: int) -> Connection | None:
         """The open (or lingering) connection of this 4-tuple, either direction, if there is one."""
         entry = self._flows.get((src, sport, dst, dport))
-        return entry[0].conn if entry is not None else None
+        if entry is None:
+            return None
+        flow = entry[0]
+        if flow.__class__ is _LoneSyn:
+            flow = self._hatch(flow, [])  # (its ConnectionOpened is of no use to this caller)
+        return flow.conn
 
     # --- packets ---------------------------------------------------------------------------------------------
 
@@ -176,12 +226,19 @@ class TcpReassembler:
             if ts - flow.last_ts > (self.linger_timeout if flow.closing else self.idle_timeout):
                 self._close(flow, "closed" if flow.closing else "idle", out)
                 entry = None
-            elif flags & _SYN_ACK == SYN and self._starts_new_connection(flow, index, pkt.seq):
-                if not flow.closing and flow.sides[0].fin_offset is None and flow.sides[1].fin_offset is None:
-                    flow.conn.note(anomalies.SYN_ON_OPEN_FLOW)
-                self._close(flow, "port_reuse", out)
-                entry = None
+            else:
+                if flow.__class__ is _LoneSyn:
+                    flow = self._hatch(flow, out)
+                if flags & _SYN_ACK == SYN and self._starts_new_connection(flow, index, pkt.seq):
+                    if not flow.closing and flow.sides[0].fin_offset is None and flow.sides[1].fin_offset is None:
+                        flow.conn.note(anomalies.SYN_ON_OPEN_FLOW)
+                    self._close(flow, "port_reuse", out)
+                    entry = None
         if entry is None:
+            if (flags & _LONE_SYN_FLAGS == SYN and len(self._open) >= self._lone_syns_from and not pkt.payload
+                    and not pkt.cut):
+                self._open_lone_syn(pkt, key, out)
+                return out
             flow = self._open_flow(pkt, key, out)
             index = 0
 
@@ -473,7 +530,7 @@ class TcpReassembler:
         if entry is None or flags & _SYN_RST:
             return False
         flow, index = entry
-        if flow.full or flow.closing or not flow.settled:
+        if flow.__class__ is _LoneSyn or flow.full or flow.closing or not flow.settled:
             return False
         return self.count_lane(flow.lanes[index], frame, ts, seq, ack, flags, window, ttl, n)  # type: ignore[index]
 
@@ -610,18 +667,69 @@ class TcpReassembler:
 
     def finish(self) -> list[Event]:
         """End of capture: flush every hole as a gap, deliver what waits, close every connection."""
-        out: list[Event] = []
-        flows = sorted([*self._open.values(), *self._closing.values()], key=lambda f: f.conn.flow_id)
+        return list(self.finish_each())
+
+    def finish_each(self) -> Iterator[Event]:
+        """`finish`, giving each connection's events before closing the next: a consumer that is done with a
+        connection's events lets it go (a flow table full of lone SYNs is not made into full flows all at once)."""
+        flows = sorted([*self._open.values(), *self._closing.values()], key=lambda f: f.flow_id)
         for flow in flows:
+            out: list[Event] = []
             self._close(flow, "closed" if flow.closing else "end_of_capture", out)
-        return out
+            yield from out
 
     # --- connection life -------------------------------------------------------------------------------------
+
+    def _open_lone_syn(self, pkt: TcpPacket, key: FlowKey, out: list[Event]) -> None:
+        """A new connection's first packet is a lone SYN (see `_LoneSyn`): what `_open_flow` and `add` would do,
+        but keeping the packet for `_hatch`."""
+        if len(self._open) + len(self._closing) >= self.max_flows:
+            self._evict(out)
+        self.flows_opened = flow_id = self.flows_opened + 1
+        src, sport, dst, dport = key
+        reverse = (dst, dport, src, sport)
+        syn = _LoneSyn(flow_id, pkt, (key,) if reverse == key else (key, reverse))
+        flows = self._flows
+        flows[key] = (syn, 0)  # type: ignore[assignment]
+        if reverse != key:
+            flows[reverse] = (syn, 1)  # type: ignore[assignment]
+        self._open[flow_id] = syn  # type: ignore[assignment]
+        self._queue(self._open_queue, self._open, pkt.frame, flow_id)
+
+    def _hatch(self, syn: _LoneSyn, out: list[Event]) -> _Flow:
+        """The flow a lone SYN stands for, in its place in the tables, with the facts and events (ConnectionOpened)
+        that `add` gives a connection's first packet when that is a SYN without ACK, payload or cut."""
+        pkt = syn.pkt
+        flow = self._new_flow(pkt, syn.keys, syn.flow_id)
+        side, peer = flow.sides
+        facts = side.facts
+        facts.packets = 1
+        facts.first_ts = facts.last_ts = pkt.ts
+        side.new_ttl_run(pkt.ttl)
+        if pkt.window == 0:
+            facts.zero_window = True
+        self._on_syn(flow, side, peer, pkt, 0, out)
+        return flow
+
+    def _hatch_all(self) -> None:
+        """Every lone SYN made a flow (their ConnectionOpened events dropped)."""
+        for syn in [flow for flow in self._open.values() if flow.__class__ is _LoneSyn]:
+            self._hatch(syn, [])  # type: ignore[arg-type]
 
     def _open_flow(self, pkt: TcpPacket, key: FlowKey, out: list[Event]) -> _Flow:
         if len(self._open) + len(self._closing) >= self.max_flows:
             self._evict(out)
         self.flows_opened = flow_id = self.flows_opened + 1
+        src, sport, dst, dport = key
+        reverse = (dst, dport, src, sport)
+        flow = self._new_flow(pkt, (key,) if reverse == key else (key, reverse), flow_id)
+        self._queue(self._open_queue, self._open, pkt.frame, flow_id)
+        return flow
+
+    def _new_flow(self, pkt: TcpPacket, keys: tuple[FlowKey, ...], flow_id: int) -> _Flow:
+        """The flow of a connection whose first packet is `pkt`, entered in the tables by its keys and id (in the
+        place of its lone SYN, if it had one)."""
+        key = keys[0]
         src, sport, dst, dport = key
         frame = pkt.frame
         ts = pkt.ts
@@ -630,14 +738,12 @@ class TcpReassembler:
         conn = Connection(flow_id, pkt.ip_version, src, sport, dst, dport, frame, ts, ts, frame)
         limits = self.limits
         sides = (HalfStream(conn, conn.client, limits, 0), HalfStream(conn, conn.server, limits, 1))
-        reverse = (dst, dport, src, sport)
-        flow = _Flow(conn, sides, (key,) if reverse == key else (key, reverse), ts)
+        flow = _Flow(conn, sides, keys, ts)
         flows = self._flows
         flows[key] = (flow, 0)
-        if reverse != key:
-            flows[reverse] = (flow, 1)
+        if len(keys) == 2:
+            flows[keys[1]] = (flow, 1)
         self._open[flow_id] = flow
-        self._queue(self._open_queue, self._open, frame, flow_id)
         return flow
 
     @staticmethod
@@ -647,7 +753,7 @@ class TcpReassembler:
         as many as the table, it is made again from the table (memory stays bounded by the flows kept)."""
         heappush(queue, (frame, flow_id))
         if len(queue) > 2 * len(table) + 64:
-            queue[:] = [(flow.conn.last_frame, fid) for fid, flow in table.items()]
+            queue[:] = [(flow.last_frame, fid) for fid, flow in table.items()]
             heapify(queue)
 
     @staticmethod
@@ -661,6 +767,8 @@ class TcpReassembler:
             if flow is None:
                 heappop(queue)
                 continue
+            if flow.__class__ is _LoneSyn:
+                return flow  # (queued at its one packet)
             last = flow.conn.last_frame
             if last != frame:
                 heapreplace(queue, (last, fid))
@@ -745,6 +853,8 @@ class TcpReassembler:
             facts.retransmitted_frames.append(frame)
 
     def _close(self, flow: _Flow, reason: str, out: list[Event]) -> None:
+        if flow.__class__ is _LoneSyn:
+            flow = self._hatch(flow, out)  # type: ignore[arg-type]
         conn = flow.conn
         if flow.full:
             for side in flow.sides:
@@ -790,6 +900,8 @@ class TcpReassembler:
         fronts = [flow for flow in (self._oldest(self._open_queue, self._open),
                                     self._oldest(self._closing_queue, self._closing)) if flow is not None]
         victim = min(fronts, key=lambda f: f.last_ts)
+        if victim.__class__ is _LoneSyn:
+            victim = self._hatch(victim, out)  # type: ignore[arg-type]
         victim.conn.note(anomalies.FLOW_EVICTED)
         self.flows_evicted += 1
         self._close(victim, "evicted", out)
