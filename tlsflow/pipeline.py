@@ -124,10 +124,12 @@ class FlowAnalyzer:
                 yield record
 
     def finish(self) -> Iterator[dict[str, Any]]:
-        for event in self.reassembler.finish_each():
-            record = self._on_event(event)
-            if record is not None:
-                yield record
+        on_event = self._on_event
+        for events in self.reassembler.finish_each():
+            for event in events:
+                record = on_event(event)
+                if record is not None:
+                    yield record
 
     def _on_event(self, event: Any) -> dict[str, Any] | None:
         if event.__class__ is StreamChunk:  # most events: the exact class check is the cheapest

@@ -121,9 +121,9 @@ def four_tuple_texts(wire_keys: dict[tuple[str, int, str, int], bytes] | None = 
     """(get, new) of a cache: a 4-tuple as the walkers' fast lane unpacks it (source address, destination
     address, source port, destination port: 12 bytes for IPv4, 36 for IPv6) -> (source text, destination text,
     source port, destination port), the text as decode makes it. `get(key)` is None for a 4-tuple not seen yet:
-    `new(key)` makes its entry, and the reverse one in `wire_keys` ((source text, source port, destination text,
-    destination port) -> key: the reassembler's SegmentCounter.wire_keys, for its lanes' keys). Bounded: both are
-    reset once the cache holds _TUPLES_KEPT 4-tuples."""
+    `new(key)` makes its entry and the other direction's, and their reverse ones in `wire_keys` ((source text,
+    source port, destination text, destination port) -> key: the reassembler's SegmentCounter.wire_keys, for its
+    lanes' keys). Bounded: both are reset once the cache holds _TUPLES_KEPT 4-tuples."""
     tuples: dict[bytes, tuple[str, str, int, int]] = {}
     texts: dict[bytes, str] = {}  # one str per address, shared by its 4-tuples
 
@@ -138,14 +138,19 @@ def four_tuple_texts(wire_keys: dict[tuple[str, int, str, int], bytes] | None = 
             src = texts.get(raw_src) or texts.setdefault(raw_src, inet_ntoa(raw_src))
             dst = texts.get(raw_dst) or texts.setdefault(raw_dst, inet_ntoa(raw_dst))
             sport, dport = _PORTS(key, 8)
+            reverse = raw_dst + raw_src + key[10:12] + key[8:10]
         else:  # IPv6 (36 bytes)
             raw_src, raw_dst = key[:16], key[16:32]
             src = texts.get(raw_src) or texts.setdefault(raw_src, inet_ntop(AF_INET6, raw_src))
             dst = texts.get(raw_dst) or texts.setdefault(raw_dst, inet_ntop(AF_INET6, raw_dst))
             sport, dport = _PORTS(key, 32)
+            reverse = raw_dst + raw_src + key[34:36] + key[32:34]
         entry = tuples[key] = (src, dst, sport, dport)
+        # The other direction's entry too: its first segment (a SYN-ACK, a RST to a scan) comes right after.
+        tuples[reverse] = (dst, src, dport, sport)
         if wire_keys is not None:
             wire_keys[(src, sport, dst, dport)] = key
+            wire_keys[(dst, dport, src, sport)] = reverse
         return entry
 
     return tuples.get, new
