@@ -34,7 +34,7 @@ _CLIENT, _SERVER = Sender.CLIENT, Sender.SERVER
 class FlowState:
     """What the pipeline keeps per connection (stored in the reassembler's `conn.handshake` slot)."""
 
-    tls: TlsConnection
+    tls: TlsConnection | None  # None once the connection wants no more data: its parser's state is let go
     summary: HandshakeSummary = field(default_factory=HandshakeSummary)
 
 
@@ -153,8 +153,10 @@ class FlowAnalyzer:
                 app_data = summary.app_data_records
                 if (app_data[_CLIENT] and app_data[_SERVER]) or state.tls.given_up:
                     conn.wants_data = False
+                    state.tls = None  # (the record needs the summary only)
             elif state.tls.given_up:  # (a chunk without events changes no count: a segment inside a long record)
                 conn.wants_data = False
+                state.tls = None
             return None
         # ConnectionOpened: the parser's state waits for the connection's first bytes (`_new_state`). Why: scans
         # and SYN floods fill the flow table with connections that never carry one, ~2 KB each for nothing.

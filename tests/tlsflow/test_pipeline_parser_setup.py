@@ -96,12 +96,12 @@ class _StatelessCounting(_KeepingAnalyzer):
         self.stateless: list[tuple[bool, int]] = []  # (a side holds a history deque, payload bytes seen)
         close = self.reassembler._close
 
-        def closing(flow: Any, reason: str, out: list[Any]) -> None:
-            conn = flow.conn
-            if conn.handshake is None:
+        def closing(flow: Any, reason: str, out: list[Any], *more: Any) -> None:
+            conn = getattr(flow, "conn", None)  # (a lone SYN has none: no streams, no bytes)
+            if conn is not None and conn.handshake is None:
                 self.stateless.append((any(side.history.__class__ is not tuple for side in flow.sides),
                                        conn.client.payload_bytes + conn.server.payload_bytes))
-            close(flow, reason, out)
+            close(flow, reason, out, *more)
 
         self.reassembler._close = closing  # type: ignore[method-assign]
 
@@ -148,3 +148,56 @@ def test_secrets_read_mid_capture_serve_the_connections_opened_after_them(monkey
                 added = True
             list(analyzer.feed(pkt))
     assert added and analyzer.keylog is not None  # connections opened from now on get the secrets
+
+
+class _StickyState:
+    """A FlowState whose parser is never let go (as before: it stayed until the connection closed)."""
+
+    __slots__ = ("summary", "tls")
+
+    def __init__(self, state: Any) -> None:
+        object.__setattr__(self, "tls", state.tls)
+        object.__setattr__(self, "summary", state.summary)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if not (name == "tls" and value is None):
+            object.__setattr__(self, name, value)
+
+
+class _StickyAnalyzer(_KeepingAnalyzer):
+    def _new_state(self, conn: Any) -> Any:
+        return _StickyState(super()._new_state(conn))
+
+
+class _ReleaseNoting(_KeepingAnalyzer):
+    """Notes, for each connection as it closes, whether it still wanted data and whether its parser's state is
+    still held."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.parser_held: list[tuple[bool, bool]] = []
+
+    def _record(self, conn: Any) -> dict[str, Any]:
+        self.parser_held.append((conn.wants_data, conn.handshake is not None and conn.handshake.tls is not None))
+        return super()._record(conn)
+
+
+def test_a_connection_done_with_its_handshake_lets_its_parser_go(monkeypatch) -> None:
+    """Once a connection wants no more data (both sides sent application data, or the parser gave up), only its
+    summary is kept for the record: a busy link's long-lived connections hold ~630 B less each (the 1 GB bench
+    capture with every connection open to the end: 289 -> 264 MiB). The records are those of a parser kept to the
+    end."""
+    held: list[tuple[bool, bool]] = []
+    for path in corpus_and_public_captures():
+        made: list[_ReleaseNoting] = []
+
+        def analyzer(*args: Any, _made: list[_ReleaseNoting] = made, **kwargs: Any) -> _ReleaseNoting:
+            _made.append(_ReleaseNoting(*args, **kwargs))
+            return _made[-1]
+
+        closed = _run(path, analyzer, monkeypatch)
+        assert [r for _, r in closed] == [r for _, r in _run(path, _StickyAnalyzer, monkeypatch)], path
+        held.extend(made[0].parser_held)
+    done = [parser for wants_data, parser in held if not wants_data]
+    assert len(done) > 50
+    assert not any(done)
