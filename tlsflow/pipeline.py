@@ -152,17 +152,27 @@ class FlowAnalyzer:
                 summary.add_all(events)
                 app_data = summary.app_data_records
                 if (app_data[_CLIENT] and app_data[_SERVER]) or state.tls.given_up:
-                    conn.wants_data = False
-                    state.tls = None  # (the record needs the summary only)
+                    self._done_with_data(conn, state)
             elif state.tls.given_up:  # (a chunk without events changes no count: a segment inside a long record)
-                conn.wants_data = False
-                state.tls = None
+                self._done_with_data(conn, state)
             return None
         # ConnectionOpened: the parser's state waits for the connection's first bytes (`_new_state`). Why: scans
         # and SYN floods fill the flow table with connections that never carry one, ~2 KB each for nothing.
         if isinstance(event, ConnectionClosed):
             return self._record(event.conn)
         return None
+
+    @staticmethod
+    def _done_with_data(conn: Any, state: FlowState) -> None:
+        """The connection wants no more data: what only later bytes could have used is let go, so that a
+        connection that stays open (a busy server's keep-alive ones) holds what its record needs and no more."""
+        conn.wants_data = False
+        state.tls = None  # the parser's state (the record needs the summary only)
+        summary = state.summary
+        if not summary.transcript_complete:
+            # Raw handshake messages kept for the server's TLS 1.3 CertificateVerify, which did not come (the
+            # verdict reads them only once it did): without it, they are of no use.
+            summary.transcript = None
 
     def _new_state(self, conn: Any) -> FlowState:
         # The summary keeps each side's first RecordSeen only: the others are not built, except for the flow

@@ -238,14 +238,20 @@ def test_summaries_fold_as_the_plain_folds_on_every_connection(monkeypatch: pyte
     monkeypatch.undo()
     names = [f.name for f in dataclasses.fields(HandshakeSummary) if f.compare]
     transcripts = 0
+    released = 0
     for summary, events in folded.values():
         plain = _PlainSummary()
         plain.add_all(events)
+        if summary.transcript is None and plain.transcript is not None and not plain.transcript_complete:
+            # (the pipeline lets a transcript go once the connection wants no more data, if it cannot be used:
+            # FlowAnalyzer._done_with_data)
+            plain.transcript = None
+            released += 1
         assert [getattr(summary, n) for n in names] == [getattr(plain, n) for n in names]
         assert summary.version == plain.version
         assert summary.version == (summary.server_hello.message.selected_version if summary.server_hello else None)
         transcripts += bool(summary.transcript_complete)
-    assert len(folded) > 100 and transcripts
+    assert len(folded) > 100 and transcripts and released
 
 
 # ---------------------------------------------------------------- JSON text of capture times

@@ -43,9 +43,9 @@ _MAX_ACK_AHEAD = 1 << 30
 _PROBE_LEN = 6  # bytes a ClientHello check needs
 _UNKNOWN = object()
 _NEVER = float("-inf")
-_WIRE_ADDRESSES_KEPT = 1 << 16
+_WIRE_ADDRESSES_KEPT = 1 << 16  # addresses remembered as wire bytes before that cache is reset
 _FLOW_ID = attrgetter("flow_id")
-_FINISHED_TOGETHER = 256  # connections closed at a time at the end of the capture (`finish_each`)  # addresses remembered as wire bytes before that cache is reset
+_FINISHED_TOGETHER = 256  # connections closed at a time at the end of the capture (`finish_each`)
 
 
 class _Flow:
@@ -89,15 +89,16 @@ class _Flow:
         return self.conn.last_frame
 
 
-
 class _LoneSyn:
     """A connection of which only its first packet, a SYN without ACK, payload or cut, has been seen: that packet
-    and what the tables need, in place of a `_Flow` until the connection's next packet or its end, when `_hatch`
-    makes the `_Flow` the SYN would have made (the same facts: its code is the part of `add` a lone SYN runs).
+    and what the tables need, in place of a `_Flow`. Its next packet makes the `_Flow` the SYN would have made
+    (`_hatch`: the same facts, its code being the part of `add` a lone SYN runs); its end (eviction, expiry, end
+    of capture) gives the connection that flow's close would give, without making its streams (`_close_lone_syn`).
 
     Why: a SYN flood or a scan of a silent host fills the flow table with such connections, ~2.7 KB each as full
-    flows (the two sides' streams and facts), ~0.7 KB as this; 100,000 of them (the table full) peaked at 363 MiB.
-    The one difference a consumer sees: their ConnectionOpened comes with the next event of the connection."""
+    flows (the two sides' streams and facts), ~1.0 KB as this with its table entries; 100,000 of them (the table
+    full) peaked at 363 MiB, now 173 MiB. The one difference a consumer sees: the connection's ConnectionOpened
+    comes with its next event."""
 
     __slots__ = ("flow_id", "keys", "last_ts", "pkt")
     closing = False  # (read with the flows of the open table: never lingering)
