@@ -4,11 +4,13 @@
     for pkt in packets:                  # tlsflow.packet.TcpPacket
         for event in r.add(pkt): ...     # a list, often empty
     for event in r.finish(): ...         # end of capture: holes flushed as gaps, every connection closed
+                                         # (finish_each(): the same, a few connections' events at a time)
 
 Events, per connection always in this order:
 - `ConnectionOpened(conn)`: the roles are settled (at the first packet when it is a SYN or SYN-ACK; else when the
   first bytes show a ClientHello, or both sides' first bytes are seen, or the hold buffer fills, or the
-  connection ends: then guessed from the ports). No chunk of the connection comes before it.
+  connection ends: then guessed from the ports). No chunk of the connection comes before it. Once `lone_syns_from`
+  connections are open (1,024), a connection whose first packet is a lone SYN gets it with its next event.
 - `StreamChunk(conn, sender, offset, data, gap, frame, ts)`: each direction in stream order with contiguous
   offsets; a gap (`data == b""`, `gap` = bytes lost) when the peer acknowledged bytes the capture never showed,
   when out-of-order data waited beyond a cap, or when the connection ended with a hole.
