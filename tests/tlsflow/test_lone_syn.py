@@ -139,9 +139,11 @@ def _trace(pkts, **options):  # type: ignore[no-untyped-def]
 
 
 @settings(max_examples=300, deadline=None)
-@given(packets(), st.integers(1, 4), st.sampled_from([0.5, 1.0, 3.0]), st.sampled_from([0.25, 1.0, 2.0]))
-def test_any_packets_give_the_same_closes_chunks_and_facts(pkts, max_flows, idle, linger) -> None:  # type: ignore[no-untyped-def]
-    """Whatever the packets (SYNs repeated or answered late, port reuse, resets, time going back, a full table),
-    the connections, their chunks and facts are those of full flows made at the SYN."""
+@given(packets(), st.integers(1, 4), st.sampled_from([0.5, 1.0, 3.0]), st.sampled_from([0.25, 1.0, 2.0]),
+       st.sampled_from([0, 1, 2]))
+def test_any_packets_give_the_same_closes_chunks_and_facts(pkts, max_flows, idle, linger, lone_syns_from) -> None:  # type: ignore[no-untyped-def]
+    """Whatever the packets (SYNs repeated or answered late, port reuse, resets, time going back, a full table
+    of lone SYNs and full flows mixed), the connections, their chunks and facts are those of full flows made at
+    the SYN."""
     options = {"max_flows": max_flows, "idle_timeout": idle, "linger_timeout": linger}
-    assert _trace(pkts, **options, **ALWAYS) == _trace(pkts, **options, **NEVER)
+    assert _trace(pkts, **options, lone_syns_from=lone_syns_from) == _trace(pkts, **options, **NEVER)
