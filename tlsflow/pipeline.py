@@ -75,6 +75,9 @@ def _tcp_facts(conn: Any) -> TcpFacts:
     return TcpFacts(client, server, getattr(conn, "roles_from", "syn"), list(getattr(conn, "anomalies", ())))
 
 
+_NO_BYTES = new_summary()  # the summary of a connection that carried no byte (`FlowAnalyzer._record`)
+
+
 class FlowAnalyzer:
     """Feeds one capture's packets through reassembly and the parser, and yields a record per connection."""
 
@@ -208,7 +211,9 @@ class FlowAnalyzer:
 
     def _record(self, conn: Any) -> dict[str, Any]:
         state: FlowState | None = conn.handshake
-        summary = state.summary if state is not None else new_summary()  # (no byte came: nothing to summarise)
+        # No byte came: nothing to summarise. One empty summary serves every such connection (scans, SYN floods):
+        # nothing that reads a summary for a record changes it.
+        summary = state.summary if state is not None else _NO_BYTES
         tcp = _tcp_facts(conn)
         if conn.flow_id == self.keep_events_for:
             self.kept_tcp = tcp
