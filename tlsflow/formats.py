@@ -89,7 +89,16 @@ def _record_encoder_source() -> str:
         pieces.append(repr(("{" if i == 0 else ", ") + _encode_string(name) + ": "))
         # A value whose class is exactly float (int) is written by `repr`, which is then `float.__repr__`
         # (`int.__repr__`), as the C encoder writes it, and a cheaper call (~350 instructions less).
-        if name in _TIMESTAMP_FIELDS:
+        if name == "end":
+            # The same float object as the start (a connection of one packet: a lone SYN, a scan's probe): the
+            # start's text, made just before (~4,500 instructions saved).
+            start = names[_FIELD_LIST.index("start")]
+            expr = (f"start_text if {value} is {start} and start_text is not None else timestamp_text({value}) "
+                    f"if {value}.__class__ is float else encode({value})")
+        elif name == "start":
+            expr = (f"(start_text := timestamp_text({value})) if {value}.__class__ is float "
+                    f"else encode({value})")
+        elif name in _TIMESTAMP_FIELDS:
             expr = f"timestamp_text({value}) if {value}.__class__ is float else encode({value})"
         elif name in _FLOAT_FIELDS:
             # (NaN and the infinities are words of the encoder's own: through it)
@@ -113,6 +122,7 @@ def _record_encoder_source() -> str:
     return (f"def make(remembered, remember):\n"
             f"  def encode_values(values):\n"
             f"    {', '.join(names)} = values\n"
+            f"    start_text = None\n"
             f"    return join((\n        {body}))\n"
             f"  return encode_values\n")
 

@@ -201,6 +201,25 @@ def test_json_lines_writer_equals_json_dumps_on_every_record(analysed: list[_Kee
     assert json.loads(array.getvalue()) == json.loads("[" + ",".join(lines.getvalue().splitlines()) + "]")
 
 
+@pytest.mark.parametrize("start", [1767225600.000299, 0.1, -0.0, float("nan"), float("inf"), 2**70, "text", None])
+def test_an_end_that_is_the_start_is_written_as_the_start(start: Any) -> None:
+    """A connection of one packet (a lone SYN, a scan's probe) has its start as its end, the same float object:
+    the encoder writes the start's text again. An end equal to the start but another object, or of another type,
+    is written by itself."""
+    import json
+    import struct
+
+    from tlsflow.formats import RecordEncoder
+    from tlsflow.record import FIELDS
+
+    encode = RecordEncoder().encode
+    twin = struct.unpack("<d", struct.pack("<d", start))[0] if isinstance(start, float) else start  # (another object)
+    for end in (start, twin, 1767225601.5, None, "x"):
+        record = dict.fromkeys(FIELDS)
+        record["start"], record["end"] = start, end
+        assert encode(record) == json.dumps(record, ensure_ascii=False)
+
+
 def test_records_in_another_order_are_written_in_the_contract_order() -> None:
     import io
     import json
