@@ -29,12 +29,12 @@ Lane = tuple["_Flow", HalfStream, HalfStream, DirectionFacts, Connection]
 _PORTS = Struct("!HH").pack
 
 _SYN_ACK = SYN | ACK
+_SYN_RST = SYN | RST
 _LONE_SYN_FLAGS = SYN | ACK | RST | FIN
 # From this many open connections on, a new connection whose first packet is a lone SYN is kept as such
 # (`_LoneSyn`) until its next packet: below, full flows cost a few MB at most, and making one at once is cheaper
 # (a lone SYN that is answered costs ~7,000 instructions more in all, ~2 µs).
 LONE_SYNS_FROM = 1024
-_SYN_RST = SYN | RST
 _HALF = 1 << 31
 _NEG_HALF = -_HALF
 _MASK = (1 << 32) - 1
@@ -240,7 +240,7 @@ class TcpReassembler:
         if entry is None:
             if (flags & _LONE_SYN_FLAGS == SYN and len(self._open) >= self._lone_syns_from and not pkt.payload
                     and not pkt.cut):
-                self._open_lone_syn(pkt, key, out)
+                self._open_flow(pkt, key, out, lone=True)
                 return out
             flow = self._open_flow(pkt, key, out)
             index = 0
@@ -687,22 +687,6 @@ class TcpReassembler:
 
     # --- connection life -------------------------------------------------------------------------------------
 
-    def _open_lone_syn(self, pkt: TcpPacket, key: FlowKey, out: list[Event]) -> None:
-        """A new connection's first packet is a lone SYN (see `_LoneSyn`): what `_open_flow` and `add` would do,
-        but keeping the packet for `_hatch`."""
-        if len(self._open) + len(self._closing) >= self.max_flows:
-            self._evict(out)
-        self.flows_opened = flow_id = self.flows_opened + 1
-        src, sport, dst, dport = key
-        reverse = (dst, dport, src, sport)
-        syn = _LoneSyn(flow_id, pkt, (key,) if reverse == key else (key, reverse))
-        flows = self._flows
-        flows[key] = (syn, 0)  # type: ignore[assignment]
-        if reverse != key:
-            flows[reverse] = (syn, 1)  # type: ignore[assignment]
-        self._open[flow_id] = syn  # type: ignore[assignment]
-        self._queue(self._open_queue, self._open, pkt.frame, flow_id)
-
     def _hatch(self, syn: _LoneSyn, out: list[Event]) -> _Flow:
         """The flow a lone SYN stands for, in its place in the tables, with the facts and events (ConnectionOpened)
         that `add` gives a connection's first packet when that is a SYN without ACK, payload or cut."""
@@ -749,8 +733,10 @@ class TcpReassembler:
         for syn in [flow for flow in self._open.values() if flow.__class__ is _LoneSyn]:
             self._hatch(syn, [])  # type: ignore[arg-type]
 
-    def _open_flow(self, pkt: TcpPacket, key: FlowKey, out: list[Event], hatched: int = 0) -> _Flow:
-        """The flow of a new connection whose first packet is `pkt` (`key`: its 4-tuple), in the tables; or, with
+    def _open_flow(self, pkt: TcpPacket, key: FlowKey, out: list[Event], hatched: int = 0,
+                   lone: bool = False) -> _Flow:
+        """The flow of a new connection whose first packet is `pkt` (`key`: its 4-tuple), in the tables; with
+        `lone`, that packet kept as a `_LoneSyn` instead (what `add` would do for it waits for `_hatch`); with
         `hatched` (a lone SYN's flow id), the flow of that lone SYN, in its place."""
         if not hatched:
             if len(self._open) + len(self._closing) >= self.max_flows:
@@ -760,14 +746,18 @@ class TcpReassembler:
             flow_id = hatched
         src, sport, dst, dport = key
         frame = pkt.frame
-        ts = pkt.ts
-        # Positional: keyword arguments cost more to match (fields: flow_id, ip_version, client_ip, client_port,
-        # server_ip, server_port, first_frame, start, last_ts, last_frame).
-        conn = Connection(flow_id, pkt.ip_version, src, sport, dst, dport, frame, ts, ts, frame)
-        limits = self.limits
-        sides = (HalfStream(conn, conn.client, limits, 0), HalfStream(conn, conn.server, limits, 1))
         reverse = (dst, dport, src, sport)
-        flow = _Flow(conn, sides, (key,) if reverse == key else (key, reverse), ts)
+        keys = (key,) if reverse == key else (key, reverse)
+        if lone:
+            flow: _Flow = _LoneSyn(flow_id, pkt, keys)  # type: ignore[assignment]
+        else:
+            ts = pkt.ts
+            # Positional: keyword arguments cost more to match (fields: flow_id, ip_version, client_ip,
+            # client_port, server_ip, server_port, first_frame, start, last_ts, last_frame).
+            conn = Connection(flow_id, pkt.ip_version, src, sport, dst, dport, frame, ts, ts, frame)
+            limits = self.limits
+            sides = (HalfStream(conn, conn.client, limits, 0), HalfStream(conn, conn.server, limits, 1))
+            flow = _Flow(conn, sides, keys, ts)
         flows = self._flows
         flows[key] = (flow, 0)
         if reverse != key:
