@@ -201,6 +201,9 @@ def _follow_ethernet(path: str, offset: int, frames_before: int, tracked: set[by
         handle = make_handlers(CaptureStats(), fragments, counter=reassembler)(header.link_type)
         record = struct.Struct(header.byte_order + "III4x").unpack_from
         ip_fields = struct.Struct("!HBBHHHBB").unpack_from  # EtherType, version/IHL, TOS, total, id, frag, TTL, proto
+        # Untagged IPv4, from the EtherType on: EtherType, version/IHL, total length, flags and fragment offset,
+        # protocol, addresses and ports (the raw 4-tuple), TCP data offset. One call for what took five.
+        untagged_ipv4 = struct.Struct("!HB1xH2xH1xB2x12s8xB").unpack_from
         ipv6_fields = struct.Struct("!IH").unpack_from  # version/traffic class/flow label, payload length
         size = header.record_header_size
         units = float(header.ts_units)
@@ -241,17 +244,24 @@ def _follow_ethernet(path: str, offset: int, frames_before: int, tracked: set[by
                 # for a segment): IPv4 without options, untagged or with one 802.1Q tag, or IPv6 without
                 # extension headers.
                 if seconds < next_second and caplen >= 54:
-                    kind = buf[start + 12]
-                    if kind == 0x08 or (kind == 0x81 and caplen >= 58 and buf[start + 13] == 0):
-                        ip = start + 14 if kind == 0x08 else start + 18
-                        if buf[ip + 12:ip + 24] not in tracked:
+                    ethertype, version_ihl, total, frag, proto, key, offset_byte = untagged_ipv4(buf, start + 12)
+                    if ethertype == 0x0800:
+                        # (as below: IPv4 without options, not a fragment, TCP, its length within the frame,
+                        # a valid data offset)
+                        if (key not in tracked and version_ihl == 0x45 and proto == 6 and not frag & 0x3FFF
+                                and offset_byte >= 0x50 and ((offset_byte >> 4) << 2) + 20 <= total <= caplen - 14):
+                            skipped = (seconds, fraction)
+                            continue
+                    elif ethertype == 0x8100:
+                        ip = start + 18
+                        if caplen >= 58 and buf[ip + 12:ip + 24] not in tracked:
                             ethertype, version_ihl, _tos, total, _id, frag, _ttl, proto = ip_fields(buf, ip - 2)
                             data = ip + 20 + ((buf[ip + 32] >> 4) << 2)
                             if (ethertype == 0x0800 and version_ihl == 0x45 and proto == 6 and not frag & 0x3FFF
                                     and total >= 40 and ip + total <= stop and ip + 40 <= data <= ip + total):
                                 skipped = (seconds, fraction)
                                 continue
-                    elif (kind == 0x86 and caplen >= 74 and buf[start + 13] == 0xDD and buf[start + 20] == 6
+                    elif (ethertype == 0x86DD and caplen >= 74 and buf[start + 20] == 6
                             and buf[start + 22:start + 58] not in tracked):
                         version_flow, payload_length = ipv6_fields(buf, start + 14)
                         data = start + 74 + (((buf[start + 66] >> 4) - 5) << 2)
