@@ -58,7 +58,7 @@ from tlsflow.capture.linktypes import ETHERNET
 from tlsflow.gcpolicy import tune_gc
 from tlsflow.hop_ahead import equal_cut_targets
 from tlsflow.hop_ahead import take as hop_taken_ahead
-from tlsflow.parallel import BATCH_PACKETS, QUEUE_BATCHES, shut_down, start_method, worker_messages
+from tlsflow.parallel import BATCH_PACKETS, QUEUE_BATCHES, shut_down, start_method
 from tlsflow.shipping import pack_all, unpack_all
 from tlsflow.waiting import Waiting
 
@@ -104,6 +104,7 @@ def _range_analyzer_class() -> type:
 BATCH_RECORDS = 256  # records in a worker's message at most, where they come in bursts
 SUSPECTS_REPORTED = 1024  # open flows opened without a SYN that a worker reports in each message, at most
 SYN_FLAG = 0x02
+SPLIT_POLL_SECONDS = 0.01  # capture time between two looks for a split offer, where segments are counted
 _FOREIGN = ("another worker's connection",)  # the lane of every segment a following worker does not track
 
 
@@ -289,13 +290,15 @@ def _whole_seconds_before(when: float) -> int:
 
 
 def _range_main(path: str, index: int, start: tuple[int, int] | None, next_target: int | None, parent: Any,
-                ca_bundle: str | None, keylog_path: str | None, queue: Any, meter: Any, json_lines: bool) -> None:
+                ca_bundle: str | None, keylog_path: str | None, queue: Any, meter: Any, json_lines: bool,
+                splittable: bool = False) -> None:
     tune_gc()
     try:
         from tlsflow.api import _load_keylog, _trust_store
 
         for message in range_messages(path, start, next_target, parent, trust=_trust_store(ca_bundle),
-                                      keylog=_load_keylog(keylog_path), meter=meter, json_lines=json_lines):
+                                      keylog=_load_keylog(keylog_path), meter=meter, json_lines=json_lines,
+                                      splittable=splittable):
             queue.put((index, message))
     except BaseException:  # noqa: BLE001 - reported to the parent, which raises
         queue.put((index, ("crash", traceback.format_exc())))
@@ -303,7 +306,8 @@ def _range_main(path: str, index: int, start: tuple[int, int] | None, next_targe
 
 def range_messages(path: str, start: tuple[int, int] | None, next_target: int | None, parent: Any, *,
                    trust: Any, keylog: Any = None, batch_packets: int = BATCH_PACKETS,
-                   meter: Any = None, json_lines: bool = False) -> Iterator[tuple[Any, ...]]:
+                   meter: Any = None, json_lines: bool = False, splittable: bool = False
+                   ) -> Iterator[tuple[Any, ...]]:
     """One worker's work, as messages: ("batch", records, bytes of its range done, flows opened, flows evicted so
     far, next expiry pass after its first packet, frame, phantoms) and at the end ("end", error text or None,
     flows evicted, next expiry pass after its first packet, next expiry pass when it passed its end, whether the
@@ -320,6 +324,10 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
     the cut; ("watch", [(flow id, src, sport, dst, dport)]): flows of this worker that are phantoms (`_Placer`).
     `meter`: shared (start time, bytes done) that the parent reads to weigh the cuts (`analyze_ranges`).
     Records go packed (`tlsflow.shipping`), with their JSON text when `json_lines`.
+    `splittable` (the range runs to the end of the file): the parent may offer to end it at a cut ahead, for a
+    new worker to take the rest (`_Splitter`): ("split", (first frame, byte offset, pcapng preamble) of the cut).
+    The worker takes it while nothing at or past the cut has been read, and answers ("split", taken) at once;
+    its `meter`'s bytes done are brought up to date each time it looks for an offer.
     """
     from tlsflow.capture import CaptureError, open_capture
 
@@ -350,10 +358,12 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
     # the cut makes a phantom open to the end of the file) instead of keeping them all until the end.
     suspects: dict[int, Any] = {}
     position = 0  # the frame of the last packet taken
+    split_taken: bool | None = None  # the answer to the parent's offer to split, until given
+    poll_at = -math.inf  # splittable: the capture time from which a counted segment makes it look for an offer
 
     def listen(block: bool) -> None:
         """The parent's messages so far; with `block`, until the end of the range is known."""
-        nonlocal end_frame, end_known, stop_offset, end_preamble
+        nonlocal end_frame, end_known, stop_offset, end_preamble, split_taken
         while (block and not end_known) or parent.poll():
             kind, value = parent.recv()
             if kind == "end":
@@ -362,6 +372,12 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
                 else:
                     end_frame, stop_offset, end_preamble = value
                 end_known = True
+            elif kind == "split":
+                # Everything taken so far lies before what the reader has read (`bytes_read`): a cut at or after
+                # that ends this range as if it had been known from the start.
+                split_taken = end_frame == _NO_END and past is None and cap.bytes_read <= value[1]
+                if split_taken:
+                    end_frame, stop_offset, end_preamble = value
             else:
                 for own_id, *key in value:
                     conn = reassembler.connection(*key)
@@ -452,11 +468,26 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
                 n += 1
                 if meter is not None and not n & 0x3FF:
                     meter[1] = cap.bytes_read - start_offset
+                # A splittable range looks for the parent's offer every 256 packets, or at a counted segment
+                # SPLIT_POLL_SECONDS of capture time after it last looked (where the reader counts most segments
+                # itself, as in long transfers, few packets come out of it).
+                if splittable and (not n & 0xFF or (pkt.__class__ is float and pkt >= poll_at)):
+                    if pkt.__class__ is float:
+                        poll_at = pkt + SPLIT_POLL_SECONDS  # type: ignore[operator]
+                    if meter is not None:
+                        meter[1] = cap.bytes_read - start_offset
+                    listen(block=False)
+                    if split_taken is not None:
+                        yield ("split", split_taken)
+                        split_taken = None
                 if n >= batch_packets:
                     n = 0
                     yield ("batch", pack_all(records, json_lines), min(cap.bytes_read, stop_offset) - start_offset, opened,
                            reassembler.flows_evicted, first_clock, position, phantoms())
                     records, opened = [], []
+                    if split_taken is not None:  # (an offer read with the phantoms' reports)
+                        yield ("split", split_taken)
+                        split_taken = None
             if past is not None:
                 # Past the range: only the connections this worker tracks, until there are none.
                 cut_clock = reassembler.next_expiry  # a single process's, when this worker's is
@@ -502,7 +533,9 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
             follow_cap.close()
     # Damage before the range's end (pcapng: inside a block whose length the parent's hop could pass): a single
     # process stops there, so no later range counts.
-    broke_in_range = error is not None and past is None and next_target is not None
+    # (A range that ends at a split counts as one with a next range. An offer not answered by then is refused: the
+    # parent takes this message so.)
+    broke_in_range = error is not None and past is None and (next_target is not None or end_frame != _NO_END)
     yield ("end", error, reassembler.flows_evicted, first_clock, cut_clock, broke_in_range)
 
 
@@ -547,12 +580,20 @@ def analyze_ranges(path: str, jobs: int, *, ca_bundle: str | None = None, keylog
 
     def launch(start: tuple[int, int, bytes] | None, next_target: int | None) -> None:
         receive, send = ctx.Pipe(duplex=False)
+        # The range that runs to the end of the file may be split later (`_Splitter`): a meter of its own.
+        splittable = next_target is None and workers
+        own_meter = ctx.Array("d", 2, lock=False) if splittable else (None if workers else meter)
         worker = ctx.Process(target=_range_main, args=(path, len(workers), start, next_target, receive, ca_bundle,
-                                                       keylog_path, queue, None if workers else meter, json_lines),
+                                                       keylog_path, queue, own_meter, json_lines, bool(splittable)),
                              daemon=True)
         worker.start()
         workers.append(worker)
         pipes.append(send)
+        if splittable:
+            splitter.last_range(len(workers) - 1, start, own_meter)
+
+    splitter = _Splitter(path, total, jobs, pipes, lambda cut: launch((cut.offset, cut.frames_before, cut.preamble),
+                                                                      None))
 
     # The command line's hop, started while it was still importing (tlsflow.hop_ahead): then every cut is
     # known at once, the workers start together and the ranges are equal shares.
@@ -590,12 +631,150 @@ def analyze_ranges(path: str, jobs: int, *, ca_bundle: str | None = None, keylog
             except OSError:
                 pass  # the worker has ended: it has nothing more to say about its phantoms
 
-        yield from _merge_ranges(worker_messages(queue, workers, path), len(workers), starts, path, total, progress,
-                                 lambda: _stop(workers), ca_bundle, keylog_path, tell=tell)
+        yield from _merge_ranges(_range_messages_with_splits(queue, workers, path, splitter), len(workers), starts,
+                                 path, total, progress, lambda: _stop(workers), ca_bundle, keylog_path, tell=tell)
     finally:
         if ahead is not None:
             ahead.close()  # (closed already, unless launching a worker failed before the hop's block)
         shut_down(workers, queue)
+
+
+# A split of the last range (`_Splitter`) is offered only when its worker, at its own pace so far, has at least
+# this long to go: below that, the new worker's start and the following past the cut eat up the gain. (On the bench
+# capture the first worker ends ~0.2 s before the last: no split.)
+MIN_SPLIT_SECONDS = 0.5
+SPLIT_MARGIN_BYTES = 16 << 20  # a split's cut lies at least this far past what the last worker has read
+SPLIT_START_SECONDS = 0.05  # what a new worker takes to start (the hop, the fork) before it reads
+SPLIT_PACE_BYTES = 4 << 20  # the last worker's pace is taken once it has read this much
+
+
+class _Splitter:
+    """Dynamic ranges. The cuts are equal shares of the file's bytes, but a byte costs more to analyse where
+    connections are short (handshakes, verdicts) than in long transfers: a capture whose first half is a few big
+    downloads and second half many short connections left worker 0 idle after 1.1 s of a 3.6 s run (--jobs 2,
+    1.1x). So when a worker ends while the last range's worker still has far to go, the rest of the last range is
+    cut in two (each part by that worker's pace so far): the parent hops to the cut from the last range's start and
+    offers it to that worker ("split"); taken (nothing at or past the cut read yet), that range now ends there, as a
+    middle range does, and a new worker takes the rest, as the new last range. Ranges only ever come at the end, so
+    the merge numbers them as it does the first ones. Offers stop at the first error any worker reports."""
+
+    def __init__(self, path: str, total: int, jobs: int, pipes: list[Any], launch: Callable[[Any], None]) -> None:
+        self.path, self.total, self.jobs = path, total, jobs
+        self._pipes = pipes
+        self._launch = launch
+        self._last: int | None = None  # the index of the splittable last range's worker
+        self._last_cut: Any = None  # where it starts (split.Cut)
+        self._meter: Any = None  # its (start time, bytes done)
+        self._offered: Any = None  # the cut offered to it, until it answers
+        self._free = False  # a worker has ended: a new one may start
+        self._refused = 0
+        self._stopped = False
+        self.splits = 0
+
+    def last_range(self, index: int, start: tuple[int, int, bytes] | None, meter: Any) -> None:
+        from tlsflow.capture.split import Cut
+
+        self._last, self._meter = index, meter
+        self._last_cut = Cut(*start) if start is not None else None
+
+    @property
+    def wanting(self) -> bool:
+        """A worker has ended and no offer is out: `offer` may make one once the last worker's pace is known."""
+        return self._free and not self._stopped and self._offered is None and self._last is not None
+
+    def ended(self, index: int, message: tuple[Any, ...], running: int) -> None:
+        """Worker `index` sent its "end"; `running` workers are left."""
+        if message[1] is not None or index == self._last:
+            self._stopped = True  # an error (the ranges after it may not count), or the last range is done
+            self._offered = None
+            return
+        self._free = running < self.jobs
+        self.offer()
+
+    def offer(self) -> None:
+        """Offer the last range's worker a cut, when it has MIN_SPLIT_SECONDS to go or more."""
+        if not self.wanting:
+            return
+        began, done = self._meter[0], self._meter[1]
+        elapsed = time.monotonic() - began
+        if not began or done < SPLIT_PACE_BYTES or elapsed <= 0:
+            return  # its pace is not known yet (`_range_messages_with_splits` asks again shortly)
+        rate = done / elapsed  # bytes per second, this worker's so far
+        start = self._last_cut.offset if self._last_cut is not None else 0
+        position = start + int(done)
+        if (self.total - position) / rate < MIN_SPLIT_SECONDS:
+            self._free = False  # (asked again when another worker ends)
+            return
+        target = self._target(position, rate)
+        if target >= self.total:
+            self._free = False
+            return
+        from tlsflow.capture.split import open_hop
+
+        with open_hop(self.path, self._last_cut) as hop:
+            cut = hop.to(target)
+        if cut is None:
+            self._stopped = True  # the end of the file or damage before the target
+            return
+        try:
+            self._pipes[self._last].send(("split", (cut.frames_before + 1, cut.offset, cut.preamble)))
+        except OSError:
+            self._stopped = True  # the worker has ended meanwhile: its "end" comes next
+            return
+        self._offered = cut
+
+    def _target(self, position: int, rate: float) -> int:
+        """Where to cut the rest of the last range, at byte `position` and `rate` bytes a second: both parts end
+        together, the last worker reading on to the cut while the new one starts, then reads the rest."""
+        return max(int((position + self.total + rate * SPLIT_START_SECONDS) / 2), position + SPLIT_MARGIN_BYTES)
+
+    def answered(self, index: int, taken: bool) -> tuple[int, int] | None:
+        """The last range's worker answered an offer: (the new range's index, its first frame) when it took it (the
+        new worker is started), else None."""
+        cut, self._offered = self._offered, None
+        if cut is None or index != self._last:
+            return None
+        if not taken:  # it had read that far already: offered again further on, a few times at most
+            self._refused += 1
+            self._stopped = self._refused >= 3
+            return None
+        self.splits += 1
+        self._free = False
+        self._launch(cut)  # (calls last_range for the new worker)
+        return len(self._pipes) - 1, cut.frames_before + 1
+
+
+def _range_messages_with_splits(queue: Any, workers: list[Any], path: str, splitter: _Splitter
+                                ) -> Iterator[tuple[int, tuple[Any, ...]]]:
+    """`parallel.worker_messages` for range workers, whose number grows with the splits: a split taken comes out
+    as (the new range's index, ("range", its first frame)) before any of that range's messages."""
+    import queue as queues
+
+    done: list[bool] = []
+    while True:
+        done.extend([False] * (len(workers) - len(done)))
+        if all(done):
+            return
+        if splitter.wanting:
+            splitter.offer()
+        try:
+            index, message = queue.get(timeout=0.02 if splitter.wanting else 1.0)
+        except queues.Empty:
+            for i, worker in enumerate(workers):
+                if not done[i] and not worker.is_alive() and queue.empty():
+                    raise RuntimeError(f"--jobs worker {i} on {path} died (exit code {worker.exitcode})") from None
+            continue
+        kind = message[0]
+        if kind == "split":
+            new = splitter.answered(index, message[1])
+            if new is not None:
+                yield new[0], ("range", new[1])
+            continue
+        if kind in ("end", "crash"):
+            done[index] = True
+        yield index, message
+        if kind == "end":
+            splitter.ended(index, message, done.count(False))
 
 
 class _Inexact(Exception):
@@ -688,6 +867,15 @@ def _merge_ranges(messages: Iterator[tuple[int, tuple[Any, ...]]], jobs: int, st
             kind = message[0]
             if kind == "crash":
                 raise RuntimeError(f"--jobs worker {index} failed on {path}:\n{message[1]}")
+            if kind == "range":  # the last range was split (`_Splitter`): a new last range from that first frame
+                placers.append(_Placer(message[1], waiting, index))
+                done.append(False)
+                done_bytes.append(0)
+                at_cut.append(None)
+                if counted == jobs:  # (after damage, later ranges do not count)
+                    counted += 1
+                jobs += 1
+                continue
             placer = placers[index]
             out: list[dict[str, Any]] = []
             if kind == "end":

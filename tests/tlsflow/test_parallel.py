@@ -843,3 +843,189 @@ def test_cuts_in_ipv6_and_tagged_captures(generated, tmp_path, monkeypatch, fall
         with open_capture(path) as cap:
             frames = sum(1 for _ in cap.frames())
         assert followed and sum(followed) * 10 < frames  # packets decoded past the ranges: few
+
+
+# --- dynamic ranges: the last range split while it runs (`parallel_ranges._Splitter`) ------------------------------
+
+
+class _Channel:
+    """What the parent tells a worker, in this process."""
+
+    def __init__(self, *messages) -> None:
+        self.waiting = list(messages)
+
+    def poll(self) -> bool:
+        return bool(self.waiting)
+
+    def recv(self):
+        return self.waiting.pop(0)
+
+    def send(self, message) -> None:
+        self.waiting.append(message)
+
+
+def _split_in_one_process(path: Path, first_target: int, split_target: int, read_first: int = 0,
+                          errors_too: bool = False) -> tuple[list, bool | None]:
+    """Two ranges cut at `first_target`; the last one is offered a split at `split_target` once it has read
+    `read_first` bytes of its range (0: before it starts), and a third worker takes the rest if it accepts. The
+    workers' messages go through the parent's merge, as `analyze_ranges` gives them. Returns the rows (by flow
+    id; with `errors_too`, as given, error texts included) and the last worker's answer (None: it ended without
+    answering)."""
+    from tlsflow.api import _trust_store
+    from tlsflow.capture.split import open_hop
+
+    trust = _trust_store(None)
+    first = next(find_cuts(str(path), [first_target]))
+    with open_hop(str(path), first) as hop:
+        second = hop.to(split_target)
+    assert second is not None
+    channels = [_Channel(("end", (first.frames_before + 1, first.offset, first.preamble))), _Channel()]
+    worker0 = parallel_ranges.range_messages(str(path), None, first_target, channels[0], trust=trust,
+                                             batch_packets=5)
+    worker1 = parallel_ranges.range_messages(str(path), (first.offset, first.frames_before, first.preamble), None,
+                                             channels[1], trust=trust, batch_packets=5, splittable=True)
+    answer: list[bool] = []
+
+    def messages():
+        for message in worker0:
+            yield 0, message
+        offered = False
+        for message in worker1:
+            if message[0] == "split":
+                answer.append(message[1])
+                if message[1]:
+                    channels.append(_Channel())
+                    yield 2, ("range", second.frames_before + 1)
+                continue
+            yield 1, message
+            if not offered and (message[0] != "batch" or message[2] >= read_first):
+                channels[1].send(("split", (second.frames_before + 1, second.offset, second.preamble)))
+                offered = True
+        if answer and answer[0]:
+            for message in parallel_ranges.range_messages(str(path), (second.offset, second.frames_before,
+                                                                      second.preamble), None, channels[2],
+                                                          trust=trust, batch_packets=5, splittable=True):
+                yield 2, message
+
+    out = list(parallel_ranges._merge_ranges(messages(), 2, [1, first.frames_before + 1], str(path),
+                                             path.stat().st_size, None, lambda: None, None, None, trust=trust,
+                                             tell=lambda index, message: channels[index].send(message)))
+    if not errors_too:
+        assert all(isinstance(r, dict) for r in out), [r for r in out if not isinstance(r, dict)]
+        out.sort(key=lambda r: r["flow_id"])
+    return out, (answer[0] if answer else None)
+
+
+@pytest.fixture
+def small_windows(monkeypatch):
+    """Readers map 64 KiB at a time (not 4 MiB, more than a test capture): what a worker has read grows as it
+    goes, as it does in a large file, so that a cut ahead of it can be taken."""
+    from tlsflow.capture import source
+
+    monkeypatch.setattr(source, "MAP_WINDOW", 64 << 10)
+
+
+@pytest.mark.parametrize("variant", ["pcap", "vlan_pcapng"])
+def test_split_last_range_gives_one_process_rows(generated, tmp_path, small_windows, fallbacks, variant):
+    """The last range, offered a cut ahead of what it has read, takes it; a new worker reads from there: the rows
+    are one process's, for cuts anywhere (pcapng: the new range starts with the blocks a reader needs first)."""
+    from tests.tlsflow.pcap_edit import tagged
+
+    path = generated if variant == "pcap" else tagged(generated, tmp_path / "t.pcapng", pcapng=True)
+    single = _single(path)
+    size = path.stat().st_size
+    for first, second in ((0.1, 0.5), (0.3, 0.6), (0.5, 0.9)):
+        rows, taken = _split_in_one_process(path, int(size * first), int(size * second))
+        assert taken is True
+        assert rows == single
+    assert not fallbacks
+
+
+def test_split_of_every_kind_of_connection(corpus_concatenated, small_windows, fallbacks):
+    """The corpus one capture after another (every kind of failure, 4-tuples coming back): split anywhere, the
+    same rows."""
+    single = _single(corpus_concatenated)
+    size = corpus_concatenated.stat().st_size
+    for first, second in ((0.2, 0.4), (0.4, 0.8), (0.05, 0.95)):
+        rows, taken = _split_in_one_process(corpus_concatenated, int(size * first), int(size * second))
+        assert taken is True
+        assert rows == single
+    assert not fallbacks
+
+
+def test_split_behind_the_reader_is_refused(generated, small_windows, fallbacks):
+    """A cut at or before what the last worker has read already is refused: it reads on to the end of the file,
+    and no worker is added."""
+    single = _single(generated)
+    size = generated.stat().st_size
+    first = int(size * 0.2)
+    rows, taken = _split_in_one_process(generated, first, int(size * 0.5),
+                                        read_first=int(size * 0.5) - first + (128 << 10))
+    assert taken is False
+    assert rows == single
+    assert not fallbacks
+
+
+def _gap_capture(generated: Path, out: Path, copies: int = 8) -> Path:
+    """A few hundred packets of the bench capture, then a quarter of an hour of silence, then the whole bench
+    capture `copies` times, a quarter of an hour apart: the first range's worker (those few hundred packets) has
+    nothing left to follow past its cut (its connections expire at the first packet after the gap) and ends at
+    once, while the last one has the rest (~25 MB: long enough for the parent to see its pace and offer a cut)."""
+    from tests.tlsflow.pcap_edit import records
+
+    header, recs = records(generated)
+    parts = [b"".join(recs[:300])]
+    for copy in range(1, copies + 1):
+        for record in recs:
+            seconds, micros, caplen, original = struct.unpack_from("<IIII", record)
+            parts.append(struct.pack("<IIII", seconds + 900 * copy, micros, caplen, original) + record[16:])
+    out.write_bytes(header + b"".join(parts))
+    return out
+
+
+def test_jobs_split_the_last_range_when_a_worker_ends_early(generated, tmp_path, monkeypatch, small_windows,
+                                                            fallbacks):
+    """Worker processes (`analyze_ranges`): worker 0 ends long before the last one, whose rest is then cut in two
+    for a new worker; the rows are one process's. (The thresholds are lowered to a test capture's size.)"""
+    from tests.tlsflow.pcap_edit import records
+
+    path = _gap_capture(generated, tmp_path / "gap.pcap")
+    monkeypatch.setattr(parallel_ranges, "MIN_SPLIT_SECONDS", 0.0)
+    monkeypatch.setattr(parallel_ranges, "SPLIT_PACE_BYTES", 64 << 10)
+    monkeypatch.setattr(parallel_ranges, "SPLIT_MARGIN_BYTES", 256 << 10)
+    taken: list[bool] = []
+    original = parallel_ranges._Splitter.answered
+
+    def answered(self, index, answer):
+        taken.append(answer)
+        return original(self, index, answer)
+
+    monkeypatch.setattr(parallel_ranges._Splitter, "answered", answered)
+    head = 24 + sum(len(record) for record in records(path)[1][:300])  # the cut: the first record after the gap
+    rows = list(parallel_ranges.analyze_ranges(str(path), 2, cut_targets=[head]))
+    assert all(isinstance(r, dict) for r in rows)
+    assert sorted(rows, key=lambda r: r["flow_id"]) == _single(path)
+    assert True in taken
+    assert not fallbacks
+
+
+def test_damage_before_a_split_stops_there(generated_pcapng, tmp_path, small_windows):
+    """The last range takes a cut past damage that only its reader sees (pcapng: a sound block on an interface the
+    section does not have): it stops at the damage, as one process does, and the range after the cut does not
+    count. (Also: a cut found from the last range's start in a file of two sections.)"""
+    data = bytearray(generated_pcapng.read_bytes())
+    offsets = pcapng_block_offsets(bytes(data))
+    bad = offsets[len(offsets) // 2]
+    assert struct.unpack_from("<I", data, bad)[0] == 6
+    struct.pack_into("<I", data, bad + 8, 7)  # interface 7
+    damaged = tmp_path / "damaged.pcapng"
+    damaged.write_bytes(bytes(data))
+    single = [r for _c, r in analyze_files([str(damaged)], jobs=1)]
+    errors = [r for r in single if isinstance(r, str)]
+    assert len(errors) == 1 and "interface 7" in errors[0]
+    out, taken = _split_in_one_process(damaged, len(data) // 5, len(data) * 4 // 5, errors_too=True)
+    assert taken is True
+    assert [r for r in out if isinstance(r, str)] == errors
+    key = lambda r: r["flow_id"]
+    assert sorted((r for r in out if isinstance(r, dict)), key=key) == \
+        sorted((r for r in single if isinstance(r, dict)), key=key)

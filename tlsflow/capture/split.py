@@ -41,11 +41,12 @@ class Cut:
     preamble: bytes = b""
 
 
-def open_hop(path: str) -> RecordHop | BlockHop:
-    """The hop for the file's format (pcap records or pcapng blocks)."""
+def open_hop(path: str, start: Cut | None = None) -> RecordHop | BlockHop:
+    """The hop for the file's format (pcap records or pcapng blocks); `start`: from a cut found before instead of
+    from the start of the file."""
     with open(path, "rb") as f:
         magic = f.read(4)
-    return BlockHop(path) if pcapng.is_pcapng_magic(magic) else RecordHop(path)
+    return BlockHop(path, start) if pcapng.is_pcapng_magic(magic) else RecordHop(path, start)
 
 
 def find_cuts(path: str, targets: list[int]) -> Iterator[Cut]:
@@ -78,13 +79,16 @@ class _FileHop:
 
 
 class RecordHop(_FileHop):
-    """`find_cuts` one target at a time: `to(offset)` hops on from where the last call stopped."""
+    """`find_cuts` one target at a time: `to(offset)` hops on from where the last call stopped. `start`: go on
+    from a cut found before (its offset and frames) instead of from the start of the file."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, start: Cut | None = None) -> None:
         self._file = open(path, "rb")  # noqa: SIM115 - closed by close()
         try:
             header = pcap.parse_header(self._file.read(pcap.HEADER_SIZE))
             self._hop = _Hop(self._file.fileno(), os.fstat(self._file.fileno()).st_size, header)
+            if start is not None:
+                self._hop.pos, self._hop.frames = start.offset, start.frames_before
         except BaseException:
             self._file.close()
             raise
