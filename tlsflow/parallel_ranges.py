@@ -324,7 +324,7 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
     the cut; ("watch", [(flow id, src, sport, dst, dport)]): flows of this worker that are phantoms (`_Placer`).
     `meter`: shared (start time, bytes done) that the parent reads to weigh the cuts (`analyze_ranges`).
     Records go packed (`tlsflow.shipping`), with their JSON text when `json_lines`.
-    `splittable` (the range runs to the end of the file): the parent may offer to end it at a cut ahead, for a
+    `splittable`: once it knows where its range ends, the parent may offer to end it earlier, at a cut ahead, for a
     new worker to take the rest (`_Splitter`): ("split", (first frame, byte offset, pcapng preamble) of the cut).
     The worker takes it while nothing at or past the cut has been read, and answers ("split", taken) at once;
     its `meter`'s bytes done are brought up to date each time it looks for an offer.
@@ -374,8 +374,8 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
                 end_known = True
             elif kind == "split":
                 # Everything taken so far lies before what the reader has read (`bytes_read`): a cut at or after
-                # that ends this range as if it had been known from the start.
-                split_taken = end_frame == _NO_END and past is None and cap.bytes_read <= value[1]
+                # that (and before the range's end) ends this range as if it had been known from the start.
+                split_taken = end_known and past is None and cap.bytes_read <= value[1] and value[0] < end_frame
                 if split_taken:
                     end_frame, stop_offset, end_preamble = value
             else:
@@ -468,7 +468,7 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
                 n += 1
                 if meter is not None and not n & 0x3FF:
                     meter[1] = cap.bytes_read - start_offset
-                # A splittable range looks for the parent's offer every 256 packets, or at a counted segment
+                # A splittable worker looks for the parent's offer every 256 packets, or at a counted segment
                 # SPLIT_POLL_SECONDS of capture time after it last looked (where the reader counts most segments
                 # itself, as in long transfers, few packets come out of it).
                 if splittable and (not n & 0xFF or (pkt.__class__ is float and pkt >= poll_at)):
@@ -580,20 +580,27 @@ def analyze_ranges(path: str, jobs: int, *, ca_bundle: str | None = None, keylog
 
     def launch(start: tuple[int, int, bytes] | None, next_target: int | None) -> None:
         receive, send = ctx.Pipe(duplex=False)
-        # The range that runs to the end of the file may be split later (`_Splitter`): a meter of its own.
-        splittable = next_target is None and workers
-        own_meter = ctx.Array("d", 2, lock=False) if splittable else (None if workers else meter)
+        # Each worker's pace, for `_Splitter` (worker 0's also weighs the cuts).
+        own_meter = ctx.Array("d", 2, lock=False) if workers else meter
         worker = ctx.Process(target=_range_main, args=(path, len(workers), start, next_target, receive, ca_bundle,
-                                                       keylog_path, queue, own_meter, json_lines, bool(splittable)),
+                                                       keylog_path, queue, own_meter, json_lines, True),
                              daemon=True)
         worker.start()
         workers.append(worker)
         pipes.append(send)
-        if splittable:
-            splitter.last_range(len(workers) - 1, start, own_meter)
+        splitter.started(len(workers) - 1, start, own_meter)
 
-    splitter = _Splitter(path, total, jobs, pipes, lambda cut: launch((cut.offset, cut.frames_before, cut.preamble),
-                                                                      None))
+    def tell_end(index: int, end: tuple[int, int, bytes] | None) -> None:
+        """Worker `index`'s range ends where the range `end` starts (None: at the end of the file)."""
+        pipes[index].send(("end", _UNKNOWN if end is None else end))
+        splitter.ends_at(index, end)
+
+    def launch_split(cut: Any, end: tuple[int, int, bytes] | None) -> None:
+        launch((cut.offset, cut.frames_before, cut.preamble), None if end is None else end[1])
+        if end is not None:
+            tell_end(len(workers) - 1, end)
+
+    splitter = _Splitter(path, total, jobs, pipes, launch_split)
 
     # The command line's hop, started while it was still importing (tlsflow.hop_ahead): then every cut is
     # known at once, the workers start together and the ranges are equal shares.
@@ -619,9 +626,9 @@ def analyze_ranges(path: str, jobs: int, *, ca_bundle: str | None = None, keylog
             for k, target in enumerate(targets):
                 cut = hop.to(target)
                 if cut is None:
-                    pipes[-1].send(("end", _UNKNOWN))  # the last range started runs to the end (or to the damage)
+                    tell_end(len(pipes) - 1, None)  # the last range started runs to the end (or to the damage)
                     break
-                pipes[-1].send(("end", (cut.frames_before + 1, cut.offset, cut.preamble)))
+                tell_end(len(pipes) - 1, (cut.frames_before + 1, cut.offset, cut.preamble))
                 starts.append(cut.frames_before + 1)
                 launch((cut.offset, cut.frames_before, cut.preamble), lower[k + 1] if k + 1 < len(lower) else None)
 
@@ -648,99 +655,133 @@ SPLIT_START_SECONDS = 0.05  # what a new worker takes to start (the hop, the for
 SPLIT_PACE_BYTES = 4 << 20  # the last worker's pace is taken once it has read this much
 
 
+class _Range:
+    """What the parent knows of a running range (`_Splitter`)."""
+
+    __slots__ = ("end", "meter", "running", "start")
+
+    def __init__(self, start: Any, end: tuple[int, int, bytes] | None, meter: Any) -> None:
+        self.start = start  # split.Cut where it starts, None for the start of the file
+        self.end = end  # (first frame, byte offset, pcapng preamble) of the next range; None: the end of the file
+        self.meter = meter  # its worker's (start time, bytes done)
+        self.running = True
+
+
 class _Splitter:
     """Dynamic ranges. The cuts are equal shares of the file's bytes, but a byte costs more to analyse where
     connections are short (handshakes, verdicts) than in long transfers: a capture whose first half is a few big
     downloads and second half many short connections left worker 0 idle after 1.1 s of a 3.6 s run (--jobs 2,
-    1.1x). So when a worker ends while the last range's worker still has far to go, the rest of the last range is
-    cut in two (each part by that worker's pace so far): the parent hops to the cut from the last range's start and
-    offers it to that worker ("split"); taken (nothing at or past the cut read yet), that range now ends there, as a
-    middle range does, and a new worker takes the rest, as the new last range. Ranges only ever come at the end, so
-    the merge numbers them as it does the first ones. Offers stop at the first error any worker reports."""
+    1.1x), and the same halves the other way round left worker 1 idle. So when a worker ends while another still
+    has far to go (at its own pace so far), the rest of that range is cut in two: the parent hops to the cut from
+    the range's start and offers it to its worker ("split"); taken (nothing at or past the cut read yet), that
+    range now ends there, and a new worker takes the rest up to where the range ended, as a range of its own right
+    after it (the merge keeps the ranges in file order). One offer at a time; none after any worker's error."""
 
-    def __init__(self, path: str, total: int, jobs: int, pipes: list[Any], launch: Callable[[Any], None]) -> None:
+    def __init__(self, path: str, total: int, jobs: int, pipes: list[Any], launch: Callable[[Any, Any], None]
+                 ) -> None:
         self.path, self.total, self.jobs = path, total, jobs
         self._pipes = pipes
-        self._launch = launch
-        self._last: int | None = None  # the index of the splittable last range's worker
-        self._last_cut: Any = None  # where it starts (split.Cut)
-        self._meter: Any = None  # its (start time, bytes done)
-        self._offered: Any = None  # the cut offered to it, until it answers
+        self._launch = launch  # (cut, end): start a worker from cut, its range ending at end
+        self._ranges: list[_Range | None] = []  # by worker
+        self._offered: tuple[int, Any] | None = None  # (worker, cut) offered, until it answers
         self._free = False  # a worker has ended: a new one may start
         self._refused = 0
         self._stopped = False
         self.splits = 0
 
-    def last_range(self, index: int, start: tuple[int, int, bytes] | None, meter: Any) -> None:
+    def started(self, index: int, start: tuple[int, int, bytes] | None, meter: Any) -> None:
         from tlsflow.capture.split import Cut
 
-        self._last, self._meter = index, meter
-        self._last_cut = Cut(*start) if start is not None else None
+        self._ranges.extend([None] * (index + 1 - len(self._ranges)))
+        self._ranges[index] = _Range(Cut(*start) if start is not None else None, None, meter)
+
+    def ends_at(self, index: int, end: tuple[int, int, bytes] | None) -> None:
+        """Worker `index` was told where its range ends (None: at the end of the file)."""
+        self._ranges[index].end = end  # type: ignore[union-attr]
 
     @property
     def wanting(self) -> bool:
-        """A worker has ended and no offer is out: `offer` may make one once the last worker's pace is known."""
-        return self._free and not self._stopped and self._offered is None and self._last is not None
+        """A worker has ended and no offer is out: `offer` may make one once the workers' pace is known."""
+        return self._free and not self._stopped and self._offered is None
 
     def ended(self, index: int, message: tuple[Any, ...], running: int) -> None:
         """Worker `index` sent its "end"; `running` workers are left."""
-        if message[1] is not None or index == self._last:
-            self._stopped = True  # an error (the ranges after it may not count), or the last range is done
-            self._offered = None
+        taken = self._ranges[index]
+        if taken is not None:
+            taken.running = False
+        if self._offered is not None and self._offered[0] == index:
+            self._offered = None  # (ended without answering: refused)
+        if message[1] is not None:
+            self._stopped = True  # an error: the ranges after it may not count
             return
         self._free = running < self.jobs
         self.offer()
 
     def offer(self) -> None:
-        """Offer the last range's worker a cut, when it has MIN_SPLIT_SECONDS to go or more."""
+        """Offer the worker with the most left to do (MIN_SPLIT_SECONDS or more) a cut in the middle of it."""
         if not self.wanting:
             return
-        began, done = self._meter[0], self._meter[1]
-        elapsed = time.monotonic() - began
-        if not began or done < SPLIT_PACE_BYTES or elapsed <= 0:
-            return  # its pace is not known yet (`_range_messages_with_splits` asks again shortly)
-        rate = done / elapsed  # bytes per second, this worker's so far
-        start = self._last_cut.offset if self._last_cut is not None else 0
-        position = start + int(done)
-        if (self.total - position) / rate < MIN_SPLIT_SECONDS:
+        now = time.monotonic()
+        best = None
+        for index, known in enumerate(self._ranges):
+            if known is None or not known.running or known.meter is None:
+                continue
+            began, done = known.meter[0], known.meter[1]
+            if not began or done < SPLIT_PACE_BYTES or now <= began:
+                if began and now - began < 1.0:
+                    return  # a worker's pace is not known yet (`_range_messages_with_splits` asks again shortly)
+                continue
+            rate = done / (now - began)  # bytes per second, this worker's so far
+            position = (known.start.offset if known.start is not None else 0) + int(done)
+            end = known.end[1] if known.end is not None else self.total
+            left = (end - position) / rate
+            if left >= MIN_SPLIT_SECONDS and (best is None or left > best[0]):
+                best = (left, index, known, position, rate, end)
+        if best is None:
             self._free = False  # (asked again when another worker ends)
             return
-        target = self._target(position, rate)
-        if target >= self.total:
+        _left, index, known, position, rate, end = best
+        target = self._target(position, rate, end)
+        if target >= end:
             self._free = False
             return
         from tlsflow.capture.split import open_hop
 
-        with open_hop(self.path, self._last_cut) as hop:
+        with open_hop(self.path, known.start) as hop:
             cut = hop.to(target)
-        if cut is None:
-            self._stopped = True  # the end of the file or damage before the target
+        if cut is None or cut.offset >= end:
+            self._free = False  # the end of the file or damage before the target
             return
         try:
-            self._pipes[self._last].send(("split", (cut.frames_before + 1, cut.offset, cut.preamble)))
+            self._pipes[index].send(("split", (cut.frames_before + 1, cut.offset, cut.preamble)))
         except OSError:
-            self._stopped = True  # the worker has ended meanwhile: its "end" comes next
-            return
-        self._offered = cut
+            return  # the worker has ended meanwhile: its "end" comes next
+        self._offered = (index, cut)
 
-    def _target(self, position: int, rate: float) -> int:
-        """Where to cut the rest of the last range, at byte `position` and `rate` bytes a second: both parts end
-        together, the last worker reading on to the cut while the new one starts, then reads the rest."""
-        return max(int((position + self.total + rate * SPLIT_START_SECONDS) / 2), position + SPLIT_MARGIN_BYTES)
+    @staticmethod
+    def _target(position: int, rate: float, end: int) -> int:
+        """Where to cut a range that ends at byte `end`, whose worker is at byte `position` and reads `rate` bytes a
+        second: both parts end together, that worker reading on to the cut while the new one starts, then reads the
+        rest."""
+        return max(int((position + end + rate * SPLIT_START_SECONDS) / 2), position + SPLIT_MARGIN_BYTES)
 
     def answered(self, index: int, taken: bool) -> tuple[int, int] | None:
-        """The last range's worker answered an offer: (the new range's index, its first frame) when it took it (the
+        """Worker `index` answered an offer: (the new worker's index, its range's first frame) when it took it (the
         new worker is started), else None."""
-        cut, self._offered = self._offered, None
-        if cut is None or index != self._last:
+        if self._offered is None or self._offered[0] != index:
             return None
+        cut = self._offered[1]
+        self._offered = None
         if not taken:  # it had read that far already: offered again further on, a few times at most
             self._refused += 1
             self._stopped = self._refused >= 3
             return None
         self.splits += 1
         self._free = False
-        self._launch(cut)  # (calls last_range for the new worker)
+        split = self._ranges[index]
+        assert split is not None
+        end, split.end = split.end, (cut.frames_before + 1, cut.offset, cut.preamble)
+        self._launch(cut, end)  # (calls started and ends_at for the new worker)
         return len(self._pipes) - 1, cut.frames_before + 1
 
 
@@ -768,7 +809,7 @@ def _range_messages_with_splits(queue: Any, workers: list[Any], path: str, split
         if kind == "split":
             new = splitter.answered(index, message[1])
             if new is not None:
-                yield new[0], ("range", new[1])
+                yield new[0], ("range", new[1], index)
             continue
         if kind in ("end", "crash"):
             done[index] = True
@@ -849,44 +890,47 @@ def _merge_ranges(messages: Iterator[tuple[int, tuple[Any, ...]]], jobs: int, st
                   ca_bundle: str | None, keylog_path: str | None, *, trust: Any = None, keylog: Any = None,
                   tell: Callable[[int, tuple[str, Any]], None] = lambda index, message: None
                   ) -> Iterator[dict[str, Any] | str]:
-    """The workers' records as a single process's: worker 0's as they come; worker k's as they come too, once
-    workers 0..k-1 have ended (before, they wait): see `_Placer`. `tell(k, message)` sends worker k a message."""
-    done = [False] * jobs
-    done_bytes = [0] * jobs
+    """The workers' records as a single process's: the first range's as they come; each later range's as they
+    come too, once the workers of every range before it have ended (before, they wait): see `_Placer`.
+    `tell(k, message)` sends worker k a message. A range split while it runs (`_Splitter`) comes as
+    (new worker, ("range", its first frame, the worker of the range it was cut from)): it lies right after that
+    one, so ranges are kept in file order (`ranges`) apart from the workers' numbers."""
+    done_bytes = [0] * jobs  # by worker
     waiting = Waiting(_records_in_message, prefix="tlsflow-ranges-")
-    placers = [_Placer(start, waiting, index) for index, start in enumerate(starts)]
+    by_worker = [_Placer(start, waiting, index) for index, start in enumerate(starts)]
+    ranges = list(by_worker)  # in file order
     given: set[int] = set()  # first frames of the records already yielded
-    flows_before = 0  # connections of the workers before `placed`
-    placed = 0  # the first worker whose records are not all given
+    flows_before = 0  # connections of the ranges before `placed`
+    placed = 0  # the first range (in `ranges`) whose records are not all given
     error: str | None = None
-    counted = jobs  # the workers whose records count (fewer when a range is damaged)
-    at_cut: list[float | None] = [None] * jobs  # a worker's next expiry pass when it passed its end
-    same_passes = _passes_on_whole_intervals()  # as a single process's, up to worker `placed` (see below)
+    counted = jobs  # the ranges whose records count (fewer when a range is damaged)
+    same_passes = _passes_on_whole_intervals()  # as a single process's, up to range `placed` (see below)
     try:
         for index, message in messages:
             kind = message[0]
             if kind == "crash":
                 raise RuntimeError(f"--jobs worker {index} failed on {path}:\n{message[1]}")
-            if kind == "range":  # the last range was split (`_Splitter`): a new last range from that first frame
-                placers.append(_Placer(message[1], waiting, index))
-                done.append(False)
-                done_bytes.append(0)
-                at_cut.append(None)
-                if counted == jobs:  # (after damage, later ranges do not count)
+            if kind == "range":
+                placer = _Placer(message[1], waiting, index)
+                at = ranges.index(by_worker[message[2]]) + 1
+                if at < counted or counted == len(ranges):  # (after damage, later ranges do not count)
                     counted += 1
-                jobs += 1
+                ranges.insert(at, placer)
+                by_worker.append(placer)
+                done_bytes.append(0)
                 continue
-            placer = placers[index]
+            placer = by_worker[index]
             out: list[dict[str, Any]] = []
             if kind == "end":
-                _, worker_error, evicted, first_clock, at_cut[index], broke_in_range = message
-                done[index] = True
-                if broke_in_range and index + 1 < counted:
+                _, worker_error, evicted, first_clock, placer.at_cut, broke_in_range = message
+                placer.done = True
+                at = ranges.index(placer)
+                if broke_in_range and at + 1 < counted:
                     # The file is damaged inside this range: a single process stops there, later ranges do not
                     # count (their workers read on from a cut past the damage).
-                    counted = index + 1
+                    counted = at + 1
                     error = worker_error
-                elif worker_error is not None and index < counted and (error is None or index == jobs - 1):
+                elif worker_error is not None and at < counted and (error is None or at == len(ranges) - 1):
                     error = worker_error
             else:
                 _, records, done_bytes[index], opened, evicted, first_clock, position, phantoms = message
@@ -899,23 +943,23 @@ def _merge_ranges(messages: Iterator[tuple[int, tuple[Any, ...]]], jobs: int, st
             if first_clock is not None:
                 placer.first_clock = first_clock
             while placed < counted:
-                placer = placers[placed]
+                placer = ranges[placed]
                 if not placer.started:
                     if placed > 0:
                         # Expiry passes run at the first packet of each whole second (TcpReassembler.add): worker
                         # k's first packet sets its next pass; if that is not before a single process's next pass
                         # at the cut (the previous worker's, if its own were right), every later pass is the same.
-                        if placer.first_clock is None and not done[placed]:
+                        if placer.first_clock is None and not placer.done:
                             break  # not known yet
-                        first, cut = placer.first_clock, at_cut[placed - 1]
+                        first, cut = placer.first_clock, ranges[placed - 1].at_cut
                         same_passes = same_passes and (first is None or (cut is not None and first >= cut))
-                    placer.start(placers[:placed], flows_before, same_passes or placed == 0)
+                    placer.start(ranges[:placed], flows_before, same_passes or placed == 0)
                     for _ in placer.replay(out):  # what waited (on disk, then in memory), a message at a time
                         yield from _given(out, given)
                 if placer.to_watch:
-                    tell(placed, ("watch", placer.to_watch))
+                    tell(placer.worker, ("watch", placer.to_watch))
                     placer.to_watch = []
-                if not done[placed]:
+                if not placer.done:
                     break
                 placer.finish(out)
                 flows_before += len(placer.kept)
@@ -923,7 +967,7 @@ def _merge_ranges(messages: Iterator[tuple[int, tuple[Any, ...]]], jobs: int, st
             yield from _given(out, given)
             if placed == counted:
                 break
-        if counted < jobs:
+        if counted < len(ranges):
             stop()
     except _Inexact:
         waiting.close()
@@ -971,7 +1015,10 @@ class _Placer:
 
     def __init__(self, start: int, waiting: Waiting, index: int) -> None:
         self.start_frame = start  # the range's first frame
+        self.worker = index
         self.started = False
+        self.done = False  # its worker has ended
+        self.at_cut: float | None = None  # the worker's next expiry pass when it passed its end
         self.first_clock: float | None = None  # the worker's next expiry pass after its first packet
         self.kept: list[tuple[Any, int, int]] = []  # (4-tuple, first frame, last frame) of its connections
         self.to_watch: list[tuple[int, str, int, str, int]] = []  # phantoms the worker is to be asked about

@@ -865,46 +865,66 @@ class _Channel:
 
 
 def _split_in_one_process(path: Path, first_target: int, split_target: int, read_first: int = 0,
-                          errors_too: bool = False) -> tuple[list, bool | None]:
+                          errors_too: bool = False, split_first: bool = False) -> tuple[list, bool | None]:
     """Two ranges cut at `first_target`; the last one is offered a split at `split_target` once it has read
-    `read_first` bytes of its range (0: before it starts), and a third worker takes the rest if it accepts. The
-    workers' messages go through the parent's merge, as `analyze_ranges` gives them. Returns the rows (by flow
-    id; with `errors_too`, as given, error texts included) and the last worker's answer (None: it ended without
-    answering)."""
+    `read_first` bytes of its range (0: before it starts), and a third worker takes the rest if it accepts
+    (`split_first`: the first range is offered the cut before it starts, and the third worker reads from there to
+    the first range's end). The workers' messages go through the parent's merge, as `analyze_ranges` gives them.
+    Returns the rows (by flow id; with `errors_too`, as given, error texts included) and the answer of the worker
+    offered the cut (None: it ended without answering)."""
     from tlsflow.api import _trust_store
     from tlsflow.capture.split import open_hop
 
     trust = _trust_store(None)
     first = next(find_cuts(str(path), [first_target]))
-    with open_hop(str(path), first) as hop:
+    with open_hop(str(path), None if split_first else first) as hop:
         second = hop.to(split_target)
     assert second is not None
-    channels = [_Channel(("end", (first.frames_before + 1, first.offset, first.preamble))), _Channel()]
+    first_end = (first.frames_before + 1, first.offset, first.preamble)
+    channels = [_Channel(("end", first_end)), _Channel()]
     worker0 = parallel_ranges.range_messages(str(path), None, first_target, channels[0], trust=trust,
-                                             batch_packets=5)
+                                             batch_packets=5, splittable=True)
     worker1 = parallel_ranges.range_messages(str(path), (first.offset, first.frames_before, first.preamble), None,
                                              channels[1], trust=trust, batch_packets=5, splittable=True)
     answer: list[bool] = []
 
+    def third(end):
+        return parallel_ranges.range_messages(str(path), (second.offset, second.frames_before, second.preamble),
+                                              None if end is None else end[1], channels[2], trust=trust,
+                                              batch_packets=5, splittable=True)
+
     def messages():
+        if split_first:
+            channels[0].send(("split", (second.frames_before + 1, second.offset, second.preamble)))
         for message in worker0:
+            if message[0] == "split":
+                answer.append(message[1])
+                if message[1]:
+                    channels.append(_Channel(("end", first_end)))
+                    yield 2, ("range", second.frames_before + 1, 0)
+                continue
             yield 0, message
+        if split_first:
+            if answer and answer[0]:
+                for message in third(first_end):
+                    yield 2, message
+            for message in worker1:
+                yield 1, message
+            return
         offered = False
         for message in worker1:
             if message[0] == "split":
                 answer.append(message[1])
                 if message[1]:
                     channels.append(_Channel())
-                    yield 2, ("range", second.frames_before + 1)
+                    yield 2, ("range", second.frames_before + 1, 1)
                 continue
             yield 1, message
             if not offered and (message[0] != "batch" or message[2] >= read_first):
                 channels[1].send(("split", (second.frames_before + 1, second.offset, second.preamble)))
                 offered = True
         if answer and answer[0]:
-            for message in parallel_ranges.range_messages(str(path), (second.offset, second.frames_before,
-                                                                      second.preamble), None, channels[2],
-                                                          trust=trust, batch_packets=5, splittable=True):
+            for message in third(None):
                 yield 2, message
 
     out = list(parallel_ranges._merge_ranges(messages(), 2, [1, first.frames_before + 1], str(path),
@@ -941,6 +961,22 @@ def test_split_last_range_gives_one_process_rows(generated, tmp_path, small_wind
     assert not fallbacks
 
 
+@pytest.mark.parametrize("variant", ["pcap", "vlan_pcapng"])
+def test_split_first_range_gives_one_process_rows(generated, tmp_path, small_windows, fallbacks, variant):
+    """A range that is not the last (its end known) split too: the new worker reads from the cut to that end, and
+    the range after it waits for both."""
+    from tests.tlsflow.pcap_edit import tagged
+
+    path = generated if variant == "pcap" else tagged(generated, tmp_path / "t.pcapng", pcapng=True)
+    single = _single(path)
+    size = path.stat().st_size
+    for first, second in ((0.5, 0.2), (0.8, 0.5), (0.3, 0.25)):
+        rows, taken = _split_in_one_process(path, int(size * first), int(size * second), split_first=True)
+        assert taken is True
+        assert rows == single
+    assert not fallbacks
+
+
 def test_split_of_every_kind_of_connection(corpus_concatenated, small_windows, fallbacks):
     """The corpus one capture after another (every kind of failure, 4-tuples coming back): split anywhere, the
     same rows."""
@@ -948,6 +984,10 @@ def test_split_of_every_kind_of_connection(corpus_concatenated, small_windows, f
     size = corpus_concatenated.stat().st_size
     for first, second in ((0.2, 0.4), (0.4, 0.8), (0.05, 0.95)):
         rows, taken = _split_in_one_process(corpus_concatenated, int(size * first), int(size * second))
+        assert taken is True
+        assert rows == single
+        rows, taken = _split_in_one_process(corpus_concatenated, int(size * second), int(size * first),
+                                            split_first=True)
         assert taken is True
         assert rows == single
     assert not fallbacks
@@ -966,30 +1006,37 @@ def test_split_behind_the_reader_is_refused(generated, small_windows, fallbacks)
     assert not fallbacks
 
 
-def _gap_capture(generated: Path, out: Path, copies: int = 8) -> Path:
+def _gap_capture(generated: Path, out: Path, copies: int = 8, few_last: bool = False) -> Path:
     """A few hundred packets of the bench capture, then a quarter of an hour of silence, then the whole bench
     capture `copies` times, a quarter of an hour apart: the first range's worker (those few hundred packets) has
     nothing left to follow past its cut (its connections expire at the first packet after the gap) and ends at
-    once, while the last one has the rest (~25 MB: long enough for the parent to see its pace and offer a cut)."""
+    once, while the last one has the rest (~25 MB: long enough for the parent to see its pace and offer a cut).
+    `few_last`: the other way round, the copies first and the few hundred packets last."""
     from tests.tlsflow.pcap_edit import records
 
     header, recs = records(generated)
-    parts = [b"".join(recs[:300])]
+    parts = [] if few_last else [b"".join(recs[:300])]
     for copy in range(1, copies + 1):
         for record in recs:
             seconds, micros, caplen, original = struct.unpack_from("<IIII", record)
             parts.append(struct.pack("<IIII", seconds + 900 * copy, micros, caplen, original) + record[16:])
+    if few_last:
+        for record in recs[:300]:
+            seconds, micros, caplen, original = struct.unpack_from("<IIII", record)
+            parts.append(struct.pack("<IIII", seconds + 900 * (copies + 1), micros, caplen, original) + record[16:])
     out.write_bytes(header + b"".join(parts))
     return out
 
 
-def test_jobs_split_the_last_range_when_a_worker_ends_early(generated, tmp_path, monkeypatch, small_windows,
-                                                            fallbacks):
-    """Worker processes (`analyze_ranges`): worker 0 ends long before the last one, whose rest is then cut in two
-    for a new worker; the rows are one process's. (The thresholds are lowered to a test capture's size.)"""
+@pytest.mark.parametrize("few_last", [False, True])
+def test_jobs_split_a_range_when_a_worker_ends_early(generated, tmp_path, monkeypatch, small_windows, fallbacks,
+                                                     few_last):
+    """Worker processes (`analyze_ranges`): one worker ends long before the other (the first, or the last), whose
+    rest is then cut in two for a new worker; the rows are one process's. (The thresholds are lowered to a test
+    capture's size.)"""
     from tests.tlsflow.pcap_edit import records
 
-    path = _gap_capture(generated, tmp_path / "gap.pcap")
+    path = _gap_capture(generated, tmp_path / "gap.pcap", few_last=few_last)
     monkeypatch.setattr(parallel_ranges, "MIN_SPLIT_SECONDS", 0.0)
     monkeypatch.setattr(parallel_ranges, "SPLIT_PACE_BYTES", 64 << 10)
     monkeypatch.setattr(parallel_ranges, "SPLIT_MARGIN_BYTES", 256 << 10)
@@ -1001,7 +1048,9 @@ def test_jobs_split_the_last_range_when_a_worker_ends_early(generated, tmp_path,
         return original(self, index, answer)
 
     monkeypatch.setattr(parallel_ranges._Splitter, "answered", answered)
-    head = 24 + sum(len(record) for record in records(path)[1][:300])  # the cut: the first record after the gap
+    recs = records(path)[1]
+    # the cut: the first record after the gap (few_last: the first of the last few hundred)
+    head = 24 + sum(len(record) for record in (recs[:-300] if few_last else recs[:300]))
     rows = list(parallel_ranges.analyze_ranges(str(path), 2, cut_targets=[head]))
     assert all(isinstance(r, dict) for r in rows)
     assert sorted(rows, key=lambda r: r["flow_id"]) == _single(path)
