@@ -148,8 +148,14 @@ class SegmentCache:
         return self.closes[key]
 
 
-def connection_script(rng: random.Random, idx: int, session: Session, cache: SegmentCache) -> list[Segment]:
-    """Every packet of one connection, in order, from SYN to the last FIN/ACK or RST."""
+# `--bulk`: connections that download BULK_RECORDS full records (~10 MB) in one response
+BULK_RECORDS = 600
+
+
+def connection_script(rng: random.Random, idx: int, session: Session, cache: SegmentCache,
+                      bulk: bool = False) -> list[Segment]:
+    """Every packet of one connection, in order, from SYN to the last FIN/ACK or RST. `bulk` (a completed
+    session): one request and a response of BULK_RECORDS full records instead of the usual exchanges."""
     script = [
         Segment(True, SYN, b"", 0),
         Segment(False, SYN | ACK, b"", 0),
@@ -163,8 +169,11 @@ def connection_script(rng: random.Random, idx: int, session: Session, cache: Seg
     for flight in flights:
         script += flight
     if session.outcome == "ok":
+        if bulk:
+            script += cache.request(idx, session)
+            script += cache.response(idx, session, BULK_RECORDS, 256)
         # Keep-alive: a few request/response exchanges, response sizes drawn from a long-tailed distribution.
-        for _ in range(rng.choice((1, 1, 1, 2, 2, 3))):
+        for _ in range(0 if bulk else rng.choice((1, 1, 1, 2, 2, 3))):
             script += cache.request(idx, session)
             full = min(int(rng.expovariate(1 / 2.0)), 60)
             tail = rng.choice((4096, 1024, 256, 256))
@@ -287,8 +296,13 @@ class ClientAddresses:
         return self.addresses[i], port
 
 
-def generate(out: BinaryIO, size: int, seed: int, sessions: list[Session] | None = None) -> Stats:
-    """Write a pcap of about `size` bytes (it stops opening connections there and lets open ones finish)."""
+def generate(out: BinaryIO, size: int, seed: int, sessions: list[Session] | None = None, bulk: str = "none"
+             ) -> Stats:
+    """Write a pcap of about `size` bytes (it stops opening connections there and lets open ones finish).
+    `bulk`: "first", the first CONCURRENT_CONNECTIONS completed sessions are downloads of ~10 MB each (the
+    capture's first ~half, for a 1 GB one, is long transfers, the rest the usual mix); "last", every completed
+    session opened past half of `size` is one (the other way round): captures whose cost per byte is uneven,
+    for `--jobs` on one file (the usual mix: "none")."""
     sessions = sessions if sessions is not None else load(STREAMS_PATH)
     rng = random.Random(seed)
     choices = [i for i, s in enumerate(sessions) if s.kind in KIND_WEIGHTS]
@@ -309,7 +323,9 @@ def generate(out: BinaryIO, size: int, seed: int, sessions: list[Session] | None
         session = sessions[idx]
         client, sport = clients.take(rng)
         server = bytes(int(x) for x in SERVER_ADDRESSES[session.server_name].split("."))
-        script = connection_script(rng, idx, session, cache)
+        bulky = (stats.connections < CONCURRENT_CONNECTIONS if bulk == "first"
+                 else bulk == "last" and written + buffered >= size // 2)
+        script = connection_script(rng, idx, session, cache, bulky)
         active.append(Connection(rng, script, client, server, sport))
         stats.connections += 1
         stats.kinds[session.kind] += 1
@@ -348,10 +364,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("-o", "--output", type=Path, required=True)
     parser.add_argument("--manifest", type=Path, help="also write the counts (connections, packets, kinds) as JSON")
+    parser.add_argument("--bulk", choices=("none", "first", "last"), default="none",
+                        help="downloads of ~10 MB in the first or the second half (uneven cost per byte)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     with open(args.output, "wb", buffering=0) as out:
-        stats = generate(out, args.size, args.seed)
+        stats = generate(out, args.size, args.seed, bulk=args.bulk)
     elapsed = time.perf_counter() - started
     summary = stats.as_dict()
     if args.manifest:
