@@ -73,7 +73,8 @@ def analyze_files(inputs: list[str], *, trust: Any = None, ca_bundle: str | None
     files (gzip) are shared out by connection (tlsflow.parallel; records as in one process, in another order).
     Worker processes build their trust store from `ca_bundle` and their key log from a path, so a `trust` or
     KeyLog object keeps one process. `json_lines`: the caller writes the records as JSON lines, so workers encode them
-    too (records are then `shipping.EncodedRecord`s, dicts that carry their line)."""
+    too (records are then `shipping.EncodedRecord`s: dicts of the fields `shipping.LINE_FIELDS` only, that carry the
+    whole record's line)."""
     if (jobs > 1 and len(inputs) > 1 and "-" not in inputs and trust is None
             and not hasattr(keylog, "secrets_for")):
         # Several files, several processes: each worker takes the next file and streams its records; they come

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from tlsflow.formats import JsonLinesWriter
 from tlsflow.pipeline import iter_flow_records
 from tlsflow.record import FIELDS
-from tlsflow.shipping import EncodedRecord, pack, unpack
+from tlsflow.shipping import LINE_FIELDS, EncodedRecord, pack, unpack
 
 CORPUS = Path(__file__).resolve().parents[2] / "captures" / "corpus"
 
@@ -33,22 +33,29 @@ def corpus_records() -> list[dict]:
     return records
 
 
-@pytest.mark.parametrize("json_lines", [False, True])
-def test_corpus_records_come_back_the_same(corpus_records, json_lines):
+def test_corpus_records_come_back_the_same(corpus_records):
     for record in corpus_records:
-        copy = dict(record)
-        back = unpack(pack(copy, json_lines))
+        back = unpack(pack(dict(record), False))
         assert back == record and list(back) == list(record)
-        assert (back.__class__ is EncodedRecord) == json_lines
-        if json_lines:
-            assert back.json_line() == _written(record)
+        assert back.__class__ is dict
+
+
+def test_with_their_line_records_bring_what_is_read_of_them(corpus_records):
+    """With JSON lines: the fields the parent and the command line read, and the whole record's line."""
+    for record in corpus_records:
+        back = unpack(pack(dict(record), True))
+        assert back.__class__ is EncodedRecord
+        assert back == {k: record[k] for k in LINE_FIELDS} and list(back) == list(LINE_FIELDS)
+        assert back.json_line() == _written(record)
 
 
 def test_range_entry_travels_beside_the_fields(corpus_records):
     record = dict(corpus_records[0], _range=((("10.0.0.1", 1), ("10.0.0.2", 443)), 42, "closed"))
-    back = unpack(pack(dict(record), True))
+    back = unpack(pack(dict(record), False))
     assert back == record
+    back = unpack(pack(dict(record), True))
     assert back.pop("_range") == record["_range"]
+    assert back == {k: record[k] for k in LINE_FIELDS}
     assert back.json_line() == _written({k: v for k, v in record.items() if k != "_range"})
 
 
@@ -78,11 +85,11 @@ def generated(generated_capture) -> Path:
     return generated_capture
 
 
-def _lines(tmp_path: Path, inputs: list[str], jobs: int) -> list[str]:
+def _lines(tmp_path: Path, inputs: list[str], jobs: int, *options: str) -> list[str]:
     from tlsflow.cli import main
 
     out = tmp_path / f"j{jobs}.jsonl"
-    main(["analyze", *inputs, "--format", "jsonl", "-o", str(out), "-q", "--jobs", str(jobs)])
+    main(["analyze", *inputs, "--format", "jsonl", "-o", str(out), "--jobs", str(jobs), *(options or ["-q"])])
     return sorted(out.read_text().splitlines(keepends=True))
 
 
@@ -108,3 +115,14 @@ def test_cli_writes_the_workers_lines_byte_for_byte(generated, tmp_path, monkeyp
     double = _lines(tmp_path, inputs, 2)
     assert double == single
     assert len(used) == len(single) > 10
+
+
+@pytest.mark.parametrize("options", [["--failed"], ["--sni", "*.example.com"], ["--port", "443"],
+                                     ["--host", "127.0.10.2"]])
+def test_cli_filters_the_workers_lines(generated, tmp_path, capsys, options):
+    """The filters read the fields that come with a worker's line: the same lines and summary as one process."""
+    single = _lines(tmp_path, [str(generated)], 1, *options)
+    summary = capsys.readouterr().err
+    double = _lines(tmp_path, [str(generated)], 2, *options)
+    assert double == single and single
+    assert capsys.readouterr().err == summary and "connection(s):" in summary
