@@ -215,3 +215,35 @@ def test_text_probe_waits_for_enough_bytes_and_spares_binary() -> None:
     assert not [e for e in tls.receive(SERVER, binary, 3, 1.2) if isinstance(e, NotTlsSeen)]
     events = tls.receive(SERVER, _record(23, b"\x01" * 30), 4, 1.3)
     assert [(e.skipped, e.frame) for e in events if isinstance(e, MidstreamJoinSeen)] == [(100, 4)]
+
+
+def test_capture_started_during_transfers_takes_the_readers_fast_build(generated_capture: Path, tmp_path: Path
+                                                                       ) -> None:
+    """A capture cut a tenth of the way in, where no flow wants no more data for a while: once a connection joined
+    in the middle carries data, the reader builds the packets of the commonest layout itself
+    (`reassembler.MIDSTREAM_DATA`, an entry that keeps `lanes` from being empty), and the rows are those of every
+    segment decoded and fed one by one."""
+    from tlsflow.capture import open_capture
+    from tlsflow.pipeline import FlowAnalyzer
+    from tlsflow.tcp.reassembler import MIDSTREAM_DATA
+
+    cut_path = cut(generated_capture, len(records(generated_capture)[1]) // 10, tmp_path / "cut.pcap")
+    fast = FlowAnalyzer(str(cut_path))
+    rows = []
+    with open_capture(cut_path) as cap:
+        for pkt in cap.packets(counter=fast.reassembler):
+            if pkt.__class__ is float:
+                fast.last_ts = pkt
+                continue
+            rows.extend(fast.feed(pkt))
+        assert MIDSTREAM_DATA in fast.reassembler.lanes
+    rows.extend(fast.finish())
+    slow = FlowAnalyzer(str(cut_path))
+    expected = []
+    with open_capture(cut_path) as cap:
+        for pkt in cap.packets():
+            expected.extend(slow.feed(pkt))
+    expected.extend(slow.finish())
+    key = lambda r: r["flow_id"]
+    assert sorted(rows, key=key) == sorted(expected, key=key)
+    assert sorted(iter_flow_records(cut_path), key=key) == sorted(expected, key=key)
