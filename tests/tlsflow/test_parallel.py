@@ -676,13 +676,13 @@ def test_pcapng_secrets_before_the_cut_decrypt_after_it(fallbacks):
     assert not fallbacks
 
 
-def test_pcapng_damage_before_a_cut_stops_there(generated_pcapng, tmp_path):
-    """A block whose length is sound but whose content is not (an enhanced packet block on an interface the section
-    does not have): the hop passes it, the reader stops there. Later ranges, read from past the damage, do not
-    count: the rows and the one error are those of a single process."""
+def _damaged_pcapng(generated_pcapng: Path, tmp_path: Path, part: int) -> tuple[Path, list, list[str]]:
+    """The pcapng capture with the enhanced packet block at 1/`part` of its blocks moved to an interface
+    the section does not have (7): its length is sound, its content is not. Returns the file, a single process's
+    rows and its one error."""
     data = bytearray(generated_pcapng.read_bytes())
     offsets = pcapng_block_offsets(bytes(data))
-    bad = offsets[len(offsets) // 3]
+    bad = offsets[len(offsets) // part]
     assert struct.unpack_from("<I", data, bad)[0] == 6
     struct.pack_into("<I", data, bad + 8, 7)  # interface 7
     damaged = tmp_path / "damaged.pcapng"
@@ -690,6 +690,15 @@ def test_pcapng_damage_before_a_cut_stops_there(generated_pcapng, tmp_path):
     single = [r for _c, r in analyze_files([str(damaged)], jobs=1)]
     errors = [r for r in single if isinstance(r, str)]
     assert len(errors) == 1 and "interface 7" in errors[0]
+    return damaged, single, errors
+
+
+def test_pcapng_damage_before_a_cut_stops_there(generated_pcapng, tmp_path):
+    """A block whose length is sound but whose content is not (an enhanced packet block on an interface the section
+    does not have): the hop passes it, the reader stops there. Later ranges, read from past the damage, do not
+    count: the rows and the one error are those of a single process."""
+    damaged, single, errors = _damaged_pcapng(generated_pcapng, tmp_path, 3)
+    data = damaged.read_bytes()
     key = lambda r: r["flow_id"]
     for ranges in (list(ranges_in_one_process(str(damaged), [len(data) // 2])),
                    list(ranges_in_one_process(str(damaged), [len(data) // 5, len(data) // 2, len(data) * 3 // 4])),
@@ -1062,16 +1071,8 @@ def test_damage_before_a_split_stops_there(generated_pcapng, tmp_path, small_win
     """The last range takes a cut past damage that only its reader sees (pcapng: a sound block on an interface the
     section does not have): it stops at the damage, as one process does, and the range after the cut does not
     count. (Also: a cut found from the last range's start in a file of two sections.)"""
-    data = bytearray(generated_pcapng.read_bytes())
-    offsets = pcapng_block_offsets(bytes(data))
-    bad = offsets[len(offsets) // 2]
-    assert struct.unpack_from("<I", data, bad)[0] == 6
-    struct.pack_into("<I", data, bad + 8, 7)  # interface 7
-    damaged = tmp_path / "damaged.pcapng"
-    damaged.write_bytes(bytes(data))
-    single = [r for _c, r in analyze_files([str(damaged)], jobs=1)]
-    errors = [r for r in single if isinstance(r, str)]
-    assert len(errors) == 1 and "interface 7" in errors[0]
+    damaged, single, errors = _damaged_pcapng(generated_pcapng, tmp_path, 2)
+    data = damaged.read_bytes()
     out, taken = _split_in_one_process(damaged, len(data) // 5, len(data) * 4 // 5, errors_too=True)
     assert taken is True
     assert [r for r in out if isinstance(r, str)] == errors
