@@ -36,6 +36,7 @@ class FlowState:
 
     tls: TlsConnection | None  # None once the connection wants no more data: its parser's state is let go
     summary: HandshakeSummary = field(default_factory=HandshakeSummary)
+    skipping: bool = False  # the reassembler may hold back bytes of a record body the parser only skips
 
 
 @dataclass(slots=True)
@@ -76,6 +77,9 @@ def _tcp_facts(conn: Any) -> TcpFacts:
 
 
 _NO_BYTES = new_summary()  # the summary of a connection that carried no byte (`FlowAnalyzer._record`)
+# A record body that still has this many bytes to come is skipped by the reassembler rather than fed to the parser
+# (`FlowAnalyzer._on_event`): two full segments or more.
+SKIP_AT_LEAST = 2920
 
 
 class FlowAnalyzer:
@@ -142,10 +146,19 @@ class FlowAnalyzer:
                 if state is not None or not conn.wants_data:
                     return None
                 state = conn.handshake = self._new_state(conn)  # the connection's first bytes
+            tls = state.tls
+            if state.skipping:
+                # Bytes the reassembler held back (`skip_until`) lie between the parser's position and this chunk.
+                held = event.offset - tls.position(event.sender)
+                if held > 0:
+                    if held < tls.opaque_left(event.sender):
+                        tls.skip(event.sender, held)
+                    else:  # (cannot happen: the segment with the body's last byte is always delivered) as lost
+                        state.summary.add_all(tls.receive_gap(event.sender, held, event.frame, event.ts))
             if event.gap:
-                events = state.tls.receive_gap(event.sender, event.gap, event.frame, event.ts)
+                events = tls.receive_gap(event.sender, event.gap, event.frame, event.ts)
             else:
-                events = state.tls.receive(event.sender, event.data, event.frame, event.ts)
+                events = tls.receive(event.sender, event.data, event.frame, event.ts)
             # Both sides exchange application data, or the parser gave up on both directions (not TLS, not even
             # after a STARTTLS prelude): later bytes cannot change the verdict.
             if events:
@@ -156,8 +169,13 @@ class FlowAnalyzer:
                 app_data = summary.app_data_records
                 if (app_data[_CLIENT] and app_data[_SERVER]) or state.tls.given_up:
                     self._done_with_data(conn, state)
-            elif state.tls.given_up:  # (a chunk without events changes no count: a segment inside a long record)
+            elif tls.given_up:  # (a chunk without events changes no count: a segment inside a long record)
                 self._done_with_data(conn, state)
+            elif not event.gap and (left := tls.opaque_left(event.sender)) >= SKIP_AT_LEAST:
+                # Inside a long record body the parser only skips: the segments before its last byte need not come
+                # as chunks (the last one does, with its frame, for the record's events).
+                state.skipping = True
+                self.reassembler.skip_until(conn, event.sender, event.offset + len(event.data) + left - 1)
             return None
         # ConnectionOpened: the parser's state waits for the connection's first bytes (`_new_state`). Why: scans
         # and SYN floods fill the flow table with connections that never carry one, ~2 KB each for nothing.

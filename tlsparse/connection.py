@@ -293,6 +293,25 @@ class TlsConnection:
             d.mode = _MIDSTREAM
             d.resync_start = 0
 
+    def position(self, sender: Sender) -> int:
+        """The stream offset of the next byte expected from `sender` (every byte fed or declared lost so far)."""
+        d = self._client if sender is _CLIENT else self._server
+        return d.buf_offset + len(d.buf)
+
+    def opaque_left(self, sender: Sender) -> int:
+        """Bytes of the record body being skipped that are still to come from `sender` (0: none): bytes taken
+        without being looked at."""
+        return (self._client if sender is _CLIENT else self._server).skip_left
+
+    def skip(self, sender: Sender, length: int) -> None:
+        """`length` bytes of `sender` that the caller does not hand over, fewer than `opaque_left(sender)`: exactly
+        what `receive` does with them (the counters move; no event)."""
+        d = self._client if sender is _CLIENT else self._server
+        if not 0 <= length < d.skip_left:
+            raise ValueError(f"cannot skip {length} bytes: {d.skip_left} left in the record body being skipped")
+        d.skip_left -= length
+        d.buf_offset += length
+
     def receive_gap(self, sender: Sender, length: int, frame: int, ts: float) -> list[Event]:
         """`length` bytes of that direction were lost in the capture. The parse resumes on the next plausible
         record header, unless the gap falls inside the body of a record being skipped anyway."""

@@ -334,7 +334,9 @@ class TcpReassembler:
                     if start == side.next_offset and flow.settled and not side.segments:
                         # HalfStream.receive's common case inlined: in order, nothing buffered, roles known (no
                         # list of pieces, no call). Appended last, as _deliver would (after what the ACK frees).
-                        chunk = stream_chunk(conn, side.sender, start, payload, 0, frame, ts)
+                        # Not delivered when it lies inside a record body the consumer only skips (`skip_until`).
+                        if end > side.skip_until:
+                            chunk = stream_chunk(conn, side.sender, start, payload, 0, frame, ts)
                         side.next_offset = end
                         history = side.history
                         if history is _NO_HISTORY:  # (a deque from the first delivery on)
@@ -539,6 +541,20 @@ class TcpReassembler:
         if flow.__class__ is _LoneSyn or flow.full or flow.closing or not flow.settled:
             return False
         return self.count_lane(flow.lanes[index], frame, ts, seq, ack, flags, window, ttl, n)  # type: ignore[index]
+
+    def skip_until(self, conn: Connection, sender: Sender, last: int) -> None:
+        """The consumer of `conn`'s stream from `sender` only skips the bytes before stream offset `last` (the last
+        byte of a record body it does not read): in-order segments that end before it need not be delivered. Those
+        that are not delivered still count in every fact and the retransmission history; the next chunk delivered
+        (in order or not) starts past them, and the consumer takes the difference as skipped bytes. Why: a download
+        joined in the middle never wants no more data (its handshake is not in the capture, its client silent),
+        and each of its segments went through a chunk and the parser only to be skipped."""
+        flow = self._open.get(conn.flow_id)
+        if flow is None or flow.__class__ is _LoneSyn or flow.conn is not conn:
+            return
+        for side in flow.sides:
+            if side.sender is sender:
+                side.skip_until = last
 
     def count_lane(self, lane: Lane, frame: int, ts: float, seq: int, ack: int, flags: int, window: int,
                    ttl: int, n: int) -> bool:

@@ -63,6 +63,7 @@ class HalfStream:
         "probe_done",
         "segments",
         "sender",
+        "skip_until",
         "started",
         "ttl_run",
         "ttl_run_mark",
@@ -88,6 +89,9 @@ class HalfStream:
         # Recently delivered (start, end, data): a deque from the first delivery on (see `_NO_HISTORY`).
         self.history: deque[tuple[int, int, bytes]] | tuple[()] = _NO_HISTORY
         self.history_bytes = 0
+        # The offset of the last byte of a record whose body the consumer only skips (`TcpReassembler.skip_until`):
+        # in-order segments that end before it are not delivered.
+        self.skip_until = 0
         self.largest_end = 0  # offset just past the largest segment, to see whether the peer ACKed it
         # The reassembler's fast lane (count_lane): a time before which this side's segments need not be tested
         # in full (-inf: none known).
