@@ -219,3 +219,46 @@ def test_tlsflow_reports_what_the_generator_put_in(tmp_path: Path) -> None:
         ("failed", None, "no_common_cipher"): k["tls12-handshake-failure"],
         ("failed", None, "reset_after_client_hello"): k["tls13-rst-after-client-hello"],
     })
+
+
+def _payload_by_connection(data: bytes) -> list[tuple[int, int]]:
+    """(byte offset of its SYN, payload bytes both ways) per connection of a generated capture, in order of SYN."""
+    import struct
+
+    first: dict[tuple[bytes, bytes], int] = {}
+    payload: Counter[tuple[bytes, bytes]] = Counter()
+    pos = 24
+    while pos < len(data):
+        caplen = struct.unpack_from("<I", data, pos + 8)[0]
+        ip = pos + 16 + 14
+        total = struct.unpack_from("!H", data, ip + 2)[0]
+        tcp = ip + 20
+        ends = sorted((data[ip + 12:ip + 16] + data[tcp:tcp + 2], data[ip + 16:ip + 20] + data[tcp + 2:tcp + 4]))
+        key = (ends[0], ends[1])
+        first.setdefault(key, pos)
+        payload[key] += total - 20 - ((data[tcp + 12] >> 4) << 2)
+        pos += 16 + caplen
+    return sorted((first[key], payload[key]) for key in first)
+
+
+@pytest.mark.parametrize("bulk", ["first", "last"])
+def test_bulk_downloads_where_asked(monkeypatch: pytest.MonkeyPatch, bulk: str) -> None:
+    """`--bulk first`: the first sessions (as many as are open at once) that complete are downloads of
+    BULK_RECORDS full records, the rest the usual mix; `--bulk last`: every completed session opened past half of
+    the size is one. (Made smaller here: 4 at once, 100 records, longer than any usual response.)"""
+    monkeypatch.setattr(gen_capture, "CONCURRENT_CONNECTIONS", 4)
+    monkeypatch.setattr(gen_capture, "BULK_RECORDS", 100)
+    out = io.BytesIO()
+    stats = gen_capture.generate(out, 1_000_000, SEED, bulk=bulk)
+    data = out.getvalue()
+    assert stats.bytes == len(data)
+    big = 100 * 16384
+    connections = _payload_by_connection(data)
+    downloads = [i for i, (_at, size) in enumerate(connections) if size >= big]
+    assert downloads and all(size < 61 * 16384 + 10_000 for i, (_at, size) in enumerate(connections)
+                             if i not in downloads)  # (a usual response: 60 full records at most, and the tail)
+    if bulk == "first":
+        assert len(downloads) >= 2 and max(downloads) < 4  # among the first 4 opened
+    else:
+        assert all(connections[i][0] >= 1_000_000 // 2 for i in downloads)
+        assert connections[downloads[0] - 1][1] < big  # the usual mix before them
