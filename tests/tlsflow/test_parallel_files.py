@@ -8,6 +8,7 @@ import os
 import random
 import struct
 import tempfile
+import time
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -116,6 +117,18 @@ def test_cli_says_on_one_line_when_waiting_records_cannot_go_to_disk(captures, t
     monkeypatch.setattr(waiting_records, "WAITING_IN_MEMORY", 5)
     single = tmp_path / "j1.jsonl"
     main(["analyze", *captures, "--ca-bundle", str(CORPUS / "ca.pem"), "--format", "jsonl", "-o", str(single), "-q"])
+    # The first file ends late (its worker pauses before saying so), so that the other worker's records must wait
+    # whatever the two workers' speeds: without it, a run where the files happened to end one after another had
+    # nothing to keep, and said nothing.
+    original = parallel_files.file_messages
+
+    def first_ends_late(path, **options):
+        for message in original(path, **options):
+            if message[0] == "done" and path == captures[0]:
+                time.sleep(0.5)
+            yield message
+
+    monkeypatch.setattr(parallel_files, "file_messages", first_ends_late)
     not_a_folder = tmp_path / "tmp"
     not_a_folder.write_text("")
     monkeypatch.setattr(tempfile, "tempdir", str(not_a_folder))

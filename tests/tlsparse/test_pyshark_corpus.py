@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import struct
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -232,14 +233,17 @@ def _tshark_handshake(side: Side, frame: int, hs: dict) -> None:
 
 def _tshark_view_retrying(path: Path, ports: set[int]) -> dict[tuple[str, str, int], Side]:
     """pyshark's asyncio child watcher sometimes loses tshark's exit status when another part of the test process
-    reaps children (seen once in a full-suite run: "Unknown child process pid …, will report returncode 255", and
-    pyshark raises TSharkCrashException although tshark ran fine). Read the capture again once in that case."""
+    reaps children (seen in full-suite runs: "Unknown child process pid …, will report returncode 255", and
+    pyshark raises TSharkCrashException although tshark ran fine; once twice in a row). Read the capture again,
+    up to three times in all."""
     import pyshark
 
-    try:
-        return tshark_view(path, ports)
-    except pyshark.capture.capture.TSharkCrashException:
-        return tshark_view(path, ports)
+    for _ in range(2):
+        try:
+            return tshark_view(path, ports)
+        except pyshark.capture.capture.TSharkCrashException:
+            time.sleep(0.2)
+    return tshark_view(path, ports)
 
 
 def tshark_view(path: Path, ports: set[int]) -> dict[tuple[str, str, int], Side]:
