@@ -299,15 +299,14 @@ def _pickled(records: list[dict[str, Any]], json_lines: bool) -> tuple[int, byte
 
 
 def _range_main(path: str, index: int, start: tuple[int, int] | None, next_target: int | None, parent: Any,
-                ca_bundle: str | None, keylog_path: str | None, queue: Any, meter: Any, json_lines: bool,
-                splittable: bool = False) -> None:
+                ca_bundle: str | None, keylog_path: str | None, queue: Any, meter: Any, json_lines: bool) -> None:
     tune_gc()
     try:
         from tlsflow.api import _load_keylog, _trust_store
 
         for message in range_messages(path, start, next_target, parent, trust=_trust_store(ca_bundle),
                                       keylog=_load_keylog(keylog_path), meter=meter, json_lines=json_lines,
-                                      splittable=splittable):
+                                      splittable=True):
             queue.put((index, message))
     except BaseException:  # noqa: BLE001 - reported to the parent, which raises
         queue.put((index, ("crash", traceback.format_exc())))
@@ -592,12 +591,12 @@ def analyze_ranges(path: str, jobs: int, *, ca_bundle: str | None = None, keylog
         # Each worker's pace, for `_Splitter` (worker 0's also weighs the cuts).
         own_meter = ctx.Array("d", 2, lock=False) if workers else meter
         worker = ctx.Process(target=_range_main, args=(path, len(workers), start, next_target, receive, ca_bundle,
-                                                       keylog_path, queue, own_meter, json_lines, True),
+                                                       keylog_path, queue, own_meter, json_lines),
                              daemon=True)
         worker.start()
         workers.append(worker)
         pipes.append(send)
-        splitter.started(len(workers) - 1, start, own_meter)
+        splitter.started(start, own_meter)
 
     def tell_end(index: int, end: tuple[int, int, bytes] | None) -> None:
         """Worker `index`'s range ends where the range `end` starts (None: at the end of the file)."""
@@ -655,13 +654,13 @@ def analyze_ranges(path: str, jobs: int, *, ca_bundle: str | None = None, keylog
         shut_down(workers, queue)
 
 
-# A split of the last range (`_Splitter`) is offered only when its worker, at its own pace so far, has at least
-# this long to go: below that, the new worker's start and the following past the cut eat up the gain. (On the bench
-# capture the first worker ends ~0.2 s before the last: no split.)
+# A split of a range (`_Splitter`) is offered only when its worker, at its own pace so far, has at least this long
+# to go: below that, the new worker's start and the following past the cut eat up the gain. (On the bench capture
+# the first worker ends ~0.2 s before the last: no split.)
 MIN_SPLIT_SECONDS = 0.5
-SPLIT_MARGIN_BYTES = 16 << 20  # a split's cut lies at least this far past what the last worker has read
+SPLIT_MARGIN_BYTES = 16 << 20  # a split's cut lies at least this far past what that range's worker has read
 SPLIT_START_SECONDS = 0.05  # what a new worker takes to start (the hop, the fork) before it reads
-SPLIT_PACE_BYTES = 4 << 20  # the last worker's pace is taken once it has read this much
+SPLIT_PACE_BYTES = 4 << 20  # a worker's pace is taken once it has read this much
 
 
 class _Range:
@@ -691,22 +690,21 @@ class _Splitter:
         self.path, self.total, self.jobs = path, total, jobs
         self._pipes = pipes
         self._launch = launch  # (cut, end): start a worker from cut, its range ending at end
-        self._ranges: list[_Range | None] = []  # by worker
+        self._ranges: list[_Range] = []  # by worker
         self._offered: tuple[int, Any] | None = None  # (worker, cut) offered, until it answers
         self._free = False  # a worker has ended: a new one may start
         self._refused = 0
         self._stopped = False
-        self.splits = 0
 
-    def started(self, index: int, start: tuple[int, int, bytes] | None, meter: Any) -> None:
+    def started(self, start: tuple[int, int, bytes] | None, meter: Any) -> None:
+        """The next worker was started, on the range from `start` (None: the start of the file)."""
         from tlsflow.capture.split import Cut
 
-        self._ranges.extend([None] * (index + 1 - len(self._ranges)))
-        self._ranges[index] = _Range(Cut(*start) if start is not None else None, None, meter)
+        self._ranges.append(_Range(Cut(*start) if start is not None else None, None, meter))
 
     def ends_at(self, index: int, end: tuple[int, int, bytes] | None) -> None:
         """Worker `index` was told where its range ends (None: at the end of the file)."""
-        self._ranges[index].end = end  # type: ignore[union-attr]
+        self._ranges[index].end = end
 
     @property
     def wanting(self) -> bool:
@@ -715,9 +713,7 @@ class _Splitter:
 
     def ended(self, index: int, message: tuple[Any, ...], running: int) -> None:
         """Worker `index` sent its "end"; `running` workers are left."""
-        taken = self._ranges[index]
-        if taken is not None:
-            taken.running = False
+        self._ranges[index].running = False
         if self._offered is not None and self._offered[0] == index:
             self._offered = None  # (ended without answering: refused)
         if message[1] is not None:
@@ -733,7 +729,7 @@ class _Splitter:
         now = time.monotonic()
         best = None
         for index, known in enumerate(self._ranges):
-            if known is None or not known.running or known.meter is None:
+            if not known.running:
                 continue
             began, done = known.meter[0], known.meter[1]
             if not began or done < SPLIT_PACE_BYTES or now <= began:
@@ -785,10 +781,8 @@ class _Splitter:
             self._refused += 1
             self._stopped = self._refused >= 3
             return None
-        self.splits += 1
         self._free = False
         split = self._ranges[index]
-        assert split is not None
         end, split.end = split.end, (cut.frames_before + 1, cut.offset, cut.preamble)
         self._launch(cut, end)  # (calls started and ends_at for the new worker)
         return len(self._pipes) - 1, cut.frames_before + 1
@@ -797,7 +791,8 @@ class _Splitter:
 def _range_messages_with_splits(queue: Any, workers: list[Any], path: str, splitter: _Splitter
                                 ) -> Iterator[tuple[int, tuple[Any, ...]]]:
     """`parallel.worker_messages` for range workers, whose number grows with the splits: a split taken comes out
-    as (the new range's index, ("range", its first frame)) before any of that range's messages."""
+    as (the new worker's index, ("range", its first frame, the index of the worker whose range was cut)) before any
+    of that worker's messages."""
     import queue as queues
 
     done: list[bool] = []

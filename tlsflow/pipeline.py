@@ -167,7 +167,7 @@ class FlowAnalyzer:
                     self.kept_events.extend(events)
                 summary.add_all(events)
                 app_data = summary.app_data_records
-                if (app_data[_CLIENT] and app_data[_SERVER]) or state.tls.given_up:
+                if (app_data[_CLIENT] and app_data[_SERVER]) or tls.given_up:
                     self._done_with_data(conn, state)
             elif tls.given_up:  # (a chunk without events changes no count: a segment inside a long record)
                 self._done_with_data(conn, state)

@@ -60,18 +60,15 @@ def pack(record: dict[str, Any], json_lines: bool) -> Any:
         extra = None
     else:
         return record
-    head = tail = None
     if json_lines:
         text = _encoder().encode(record)
         # The contract's order puts "capture" (a string: its quotes are escaped inside it) before "flow_id", so
         # the key's first occurrence is the key itself.
         at = text.find(_FLOW_ID_KEY) + len(_FLOW_ID_KEY)
         end = text.find(",", at)
-        if text[at:end] != str(record["flow_id"]):  # (cannot happen; then the parent encodes it)
-            head = None
-        else:
+        if text[at:end] == str(record["flow_id"]):  # (always; else the record goes whole and the parent encodes it)
             return (_line_values(record), extra, text[:at], text[end:])
-    return (tuple(record.values()), extra, head, tail)
+    return (tuple(record.values()), extra, None, None)
 
 
 @functools.cache

@@ -954,33 +954,24 @@ def small_windows(monkeypatch):
     monkeypatch.setattr(source, "MAP_WINDOW", 64 << 10)
 
 
+# Which range is split, and (first cut, split cut) as shares of the file: the last range, offered a cut ahead of
+# what it has read; or the first one, whose end is known (the new worker reads from the cut to that end, and the
+# range after it waits for both).
+_SPLITS = {"last": ((0.1, 0.5), (0.3, 0.6), (0.5, 0.9)), "first": ((0.5, 0.2), (0.8, 0.5), (0.3, 0.25))}
+
+
+@pytest.mark.parametrize("split", ["last", "first"])
 @pytest.mark.parametrize("variant", ["pcap", "vlan_pcapng"])
-def test_split_last_range_gives_one_process_rows(generated, tmp_path, small_windows, fallbacks, variant):
-    """The last range, offered a cut ahead of what it has read, takes it; a new worker reads from there: the rows
-    are one process's, for cuts anywhere (pcapng: the new range starts with the blocks a reader needs first)."""
+def test_split_range_gives_one_process_rows(generated, tmp_path, small_windows, fallbacks, variant, split):
+    """A range split while it runs takes the cut, a new worker reads from there: the rows are one process's, for
+    cuts anywhere (pcapng: the new range starts with the blocks a reader needs first)."""
     from tests.tlsflow.pcap_edit import tagged
 
     path = generated if variant == "pcap" else tagged(generated, tmp_path / "t.pcapng", pcapng=True)
     single = _single(path)
     size = path.stat().st_size
-    for first, second in ((0.1, 0.5), (0.3, 0.6), (0.5, 0.9)):
-        rows, taken = _split_in_one_process(path, int(size * first), int(size * second))
-        assert taken is True
-        assert rows == single
-    assert not fallbacks
-
-
-@pytest.mark.parametrize("variant", ["pcap", "vlan_pcapng"])
-def test_split_first_range_gives_one_process_rows(generated, tmp_path, small_windows, fallbacks, variant):
-    """A range that is not the last (its end known) split too: the new worker reads from the cut to that end, and
-    the range after it waits for both."""
-    from tests.tlsflow.pcap_edit import tagged
-
-    path = generated if variant == "pcap" else tagged(generated, tmp_path / "t.pcapng", pcapng=True)
-    single = _single(path)
-    size = path.stat().st_size
-    for first, second in ((0.5, 0.2), (0.8, 0.5), (0.3, 0.25)):
-        rows, taken = _split_in_one_process(path, int(size * first), int(size * second), split_first=True)
+    for first, second in _SPLITS[split]:
+        rows, taken = _split_in_one_process(path, int(size * first), int(size * second), split_first=split == "first")
         assert taken is True
         assert rows == single
     assert not fallbacks
