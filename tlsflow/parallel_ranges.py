@@ -158,11 +158,11 @@ def _follow_packets(path: str, cap: Any, reassembler: Any, tracked: dict[tuple[s
     count = reassembler.count_lane
 
     def count_lane(lane: Any, frame: int, ts: float, seq: int, ack: int, flags: int, window: int, ttl: int,
-                   n: int) -> bool:
+                   n: int, buf: Any, ip_end: int) -> bool:
         # Arguments spelled out: packing them (*fields) costs more than the rest of this call.
         if lane is _FOREIGN:
             return ts < reassembler.next_expiry  # type: ignore[no-any-return]
-        return count(lane, frame, ts, seq, ack, flags, window, ttl, n)  # type: ignore[no-any-return]
+        return count(lane, frame, ts, seq, ack, flags, window, ttl, n, buf, ip_end)  # type: ignore[no-any-return]
 
     class Counter:
         pass

@@ -120,8 +120,11 @@ def _write(path: Path, link_type: int, packets: list, pcapng: bool = False) -> N
     path.write_bytes(capture_file_bytes(link_type, [(micros, frame, len(frame)) for micros, frame in frames], pcapng))
 
 
-def _run(path: Path, reassembler: TcpReassembler, stop_after: list[int], fast: bool) -> tuple[list, list, object]:  # type: ignore[type-arg]
-    """Events as comparable tuples, the closed connections, and the capture's stats."""
+def _run(path: Path, reassembler: TcpReassembler, stop_after: list[int], fast: bool,  # type: ignore[type-arg]
+         skips: list[int] | None = None) -> tuple[list, list, object]:
+    """Events as comparable tuples, the closed connections, and the capture's stats. `skips`: after each chunk of
+    a flow that still wants data, the consumer says it only skips the next that many bytes of that direction
+    (`skip_until`, as the pipeline does inside a long record body), by flow id (0: it reads them)."""
     events: list = []  # type: ignore[type-arg]
     closed = []
     chunks: dict[int, int] = {}
@@ -139,6 +142,9 @@ def _run(path: Path, reassembler: TcpReassembler, stop_after: list[int], fast: b
                 chunks[conn.flow_id] += 1
                 if chunks[conn.flow_id] >= stop_after[conn.flow_id % len(stop_after)]:
                     conn.wants_data = False
+                elif skips and skips[conn.flow_id % len(skips)] and not event.gap:
+                    reassembler.skip_until(conn, event.sender,
+                                           event.offset + len(event.data) + skips[conn.flow_id % len(skips)] - 1)
             events.append(("chunk", conn.flow_id, event.sender, event.offset, event.data, event.gap, event.frame,
                            event.ts))
         else:
@@ -168,11 +174,11 @@ def _facts(conn) -> dict:  # type: ignore[no-untyped-def,type-arg]
 
 
 def _compare(tmp_path: Path, link_type: int, packets: list, stop_after: list[int],  # type: ignore[type-arg]
-             pcapng: bool = False) -> None:
+             pcapng: bool = False, skips: list[int] | None = None) -> None:
     path = tmp_path / f"lanes-{link_type}.pcap"
     _write(path, link_type, packets, pcapng)
-    ref_events, ref_closed, ref_stats = _run(path, FullPath(**REASSEMBLER), stop_after, fast=False)
-    events, closed, stats = _run(path, TcpReassembler(**REASSEMBLER), stop_after, fast=True)
+    ref_events, ref_closed, ref_stats = _run(path, FullPath(**REASSEMBLER), stop_after, fast=False, skips=skips)
+    events, closed, stats = _run(path, TcpReassembler(**REASSEMBLER), stop_after, fast=True, skips=skips)
     assert events == ref_events
     assert [_facts(c) for c in closed] == [_facts(c) for c in ref_closed]
     assert dataclasses.asdict(stats) == dataclasses.asdict(ref_stats)
@@ -192,6 +198,20 @@ def test_fast_lane_gives_the_full_paths_events_and_facts(tmp_path: Path, case, l
 def test_fast_lane_with_times_going_back_and_forth(tmp_path: Path, case, pcapng: bool) -> None:  # type: ignore[no-untyped-def]
     packets, stop_after = case
     _compare(tmp_path, lt.ETHERNET, packets, stop_after, pcapng)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=scenarios(), skips=st.lists(st.sampled_from([0, 1, 40, 300, 700, 5000]), min_size=len(CLIENTS) + 4,
+                                        max_size=len(CLIENTS) + 4),
+       link_type=st.sampled_from([lt.ETHERNET, lt.RAW, lt.LINUX_SLL2]), pcapng=st.booleans())
+def test_segments_held_back_inside_a_skipped_body_take_the_fast_lane_with_the_same_result(  # type: ignore[no-untyped-def]
+        tmp_path: Path, case, skips: list[int], link_type: int, pcapng: bool) -> None:
+    """A flow that still wants data, whose consumer skips record bodies (`skip_until`): the segments held back
+    and the bare ACKs come through count_lane (`_count_skipped`), with the events, facts (the retransmission
+    history's comparisons included) and stats of add's full code, whatever else happens (segments out of order,
+    retransmitted with other bytes, FIN, RST, times that run expiry)."""
+    packets, stop_after = case
+    _compare(tmp_path, link_type, packets, [n + 2 for n in stop_after], pcapng, skips)
 
 
 def _handshake_then(later: list[tuple[float, str, int, int, int]]) -> list:  # type: ignore[type-arg]
@@ -227,6 +247,44 @@ def test_after_the_handshake_retransmission_fin_and_linger(tmp_path: Path) -> No
     for link_type in (lt.ETHERNET, lt.RAW, lt.LINUX_SLL, lt.LINUX_SLL2):
         for pcapng in (False, True):
             _compare(tmp_path, link_type, _handshake_then(later), [1], pcapng)
+
+
+class CountingSkips(TcpReassembler):
+    """The fast lane, counting the segments it took for flows that still want data."""
+
+    skipped = 0
+
+    def _count_skipped(self, *args: object) -> bool:
+        taken = super()._count_skipped(*args)  # type: ignore[arg-type]
+        self.skipped += taken
+        return taken
+
+
+def test_held_back_segments_keep_their_bytes_for_comparing_retransmissions(tmp_path: Path) -> None:
+    """Server segments held back inside a skipped body (the consumer wants data, `skip_until` 5,000 bytes ahead)
+    and the client's bare ACKs come through the fast lane. Then retransmissions: of a segment the client
+    acknowledged (its bytes forgotten: nothing compared), of one with the same bytes, and of one with other bytes
+    (one mismatch, as add's full code finds)."""
+    later = [(2.0, "s", 1460, 150, ACK, 1000), (2.1, "s", 2460, 150, ACK, 1000), (2.2, "s", 3460, 150, ACK, 1000),
+             (2.3, "c", 150, 2460, ACK, 0),  # acknowledges the first only
+             (2.4, "s", 1460, 150, ACK, 1000), (2.5, "s", 2460, 150, ACK, 1000), (2.6, "s", 3460, 150, ACK, 1000),
+             (2.7, "c", 150, 4460, ACK, 0), (2.8, "s", 4460, 150, ACK | PSH, 2000)]
+    packets = _handshake_then(later)
+    # Other bytes: the first retransmission (acknowledged before: not compared) and the last one (compared).
+    for i in (len(packets) - 5, len(packets) - 3):
+        packets[i] = (*packets[i][:9], b"t" * 1000, *packets[i][10:])
+    for link_type in (lt.ETHERNET, lt.LINUX_SLL2):
+        for pcapng in (False, True):
+            _compare(tmp_path, link_type, packets, [100], pcapng, skips=[5000])
+            path = tmp_path / "held.pcap"
+            _write(path, link_type, packets, pcapng)
+            reassembler = CountingSkips(**REASSEMBLER)
+            _events, closed, _stats = _run(path, reassembler, [100], fast=True, skips=[5000])
+            # Held back: the last data before the later segments (either side: the consumer skips both), the
+            # second and third new server segments (the first runs an expiry pass: add's), two bare ACKs.
+            assert reassembler.skipped == 6
+            assert closed[0].server.overlap_mismatches == 1
+            assert closed[0].server.retransmitted_bytes == 3000
 
 
 def test_after_the_handshake_rst_idle_expiry_and_port_reuse(tmp_path: Path) -> None:

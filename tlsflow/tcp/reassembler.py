@@ -12,6 +12,7 @@ from heapq import heapify, heappop, heappush, heapreplace
 from operator import attrgetter
 from socket import AF_INET, AF_INET6, inet_ntop, inet_pton
 from struct import Struct
+from typing import Any
 
 from tlsflow.packet import ACK, FIN, RST, SYN, TcpPacket
 from tlsflow.tcp import anomalies
@@ -443,6 +444,12 @@ class TcpReassembler:
         side0, side1 = flow.sides
         side0.stop_reassembly()
         side1.stop_reassembly()
+        self._open_lanes(flow)
+
+    def _open_lanes(self, flow: _Flow) -> None:
+        """Put the flow's two directions in `lanes` (found by the reader's fast lane): for a flow that wants no
+        more data (`_stop_reassembly`), or one whose consumer only skips a record body (`skip_until`)."""
+        side0, side1 = flow.sides
         conn = flow.conn
         flow.lanes = ((flow, side0, side1, side0.facts, conn), (flow, side1, side0, side1.facts, conn))
         if flow.closing or not flow.settled:
@@ -555,9 +562,13 @@ class TcpReassembler:
         for side in flow.sides:
             if side.sender is sender:
                 side.skip_until = last
+        # The segments held back need not become TcpPackets either: the flow's lanes let the reader give them (and
+        # the peer's bare ACKs) to count_lane, which takes what `add` would hold back (`_count_skipped`).
+        if flow.full and flow.settled and not flow.closing and not flow.lane_keys:
+            self._open_lanes(flow)
 
     def count_lane(self, lane: Lane, frame: int, ts: float, seq: int, ack: int, flags: int, window: int,
-                   ttl: int, n: int) -> bool:
+                   ttl: int, n: int, buf: Any = None, ip_end: int = 0) -> bool:
         """`add` for a segment of a direction found in `lanes` (its connection wants no more data, is settled
         and not closing), given by its header fields; the caller has checked that it carries no SYN or RST.
         Returns False, having changed nothing, when its time runs expiry or ends the flow's idle time: then `add`
@@ -566,9 +577,16 @@ class TcpReassembler:
 
         `_now` is left as it is: it only gates expiry in `add`/`advance`, and a counted segment's time is before
         `next_expiry` (as every time seen so far is), so a later segment between `_now` and it runs no expiry
-        either way."""
+        either way.
+
+        `buf[ip_end - n:ip_end]` is the segment's payload: read only for a flow that still wants data (its lanes
+        opened by `skip_until`; its sides' `lane_until` stay -inf, so every one of its segments comes past the
+        first test below), whose history keeps the bytes for comparing retransmissions."""
         flow, side, peer, facts, conn = lane
         if ts >= side.lane_until or ts < flow.last_ts:
+            if flow.full:
+                return self._count_skipped(flow, side, peer, facts, conn, frame, ts, seq, ack, flags, window, ttl, n,
+                                           buf, ip_end)
             # The full test of the segment's time, and the facts of a side's first segments (see `_lane_time`).
             if not self._lane_time(flow, side, peer, ts):
                 return False
@@ -663,6 +681,92 @@ class TcpReassembler:
                 peer_facts = peer.facts
                 if not peer_facts.largest_segment_acked:
                     peer_facts.largest_segment_acked = True
+        return True
+
+    def _count_skipped(self, flow: _Flow, side: HalfStream, peer: HalfStream, facts: DirectionFacts,
+                       conn: Connection, frame: int, ts: float, seq: int, ack: int, flags: int, window: int,
+                       ttl: int, n: int, buf: Any, ip_end: int) -> bool:
+        """count_lane for a flow that still wants data (reassembling, settled, not closing): `add`'s full code for a
+        segment that it would deliver nothing of, which are the commonest segments of a download joined in the
+        middle: in-order data inside the record body the consumer skips (`skip_until`), with nothing buffered on
+        that side, and bare ACKs. Anything else (a FIN, data out of order or past the body, an ACK that could free
+        the peer's buffered bytes, a time that runs expiry or ends the idle time, a consumer that no longer wants
+        data) returns False having changed nothing: `add` takes it."""
+        if (not conn.wants_data or flags & FIN or ts >= self._next_expiry or ts - flow.last_ts > self.idle_timeout
+                or side.fin_offset is not None or peer.fin_offset is not None or (flags & ACK and peer.segments)
+                or buf is None):
+            return False
+        if n:
+            start = side.high_offset
+            end = start + n
+            if (seq != side.high_seq or start != side.next_offset or end > side.skip_until or side.segments
+                    or not side.started):
+                return False
+        # From here, what add does (in its order) for such a segment.
+        facts.packets += 1
+        previous_ts = facts.last_ts  # noqa: F841 (add reads it only for bytes seen before: none here)
+        if facts.first_ts is None:
+            facts.first_ts = ts
+        facts.last_ts = ts
+        flow.last_ts = ts
+        if ts > conn.last_ts:  # noqa: PLR1730 (hot path)
+            conn.last_ts = ts
+        conn.last_frame = frame
+        if ttl != side.ttl_run:
+            side.new_ttl_run(ttl)
+        if not window:
+            facts.zero_window = True
+        if n:
+            facts.payload_bytes += n
+            if facts.first_payload_frame is None:
+                facts.first_payload_frame = frame
+                facts.first_payload_ts = ts
+            facts.last_payload_frame = frame
+            facts.last_payload_ts = ts
+            if n > facts.largest_segment:
+                facts.largest_segment = n
+                facts.largest_segment_frame = frame
+                facts.largest_segment_acked = False
+                side.largest_end = end
+            side.next_offset = end
+            history = side.history
+            if history is _NO_HISTORY:
+                history = side.history = deque()
+            history.append((start, end, buf[ip_end - n:ip_end]))
+            side.history_bytes += n
+            if side.history_bytes > self._max_history_bytes:
+                side.trim_history()
+            high_seq = seq + n
+            if high_seq > _MASK:
+                high_seq &= _MASK
+            side.high_seq = high_seq
+            side.high_offset = facts.stream_bytes = end
+        if flags & ACK and peer.started:
+            ack_offset = peer.high_offset
+            if ack != peer.high_seq:
+                distance = ack - peer.high_seq
+                if not _NEG_HALF <= distance < _HALF:
+                    distance = ((distance + _HALF) & _MASK) - _HALF
+                ack_offset += distance
+            if ack_offset - peer.high_offset > _MAX_ACK_AHEAD:
+                conn.note(anomalies.ACK_BEYOND_WINDOW)
+            else:
+                if ack_offset > facts.acked_bytes:
+                    facts.acked_bytes = ack_offset
+                    facts.acked_frame = frame
+                peer_facts = peer.facts
+                if not peer_facts.largest_segment_acked and ack_offset >= peer.largest_end:
+                    peer_facts.largest_segment_acked = True
+                # (HalfStream.acked for a peer with nothing buffered, as in add)
+                history = peer.history
+                if history and history[0][1] <= ack_offset:
+                    history_bytes = peer.history_bytes
+                    while history and history[0][1] <= ack_offset:
+                        h_start, h_end, _ = history.popleft()
+                        history_bytes -= h_end - h_start
+                    peer.history_bytes = history_bytes
+                if ack_offset > peer.acked_limit:  # noqa: PLR1730 (hot path)
+                    peer.acked_limit = ack_offset
         return True
 
     def _lane_time(self, flow: _Flow, side: HalfStream, peer: HalfStream, ts: float) -> bool:
