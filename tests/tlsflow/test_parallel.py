@@ -289,6 +289,65 @@ def test_long_lived_connection_across_every_cut(long_lived, fallbacks):
     assert not fallbacks
 
 
+@pytest.fixture(scope="module")
+def open_to_the_end(generated, tmp_path_factory) -> tuple[Path, float]:
+    """The generated capture with two more real connections that begin in the first range and are still open when
+    the file ends: one whose server never answered the ClientHello (net_server_silent without the client's FIN: its
+    verdict measures the wait up to the end of the capture), and one past its handshake whose last four segments
+    (two ACKs, two alerts, its FINs left out) come after everything else, the last three within one second: the
+    first worker, following it past its range, counts those in the reassembler's fast lane, and the time of the last
+    one is the end of the capture. Returns the file and that time."""
+    header, records = _pcap_records(generated)
+    _h, silent = _pcap_records(CORPUS / "net_server_silent.pcap")
+    _h, long = _pcap_records(CORPUS / "tls12_alpn_mismatch_ignored_python.pcap")
+    start, stop = records[0][0], records[-1][0]
+    early = [(start + 0.001 * i, frame, n) for i, (_ts, frame, n) in enumerate(silent[:5] + long[:11])]
+    after = float(int(stop) + 5)
+    late = [(after + 0.1 * i, frame, n) for i, (_ts, frame, n) in enumerate(long[11:15])]
+    path = tmp_path_factory.mktemp("ranges") / "open-to-the-end.pcap"
+    _write_pcap(path, header, sorted(records + early, key=lambda r: r[0]) + late)
+    return path, late[-1][0]
+
+
+@pytest.mark.parametrize("variant", ["pcap", "ipv6", "vlan"])
+def test_the_capture_ends_with_segments_counted_past_the_range(open_to_the_end, fallbacks, monkeypatch, tmp_path,
+                                                              variant):
+    """Worker 0 follows both past its range to the end of the file; the segments it counts there without a
+    TcpPacket (untagged IPv4 in `_follow_ethernet` itself, the other layouts in the frame handlers) keep their time
+    as the capture's end, as in one process."""
+    from tests.tlsflow.pcap_edit import as_ipv6, tagged
+
+    path, end = open_to_the_end
+    if variant == "ipv6":
+        path = as_ipv6(path, tmp_path / "v6.pcap")
+    elif variant == "vlan":
+        path = tagged(path, tmp_path / "t.pcap", pcapng=False)
+    single = _single(path)
+    silent = [r for r in single if r["cause"] == "server_silent"]
+    assert len(silent) == 1 and silent[0]["end"] == pytest.approx(end)
+    counted = []
+    original = parallel_ranges._follow_ethernet
+
+    def following(*args, **kwargs):  # type: ignore[no-untyped-def]
+        reassembler = args[4]
+        before = reassembler.count_lane
+
+        def count_lane(*fields):  # type: ignore[no-untyped-def]
+            taken = before(*fields)
+            counted.append(taken)
+            return taken
+
+        reassembler.count_lane = count_lane
+        yield from original(*args, **kwargs)
+
+    monkeypatch.setattr(parallel_ranges, "_follow_ethernet", following)
+    size = path.stat().st_size
+    for targets in ([size // 2], [size // 3, size * 2 // 3]):
+        assert _in_ranges(path, targets) == single
+    assert counted.count(True) >= 6  # three segments after the last second began, each run
+    assert not fallbacks
+
+
 def test_cuts_are_record_boundaries_with_frame_numbers(generated):
     size = generated.stat().st_size
     targets = [size // 3, size // 3 + 1, size * 2 // 3]
