@@ -402,7 +402,7 @@ def iter_flow_records(source: str | Path, *, capture_name: str | None = None, tr
             for pkt in cap.packets(counter=analyzer.reassembler):
                 if pkt.__class__ is float:
                     # The time of segments the reassembler counted without a TcpPacket (count_lane ran no expiry):
-                    # the last one of a chunk of the file (pcap), or each one (pcapng): only the time is left to
+                    # the last one of each chunk of the file (pcap and pcapng alike): only the time is left to
                     # note.
                     analyzer.last_ts = pkt  # type: ignore[assignment]
                     times += 1
