@@ -13,15 +13,15 @@ identities, ECH, cookies, tickets) and long ones are never kept.
 from __future__ import annotations
 
 from tlsparse.extensions import HelloContext
-from tlsparse.messages import Extension
+from tlsparse.messages import Certificate, Extension
 
 # The contexts as a tuple: iterating the enum class runs a Python generator, twice per cache made (one per capture).
 _CONTEXTS = tuple(HelloContext)
 
 
 class ParseCache:
-    """Decoded extensions by message context and wire bytes, ClientHello cipher-suite lists by wire bytes, and
-    cipher-suite kinds by suite code."""
+    """Decoded extensions by message context and wire bytes, ClientHello cipher-suite lists by wire bytes,
+    cipher-suite kinds by suite code, and Certificate messages by version and body."""
 
     MAX_EXTENSIONS = 1024  # per context: real traffic needs a few dozen
     MAX_EXTENSION_BODY = 256  # longer bodies are decoded every time
@@ -30,8 +30,12 @@ class ParseCache:
     MAX_SUITE_KINDS = 512
     MAX_EXTENSION_BLOCKS = 64  # per context: lengths of whole extension blocks remembered (16 blocks each at most)
     MAX_EXTENSION_BLOCK = 2048  # longer blocks are not remembered whole
+    # Certificate message bodies remembered, in bytes: real servers' chains are 2-10 KB, so this holds a few
+    # hundred of them; a hostile stream of distinct chains empties the table each time it is reached.
+    MAX_CERTIFICATE_BYTES = 2 << 20
 
-    __slots__ = ("clean_extensions", "extension_blocks", "extensions", "suite_kinds", "suite_lists")
+    __slots__ = ("certificate_bytes", "certificates", "clean_extensions", "extension_blocks", "extensions",
+                 "suite_kinds", "suite_lists")
 
     def __init__(self) -> None:
         # context -> (type, length, body) as on the wire -> the Extension they decode to
@@ -49,6 +53,20 @@ class ParseCache:
         # own were checked when it was remembered; see tlsparse.extensions._known_block): the decoder skips that
         # check for this very tuple (compared by identity: it is immutable).
         self.clean_extensions: tuple[Extension, ...] | None = None
+        # (version the body was read as, Certificate body) -> the message it decodes to (see
+        # tlsparse.handshake._remembered_certificate), and the bytes of the bodies kept
+        self.certificates: dict[tuple[int | None, bytes], Certificate] = {}
+        self.certificate_bytes = 0
+
+    def remember_certificate(self, key: tuple[int | None, bytes], message: Certificate) -> None:
+        size = len(key[1])
+        if self.certificate_bytes + size > self.MAX_CERTIFICATE_BYTES:
+            self.certificates.clear()
+            self.certificate_bytes = 0
+            if size > self.MAX_CERTIFICATE_BYTES:
+                return
+        self.certificates[key] = message
+        self.certificate_bytes += size
 
     def clear(self) -> None:
         for memo in self.extensions.values():
@@ -58,3 +76,5 @@ class ParseCache:
         self.suite_kinds.clear()
         self.suite_lists.clear()
         self.clean_extensions = None
+        self.certificates.clear()
+        self.certificate_bytes = 0

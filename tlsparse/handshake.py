@@ -456,6 +456,8 @@ def decode_message(msg_type: int, body: bytes, ctx: DecodeContext, base: int = 0
     elif msg_type == m.CLIENT_KEY_EXCHANGE:
         return msg_type, m.ClientKeyExchange(raw=body), _NO_ANOMALIES  # type: ignore[return-value]
     elif msg_type == m.CERTIFICATE:
+        if cache is not None:
+            return _remembered_certificate(body, ctx, base, cache)
         message = fast_certificate(body, ctx)
     elif msg_type == m.SERVER_HELLO_DONE and not body:
         return msg_type, m.ServerHelloDone(), _NO_ANOMALIES  # type: ignore[return-value]
@@ -479,6 +481,28 @@ def decode_message(msg_type: int, body: bytes, ctx: DecodeContext, base: int = 0
     if not problems:
         return reported, message, _NO_ANOMALIES  # type: ignore[return-value]
     return reported, message, [(name, f"msg_type {msg_type}: {detail}", base) for name, detail in problems]
+
+
+def _remembered_certificate(body: bytes, ctx: DecodeContext, base: int, cache: ParseCache
+                            ) -> tuple[int, m.HandshakeBody, list[tuple[str, str, int]]]:
+    """`decode_message` for a Certificate, through the cache: a server sends the same chain on every connection,
+    and the same body (read as the same version) decodes to the same immutable message, so each is decoded once and
+    every connection that got it holds that one message, its DER blobs once in memory (a connection that stays open
+    keeps its summary, and with it its chain: ~1-2 KB a certificate in real traffic). Bodies that do not decode
+    are not remembered."""
+    key = (ctx.version, body)
+    known = cache.certificates.get(key)
+    if known is not None:
+        return m.CERTIFICATE, known, _NO_ANOMALIES  # type: ignore[return-value]
+    message = fast_certificate(body, ctx)
+    if message is None:
+        try:
+            message = decode_certificate(Reader(body, layer=LAYER, base=base), ctx)
+        except TlsParseError as err:
+            return m.CERTIFICATE, m.RawHandshake(msg_type=m.CERTIFICATE, body=body, error=err.reason), [
+                ("bad_handshake", f"msg_type {m.CERTIFICATE}: {err.reason}", err.offset)]
+    cache.remember_certificate(key, message)
+    return m.CERTIFICATE, message, _NO_ANOMALIES  # type: ignore[return-value]
 
 
 def _decode_with_reader(msg_type: int, body: bytes, ctx: DecodeContext, base: int,

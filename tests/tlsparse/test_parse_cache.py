@@ -201,3 +201,54 @@ def test_suite_lists_are_shared_and_bounded() -> None:
     long_list = list(range(1, ParseCache.MAX_SUITE_LIST_BYTES // 2 + 2))
     assert fast_client_hello(hello(long_list), cache).cipher_suites == tuple(long_list)
     assert all(len(key) <= ParseCache.MAX_SUITE_LIST_BYTES for key in cache.suite_lists)
+
+
+def _certificate_body(*ders: bytes, tls13: bool = False) -> bytes:
+    entries = b"".join(len(d).to_bytes(3, "big") + d + (b"\x00\x00" if tls13 else b"") for d in ders)
+    return (b"\x00" if tls13 else b"") + len(entries).to_bytes(3, "big") + entries
+
+
+def test_certificate_messages_are_shared(real_transcripts) -> None:
+    """A server's chain on a second connection through the same cache: the very message of the first one (its DER
+    blobs held once, however many connections stay open), equal to what decoding it afresh gives."""
+    from tlsparse import HandshakeSeen
+
+    def certificates(events: list) -> list:
+        return [e.message for e in events if isinstance(e, HandshakeSeen) and e.msg_type == 11]
+
+    cache = ParseCache()
+    seen = 0
+    for chunks in real_transcripts:
+        first, second, fresh = (certificates(_events(chunks, c)) for c in (cache, cache, None))
+        assert first == second == fresh
+        assert all(a is b for a, b in zip(first, second, strict=True))
+        seen += len(first)
+    assert seen  # (the TLS 1.2 handshakes send theirs in the clear)
+    assert cache.certificates
+
+
+def test_certificate_memo_is_keyed_by_version_bounded_and_skips_what_does_not_decode() -> None:
+    from tlsparse.handshake import decode_message
+
+    cache = ParseCache()
+    leaf = bytes(range(256)) * 4
+    tls13_body = _certificate_body(leaf, tls13=True)
+    for version in (0x0304, 0x0303, None):  # the same bytes read as another version: decoded as that version
+        ctx = DecodeContext(version=version)
+        assert decode_message(11, tls13_body, ctx, cache=cache) == decode_message(11, tls13_body, ctx)
+    assert decode_message(11, tls13_body, DecodeContext(version=0x0304), cache=cache)[1].request_context == b""
+    broken = _certificate_body(leaf)[:-1]  # a blob cut short: a bad_handshake anomaly, every time
+    for _ in range(2):
+        assert decode_message(11, broken, DecodeContext(version=0x0303), cache=cache)[2]
+    assert (0x0303, broken) not in cache.certificates
+    # Distinct chains by the thousand: the table never holds more than its bytes.
+    for i in range(3 * ParseCache.MAX_CERTIFICATE_BYTES // 20_000):
+        body = _certificate_body(i.to_bytes(4, "big") * 5_000)
+        ctx = DecodeContext(version=0x0303)
+        assert decode_message(11, body, ctx, cache=cache) == decode_message(11, body, ctx)
+        assert cache.certificate_bytes == sum(len(key[1]) for key in cache.certificates)
+        assert cache.certificate_bytes <= ParseCache.MAX_CERTIFICATE_BYTES
+    huge = _certificate_body(bytes(ParseCache.MAX_CERTIFICATE_BYTES))
+    assert decode_message(11, huge, DecodeContext(version=0x0303), cache=cache)[1].certificates[0] == bytes(
+        ParseCache.MAX_CERTIFICATE_BYTES)
+    assert (0x0303, huge) not in cache.certificates
