@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from tlsflow import pipeline
+from tlsflow.parallel_ranges import ranges_in_one_process
 from tlsflow.pipeline import iter_flow_records
+from tlsflow.tcp import TcpReassembler
 from tlsparse import TlsConnection
 from tlsparse.events import Sender
 
@@ -36,16 +38,25 @@ def downloads(tmp_path_factory) -> Path:
     return cut(whole, len(records(whole)[1]) // 10, folder / "joined.pcap")
 
 
-def _rows(path: Path, monkeypatch, skipping: bool) -> tuple[list[dict], int]:
-    """The rows (by flow id) and how many times bytes were skipped."""
+def _rows(path: Path, monkeypatch, skipping: bool, laned: list[bool] | None = None) -> tuple[list[dict], int]:
+    """The rows (by flow id) and how many times bytes were skipped; `laned` gets whether the reassembler's fast
+    lane took each segment it was offered for a flow that still wants data (`_count_skipped`)."""
     skipped = []
     original = TlsConnection.skip
+    count_skipped = TcpReassembler._count_skipped
 
     def counting(self, sender, length):
         skipped.append(length)
         return original(self, sender, length)
 
+    def lane(self, *fields):
+        taken = count_skipped(self, *fields)
+        if laned is not None:
+            laned.append(taken)
+        return taken
+
     monkeypatch.setattr(TlsConnection, "skip", counting)
+    monkeypatch.setattr(TcpReassembler, "_count_skipped", lane)
     monkeypatch.setattr(pipeline, "SKIP_AT_LEAST", pipeline.SKIP_AT_LEAST if skipping else 1 << 62)
     rows = sorted(iter_flow_records(path), key=lambda r: r["flow_id"])
     monkeypatch.undo()
@@ -85,10 +96,17 @@ def test_rows_are_those_of_every_byte_fed(downloads, tmp_path, monkeypatch, vari
         path = _edited(downloads, tmp_path / "edited.pcap", _swapped if variant == "segments swapped" else _lost)
     fed, none = _rows(path, monkeypatch, skipping=False)
     assert none == 0
-    rows, skips = _rows(path, monkeypatch, skipping=True)
+    laned: list[bool] = []
+    rows, skips = _rows(path, monkeypatch, skipping=True, laned=laned)
     assert skips > 100  # (each skip is a stretch of segments held back)
+    # Most segments held back, and the ACKs that answer them, took the reader's fast lane instead of a TcpPacket.
+    assert laned.count(True) > 2 * skips
     assert rows == fed
     assert sum(1 for r in rows if r["evidence"] and "no SYN" in r["evidence"][0]) >= 20
+    # The same in byte ranges (--jobs on one file), whose later ranges start in the middle of downloads too.
+    size = path.stat().st_size
+    ranged = sorted(ranges_in_one_process(str(path), [size // 3, size * 2 // 3]), key=lambda r: r["flow_id"])
+    assert ranged == fed
 
 
 def test_corpus_rows_unchanged(monkeypatch):
