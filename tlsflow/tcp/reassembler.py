@@ -704,7 +704,6 @@ class TcpReassembler:
                 return False
         # From here, what add does (in its order) for such a segment.
         facts.packets += 1
-        previous_ts = facts.last_ts  # noqa: F841 (add reads it only for bytes seen before: none here)
         if facts.first_ts is None:
             facts.first_ts = ts
         facts.last_ts = ts
