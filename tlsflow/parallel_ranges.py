@@ -192,8 +192,7 @@ def _follow_ethernet(path: str, offset: int, frames_before: int, tracked: set[by
     range. Segments skipped are TCP for certain (what decode takes for one), so the time of the last one comes out
     at the end of each chunk (the clock of a single process at the end of the file); so does that of a tracked
     flow's segment that the reassembler's fast lane counted (a time before the next expiry pass: only the clock
-    needs it). Damage stops it with a
-    CaptureError (the last worker reports it). (Before IPv6 and tagged frames were skipped too, worker 0 of a
+    needs it). Damage stops it with a CaptureError (the last worker reports it). (Before IPv6 and tagged frames were skipped too, worker 0 of a
     200 MB IPv6 capture spent 0.56 s decoding the packets past its range: --jobs 2 gained nothing there.)"""
     from tlsflow.capture import pcap
     from tlsflow.capture.decode import make_handlers
