@@ -307,8 +307,11 @@ class LiveSession:
         self.sniffer, self.writer, self.out, self.pcapng = sniffer, writer, out, pcapng
         self.count, self.keep = count, keep
         stats = CaptureStats()
-        self.decode = make_handlers(stats, FragmentReassembler(stats))(sniffer.link_type)
         self.analyzer = FlowAnalyzer(capture_name, trust=trust, idle_timeout=idle_timeout, keylog=keylog)
+        # The reassembler's fast lane, as when reading a file: a segment of a connection past its handshake is
+        # counted from its header fields, without a TcpPacket (the handler gives its time instead).
+        self.decode = make_handlers(stats, FragmentReassembler(stats),
+                                    counter=self.analyzer.reassembler)(sniffer.link_type)
         self.tally = Tally()
         self.frames = 0
 
@@ -332,7 +335,9 @@ class LiveSession:
                     except OSError as exc:
                         raise OutputLost("capture") from exc
                 packet = self.decode(data, 0, len(data), self.frames, ts)
-                if packet is not None:
+                if packet.__class__ is float:  # counted in the fast lane: only its time is left to note
+                    self.analyzer.last_ts = packet  # type: ignore[assignment]
+                elif packet is not None:
                     self.emit(self.analyzer.feed(packet))
                 if self.count and self.frames >= self.count:
                     return False
