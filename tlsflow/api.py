@@ -52,6 +52,15 @@ def _one_capture(path: str, trust: Any, progress: Callable[[int, int | None], No
         yield damage_message(path, report.error, report.flows)
 
 
+def _worth_sharing(path: str, jobs: int) -> bool:
+    """Byte ranges for a pcap or pcapng file; for anything else (gzip), sharing out by connection only from
+    `parallel.GZIP_SHARED_FROM` jobs: below, one process with its decompressing child is faster."""
+    from tlsflow.parallel import GZIP_SHARED_FROM
+    from tlsflow.parallel_ranges import splittable
+
+    return jobs >= GZIP_SHARED_FROM or splittable(path)
+
+
 def _opens(path: str) -> bool:
     """The capture opens (else the single-process path reports why, as usual)."""
     from tlsflow.capture import CaptureError, open_capture
@@ -70,7 +79,8 @@ def analyze_files(inputs: list[str], *, trust: Any = None, ca_bundle: str | None
     `keylog`: an SSLKEYLOGFILE path (or a tlsparse.keylog.KeyLog) to decrypt handshakes with.
     `jobs > 1`: several files are analysed in parallel, one per process at a time (tlsflow.parallel_files: the
     records and order of one process); a single pcap or pcapng file is cut into `jobs` byte ranges, other single
-    files (gzip) are shared out by connection (tlsflow.parallel; records as in one process, in another order).
+    files (gzip) are shared out by connection from `parallel.GZIP_SHARED_FROM` jobs on (tlsflow.parallel; records
+    as in one process, in another order), and read by one process below that.
     Worker processes build their trust store from `ca_bundle` and their key log from a path, so a `trust` or
     KeyLog object keeps one process. `json_lines`: the caller writes the records as JSON lines, so workers encode them
     too (records are then `shipping.EncodedRecord`s: dicts of the fields `shipping.LINE_FIELDS` only, that carry the
@@ -86,7 +96,7 @@ def analyze_files(inputs: list[str], *, trust: Any = None, ca_bundle: str | None
                                           progress_factory=progress_factory)
         return
     if (jobs > 1 and len(inputs) == 1 and inputs[0] != "-" and trust is None
-            and not hasattr(keylog, "secrets_for") and _opens(inputs[0])):
+            and not hasattr(keylog, "secrets_for") and _opens(inputs[0]) and _worth_sharing(inputs[0], jobs)):
         # One file, several processes: each analyses a share of the connections (tlsflow.parallel). The workers
         # build their trust store from `ca_bundle`, so a trust store given as an object keeps one process.
         from tlsflow.parallel import analyze_file_parallel

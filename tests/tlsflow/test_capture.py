@@ -792,3 +792,50 @@ def test_syn_flag_and_packet_properties(tmp_path: Path) -> None:
     frame = raw(Eth() / IP() / TCP(flags="S", seq=5))
     packets, _, _ = read_all(write(tmp_path, "syn.pcap", pcap_file([(1, 0, frame)])))
     assert packets[0].flags == SYN and packets[0].syn and not packets[0].has_ack
+
+
+def test_a_gzipped_file_is_decompressed_by_a_child_process(tmp_path: Path, generated_capture: Path) -> None:
+    """A gzipped file on disk: the walker's reads come from a child process that decompresses it, with the packets,
+    stats and progress (compressed bytes) of decompressing it here; the child is gone once the capture is closed."""
+    from tlsflow.capture.source import _GunzipChild
+
+    path = write(tmp_path, "gen.pcap.gz", gzip.compress(generated_capture.read_bytes(), compresslevel=1))
+
+    def read(apart: bool) -> tuple[list, object, int, object]:
+        with open_capture(path, decompress_apart=apart) as cap:
+            packets = [(p.frame, p.ts, p.seq, p.payload) if p.__class__ is not float else p for p in cap.packets()]
+            child = cap._source._child
+            done = cap.bytes_read
+        return packets, cap.stats, done, child
+
+    packets, stats, done, child = read(True)
+    here, here_stats, here_done, no_child = read(False)
+    assert isinstance(child, _GunzipChild) and no_child is None
+    assert child._proc.poll() is not None
+    assert packets == here and stats == here_stats
+    assert done == here_done == path.stat().st_size
+
+
+@pytest.mark.parametrize("cut", [2 / 3, 0.98])
+def test_a_damaged_gzip_file_reads_the_same_through_the_child(tmp_path: Path, cut: float) -> None:
+    """Cut short or with bytes changed in its middle: the same packets before the damage and the same error as
+    decompressing it here."""
+    frames = [(1, 0, ether_tcp(n, bytes(range(256)) * 40)) for n in range(1, 40)]
+    compressed = bytearray(gzip.compress(pcap_file(frames)))
+    cut_short = write(tmp_path, "cut.pcap.gz", bytes(compressed[: int(len(compressed) * cut)]))
+    compressed[len(compressed) // 2] ^= 0xFF
+    changed = write(tmp_path, "changed.pcap.gz", bytes(compressed))
+    for path in (cut_short, changed):
+        outcomes = []
+        for apart in (True, False):
+            seen = []
+            with open_capture(path, decompress_apart=apart) as cap:
+                try:
+                    for packet in cap.packets():
+                        seen.append(packet.frame)
+                except CaptureError as exc:
+                    outcomes.append((seen, type(exc).__name__, str(exc)))
+                else:
+                    outcomes.append((seen, None, None))
+        assert outcomes[0] == outcomes[1], path.name
+        assert outcomes[0][1] is not None

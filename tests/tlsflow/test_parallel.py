@@ -385,11 +385,25 @@ def test_damaged_capture_in_ranges(generated, tmp_path, where):
             sorted((r for r in single if isinstance(r, dict)), key=key)
 
 
-def test_compressed_capture_is_shared_by_connection(generated, tmp_path):
+def test_compressed_capture_is_shared_by_connection(generated, tmp_path, monkeypatch):
+    """From GZIP_SHARED_FROM jobs on; with fewer, one process reads it (a child decompressing for it)."""
+    from tlsflow import parallel
+
     packed = tmp_path / "gen.pcap.gz"
     packed.write_bytes(gzip.compress(generated.read_bytes(), compresslevel=1))
     assert not splittable(str(packed)) and splittable(str(generated))
-    assert _records(packed, 2) == _records(packed, 1)
+    shared = []
+    original = parallel.analyze_file_sharded
+
+    def sharing(path, jobs, **kwargs):  # type: ignore[no-untyped-def]
+        shared.append(jobs)
+        return original(path, jobs, **kwargs)
+
+    monkeypatch.setattr(parallel, "analyze_file_sharded", sharing)
+    single = _records(packed, 1)
+    assert _records(packed, parallel.GZIP_SHARED_FROM) == single
+    assert _records(packed, 2) == single
+    assert shared == [parallel.GZIP_SHARED_FROM]
 
 
 def test_progress_reaches_the_file_size(generated):

@@ -142,12 +142,13 @@ class Capture:
         self.close()
 
 
-def open_capture(path: str | os.PathLike[str]) -> Capture:
-    """Open a pcap/pcapng file, optionally gzip-compressed; "-" reads standard input.
+def open_capture(path: str | os.PathLike[str], *, decompress_apart: bool = True) -> Capture:
+    """Open a pcap/pcapng file, optionally gzip-compressed; "-" reads standard input. A gzipped file is
+    decompressed by a child process while this one reads it, unless `decompress_apart` is False.
 
     Raises NotACaptureError (a CaptureError) at once when the input cannot be opened or is not a capture.
     """
-    source = CaptureSource(path)
+    source = CaptureSource(path, decompress_apart=decompress_apart)
     try:
         return Capture(source)
     except CaptureError as exc:
