@@ -53,23 +53,19 @@ def _one_capture(path: str, trust: Any, progress: Callable[[int, int | None], No
 
 
 def _worth_sharing(path: str, jobs: int) -> bool:
-    """Byte ranges for a pcap or pcapng file; for anything else (gzip), sharing out by connection only from
-    `parallel.GZIP_SHARED_FROM` jobs: below, one process with its decompressing child is faster."""
-    from tlsflow.parallel import GZIP_SHARED_FROM
-    from tlsflow.parallel_ranges import splittable
-
-    return jobs >= GZIP_SHARED_FROM or splittable(path)
-
-
-def _opens(path: str) -> bool:
-    """The capture opens (else the single-process path reports why, as usual)."""
+    """The capture opens (else the single-process path reports why, as usual), and `jobs` processes are worth it:
+    a pcap or pcapng file on disk is cut into byte ranges (`parallel_ranges.splittable`); anything else (gzip) is
+    shared out by connection only from `parallel.GZIP_SHARED_FROM` jobs on (below, one process with its
+    decompressing child is faster)."""
     from tlsflow.capture import CaptureError, open_capture
+    from tlsflow.parallel import GZIP_SHARED_FROM
+    from tlsflow.parallel_ranges import cuts_apart
 
     try:
-        open_capture(path).close()
+        with open_capture(path) as cap:
+            return jobs >= GZIP_SHARED_FROM or cuts_apart(cap)
     except (CaptureError, OSError):
         return False
-    return True
 
 
 def analyze_files(inputs: list[str], *, trust: Any = None, ca_bundle: str | None = None, jobs: int = 1,
@@ -96,7 +92,7 @@ def analyze_files(inputs: list[str], *, trust: Any = None, ca_bundle: str | None
                                           progress_factory=progress_factory)
         return
     if (jobs > 1 and len(inputs) == 1 and inputs[0] != "-" and trust is None
-            and not hasattr(keylog, "secrets_for") and _opens(inputs[0]) and _worth_sharing(inputs[0], jobs)):
+            and not hasattr(keylog, "secrets_for") and _worth_sharing(inputs[0], jobs)):
         # One file, several processes: each analyses a share of the connections (tlsflow.parallel). The workers
         # build their trust store from `ca_bundle`, so a trust store given as an object keeps one process.
         from tlsflow.parallel import analyze_file_parallel

@@ -75,9 +75,14 @@ def splittable(path: str) -> bool:
         return False
     try:
         with open_capture(path) as cap:
-            return not cap.stats.compressed and cap.total_bytes is not None
+            return cuts_apart(cap)
     except (CaptureError, OSError):
         return False
+
+
+def cuts_apart(cap: Any) -> bool:
+    """`splittable` of a capture already open."""
+    return not cap.stats.compressed and cap.total_bytes is not None
 
 
 def _flow_key(a_ip: str, a_port: int, b_ip: str, b_port: int) -> tuple[tuple[str, int], tuple[str, int]]:

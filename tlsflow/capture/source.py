@@ -39,35 +39,26 @@ READ_SIZE = 1 << 20
 MAP_WINDOW = 4 << 20
 
 
-# The child that decompresses a gzipped file (`_GunzipChild`): the file's decompressed bytes past the first `skip`
-# (read here already), in frames of (kind, compressed bytes read by then, length) + data. Kinds: 0 data, 1 the end,
-# 2 cut short, 3 damaged (the data is the message). The same reading and messages as _read_chunk_gzip's.
+# The child that decompresses a gzipped file (`_GunzipChild`): this module's own reading of it (CaptureSource,
+# decompressing in-process), its bytes past the first `skip` (read here already) sent in frames of (kind, compressed
+# bytes read by then, length) + data. Kinds: 0 data, 1 the end, 2 cut short, 3 damaged (the data is the message).
 _GUNZIP_CHILD = r"""
-import gzip, struct, sys, zlib
-path, skip, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-frame = struct.Struct("<BQI")
+import sys
+sys.path.insert(0, sys.argv[1])
+from tlsflow.capture.source import _GUNZIP_FRAME, READ_SIZE, CaptureSource, SourceReadError
+path, skip = sys.argv[2], int(sys.argv[3])
 out = sys.stdout.buffer
-class Counting:
-    def __init__(self, raw):
-        self.raw, self.count, self.name, self.mode = raw, 0, "", "rb"
-    def read(self, n=-1):
-        data = self.raw.read(n)
-        self.count += len(data)
-        return data
-counter = Counting(open(path, "rb"))
-stream = gzip.GzipFile(fileobj=counter, mode="rb")
+source = CaptureSource(path, decompress_apart=False)
+skip -= len(source.head)
 def send(kind, data):
-    out.write(frame.pack(kind, counter.count, len(data)))
+    out.write(_GUNZIP_FRAME.pack(kind, source.bytes_read, len(data)))
     out.write(data)
 try:
     while True:
         try:
-            chunk = stream.read1(size)
-        except EOFError:
-            send(2, b"gzip data ends before its end-of-stream marker")
-            break
-        except (gzip.BadGzipFile, zlib.error, OSError) as exc:
-            send(3, f"damaged gzip data: {exc}".encode(errors="replace"))
+            chunk = source.read_chunk(READ_SIZE)
+        except SourceReadError as exc:
+            send(2 if exc.truncated else 3, str(exc).encode(errors="replace"))
             break
         if skip:
             cut = min(skip, len(chunk))
@@ -83,6 +74,8 @@ except (BrokenPipeError, KeyboardInterrupt):
     pass
 """
 _GUNZIP_FRAME = struct.Struct("<BQI")
+# Where the child imports this package from: the parent may have found it on a path the child would not search.
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 class _GunzipChild:
@@ -95,7 +88,7 @@ class _GunzipChild:
     later read."""
 
     def __init__(self, path: str, skip: int, count: int) -> None:
-        self._proc = subprocess.Popen([sys.executable, "-c", _GUNZIP_CHILD, path, str(skip), str(READ_SIZE)],
+        self._proc = subprocess.Popen([sys.executable, "-c", _GUNZIP_CHILD, _PACKAGE_ROOT, path, str(skip)],
                                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         self._pipe = self._proc.stdout
         self.count = count
