@@ -58,6 +58,15 @@ def tlsflow_command(template: str, capture: str, jobs: int | None) -> list[str]:
     return shlex.split(text)
 
 
+def tlsflow_jobs(template: str, jobs: str | None) -> list[int | None]:
+    """The --jobs value of each tlsflow row (None: the template as it is). Without `--jobs`, the default command
+    runs with `--jobs 1`: `tlsflow analyze` takes every core by itself for a capture of bench size
+    (tlsflow.inputs.auto_jobs), and the first row is the one-core figure the targets mean."""
+    if jobs:
+        return [int(j) for j in jobs.split(",")]
+    return [1] if template == DEFAULT_TLSFLOW_CMD else [None]
+
+
 @dataclass
 class Tool:
     name: str
@@ -330,9 +339,8 @@ def main(argv: list[str] | None = None) -> int:
 
     tools: list[Tool] = []
     if "tlsflow" in wanted:
-        jobs_list = [int(j) for j in args.jobs.split(",")] if args.jobs else [None]
         ok_codes = frozenset(int(c) for c in args.tlsflow_ok_codes.split(","))
-        for jobs in jobs_list:
+        for jobs in tlsflow_jobs(args.tlsflow_cmd, args.jobs):
             name = "tlsflow" if jobs is None else f"tlsflow --jobs {jobs}"
             tools.append(Tool(name, tlsflow_command(args.tlsflow_cmd, capture, jobs), ok_codes))
     if "tshark" in wanted:

@@ -13,7 +13,7 @@ import time
 from typing import IO, Any
 
 from tlsflow import __version__, hop_ahead
-from tlsflow.inputs import InputError, cpu_cores, expand_inputs
+from tlsflow.inputs import InputError, auto_jobs, cpu_cores, expand_inputs
 from tlsflow.terminal import os_reason, output_name
 
 # Nothing of the analysis is imported at the top: `analyze --jobs N` on one big file starts hopping to its cuts
@@ -61,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--port", type=int, metavar="N", help="only connections with this client or server port")
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary on standard error")
     a.add_argument("--no-color", action="store_true", help="no colours in the text report")
-    a.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="analyse with N processes (files in parallel; one pcap or pcapng file: cut into N byte ranges); 0: one per CPU core")
+    a.add_argument("-j", "--jobs", type=int, default=None, metavar="N",
+                   help="analyse with N processes (files in parallel; one pcap or pcapng file: cut into N byte "
+                        "ranges); 0: one per CPU core. Default: one per core for 40 MiB of input and more, else one")
     a.add_argument("--scheduler", metavar="ADDRESS", help="run on a Dask cluster (tcp://host:8786), one Parquet file "
                    "per capture into the -o folder; captures and folder at the same paths on every worker")
     common_filters(a)
@@ -170,7 +172,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     except InputError as exc:
         sys.stderr.write(f"tlsflow: {exc}\n")
         return EXIT_UNREADABLE
-    jobs = args.jobs if args.jobs > 0 else cpu_cores()
+    if args.jobs is None:
+        jobs = auto_jobs(inputs)
+    else:
+        jobs = args.jobs if args.jobs > 0 else cpu_cores()
     if jobs > 1 and len(inputs) == 1 and not args.scheduler:
         hop_ahead.start(inputs[0], jobs)  # on another core, while the analysis is imported
     try:

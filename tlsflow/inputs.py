@@ -37,6 +37,36 @@ def expand_inputs(items: list[str]) -> list[str]:
     return out
 
 
+# `tlsflow analyze` without --jobs (`auto_jobs`): one process for less input than this, where starting and feeding
+# workers costs about what a second core saves (the bench generator's captures, 2 cores: 12 MB 0.31-0.33 s in one
+# process and 0.33-0.34 s with two; 28 MB 0.41-0.49 against 0.41-0.47 s; 52 MB 0.61-0.80 against 0.54-0.62 s).
+AUTO_PARALLEL_FROM = 40 << 20
+# ... and one process per this much input at most: a byte range much shorter than this costs more to start and
+# merge than it saves.
+AUTO_BYTES_PER_JOB = 20 << 20
+
+
+def auto_jobs(inputs: list[str], cores: int | None = None) -> int:
+    """How many processes `tlsflow analyze` uses when --jobs is not given: every core (`cpu_cores`) for input
+    that pays for them (AUTO_PARALLEL_FROM bytes or more; no more processes than files when there are several, no
+    more than one per AUTO_BYTES_PER_JOB of a single file), else one. Standard input is read by one process.
+    Why a default of several: a user who hands tlsflow an hour of a busy link should not have to know a flag to
+    get the cores they have (--jobs 2 takes ~0.6 of the time on the 1 GB bench capture); small captures, the
+    common case, gain nothing from more and keep one."""
+    cores = cpu_cores() if cores is None else cores
+    if cores <= 1 or "-" in inputs:
+        return 1
+    try:
+        total = sum(os.path.getsize(path) for path in inputs)
+    except OSError:  # (gone since it was listed: the analysis reports it, in one process)
+        return 1
+    if total < AUTO_PARALLEL_FROM:
+        return 1
+    if len(inputs) > 1:
+        return min(cores, len(inputs))
+    return max(1, min(cores, total // AUTO_BYTES_PER_JOB))
+
+
 def cpu_cores() -> int:
     """The CPU cores this process may run on (a container's or taskset's limit, not the machine's count): what
     `--jobs 0` means."""

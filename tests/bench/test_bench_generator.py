@@ -165,6 +165,15 @@ def test_run_fills_the_command_template() -> None:
     assert run.tlsflow_command("t -j {jobs} {capture}", "x.pcap", 4) == ["t", "-j", "4", "x.pcap"]
 
 
+def test_run_times_one_process_unless_told_otherwise() -> None:
+    """`tlsflow analyze` alone takes every core for a bench-size capture: the default row says `--jobs 1`."""
+    default = run.DEFAULT_TLSFLOW_CMD
+    assert run.tlsflow_jobs(default, None) == [1]
+    assert run.tlsflow_command(default, "x.pcap", 1)[-2:] == ["--jobs", "1"]
+    assert run.tlsflow_jobs(default, "1,2") == [1, 2]
+    assert run.tlsflow_jobs("t {capture}", None) == [None]  # a template of the user's own: as it is
+
+
 def test_run_markdown_section_is_replaced_not_duplicated(tmp_path: Path) -> None:
     readme = tmp_path / "README.md"
     readme.write_text("# Bench\n\nintro\n")
