@@ -161,6 +161,10 @@ def _trust_or_none(args: argparse.Namespace):
         return None
 
 
+NO_TCP_CONNECTION = ("no TCP connection in the input (tlsflow reads TLS over TCP; QUIC, which HTTP/3 uses, and DTLS "
+                     "run over UDP and are not analysed)")
+
+
 class _WriteFailed(Exception):
     """Writing the output failed (a full disk): the cause is the OSError. (Not an OSError itself, so that the
     input's errors are never taken for it.)"""
@@ -236,6 +240,7 @@ def _analyze(args: argparse.Namespace, inputs: list[str], jobs: int) -> int:
                             json_lines=lines is not None, keylog=args.keylog,
                             progress_factory=(lambda name: ProgressBar(sys.stderr, name)) if show_progress else None)
     written = 0
+    analysed = 0  # connections, before the filters
     try:
         for capture, result in results:
             if isinstance(result, str):  # an error message for this capture
@@ -243,6 +248,7 @@ def _analyze(args: argparse.Namespace, inputs: list[str], jobs: int) -> int:
                 sys.stderr.write(f"tlsflow: {result}\n")
                 continue
             record = result
+            analysed += 1
             if not keep(record):
                 continue
             outcomes[record["outcome"]] = outcomes.get(record["outcome"], 0) + 1
@@ -277,7 +283,7 @@ def _analyze(args: argparse.Namespace, inputs: list[str], jobs: int) -> int:
     if writer is not None:
         if not args.quiet:
             total = sum(outcomes.values())
-            sys.stderr.write(f"tlsflow: {total} connection(s): "
+            sys.stderr.write(f"tlsflow: {total} connection(s)" + (": " if outcomes else "")
                              + ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())) + "\n")
     else:
         try:
@@ -290,6 +296,9 @@ def _analyze(args: argparse.Namespace, inputs: list[str], jobs: int) -> int:
             return EXIT_USAGE
         finally:
             report.close()  # type: ignore[union-attr]
+    if not analysed and not args.quiet:
+        # An empty report says nothing of why: most often the capture holds no TCP at all (HTTP/3 is QUIC, over UDP).
+        sys.stderr.write(f"tlsflow: {NO_TCP_CONNECTION}\n")
     if unreadable:
         return EXIT_UNREADABLE
     return EXIT_FAILURES if failed else EXIT_OK

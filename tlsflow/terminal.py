@@ -174,7 +174,7 @@ def write_summary(records: Iterable[dict[str, Any]], stream: IO[str], *, colour:
 
 def _write_counts(count: int, outcomes: Counter[Any], causes: Counter[tuple[Any, Any]], warned: Counter[Any],
                   stream: IO[str], *, colour: bool) -> None:
-    title = f"{count} connection(s): " + ", ".join(
+    title = f"{count} connection(s)" + (": " if outcomes else "") + ", ".join(
         f"{n} {name}" for name, n in sorted(outcomes.items(), key=lambda kv: _ORDER.get(kv[0] or "", 9)))
     stream.write("\n" + (_BOLD + title + _RESET if colour else title) + "\n")
     for (step, cause), n in causes.most_common():

@@ -278,3 +278,57 @@ def test_parquet_output_uses_the_system_allocator_unless_told_otherwise(tmp_path
     assert run.stdout.split() == [asked or "system", "1"], run.stderr
     rows = list(read_records(out, "parquet"))
     assert rows and any(r["outcome"] == "failed" for r in rows)
+
+
+def _udp_only_capture(path: Path) -> Path:
+    """Real UDP datagrams on loopback (a client and a server socket, answers included), recorded by tcpdump."""
+    import socket
+
+    from captures.tcpdump import Tcpdump, TcpdumpError
+
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        server.bind(("127.0.0.1", 0))
+        server.settimeout(5)
+        port = server.getsockname()[1]
+        with Tcpdump(path, f"udp port {port}"):
+            for i in range(20):
+                client.sendto(bytes([0xC0 | i % 16]) + os.urandom(1199), ("127.0.0.1", port))  # QUIC-sized
+                data, peer = server.recvfrom(2048)
+                server.sendto(data[:100], peer)
+                client.recvfrom(2048)
+    except TcpdumpError as exc:
+        pytest.skip(str(exc))
+    finally:
+        server.close()
+        client.close()
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["text", "jsonl"])
+def test_a_capture_without_tcp_says_so(tmp_path, capsys, fmt):
+    """An empty report says nothing of why: a capture of UDP only (HTTP/3 is QUIC) gets one line that says TCP is
+    what tlsflow reads; a filter that matches nothing does not."""
+    capture = _udp_only_capture(tmp_path / "udp.pcap")
+    out = ["--format", "jsonl", "-o", str(tmp_path / "out.jsonl")] if fmt == "jsonl" else ["--no-color"]
+    assert main(["analyze", str(capture), *out]) == 0
+    captured = capsys.readouterr()
+    assert "tlsflow: no TCP connection in the input" in captured.err and "QUIC" in captured.err
+    assert "0 connection(s)\n" in captured.err + captured.out and "connection(s): \n" not in captured.out
+    assert main(["analyze", str(CORPUS), "--sni", "no-such-name.example", *out]) == 0
+    captured = capsys.readouterr()
+    assert "no TCP connection" not in captured.err and "0 connection(s)\n" in captured.err + captured.out
+
+
+def test_a_real_quic_capture_says_so():
+    """Chromium's HTTP/3 over QUIC (a Zeek trace, when the shared public captures are present)."""
+    from tests.conftest import PUBLIC
+
+    capture = PUBLIC / "zeek" / "quic" / "quicv2-http3-443.pcap"
+    if not capture.is_file():
+        pytest.skip("../shared/captures/public is not present (it is not part of a user's clone)")
+    done = subprocess.run([sys.executable, "-m", "tlsflow", "analyze", str(capture), "-f", "jsonl", "-o", os.devnull],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "no TCP connection in the input" in done.stderr
