@@ -19,12 +19,13 @@ ProgressFactory = Callable[[str], Callable[[int, int | None], None]]
 
 
 def _trust_store(ca_bundle: str | Path | None, trust: Any = None) -> Any:
-    if trust is not None:
+    """The trust store given, or the default one plus `ca_bundle`; None for the default one alone, which the
+    analysis loads at the first certificate chain it checks (tlsflow.pipeline._CertCache.trust)."""
+    if trust is not None or not ca_bundle:
         return trust
     from analyzers.certchecks import TrustStore
 
-    store = TrustStore.default()
-    return store.with_pem_file(str(ca_bundle)) if ca_bundle else store
+    return TrustStore.default().with_pem_file(str(ca_bundle))
 
 
 def _load_keylog(keylog: Any) -> Any:

@@ -200,8 +200,9 @@ def _analyze(args: argparse.Namespace, inputs: list[str], jobs: int) -> int:
         out = args.output or ""
         fmt = next((f for f in ("jsonl", "json", "csv", "parquet") if out.endswith("." + f)), None)
         fmt = fmt or ("jsonl" if args.output and args.output != "-" else "text")
-    trust = _trust_or_none(args)
-    if trust is None:
+    # Without --ca-bundle, the default store is loaded only if a certificate chain is checked (None here).
+    trust = _trust_or_none(args) if args.ca_bundle else None
+    if args.ca_bundle and trust is None:
         return EXIT_USAGE
     if args.scheduler:  # a Dask cluster (optional dependency, imported only here)
         from tlsflow.cluster import cmd_analyze_cluster

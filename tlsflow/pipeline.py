@@ -88,11 +88,6 @@ class FlowAnalyzer:
     def __init__(self, capture_name: str, *, trust: Any = None, keep_events_for: int | None = None,
                  idle_timeout: float | None = None, keylog: Any = None) -> None:
         self.capture_name = capture_name
-        if trust is None:
-            from analyzers.certchecks import TrustStore
-
-            trust = TrustStore.default()
-        self.trust = trust
         self.reassembler = TcpReassembler() if idle_timeout is None else TcpReassembler(idle_timeout=idle_timeout)
         self.keylog = keylog
         self.last_ts: float | None = None
@@ -100,6 +95,7 @@ class FlowAnalyzer:
         self.keep_events_for = keep_events_for
         self.kept_events: list[Any] = []
         self.kept_tcp: TcpFacts | None = None
+        # (trust None: Mozilla's roots, loaded at the first certificate chain checked; see _CertCache.trust)
         self._cert_cache = _CertCache(trust)
         # What the parser remembers between this capture's connections (extension bodies, suite kinds).
         self._parse_cache = ParseCache()
@@ -195,6 +191,11 @@ class FlowAnalyzer:
             # verdict reads them only once it did): without it, they are of no use.
             summary.transcript = None
 
+    @property
+    def trust(self) -> Any:
+        """The trust store the certificate checks use (the default one is loaded on first use)."""
+        return self._cert_cache.trust
+
     def _new_state(self, conn: Any) -> FlowState:
         # The summary keeps each side's first RecordSeen only: the others are not built, except for the flow
         # whose events `explain` keeps.
@@ -271,15 +272,26 @@ class _CertCache:
     MAX_ENTRIES = 4096  # results (and decoded certificates) remembered; emptied when full: memory stays bounded
 
     def __init__(self, trust: Any) -> None:
-        from analyzers.certchecks import EXPIRES_SOON, _days
-
-        self.trust = trust
-        # Imported here once (analyzers.certchecks loads cryptography: not at module import): an import statement
-        # in `_timing` cost ~3,000 instructions each time a certificate was not plainly valid.
-        self._expires_soon, self._days = EXPIRES_SOON, _days
+        # None: the default store (Mozilla's roots), loaded at the first chain checked. Why not at once: loading
+        # it and analyzers.certchecks, which loads cryptography, is ~40 % of tlsflow's start-up, and a capture
+        # without a certificate in the clear (TLS 1.3, resets, refused connections) never needs them.
+        self._trust = trust
+        # analyzers.certchecks' EXPIRES_SOON and _days, bound at the first certificate (`_describe`): an import
+        # statement in `_timing` cost ~3,000 instructions each time a certificate was not plainly valid.
+        self._expires_soon: Any = None
+        self._days: Any = None
         self._entries: dict[tuple[Any, ...], tuple[int, tuple[Any, Any, Any]]] = {}
         self._infos: dict[bytes, tuple[Any, float, float]] = {}
         self._leaf_fields: dict[int, tuple[Any, CertificateFields]] = {}
+
+    @property
+    def trust(self) -> Any:
+        trust = self._trust
+        if trust is None:
+            from analyzers.certchecks import TrustStore
+
+            trust = self._trust = TrustStore.default()
+        return trust
 
     def leaf_fields(self, leaf: Any) -> CertificateFields:
         """`certificate_fields(leaf)`, remembered with the leaf: a cached result hands the same leaf object out
@@ -336,6 +348,10 @@ class _CertCache:
             if known is None:
                 if len(infos) >= self.MAX_ENTRIES:
                     infos.clear()
+                if self._days is None:
+                    from analyzers.certchecks import EXPIRES_SOON, _days
+
+                    self._expires_soon, self._days = EXPIRES_SOON, _days
                 known = infos[der] = self._describe(der)
             info, plainly_valid_from, plainly_valid_until = known
             if info is None:

@@ -41,10 +41,10 @@ from __future__ import annotations
 
 import enum
 import re
+from typing import TYPE_CHECKING
 
 from tlsparse import messages as m
 from tlsparse.cache import ParseCache
-from tlsparse.decrypt import DecryptError, RecordDecryptor
 from tlsparse.errors import TlsParseError
 from tlsparse.events import (
     AlertSeen,
@@ -82,6 +82,10 @@ from tlsparse.records import (
     sslv2_prefix_possible,
     tls_prefix_possible,
 )
+
+if TYPE_CHECKING:
+    # (imported where a key log is used: tlsparse.decrypt loads cryptography, which a parse without keys never needs)
+    from tlsparse.decrypt import RecordDecryptor
 
 # Candidate record headers for resynchronisation: content type 20-24, version 3.0-3.4. Scanning with a regex
 # keeps the search in C.
@@ -760,6 +764,8 @@ class TlsConnection:
             # A client that offered 0-RTT starts under its early keys (if logged); if it sent no early data or
             # the server refused it, the decryptor finds its next records under the handshake keys by itself.
             early = d.sender is Sender.CLIENT and ch.has_extension(m.EXT_EARLY_DATA)
+            from tlsparse.decrypt import DecryptError, RecordDecryptor
+
             try:
                 d.decryptor = RecordDecryptor.for_tls13(secrets, sh.cipher_suite, d.sender, early=early,
                                                         initial_sequence=d.early_records if early else 0)
@@ -776,6 +782,8 @@ class TlsConnection:
         if secrets is None or secrets.master_secret is None or ch is None or sh is None or self.version is None:
             return
         etm = ch.has_extension(_EXT_ENCRYPT_THEN_MAC) and sh.has_extension(_EXT_ENCRYPT_THEN_MAC)
+        from tlsparse.decrypt import DecryptError, RecordDecryptor
+
         try:
             d.decryptor = RecordDecryptor.for_tls12(secrets.master_secret, ch.random, sh.random, sh.cipher_suite,
                                                     d.sender, version=self.version, encrypt_then_mac=etm)
@@ -786,6 +794,8 @@ class TlsConnection:
                  frame: int, ts: float, events: list[Event]) -> tuple[int, bytes] | None:
         """Decrypt one encrypted record of `d` (None when it was not buffered, or on failure: the first failure
         is reported and ends decryption for the connection)."""
+        from tlsparse.decrypt import DecryptError
+
         decryptor = d.decryptor
         assert decryptor is not None
         if body is None:
