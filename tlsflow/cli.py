@@ -308,8 +308,8 @@ def _analyze(args: argparse.Namespace, inputs: list[str], jobs: int) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     from tlsflow.explain import explain_flow
 
-    trust = _trust_or_none(args)
-    if trust is None:
+    trust = _trust_or_none(args) if args.ca_bundle else None  # (None: the default store, loaded if needed)
+    if args.ca_bundle and trust is None:
         return EXIT_USAGE
     colour = sys.stdout.isatty() and not args.no_color and "NO_COLOR" not in os.environ
     keylog = None
