@@ -12,7 +12,7 @@ from tlsflow.capture import CaptureError
 from tlsflow.capture.errors import about, damage_message
 from tlsflow.gcpolicy import fewer_collections
 from tlsflow.inputs import cpu_cores
-from tlsflow.pipeline import CaptureReport, iter_flow_records
+from tlsflow.pipeline import CaptureReport, RunCaches, iter_flow_records
 from tlsflow.record import FIELDS
 
 ProgressFactory = Callable[[str], Callable[[int, int | None], None]]
@@ -38,11 +38,11 @@ def _load_keylog(keylog: Any) -> Any:
 
 
 def _one_capture(path: str, trust: Any, progress: Callable[[int, int | None], None] | None = None,
-                 keylog: Any = None) -> Iterator[dict[str, Any] | str]:
+                 keylog: Any = None, caches: RunCaches | None = None) -> Iterator[dict[str, Any] | str]:
     report = CaptureReport(capture=path)
     try:
         yield from iter_flow_records(path, capture_name=path, trust=trust, report=report, progress=progress,
-                                     keylog=keylog)
+                                     keylog=keylog, caches=caches)
     except OSError as exc:
         yield f"{path}: {exc.strerror or exc}"
         return
@@ -109,9 +109,10 @@ def analyze_files(inputs: list[str], *, trust: Any = None, ca_bundle: str | None
         return
     trust = _trust_store(ca_bundle, trust)
     keylog = _load_keylog(keylog)
+    caches = RunCaches(trust)  # (one for every capture: rotating files show the same servers file after file)
     for path in inputs:
         progress = progress_factory(path) if progress_factory is not None else None
-        for result in _one_capture(path, trust, progress, keylog=keylog):
+        for result in _one_capture(path, trust, progress, keylog=keylog, caches=caches):
             yield path, result
         if progress is not None and hasattr(progress, "clear"):
             progress.clear()

@@ -32,11 +32,13 @@ BATCH_BYTES = 1 << 24
 
 
 def file_messages(path: str, *, trust: Any, keylog: Any = None, json_lines: bool = False,
-                  batch_records: int = BATCH_RECORDS, batch_bytes: int = BATCH_BYTES) -> Iterator[tuple[Any, ...]]:
+                  batch_records: int = BATCH_RECORDS, batch_bytes: int = BATCH_BYTES,
+                  caches: Any = None) -> Iterator[tuple[Any, ...]]:
     """One file's work, as messages: ("records", packed records, bytes read, file size), in the order of a single
     process, then ("done", error texts, bytes read, file size): what `api._one_capture` yields after the records
     (it yields none before them). Records go packed (`tlsflow.shipping`), with their JSON text when `json_lines`.
-    Bytes read and size as the reader reports its progress (the size: None when unknown)."""
+    Bytes read and size as the reader reports its progress (the size: None when unknown). `caches`: the
+    pipeline.RunCaches of the worker's earlier files."""
     from tlsflow.api import _one_capture
 
     read = 0
@@ -49,7 +51,7 @@ def file_messages(path: str, *, trust: Any, keylog: Any = None, json_lines: bool
     records: list[dict[str, Any]] = []
     errors: list[str] = []
     sent_at = 0
-    for result in _one_capture(path, trust, progress, keylog=keylog):
+    for result in _one_capture(path, trust, progress, keylog=keylog, caches=caches):
         if result.__class__ is str:
             errors.append(result)  # type: ignore[arg-type]
             continue
@@ -71,8 +73,10 @@ def _files_main(index: int, inputs: list[str], next_file: Any, ca_bundle: str | 
     path = None
     try:
         from tlsflow.api import _load_keylog, _trust_store
+        from tlsflow.pipeline import RunCaches
 
         trust, keylog = _trust_store(ca_bundle), _load_keylog(keylog_path)  # one for all its files, as one process
+        caches = RunCaches(trust)
         while True:
             with next_file.get_lock():
                 file = next_file.value
@@ -80,7 +84,7 @@ def _files_main(index: int, inputs: list[str], next_file: Any, ca_bundle: str | 
             if file >= len(inputs):
                 break
             path = inputs[file]
-            for kind, *rest in file_messages(path, trust=trust, keylog=keylog, json_lines=json_lines,
+            for kind, *rest in file_messages(path, trust=trust, keylog=keylog, json_lines=json_lines, caches=caches,
                                              batch_records=BATCH_RECORDS):
                 queue.put((index, (kind, file, *rest)))
         queue.put((index, ("end",)))
@@ -123,11 +127,13 @@ def files_in_one_process(inputs: list[str], *, trust: Any = None, keylog: Any = 
     as far as it is pulled), the order in which the parent gets them as (file number, message), each file's in
     its own order; by default the files one after another."""
     from tlsflow.api import _trust_store
+    from tlsflow.pipeline import RunCaches
 
     trust = _trust_store(None, trust)
+    caches = RunCaches(trust)
 
     def messages(file: int) -> Iterator[tuple[Any, ...]]:
-        for kind, *rest in file_messages(inputs[file], trust=trust, keylog=keylog, json_lines=json_lines,
+        for kind, *rest in file_messages(inputs[file], trust=trust, keylog=keylog, json_lines=json_lines, caches=caches,
                                          batch_records=batch_records):
             yield (kind, file, *rest)
 
