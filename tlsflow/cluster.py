@@ -141,6 +141,21 @@ def _worker_keylog(task: CaptureTask) -> Any:
     return KeyLog(max_entries=cached.max_entries).merge(cached)
 
 
+# What the analysis remembers (pipeline.RunCaches), one per worker thread and trust store: a worker analyses file
+# after file of the same sensors (rotating captures), whose chains then need checking once. Per thread: tasks on a
+# worker's other threads run at the same time, and the caches are not made to be shared between threads.
+_thread_caches = threading.local()
+
+
+def _worker_caches(trust: Any) -> Any:
+    from tlsflow.pipeline import RunCaches
+
+    held = getattr(_thread_caches, "held", None)
+    if held is None or held[0] is not trust:
+        held = _thread_caches.held = (trust, RunCaches(trust))
+    return held[1]
+
+
 def _worker_address() -> str | None:
     try:
         from distributed import get_worker
@@ -192,7 +207,7 @@ def _analyze_capture(task: CaptureTask) -> CaptureResult:
         try:
             with fewer_collections():  # a Dask worker is a user's interpreter too (tlsflow.gcpolicy)
                 for record in iter_flow_records(task.path, capture_name=task.name, trust=trust, report=report,
-                                                keylog=keylog):
+                                                keylog=keylog, caches=_worker_caches(trust)):
                     if task.keep is not None and not task.keep(record):
                         continue
                     writer.write(record)

@@ -267,3 +267,34 @@ def test_timeout_reports_unfinished_captures_and_returns(tmp_path):
     assert len(run.results) == 1 and run.results[0].output is None
     assert run.errors == [f"{capture}: not analysed within 1 s"]
     assert json.loads((tmp_path / MANIFEST_NAME).read_text())["captures"][0]["errors"] == run.errors
+
+
+def test_a_worker_checks_the_chains_of_rotating_files_once(generated_capture, tmp_path, monkeypatch):
+    """A worker thread keeps what the analysis remembers from one task to the next (pipeline.RunCaches): the
+    bench generator's real handshakes cut into four rotated files give the rows of analysing each alone, with the
+    chains checked in the first file that shows them."""
+    from tests.conftest import capture_file_bytes, pcap_frames
+    from tlsflow import pipeline
+    from tlsflow.cluster import CaptureTask, analyze_capture
+
+    frames = pcap_frames(generated_capture)
+    step = len(frames) // 4 + 1
+    paths = []
+    for i in range(0, len(frames), step):
+        path = tmp_path / f"sensor-{i // step}.pcap"
+        path.write_bytes(capture_file_bytes(1, [(t, f, len(f)) for t, f in frames[i:i + step]], pcapng=False))
+        paths.append(path)
+    calls = []
+    real = pipeline.assess_certificates
+    monkeypatch.setattr(pipeline, "assess_certificates", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for path in paths:  # each file alone, with caches of its own: the checks the worker would repeat
+        list(pipeline.iter_flow_records(path, capture_name=str(path)))
+    checks_alone = len(calls)
+    expected = _rows_single_process([str(p) for p in paths])
+    calls.clear()
+    out = tmp_path / "out"
+    for path in paths:
+        result = analyze_capture(CaptureTask(name=str(path), path=str(path), output=str(out / f"{path.stem}.parquet")))
+        assert not result.errors
+    assert _rows_from_parquet(out) == expected
+    assert 0 < len(calls) < checks_alone
