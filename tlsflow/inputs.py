@@ -64,7 +64,20 @@ def auto_jobs(inputs: list[str], cores: int | None = None) -> int:
         return 1
     if len(inputs) > 1:
         return min(cores, len(inputs))
+    if _gzipped(inputs[0]):
+        # One gzipped file is read by one process and its decompressing child: shared out by connection, every
+        # worker would decompress all of it (tlsflow.parallel.GZIP_SHARED_FROM), which pays only where the
+        # analysis costs far more than the decompression; --jobs N asks for it.
+        return 1
     return max(1, min(cores, total // AUTO_BYTES_PER_JOB))
+
+
+def _gzipped(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(2) == b"\x1f\x8b"
+    except OSError:
+        return False
 
 
 def cpu_cores() -> int:

@@ -48,6 +48,17 @@ def test_standard_input_and_vanished_files_keep_one_process(tmp_path):
     assert auto_jobs([big, str(tmp_path / "gone.pcap")], cores=8) == 1
 
 
+def test_one_gzipped_file_keeps_one_process(tmp_path):
+    """(with its decompressing child): shared out by connection, every worker would decompress all of it."""
+    big = tmp_path / "big.pcap.gz"
+    with open(big, "wb") as f:
+        f.write(b"\x1f\x8b\x08\x00")
+        f.truncate(4 * AUTO_PARALLEL_FROM)
+    assert auto_jobs([str(big)], cores=8) == 1
+    plain = _sized(tmp_path / "big.pcap", 4 * AUTO_PARALLEL_FROM)
+    assert auto_jobs([str(big), plain], cores=8) == 2  # several files: one per process, gzipped or not
+
+
 def test_the_default_counts_the_cores_this_process_may_use(tmp_path, monkeypatch):
     big = _sized(tmp_path / "big.pcap", 4 * AUTO_PARALLEL_FROM)
     monkeypatch.setattr(inputs, "cpu_cores", lambda: 3)
