@@ -41,11 +41,17 @@ def _counting_checks(monkeypatch) -> list[int]:
     return calls
 
 
+def _each_alone(rotated: list[str], calls: list[int]) -> tuple[list[dict], int]:
+    """Every file analysed alone (caches of its own), and the chain checks that took; `calls` is emptied after."""
+    alone = [record for path in rotated for record in iter_flow_records(path, capture_name=path)]
+    checks = len(calls)
+    calls.clear()
+    return alone, checks
+
+
 def test_rotated_files_give_each_file_s_own_records_and_check_each_chain_once(rotated, monkeypatch):
     calls = _counting_checks(monkeypatch)
-    alone = [record for path in rotated for record in iter_flow_records(path, capture_name=path)]
-    checks_alone = len(calls)
-    calls.clear()
+    alone, checks_alone = _each_alone(rotated, calls)
     shared = [record for _path, record in analyze_files(rotated)]
     assert shared == alone
     assert {r["capture"] for r in shared} == set(rotated) and len(shared) > 100
@@ -57,9 +63,7 @@ def test_rotated_files_give_each_file_s_own_records_and_check_each_chain_once(ro
 
 def test_the_workers_of_several_files_share_them_too(rotated, monkeypatch):
     calls = _counting_checks(monkeypatch)
-    alone = [record for path in rotated for record in iter_flow_records(path, capture_name=path)]
-    checks_alone = len(calls)
-    calls.clear()
+    alone, checks_alone = _each_alone(rotated, calls)
     in_one = [record for _path, record in files_in_one_process(rotated)]
     assert in_one == alone
     assert 0 < len(calls) < checks_alone
