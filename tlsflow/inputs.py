@@ -50,7 +50,7 @@ def auto_jobs(inputs: list[str], cores: int | None = None) -> int:
     """How many processes `tlsflow analyze` uses when --jobs is not given: every core (`cpu_cores`) for input
     that pays for them (AUTO_PARALLEL_FROM bytes or more; no more processes than files when there are several, no
     more than one per AUTO_BYTES_PER_JOB of a single file), else one. Standard input and a single gzipped file are
-    read by one process.
+    read by one process, and so is everything where worker processes cannot start (`workers_available`).
     Why a default of several: a user who hands tlsflow an hour of a busy link should not have to know a flag to
     get the cores they have (--jobs 2 takes ~0.6 of the time on the 1 GB bench capture); small captures, the
     common case, gain nothing from more and keep one."""
@@ -64,13 +64,28 @@ def auto_jobs(inputs: list[str], cores: int | None = None) -> int:
     if total < AUTO_PARALLEL_FROM:
         return 1
     if len(inputs) > 1:
-        return min(cores, len(inputs))
-    if _gzipped(inputs[0]):
+        jobs = min(cores, len(inputs))
+    elif _gzipped(inputs[0]):
         # One gzipped file is read by one process and its decompressing child: shared out by connection, every
         # worker would decompress all of it (tlsflow.parallel.GZIP_SHARED_FROM), which pays only where the
         # analysis costs far more than the decompression; --jobs N asks for it.
         return 1
-    return max(1, min(cores, total // AUTO_BYTES_PER_JOB))
+    else:
+        jobs = max(1, min(cores, total // AUTO_BYTES_PER_JOB))
+    return jobs if jobs == 1 or workers_available() else 1
+
+
+def workers_available() -> bool:
+    """Whether worker processes can be started here: multiprocessing's queues and locks need POSIX semaphores,
+    which some sandboxes and serverless runtimes lack (no /dev/shm). There the default stays one process, which
+    works where --jobs N would fail."""
+    try:
+        import multiprocessing
+
+        multiprocessing.get_context().Lock()
+    except (ImportError, OSError, NotImplementedError):
+        return False
+    return True
 
 
 def _gzipped(path: str) -> bool:

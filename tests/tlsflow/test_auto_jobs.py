@@ -59,6 +59,21 @@ def test_one_gzipped_file_keeps_one_process(tmp_path):
     assert auto_jobs([str(big), plain], cores=8) == 2  # several files: one per process, gzipped or not
 
 
+def test_where_workers_cannot_start_the_default_keeps_one_process(tmp_path, monkeypatch):
+    """No POSIX semaphores (a sandbox without /dev/shm): multiprocessing's locks raise, and --jobs would fail."""
+    import multiprocessing.context
+
+    big = _sized(tmp_path / "big.pcap", 4 * AUTO_PARALLEL_FROM)
+    assert inputs.workers_available() and auto_jobs([big], cores=4) == 4
+
+    def no_semaphores(self, *args, **kwargs):
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(multiprocessing.context.BaseContext, "Lock", no_semaphores)
+    assert not inputs.workers_available()
+    assert auto_jobs([big], cores=4) == 1
+
+
 def test_the_default_counts_the_cores_this_process_may_use(tmp_path, monkeypatch):
     big = _sized(tmp_path / "big.pcap", 4 * AUTO_PARALLEL_FROM)
     monkeypatch.setattr(inputs, "cpu_cores", lambda: 3)
