@@ -89,9 +89,12 @@ def workers_available() -> bool:
 
 
 def _gzipped(path: str) -> bool:
+    # The reader's own test (imported here: only a big single file asks).
+    from tlsflow.capture.source import GZIP_MAGIC
+
     try:
         with open(path, "rb") as f:
-            return f.read(2) == b"\x1f\x8b"
+            return f.read(len(GZIP_MAGIC)) == GZIP_MAGIC
     except OSError:
         return False
 

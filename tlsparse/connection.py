@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING
 
 from tlsparse import messages as m
 from tlsparse.cache import ParseCache
-from tlsparse.errors import TlsParseError
+from tlsparse.errors import DecryptError, TlsParseError
 from tlsparse.events import (
     AlertSeen,
     ApplicationDataSeen,
@@ -764,7 +764,7 @@ class TlsConnection:
             # A client that offered 0-RTT starts under its early keys (if logged); if it sent no early data or
             # the server refused it, the decryptor finds its next records under the handshake keys by itself.
             early = d.sender is Sender.CLIENT and ch.has_extension(m.EXT_EARLY_DATA)
-            from tlsparse.decrypt import DecryptError, RecordDecryptor
+            from tlsparse.decrypt import RecordDecryptor
 
             try:
                 d.decryptor = RecordDecryptor.for_tls13(secrets, sh.cipher_suite, d.sender, early=early,
@@ -782,7 +782,7 @@ class TlsConnection:
         if secrets is None or secrets.master_secret is None or ch is None or sh is None or self.version is None:
             return
         etm = ch.has_extension(_EXT_ENCRYPT_THEN_MAC) and sh.has_extension(_EXT_ENCRYPT_THEN_MAC)
-        from tlsparse.decrypt import DecryptError, RecordDecryptor
+        from tlsparse.decrypt import RecordDecryptor
 
         try:
             d.decryptor = RecordDecryptor.for_tls12(secrets.master_secret, ch.random, sh.random, sh.cipher_suite,
@@ -794,8 +794,6 @@ class TlsConnection:
                  frame: int, ts: float, events: list[Event]) -> tuple[int, bytes] | None:
         """Decrypt one encrypted record of `d` (None when it was not buffered, or on failure: the first failure
         is reported and ends decryption for the connection)."""
-        from tlsparse.decrypt import DecryptError
-
         decryptor = d.decryptor
         assert decryptor is not None
         if body is None:

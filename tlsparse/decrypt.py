@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
 
 from tlsparse import messages as m
+from tlsparse.errors import DecryptError
 from tlsparse.events import Sender
 from tlsparse.keylog import SessionSecrets
 from tlsparse.registry import cipher_suite_info
@@ -36,16 +37,6 @@ __all__ = [
 ]
 
 _TLS13_MAX_INNER = 2**14 + 1  # RFC 8446 5.4: content + type byte; padding may take it to 2^14 + 256 in all
-
-
-class DecryptError(Exception):
-    """A record that does not decrypt (or a suite that cannot be decrypted): why, and at which record sequence
-    number of that direction (None when not about one record)."""
-
-    def __init__(self, reason: str, *, sequence: int | None = None) -> None:
-        super().__init__(reason if sequence is None else f"record {sequence}: {reason}")
-        self.reason = reason
-        self.sequence = sequence
 
 
 # --- key derivation ---------------------------------------------------------------------------------------------
