@@ -79,6 +79,7 @@ class Tool:
     tree_pss_peak_kib: int = 0
     failure: str | None = None
     stdout_tail: str = ""
+    copies: int = 1  # started together, timed until the last ends (`measure_together`)
 
     @property
     def median_wall(self) -> float | None:
@@ -187,6 +188,51 @@ def measure(argv: list[str], timeout: float) -> Measurement:
                            err.read()[-2000:].decode(errors="replace"))
 
 
+def measure_together(argvs: list[list[str]], timeout: float) -> Measurement:
+    """Run several commands at once, each its own process: wall time until the last one ends, CPU time summed, the
+    largest single process, and the trees' peaks summed (an upper bound: their peaks need not coincide). The first
+    non-zero exit code is the result's. Why: N one-process runs at once are the most any N-process split of the
+    same work can get from this machine (shared caches, memory bandwidth, a neighbour on the host), which tells a
+    `--jobs N` figure below N apart from one the machine caps."""
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        procs, pollers, errs = [], [], []
+        for i, argv in enumerate(argvs):
+            err = open(os.path.join(tmp, f"err{i}"), "w+b")  # noqa: SIM115 (closed below)
+            errs.append(err)
+            procs.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL))
+            pollers.append(TreeRssPoller(procs[-1].pid))
+            pollers[-1].start()
+        deadline = started + timeout
+        results: dict[int, tuple[int, float, int]] = {}  # pid -> (exit code, CPU seconds, ru_maxrss)
+        wall = 0.0
+        while len(results) < len(procs):
+            for proc in procs:
+                if proc.pid in results:
+                    continue
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if not pid and time.perf_counter() > deadline:
+                    proc.kill()
+                    pid, status, usage = os.wait4(proc.pid, 0)
+                if pid:
+                    proc.returncode = os.waitstatus_to_exitcode(status)
+                    results[pid] = (proc.returncode, usage.ru_utime + usage.ru_stime, usage.ru_maxrss)
+                    wall = time.perf_counter() - started
+            time.sleep(0.005)
+        for poller in pollers:
+            poller.stop()
+        codes = [results[p.pid][0] for p in procs]
+        stderr = ""
+        for err in errs:
+            err.seek(0)
+            stderr += err.read()[-1000:].decode(errors="replace")
+            err.close()
+        peak = max(results[p.pid][2] for p in procs)
+        return Measurement(wall, sum(r[1] for r in results.values()), peak,
+                           sum(max(pl.peak_kib, results[p.pid][2]) for pl, p in zip(pollers, procs, strict=True)),
+                           sum(pl.pss_peak_kib for pl in pollers), next((c for c in codes if c), 0), "", stderr)
+
+
 # ---------------------------------------------------------------------------------------------- the capture
 def count_packets(capture: str) -> int | None:
     """Packets in a classic pcap by walking record headers; capinfos for anything else; None if neither works."""
@@ -245,7 +291,7 @@ def table_rows(tools: list[Tool], packets: int | None) -> list[list[str]]:
             rows.append([t.name, t.failure or "not run"])
             continue
         ratio = f"{wall / tshark.median_wall:.2f}" if tshark else "n/a"
-        rate = f"{packets / wall:,.0f}" if packets else "n/a"
+        rate = f"{packets * t.copies / wall:,.0f}" if packets else "n/a"  # (N runs at once: all of their packets)
         spread = f"{min(t.walls):.2f}–{max(t.walls):.2f}" if len(t.walls) > 1 else ""
         cpu = statistics.median(t.cpus)
         cpu_ratio = f"{cpu / statistics.median(tshark.cpus):.2f}" if tshark else "n/a"
@@ -253,6 +299,27 @@ def table_rows(tools: list[Tool], packets: int | None) -> list[list[str]]:
         rows.append([t.name, f"{wall:.2f}", ratio, rate, f"{t.peak_kib / 1024:.0f}", f"{t.tree_peak_kib / 1024:.0f}",
                      pss, spread, f"{cpu:.2f}", cpu_ratio])
     return rows
+
+
+def scaling_lines(tools: list[Tool]) -> list[str]:
+    """For each `--jobs N` row (N > 1) with a one-process row and a row of N one-process runs at once: how much
+    faster N jobs are than one, against the most N processes got from the machine in the same rounds."""
+    by_name = {t.name: t.median_wall for t in tools}
+    one = by_name.get("tlsflow --jobs 1")
+    lines = []
+    for t in tools:
+        if t.copies < 2 or not t.median_wall or not one:
+            continue
+        jobs = by_name.get(f"tlsflow --jobs {t.copies}")
+        ceiling = t.copies * one / t.median_wall
+        line = (f"{t.copies} one-process runs at once: {ceiling:.2f}× the throughput of one (the most {t.copies} "
+                f"processes got from this machine)")
+        if jobs:
+            speedup = one / jobs
+            line = (f"--jobs {t.copies}: {speedup:.2f}× faster than --jobs 1; {line}; --jobs {t.copies} reaches "
+                    f"{speedup / ceiling:.0%} of it")
+        lines.append(line)
+    return lines
 
 
 HEADERS = ["tool", "wall s (median)", "ratio to tshark", "packets/s", "peak MiB", "tree peak MiB", "tree PSS MiB",
@@ -308,6 +375,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="exit codes that mean success (tlsflow exits 1 when it found failed handshakes, and "
                              "generated captures always have some)")
     parser.add_argument("--jobs", help="comma-separated worker counts: one tlsflow row per value, e.g. 1,2")
+    parser.add_argument("--no-ceiling", action="store_true",
+                        help="skip the row of N one-process runs at once that each --jobs N > 1 gets by default")
     parser.add_argument("--tools", default="tlsflow,tshark,bare", help="subset of tlsflow,tshark,bare")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds before a single run is killed")
     parser.add_argument("--markdown", nargs="?", const=str(README), metavar="README",
@@ -343,6 +412,11 @@ def main(argv: list[str] | None = None) -> int:
         for jobs in tlsflow_jobs(args.tlsflow_cmd, args.jobs):
             name = "tlsflow" if jobs is None else f"tlsflow --jobs {jobs}"
             tools.append(Tool(name, tlsflow_command(args.tlsflow_cmd, capture, jobs), ok_codes))
+        if not args.no_ceiling:
+            for jobs in tlsflow_jobs(args.tlsflow_cmd, args.jobs):
+                if jobs is not None and jobs > 1:
+                    tools.append(Tool(f"{jobs} × tlsflow --jobs 1 at once",
+                                      tlsflow_command(args.tlsflow_cmd, capture, 1), ok_codes, copies=jobs))
     if "tshark" in wanted:
         tools.append(Tool("tshark", tshark_command(capture)))
     if "bare" in wanted:
@@ -361,7 +435,8 @@ def main(argv: list[str] | None = None) -> int:
         for t in tools:
             if t.failure:
                 continue
-            m = measure(t.argv, args.timeout)
+            m = (measure(t.argv, args.timeout) if t.copies == 1
+                 else measure_together([t.argv] * t.copies, args.timeout))
             print(f"run {round_no}/{args.runs} {t.name}: {m.wall:.2f} s wall, {m.cpu:.2f} s CPU, "
                   f"{m.peak_kib / 1024:.0f} MiB"
                   + (f", exit {m.returncode}" if m.returncode else ""), file=sys.stderr)
@@ -378,6 +453,9 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = table_rows(tools, packets)
     print(render_text(rows))
+    scaling = scaling_lines(tools)
+    for line in scaling:
+        print(line)
 
     if args.markdown:
         bare = next((t for t in tools if t.name == "bare Python loop" and t.stdout_tail), None)
@@ -387,6 +465,8 @@ def main(argv: list[str] | None = None) -> int:
                         f"{packets if packets is not None else '?'} packets, {connections} TCP connections; "
                         f"{args.runs} run{'s' if args.runs != 1 else ''} each, alternating.")
         section = render_markdown(label, machine_description(), capture_line, rows)
+        if scaling:
+            section += "\n" + "".join(f"- {line}\n" for line in scaling)
         update_readme(Path(args.markdown), label, section)
         print(f"updated {args.markdown}", file=sys.stderr)
     return 0 if all(t.failure is None or t.failure.startswith("not available") for t in tools) else 1

@@ -40,3 +40,55 @@ def test_tree_pss_counts_shared_pages_once():
     assert m.tree_pss_peak_kib < m.tree_peak_kib * 0.6
     # One process's own peak (ru_maxrss of the parent): the 64 MiB.
     assert m.peak_kib >= 64 * mib
+
+
+# Each child waits for the other's file: run one after the other, neither would ever see it (and the deadline kills
+# them); run together, both end at once. The second exits 3.
+MEET = """
+import os, sys, time
+me, other, code = sys.argv[1], sys.argv[2], int(sys.argv[3])
+open(me, "w").close()
+deadline = time.monotonic() + 30
+while not os.path.exists(other):
+    if time.monotonic() > deadline:
+        sys.exit(9)
+    time.sleep(0.01)
+sys.exit(code)
+"""
+
+
+def test_measure_together_runs_the_commands_at_once(tmp_path):
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    m = run.measure_together([[sys.executable, "-c", MEET, a, b, "0"], [sys.executable, "-c", MEET, b, a, "3"]],
+                             timeout=60)
+    assert m.returncode == 3  # the first non-zero exit code (not 9: they met)
+    assert m.cpu > 0
+    assert m.tree_peak_kib >= m.peak_kib > 0
+
+
+def test_scaling_lines_set_jobs_against_what_the_machine_gave_n_processes():
+    def tool(name, walls, copies=1):
+        return run.Tool(name, ["x"], walls=walls, copies=copies)
+
+    tools = [tool("tlsflow --jobs 1", [10.0, 10.0]), tool("tlsflow --jobs 2", [6.0, 6.0]),
+             tool("2 × tlsflow --jobs 1 at once", [12.5, 12.5], copies=2), tool("tshark", [40.0])]
+    (line,) = run.scaling_lines(tools)
+    # 10/6 = 1.67x faster; two at once did 2 x 10 s of work in 12.5 s: 1.60x; 1.67 / 1.60 = 104 %.
+    assert line.startswith("--jobs 2: 1.67× faster than --jobs 1; 2 one-process runs at once: 1.60× the throughput")
+    assert line.endswith("reaches 104% of it")
+    # Without the one-process row there is nothing to compare with.
+    assert run.scaling_lines(tools[1:]) == []
+
+
+def test_jobs_above_one_get_a_row_of_one_process_runs_at_once(tmp_path, capsys):
+    path = tmp_path / "empty.pcap"
+    path.write_bytes(bytes.fromhex("d4c3b2a1020004000000000000000000ffff000001000000"))
+    fake = f"{sys.executable} -c pass {{capture}}"
+    rc = run.main([str(path), "--runs", "1", "--tools", "tlsflow", "--tlsflow-cmd", fake, "--jobs", "1,2"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "2 × tlsflow --jobs 1 at once" in out
+    assert "--jobs 2:" in out and "of it" in out
+    rc = run.main([str(path), "--runs", "1", "--tools", "tlsflow", "--tlsflow-cmd", fake, "--jobs", "1,2",
+                   "--no-ceiling"])
+    assert "at once" not in capsys.readouterr().out
