@@ -70,8 +70,8 @@ def _worth_sharing(path: str, jobs: int) -> bool:
 
 
 def analyze_files(inputs: list[str], *, trust: Any = None, ca_bundle: str | None = None, jobs: int = 1,
-                  keylog: Any = None, progress_factory: ProgressFactory | None = None, json_lines: bool = False
-                  ) -> Iterator[tuple[str, dict[str, Any] | str]]:
+                  keylog: Any = None, progress_factory: ProgressFactory | None = None, json_lines: bool = False,
+                  series: bool = False) -> Iterator[tuple[str, dict[str, Any] | str]]:
     """Yield (capture, record) for every connection, or (capture, error message) for unreadable input.
     `keylog`: an SSLKEYLOGFILE path (or a tlsparse.keylog.KeyLog) to decrypt handshakes with.
     `jobs > 1`: several files are analysed in parallel, one per process at a time (tlsflow.parallel_files: the
@@ -81,7 +81,17 @@ def analyze_files(inputs: list[str], *, trust: Any = None, ca_bundle: str | None
     Worker processes build their trust store from `ca_bundle` and their key log from a path, so a `trust` or
     KeyLog object keeps one process. `json_lines`: the caller writes the records as JSON lines, so workers encode them
     too (records are then `shipping.EncodedRecord`s: dicts of the fields `shipping.LINE_FIELDS` only, that carry the
-    whole record's line)."""
+    whole record's line).
+    `series`: the files are pieces of one capture (a sensor's rotated files), read as one in one process, in the
+    order of their first packets (tlsflow.series): a connection that crosses from one file to the next is one
+    record."""
+    if series and len(inputs) > 1:
+        from tlsflow.series import in_capture_order, iter_series
+
+        trust = _trust_store(ca_bundle, trust)
+        yield from iter_series(in_capture_order(inputs), trust=trust, keylog=_load_keylog(keylog),
+                               progress_factory=progress_factory)
+        return
     if (jobs > 1 and len(inputs) > 1 and "-" not in inputs and trust is None
             and not hasattr(keylog, "secrets_for")):
         # Several files, several processes: each worker takes the next file and streams its records; they come
@@ -128,17 +138,20 @@ def _expand(paths: str | Path | Iterable[str | Path]) -> list[str]:
 
 def iter_flows(paths: str | Path | Iterable[str | Path], ca_bundle: str | Path | None = None,
                errors: list[str] | None = None, keylog: str | Path | None = None,
-               jobs: int = 1) -> Iterator[dict[str, Any]]:
+               jobs: int = 1, series: bool = False) -> Iterator[dict[str, Any]]:
     """Stream one contract record (a dict) per TCP connection, without holding them all. Unreadable input is
     reported in `errors` when given, else raised as ValueError after what could be read. `keylog`: an
     SSLKEYLOGFILE to decrypt handshakes (TLS 1.3 certificates and alerts become readable). `jobs`: processes
-    (0: one per core), as `tlsflow analyze --jobs`: files in parallel, one big file cut into byte ranges."""
-    jobs = jobs if jobs > 0 else cpu_cores()
+    (0: one per core), as `tlsflow analyze --jobs`: files in parallel, one big file cut into byte ranges.
+    `series`: the files are pieces of one capture (rotated by the sensor), read as one: `tlsflow analyze --series`
+    (one process, whatever `jobs`)."""
+    jobs = 1 if series else jobs if jobs > 0 else cpu_cores()
     trust = _trust_store(ca_bundle) if jobs <= 1 else None  # workers build their own from the path
     problems: list[str] = []
     with fewer_collections():  # (a third of the time otherwise: tlsflow.gcpolicy)
         for _capture, result in analyze_files(_expand(paths), trust=trust, keylog=keylog, jobs=jobs,
-                                              ca_bundle=None if ca_bundle is None else str(ca_bundle)):
+                                              ca_bundle=None if ca_bundle is None else str(ca_bundle),
+                                              series=series):
             if isinstance(result, str):
                 problems.append(result)
             else:
@@ -171,8 +184,12 @@ def to_dataframe(records: Iterable[dict[str, Any]]):
 
 
 def analyze(paths: str | Path | Iterable[str | Path], ca_bundle: str | Path | None = None,
-            errors: list[str] | None = None, keylog: str | Path | None = None, jobs: int = 1):
+            errors: list[str] | None = None, keylog: str | Path | None = None, jobs: int = 1,
+            series: bool = False):
     """Analyse captures and return a pandas DataFrame, one row per TCP connection, sorted by capture and flow.
-    `jobs`: processes (0: one per core): several files in parallel, one big file cut into byte ranges."""
-    frame = to_dataframe(iter_flows(paths, ca_bundle=ca_bundle, errors=errors, keylog=keylog, jobs=jobs))
+    `jobs`: processes (0: one per core): several files in parallel, one big file cut into byte ranges.
+    `series`: the files are one capture rotated into pieces (tcpdump -C/-G, a dumpcap ring buffer): a connection
+    that crosses from one file to the next is one row, under the file where it began."""
+    frame = to_dataframe(iter_flows(paths, ca_bundle=ca_bundle, errors=errors, keylog=keylog, jobs=jobs,
+                                    series=series))
     return frame.sort_values(["capture", "flow_id"], kind="stable").reset_index(drop=True)

@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("-j", "--jobs", type=int, default=None, metavar="N",
                    help="analyse with N processes (files in parallel; one pcap or pcapng file: cut into N byte "
                         "ranges); 0: one per CPU core. Default: one per core for 40 MiB of input and more, else one")
+    a.add_argument("--series", action="store_true",
+                   help="the files are one capture in pieces (tcpdump -C/-G, a dumpcap ring buffer): read them as one, "
+                        "in the order of their first packets, so that a connection crossing from one file to the "
+                        "next is one record, under the file where it began (one process)")
     a.add_argument("--scheduler", metavar="ADDRESS", help="run on a Dask cluster (tcp://host:8786), one Parquet file "
                    "per capture into the -o folder; captures and folder at the same paths on every worker")
     common_filters(a)
@@ -176,7 +180,13 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     except InputError as exc:
         sys.stderr.write(f"tlsflow: {exc}\n")
         return EXIT_UNREADABLE
-    if args.jobs is None:
+    if args.series and args.scheduler:
+        sys.stderr.write("tlsflow: --series reads its files in one process: it does not run on a cluster "
+                         "(--scheduler)\n")
+        return EXIT_USAGE
+    if args.series and len(inputs) > 1:
+        jobs = 1  # (one reassembler goes from file to file)
+    elif args.jobs is None:
         jobs = auto_jobs(inputs)
     else:
         jobs = args.jobs if args.jobs > 0 else cpu_cores()
@@ -238,7 +248,7 @@ def _analyze(args: argparse.Namespace, inputs: list[str], jobs: int) -> int:
     # --jobs and JSON lines: the workers encode the records they send (tlsflow.shipping), the parent writes them.
     lines = writer.stream.write if jobs > 1 and isinstance(writer, JsonLinesWriter) else None
     results = analyze_files(inputs, trust=trust if jobs <= 1 else None, ca_bundle=args.ca_bundle, jobs=jobs,
-                            json_lines=lines is not None, keylog=args.keylog,
+                            json_lines=lines is not None, keylog=args.keylog, series=args.series,
                             progress_factory=(lambda name: ProgressBar(sys.stderr, name)) if show_progress else None)
     written = 0
     analysed = 0  # connections, before the filters

@@ -413,6 +413,43 @@ class _CertCache:
             return info, float("inf"), float("-inf")
 
 
+def feed_capture(analyzer: FlowAnalyzer, cap: Any, damage: list[CaptureError],
+                 progress: Callable[[int, int | None], None] | None = None) -> Iterator[dict[str, Any]]:
+    """Read an open capture into the analyzer, yielding the records of the connections that end meanwhile (not
+    those still open at its end: `analyzer.finish()` gives them, or the next piece of a series goes on with them,
+    tlsflow.series). Damage ends the reading: its CaptureError is appended to `damage`."""
+    count = 0
+    times = 0
+    secrets_seen = 0
+    secrets = cap.secrets
+    # FlowAnalyzer.feed inlined: a generator per packet costs more than the loop around it.
+    add = analyzer.reassembler.add
+    on_event = analyzer._on_event
+    try:
+        for pkt in cap.packets(counter=analyzer.reassembler):
+            if pkt.__class__ is float:
+                # The time of segments the reassembler counted without a TcpPacket (count_lane ran no expiry):
+                # the last one of each chunk of the file (pcap and pcapng alike): only the time is left to note.
+                analyzer.last_ts = pkt  # type: ignore[assignment]
+                times += 1
+                if progress is not None and not times & 0xF:
+                    progress(cap.bytes_read, cap.total_bytes)
+                continue
+            if len(secrets) != secrets_seen:  # a Decryption Secrets Block was read
+                analyzer.add_secrets(secrets[secrets_seen:])
+                secrets_seen = len(secrets)
+            analyzer.last_ts = pkt.ts
+            for event in add(pkt):
+                record = on_event(event)
+                if record is not None:
+                    yield record
+            count += 1
+            if progress is not None and not count & 0x3FFF:
+                progress(cap.bytes_read, cap.total_bytes)
+    except CaptureError as exc:
+        damage.append(exc)
+
+
 def iter_flow_records(source: str | Path, *, capture_name: str | None = None, trust: Any = None,
                       report: CaptureReport | None = None, keylog: Any = None,
                       progress: Callable[[int, int | None], None] | None = None,
@@ -425,46 +462,18 @@ def iter_flow_records(source: str | Path, *, capture_name: str | None = None, tr
     raise_at_end = report is None
     report = report if report is not None else CaptureReport(capture=name)
     analyzer = FlowAnalyzer(name, trust=trust, keylog=keylog, caches=caches)
-    error: CaptureError | None = None
+    damage: list[CaptureError] = []
     with open_capture(source) as cap:
-        count = 0
-        times = 0
-        secrets_seen = 0
-        secrets = cap.secrets
-        # FlowAnalyzer.feed inlined: a generator per packet costs more than the loop around it.
-        add = analyzer.reassembler.add
-        on_event = analyzer._on_event
-        try:
-            for pkt in cap.packets(counter=analyzer.reassembler):
-                if pkt.__class__ is float:
-                    # The time of segments the reassembler counted without a TcpPacket (count_lane ran no expiry):
-                    # the last one of each chunk of the file (pcap and pcapng alike): only the time is left to
-                    # note.
-                    analyzer.last_ts = pkt  # type: ignore[assignment]
-                    times += 1
-                    if progress is not None and not times & 0xF:
-                        progress(cap.bytes_read, cap.total_bytes)
-                    continue
-                if len(secrets) != secrets_seen:  # a Decryption Secrets Block was read
-                    analyzer.add_secrets(secrets[secrets_seen:])
-                    secrets_seen = len(secrets)
-                analyzer.last_ts = pkt.ts
-                for event in add(pkt):
-                    record = on_event(event)
-                    if record is not None:
-                        report.flows += 1
-                        yield record
-                count += 1
-                if progress is not None and not count & 0x3FFF:
-                    progress(cap.bytes_read, cap.total_bytes)
-        except CaptureError as exc:
-            error = exc
+        for record in feed_capture(analyzer, cap, damage, progress):
+            report.flows += 1
+            yield record
         for record in analyzer.finish():
             report.flows += 1
             yield record
         report.stats = cap.stats
         if progress is not None:
             progress(cap.bytes_read, cap.total_bytes)
+    error = damage[0] if damage else None
     if error is not None:
         report.error = str(error)
         if raise_at_end:

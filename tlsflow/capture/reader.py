@@ -104,6 +104,13 @@ class Capture:
         self._base = offset - len(preamble)
         self._first_frame = frames_before
 
+    def number_from(self, frames_before: int) -> None:
+        """Number this file's frames after `frames_before` others: the next piece of a capture split in files
+        (tlsflow.series), whose frames count on from those of the pieces before it."""
+        if self._started:
+            raise ValueError(f"{self.name}: number_from needs an unread capture")
+        self._first_frame = frames_before
+
     def frames(self) -> Iterator[RawFrame]:
         """Every packet frame undecoded, as (frame, ts, link_type, data); blocks framed by Wireshark that hold no
         packet (custom, journal, sysdig blocks) are counted in numbering but not yielded."""

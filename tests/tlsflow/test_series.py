@@ -1,0 +1,146 @@
+"""`--series`: a capture rotated into several files is read as one. Every connection gives the record it gives in
+the unsplit capture, under the file where it began, with that file's frame numbers and flow ids."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CORPUS, capture_file_bytes, pcap_frames, trust_and_keylog_for
+from tlsflow import cli
+from tlsflow.api import analyze, analyze_files
+from tlsflow.series import in_capture_order, renumber
+
+ETHERNET = 1
+
+
+def split(path: Path, cuts: list[int], out_dir: Path, names: list[str], pcapng_pieces: tuple[int, ...] = ()
+          ) -> list[Path]:
+    """The frames of a classic pcap in pieces: piece i holds frames cuts[i-1]..cuts[i]-1 (0-based), as a sensor
+    that rotates its file writes them; pieces whose index is in `pcapng_pieces` are written as pcapng."""
+    frames = pcap_frames(path)
+    bounds = [0, *cuts, len(frames)]
+    pieces = []
+    for i, name in enumerate(names):
+        part = frames[bounds[i]:bounds[i + 1]]
+        piece = out_dir / name
+        piece.write_bytes(capture_file_bytes(ETHERNET, [(t, data, len(data)) for t, data in part],
+                                             pcapng=i in pcapng_pieces))
+        pieces.append(piece)
+    return pieces
+
+
+def as_in_whole(record: dict, frame_bases: dict[str, int], whole_name: str) -> dict:
+    """A series record with the numbers of the unsplit capture: frames counted from its first file."""
+    base = frame_bases[record["capture"]]
+    out = dict(record, capture=whole_name, first_frame=record["first_frame"] + base)
+    if record["evidence"]:
+        out["evidence"] = [renumber(text, -base) for text in record["evidence"]]
+    del out["flow_id"]
+    return out
+
+
+def records_of(inputs: list[str], **kwargs) -> list[dict]:
+    out = []
+    for _capture, result in analyze_files(inputs, **kwargs):
+        assert not isinstance(result, str), result
+        out.append(result)
+    return out
+
+
+def test_rotated_pieces_give_the_records_of_the_whole_capture(generated_capture, tmp_path):
+    frames = len(pcap_frames(generated_capture))
+    cuts = [frames // 5, frames // 2, frames * 3 // 4]
+    # Named as tcpdump -C names its files: a sort by name puts "cap10" before "cap9"; the series goes by time.
+    names = ["cap9.pcap", "cap10.pcap", "cap11.pcap", "cap12.pcap"]
+    pieces = split(generated_capture, cuts, tmp_path, names, pcapng_pieces=(2,))
+    given = sorted(str(p) for p in pieces)
+    assert given[0].endswith("cap10.pcap")
+    assert in_capture_order(given) == [str(p) for p in pieces]
+
+    whole = records_of([str(generated_capture)])
+    series = records_of(given, series=True)
+    assert len(series) == len(whole) > 100
+    bases = dict(zip([str(p) for p in pieces], [0, *cuts], strict=True))
+    expected = {r["first_frame"]: {k: v for k, v in r.items() if k != "flow_id"} | {"capture": "whole"}
+                for r in whole}
+    got = {}
+    for r in series:
+        back = as_in_whole(r, bases, "whole")
+        got[back["first_frame"]] = back
+    assert got == expected
+    # Flow ids count the connections that begin in each file, from 1.
+    for piece in pieces:
+        ids = sorted(r["flow_id"] for r in series if r["capture"] == str(piece))
+        assert ids == list(range(1, len(ids) + 1))
+    # Connections crossed the cuts: read file by file they are split in two, their halves "incomplete".
+    apart = records_of(given)
+    assert len(apart) > len(whole)
+    assert sum(r["outcome"] == "incomplete" for r in apart) > sum(r["outcome"] == "incomplete" for r in whole)
+
+
+LABELLED = ["tls12_cert_expired.pcap", "net_reset_after_client_hello.pcap", "net_packet_loss_recovered.pcap",
+            "tls12_alpn_mismatch_nginx.pcap", "no_common_version_old_client.pcap", "net_closed_without_alert.pcap"]
+
+
+@pytest.mark.parametrize("name", LABELLED)
+def test_a_cut_at_any_frame_changes_no_record(name, tmp_path):
+    """Real failures from the corpus, cut in two at every frame: the series gives the unsplit record each time."""
+    path = CORPUS / name
+    trust, keylog = trust_and_keylog_for(path)
+    whole = [{k: v for k, v in r.items() if k != "flow_id"} | {"capture": "whole"}
+             for r in records_of([str(path)], trust=trust, keylog=keylog)]
+    frames = len(pcap_frames(path))
+    for cut in range(1, frames):
+        pieces = split(path, [cut], tmp_path, [f"{cut}-a.pcap", f"{cut}-b.pcap"])
+        series = records_of([str(p) for p in pieces], trust=trust, keylog=keylog, series=True)
+        bases = {str(pieces[0]): 0, str(pieces[1]): cut}
+        assert sorted((as_in_whole(r, bases, "whole") for r in series), key=lambda r: r["first_frame"]) == whole, cut
+
+
+def test_renumber_shifts_every_frame_number_of_an_evidence_text():
+    assert renumber("frame 107: server alert unknown_ca (48)", 100) == "frame 7: server alert unknown_ca (48)"
+    assert (renumber("3 server retransmission(s) at frames 120, 131, 150", 100)
+            == "3 server retransmission(s) at frames 20, 31, 50")
+    assert (renumber("client sent its data 3 times (again at frames 104, 109), no answer", 100)
+            == "client sent its data 3 times (again at frames 4, 9), no answer")
+    assert renumber("no ClientHello; 2 TLS records", 100) == "no ClientHello; 2 TLS records"
+
+
+def test_damage_in_a_middle_piece_is_reported_in_its_own_frames_and_the_series_goes_on(generated_capture, tmp_path):
+    frames = len(pcap_frames(generated_capture))
+    cuts = [frames // 3, frames * 2 // 3]
+    pieces = split(generated_capture, cuts, tmp_path, ["a.pcap", "b.pcap", "c.pcap"])
+    data = pieces[1].read_bytes()
+    pieces[1].write_bytes(data[:len(data) // 2])  # the sensor's file cut short (a full disk, a crash)
+    results = list(analyze_files([str(p) for p in pieces], series=True))
+    messages = [r for _c, r in results if isinstance(r, str)]
+    assert len(messages) == 1
+    message = messages[0]
+    assert message.startswith(f"{pieces[1]}: ") and "file ends inside a packet record" in message
+    frame = int(re.search(r"frame (\d+)\)", message).group(1))
+    assert 1 < frame < cuts[1] - cuts[0]  # a frame number of b.pcap itself
+    records = [r for _c, r in results if not isinstance(r, str)]
+    assert {r["capture"] for r in records} == {str(p) for p in pieces}
+    assert any(r["capture"] == str(pieces[2]) and r["outcome"] == "established" for r in records)
+
+
+def test_command_line_and_dataframe(generated_capture, tmp_path, capsys):
+    frames = len(pcap_frames(generated_capture))
+    pieces = split(generated_capture, [frames // 2], tmp_path, ["x1.pcap", "x2.pcap"])
+    out = tmp_path / "out.jsonl"
+    rc = cli.main(["analyze", "--series", "-q", "-o", str(out), *map(str, pieces)])
+    assert rc in (0, 1)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    whole = analyze(generated_capture)
+    assert len(lines) == len(whole)
+    frame = analyze([str(p) for p in pieces], series=True)
+    assert len(frame) == len(whole)
+    assert sorted(frame["capture"].unique()) == sorted(map(str, pieces))
+    # A series is read by one process: on a cluster it would be cut at every file again.
+    rc = cli.main(["analyze", "--series", "--scheduler", "tcp://127.0.0.1:1", "-o", str(tmp_path / "p"),
+                   *map(str, pieces)])
+    assert rc == cli.EXIT_USAGE
+    assert "--series" in capsys.readouterr().err

@@ -1,0 +1,136 @@
+"""One capture in several files (tcpdump -C or -G, dumpcap's ring buffer, editcap -c): `tlsflow analyze --series`.
+
+A sensor that rotates its capture file cuts every connection open at that moment in two. Read file by file, each
+half is a connection of its own: the first ends "incomplete" with the file, the second begins in the middle of a
+stream, and a handshake that straddles the cut is lost (a 52 MB capture cut in three: 1,250 records for 1,154
+connections, 101 of them false "incomplete"). Read as a series, the files go through one reassembler and one
+parser, one after the other, as if they were one file: one record per connection.
+
+What a record says about where it is (the contract: `capture`, `flow_id`, `first_frame`, frame numbers in
+`evidence`): `capture` is the file that holds the connection's first packet, `flow_id` counts the connections that
+begin in that file, and frame numbers count from that file's first frame, on into the files after it, as
+Wireshark numbers the frames of those files joined end to end (`mergecap -a`). A connection that lies in one file
+gets exactly the numbers of a run on that file alone.
+
+Order: the files are read in the order of their first packet's time (a glob sorts `x10.pcap` before `x2.pcap`);
+files that cannot be read, or hold no packet, keep their place ahead of the others.
+"""
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from tlsflow.capture import CaptureError, open_capture
+from tlsflow.capture.errors import about, damage_message
+from tlsflow.pipeline import FlowAnalyzer, RunCaches, feed_capture
+
+Progress = Callable[[int, int | None], None]
+
+# "frame 7", "frames 12, 15, 19": the numbers that evidence texts give (analyzers.verdict writes no other form).
+_FRAMES = re.compile(r"\b(frames?) (\d+(?:, \d+)*)")
+
+
+def first_timestamp(path: str) -> float | None:
+    """The time of the file's first packet; None for a file without one, or that cannot be read, and for standard
+    input (read once only: it is read with the others, in its place)."""
+    if path == "-":
+        return None
+    try:
+        with open_capture(path, decompress_apart=False) as cap:
+            for frame in cap.frames():
+                return frame.ts
+    except (CaptureError, OSError):
+        pass
+    return None
+
+
+def in_capture_order(paths: list[str]) -> list[str]:
+    """The files by their first packet's time (ties and files without a time keep their given order, the latter
+    first: their errors or emptiness come out before any record)."""
+    times = [first_timestamp(p) for p in paths]
+    order = sorted(range(len(paths)), key=lambda i: (times[i] is not None, times[i] or 0.0, i))
+    return [paths[i] for i in order]
+
+
+def renumber(text: str, base: int) -> str:
+    """The frame numbers of an evidence text, less `base` (the frames of the files before the one they count
+    from)."""
+    def shift(match: re.Match[str]) -> str:
+        numbers = ", ".join(str(int(n) - base) for n in match.group(2).split(", "))
+        return f"{match.group(1)} {numbers}"
+
+    return _FRAMES.sub(shift, text)
+
+
+class Pieces:
+    """Where each file of a series starts: its first frame and its first flow, in the series' own numbering (the
+    reader's and the reassembler's, which count on from file to file). `place` gives a record the numbers of the
+    file its connection began in."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.frame_bases: list[int] = []  # frames before each file
+        self.flow_bases: list[int] = []  # connections opened before each file
+        self.flows: list[int] = []  # records placed in each file
+
+    def begin(self, name: str, frames_before: int, flows_before: int) -> None:
+        self.names.append(name)
+        self.frame_bases.append(frames_before)
+        self.flow_bases.append(flows_before)
+        self.flows.append(0)
+
+    def place(self, record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        index = bisect.bisect_left(self.frame_bases, record["first_frame"]) - 1
+        name = self.names[index]
+        self.flows[index] += 1
+        record["capture"] = name
+        frame_base = self.frame_bases[index]
+        if frame_base:
+            record["first_frame"] -= frame_base
+            evidence = record.get("evidence")
+            if evidence:
+                record["evidence"] = [renumber(text, frame_base) for text in evidence]
+        record["flow_id"] -= self.flow_bases[index]
+        return name, record
+
+
+def iter_series(paths: list[str], *, trust: Any = None, keylog: Any = None, caches: RunCaches | None = None,
+                progress_factory: Callable[[str], Progress] | None = None
+                ) -> Iterator[tuple[str, dict[str, Any] | str]]:
+    """(capture, record) for every connection of the files read as one capture, in the order given (see
+    `in_capture_order`); (capture, message) for a file that cannot be read, or whose reading stopped at damage
+    (the series goes on with the next file: what the damage cut off is lost, as a sensor's lost packets are)."""
+    caches = caches if caches is not None else RunCaches(trust)
+    analyzer = FlowAnalyzer(paths[0] if paths else "", trust=trust, keylog=keylog, caches=caches)
+    pieces = Pieces()
+    frames = 0
+    for path in paths:
+        progress = progress_factory(path) if progress_factory is not None else None
+        try:
+            cap = open_capture(path)
+        except OSError as exc:
+            yield path, f"{path}: {exc.strerror or exc}"
+            continue
+        except CaptureError as exc:
+            yield path, about(path, str(exc))
+            continue
+        damage: list[CaptureError] = []
+        with cap:
+            cap.number_from(frames)
+            pieces.begin(path, frames, analyzer.reassembler.flows_opened)
+            for record in feed_capture(analyzer, cap, damage, progress):
+                yield pieces.place(record)
+            frames = cap.stats.frames
+            if progress is not None:
+                progress(cap.bytes_read, cap.total_bytes)
+                if hasattr(progress, "clear"):
+                    progress.clear()
+        if damage:
+            error = damage[0]
+            if error.frame:
+                error.frame -= pieces.frame_bases[-1]  # (the file's own frame number, as a user looks it up)
+            yield path, damage_message(path, str(error), pieces.flows[-1])
+    for record in analyzer.finish():
+        yield pieces.place(record)
