@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("explain", help="draw one connection's handshake as a ladder, with the verdict")
     e.add_argument("input", metavar="CAPTURE")
     e.add_argument("--flow", type=int, required=True, metavar="N", help="flow_id as shown by analyze")
+    e.add_argument("--series", nargs="+", metavar="FILE", help="the files of the series CAPTURE belongs to, as given "
+                   "to analyze --series (globs too): flow N is the N-th connection that began in CAPTURE")
     e.add_argument("--no-color", action="store_true")
     common_filters(e)
 
@@ -327,7 +329,15 @@ def cmd_explain(args: argparse.Namespace) -> int:
         from tlsparse.keylog import KeyLog
 
         keylog = KeyLog.from_file(args.keylog)
-    return explain_flow(args.input, args.flow, sys.stdout, trust=trust, colour=colour, keylog=keylog)
+    series = None
+    if args.series:
+        try:
+            series = expand_inputs(args.series)
+        except InputError as exc:
+            sys.stderr.write(f"tlsflow: {exc}\n")
+            return EXIT_UNREADABLE
+    return explain_flow(args.input, args.flow, sys.stdout, trust=trust, colour=colour, keylog=keylog,
+                        series=series)
 
 
 def cmd_live(args: argparse.Namespace) -> int:

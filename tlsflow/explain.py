@@ -76,7 +76,9 @@ def _line(frame: int | None, t: float, sender: Sender, text: str) -> str:
     return f"{frame_text} {t * 1000:10.3f} ms  {body}"
 
 
-def render_ladder(events: list[Any], tcp: Any, record: dict[str, Any]) -> list[str]:
+def render_ladder(events: list[Any], tcp: Any, record: dict[str, Any], frame_base: int = 0) -> list[str]:
+    """The connection's packets and messages as a ladder; frame numbers less `frame_base` (a series: the frames of
+    the files before the one the connection began in)."""
     rows: list[tuple[float, int, Sender, str]] = []
     for side, sender in ((tcp.client, Sender.CLIENT), (tcp.server, Sender.SERVER)):
         if side.syn_frame is not None:
@@ -95,35 +97,45 @@ def render_ladder(events: list[Any], tcp: Any, record: dict[str, Any]) -> list[s
     start = record["start"]
     lines = [f"{'frame':>7} {'time':>13}  {'client':<{_WIDTH - 8}}{'':9}server", "─" * 100]
     for ts, frame, sender, label in rows:
-        lines.append(_line(frame, ts - start, sender, label))
+        lines.append(_line(frame - frame_base if frame is not None else None, ts - start, sender, label))
     return lines
 
 
 def explain_flow(path: str, flow_id: int, out: IO[str], *, trust: Any = None, colour: bool = False,
-                 keylog: Any = None) -> int:
-    analyzer = FlowAnalyzer(path, trust=trust, keep_events_for=flow_id, keylog=keylog)
-    record = None
-    try:
-        with open_capture(path) as cap:
-            try:
-                for pkt in cap.packets():
-                    for r in analyzer.feed(pkt):
-                        if r["flow_id"] == flow_id:
-                            record = r
-            except CaptureError as exc:
-                out.write(f"tlsflow: {exc}\n")
-            for r in analyzer.finish():
-                if r["flow_id"] == flow_id:
-                    record = r
-    except (OSError, CaptureError) as exc:
-        out.write(f"tlsflow: {path}: {exc}\n")
-        return 3
+                 keylog: Any = None, series: list[str] | None = None) -> int:
+    """The ladder, verdict, evidence and hint of one connection. `series`: the files of a capture rotated into
+    pieces (`analyze --series`), `path` among them: the connection is the `flow_id`-th that began in `path`, its
+    frames numbered from that file's first."""
+    if series:
+        found = _in_series(path, flow_id, out, series, trust, keylog)
+        if isinstance(found, int):
+            return found
+        record, analyzer, frame_base = found
+    else:
+        frame_base = 0
+        analyzer = FlowAnalyzer(path, trust=trust, keep_events_for=flow_id, keylog=keylog)
+        record = None
+        try:
+            with open_capture(path) as cap:
+                try:
+                    for pkt in cap.packets():
+                        for r in analyzer.feed(pkt):
+                            if r["flow_id"] == flow_id:
+                                record = r
+                except CaptureError as exc:
+                    out.write(f"tlsflow: {exc}\n")
+                for r in analyzer.finish():
+                    if r["flow_id"] == flow_id:
+                        record = r
+        except (OSError, CaptureError) as exc:
+            out.write(f"tlsflow: {path}: {exc}\n")
+            return 3
     if record is None or analyzer.kept_tcp is None:
         out.write(f"tlsflow: {path}: no connection with flow id {flow_id}\n")
         return 2
     out.write(f"flow {flow_id}: {record['client']} → {record['server']}"
               + (f"  SNI {safe_text(record['sni'])}" if record.get("sni") else "") + "\n\n")
-    for line in render_ladder(analyzer.kept_events, analyzer.kept_tcp, record):
+    for line in render_ladder(analyzer.kept_events, analyzer.kept_tcp, record, frame_base):
         out.write(line + "\n")
     out.write("\n")
     outcome = record["outcome"]
@@ -142,3 +154,55 @@ def explain_flow(path: str, flow_id: int, out: IO[str], *, trust: Any = None, co
     if record.get("warnings"):
         out.write("warnings: " + ", ".join(record["warnings"]) + "\n")
     return 1 if outcome == "failed" else 0
+
+
+def _in_series(path: str, flow_id: int, out: IO[str], series: list[str], trust: Any, keylog: Any
+               ) -> tuple[dict[str, Any] | None, FlowAnalyzer, int] | int:
+    """(the record, the analyzer that kept its events, the frames before `path`) of the connection, read through
+    the whole series as `analyze --series` reads it; or the exit code after saying why not."""
+    from tlsflow.capture.errors import about
+    from tlsflow.pipeline import feed_capture
+    from tlsflow.series import Pieces, in_capture_order
+
+    paths = in_capture_order(series)
+    path = next((p for p in paths if p == path or _same_file(p, path)), path)
+    if path not in paths:
+        out.write(f"tlsflow: {path} is not one of the --series files\n")
+        return 2
+    analyzer = FlowAnalyzer(path, trust=trust, keep_events_for=-1, keylog=keylog)
+    pieces = Pieces()
+    frames = 0
+    target = -1  # the connection's flow_id in the series' own numbering, known once `path` begins
+    record = None
+    for piece in paths:
+        try:
+            cap = open_capture(piece)
+        except (OSError, CaptureError) as exc:
+            out.write(f"tlsflow: {about(piece, str(exc))}\n")
+            continue
+        damage: list[CaptureError] = []
+        with cap:
+            cap.number_from(frames)
+            pieces.begin(piece, frames, analyzer.reassembler.flows_opened)
+            if piece == path:
+                target = analyzer.keep_events_for = analyzer.reassembler.flows_opened + flow_id
+            for r in feed_capture(analyzer, cap, damage):
+                if r["flow_id"] == target:
+                    record = r
+            frames = cap.stats.frames
+        if damage:
+            out.write(f"tlsflow: {damage[0]}\n")
+    for r in analyzer.finish():
+        if r["flow_id"] == target:
+            record = r
+    frame_base = pieces.frame_bases[pieces.names.index(path)]
+    return (pieces.place(record)[1] if record is not None else None), analyzer, frame_base
+
+
+def _same_file(a: str, b: str) -> bool:
+    import os
+
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 import re
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -27,6 +28,9 @@ from tlsflow.capture.errors import about, damage_message
 from tlsflow.pipeline import FlowAnalyzer, RunCaches, feed_capture
 
 Progress = Callable[[int, int | None], None]
+
+# A file that begins this much before the one before it ends is not the next piece of the same capture.
+OVERLAP_TOLERANCE = 1.0  # seconds
 
 # "frame 7", "frames 12, 15, 19": the numbers that evidence texts give (analyzers.verdict writes no other form).
 _FRAMES = re.compile(r"\b(frames?) (\d+(?:, \d+)*)")
@@ -118,6 +122,8 @@ def iter_series(paths: list[str], *, trust: Any = None, keylog: Any = None, cach
             continue
         damage: list[CaptureError] = []
         with cap:
+            if pieces.names:
+                _check_follows(pieces.names[-1], analyzer.last_ts, path)
             cap.number_from(frames)
             pieces.begin(path, frames, analyzer.reassembler.flows_opened)
             for record in feed_capture(analyzer, cap, damage, progress):
@@ -134,3 +140,13 @@ def iter_series(paths: list[str], *, trust: Any = None, keylog: Any = None, cach
             yield path, damage_message(path, str(error), pieces.flows[-1])
     for record in analyzer.finish():
         yield pieces.place(record)
+
+
+def _check_follows(previous: str, previous_end: float | None, path: str) -> None:
+    """Warn when `path` begins well before the file read before it ends: the files overlap in time (two sensors'
+    files, or the same traffic captured twice), and read as one capture their packets would go back in time."""
+    begins = first_timestamp(path)
+    if begins is not None and previous_end is not None and begins < previous_end - OVERLAP_TOLERANCE:
+        warnings.warn(f"tlsflow: --series: {path} begins {previous_end - begins:.1f} s before {previous} ends: "
+                      "these files overlap in time and are not one capture in pieces (give each sensor's files as a "
+                      "series of their own)", stacklevel=2)

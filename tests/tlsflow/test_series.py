@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -144,3 +145,51 @@ def test_command_line_and_dataframe(generated_capture, tmp_path, capsys):
                    *map(str, pieces)])
     assert rc == cli.EXIT_USAGE
     assert "--series" in capsys.readouterr().err
+
+
+def test_explain_in_a_series_shows_the_connection_analyze_reported(generated_capture, tmp_path, capsys):
+    frames = len(pcap_frames(generated_capture))
+    cut = frames // 2
+    pieces = [str(p) for p in split(generated_capture, [cut], tmp_path, ["y1.pcap", "y2.pcap"])]
+    records = records_of(pieces, series=True)
+    # A connection that crosses the cut (it began in y1.pcap, its frames go on past y1's last), and a failed one
+    # that began in y2.pcap.
+    crossing = max((r for r in records if r["capture"] == pieces[0] and r["outcome"] == "established"),
+                   key=lambda r: r["first_frame"])
+    failed = next(r for r in records if r["capture"] == pieces[1] and r["outcome"] == "failed")
+    for record in (crossing, failed):
+        rc = cli.main(["explain", record["capture"], "--flow", str(record["flow_id"]), "--series", *pieces])
+        out = capsys.readouterr().out
+        assert rc == (1 if record["outcome"] == "failed" else 0)
+        assert f"outcome: {record['outcome']}" in out
+        assert f"{record['client']} → {record['server']}" in out
+        if record["sni"]:
+            assert f"SNI {record['sni']}" in out
+        for fact in record["evidence"] or ():
+            assert f"  - {fact}" in out
+        ladder = [int(line.split()[0]) for line in out.splitlines() if line[:7].strip().isdigit()]
+        assert ladder[0] == record["first_frame"]  # the ladder's frames are those of the record's own file
+        if record is crossing:
+            assert max(ladder) > cut  # its handshake went on in y2.pcap: frames counted on past y1's last
+    rc = cli.main(["explain", str(generated_capture), "--flow", "1", "--series", *pieces])
+    assert rc == 2 and "not one of the --series files" in capsys.readouterr().out
+
+
+def test_files_that_overlap_in_time_are_not_a_series_and_a_warning_says_so(generated_capture, tmp_path):
+    frames = pcap_frames(generated_capture)
+    t0 = frames[0][0]
+
+    def sensor(name: str, shift_us: int) -> str:
+        # The capture's ~0.1 s stretched to ~15 s, as two sensors see the same link, the second `shift_us` later.
+        path = tmp_path / name
+        path.write_bytes(capture_file_bytes(ETHERNET, [(t0 + (t - t0) * 100 + shift_us, d, len(d))
+                                                       for t, d in frames], pcapng=False))
+        return str(path)
+
+    a, b = sensor("sensor-a.pcap", 0), sensor("sensor-b.pcap", 5_000_000)
+    with pytest.warns(UserWarning, match=r"sensor-b\.pcap begins \d+\.\d s before .*sensor-a\.pcap ends"):
+        records_of([b, a], series=True)
+    pieces = split(generated_capture, [len(frames) // 2], tmp_path, ["z1.pcap", "z2.pcap"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # consecutive pieces: no warning
+        records_of([str(p) for p in pieces], series=True)
