@@ -254,6 +254,7 @@ def _analyze(args: argparse.Namespace, inputs: list[str], jobs: int) -> int:
                             progress_factory=(lambda name: ProgressBar(sys.stderr, name)) if show_progress else None)
     written = 0
     analysed = 0  # connections, before the filters
+    crossing = _CrossingCount() if len(inputs) > 1 and not args.series else None
     try:
         for capture, result in results:
             if isinstance(result, str):  # an error message for this capture
@@ -262,6 +263,8 @@ def _analyze(args: argparse.Namespace, inputs: list[str], jobs: int) -> int:
                 continue
             record = result
             analysed += 1
+            if crossing is not None:
+                crossing.add(capture, record)
             if not keep(record):
                 continue
             outcomes[record["outcome"]] = outcomes.get(record["outcome"], 0) + 1
@@ -309,12 +312,37 @@ def _analyze(args: argparse.Namespace, inputs: list[str], jobs: int) -> int:
             return EXIT_USAGE
         finally:
             report.close()  # type: ignore[union-attr]
+    if crossing is not None and crossing.count and not args.quiet:
+        sys.stderr.write(f"tlsflow: {crossing.count} connection(s) seem to go on from one file into the next (the "
+                         "same client and server port, incomplete in the later file): if the files are one capture "
+                         "rotated into pieces, --series reads them as one\n")
     if not analysed and not args.quiet:
         # An empty report says nothing of why: most often the capture holds no TCP at all (HTTP/3 is QUIC, over UDP).
         sys.stderr.write(f"tlsflow: {NO_TCP_CONNECTION}\n")
     if unreadable:
         return EXIT_UNREADABLE
     return EXIT_FAILURES if failed else EXIT_OK
+
+
+class _CrossingCount:
+    """Records that look like the second half of a connection cut by a file rotation: incomplete, on the client
+    and server (addresses and ports) of a connection of the file just before. Only the previous file's pairs are
+    kept (records come file by file). A hint for `--series`, which users of rotated files may not know about."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._capture: str | None = None
+        self._current: set[tuple[str, str]] = set()
+        self._previous: set[tuple[str, str]] = set()
+
+    def add(self, capture: str, record: dict[str, Any]) -> None:
+        if capture != self._capture:
+            self._capture = capture
+            self._previous, self._current = self._current, set()
+        pair = (record["client"], record["server"])
+        if record["outcome"] == "incomplete" and pair in self._previous:
+            self.count += 1
+        self._current.add(pair)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:

@@ -193,3 +193,27 @@ def test_files_that_overlap_in_time_are_not_a_series_and_a_warning_says_so(gener
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # consecutive pieces: no warning
         records_of([str(p) for p in pieces], series=True)
+
+
+def test_without_series_a_hint_counts_the_connections_that_go_on_into_the_next_file(generated_capture, tmp_path,
+                                                                                     capsys):
+    frames = len(pcap_frames(generated_capture))
+    pieces = [str(p) for p in split(generated_capture, [frames // 3, frames * 2 // 3], tmp_path,
+                                    ["w1.pcap", "w2.pcap", "w3.pcap"])]
+    apart = records_of(pieces)
+    # The second halves: incomplete records of a client and server that the file before had too.
+    pairs = [{(r["client"], r["server"]) for r in apart if r["capture"] == p} for p in pieces]
+    expected = sum(1 for r in apart if r["outcome"] == "incomplete" and r["capture"] != pieces[0]
+                   and (r["client"], r["server"]) in pairs[pieces.index(r["capture"]) - 1])
+    assert expected > 10
+    for jobs in ("1", "2"):
+        cli.main(["analyze", "-o", str(tmp_path / "o.jsonl"), "--jobs", jobs, *pieces])
+        err = capsys.readouterr().err
+        assert f"{expected} connection(s) seem to go on from one file into the next" in err, jobs
+        assert "--series reads them as one" in err
+    cli.main(["analyze", "--series", "-o", str(tmp_path / "o.jsonl"), *pieces])
+    assert "--series reads" not in capsys.readouterr().err
+    # Files that are not pieces of one capture: no hint.
+    cli.main(["analyze", "-o", str(tmp_path / "o.jsonl"), str(CORPUS / "tls12_cert_expired.pcap"),
+              str(CORPUS / "net_reset_after_client_hello.pcap"), str(CORPUS / "net_closed_without_alert.pcap")])
+    assert "--series" not in capsys.readouterr().err
