@@ -82,15 +82,26 @@ def analyze_files(inputs: list[str], *, trust: Any = None, ca_bundle: str | None
     KeyLog object keeps one process. `json_lines`: the caller writes the records as JSON lines, so workers encode them
     too (records are then `shipping.EncodedRecord`s: dicts of the fields `shipping.LINE_FIELDS` only, that carry the
     whole record's line).
-    `series`: the files are pieces of one capture (a sensor's rotated files), read as one in one process, in the
+    `series`: the files of each folder are pieces of one capture (a sensor's rotated files), read as one, in the
     order of their first packets (tlsflow.series): a connection that crosses from one file to the next is one
-    record."""
+    record. `jobs > 1`: several folders' series at once, one per process."""
     if series and len(inputs) > 1:
-        from tlsflow.series import in_capture_order, iter_series
+        from tlsflow.series import iter_series, series_units
 
+        units = series_units(inputs)  # (each folder's files, in capture order)
+        if jobs > 1 and len(units) > 1 and trust is None and not hasattr(keylog, "secrets_for"):
+            from tlsflow.parallel_files import analyze_files_parallel  # a series per process at a time
+
+            yield from analyze_files_parallel(units, jobs, ca_bundle=ca_bundle,  # type: ignore[arg-type]
+                                              keylog_path=None if keylog is None else str(keylog),
+                                              json_lines=json_lines, progress_factory=progress_factory)
+            return
         trust = _trust_store(ca_bundle, trust)
-        yield from iter_series(in_capture_order(inputs), trust=trust, keylog=_load_keylog(keylog),
-                               progress_factory=progress_factory)
+        keylog = _load_keylog(keylog)
+        caches = RunCaches(trust)
+        for unit in units:
+            yield from iter_series(list(unit), trust=trust, keylog=keylog, caches=caches,
+                                   progress_factory=progress_factory)
         return
     if (jobs > 1 and len(inputs) > 1 and "-" not in inputs and trust is None
             and not hasattr(keylog, "secrets_for")):
@@ -143,9 +154,9 @@ def iter_flows(paths: str | Path | Iterable[str | Path], ca_bundle: str | Path |
     reported in `errors` when given, else raised as ValueError after what could be read. `keylog`: an
     SSLKEYLOGFILE to decrypt handshakes (TLS 1.3 certificates and alerts become readable). `jobs`: processes
     (0: one per core), as `tlsflow analyze --jobs`: files in parallel, one big file cut into byte ranges.
-    `series`: the files are pieces of one capture (rotated by the sensor), read as one: `tlsflow analyze --series`
-    (one process, whatever `jobs`)."""
-    jobs = 1 if series else jobs if jobs > 0 else cpu_cores()
+    `series`: each folder's files are pieces of one capture (rotated by the sensor), read as one:
+    `tlsflow analyze --series` (with `jobs`, several folders at once)."""
+    jobs = jobs if jobs > 0 else cpu_cores()
     trust = _trust_store(ca_bundle) if jobs <= 1 else None  # workers build their own from the path
     problems: list[str] = []
     with fewer_collections():  # (a third of the time otherwise: tlsflow.gcpolicy)
@@ -188,8 +199,8 @@ def analyze(paths: str | Path | Iterable[str | Path], ca_bundle: str | Path | No
             series: bool = False):
     """Analyse captures and return a pandas DataFrame, one row per TCP connection, sorted by capture and flow.
     `jobs`: processes (0: one per core): several files in parallel, one big file cut into byte ranges.
-    `series`: the files are one capture rotated into pieces (tcpdump -C/-G, a dumpcap ring buffer): a connection
-    that crosses from one file to the next is one row, under the file where it began."""
+    `series`: each folder's files are one capture rotated into pieces (tcpdump -C/-G, a dumpcap ring buffer): a
+    connection that crosses from one file to the next is one row, under the file where it began."""
     frame = to_dataframe(iter_flows(paths, ca_bundle=ca_bundle, errors=errors, keylog=keylog, jobs=jobs,
                                     series=series))
     return frame.sort_values(["capture", "flow_id"], kind="stable").reset_index(drop=True)

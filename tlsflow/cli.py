@@ -65,9 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="analyse with N processes (files in parallel; one pcap or pcapng file: cut into N byte "
                         "ranges); 0: one per CPU core. Default: one per core for 40 MiB of input and more, else one")
     a.add_argument("--series", action="store_true",
-                   help="the files are one capture in pieces (tcpdump -C/-G, a dumpcap ring buffer): read them as one, "
-                        "in the order of their first packets, so that a connection crossing from one file to the "
-                        "next is one record, under the file where it began (one process)")
+                   help="the files of each folder are one capture in pieces (tcpdump -C/-G, a dumpcap ring buffer): "
+                        "read them as one, in the order of their first packets, so that a connection crossing from "
+                        "one file to the next is one record, under the file where it began (a process per folder)")
     a.add_argument("--scheduler", metavar="ADDRESS", help="run on a Dask cluster (tcp://host:8786), one Parquet file "
                    "per capture into the -o folder; captures and folder at the same paths on every worker")
     common_filters(a)
@@ -186,12 +186,14 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         sys.stderr.write("tlsflow: --series reads its files in one process: it does not run on a cluster "
                          "(--scheduler)\n")
         return EXIT_USAGE
-    if args.series and len(inputs) > 1:
-        jobs = 1  # (one reassembler goes from file to file)
-    elif args.jobs is None:
+    if args.jobs is None:
         jobs = auto_jobs(inputs)
     else:
         jobs = args.jobs if args.jobs > 0 else cpu_cores()
+    if args.series and len(inputs) > 1:
+        from tlsflow.series import group_by_folder
+
+        jobs = min(jobs, len(group_by_folder(inputs)))  # (one process per series: a folder's files)
     if jobs > 1 and len(inputs) == 1 and not args.scheduler:
         hop_ahead.start(inputs[0], jobs)  # on another core, while the analysis is imported
     try:

@@ -31,14 +31,22 @@ BATCH_RECORDS = 256  # records in a worker's message at most
 BATCH_BYTES = 1 << 24
 
 
-def file_messages(path: str, *, trust: Any, keylog: Any = None, json_lines: bool = False,
+Unit = str | tuple[str, ...]  # a file, or the files of a series (tlsflow.series), in the order they are read
+
+
+def unit_name(unit: Unit) -> str:
+    """What a unit's records and progress bar go by: the file, or a series' first file."""
+    return unit if isinstance(unit, str) else unit[0]
+
+
+def file_messages(path: Unit, *, trust: Any, keylog: Any = None, json_lines: bool = False,
                   batch_records: int = BATCH_RECORDS, batch_bytes: int = BATCH_BYTES,
                   caches: Any = None) -> Iterator[tuple[Any, ...]]:
     """One file's work, as messages: ("records", packed records, bytes read, file size), in the order of a single
     process, then ("done", error texts, bytes read, file size): what `api._one_capture` yields after the records
     (it yields none before them). Records go packed (`tlsflow.shipping`), with their JSON text when `json_lines`.
-    Bytes read and size as the reader reports its progress (the size: None when unknown). `caches`: the
-    pipeline.RunCaches of the worker's earlier files."""
+    Bytes read and size as the reader reports its progress (the size: None when unknown; for a series, of all its
+    files). `caches`: the pipeline.RunCaches of the worker's earlier files. `path`: a file, or a series' files."""
     from tlsflow.api import _one_capture
 
     read = 0
@@ -51,7 +59,14 @@ def file_messages(path: str, *, trust: Any, keylog: Any = None, json_lines: bool
     records: list[dict[str, Any]] = []
     errors: list[str] = []
     sent_at = 0
-    for result in _one_capture(path, trust, progress, keylog=keylog, caches=caches):
+    if isinstance(path, str):
+        results: Iterator[Any] = _one_capture(path, trust, progress, keylog=keylog, caches=caches)
+    else:
+        from tlsflow.series import iter_series, series_progress
+
+        results = (r for _capture, r in iter_series(list(path), trust=trust, keylog=keylog, caches=caches,
+                                                    progress_factory=series_progress(path, progress)))
+    for result in results:
         if result.__class__ is str:
             errors.append(result)  # type: ignore[arg-type]
             continue
@@ -65,7 +80,7 @@ def file_messages(path: str, *, trust: Any, keylog: Any = None, json_lines: bool
     yield ("done", errors, read, size)
 
 
-def _files_main(index: int, inputs: list[str], next_file: Any, ca_bundle: str | None, keylog_path: str | None,
+def _files_main(index: int, inputs: list[Unit], next_file: Any, ca_bundle: str | None, keylog_path: str | None,
                 queue: Any, json_lines: bool) -> None:
     """A worker process: takes the next file not yet taken (`next_file`, shared) until there is none, and streams
     (index, (kind, file number, ...)) to `queue`; the last message is ("end",) or ("crash", path, traceback)."""
@@ -92,7 +107,7 @@ def _files_main(index: int, inputs: list[str], next_file: Any, ca_bundle: str | 
         queue.put((index, ("crash", path, traceback.format_exc())))
 
 
-def analyze_files_parallel(inputs: list[str], jobs: int, *, ca_bundle: str | None = None,
+def analyze_files_parallel(inputs: list[Unit], jobs: int, *, ca_bundle: str | None = None,
                            keylog_path: str | None = None, json_lines: bool = False,
                            progress_factory: ProgressFactory | None = None
                            ) -> Iterator[tuple[str, dict[str, Any] | str]]:
@@ -109,14 +124,15 @@ def analyze_files_parallel(inputs: list[str], jobs: int, *, ca_bundle: str | Non
                for index in range(min(jobs, len(inputs)))]
     for worker in workers:
         worker.start()
-    named = inputs[0] if len(inputs) == 1 else f"{inputs[0]} and {len(inputs) - 1} other file(s)"
+    first = unit_name(inputs[0])
+    named = first if len(inputs) == 1 else f"{first} and {len(inputs) - 1} other input(s)"
     try:
         yield from in_input_order(worker_messages(queue, workers, named), inputs, progress_factory)
     finally:
         shut_down(workers, queue)
 
 
-def files_in_one_process(inputs: list[str], *, trust: Any = None, keylog: Any = None, json_lines: bool = False,
+def files_in_one_process(inputs: list[Unit], *, trust: Any = None, keylog: Any = None, json_lines: bool = False,
                          batch_records: int = BATCH_RECORDS,
                          interleave: Callable[[list[Iterator[tuple[Any, ...]]]],
                                               Iterator[tuple[int, tuple[Any, ...]]]] | None = None,
@@ -145,11 +161,13 @@ def files_in_one_process(inputs: list[str], *, trust: Any = None, keylog: Any = 
     yield from in_input_order(ordered, inputs, progress_factory)
 
 
-def in_input_order(messages: Iterable[tuple[int, tuple[Any, ...]]], inputs: list[str],
+def in_input_order(messages: Iterable[tuple[int, tuple[Any, ...]]], units: list[Unit],
                    progress_factory: ProgressFactory | None = None) -> Iterator[tuple[str, dict[str, Any] | str]]:
     """The workers' (worker, message) pairs turned into (capture, record or error text), file by file in input
     order: the records of the file being output as they come; a later file's wait (`waiting.Waiting`) until every file
-    before it is done. Each file's messages come in order from the one worker that took it."""
+    before it is done. Each file's messages come in order from the one worker that took it. (A series is one unit:
+    its records and errors come under its first file's name.)"""
+    inputs = [unit_name(unit) for unit in units]
     current = 0  # the file being output
     ended: dict[int, list[str]] = {}  # files done, after `current`: their error texts
     waiting = Waiting(prefix="tlsflow-files-")

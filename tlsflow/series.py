@@ -14,10 +14,15 @@ gets exactly the numbers of a run on that file alone.
 
 Order: the files are read in the order of their first packet's time (a glob sorts `x10.pcap` before `x2.pcap`);
 files that cannot be read, or hold no packet, keep their place ahead of the others.
+
+Sensors: the files of each folder are one series (`group_by_folder`), as a sensor writes its rotated files into a
+folder of its own: `tlsflow analyze --series 'sensors/*/*.pcap'` reads each sensor's files as one capture, and
+with `--jobs` several sensors at once (one process per series, tlsflow.parallel_files).
 """
 from __future__ import annotations
 
 import bisect
+import os
 import re
 import warnings
 from collections.abc import Callable, Iterator
@@ -56,6 +61,46 @@ def in_capture_order(paths: list[str]) -> list[str]:
     times = [first_timestamp(p) for p in paths]
     order = sorted(range(len(paths)), key=lambda i: (times[i] is not None, times[i] or 0.0, i))
     return [paths[i] for i in order]
+
+
+def group_by_folder(paths: list[str]) -> list[list[str]]:
+    """The files by the folder they are in, folders in the order of their first file given (standard input: a
+    series of its own)."""
+    groups: dict[str, list[str]] = {}
+    for path in paths:
+        folder = "-" if path == "-" else os.path.dirname(os.path.abspath(path))
+        groups.setdefault(folder, []).append(path)
+    return list(groups.values())
+
+
+def series_units(paths: list[str]) -> list[tuple[str, ...]]:
+    """Each folder's files as a series, in capture order."""
+    return [tuple(in_capture_order(group)) for group in group_by_folder(paths)]
+
+
+def series_progress(paths: tuple[str, ...] | list[str], progress: Progress) -> Callable[[str], Progress]:
+    """A progress factory for `iter_series` that reports to `progress` the bytes of the whole series: those of
+    the files read before, plus how far the current one is, out of all their sizes (None when one is unknown)."""
+    sizes: dict[str, int | None] = {}
+    for path in paths:
+        try:
+            sizes[path] = os.path.getsize(path) if path != "-" else None
+        except OSError:
+            sizes[path] = 0
+    total = None if any(v is None for v in sizes.values()) else sum(v or 0 for v in sizes.values())
+    done_before = 0
+
+    def factory(path: str) -> Progress:
+        nonlocal done_before
+        base = done_before
+        done_before += sizes.get(path) or 0
+
+        def report(read: int, _size: int | None) -> None:
+            progress(base + read, total)
+
+        return report
+
+    return factory
 
 
 def renumber(text: str, base: int) -> str:

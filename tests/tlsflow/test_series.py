@@ -217,3 +217,48 @@ def test_without_series_a_hint_counts_the_connections_that_go_on_into_the_next_f
     cli.main(["analyze", "-o", str(tmp_path / "o.jsonl"), str(CORPUS / "tls12_cert_expired.pcap"),
               str(CORPUS / "net_reset_after_client_hello.pcap"), str(CORPUS / "net_closed_without_alert.pcap")])
     assert "--series" not in capsys.readouterr().err
+
+
+def test_each_folder_is_a_series_and_jobs_read_several_at_once(generated_capture, tmp_path):
+    """Two sensors, each writing its rotated files into a folder of its own: each folder is read as one capture,
+    and with --jobs 2 both at once, giving the same records in the same order."""
+    from bench.gen_capture import generate
+
+    other = tmp_path / "other.pcap"
+    with other.open("wb") as out:
+        generate(out, 1_500_000, seed=5)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    n_a, n_b = len(pcap_frames(generated_capture)), len(pcap_frames(other))
+    a = split(generated_capture, [n_a // 3, n_a * 2 // 3], tmp_path / "a", ["s1.pcap", "s2.pcap", "s3.pcap"])
+    b = split(other, [n_b // 2], tmp_path / "b", ["s1.pcap", "s2.pcap"])
+    given = [str(p) for p in (b[1], a[2], a[0], b[0], a[1])]  # mixed up, as a shell glob over folders would not
+    one = records_of(given, series=True)
+    two = records_of(given, series=True, jobs=2)
+    assert one == two
+    # Folders in the order of their first file given (b), each one's files in capture order.
+    assert [r["capture"] for r in one] == sorted((r["capture"] for r in one),
+                                                  key=lambda c: (not c.startswith(str(tmp_path / "b")), c))
+    for pieces, whole, cuts in ((a, generated_capture, [n_a // 3, n_a * 2 // 3]), (b, other, [n_b // 2])):
+        bases = dict(zip([str(p) for p in pieces], [0, *cuts], strict=True))
+        mine = [as_in_whole(r, bases, "whole") for r in one if r["capture"] in bases]
+        expected = [{k: v for k, v in r.items() if k != "flow_id"} | {"capture": "whole"}
+                    for r in records_of([str(whole)])]
+        assert sorted(mine, key=lambda r: r["first_frame"]) == sorted(expected, key=lambda r: r["first_frame"])
+
+
+def test_a_series_progress_counts_the_bytes_of_all_its_files(tmp_path):
+    from tlsflow.series import series_progress
+
+    files = []
+    for name, size in (("p1", 100), ("p2", 50)):
+        (tmp_path / name).write_bytes(b"x" * size)
+        files.append(str(tmp_path / name))
+    seen = []
+    factory = series_progress(files, lambda read, total: seen.append((read, total)))
+    first = factory(files[0])
+    first(40, 100)
+    first(100, 100)
+    second = factory(files[1])
+    second(50, 50)
+    assert seen == [(40, 150), (100, 150), (150, 150)]
