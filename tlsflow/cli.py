@@ -182,10 +182,6 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     except InputError as exc:
         sys.stderr.write(f"tlsflow: {exc}\n")
         return EXIT_UNREADABLE
-    if args.series and args.scheduler:
-        sys.stderr.write("tlsflow: --series reads its files in one process: it does not run on a cluster "
-                         "(--scheduler)\n")
-        return EXIT_USAGE
     if args.jobs is None:
         jobs = auto_jobs(inputs)
     else:

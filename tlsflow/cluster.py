@@ -1,4 +1,5 @@
-"""Scale-out analysis on a Dask cluster: one task per capture file; each worker writes that capture's Parquet.
+"""Scale-out analysis on a Dask cluster: one task per capture file (with `--series`, per folder of rotated files read
+as one capture); each worker writes each capture's Parquet.
 
 For fleets of sensors writing rotating capture files, where one machine is not enough. The workers open the
 captures and write the results themselves, so only small per-file summaries travel through the scheduler; that
@@ -38,6 +39,9 @@ class CaptureTask:
     ca_bundle: str | None = None
     keylog: str | None = None
     keep: RecordFilter | None = None  # the CLI's --failed/--sni/--host/--port filter
+    # A series (`--series`: a folder's rotated files, read as one capture): (name, path, output) of each of its
+    # files, this task's own first; each file still gets its own Parquet file and result.
+    pieces: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +176,75 @@ def analyze_capture(task: CaptureTask) -> CaptureResult:
     return replace(result, worker=_worker_address())
 
 
+def analyze_task(task: CaptureTask) -> tuple[CaptureResult, ...]:
+    """Run on a worker: a capture (`analyze_capture`), or a series' files read as one (`analyze_series`)."""
+    return analyze_series(task) if task.pieces else (analyze_capture(task),)
+
+
+def analyze_series(task: CaptureTask) -> tuple[CaptureResult, ...]:
+    """Run on a worker: the files of a series read as one capture (tlsflow.series), each file's records (those of
+    the connections that began in it) into its own Parquet file; a result per file, in capture order."""
+    from tlsflow.formats import ParquetWriter
+    from tlsflow.gcpolicy import fewer_collections
+    from tlsflow.series import in_capture_order, iter_series
+
+    try:
+        trust, keylog = _worker_trust(task), _worker_keylog(task)
+    except (OSError, ValueError) as exc:
+        return tuple(_not_analysed(replace(task, name=name), f"cannot load --ca-bundle or --keylog: {exc}"
+                                   f"{_SHARED_STORAGE_HINT}") for name, _, _ in task.pieces)
+    missing = [name for name, path, _ in task.pieces if not os.path.isfile(path)]
+    if missing:  # the client saw them: this worker does not
+        return tuple(_not_analysed(replace(task, name=name), f"{path}: no such file on this worker"
+                                   f"{_SHARED_STORAGE_HINT}" if name in missing else
+                                   f"not analysed: other files of its series are missing on this worker ({missing[0]})")
+                     for name, path, _ in task.pieces)
+    name_of = {path: name for name, path, _ in task.pieces}
+    output_of = {path: output for _, path, output in task.pieces}
+    order = in_capture_order([path for _, path, _ in task.pieces])
+    tmp_of = {path: os.path.join(os.path.dirname(output_of[path]), f".{os.path.basename(output_of[path])}."
+                                 f"{os.getpid()}-{threading.get_ident()}.tmp") for path in order}
+    writers: dict[str, Any] = {}
+    rows = dict.fromkeys(order, 0)
+    outcomes: dict[str, dict[str, int]] = {path: {} for path in order}
+    errors: dict[str, list[str]] = {path: [] for path in order}
+    try:
+        for path in order:
+            os.makedirs(os.path.dirname(tmp_of[path]), exist_ok=True)
+            writers[path] = ParquetWriter(tmp_of[path])
+        with fewer_collections():
+            for path, result in iter_series(order, trust=trust, keylog=keylog, caches=_worker_caches(trust)):
+                name = name_of[path]
+                if isinstance(result, str):
+                    errors[path].append(name + result[len(path):] if result.startswith(path) else result)
+                    continue
+                result["capture"] = name
+                if task.keep is not None and not task.keep(result):
+                    continue
+                writers[path].write(result)
+                rows[path] += 1
+                counts = outcomes[path]
+                counts[result["outcome"]] = counts.get(result["outcome"], 0) + 1
+        for path in order:
+            writers.pop(path).close()
+            os.replace(tmp_of[path], output_of[path])
+    except BaseException as exc:
+        for path in order:
+            try:
+                os.unlink(tmp_of[path])
+            except OSError:
+                pass
+        if not isinstance(exc, Exception):
+            raise
+        worker = _worker_address()
+        return tuple(CaptureResult(name_of[p], None, rows[p], outcomes[p],
+                                   (*errors[p], f"{name_of[p]}: series not analysed: {type(exc).__name__}: {exc}"),
+                                   worker) for p in order)
+    worker = _worker_address()
+    return tuple(CaptureResult(name_of[p], output_of[p], rows[p], outcomes[p], tuple(errors[p]), worker)
+                 for p in order)
+
+
 def _not_analysed(task: CaptureTask, message: str) -> CaptureResult:
     return CaptureResult(task.name, None, errors=(f"{task.name}: {message}",))
 
@@ -273,7 +346,7 @@ def analyze_cluster(paths: str | Path | Iterable[str | Path], scheduler: Any, ou
                     ca_bundle: str | Path | None = None, keylog: str | Path | None = None,
                     keep: RecordFilter | None = None, connect_timeout: float = 30.0,
                     timeout: float | None = None,
-                    on_result: Callable[[CaptureResult], None] | None = None) -> ClusterRun:
+                    on_result: Callable[[CaptureResult], None] | None = None, series: bool = False) -> ClusterRun:
     """Analyse captures on a Dask cluster: one task per capture, each writing `out_dir/<name>-<hash>.parquet`
     with the contract's schema (`pd.read_parquet(out_dir)` reads them all), plus `_tlsflow_run.json` listing
     what each capture gave. `scheduler`: an address (`tcp://host:8786`), a LocalCluster or a Client.
@@ -282,7 +355,9 @@ def analyze_cluster(paths: str | Path | Iterable[str | Path], scheduler: Any, ou
     as are `ca_bundle`, `keylog` and `out_dir`: they must be on storage every worker sees at the same path. A
     capture that cannot be read is reported in its result's `errors` (and to `on_result` as soon as it is
     known) and the other captures go on; so is every capture not analysed within `timeout` seconds (then
-    cancelled). Raises ClusterError when the cluster cannot be used at all."""
+    cancelled). Raises ClusterError when the cluster cannot be used at all. `series`: each folder's files are
+    one capture in pieces (tlsflow.series), analysed as one by one task; each file still gets its own Parquet file
+    and result."""
     from tlsflow.api import _expand
 
     inputs = _expand(paths)
@@ -296,10 +371,18 @@ def analyze_cluster(paths: str | Path | Iterable[str | Path], scheduler: Any, ou
     ca = os.path.abspath(str(ca_bundle)) if ca_bundle else None
     kl = os.path.abspath(str(keylog)) if keylog else None
     tasks = []
-    for name in inputs:
-        path = os.path.abspath(name)
-        tasks.append(CaptureTask(name=name, path=path, output=os.path.join(out, output_name(path)),
-                                 ca_bundle=ca, keylog=kl, keep=keep))
+    if series:
+        from tlsflow.series import group_by_folder
+
+        groups = group_by_folder(inputs)
+    else:
+        groups = [[name] for name in inputs]
+    for group in groups:
+        pieces = tuple((name, os.path.abspath(name), os.path.join(out, output_name(os.path.abspath(name))))
+                       for name in group)
+        name, path, output = pieces[0]
+        tasks.append(CaptureTask(name=name, path=path, output=output, ca_bundle=ca, keylog=kl, keep=keep,
+                                 pieces=pieces if len(pieces) > 1 else ()))
     client, opened = _connect(scheduler, connect_timeout)
     by_name: dict[str, CaptureResult] = {}
     try:
@@ -307,7 +390,7 @@ def analyze_cluster(paths: str | Path | Iterable[str | Path], scheduler: Any, ou
 
         # pure=False: the same path twice (a rerun on a long-lived cluster) is a new task, as the file may
         # have grown; the scheduler spreads the tasks over the workers as they free up.
-        futures = client.map(analyze_capture, tasks, pure=False, key="tlsflow-analyze")
+        futures = client.map(analyze_task, tasks, pure=False, key="tlsflow-analyze")
         task_of = {f.key: t for f, t in zip(futures, tasks, strict=True)}
         expired = threading.Event()
         # A watchdog rather than as_completed's own timeout (newer Dask only): cancelled tasks come out of
@@ -320,27 +403,29 @@ def analyze_cluster(paths: str | Path | Iterable[str | Path], scheduler: Any, ou
         try:
             for future in as_completed(futures, loop=client.loop):
                 task = task_of[future.key]
+                members = [replace(task, name=name) for name, _, _ in task.pieces] or [task]
                 if future.cancelled():  # by the watchdog, or by someone on the cluster's dashboard
-                    result = _not_analysed(task, f"not analysed within {timeout:g} s" if expired.is_set()
-                                           else "cancelled on the cluster")
+                    results = tuple(_not_analysed(t, f"not analysed within {timeout:g} s" if expired.is_set()
+                                                  else "cancelled on the cluster") for t in members)
                 else:
                     try:
-                        result = future.result()
+                        results = future.result()
                     # The worker died on it (KilledWorker), or the task could not run there.
                     except Exception as exc:  # noqa: BLE001
-                        result = _not_analysed(task, "the cluster could not analyse it: "
-                                               f"{type(exc).__name__}: {exc}")
-                by_name[task.name] = result
+                        results = tuple(_not_analysed(t, "the cluster could not analyse it: "
+                                                      f"{type(exc).__name__}: {exc}") for t in members)
                 future.release()
-                if on_result is not None:
-                    on_result(result)
+                for result in results:
+                    by_name[result.capture] = result
+                    if on_result is not None:
+                        on_result(result)
         finally:
             if watchdog is not None:
                 watchdog.cancel()
     finally:
         if opened:
             client.close()
-    run = ClusterRun(out_dir=out, results=[by_name[t.name] for t in tasks])
+    run = ClusterRun(out_dir=out, results=[by_name[name] for name in inputs])
     _write_manifest(run)
     return run
 
@@ -378,7 +463,7 @@ def cmd_analyze_cluster(args: Any, inputs: list[str], keep: RecordFilter | None)
 
     try:
         run = analyze_cluster(inputs, args.scheduler, args.output, ca_bundle=args.ca_bundle,
-                              keylog=args.keylog, keep=keep, on_result=on_result)
+                              keylog=args.keylog, keep=keep, on_result=on_result, series=args.series)
     except ClusterError as exc:
         return usage(str(exc))
     if show_progress:

@@ -298,3 +298,31 @@ def test_a_worker_checks_the_chains_of_rotating_files_once(generated_capture, tm
         assert not result.errors
     assert _rows_from_parquet(out) == expected
     assert 0 < len(calls) < checks_alone
+
+
+def test_series_on_the_cluster_equals_series_in_one_process(cluster, generated_capture, tmp_path):
+    """--series on Dask: a task per folder reads its rotated files as one capture, and each file still gets its
+    Parquet file, with the rows of a local --series run (one record per connection, under the file it began in)."""
+    from tests.conftest import capture_file_bytes, pcap_frames
+    from tlsflow.cluster import analyze_cluster
+
+    frames = pcap_frames(generated_capture)
+    files = []
+    for folder, cuts in (("s1", [len(frames) // 3, len(frames) * 2 // 3]), ("s2", [len(frames) // 2])):
+        (tmp_path / folder).mkdir()
+        bounds = [0, *cuts, len(frames)]
+        for i in range(len(bounds) - 1):
+            path = tmp_path / folder / f"rot{i}.pcap"
+            path.write_bytes(capture_file_bytes(1, [(t, d, len(d)) for t, d in frames[bounds[i]:bounds[i + 1]]],
+                                                pcapng=False))
+            files.append(str(path))
+    out = tmp_path / "results"
+    run = analyze_cluster(files, cluster.scheduler_address, out, series=True, timeout=240)
+    assert run.errors == []
+    assert [r.capture for r in run.results] == files
+    assert len(run.files) == len(files) == len(list(out.glob("*.parquet")))
+    expected = _rows_single_process(files, series=True)
+    got = _rows_from_parquet(out)
+    assert len(got) == len(expected) == run.rows == 2 * len(_rows_single_process(str(generated_capture)))
+    for g, e in zip(got, expected, strict=True):
+        assert g == e, (g["capture"], g["flow_id"])

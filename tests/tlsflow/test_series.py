@@ -128,7 +128,7 @@ def test_damage_in_a_middle_piece_is_reported_in_its_own_frames_and_the_series_g
     assert any(r["capture"] == str(pieces[2]) and r["outcome"] == "established" for r in records)
 
 
-def test_command_line_and_dataframe(generated_capture, tmp_path, capsys):
+def test_command_line_and_dataframe(generated_capture, tmp_path):
     frames = len(pcap_frames(generated_capture))
     pieces = split(generated_capture, [frames // 2], tmp_path, ["x1.pcap", "x2.pcap"])
     out = tmp_path / "out.jsonl"
@@ -140,11 +140,6 @@ def test_command_line_and_dataframe(generated_capture, tmp_path, capsys):
     frame = analyze([str(p) for p in pieces], series=True)
     assert len(frame) == len(whole)
     assert sorted(frame["capture"].unique()) == sorted(map(str, pieces))
-    # A series is read by one process: on a cluster it would be cut at every file again.
-    rc = cli.main(["analyze", "--series", "--scheduler", "tcp://127.0.0.1:1", "-o", str(tmp_path / "p"),
-                   *map(str, pieces)])
-    assert rc == cli.EXIT_USAGE
-    assert "--series" in capsys.readouterr().err
 
 
 def test_explain_in_a_series_shows_the_connection_analyze_reported(generated_capture, tmp_path, capsys):
