@@ -162,13 +162,15 @@ def _in_series(path: str, flow_id: int, out: IO[str], series: list[str], trust: 
     the whole series as `analyze --series` reads it; or the exit code after saying why not."""
     from tlsflow.capture.errors import about
     from tlsflow.pipeline import feed_capture
-    from tlsflow.series import Pieces, in_capture_order
+    from tlsflow.series import Pieces, group_by_folder, in_capture_order
 
-    paths = in_capture_order(series)
-    path = next((p for p in paths if p == path or _same_file(p, path)), path)
-    if path not in paths:
+    path = next((p for p in series if p == path or _same_file(p, path)), path)
+    if path not in series:
         out.write(f"tlsflow: {path} is not one of the --series files\n")
         return 2
+    # The series is the files of CAPTURE's folder, as `analyze --series` groups them (a glob over every sensor's
+    # folder may be given).
+    paths = in_capture_order(next(group for group in group_by_folder(series) if path in group))
     analyzer = FlowAnalyzer(path, trust=trust, keep_events_for=-1, keylog=keylog)
     pieces = Pieces()
     frames = 0

@@ -67,7 +67,7 @@ def group_by_folder(paths: list[str]) -> list[list[str]]:
     """The files by the folder they are in, folders in the order of their first file given (standard input: a
     series of its own)."""
     groups: dict[str, list[str]] = {}
-    for path in paths:
+    for path in dict.fromkeys(paths):  # (a file given twice is read once: its packets twice would be copies)
         folder = "-" if path == "-" else os.path.dirname(os.path.abspath(path))
         groups.setdefault(folder, []).append(path)
     return list(groups.values())

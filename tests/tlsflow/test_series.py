@@ -168,6 +168,12 @@ def test_explain_in_a_series_shows_the_connection_analyze_reported(generated_cap
             assert max(ladder) > cut  # its handshake went on in y2.pcap: frames counted on past y1's last
     rc = cli.main(["explain", str(generated_capture), "--flow", "1", "--series", *pieces])
     assert rc == 2 and "not one of the --series files" in capsys.readouterr().out
+    # Another sensor's folder among the --series files: only CAPTURE's folder is its series, as analyze has it.
+    (tmp_path / "other").mkdir()
+    others = [str(p) for p in split(generated_capture, [cut // 2], tmp_path / "other", ["o1.pcap", "o2.pcap"])]
+    rc = cli.main(["explain", failed["capture"], "--flow", str(failed["flow_id"]), "--series", *others, *pieces])
+    out = capsys.readouterr().out
+    assert rc == 1 and f"{failed['client']} → {failed['server']}" in out
 
 
 def test_files_that_overlap_in_time_are_not_a_series_and_a_warning_says_so(generated_capture, tmp_path):
@@ -229,6 +235,7 @@ def test_each_folder_is_a_series_and_jobs_read_several_at_once(generated_capture
     b = split(other, [n_b // 2], tmp_path / "b", ["s1.pcap", "s2.pcap"])
     given = [str(p) for p in (b[1], a[2], a[0], b[0], a[1])]  # mixed up, as a shell glob over folders would not
     one = records_of(given, series=True)
+    assert records_of([*given, str(a[0])], series=True) == one  # a file given twice is read once
     two = records_of(given, series=True, jobs=2)
     assert one == two
     # Folders in the order of their first file given (b), each one's files in capture order.
