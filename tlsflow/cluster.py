@@ -183,16 +183,15 @@ def analyze_task(task: CaptureTask) -> tuple[CaptureResult, ...]:
 
 def analyze_series(task: CaptureTask) -> tuple[CaptureResult, ...]:
     """Run on a worker: the files of a series read as one capture (tlsflow.series), each file's records (those of
-    the connections that began in it) into its own Parquet file; a result per file, in capture order."""
+    the connections that began in it) into its own Parquet file; a result per file."""
     from tlsflow.formats import ParquetWriter
     from tlsflow.gcpolicy import fewer_collections
-    from tlsflow.series import in_capture_order, iter_series
+    from tlsflow.series import iter_series
 
-    try:
-        trust, keylog = _worker_trust(task), _worker_keylog(task)
-    except (OSError, ValueError) as exc:
-        return tuple(_not_analysed(replace(task, name=name), f"cannot load --ca-bundle or --keylog: {exc}"
-                                   f"{_SHARED_STORAGE_HINT}") for name, _, _ in task.pieces)
+    loaded = _worker_inputs(task)
+    if isinstance(loaded, str):
+        return tuple(_not_analysed(replace(task, name=name), loaded) for name, _, _ in task.pieces)
+    trust, keylog = loaded
     missing = [name for name, path, _ in task.pieces if not os.path.isfile(path)]
     if missing:  # the client saw them: this worker does not
         return tuple(_not_analysed(replace(task, name=name), f"{path}: no such file on this worker"
@@ -201,9 +200,8 @@ def analyze_series(task: CaptureTask) -> tuple[CaptureResult, ...]:
                      for name, path, _ in task.pieces)
     name_of = {path: name for name, path, _ in task.pieces}
     output_of = {path: output for _, path, output in task.pieces}
-    order = in_capture_order([path for _, path, _ in task.pieces])
-    tmp_of = {path: os.path.join(os.path.dirname(output_of[path]), f".{os.path.basename(output_of[path])}."
-                                 f"{os.getpid()}-{threading.get_ident()}.tmp") for path in order}
+    order = [path for _, path, _ in task.pieces]  # (iter_series reads them in capture order)
+    tmp_of = {path: _tmp_path(output_of[path]) for path in order}
     writers: dict[str, Any] = {}
     rows = dict.fromkeys(order, 0)
     outcomes: dict[str, dict[str, int]] = {path: {} for path in order}
@@ -245,6 +243,24 @@ def analyze_series(task: CaptureTask) -> tuple[CaptureResult, ...]:
                  for p in order)
 
 
+def _worker_inputs(task: CaptureTask) -> tuple[Any, Any] | str:
+    """(trust store, key log) for the task, or why they cannot be loaded: the worker does not see the bundle or
+    key log the client saw."""
+    trust = None
+    try:
+        trust = _worker_trust(task)
+        return trust, _worker_keylog(task)
+    except (OSError, ValueError) as exc:
+        which = f"--keylog {task.keylog}" if trust is not None else f"--ca-bundle {task.ca_bundle}"
+        return f"cannot load {which}: {exc}{_SHARED_STORAGE_HINT}"
+
+
+def _tmp_path(output: str) -> str:
+    """Where a Parquet file is written before it is renamed to `output`: a dot name (readers of the folder skip
+    it), one per process and thread."""
+    return os.path.join(os.path.dirname(output), f".{os.path.basename(output)}.{os.getpid()}-{threading.get_ident()}.tmp")
+
+
 def _not_analysed(task: CaptureTask, message: str) -> CaptureResult:
     return CaptureResult(task.name, None, errors=(f"{task.name}: {message}",))
 
@@ -256,17 +272,14 @@ def _analyze_capture(task: CaptureTask) -> CaptureResult:
     from tlsflow.gcpolicy import fewer_collections
     from tlsflow.pipeline import CaptureReport, iter_flow_records
 
-    trust = keylog = None
-    try:
-        trust = _worker_trust(task)
-        keylog = _worker_keylog(task)
-    except (OSError, ValueError) as exc:  # the worker does not see the bundle or key log the client saw
-        which = f"--keylog {task.keylog}" if trust is not None else f"--ca-bundle {task.ca_bundle}"
-        return _not_analysed(task, f"cannot load {which}: {exc}{_SHARED_STORAGE_HINT}")
+    loaded = _worker_inputs(task)
+    if isinstance(loaded, str):
+        return _not_analysed(task, loaded)
+    trust, keylog = loaded
     if not os.path.isfile(task.path):  # the client saw it: this worker does not
         return _not_analysed(task, f"{task.path}: no such file on this worker{_SHARED_STORAGE_HINT}")
     out_dir = os.path.dirname(task.output)
-    tmp = os.path.join(out_dir, f".{os.path.basename(task.output)}.{os.getpid()}-{threading.get_ident()}.tmp")
+    tmp = _tmp_path(task.output)
     try:
         os.makedirs(out_dir, exist_ok=True)
         writer = ParquetWriter(tmp)

@@ -160,45 +160,31 @@ def _in_series(path: str, flow_id: int, out: IO[str], series: list[str], trust: 
                ) -> tuple[dict[str, Any] | None, FlowAnalyzer, int] | int:
     """(the record, the analyzer that kept its events, the frames before `path`) of the connection, read through
     the whole series as `analyze --series` reads it; or the exit code after saying why not."""
-    from tlsflow.capture.errors import about
-    from tlsflow.pipeline import feed_capture
-    from tlsflow.series import Pieces, group_by_folder, in_capture_order
+    from tlsflow.series import group_by_folder, iter_series
 
     path = next((p for p in series if p == path or _same_file(p, path)), path)
     if path not in series:
         out.write(f"tlsflow: {path} is not one of the --series files\n")
         return 2
+    analyzer = FlowAnalyzer(path, trust=trust, keep_events_for=-1, keylog=keylog)
+    frame_base = 0
+
+    def begin(piece: str, frames_before: int) -> None:
+        nonlocal frame_base
+        if piece == path:  # the connection's flow_id in the series' own numbering is known from here
+            analyzer.keep_events_for = analyzer.reassembler.flows_opened + flow_id
+            frame_base = frames_before
+
+    record = None
     # The series is the files of CAPTURE's folder, as `analyze --series` groups them (a glob over every sensor's
     # folder may be given).
-    paths = in_capture_order(next(group for group in group_by_folder(series) if path in group))
-    analyzer = FlowAnalyzer(path, trust=trust, keep_events_for=-1, keylog=keylog)
-    pieces = Pieces()
-    frames = 0
-    target = -1  # the connection's flow_id in the series' own numbering, known once `path` begins
-    record = None
-    for piece in paths:
-        try:
-            cap = open_capture(piece)
-        except (OSError, CaptureError) as exc:
-            out.write(f"tlsflow: {about(piece, str(exc))}\n")
-            continue
-        damage: list[CaptureError] = []
-        with cap:
-            cap.number_from(frames)
-            pieces.begin(piece, frames, analyzer.reassembler.flows_opened)
-            if piece == path:
-                target = analyzer.keep_events_for = analyzer.reassembler.flows_opened + flow_id
-            for r in feed_capture(analyzer, cap, damage):
-                if r["flow_id"] == target:
-                    record = r
-            frames = cap.stats.frames
-        if damage:
-            out.write(f"tlsflow: {damage[0]}\n")
-    for r in analyzer.finish():
-        if r["flow_id"] == target:
-            record = r
-    frame_base = pieces.frame_bases[pieces.names.index(path)]
-    return (pieces.place(record)[1] if record is not None else None), analyzer, frame_base
+    group = next(group for group in group_by_folder(series) if path in group)
+    for capture, result in iter_series(group, analyzer=analyzer, on_begin=begin):
+        if isinstance(result, str):
+            out.write(f"tlsflow: {result}\n")
+        elif capture == path and result["flow_id"] == flow_id:
+            record = result
+    return record, analyzer, frame_base
 
 
 def _same_file(a: str, b: str) -> bool:

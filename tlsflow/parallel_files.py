@@ -31,11 +31,11 @@ BATCH_RECORDS = 256  # records in a worker's message at most
 BATCH_BYTES = 1 << 24
 
 
-Unit = str | tuple[str, ...]  # a file, or the files of a series (tlsflow.series), in the order they are read
+Unit = str | tuple[str, ...]  # a file, or the files of a series (tlsflow.series: read in capture order)
 
 
 def unit_name(unit: Unit) -> str:
-    """What a unit's records and progress bar go by: the file, or a series' first file."""
+    """What a unit's records and progress bar go by: the file, or a series' first file given."""
     return unit if isinstance(unit, str) else unit[0]
 
 
@@ -166,7 +166,7 @@ def in_input_order(messages: Iterable[tuple[int, tuple[Any, ...]]], units: list[
     """The workers' (worker, message) pairs turned into (capture, record or error text), file by file in input
     order: the records of the file being output as they come; a later file's wait (`waiting.Waiting`) until every file
     before it is done. Each file's messages come in order from the one worker that took it. (A series is one unit:
-    its records and errors come under its first file's name.)"""
+    its records and errors come under its first file's name as given.)"""
     inputs = [unit_name(unit) for unit in units]
     current = 0  # the file being output
     ended: dict[int, list[str]] = {}  # files done, after `current`: their error texts

@@ -58,9 +58,14 @@ def first_timestamp(path: str) -> float | None:
 def in_capture_order(paths: list[str]) -> list[str]:
     """The files by their first packet's time (ties and files without a time keep their given order, the latter
     first: their errors or emptiness come out before any record)."""
-    times = [first_timestamp(p) for p in paths]
-    order = sorted(range(len(paths)), key=lambda i: (times[i] is not None, times[i] or 0.0, i))
-    return [paths[i] for i in order]
+    return [path for path, _begins in _timed_order(paths)]
+
+
+def _timed_order(paths: list[str]) -> list[tuple[str, float | None]]:
+    """`in_capture_order`, each file with its first packet's time (read once per file)."""
+    timed = [(path, first_timestamp(path)) for path in paths]
+    order = sorted(range(len(timed)), key=lambda i: (timed[i][1] is not None, timed[i][1] or 0.0, i))
+    return [timed[i] for i in order]
 
 
 def group_by_folder(paths: list[str]) -> list[list[str]]:
@@ -74,8 +79,8 @@ def group_by_folder(paths: list[str]) -> list[list[str]]:
 
 
 def series_units(paths: list[str]) -> list[tuple[str, ...]]:
-    """Each folder's files as a series, in capture order."""
-    return [tuple(in_capture_order(group)) for group in group_by_folder(paths)]
+    """Each folder's files as a series (`iter_series` reads them in capture order)."""
+    return [tuple(group) for group in group_by_folder(paths)]
 
 
 def series_progress(paths: tuple[str, ...] | list[str], progress: Progress) -> Callable[[str], Progress]:
@@ -146,16 +151,20 @@ class Pieces:
 
 
 def iter_series(paths: list[str], *, trust: Any = None, keylog: Any = None, caches: RunCaches | None = None,
-                progress_factory: Callable[[str], Progress] | None = None
-                ) -> Iterator[tuple[str, dict[str, Any] | str]]:
-    """(capture, record) for every connection of the files read as one capture, in the order given (see
+                progress_factory: Callable[[str], Progress] | None = None, analyzer: FlowAnalyzer | None = None,
+                on_begin: Callable[[str, int], None] | None = None) -> Iterator[tuple[str, dict[str, Any] | str]]:
+    """(capture, record) for every connection of the files read as one capture, in capture order (see
     `in_capture_order`); (capture, message) for a file that cannot be read, or whose reading stopped at damage
-    (the series goes on with the next file: what the damage cut off is lost, as a sensor's lost packets are)."""
-    caches = caches if caches is not None else RunCaches(trust)
-    analyzer = FlowAnalyzer(paths[0] if paths else "", trust=trust, keylog=keylog, caches=caches)
+    (the series goes on with the next file: what the damage cut off is lost, as a sensor's lost packets are).
+    `analyzer`: the FlowAnalyzer to read them with (`trust`, `keylog` and `caches` are then its own: explain's,
+    which keeps one connection's events); `on_begin(path, frames before it)`: called as each file begins."""
+    timed = _timed_order(paths)
+    if analyzer is None:
+        caches = caches if caches is not None else RunCaches(trust)
+        analyzer = FlowAnalyzer(timed[0][0] if timed else "", trust=trust, keylog=keylog, caches=caches)
     pieces = Pieces()
     frames = 0
-    for path in paths:
+    for path, begins in timed:
         progress = progress_factory(path) if progress_factory is not None else None
         try:
             cap = open_capture(path)
@@ -168,9 +177,11 @@ def iter_series(paths: list[str], *, trust: Any = None, keylog: Any = None, cach
         damage: list[CaptureError] = []
         with cap:
             if pieces.names:
-                _check_follows(pieces.names[-1], analyzer.last_ts, path)
+                _check_follows(pieces.names[-1], analyzer.last_ts, path, begins)
             cap.number_from(frames)
             pieces.begin(path, frames, analyzer.reassembler.flows_opened)
+            if on_begin is not None:
+                on_begin(path, frames)
             for record in feed_capture(analyzer, cap, damage, progress):
                 yield pieces.place(record)
             frames = cap.stats.frames
@@ -187,10 +198,10 @@ def iter_series(paths: list[str], *, trust: Any = None, keylog: Any = None, cach
         yield pieces.place(record)
 
 
-def _check_follows(previous: str, previous_end: float | None, path: str) -> None:
-    """Warn when `path` begins well before the file read before it ends: the files overlap in time (two sensors'
-    files, or the same traffic captured twice), and read as one capture their packets would go back in time."""
-    begins = first_timestamp(path)
+def _check_follows(previous: str, previous_end: float | None, path: str, begins: float | None) -> None:
+    """Warn when `path` begins (its first packet at `begins`) well before the file read before it ends: the files
+    overlap in time (two sensors' files, or the same traffic captured twice), and read as one capture their packets
+    would go back in time."""
     if begins is not None and previous_end is not None and begins < previous_end - OVERLAP_TOLERANCE:
         warnings.warn(f"tlsflow: --series: {path} begins {previous_end - begins:.1f} s before {previous} ends: "
                       "these files overlap in time and are not one capture in pieces (give each sensor's files as a "
