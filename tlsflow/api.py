@@ -84,12 +84,26 @@ def analyze_files(inputs: list[str], *, trust: Any = None, ca_bundle: str | None
     whole record's line).
     `series`: the files of each folder are pieces of one capture (a sensor's rotated files), read as one, in the
     order of their first packets (tlsflow.series): a connection that crosses from one file to the next is one
-    record. `jobs > 1`: several folders' series at once, one per process."""
+    record. `jobs > 1`: several folders' series at once, one per process; a single folder's series cut into runs of
+    files, one per process (tlsflow.parallel_series: the records of one process, run after run)."""
     if series and len(inputs) > 1:
         from tlsflow.series import iter_series, series_units
 
         units = series_units(inputs)  # (each folder's files, in capture order)
-        if jobs > 1 and len(units) > 1 and trust is None and not hasattr(keylog, "secrets_for"):
+        parallel = jobs > 1 and trust is None and not hasattr(keylog, "secrets_for")
+        if parallel and len(units) == 1 and len(units[0]) > 1 and "-" not in units[0]:
+            # One series, several processes: each reads a run of its files (tlsflow.parallel_series).
+            from tlsflow.parallel_files import unit_name
+            from tlsflow.parallel_series import analyze_series_parallel
+
+            progress = progress_factory(unit_name(units[0])) if progress_factory is not None else None
+            yield from analyze_series_parallel(list(units[0]), jobs, ca_bundle=ca_bundle,
+                                               keylog_path=None if keylog is None else str(keylog),
+                                               json_lines=json_lines, progress=progress)
+            if progress is not None and hasattr(progress, "clear"):
+                progress.clear()
+            return
+        if parallel and len(units) > 1:
             from tlsflow.parallel_files import analyze_files_parallel  # a series per process at a time
 
             yield from analyze_files_parallel(units, jobs, ca_bundle=ca_bundle,  # type: ignore[arg-type]

@@ -189,7 +189,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.series and len(inputs) > 1:
         from tlsflow.series import group_by_folder
 
-        jobs = min(jobs, len(group_by_folder(inputs)))  # (one process per series: a folder's files)
+        folders = group_by_folder(inputs)
+        # (one process per series, a folder's files; a single series is cut into runs of files, one per process)
+        jobs = min(jobs, len(folders) if len(folders) > 1 else len(folders[0]))
     if jobs > 1 and len(inputs) == 1 and not args.scheduler:
         hop_ahead.start(inputs[0], jobs)  # on another core, while the analysis is imported
     try:

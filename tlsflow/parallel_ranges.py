@@ -51,7 +51,7 @@ import socket
 import struct
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 from tlsflow.capture.errors import damage_message
@@ -142,10 +142,7 @@ def _follow_packets(path: str, cap: Any, reassembler: Any, tracked: dict[tuple[s
     from tlsflow.capture import open_capture
     from tlsflow.capture.split import BlockHop, Cut, offset_after
 
-    raw = set()
-    for src, sport, dst, dport in tracked:
-        family = socket.AF_INET6 if ":" in src else socket.AF_INET
-        raw.add(socket.inet_pton(family, src) + socket.inet_pton(family, dst) + struct.pack("!HH", sport, dport))
+    raw = wire_keys(tracked)
     preamble = b""
     if cap.link_type is None:  # pcapng: the blocks that a reader starting after that frame needs first
         with BlockHop(path, Cut(cut_offset, cut_frame - 1, cut_preamble)) as hop:
@@ -157,6 +154,32 @@ def _follow_packets(path: str, cap: Any, reassembler: Any, tracked: dict[tuple[s
         offset = offset_after(path, cut_offset, cut_frame - 1, last_frame)
     if cap.link_type == ETHERNET:
         return None, _follow_ethernet(path, offset, last_frame, raw, reassembler, cap.reassembler)
+    counter = follow_counter(reassembler, raw)
+    follow_cap = open_capture(path)
+    try:
+        follow_cap.reassembler = cap.reassembler  # IP fragments in flight go on being reassembled
+        follow_cap.start_at(offset, last_frame, preamble)
+        return follow_cap, follow_cap.packets(counter=counter)
+    except BaseException:
+        follow_cap.close()
+        raise
+
+
+def wire_keys(tracked: Any) -> set[bytes]:
+    """The 4-tuples (source, source port, destination, destination port) as the reader's lanes key them: the
+    addresses and ports as they sit on the wire."""
+    raw = set()
+    for src, sport, dst, dport in tracked:
+        family = socket.AF_INET6 if ":" in src else socket.AF_INET
+        raw.add(socket.inet_pton(family, src) + socket.inet_pton(family, dst) + struct.pack("!HH", sport, dport))
+    return raw
+
+
+def follow_counter(reassembler: Any, raw: set[bytes]) -> Any:
+    """A segment counter (the reader's `counter`) for a worker that follows only the flows of the 4-tuples `raw`
+    (`wire_keys`): their segments go to the reassembler's own lanes as before; every other 4-tuple's is taken as
+    its time only (no TcpPacket) while no expiry pass is due. The reassembler's lanes are kept in a `_FollowLanes`
+    from now on, so `_follow_ethernet` is then given this counter in the reassembler's place."""
     lanes = _FollowLanes(reassembler.lanes)
     lanes.tracked = frozenset(raw)
     reassembler.lanes = lanes  # the reassembler adds and removes its lanes in this one from now on
@@ -169,27 +192,29 @@ def _follow_packets(path: str, cap: Any, reassembler: Any, tracked: dict[tuple[s
             return ts < reassembler.next_expiry  # type: ignore[no-any-return]
         return count(lane, frame, ts, seq, ack, flags, window, ttl, n, buf, ip_end)  # type: ignore[no-any-return]
 
-    class Counter:
-        pass
+    return _FollowCounter(lanes, count_lane, reassembler)
 
-    counter = Counter()
-    counter.lanes = lanes  # type: ignore[attr-defined]
-    counter.count_lane = count_lane  # type: ignore[attr-defined]
-    follow_cap = open_capture(path)
-    try:
-        follow_cap.reassembler = cap.reassembler  # IP fragments in flight go on being reassembled
-        follow_cap.start_at(offset, last_frame, preamble)
-        return follow_cap, follow_cap.packets(counter=counter)
-    except BaseException:
-        follow_cap.close()
-        raise
+
+class _FollowCounter:
+    """`follow_counter`'s counter: what the readers (and `_follow_ethernet`) read of a reassembler."""
+
+    __slots__ = ("_reassembler", "count_lane", "lanes")
+
+    def __init__(self, lanes: _FollowLanes, count_lane: Callable[..., bool], reassembler: Any) -> None:
+        self.lanes = lanes
+        self.count_lane = count_lane
+        self._reassembler = reassembler
+
+    @property
+    def next_expiry(self) -> float:
+        return self._reassembler.next_expiry  # type: ignore[no-any-return]
 
 
 FOLLOW_CHUNK = 1 << 20
 
 
 def _follow_ethernet(path: str, offset: int, frames_before: int, tracked: set[bytes], reassembler: Any,
-                     fragments: Any) -> Iterator[Any]:
+                     fragments: Any) -> Generator[Any, None, int]:
     """Past the range of an Ethernet pcap file: the records from byte `offset` (frame `frames_before + 1`), as
     the reader would give them, except that a TCP segment (IPv4 untagged or with one 802.1Q tag, or IPv6 without
     extension headers) of a 4-tuple not in `tracked` (raw, as on the wire) is skipped when no expiry pass is due
@@ -239,7 +264,7 @@ def _follow_ethernet(path: str, offset: int, frames_before: int, tracked: set[by
                     yield time_of(skipped)
                 if pos != len(buf):
                     raise TruncatedCaptureError("file ends inside a packet record", offset + pos, frame + 1)
-                return
+                return frame  # (the frames of the file: a --series worker numbers the next file's after them)
             buf = buf[pos:] + chunk
             offset += pos
             pos = 0

@@ -166,36 +166,50 @@ def iter_series(paths: list[str], *, trust: Any = None, keylog: Any = None, cach
     frames = 0
     for path, begins in timed:
         progress = progress_factory(path) if progress_factory is not None else None
-        try:
-            cap = open_capture(path)
-        except OSError as exc:
-            yield path, f"{path}: {exc.strerror or exc}"
-            continue
-        except CaptureError as exc:
-            yield path, about(path, str(exc))
-            continue
-        damage: list[CaptureError] = []
-        with cap:
-            if pieces.names:
-                _check_follows(pieces.names[-1], analyzer.last_ts, path, begins)
-            cap.number_from(frames)
-            pieces.begin(path, frames, analyzer.reassembler.flows_opened)
-            if on_begin is not None:
-                on_begin(path, frames)
-            for record in feed_capture(analyzer, cap, damage, progress):
-                yield pieces.place(record)
-            frames = cap.stats.frames
-            if progress is not None:
-                progress(cap.bytes_read, cap.total_bytes)
-                if hasattr(progress, "clear"):
-                    progress.clear()
-        if damage:
-            error = damage[0]
-            if error.frame:
-                error.frame -= pieces.frame_bases[-1]  # (the file's own frame number, as a user looks it up)
-            yield path, damage_message(path, str(error), pieces.flows[-1])
+        frames = yield from read_piece(path, begins, analyzer, pieces, frames, progress, on_begin)
     for record in analyzer.finish():
         yield pieces.place(record)
+
+
+def read_piece(path: str, begins: float | None, analyzer: FlowAnalyzer, pieces: Pieces, frames: int,
+               progress: Progress | None = None, on_begin: Callable[[str, int], None] | None = None,
+               on_damage: Callable[[str, str], None] | None = None) -> Iterator[tuple[str, dict[str, Any] | str]]:
+    """One file of a series (its first packet at `begins`) read into `analyzer`, after `frames` frames of the files
+    before it: what `iter_series` yields for it (the records of the connections that end meanwhile, a message for
+    a file that cannot be read or is damaged). Returns the series' frames after it. `on_damage(path, error)`:
+    called for damage instead of the message (whose count of connections before it the caller then makes)."""
+    try:
+        cap = open_capture(path)
+    except OSError as exc:
+        yield path, f"{path}: {exc.strerror or exc}"
+        return frames
+    except CaptureError as exc:
+        yield path, about(path, str(exc))
+        return frames
+    damage: list[CaptureError] = []
+    with cap:
+        if pieces.names:
+            _check_follows(pieces.names[-1], analyzer.last_ts, path, begins)
+        cap.number_from(frames)
+        pieces.begin(path, frames, analyzer.reassembler.flows_opened)
+        if on_begin is not None:
+            on_begin(path, frames)
+        for record in feed_capture(analyzer, cap, damage, progress):
+            yield pieces.place(record)
+        frames = cap.stats.frames
+        if progress is not None:
+            progress(cap.bytes_read, cap.total_bytes)
+            if hasattr(progress, "clear"):
+                progress.clear()
+    if damage:
+        error = damage[0]
+        if error.frame:
+            error.frame -= pieces.frame_bases[-1]  # (the file's own frame number, as a user looks it up)
+        if on_damage is not None:
+            on_damage(path, str(error))
+        else:
+            yield path, damage_message(path, str(error), pieces.flows[-1])
+    return frames
 
 
 def _check_follows(previous: str, previous_end: float | None, path: str, begins: float | None) -> None:

@@ -197,6 +197,11 @@ class TcpReassembler:
         self._hatch_all()
         return [flow.conn for table in (self._open, self._closing) for flow in table.values() if flow.settled]
 
+    def open_flow_ids(self) -> dict[FlowKey, int]:
+        """Every 4-tuple of the flow table, in both directions, with its flow's id: the connections open or
+        lingering (lone SYNs included), which a `--jobs --series` worker follows into the files after its own."""
+        return {key: flow.flow_id for key, (flow, _side) in self._flows.items()}
+
     def connection(self, src: str, sport: int, dst: str, dport: int) -> Connection | None:
         """The open (or lingering) connection of this 4-tuple, either direction, if there is one."""
         entry = self._flows.get((src, sport, dst, dport))

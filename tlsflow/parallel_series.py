@@ -1,0 +1,440 @@
+"""`--jobs N --series` on one sensor's files: the series cut into N runs of whole files, one process each, with
+the records of a single process reading the series (tlsflow.series).
+
+Why: a sensor that rotates its file every 100 MB writes one folder of many files, and `--series` read them in one
+process: one core, however many the machine has. The cuts fall between files, so no hop is needed to find them;
+the rest is `parallel_ranges`' scheme at file granularity.
+
+Groups: the files, in capture order, are cut into runs of about equal bytes (`group_starts`). Worker k reads its
+run as a series from an empty flow table, then goes on into the files after it, but only for the connections it
+has open when its run ends (every other packet just moves the clock), until none is left (`group_messages`).
+
+Ownership: a worker owns the connections that begin in its run. Those of an earlier run still open when worker k
+starts appear in its run as flows of their own (phantoms). The earlier worker's record of such a connection
+(its 4-tuple, and its last packet's position past that worker's run) tells which: a flow of worker k on that
+4-tuple whose first packet is at or before that position is made of the earlier connection's packets, and is
+dropped (`_Group.place`). A phantom that went on past that position took packets of a later connection, a flow
+table overflow in any worker, or a connection closed idle by a worker whose expiry passes may not fall at a
+single process's packets cannot be settled from the records: the parent then reads the series in one process
+(the records already given are not given again). Exact, slow, and rare.
+
+Positions are (file, frame in that file): the workers number frames from their own first file, a series in one
+process from the first; within a file both agree. flow_id counts the connections that began in the record's file
+(tlsflow.series): a worker counts its phantoms too, so each record's id is lowered by the phantoms of its file
+opened before it.
+
+Output: the first run's records as they come (it has no phantom); each later run's once its worker and every
+earlier one have ended, waiting meanwhile in memory and then on disk (`waiting.Waiting`). Within a run, records
+come in the order they end; the runs one after another.
+"""
+from __future__ import annotations
+
+import bisect
+import traceback
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from tlsflow.capture import CaptureError, open_capture
+from tlsflow.capture.errors import damage_message
+from tlsflow.gcpolicy import tune_gc
+from tlsflow.parallel import QUEUE_BATCHES, shut_down, start_method, worker_messages
+from tlsflow.shipping import pack_all, unpack_all
+from tlsflow.waiting import Waiting
+
+BATCH_RECORDS = 256  # records in a worker's message at most
+Position = tuple[int, int]  # (file in the series' order, frame in that file)
+# What the parent needs of each record to place it: (file, flow_id in that file as the worker counts, 4-tuple,
+# first frame in that file, position of the last packet, why the connection closed).
+Meta = tuple[int, int, Any, int, Position, str | None]
+
+
+def group_starts(sizes: list[int], jobs: int) -> list[int]:
+    """The first file of each run: min(jobs, files) runs of whole files, of about equal bytes (a run begins at
+    the file whose middle passes its share)."""
+    runs = max(1, min(jobs, len(sizes)))
+    total = sum(sizes)
+    starts = [0]
+    done = 0
+    for index, size in enumerate(sizes):
+        if index and len(starts) < runs and (len(sizes) - index <= runs - len(starts)
+                                             or (done + size / 2) * runs >= total * len(starts)):
+            starts.append(index)
+        done += size
+    return starts
+
+
+def _sizes(paths: list[str]) -> list[int]:
+    import os
+
+    out = []
+    for path in paths:
+        try:
+            out.append(os.path.getsize(path))
+        except OSError:
+            out.append(0)
+    return out
+
+
+def group_messages(timed: list[tuple[str, float | None]], first: int, end: int, *, trust: Any, keylog: Any = None,
+                   caches: Any = None, json_lines: bool = False, batch_records: int = BATCH_RECORDS
+                   ) -> Iterator[tuple[Any, ...]]:
+    """One worker's work: the files `timed[first:end]` (path, first packet's time; the series in capture order) read
+    as a series, then the files after them for the connections open at the end of the last one. Messages:
+    ("records", packed records, their Metas, bytes read), ("message", path, text) for a file that cannot be read,
+    ("damage", path, error, file) for a file whose reading stopped at damage, and last ("end", next expiry pass
+    after the run's first packet, next expiry pass when the run ended, flows evicted, bytes read)."""
+    from tlsflow.capture.linktypes import ETHERNET
+    from tlsflow.capture.pcap import HEADER_SIZE
+    from tlsflow.parallel_ranges import _follow_ethernet, _range_analyzer_class, follow_counter, wire_keys
+    from tlsflow.pipeline import RunCaches
+    from tlsflow.series import Pieces, read_piece
+
+    caches = caches if caches is not None else RunCaches(trust)
+    analyzer = _range_analyzer_class()(timed[first][0], trust=trust, keylog=keylog, caches=caches)
+    reassembler = analyzer.reassembler
+    pieces = Pieces()
+    file_of: list[int] = []  # each of pieces' files -> its place in the series
+    place_of: dict[str, int] = {}  # a file's path -> its place in the series
+    records: list[dict[str, Any]] = []
+    metas: list[Meta] = []
+    read_before = 0  # bytes of the run's files done
+    read_now = 0  # of the file being read
+
+    def progress(done: int, _size: int | None) -> None:
+        nonlocal read_now
+        read_now = done
+
+    def position(frame: int) -> Position:
+        at = bisect.bisect_left(pieces.frame_bases, frame) - 1
+        return file_of[at], frame - pieces.frame_bases[at]
+
+    def keep(record: dict[str, Any]) -> None:
+        """A record placed by `pieces`, kept when its connection began in the run."""
+        key, last_frame, reason = record.pop("_range")
+        file = place_of[record["capture"]]
+        if file < end:
+            records.append(record)
+            metas.append((file, record["flow_id"], key, record["first_frame"], position(last_frame), reason))
+
+    def batch() -> tuple[Any, ...]:
+        nonlocal records, metas
+        message = ("records", pack_all(records, json_lines), metas, read_before + read_now)
+        records, metas = [], []
+        return message
+
+    # Expiry passes run at the first packet of each whole second (TcpReassembler.advance): a run that starts at
+    # its first file's first packet runs them at a single process's packets when that process's next pass at the
+    # cut (the previous run's `cut_clock`) is not later than this run's.
+    first_clock = None
+    begins = next((t for _path, t in timed[first:end] if t is not None), None)
+    if first > 0 and begins is not None:
+        analyzer.tick(begins)
+        first_clock = reassembler.next_expiry
+    frames = 0
+    pending: list[tuple[Any, ...]] = []  # messages about the file being read, sent after its records so far
+
+    def on_damage(path: str, error: str) -> None:
+        pending.append(("damage", path, error, place_of[path]))
+
+    for index in range(first, end):
+        path, begins = timed[index]
+        place_of[path] = index
+        read_now = 0
+        piece = read_piece(path, begins, analyzer, pieces, frames, progress,
+                           on_begin=lambda _path, _frames, index=index: file_of.append(index), on_damage=on_damage)
+        while True:
+            try:
+                _capture, result = next(piece)
+            except StopIteration as stop:
+                frames = stop.value
+                break
+            if result.__class__ is str:
+                pending.append(("message", path, result))
+                continue
+            keep(result)  # type: ignore[arg-type]
+            if len(records) >= batch_records:
+                yield batch()
+        read_before += _sizes([path])[0]
+        read_now = 0
+        if pending:
+            if records:
+                yield batch()
+            yield from pending
+            pending.clear()
+    cut_clock = reassembler.next_expiry
+    # Past the run: only its open connections, until none is left.
+    tracked = reassembler.open_flow_ids()
+    stopped = False
+    if tracked and end < len(timed):
+        raw = wire_keys(tracked)
+        counter = follow_counter(reassembler, raw)
+
+        def take(new: Any) -> None:
+            for record in new:
+                flow_id = record["flow_id"]
+                for key in [key for key, value in tracked.items() if value == flow_id]:
+                    del tracked[key]
+                keep(pieces.place(record)[1])
+
+        for index in range(end, len(timed)):
+            path = timed[index][0]
+            try:
+                cap = open_capture(path)
+            except (OSError, CaptureError):
+                continue  # (its owner says why)
+            with cap:
+                cap.number_from(frames)
+                pieces.begin(path, frames, reassembler.flows_opened)
+                file_of.append(index)
+                place_of[path] = index
+                if cap.link_type == ETHERNET and not cap.stats.compressed:
+                    # (most packets here are other runs': this reader does not even decode them)
+                    walker: Iterator[Any] = _follow_ethernet(path, HEADER_SIZE, frames, raw, counter,
+                                                             cap.reassembler)
+                else:
+                    walker = cap.packets(counter=counter)
+                frames_after: list[int | None] = []
+                try:
+                    for pkt in _returned(walker, frames_after):
+                        ts = pkt if pkt.__class__ is float else pkt.ts  # type: ignore[union-attr]
+                        if pkt.__class__ is not float and (pkt.src, pkt.sport, pkt.dst, pkt.dport) in tracked:
+                            take(analyzer.feed(pkt))
+                        else:
+                            analyzer.last_ts = ts  # type: ignore[assignment]
+                            if ts >= reassembler.next_expiry:
+                                take(analyzer.tick(ts))  # type: ignore[arg-type]
+                        if not tracked:
+                            break
+                        if len(records) >= batch_records:
+                            yield batch()
+                except CaptureError as exc:
+                    # (as one process: the series goes on with the next file; its owner reports the damage)
+                    frames_after.append(exc.frame - 1 if exc.frame else None)
+                frames = frames_after[0] if frames_after and frames_after[0] is not None else cap.stats.frames
+            if not tracked:
+                stopped = True
+                break
+    if not stopped:
+        for record in analyzer.finish():
+            keep(pieces.place(record)[1])
+    yield batch()
+    yield ("end", first_clock, cut_clock, reassembler.flows_evicted, read_before)
+
+
+def _returned(walker: Iterator[Any], out: list[int | None]) -> Iterator[Any]:
+    """The items of `walker`; what it returns (a follow reader: the frames of its file) appended to `out`."""
+    value = yield from walker
+    out.append(value)
+
+
+def _group_main(index: int, timed: list[tuple[str, float | None]], starts: list[int], ca_bundle: str | None,
+                keylog_path: str | None, queue: Any, json_lines: bool) -> None:
+    """A worker process: run `index`'s messages to `queue` as (index, message); ("crash", traceback) if it fails."""
+    tune_gc()
+    try:
+        from tlsflow.api import _load_keylog, _trust_store
+
+        end = starts[index + 1] if index + 1 < len(starts) else len(timed)
+        for message in group_messages(timed, starts[index], end, trust=_trust_store(ca_bundle),
+                                      keylog=_load_keylog(keylog_path), json_lines=json_lines):
+            queue.put((index, message))
+    except BaseException:  # noqa: BLE001 - reported to the parent, which raises
+        queue.put((index, ("crash", traceback.format_exc())))
+
+
+def analyze_series_parallel(paths: list[str], jobs: int, *, ca_bundle: str | None = None,
+                            keylog_path: str | None = None, json_lines: bool = False,
+                            progress: Callable[[int, int | None], None] | None = None
+                            ) -> Iterator[tuple[str, dict[str, Any] | str]]:
+    """(capture, record or message) for one series (`paths`: a folder's files), as `series.iter_series` yields
+    them, by `jobs` processes (at most one per file). Workers build their trust store from `ca_bundle` and their
+    key log from `keylog_path`; with `json_lines` they encode the records (tlsflow.shipping)."""
+    from tlsflow.series import _timed_order
+
+    timed = _timed_order(paths)
+    sizes = _sizes([path for path, _t in timed])
+    starts = group_starts(sizes, jobs)
+    ctx = start_method()
+    queue = ctx.Queue(QUEUE_BATCHES)
+    workers = [ctx.Process(target=_group_main, args=(index, timed, starts, ca_bundle, keylog_path, queue,
+                                                     json_lines), daemon=True)
+               for index in range(len(starts))]
+    for worker in workers:
+        worker.start()
+    given: set[tuple[str, int] | str] = set()
+    try:
+        try:
+            yield from _merge_groups(worker_messages(queue, workers, paths[0]), timed, starts, sizes, given, progress)
+            return
+        except _Inexact:
+            pass
+    finally:
+        shut_down(workers, queue)
+    yield from _single_process(paths, given, ca_bundle, keylog_path, progress)
+
+
+def groups_in_one_process(paths: list[str], jobs: int, *, trust: Any = None, keylog: Any = None,
+                          json_lines: bool = False, batch_records: int = BATCH_RECORDS,
+                          interleave: Callable[[list[Iterator[tuple[Any, ...]]]],
+                                               Iterator[tuple[int, tuple[Any, ...]]]] | None = None
+                          ) -> Iterator[tuple[str, dict[str, Any] | str]]:
+    """The work of `analyze_series_parallel` in this process (tests): each run's messages as its worker makes them,
+    put in order by the same merge. `interleave`: given every run's messages, the order in which the parent gets
+    them as (run, message); by default the runs one after another."""
+    from tlsflow.pipeline import RunCaches
+    from tlsflow.series import _timed_order
+
+    timed = _timed_order(paths)
+    sizes = _sizes([path for path, _t in timed])
+    starts = group_starts(sizes, jobs)
+    caches = RunCaches(trust)
+    every = [group_messages(timed, start, starts[k + 1] if k + 1 < len(starts) else len(timed), trust=trust,
+                            keylog=keylog, caches=caches, json_lines=json_lines, batch_records=batch_records)
+             for k, start in enumerate(starts)]
+    ordered = ((k, m) for k, each in enumerate(every) for m in each) if interleave is None else interleave(every)
+    given: set[tuple[str, int] | str] = set()
+    try:
+        yield from _merge_groups(ordered, timed, starts, sizes, given, None)
+        return
+    except _Inexact:
+        pass
+    from tlsflow.series import iter_series
+
+    for capture, result in iter_series(paths, trust=trust, keylog=keylog):
+        if _not_given(capture, result, given):
+            yield capture, result
+
+
+class _Inexact(Exception):
+    """The runs' records cannot be placed as a single process's (see the module's docstring)."""
+
+
+def _not_given(capture: str, result: Any, given: set[tuple[str, int] | str]) -> bool:
+    return (result not in given) if result.__class__ is str else ((capture, result["flow_id"]) not in given)
+
+
+def _single_process(paths: list[str], given: set[tuple[str, int] | str], ca_bundle: str | None,
+                    keylog_path: str | None, progress: Callable[[int, int | None], None] | None
+                    ) -> Iterator[tuple[str, dict[str, Any] | str]]:
+    """The fallback: the series in this process; what was given already is not given again."""
+    from tlsflow.api import _load_keylog, _trust_store
+    from tlsflow.series import iter_series, series_progress
+
+    factory = series_progress(paths, progress) if progress is not None else None
+    for capture, result in iter_series(paths, trust=_trust_store(ca_bundle), keylog=_load_keylog(keylog_path),
+                                       progress_factory=factory):
+        if _not_given(capture, result, given):
+            yield capture, result
+
+
+class _Group:
+    """A run's messages, until they can be placed: kept in `waiting` under the run's number, with the Metas of its
+    records in memory (small tuples: what `place` reads to find its phantoms)."""
+
+    def __init__(self) -> None:
+        self.metas: list[Meta] = []
+        self.end: tuple[Any, ...] | None = None  # its "end" message, once its worker has ended
+
+
+def _merge_groups(messages: Iterator[tuple[int, tuple[Any, ...]]], timed: list[tuple[str, float | None]],
+                  starts: list[int], sizes: list[int], given: set[tuple[str, int] | str],
+                  progress: Callable[[int, int | None], None] | None) -> Iterator[tuple[str, dict[str, Any] | str]]:
+    """The runs' messages as (capture, record or message), the first run's as they come, each later run's once
+    it and every run before it have ended. Raises _Inexact (see the module's docstring)."""
+    from tlsflow.parallel_ranges import _passes_on_whole_intervals
+
+    runs = len(starts)
+    groups = [_Group() for _ in range(runs)]
+    waiting = Waiting(_records_in_message, prefix="tlsflow-series-")
+    done_bytes = [0] * runs
+    total = sum(sizes)
+    # Connections kept so far that go on past the start of a later run: 4-tuple -> position of the last packet.
+    across: dict[Any, Position] = {}
+    placed = 0  # the run being output
+    kept_in_file: dict[int, int] = {}  # records given per file, for the damage messages
+    same_passes = _passes_on_whole_intervals()
+    paths = [path for path, _t in timed]
+
+    def give(run: int, message: tuple[Any, ...], phantoms: dict[int, list[int]]) -> Iterator[tuple[str, Any]]:
+        kind = message[0]
+        if kind == "records":
+            next_start = starts[run + 1] if run + 1 < runs else len(timed)
+            for record, (file, flow_id, key, _first, last, _reason) in zip(unpack_all(message[1]), message[2]):
+                ids = phantoms.get(file)
+                if ids is not None:
+                    at = bisect.bisect_left(ids, flow_id)
+                    if at < len(ids) and ids[at] == flow_id:
+                        continue
+                    record["flow_id"] = flow_id - at
+                if last[0] >= next_start and (key not in across or across[key] < last):
+                    across[key] = last
+                kept_in_file[file] = kept_in_file.get(file, 0) + 1
+                given.add((paths[file], record["flow_id"]))
+                yield paths[file], record
+        elif kind == "message":
+            given.add(message[2])
+            yield message[1], message[2]
+        else:  # "damage"
+            text = damage_message(message[1], message[2], kept_in_file.get(message[3], 0))
+            given.add(text)
+            yield message[1], text
+
+    def phantoms_of(run: int) -> dict[int, list[int]]:
+        """The flows of run `run` that are phantoms, by file (their ids in increasing order)."""
+        group = groups[run]
+        assert group.end is not None
+        _end, first_clock, _cut, _evicted, _read = group.end
+        cut_clock = groups[run - 1].end[2]  # type: ignore[index]
+        passes_right = same_passes and (first_clock is None or (cut_clock is not None and first_clock >= cut_clock))
+        start = (starts[run], 0)
+        open_across = {key: last for key, last in across.items() if last > start}
+        out: dict[int, list[int]] = {}
+        for file, flow_id, key, first, last, reason in group.metas:
+            before = open_across.get(key)
+            if before is not None and (file, first) <= before:
+                if last > before:
+                    raise _Inexact  # the phantom took packets of a later connection on this 4-tuple
+                out.setdefault(file, []).append(flow_id)
+            elif reason == "idle" and not passes_right:
+                raise _Inexact  # closed by an expiry pass that may not run at the same packet as in one process
+        for ids in out.values():
+            ids.sort()
+        return out
+
+    try:
+        for run, message in messages:
+            kind = message[0]
+            if kind == "crash":
+                raise RuntimeError(f"--jobs worker {run} failed on the series of {paths[0]}:\n{message[1]}")
+            group = groups[run]
+            if kind == "end":
+                group.end = message
+                done_bytes[run] = message[4]
+                if message[3]:
+                    raise _Inexact  # this worker's flow table overflowed: it evicted other flows than one process
+            else:
+                if kind == "records":
+                    done_bytes[run] = message[3]
+                if run == placed == 0:
+                    yield from give(0, message, {})
+                else:
+                    if kind == "records":
+                        group.metas.extend(message[2])
+                    waiting.add(run, message)
+            if progress is not None:
+                progress(sum(done_bytes), total)
+            while placed < runs and groups[placed].end is not None:
+                if placed > 0:
+                    phantoms = phantoms_of(placed)
+                    for waited in waiting.take(placed):
+                        yield from give(placed, waited, phantoms)
+                    groups[placed].metas = []
+                placed += 1
+    finally:
+        waiting.close()
+    if placed != runs:
+        raise RuntimeError(f"--jobs: a worker of the series of {paths[0]} ended without its records")
+
+
+def _records_in_message(message: tuple[Any, ...]) -> int:
+    return len(message[1]) if message[0] == "records" else 1
