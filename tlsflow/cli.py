@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--series", action="store_true",
                    help="the files of each folder are one capture in pieces (tcpdump -C/-G, a dumpcap ring buffer): "
                         "read them as one, in the order of their first packets, so that a connection crossing from "
-                        "one file to the next is one record, under the file where it began (a process per folder)")
+                        "one file to the next is one record, under the file where it began (with --jobs: a process per "
+                        "folder; one folder's files cut into runs, a process per run)")
     a.add_argument("--scheduler", metavar="ADDRESS", help="run on a Dask cluster (tcp://host:8786), one Parquet file "
                    "per capture into the -o folder; captures and folder at the same paths on every worker")
     common_filters(a)

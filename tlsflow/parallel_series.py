@@ -82,7 +82,8 @@ def group_messages(timed: list[tuple[str, float | None]], first: int, end: int, 
     as a series, then the files after them for the connections open at the end of the last one. Messages:
     ("records", packed records, their Metas, bytes read), ("message", path, text) for a file that cannot be read,
     ("damage", path, error, file) for a file whose reading stopped at damage, and last ("end", next expiry pass
-    after the run's first packet, next expiry pass when the run ended, flows evicted, bytes read)."""
+    after the run's first packet, next expiry pass when the run ended, flows evicted, bytes read, the time of the
+    run's last packet)."""
     from tlsflow.capture.linktypes import ETHERNET
     from tlsflow.capture.pcap import HEADER_SIZE
     from tlsflow.parallel_ranges import _follow_ethernet, _range_analyzer_class, follow_counter, wire_keys
@@ -162,6 +163,7 @@ def group_messages(timed: list[tuple[str, float | None]], first: int, end: int, 
             yield from pending
             pending.clear()
     cut_clock = reassembler.next_expiry
+    cut_ts = analyzer.last_ts  # (the time its last file ends: the next run's first file should begin after it)
     # Past the run: only its open connections, until none is left.
     tracked = reassembler.open_flow_ids()
     stopped = False
@@ -218,7 +220,7 @@ def group_messages(timed: list[tuple[str, float | None]], first: int, end: int, 
         for record in analyzer.finish():
             keep(pieces.place(record)[1])
     yield batch()
-    yield ("end", first_clock, cut_clock, reassembler.flows_evicted, read_before)
+    yield ("end", first_clock, cut_clock, reassembler.flows_evicted, read_before, cut_ts)
 
 
 def _returned(walker: Iterator[Any], out: list[int | None]) -> Iterator[Any]:
@@ -342,6 +344,7 @@ def _merge_groups(messages: Iterator[tuple[int, tuple[Any, ...]]], timed: list[t
     """The runs' messages as (capture, record or message), the first run's as they come, each later run's once
     it and every run before it have ended. Raises _Inexact (see the module's docstring)."""
     from tlsflow.parallel_ranges import _passes_on_whole_intervals
+    from tlsflow.series import _check_follows
 
     runs = len(starts)
     groups = [_Group() for _ in range(runs)]
@@ -383,7 +386,7 @@ def _merge_groups(messages: Iterator[tuple[int, tuple[Any, ...]]], timed: list[t
         """The flows of run `run` that are phantoms, by file (their ids in increasing order)."""
         group = groups[run]
         assert group.end is not None
-        _end, first_clock, _cut, _evicted, _read = group.end
+        _end, first_clock, _cut, _evicted, _read, _ts = group.end
         cut_clock = groups[run - 1].end[2]  # type: ignore[index]
         passes_right = same_passes and (first_clock is None or (cut_clock is not None and first_clock >= cut_clock))
         start = (starts[run], 0)
@@ -425,6 +428,8 @@ def _merge_groups(messages: Iterator[tuple[int, tuple[Any, ...]]], timed: list[t
                 progress(sum(done_bytes), total)
             while placed < runs and groups[placed].end is not None:
                 if placed > 0:
+                    first = starts[placed]  # (the overlap warning of one process, between the runs' files)
+                    _check_follows(paths[first - 1], groups[placed - 1].end[5], paths[first], timed[first][1])  # type: ignore[index]
                     phantoms = phantoms_of(placed)
                     for waited in waiting.take(placed):
                         yield from give(placed, waited, phantoms)

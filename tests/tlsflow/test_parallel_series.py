@@ -3,13 +3,14 @@ process reading the series (tlsflow.parallel_series)."""
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
 
 import tlsflow.parallel_series as ps
 import tlsflow.series
-from tests.conftest import CORPUS, pcap_frames, trust_and_keylog_for
+from tests.conftest import CORPUS, capture_file_bytes, pcap_frames, trust_and_keylog_for
 from tests.tlsflow.test_series import LABELLED, split
 from tlsflow import cli
 from tlsflow.api import analyze, analyze_files
@@ -111,7 +112,7 @@ def test_runs_that_cannot_be_placed_fall_back_to_one_process_and_give_nothing_tw
     def overflowing(timed, first, end, **kwargs):
         for message in real(timed, first, end, **kwargs):
             if message[0] == "end" and first > 0:
-                message = (*message[:3], 1, message[4])  # this run's flow table overflowed
+                message = (*message[:3], 1, *message[4:])  # this run's flow table overflowed
             yield message
 
     monkeypatch.setattr(ps, "group_messages", overflowing)
@@ -130,3 +131,21 @@ def test_worker_processes_command_line_and_dataframe(pieces, tmp_path):
     assert by_place(analyze_files(pieces, series=True, jobs=3)) == by_place(analyze_files(pieces, series=True))
     frame = analyze(pieces, series=True, jobs=2)
     assert frame.equals(analyze(pieces, series=True))
+
+
+def test_files_that_overlap_across_two_runs_get_the_warning_of_one_process(generated_capture, pieces, tmp_path):
+    frames = pcap_frames(generated_capture)
+    t0 = frames[0][0]
+
+    def sensor(name: str, shift_us: int) -> str:  # (as in test_series: two sensors of one link, 5 s apart)
+        path = tmp_path / name
+        path.write_bytes(capture_file_bytes(1, [(t0 + (t - t0) * 100 + shift_us, d, len(d)) for t, d in frames],
+                                            pcapng=False))
+        return str(path)
+
+    a, b = sensor("sensor-a.pcap", 0), sensor("sensor-b.pcap", 5_000_000)
+    with pytest.warns(UserWarning, match=r"sensor-b\.pcap begins \d+\.\d s before .*sensor-a\.pcap ends"):
+        list(ps.groups_in_one_process([b, a], 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # consecutive pieces: no warning
+        list(ps.groups_in_one_process(pieces, 6))
