@@ -15,9 +15,10 @@ gets exactly the numbers of a run on that file alone.
 Order: the files are read in the order of their first packet's time (a glob sorts `x10.pcap` before `x2.pcap`);
 files that cannot be read, or hold no packet, keep their place ahead of the others.
 
-Sensors: the files of each folder are one series (`group_by_folder`), as a sensor writes its rotated files into a
-folder of its own: `tlsflow analyze --series 'sensors/*/*.pcap'` reads each sensor's files as one capture, and
-with `--jobs` several sensors at once (one process per series, tlsflow.parallel_files).
+Sensors: the files of each folder are one series (`group_by_folder`; dated folders below a sensor's are its own:
+`sensor_folder`), as a sensor writes its rotated files into a folder of its own: `tlsflow analyze --series
+'sensors/*/*.pcap'` reads each sensor's files as one capture, and with `--jobs` several sensors at once (one process
+per series, tlsflow.parallel_files), or one sensor's files in runs (tlsflow.parallel_series).
 """
 from __future__ import annotations
 
@@ -69,13 +70,44 @@ def _timed_order(paths: list[str]) -> list[tuple[str, float | None]]:
 
 
 def group_by_folder(paths: list[str]) -> list[list[str]]:
-    """The files by the folder they are in, folders in the order of their first file given (standard input: a
-    series of its own)."""
+    """The files by the folder they are in (`sensor_folder`: dated folders below a sensor's are its own), folders
+    in the order of their first file given (standard input: a series of its own)."""
     groups: dict[str, list[str]] = {}
     for path in dict.fromkeys(paths):  # (a file given twice is read once: its packets twice would be copies)
-        folder = "-" if path == "-" else os.path.dirname(os.path.abspath(path))
+        folder = "-" if path == "-" else sensor_folder(os.path.dirname(os.path.abspath(path)))
         groups.setdefault(folder, []).append(path)
     return list(groups.values())
+
+
+# A folder named for a date, with an hour perhaps: what tcpdump -G writes with a strftime path such as
+# sensor1/%Y-%m-%d/cap-%H%M.pcap, or %Y%m%d, or %Y-%m-%d_%H.
+_DATE_FOLDER = re.compile(r"(?:19|20)\d\d([-_.]?)(?:0[1-9]|1[0-2])\1(?:0[1-9]|[12]\d|3[01])(?:[-_T.]?[0-2]\d)?")
+_YEAR, _MONTH = re.compile(r"(?:19|20)\d\d"), re.compile(r"0[1-9]|1[0-2]")
+_DAY, _HOUR = re.compile(r"0[1-9]|[12]\d|3[01]"), re.compile(r"[01]\d|2[0-3]")
+
+
+def sensor_folder(folder: str) -> str:
+    """The folder of the sensor whose file is in `folder`: `folder` without the dated folders at its end
+    (sensor1/2026-11-28, sensor1/20261128, sensor1/2026/11/28, with an hour's folder below them perhaps), so that a
+    sensor that writes a folder a day (or an hour) is one series, and its connections open at midnight are not cut.
+    Folders with other names are sensors of their own (sensors/1 and sensors/2 stay two)."""
+    parts = folder.split(os.sep)
+    while len(parts) > 1:
+        last = parts[-1]
+        if _DATE_FOLDER.fullmatch(last):
+            parts.pop()
+        elif _nested_date(parts[-3:]):
+            del parts[-3:]  # year/month/day
+        elif _nested_date(parts[-4:-1]) and _HOUR.fullmatch(last):
+            del parts[-4:]  # year/month/day/hour
+        else:
+            break
+    return os.sep.join(parts) or os.sep
+
+
+def _nested_date(parts: list[str]) -> bool:
+    return (len(parts) == 3 and bool(_YEAR.fullmatch(parts[0])) and bool(_MONTH.fullmatch(parts[1]))
+            and bool(_DAY.fullmatch(parts[2])))
 
 
 def series_units(paths: list[str]) -> list[tuple[str, ...]]:

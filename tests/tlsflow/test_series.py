@@ -264,3 +264,26 @@ def test_a_series_progress_counts_the_bytes_of_all_its_files(tmp_path):
     second = factory(files[1])
     second(50, 50)
     assert seen == [(40, 150), (100, 150), (150, 150)]
+
+
+def test_dated_folders_below_a_sensors_folder_are_one_series(generated_capture, tmp_path):
+    """tcpdump -G with a strftime path (sensor1/%Y-%m-%d/cap-%H%M.pcap) starts a folder at midnight: a connection
+    open then is still one record. Other folder names stay sensors of their own."""
+    from tlsflow.series import group_by_folder, sensor_folder
+
+    frames = len(pcap_frames(generated_capture))
+    for day in ("2026-11-27", "2026-11-28"):
+        (tmp_path / "sensor1" / day).mkdir(parents=True)
+    pieces = split(generated_capture, [frames // 2], tmp_path,
+                   ["sensor1/2026-11-27/cap-2359.pcap", "sensor1/2026-11-28/cap-0000.pcap"])
+    whole = records_of([str(generated_capture)])
+    series = records_of([str(p) for p in pieces], series=True)
+    assert len(series) == len(whole)
+    assert sum(r["outcome"] == "incomplete" for r in series) == sum(r["outcome"] == "incomplete" for r in whole)
+    for folder in ("sensor1/2026-11-28", "sensor1/20261128", "sensor1/2026/11/28", "sensor1/2026/11/28/00",
+                   "sensor1/2026-11-28_00"):
+        assert sensor_folder(f"/data/{folder}") == "/data/sensor1", folder
+    assert sensor_folder("/data/sensors/1") == "/data/sensors/1"
+    assert sensor_folder("/data/sensor1/2026/13/28") == "/data/sensor1/2026/13/28"  # (no month 13)
+    assert group_by_folder(["/d/s1/2026-11-27/a.pcap", "/d/s2/2026-11-27/a.pcap", "/d/s1/2026-11-28/a.pcap"]) == [
+        ["/d/s1/2026-11-27/a.pcap", "/d/s1/2026-11-28/a.pcap"], ["/d/s2/2026-11-27/a.pcap"]]
