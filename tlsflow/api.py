@@ -84,31 +84,37 @@ def analyze_files(inputs: list[str], *, trust: Any = None, ca_bundle: str | None
     whole record's line).
     `series`: the files of each folder are pieces of one capture (a sensor's rotated files), read as one, in the
     order of their first packets (tlsflow.series): a connection that crosses from one file to the next is one
-    record. `jobs > 1`: several folders' series at once, one per process; a single folder's series cut into runs of
-    files, one per process (tlsflow.parallel_series: the records of one process, run after run)."""
+    record. `jobs > 1`: as many folders as processes or more, one series per process at a time; fewer, one after
+    another, each cut into runs of files, one per process (tlsflow.parallel_series: the records of one process, run
+    after run)."""
     if series and len(inputs) > 1:
         from tlsflow.series import iter_series, series_units
 
         units = series_units(inputs)  # (each folder's files, in capture order)
         parallel = jobs > 1 and trust is None and not hasattr(keylog, "secrets_for")
-        if parallel and len(units) == 1 and len(units[0]) > 1 and "-" not in units[0]:
-            # One series, several processes: each reads a run of its files (tlsflow.parallel_series).
-            from tlsflow.parallel_files import unit_name
-            from tlsflow.parallel_series import analyze_series_parallel
-
-            progress = progress_factory(unit_name(units[0])) if progress_factory is not None else None
-            yield from analyze_series_parallel(list(units[0]), jobs, ca_bundle=ca_bundle,
-                                               keylog_path=None if keylog is None else str(keylog),
-                                               json_lines=json_lines, progress=progress)
-            if progress is not None and hasattr(progress, "clear"):
-                progress.clear()
-            return
-        if parallel and len(units) > 1:
+        if parallel and len(units) >= jobs:
             from tlsflow.parallel_files import analyze_files_parallel  # a series per process at a time
 
             yield from analyze_files_parallel(units, jobs, ca_bundle=ca_bundle,  # type: ignore[arg-type]
                                               keylog_path=None if keylog is None else str(keylog),
                                               json_lines=json_lines, progress_factory=progress_factory)
+            return
+        if parallel:
+            # Fewer series than processes: one series after another, each cut into runs of files, one per process
+            # (tlsflow.parallel_series).
+            from tlsflow.parallel_series import analyze_series_parallel
+
+            for unit in units:
+                if len(unit) == 1:  # (a file alone, or standard input: as without --series)
+                    yield from analyze_files(list(unit), ca_bundle=ca_bundle, keylog=keylog, jobs=jobs,
+                                             json_lines=json_lines, progress_factory=progress_factory)
+                    continue
+                progress = progress_factory(unit[0]) if progress_factory is not None else None
+                yield from analyze_series_parallel(list(unit), jobs, ca_bundle=ca_bundle,
+                                                   keylog_path=None if keylog is None else str(keylog),
+                                                   json_lines=json_lines, progress=progress)
+                if progress is not None and hasattr(progress, "clear"):
+                    progress.clear()
             return
         trust = _trust_store(ca_bundle, trust)
         keylog = _load_keylog(keylog)

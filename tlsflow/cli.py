@@ -190,9 +190,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.series and len(inputs) > 1:
         from tlsflow.series import group_by_folder
 
-        folders = group_by_folder(inputs)
-        # (one process per series, a folder's files; a single series is cut into runs of files, one per process)
-        jobs = min(jobs, len(folders) if len(folders) > 1 else len(folders[0]))
+        # (a process per series, a folder's files, or fewer series than processes, each cut into runs of files, one
+        # per process: no more processes than files either way)
+        jobs = min(jobs, max(len(group_by_folder(inputs)), max(len(group) for group in group_by_folder(inputs))))
     if jobs > 1 and len(inputs) == 1 and not args.scheduler:
         hop_ahead.start(inputs[0], jobs)  # on another core, while the analysis is imported
     try:

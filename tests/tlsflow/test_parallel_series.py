@@ -149,3 +149,15 @@ def test_files_that_overlap_across_two_runs_get_the_warning_of_one_process(gener
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # consecutive pieces: no warning
         list(ps.groups_in_one_process(pieces, 6))
+
+
+def test_fewer_folders_than_processes_each_series_in_runs_one_after_another(pieces, tmp_path):
+    sensor2 = tmp_path / "sensor2"
+    sensor2.mkdir()
+    alone = sensor2 / "only.pcap"
+    alone.write_bytes((CORPUS / "tls12_cert_expired.pcap").read_bytes())
+    inputs = [*pieces, str(alone)]
+    one = list(analyze_files(inputs, series=True))
+    three = list(analyze_files(inputs, series=True, jobs=3))
+    assert by_place(three) == by_place(one)
+    assert [capture for capture, _r in three][-1] == str(alone)  # series after series, as in one process
