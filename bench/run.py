@@ -1,7 +1,7 @@
 """Time tlsflow against tshark and a bare pure-Python header loop on the same capture.
 
     python -m bench.run CAPTURE [--runs 3] [--tlsflow-cmd "tlsflow analyze {capture} --format jsonl -o /dev/null"]
-                                [--jobs 1,2] [--tools tlsflow,tshark,bare] [--markdown]
+                                [--jobs 1,2] [--tools tlsflow,tshark,bare] [--series-pieces N] [--markdown]
 
 Tools run one after the other, alternating within each round, so that a slow drift of the machine (page cache,
 thermal state, a neighbour) spreads over all of them instead of penalising whichever ran last. Each is a child
@@ -258,6 +258,29 @@ def count_packets(capture: str) -> int | None:
     return None
 
 
+def split_pcap(capture: str, pieces: int, folder: str) -> list[str]:
+    """A classic pcap cut into `pieces` files of about equal packet counts in `folder` (piece-000.pcap, ...), as a
+    sensor that rotates its file (tcpdump -C) writes them: `--series-pieces`."""
+    packets = count_packets(capture)
+    if packets is None or packets < pieces:
+        raise SystemExit(f"{capture}: --series-pieces needs a classic pcap of {pieces} packets or more")
+    out: list[str] = []
+    with open(capture, "rb") as f:
+        header = f.read(24)
+        record = struct.Struct({b"\xd4\xc3\xb2\xa1": "<", b"\x4d\x3c\xb2\xa1": "<"}.get(header[:4], ">") + "IIII")
+        for index in range(pieces):
+            name = os.path.join(folder, f"piece-{index:03d}.pcap")
+            want = packets * (index + 1) // pieces - packets * index // pieces
+            with open(name, "wb") as piece:
+                piece.write(header)
+                for _ in range(want):
+                    head = f.read(16)
+                    piece.write(head)
+                    piece.write(f.read(record.unpack(head)[2]))
+            out.append(name)
+    return out
+
+
 def machine_description() -> dict[str, str]:
     cpu = platform.processor() or "unknown CPU"
     try:
@@ -382,6 +405,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--markdown", nargs="?", const=str(README), metavar="README",
                         help=f"append or update the results table in this file (default {README})")
     parser.add_argument("--label", help="heading of the markdown section (default: capture file name and size)")
+    parser.add_argument("--series-pieces", type=int, metavar="N",
+                        help="cut the capture (classic pcap) into N files in a temporary folder, as a sensor that "
+                             "rotates its file writes them, and time `tlsflow analyze --series` on them (tshark and "
+                             "the bare loop still read the whole capture)")
     return parser.parse_args(argv)
 
 
@@ -407,16 +434,24 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"unknown tools: {', '.join(sorted(unknown))}")
 
     tools: list[Tool] = []
+    pieces_folder = None
+    target = capture  # what tlsflow reads
+    jobs_rows = tlsflow_jobs(args.tlsflow_cmd, args.jobs)
+    if args.series_pieces and "tlsflow" in wanted:
+        pieces_folder = tempfile.TemporaryDirectory(prefix="bench-series-")
+        split_pcap(capture, args.series_pieces, pieces_folder.name)
+        target = os.path.join(pieces_folder.name, "*.pcap")  # (tlsflow expands the glob itself)
+        args.tlsflow_cmd = args.tlsflow_cmd.replace("{capture}", "--series {capture}", 1)
     if "tlsflow" in wanted:
         ok_codes = frozenset(int(c) for c in args.tlsflow_ok_codes.split(","))
-        for jobs in tlsflow_jobs(args.tlsflow_cmd, args.jobs):
+        for jobs in jobs_rows:
             name = "tlsflow" if jobs is None else f"tlsflow --jobs {jobs}"
-            tools.append(Tool(name, tlsflow_command(args.tlsflow_cmd, capture, jobs), ok_codes))
+            tools.append(Tool(name, tlsflow_command(args.tlsflow_cmd, target, jobs), ok_codes))
         if not args.no_ceiling:
-            for jobs in tlsflow_jobs(args.tlsflow_cmd, args.jobs):
+            for jobs in jobs_rows:
                 if jobs is not None and jobs > 1:
                     tools.append(Tool(f"{jobs} × tlsflow --jobs 1 at once",
-                                      tlsflow_command(args.tlsflow_cmd, capture, 1), ok_codes, copies=jobs))
+                                      tlsflow_command(args.tlsflow_cmd, target, 1), ok_codes, copies=jobs))
     if "tshark" in wanted:
         tools.append(Tool("tshark", tshark_command(capture)))
     if "bare" in wanted:
@@ -461,14 +496,18 @@ def main(argv: list[str] | None = None) -> int:
         bare = next((t for t in tools if t.name == "bare Python loop" and t.stdout_tail), None)
         connections = re.search(r"connections=(\d+)", bare.stdout_tail).group(1) if bare else "?"
         label = args.label or f"{os.path.basename(capture)} ({size_mb:,.0f} MB)"
+        pieces_note = (f"tlsflow read it cut into {args.series_pieces} files, with --series; "
+                       if pieces_folder is not None else "")
         capture_line = (f"Capture: `{os.path.basename(capture)}`, {size_mb:,.1f} MB, "
                         f"{packets if packets is not None else '?'} packets, {connections} TCP connections; "
-                        f"{args.runs} run{'s' if args.runs != 1 else ''} each, alternating.")
+                        f"{pieces_note}{args.runs} run{'s' if args.runs != 1 else ''} each, alternating.")
         section = render_markdown(label, machine_description(), capture_line, rows)
         if scaling:
             section += "\n" + "".join(f"- {line}\n" for line in scaling)
         update_readme(Path(args.markdown), label, section)
         print(f"updated {args.markdown}", file=sys.stderr)
+    if pieces_folder is not None:
+        pieces_folder.cleanup()
     return 0 if all(t.failure is None or t.failure.startswith("not available") for t in tools) else 1
 
 

@@ -92,3 +92,30 @@ def test_jobs_above_one_get_a_row_of_one_process_runs_at_once(tmp_path, capsys):
     rc = run.main([str(path), "--runs", "1", "--tools", "tlsflow", "--tlsflow-cmd", fake, "--jobs", "1,2",
                    "--no-ceiling"])
     assert "at once" not in capsys.readouterr().out
+
+
+def test_series_pieces_time_tlsflow_on_the_capture_cut_into_files(generated_capture, tmp_path, capsys):
+    import csv
+    from pathlib import Path
+
+    from tests.conftest import pcap_frames
+    from tlsflow.api import iter_flows
+
+    pieces = run.split_pcap(str(generated_capture), 4, str(tmp_path))
+    assert [os.path.basename(p) for p in pieces] == [f"piece-{i:03d}.pcap" for i in range(4)]
+    frames = pcap_frames(generated_capture)
+    cut = [pcap_frames(Path(p)) for p in pieces]
+    assert [f for part in cut for f in part] == frames and min(map(len, cut)) >= len(frames) // 4
+    # The tlsflow row reads the pieces with --series: one row per connection of the whole capture, under the
+    # pieces' names.
+    out = tmp_path / "rows.csv"
+    rc = run.main([str(generated_capture), "--runs", "1", "--tools", "tlsflow", "--series-pieces", "3",
+                   "--tlsflow-cmd", f"{sys.executable} -m tlsflow analyze {{capture}} --format csv -o {out}",
+                   "--jobs", "2", "--no-ceiling"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "tlsflow --jobs 2" in captured.out and "failed" not in captured.out
+    with out.open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == sum(1 for _ in iter_flows(str(generated_capture))) > 100
+    assert {os.path.basename(r["capture"]) for r in rows} <= {f"piece-{i:03d}.pcap" for i in range(3)}
