@@ -29,6 +29,7 @@ come in the order they end; the runs one after another.
 """
 from __future__ import annotations
 
+import array
 import bisect
 import traceback
 from collections.abc import Callable, Iterator
@@ -263,7 +264,7 @@ def analyze_series_parallel(paths: list[str], jobs: int, *, ca_bundle: str | Non
                for index in range(len(starts))]
     for worker in workers:
         worker.start()
-    given: set[tuple[str, int] | str] = set()
+    given = _Given()
     try:
         try:
             yield from _merge_groups(worker_messages(queue, workers, paths[0]), timed, starts, sizes, given, progress)
@@ -294,7 +295,7 @@ def groups_in_one_process(paths: list[str], jobs: int, *, trust: Any = None, key
                             keylog=keylog, caches=caches, json_lines=json_lines, batch_records=batch_records)
              for k, start in enumerate(starts)]
     ordered = ((k, m) for k, each in enumerate(every) for m in each) if interleave is None else interleave(every)
-    given: set[tuple[str, int] | str] = set()
+    given = _Given()
     try:
         yield from _merge_groups(ordered, timed, starts, sizes, given, None)
         return
@@ -303,7 +304,7 @@ def groups_in_one_process(paths: list[str], jobs: int, *, trust: Any = None, key
     from tlsflow.series import iter_series
 
     for capture, result in iter_series(paths, trust=trust, keylog=keylog):
-        if _not_given(capture, result, given):
+        if (capture, result) not in given:
             yield capture, result
 
 
@@ -311,11 +312,35 @@ class _Inexact(Exception):
     """The runs' records cannot be placed as a single process's (see the module's docstring)."""
 
 
-def _not_given(capture: str, result: Any, given: set[tuple[str, int] | str]) -> bool:
-    return (result not in given) if result.__class__ is str else ((capture, result["flow_id"]) not in given)
+class _Given:
+    """What the parent has given, for the fallback not to give it again: per file a bit per flow id (flow ids of
+    a file count from 1 without gaps), and the messages' texts. A few bytes per thousand records, where a set of
+    (file, flow id) pairs grew by ~100 bytes a record."""
+
+    def __init__(self) -> None:
+        self._flows: dict[str, bytearray] = {}
+        self._texts: set[str] = set()
+
+    def add(self, capture: str, result: dict[str, Any] | str) -> None:
+        if result.__class__ is str:
+            self._texts.add(result)  # type: ignore[arg-type]
+            return
+        flow_id = result["flow_id"]  # type: ignore[index]
+        bits = self._flows.setdefault(capture, bytearray())
+        if len(bits) <= flow_id >> 3:
+            bits.extend(bytes((flow_id >> 3) + 1 - len(bits)))
+        bits[flow_id >> 3] |= 1 << (flow_id & 7)
+
+    def __contains__(self, item: tuple[str, dict[str, Any] | str]) -> bool:
+        capture, result = item
+        if result.__class__ is str:
+            return result in self._texts
+        flow_id = result["flow_id"]  # type: ignore[index]
+        bits = self._flows.get(capture)
+        return bits is not None and len(bits) > flow_id >> 3 and bool(bits[flow_id >> 3] & 1 << (flow_id & 7))
 
 
-def _single_process(paths: list[str], given: set[tuple[str, int] | str], ca_bundle: str | None,
+def _single_process(paths: list[str], given: _Given, ca_bundle: str | None,
                     keylog_path: str | None, progress: Callable[[int, int | None], None] | None
                     ) -> Iterator[tuple[str, dict[str, Any] | str]]:
     """The fallback: the series in this process; what was given already is not given again."""
@@ -325,21 +350,31 @@ def _single_process(paths: list[str], given: set[tuple[str, int] | str], ca_bund
     factory = series_progress(paths, progress) if progress is not None else None
     for capture, result in iter_series(paths, trust=_trust_store(ca_bundle), keylog=_load_keylog(keylog_path),
                                        progress_factory=factory):
-        if _not_given(capture, result, given):
+        if (capture, result) not in given:
             yield capture, result
 
 
 class _Group:
-    """A run's messages, until they can be placed: kept in `waiting` under the run's number, with the Metas of its
-    records in memory (small tuples: what `place` reads to find its phantoms)."""
+    """A run's messages, until they can be placed: kept in `waiting` under the run's number (on disk past
+    `waiting.WAITING_IN_MEMORY` records), and what `phantoms_of` reads of each record in memory: its file, flow id,
+    4-tuple's hash, first frame, last packet's position and whether it closed idle, as 7 integers (56 bytes; as
+    tuples a record's Meta took ~650). A hash that matched another 4-tuple's is caught when the record is placed
+    (`give` compares the 4-tuples themselves, from the message)."""
+
+    FIELDS = 7
 
     def __init__(self) -> None:
-        self.metas: list[Meta] = []
+        self.metas = array.array("q")
         self.end: tuple[Any, ...] | None = None  # its "end" message, once its worker has ended
+
+    def note(self, metas: list[Meta]) -> None:
+        append = self.metas.extend
+        for file, flow_id, key, first, (last_file, last_frame), reason in metas:
+            append((file, flow_id, hash(key), first, last_file, last_frame, reason == "idle"))
 
 
 def _merge_groups(messages: Iterator[tuple[int, tuple[Any, ...]]], timed: list[tuple[str, float | None]],
-                  starts: list[int], sizes: list[int], given: set[tuple[str, int] | str],
+                  starts: list[int], sizes: list[int], given: _Given,
                   progress: Callable[[int, int | None], None] | None) -> Iterator[tuple[str, dict[str, Any] | str]]:
     """The runs' messages as (capture, record or message), the first run's as they come, each later run's once
     it and every run before it have ended. Raises _Inexact (see the module's docstring)."""
@@ -351,14 +386,16 @@ def _merge_groups(messages: Iterator[tuple[int, tuple[Any, ...]]], timed: list[t
     waiting = Waiting(_records_in_message, prefix="tlsflow-series-")
     done_bytes = [0] * runs
     total = sum(sizes)
-    # Connections kept so far that go on past the start of a later run: 4-tuple -> position of the last packet.
-    across: dict[Any, Position] = {}
+    # Connections kept so far that go on past the start of a later run: 4-tuple's hash -> (4-tuple, position of the
+    # last packet).
+    across: dict[int, tuple[Any, Position]] = {}
     placed = 0  # the run being output
     kept_in_file: dict[int, int] = {}  # records given per file, for the damage messages
     same_passes = _passes_on_whole_intervals()
     paths = [path for path, _t in timed]
 
-    def give(run: int, message: tuple[Any, ...], phantoms: dict[int, list[int]]) -> Iterator[tuple[str, Any]]:
+    def give(run: int, message: tuple[Any, ...], phantoms: dict[int, list[int]],
+             open_across: dict[int, tuple[Any, Position]]) -> Iterator[tuple[str, Any]]:
         kind = message[0]
         if kind == "records":
             next_start = starts[run + 1] if run + 1 < runs else len(timed)
@@ -367,42 +404,52 @@ def _merge_groups(messages: Iterator[tuple[int, tuple[Any, ...]]], timed: list[t
                 if ids is not None:
                     at = bisect.bisect_left(ids, flow_id)
                     if at < len(ids) and ids[at] == flow_id:
+                        if open_across[hash(key)][0] != key:
+                            raise _Inexact  # (two 4-tuples of one hash: cannot be told apart by `phantoms_of`)
                         continue
                     record["flow_id"] = flow_id - at
-                if last[0] >= next_start and (key not in across or across[key] < last):
-                    across[key] = last
+                if last[0] >= next_start:
+                    hashed = hash(key)
+                    earlier = across.get(hashed)
+                    if earlier is None or earlier[1] < last:
+                        if earlier is not None and earlier[0] != key:
+                            raise _Inexact  # (as above)
+                        across[hashed] = (key, last)
                 kept_in_file[file] = kept_in_file.get(file, 0) + 1
-                given.add((paths[file], record["flow_id"]))
+                given.add(paths[file], record)
                 yield paths[file], record
         elif kind == "message":
-            given.add(message[2])
+            given.add(message[1], message[2])
             yield message[1], message[2]
         else:  # "damage"
             text = damage_message(message[1], message[2], kept_in_file.get(message[3], 0))
-            given.add(text)
+            given.add(message[1], text)
             yield message[1], text
 
-    def phantoms_of(run: int) -> dict[int, list[int]]:
-        """The flows of run `run` that are phantoms, by file (their ids in increasing order)."""
+    def phantoms_of(run: int) -> tuple[dict[int, list[int]], dict[int, tuple[Any, Position]]]:
+        """The flows of run `run` that are phantoms, by file (their ids in increasing order), and the connections
+        open across its start that tell them."""
         group = groups[run]
         assert group.end is not None
         _end, first_clock, _cut, _evicted, _read, _ts = group.end
         cut_clock = groups[run - 1].end[2]  # type: ignore[index]
         passes_right = same_passes and (first_clock is None or (cut_clock is not None and first_clock >= cut_clock))
         start = (starts[run], 0)
-        open_across = {key: last for key, last in across.items() if last > start}
+        open_across = {hashed: entry for hashed, entry in across.items() if entry[1] > start}
         out: dict[int, list[int]] = {}
-        for file, flow_id, key, first, last, reason in group.metas:
-            before = open_across.get(key)
-            if before is not None and (file, first) <= before:
-                if last > before:
+        metas = group.metas
+        for at in range(0, len(metas), _Group.FIELDS):
+            file, flow_id, hashed, first, last_file, last_frame, idle = metas[at:at + _Group.FIELDS]
+            entry = open_across.get(hashed)
+            if entry is not None and (file, first) <= entry[1]:
+                if (last_file, last_frame) > entry[1]:
                     raise _Inexact  # the phantom took packets of a later connection on this 4-tuple
                 out.setdefault(file, []).append(flow_id)
-            elif reason == "idle" and not passes_right:
+            elif idle and not passes_right:
                 raise _Inexact  # closed by an expiry pass that may not run at the same packet as in one process
         for ids in out.values():
             ids.sort()
-        return out
+        return out, open_across
 
     try:
         for run, message in messages:
@@ -419,10 +466,10 @@ def _merge_groups(messages: Iterator[tuple[int, tuple[Any, ...]]], timed: list[t
                 if kind == "records":
                     done_bytes[run] = message[3]
                 if run == placed == 0:
-                    yield from give(0, message, {})
+                    yield from give(0, message, {}, {})
                 else:
                     if kind == "records":
-                        group.metas.extend(message[2])
+                        group.note(message[2])
                     waiting.add(run, message)
             if progress is not None:
                 progress(sum(done_bytes), total)
@@ -430,10 +477,10 @@ def _merge_groups(messages: Iterator[tuple[int, tuple[Any, ...]]], timed: list[t
                 if placed > 0:
                     first = starts[placed]  # (the overlap warning of one process, between the runs' files)
                     _check_follows(paths[first - 1], groups[placed - 1].end[5], paths[first], timed[first][1])  # type: ignore[index]
-                    phantoms = phantoms_of(placed)
+                    phantoms, open_across = phantoms_of(placed)
                     for waited in waiting.take(placed):
-                        yield from give(placed, waited, phantoms)
-                    groups[placed].metas = []
+                        yield from give(placed, waited, phantoms, open_across)
+                    groups[placed].metas = array.array("q")
                 placed += 1
     finally:
         waiting.close()
