@@ -171,11 +171,13 @@ def group_messages(timed: list[tuple[str, float | None]], first: int, end: int, 
     if tracked and end < len(timed):
         raw = wire_keys(tracked)
         counter = follow_counter(reassembler, raw)
+        keys_of: dict[int, list[Any]] = {}  # flow id -> its 4-tuples in `tracked`
+        for key, flow_id in tracked.items():
+            keys_of.setdefault(flow_id, []).append(key)
 
         def take(new: Any) -> None:
             for record in new:
-                flow_id = record["flow_id"]
-                for key in [key for key, value in tracked.items() if value == flow_id]:
+                for key in keys_of.pop(record["flow_id"], ()):
                     del tracked[key]
                 keep(pieces.place(record)[1])
 
