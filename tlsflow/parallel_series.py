@@ -375,69 +375,35 @@ class _Group:
             append((file, flow_id, hash(key), first, last_file, last_frame, reason == "idle"))
 
 
-def _merge_groups(messages: Iterator[tuple[int, tuple[Any, ...]]], timed: list[tuple[str, float | None]],
-                  starts: list[int], sizes: list[int], given: _Given,
-                  progress: Callable[[int, int | None], None] | None) -> Iterator[tuple[str, dict[str, Any] | str]]:
-    """The runs' messages as (capture, record or message), the first run's as they come, each later run's once
-    it and every run before it have ended. Raises _Inexact (see the module's docstring)."""
-    from tlsflow.parallel_ranges import _passes_on_whole_intervals
-    from tlsflow.series import _check_follows
+class Placement:
+    """Which records of the runs are kept, under which flow id, decided run after run (the module's docstring): the
+    local merge (`_merge_groups`) and the Dask cluster's series in runs (tlsflow.cluster_series) both place with it.
+    Raises _Inexact where the runs cannot be placed as one process's."""
 
-    runs = len(starts)
-    groups = [_Group() for _ in range(runs)]
-    waiting = Waiting(_records_in_message, prefix="tlsflow-series-")
-    done_bytes = [0] * runs
-    total = sum(sizes)
-    # Connections kept so far that go on past the start of a later run: 4-tuple's hash -> (4-tuple, position of the
-    # last packet).
-    across: dict[int, tuple[Any, Position]] = {}
-    placed = 0  # the run being output
-    kept_in_file: dict[int, int] = {}  # records given per file, for the damage messages
-    same_passes = _passes_on_whole_intervals()
-    paths = [path for path, _t in timed]
+    def __init__(self, starts: list[int], files: int) -> None:
+        from tlsflow.parallel_ranges import _passes_on_whole_intervals
 
-    def give(run: int, message: tuple[Any, ...], phantoms: dict[int, list[int]],
-             open_across: dict[int, tuple[Any, Position]]) -> Iterator[tuple[str, Any]]:
-        kind = message[0]
-        if kind == "records":
-            next_start = starts[run + 1] if run + 1 < runs else len(timed)
-            for record, (file, flow_id, key, _first, last, _reason) in zip(unpack_all(message[1]), message[2]):
-                ids = phantoms.get(file)
-                if ids is not None:
-                    at = bisect.bisect_left(ids, flow_id)
-                    if at < len(ids) and ids[at] == flow_id:
-                        if open_across[hash(key)][0] != key:
-                            raise _Inexact  # (two 4-tuples of one hash: cannot be told apart by `phantoms_of`)
-                        continue
-                    record["flow_id"] = flow_id - at
-                if last[0] >= next_start:
-                    hashed = hash(key)
-                    earlier = across.get(hashed)
-                    if earlier is None or earlier[1] < last:
-                        if earlier is not None and earlier[0] != key:
-                            raise _Inexact  # (as above)
-                        across[hashed] = (key, last)
-                kept_in_file[file] = kept_in_file.get(file, 0) + 1
-                given.add(paths[file], record)
-                yield paths[file], record
-        elif kind == "message":
-            given.add(message[1], message[2])
-            yield message[1], message[2]
-        else:  # "damage"
-            text = damage_message(message[1], message[2], kept_in_file.get(message[3], 0))
-            given.add(message[1], text)
-            yield message[1], text
+        self.starts = starts
+        self.files = files
+        self.same_passes = _passes_on_whole_intervals()
+        # Connections kept so far that go on past the start of a later run: 4-tuple's hash -> (4-tuple, position
+        # of the last packet).
+        self.across: dict[int, tuple[Any, Position]] = {}
 
-    def phantoms_of(run: int) -> tuple[dict[int, list[int]], dict[int, tuple[Any, Position]]]:
-        """The flows of run `run` that are phantoms, by file (their ids in increasing order), and the connections
-        open across its start that tell them."""
-        group = groups[run]
-        assert group.end is not None
+    def phantoms(self, run: int, group: _Group, previous_end: tuple[Any, ...] | None
+                 ) -> tuple[dict[int, list[int]], dict[int, tuple[Any, Position]]]:
+        """The flows of run `run` (its records' metas in `group`, its "end" message there) that are phantoms, by
+        file (their ids in increasing order), and the connections open across its start that tell them, once
+        every earlier run's records were `settle`d (`previous_end`: the run before's "end" message)."""
+        if run == 0:
+            return {}, {}
+        assert group.end is not None and previous_end is not None
         _end, first_clock, _cut, _evicted, _read, _ts = group.end
-        cut_clock = groups[run - 1].end[2]  # type: ignore[index]
-        passes_right = same_passes and (first_clock is None or (cut_clock is not None and first_clock >= cut_clock))
-        start = (starts[run], 0)
-        open_across = {hashed: entry for hashed, entry in across.items() if entry[1] > start}
+        cut_clock = previous_end[2]
+        passes_right = self.same_passes and (first_clock is None
+                                             or (cut_clock is not None and first_clock >= cut_clock))
+        start = (self.starts[run], 0)
+        open_across = {hashed: entry for hashed, entry in self.across.items() if entry[1] > start}
         out: dict[int, list[int]] = {}
         metas = group.metas
         for at in range(0, len(metas), _Group.FIELDS):
@@ -452,6 +418,67 @@ def _merge_groups(messages: Iterator[tuple[int, tuple[Any, ...]]], timed: list[t
         for ids in out.values():
             ids.sort()
         return out, open_across
+
+    def settle(self, run: int, meta: Meta, phantoms: dict[int, list[int]],
+               open_across: dict[int, tuple[Any, Position]]) -> int | None:
+        """A record of run `run` (its Meta), given `phantoms(run)`: its flow id as one process numbers it, or None
+        for a phantom. A kept connection that goes on past its run is noted for the later runs' phantoms."""
+        file, flow_id, key, _first, last, _reason = meta
+        ids = phantoms.get(file)
+        if ids is not None:
+            at = bisect.bisect_left(ids, flow_id)
+            if at < len(ids) and ids[at] == flow_id:
+                if open_across[hash(key)][0] != key:
+                    raise _Inexact  # (two 4-tuples of one hash: `phantoms` cannot tell them apart)
+                return None
+            flow_id -= at
+        if last[0] >= (self.starts[run + 1] if run + 1 < len(self.starts) else self.files):
+            hashed = hash(key)
+            earlier = self.across.get(hashed)
+            if earlier is None or earlier[1] < last:
+                if earlier is not None and earlier[0] != key:
+                    raise _Inexact  # (as above)
+                self.across[hashed] = (key, last)
+        return flow_id  # type: ignore[no-any-return]
+
+
+def _merge_groups(messages: Iterator[tuple[int, tuple[Any, ...]]], timed: list[tuple[str, float | None]],
+                  starts: list[int], sizes: list[int], given: _Given,
+                  progress: Callable[[int, int | None], None] | None) -> Iterator[tuple[str, dict[str, Any] | str]]:
+    """The runs' messages as (capture, record or message), the first run's as they come, each later run's once
+    it and every run before it have ended. Raises _Inexact (see the module's docstring)."""
+    from tlsflow.series import _check_follows
+
+    runs = len(starts)
+    groups = [_Group() for _ in range(runs)]
+    waiting = Waiting(_records_in_message, prefix="tlsflow-series-")
+    done_bytes = [0] * runs
+    total = sum(sizes)
+    placement = Placement(starts, len(timed))
+    placed = 0  # the run being output
+    kept_in_file: dict[int, int] = {}  # records given per file, for the damage messages
+    paths = [path for path, _t in timed]
+
+    def give(run: int, message: tuple[Any, ...], phantoms: dict[int, list[int]],
+             open_across: dict[int, tuple[Any, Position]]) -> Iterator[tuple[str, Any]]:
+        kind = message[0]
+        if kind == "records":
+            for record, meta in zip(unpack_all(message[1]), message[2]):
+                flow_id = placement.settle(run, meta, phantoms, open_across)
+                if flow_id is None:
+                    continue
+                record["flow_id"] = flow_id
+                file = meta[0]
+                kept_in_file[file] = kept_in_file.get(file, 0) + 1
+                given.add(paths[file], record)
+                yield paths[file], record
+        elif kind == "message":
+            given.add(message[1], message[2])
+            yield message[1], message[2]
+        else:  # "damage"
+            text = damage_message(message[1], message[2], kept_in_file.get(message[3], 0))
+            given.add(message[1], text)
+            yield message[1], text
 
     try:
         for run, message in messages:
@@ -479,7 +506,7 @@ def _merge_groups(messages: Iterator[tuple[int, tuple[Any, ...]]], timed: list[t
                 if placed > 0:
                     first = starts[placed]  # (the overlap warning of one process, between the runs' files)
                     _check_follows(paths[first - 1], groups[placed - 1].end[5], paths[first], timed[first][1])  # type: ignore[index]
-                    phantoms, open_across = phantoms_of(placed)
+                    phantoms, open_across = placement.phantoms(placed, groups[placed], groups[placed - 1].end)
                     for waited in waiting.take(placed):
                         yield from give(placed, waited, phantoms, open_across)
                     groups[placed].metas = array.array("q")
