@@ -1,5 +1,6 @@
 """Scale-out analysis on a Dask cluster: one task per capture file (with `--series`, per folder of rotated files read
-as one capture); each worker writes each capture's Parquet.
+as one capture, or per run of a folder's files when there are fewer folders than threads: tlsflow.cluster_series);
+each worker writes each capture's Parquet.
 
 For fleets of sensors writing rotating capture files, where one machine is not enough. The workers open the
 captures and write the results themselves, so only small per-file summaries travel through the scheduler; that
@@ -344,6 +345,27 @@ def _connect(scheduler: Any, timeout: float) -> tuple[Any, bool]:
         raise ClusterError(f"cannot connect to the Dask scheduler at {address}: {exc}") from exc
 
 
+def _series_in_runs(tasks: list[CaptureTask], client: Any) -> dict[str, Any]:
+    """The series (tasks with pieces) to cut into runs, by task name: all of them, each in as many runs as the
+    cluster's threads give each series, when there are fewer series than threads; none otherwise."""
+    series = [task for task in tasks if task.pieces]
+    try:
+        threads = sum(client.nthreads().values())
+    except Exception:  # noqa: BLE001 - (an old or odd client: a task per series, as before)
+        return {}
+    if not series or len(tasks) >= threads:
+        return {}
+    from tlsflow.cluster_series import SeriesInRuns
+
+    per_series = max(1, (threads - (len(tasks) - len(series))) // len(series))
+    plans = {}
+    for task in series:
+        runs = min(per_series, len(task.pieces))
+        if runs > 1:
+            plans[task.name] = SeriesInRuns(task, runs)
+    return plans
+
+
 def _write_manifest(run: ClusterRun) -> None:
     manifest = {"captures": [{"capture": r.capture, "output": r.output and os.path.basename(r.output),
                               "rows": r.rows, "outcomes": r.outcomes, "errors": list(r.errors),
@@ -401,10 +423,22 @@ def analyze_cluster(paths: str | Path | Iterable[str | Path], scheduler: Any, ou
     try:
         from distributed import as_completed
 
+        # Fewer series than the cluster has threads (one sensor's folder): each cut into runs of files, a task per
+        # run (tlsflow.cluster_series); the rest a task each.
+        in_runs = _series_in_runs(tasks, client) if series else {}
+        plain = [task for task in tasks if task.name not in in_runs]
         # pure=False: the same path twice (a rerun on a long-lived cluster) is a new task, as the file may
         # have grown; the scheduler spreads the tasks over the workers as they free up.
-        futures = client.map(analyze_task, tasks, pure=False, key="tlsflow-analyze")
-        task_of = {f.key: t for f, t in zip(futures, tasks, strict=True)}
+        futures = client.map(analyze_task, plain, pure=False, key="tlsflow-analyze") if plain else []
+        task_of = {f.key: t for f, t in zip(futures, plain, strict=True)}
+        plan_of: dict[str, Any] = {}  # a series' first-round task -> its SeriesInRuns
+        for plan in in_runs.values():
+            from tlsflow.cluster_series import analyze_series_run
+
+            for rt in plan.run_tasks:
+                future = client.submit(analyze_series_run, rt, pure=False)
+                futures.append(future)
+                plan_of[future.key] = plan
         expired = threading.Event()
         # A watchdog rather than as_completed's own timeout (newer Dask only): cancelled tasks come out of
         # as_completed like finished ones, and are reported one by one.
@@ -414,7 +448,34 @@ def analyze_cluster(paths: str | Path | Iterable[str | Path], scheduler: Any, ou
             watchdog.daemon = True
             watchdog.start()
         try:
-            for future in as_completed(futures, loop=client.loop):
+            pending = as_completed(futures, loop=client.loop)
+            for future in pending:
+                plan = plan_of.pop(future.key, None)
+                if plan is not None:  # a run of a series: the series goes on once all its runs are back
+                    if future.cancelled():
+                        reported, after = plan.took(None, f"not analysed within {timeout:g} s" if expired.is_set()
+                                                    else "cancelled on the cluster")
+                    else:
+                        try:
+                            reported, after = plan.took(future.result())
+                        except Exception as exc:  # noqa: BLE001 - the worker died on it
+                            reported, after = plan.took(None, "the cluster could not analyse it: "
+                                                        f"{type(exc).__name__}: {exc}")
+                    future.release()
+                    for function, *arguments, for_task in after or ():
+                        if expired.is_set():
+                            reported += tuple(_not_analysed(replace(for_task, name=name), f"not analysed within "
+                                                            f"{timeout:g} s") for name, _, _ in for_task.pieces)
+                            continue
+                        later = client.submit(function, *arguments, pure=False)
+                        futures.append(later)
+                        task_of[later.key] = for_task
+                        pending.add(later)
+                    for result in reported:
+                        by_name[result.capture] = result
+                        if on_result is not None:
+                            on_result(result)
+                    continue
                 task = task_of[future.key]
                 members = [replace(task, name=name) for name, _, _ in task.pieces] or [task]
                 if future.cancelled():  # by the watchdog, or by someone on the cluster's dashboard

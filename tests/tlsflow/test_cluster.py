@@ -326,3 +326,52 @@ def test_series_on_the_cluster_equals_series_in_one_process(cluster, generated_c
     assert len(got) == len(expected) == run.rows == 2 * len(_rows_single_process(str(generated_capture)))
     for g, e in zip(got, expected, strict=True):
         assert g == e, (g["capture"], g["flow_id"])
+
+
+def test_one_series_is_cut_into_runs_of_files_on_the_cluster(cluster, generated_capture, tmp_path):
+    """One sensor's folder on a two-worker cluster: a task per run of its files, then one per run placing them
+    (tlsflow.cluster_series); the Parquet rows, results and damage lines of a local --series run."""
+    from distributed import Client
+
+    from tests.conftest import capture_file_bytes, pcap_frames
+    from tlsflow.api import analyze_files
+    from tlsflow.cluster import CaptureTask, _series_in_runs, analyze_cluster
+
+    frames = pcap_frames(generated_capture)
+    bounds = [len(frames) * i // 6 for i in range(7)]
+    for variant in ("whole", "damaged"):
+        folder = tmp_path / variant / "sensor"
+        folder.mkdir(parents=True)
+        files = []
+        for i in range(6):
+            path = folder / f"rot{i}.pcap"
+            data = capture_file_bytes(1, [(t, d, len(d)) for t, d in frames[bounds[i]:bounds[i + 1]]], pcapng=False)
+            path.write_bytes(data[:len(data) // 2] if variant == "damaged" and i == 4 else data)
+            files.append(str(path))
+        with Client(cluster) as client:
+            pieces = tuple((f, f, f + ".parquet") for f in files)
+            plans = _series_in_runs([CaptureTask(files[0], files[0], files[0] + ".parquet", pieces=pieces)], client)
+            assert [len(rt.files) for rt in plans[files[0]].run_tasks] == [3, 3]
+        if variant == "whole":
+            # The runs place exactly (no fallback to one task) and the second one saw phantoms.
+            from tlsflow.cluster_series import analyze_series_run, place_series_run
+
+            plan = plans[files[0]]
+            for rt in plan.run_tasks:
+                reported, after = plan.took(analyze_series_run(rt))
+            assert reported == () and [step[0] for step in after] == [place_series_run] * 2
+            assert after[0][3] == {} and sum(len(ids) for ids in after[1][3].values()) > 0
+            plan._remove_run_outputs()
+        out = tmp_path / variant / "results"
+        run = analyze_cluster(files, cluster.scheduler_address, out, series=True, timeout=240)
+        local = list(analyze_files(files, series=True))
+        assert run.errors == [r for _c, r in local if isinstance(r, str)]
+        assert [r.capture for r in run.results] == files
+        assert len(run.files) == len(files) == len(list(out.glob("*.parquet")))
+        assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no run's file left behind
+        expected = _rows_single_process(files, series=True, errors=[])
+        got = _rows_from_parquet(out)
+        assert len(got) == len(expected) == run.rows > 100
+        for g, e in zip(got, expected, strict=True):
+            assert g == e, (g["capture"], g["flow_id"])
+    assert any("file ends inside a packet record" in e for e in run.errors)
