@@ -160,15 +160,13 @@ def place_series_run(rt: SeriesRunTask, outcome: RunOutcome, phantoms: dict[int,
                 results.append(CaptureResult(name, output, table.num_rows, outcomes, tuple(errors), worker))
                 continue
             table = pq.read_table(written)
-            if ids.size:
-                flow = table.column("flow_id").to_numpy()
-                at = np.searchsorted(ids, flow)
-                phantom = (at < ids.size) & (ids[np.minimum(at, ids.size - 1)] == flow)
-                keep = ~phantom
-                table = table.filter(pa.array(keep))
-                column = table.schema.get_field_index("flow_id")
-                table = table.set_column(column, table.schema.field(column),
-                                         pa.array(flow[keep] - at[keep], type=pa.int64()))
+            flow = table.column("flow_id").to_numpy()
+            at = np.searchsorted(ids, flow)  # phantoms of this file before each row's flow id (or at it)
+            keep = ~((at < ids.size) & (ids[np.minimum(at, ids.size - 1)] == flow))
+            table = table.filter(pa.array(keep))
+            column = table.schema.get_field_index("flow_id")
+            table = table.set_column(column, table.schema.field(column),
+                                     pa.array(flow[keep] - at[keep], type=pa.int64()))
             pq.write_table(table, tmp, row_group_size=4096)
             os.replace(tmp, output)
             os.unlink(written)
