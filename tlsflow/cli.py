@@ -192,7 +192,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
         # (a process per series, a folder's files, or fewer series than processes, each cut into runs of files, one
         # per process: no more processes than files either way)
-        jobs = min(jobs, max(len(group_by_folder(inputs)), max(len(group) for group in group_by_folder(inputs))))
+        folders = group_by_folder(inputs)
+        jobs = min(jobs, max(len(folders), max(len(group) for group in folders)))
     if jobs > 1 and len(inputs) == 1 and not args.scheduler:
         hop_ahead.start(inputs[0], jobs)  # on another core, while the analysis is imported
     try:

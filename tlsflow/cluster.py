@@ -191,7 +191,7 @@ def analyze_series(task: CaptureTask) -> tuple[CaptureResult, ...]:
 
     loaded = _worker_inputs(task)
     if isinstance(loaded, str):
-        return tuple(_not_analysed(replace(task, name=name), loaded) for name, _, _ in task.pieces)
+        return tuple(_not_analysed(t, loaded) for t in members(task))
     trust, keylog = loaded
     missing = [name for name, path, _ in task.pieces if not os.path.isfile(path)]
     if missing:  # the client saw them: this worker does not
@@ -260,6 +260,11 @@ def _tmp_path(output: str) -> str:
     """Where a Parquet file is written before it is renamed to `output`: a dot name (readers of the folder skip
     it), one per process and thread."""
     return os.path.join(os.path.dirname(output), f".{os.path.basename(output)}.{os.getpid()}-{threading.get_ident()}.tmp")
+
+
+def members(task: CaptureTask) -> list[CaptureTask]:
+    """The task of each file a task's results are for: a series' files, or the capture itself."""
+    return [replace(task, name=name) for name, _, _ in task.pieces] or [task]
 
 
 def _not_analysed(task: CaptureTask, message: str) -> CaptureResult:
@@ -450,45 +455,33 @@ def analyze_cluster(paths: str | Path | Iterable[str | Path], scheduler: Any, ou
         try:
             pending = as_completed(futures, loop=client.loop)
             for future in pending:
+                # What the task gave, or why it gave nothing.
+                value, failure = None, None
+                if future.cancelled():  # by the watchdog, or by someone on the cluster's dashboard
+                    failure = f"not analysed within {timeout:g} s" if expired.is_set() else "cancelled on the cluster"
+                else:
+                    try:
+                        value = future.result()
+                    # The worker died on it (KilledWorker), or the task could not run there.
+                    except Exception as exc:  # noqa: BLE001
+                        failure = f"the cluster could not analyse it: {type(exc).__name__}: {exc}"
+                future.release()
                 plan = plan_of.pop(future.key, None)
                 if plan is not None:  # a run of a series: the series goes on once all its runs are back
-                    if future.cancelled():
-                        reported, after = plan.took(None, f"not analysed within {timeout:g} s" if expired.is_set()
-                                                    else "cancelled on the cluster")
-                    else:
-                        try:
-                            reported, after = plan.took(future.result())
-                        except Exception as exc:  # noqa: BLE001 - the worker died on it
-                            reported, after = plan.took(None, "the cluster could not analyse it: "
-                                                        f"{type(exc).__name__}: {exc}")
-                    future.release()
+                    results, after = plan.took(value, failure)
                     for function, *arguments, for_task in after or ():
                         if expired.is_set():
-                            reported += tuple(_not_analysed(replace(for_task, name=name), f"not analysed within "
-                                                            f"{timeout:g} s") for name, _, _ in for_task.pieces)
+                            results += tuple(_not_analysed(t, f"not analysed within {timeout:g} s")
+                                             for t in members(for_task))
                             continue
                         later = client.submit(function, *arguments, pure=False)
                         futures.append(later)
                         task_of[later.key] = for_task
                         pending.add(later)
-                    for result in reported:
-                        by_name[result.capture] = result
-                        if on_result is not None:
-                            on_result(result)
-                    continue
-                task = task_of[future.key]
-                members = [replace(task, name=name) for name, _, _ in task.pieces] or [task]
-                if future.cancelled():  # by the watchdog, or by someone on the cluster's dashboard
-                    results = tuple(_not_analysed(t, f"not analysed within {timeout:g} s" if expired.is_set()
-                                                  else "cancelled on the cluster") for t in members)
+                elif failure is None:
+                    results = value
                 else:
-                    try:
-                        results = future.result()
-                    # The worker died on it (KilledWorker), or the task could not run there.
-                    except Exception as exc:  # noqa: BLE001
-                        results = tuple(_not_analysed(t, "the cluster could not analyse it: "
-                                                      f"{type(exc).__name__}: {exc}") for t in members)
-                future.release()
+                    results = tuple(_not_analysed(t, failure) for t in members(task_of[future.key]))
                 for result in results:
                     by_name[result.capture] = result
                     if on_result is not None:

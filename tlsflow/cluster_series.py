@@ -25,6 +25,7 @@ from tlsflow.cluster import (
     _worker_address,
     _worker_caches,
     _worker_inputs,
+    members,
 )
 
 
@@ -62,7 +63,7 @@ def run_output(output: str, run: int) -> str:
     return os.path.join(os.path.dirname(output), f".{os.path.basename(output)}.run{run}")
 
 
-def _pieces_in_order(rt: SeriesRunTask) -> dict[str, tuple[str, str, str]]:
+def _pieces_by_path(rt: SeriesRunTask) -> dict[str, tuple[str, str, str]]:
     return {path: (name, path, output) for name, path, output in rt.task.pieces}
 
 
@@ -80,7 +81,7 @@ def analyze_series_run(rt: SeriesRunTask) -> RunOutcome:
     missing = [path for path, _t in rt.timed if not os.path.isfile(path)]
     if missing:  # (the client saw them: this worker does not)
         return RunOutcome(rt.run, failure=f"{missing[0]}: no such file on this worker{_SHARED_STORAGE_HINT}")
-    piece = _pieces_in_order(rt)
+    piece = _pieces_by_path(rt)
     files = rt.files
     place = {path: index for index, (path, _t) in enumerate(rt.timed)}
     writers: dict[int, Any] = {}
@@ -136,7 +137,7 @@ def place_series_run(rt: SeriesRunTask, outcome: RunOutcome, phantoms: dict[int,
 
     from tlsflow.capture.errors import damage_message
 
-    piece = _pieces_in_order(rt)
+    piece = _pieces_by_path(rt)
     worker = _worker_address()
     results = []
     for file in rt.files:
@@ -194,12 +195,11 @@ class SeriesInRuns:
     its second round's (or the whole series as one task, where the runs cannot be placed)."""
 
     def __init__(self, task: CaptureTask, runs: int) -> None:
-        from tlsflow.parallel_series import _sizes, group_starts
-        from tlsflow.series import _timed_order
+        from tlsflow.parallel_series import plan_runs
 
         self.task = task
-        timed = tuple(_timed_order([path for _, path, _ in task.pieces]))
-        starts = tuple(group_starts(_sizes([path for path, _t in timed]), runs))
+        ordered, _sizes, first_files = plan_runs([path for _, path, _ in task.pieces], runs)
+        timed, starts = tuple(ordered), tuple(first_files)
         self.run_tasks = [SeriesRunTask(task, timed, starts, run) for run in range(len(starts))]
         self.outcomes: dict[int, RunOutcome] = {}
         self.came = 0  # first-round tasks back
@@ -208,7 +208,7 @@ class SeriesInRuns:
     def run_task_members(self, run: int) -> CaptureTask:
         """The series' task limited to run `run`'s files (what a cancelled or failed second-round task names)."""
         rt = self.run_tasks[run]
-        piece = _pieces_in_order(rt)
+        piece = _pieces_by_path(rt)
         return replace(self.task, pieces=tuple(piece[rt.timed[file][0]] for file in rt.files))
 
     def took(self, outcome: RunOutcome | None, failure: str | None = None
@@ -228,8 +228,7 @@ class SeriesInRuns:
             return (), None
         if self.failure is not None:
             self._remove_run_outputs()
-            return tuple(_not_analysed(replace(self.task, name=name), self.failure)
-                         for name, _, _ in self.task.pieces), []
+            return tuple(_not_analysed(t, self.failure) for t in members(self.task)), []
         try:
             phantoms = self._place()
         except _Inexact:
@@ -261,7 +260,7 @@ class SeriesInRuns:
 
     def _remove_run_outputs(self) -> None:
         for rt in self.run_tasks:
-            piece = _pieces_in_order(rt)
+            piece = _pieces_by_path(rt)
             for file in rt.files:
                 try:
                     os.unlink(run_output(piece[rt.timed[file][0]][2], rt.run))

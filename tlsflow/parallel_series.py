@@ -13,7 +13,7 @@ Ownership: a worker owns the connections that begin in its run. Those of an earl
 starts appear in its run as flows of their own (phantoms). The earlier worker's record of such a connection
 (its 4-tuple, and its last packet's position past that worker's run) tells which: a flow of worker k on that
 4-tuple whose first packet is at or before that position is made of the earlier connection's packets, and is
-dropped (`_Group.place`). A phantom that went on past that position took packets of a later connection, a flow
+dropped (`Placement`). A phantom that went on past that position took packets of a later connection, a flow
 table overflow in any worker, or a connection closed idle by a worker whose expiry passes may not fall at a
 single process's packets cannot be settled from the records: the parent then reads the series in one process
 (the records already given are not given again). Exact, slow, and rare.
@@ -62,6 +62,16 @@ def group_starts(sizes: list[int], jobs: int) -> list[int]:
             starts.append(index)
         done += size
     return starts
+
+
+def plan_runs(paths: list[str], jobs: int) -> tuple[list[tuple[str, float | None]], list[int], list[int]]:
+    """A series' files in capture order with their first packets' times (series._timed_order), their sizes, and
+    the first file of each of at most `jobs` runs (`group_starts`)."""
+    from tlsflow.series import _timed_order
+
+    timed = _timed_order(paths)
+    sizes = _sizes([path for path, _t in timed])
+    return timed, sizes, group_starts(sizes, jobs)
 
 
 def _sizes(paths: list[str]) -> list[int]:
@@ -254,11 +264,7 @@ def analyze_series_parallel(paths: list[str], jobs: int, *, ca_bundle: str | Non
     """(capture, record or message) for one series (`paths`: a folder's files), as `series.iter_series` yields
     them, by `jobs` processes (at most one per file). Workers build their trust store from `ca_bundle` and their
     key log from `keylog_path`; with `json_lines` they encode the records (tlsflow.shipping)."""
-    from tlsflow.series import _timed_order
-
-    timed = _timed_order(paths)
-    sizes = _sizes([path for path, _t in timed])
-    starts = group_starts(sizes, jobs)
+    timed, sizes, starts = plan_runs(paths, jobs)
     ctx = start_method()
     queue = ctx.Queue(QUEUE_BATCHES)
     workers = [ctx.Process(target=_group_main, args=(index, timed, starts, ca_bundle, keylog_path, queue,
@@ -287,11 +293,8 @@ def groups_in_one_process(paths: list[str], jobs: int, *, trust: Any = None, key
     put in order by the same merge. `interleave`: given every run's messages, the order in which the parent gets
     them as (run, message); by default the runs one after another."""
     from tlsflow.pipeline import RunCaches
-    from tlsflow.series import _timed_order
 
-    timed = _timed_order(paths)
-    sizes = _sizes([path for path, _t in timed])
-    starts = group_starts(sizes, jobs)
+    timed, sizes, starts = plan_runs(paths, jobs)
     caches = RunCaches(trust)
     every = [group_messages(timed, start, starts[k + 1] if k + 1 < len(starts) else len(timed), trust=trust,
                             keylog=keylog, caches=caches, json_lines=json_lines, batch_records=batch_records)

@@ -57,8 +57,7 @@ def test_group_starts_cuts_runs_of_about_equal_bytes():
 @pytest.mark.parametrize("jobs", [2, 3, 6])
 def test_runs_give_the_records_of_one_process(pieces, jobs, monkeypatch):
     whole = by_place(iter_series(pieces))
-    timed = tlsflow.series._timed_order(pieces)
-    starts = ps.group_starts(ps._sizes([p for p, _t in timed]), jobs)
+    timed, _sizes, starts = ps.plan_runs(pieces, jobs)
     assert len(starts) == jobs
     # Connections cross the cuts between runs: the later runs see their packets as flows of their own
     # (phantoms), which the merge drops.
