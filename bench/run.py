@@ -234,12 +234,16 @@ def measure_together(argvs: list[list[str]], timeout: float) -> Measurement:
 
 
 # ---------------------------------------------------------------------------------------------- the capture
+# A classic pcap's magic number -> the byte order of its headers (micro- and nanosecond timestamps alike).
+_PCAP_BYTE_ORDER = {b"\xd4\xc3\xb2\xa1": "<", b"\x4d\x3c\xb2\xa1": "<", b"\xa1\xb2\xc3\xd4": ">",
+                    b"\xa1\xb2\x3c\x4d": ">"}
+
+
 def count_packets(capture: str) -> int | None:
     """Packets in a classic pcap by walking record headers; capinfos for anything else; None if neither works."""
     with open(capture, "rb") as f:
         magic = f.read(4)
-        order = {b"\xd4\xc3\xb2\xa1": "<", b"\x4d\x3c\xb2\xa1": "<", b"\xa1\xb2\xc3\xd4": ">",
-                 b"\xa1\xb2\x3c\x4d": ">"}.get(magic)
+        order = _PCAP_BYTE_ORDER.get(magic)
         if order is not None:
             record = struct.Struct(order + "IIII")
             f.seek(24)
@@ -262,12 +266,14 @@ def split_pcap(capture: str, pieces: int, folder: str) -> list[str]:
     """A classic pcap cut into `pieces` files of about equal packet counts in `folder` (piece-000.pcap, ...), as a
     sensor that rotates its file (tcpdump -C) writes them: `--series-pieces`."""
     packets = count_packets(capture)
-    if packets is None or packets < pieces:
+    with open(capture, "rb") as f:
+        header = f.read(24)
+    if header[:4] not in _PCAP_BYTE_ORDER or packets is None or packets < pieces:
         raise SystemExit(f"{capture}: --series-pieces needs a classic pcap of {pieces} packets or more")
     out: list[str] = []
     with open(capture, "rb") as f:
         header = f.read(24)
-        record = struct.Struct({b"\xd4\xc3\xb2\xa1": "<", b"\x4d\x3c\xb2\xa1": "<"}.get(header[:4], ">") + "IIII")
+        record = struct.Struct(_PCAP_BYTE_ORDER[header[:4]] + "IIII")
         for index in range(pieces):
             name = os.path.join(folder, f"piece-{index:03d}.pcap")
             want = packets * (index + 1) // pieces - packets * index // pieces
