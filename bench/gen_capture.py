@@ -296,13 +296,14 @@ class ClientAddresses:
         return self.addresses[i], port
 
 
-def generate(out: BinaryIO, size: int, seed: int, sessions: list[Session] | None = None, bulk: str = "none"
-             ) -> Stats:
+def generate(out: BinaryIO, size: int, seed: int, sessions: list[Session] | None = None, bulk: str = "none",
+             concurrent: int | None = None) -> Stats:
     """Write a pcap of about `size` bytes (it stops opening connections there and lets open ones finish).
     `bulk`: "first", the first CONCURRENT_CONNECTIONS completed sessions are downloads of ~10 MB each (the
     capture's first ~half, for a 1 GB one, is long transfers, the rest the usual mix); "last", every completed
     session opened past half of `size` is one (the other way round): captures whose cost per byte is uneven,
-    for `--jobs` on one file (the usual mix: "none")."""
+    for `--jobs` on one file (the usual mix: "none"). `concurrent`: connections open at once (a busy link's flow
+    table: the reader's memory grows with it, not with the capture's size)."""
     sessions = sessions if sessions is not None else load(STREAMS_PATH)
     rng = random.Random(seed)
     choices = [i for i, s in enumerate(sessions) if s.kind in KIND_WEIGHTS]
@@ -316,7 +317,11 @@ def generate(out: BinaryIO, size: int, seed: int, sessions: list[Session] | None
     buffered, written = len(PCAP_GLOBAL_HEADER), 0
     randrange, expovariate = rng.randrange, rng.expovariate
     # A connection averages ~45 KB, so a small capture with 48 open at once would overshoot its size many times.
-    concurrency = max(2, min(CONCURRENT_CONNECTIONS, size // 100_000))
+    # More than that at once is asked for explicitly: the file then ends about `concurrent` connections past
+    # `size` (~45 KB each).
+    if concurrent is None:
+        concurrent = CONCURRENT_CONNECTIONS
+    concurrency = concurrent if concurrent > CONCURRENT_CONNECTIONS else max(2, min(concurrent, size // 100_000))
 
     def open_connection() -> None:
         idx = rng.choices(choices, weights)[0]
@@ -330,6 +335,15 @@ def generate(out: BinaryIO, size: int, seed: int, sessions: list[Session] | None
         stats.connections += 1
         stats.kinds[session.kind] += 1
 
+    if concurrency > CONCURRENT_CONNECTIONS:
+        # A busy link is not quiet when the capture starts: its connections are under way. Each of the first ones
+        # begins at a random point of its script, as tcpdump would pick it up (the frames before are never
+        # written), so that connections open and end at a steady rate from the first packet on.
+        while len(active) < concurrency:
+            open_connection()
+            started = active[-1]
+            for _ in range(rng.randrange(len(started.script))):
+                started.next_frame()
     while True:
         if written + buffered < size:
             while len(active) < concurrency:
@@ -366,10 +380,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--manifest", type=Path, help="also write the counts (connections, packets, kinds) as JSON")
     parser.add_argument("--bulk", choices=("none", "first", "last"), default="none",
                         help="downloads of ~10 MB in the first or the second half (uneven cost per byte)")
+    parser.add_argument("--concurrent", type=int, default=None,
+                        help=f"connections open at once (default {CONCURRENT_CONNECTIONS}; a busy link has thousands)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     with open(args.output, "wb", buffering=0) as out:
-        stats = generate(out, args.size, args.seed, bulk=args.bulk)
+        stats = generate(out, args.size, args.seed, bulk=args.bulk, concurrent=args.concurrent)
     elapsed = time.perf_counter() - started
     summary = stats.as_dict()
     if args.manifest:

@@ -57,7 +57,7 @@ from typing import Any
 from tlsflow.capture.errors import damage_message
 from tlsflow.capture.linktypes import ETHERNET
 from tlsflow.gcpolicy import tune_gc
-from tlsflow.hop_ahead import equal_cut_targets
+from tlsflow.hop_ahead import equal_cut_targets, window_targets
 from tlsflow.hop_ahead import take as hop_taken_ahead
 from tlsflow.parallel import BATCH_PACKETS, QUEUE_BATCHES, shut_down, start_method
 from tlsflow.shipping import pack_all, unpack_all
@@ -175,6 +175,31 @@ def wire_keys(tracked: Any) -> set[bytes]:
     return raw
 
 
+# Keys found in the near window (two per connection that sent both ways) from which the far one is read too.
+IN_FLIGHT_FAR_FROM_KEYS = 2000
+
+
+def in_flight_at(path: str, windows: Windows, cut_frame: int) -> set[bytes]:
+    """`flows_in_window` of the near window (`_windows`), and of the far one as well when the near one holds many
+    connections (a busy link, whose connections send far apart)."""
+    far, near = windows
+    found = flows_in_window(path, near, cut_frame)
+    if len(found) > IN_FLIGHT_FAR_FROM_KEYS and far[0] < near[0]:
+        found |= flows_in_window(path, far, near[1] + 1)
+    return found
+
+
+def _in_flight(raw: set[bytes], pkt: Any) -> bool:
+    """Whether the segment's 4-tuple, either way round, is in `raw` (`wire_keys`)."""
+    family = socket.AF_INET6 if pkt.ip_version == 6 else socket.AF_INET
+    try:
+        src, dst = socket.inet_pton(family, pkt.src), socket.inet_pton(family, pkt.dst)
+    except (OSError, ValueError):
+        return False
+    return (src + dst + struct.pack("!HH", pkt.sport, pkt.dport) in raw
+            or dst + src + struct.pack("!HH", pkt.dport, pkt.sport) in raw)
+
+
 def follow_counter(reassembler: Any, raw: set[bytes]) -> Any:
     """A segment counter (the reader's `counter`) for a worker that follows only the flows of the 4-tuples `raw`
     (`wire_keys`): their segments go to the reassembler's own lanes as before; every other 4-tuple's is taken as
@@ -208,6 +233,62 @@ class _FollowCounter:
     @property
     def next_expiry(self) -> float:
         return self._reassembler.next_expiry  # type: ignore[no-any-return]
+
+
+class _SeenLanes(dict):  # type: ignore[type-arg]
+    """`lanes` for `flows_in_window`: every 4-tuple the reader looks up has a lane, and is noted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[bytes] = set()
+
+    def __bool__(self) -> bool:
+        return True
+
+    def get(self, key: bytes, default: Any = None) -> Any:
+        self.seen.add(key)
+        return _FOREIGN
+
+
+class _WindowCounter:
+    """`flows_in_window`'s segment counter: every segment before the cut is counted (noted by its lane lookup),
+    the first one at or past it is not (the reader then makes it a TcpPacket: the scan stops there)."""
+
+    __slots__ = ("cut_frame", "lanes")
+
+    def __init__(self, cut_frame: int) -> None:
+        self.lanes = _SeenLanes()
+        self.cut_frame = cut_frame
+
+    def count_lane(self, lane: Any, frame: int, ts: float, seq: int, ack: int, flags: int, window: int, ttl: int,
+                   n: int, buf: Any = None, ip_end: int = 0) -> bool:
+        return frame < self.cut_frame
+
+
+def flows_in_window(path: str, window: tuple[int, int, bytes], cut_frame: int) -> set[bytes]:
+    """The 4-tuples (as the reader's lanes key them: `wire_keys`) of the TCP segments from the record or block
+    `window` (split.Cut's fields) up to frame `cut_frame`, excluded: the connections in flight at a cut there, but
+    for those silent all that while. Read through the reader's fast lane: no TcpPacket for most segments."""
+    from tlsflow.capture import CaptureError, open_capture
+
+    counter = _WindowCounter(cut_frame)
+    seen = counter.lanes.seen
+    other: set[tuple[str, int, str, int]] = set()
+    cap = open_capture(path)
+    try:
+        if window[1]:  # (else the window starts with the file, headers and all)
+            cap.start_at(*window)
+        for pkt in cap.packets(counter=counter):
+            if pkt.__class__ is float:
+                continue
+            if pkt.frame >= cut_frame:
+                break
+            other.add((pkt.src, pkt.sport, pkt.dst, pkt.dport))  # a SYN, a RST, another layout
+    except CaptureError:
+        pass  # damage before the cut: the worker's own reading reports it where it matters
+    finally:
+        cap.close()
+    return seen | wire_keys(other)
 
 
 FOLLOW_CHUNK = 1 << 20
@@ -354,14 +435,15 @@ def _pickled(records: list[dict[str, Any]], json_lines: bool) -> tuple[int, byte
 
 
 def _range_main(path: str, index: int, start: tuple[int, int] | None, next_target: int | None, parent: Any,
-                ca_bundle: str | None, keylog_path: str | None, queue: Any, meter: Any, json_lines: bool) -> None:
+                ca_bundle: str | None, keylog_path: str | None, queue: Any, meter: Any, json_lines: bool,
+                window: Windows | None = None) -> None:
     tune_gc()
     try:
         from tlsflow.api import _load_keylog, _trust_store
 
         for message in range_messages(path, start, next_target, parent, trust=_trust_store(ca_bundle),
                                       keylog=_load_keylog(keylog_path), meter=meter, json_lines=json_lines,
-                                      splittable=True):
+                                      splittable=True, window=window):
             queue.put((index, message))
     except BaseException:  # noqa: BLE001 - reported to the parent, which raises
         queue.put((index, ("crash", traceback.format_exc())))
@@ -369,8 +451,8 @@ def _range_main(path: str, index: int, start: tuple[int, int] | None, next_targe
 
 def range_messages(path: str, start: tuple[int, int] | None, next_target: int | None, parent: Any, *,
                    trust: Any, keylog: Any = None, batch_packets: int = BATCH_PACKETS,
-                   meter: Any = None, json_lines: bool = False, splittable: bool = False
-                   ) -> Iterator[tuple[Any, ...]]:
+                   meter: Any = None, json_lines: bool = False, splittable: bool = False,
+                   window: Windows | None = None) -> Iterator[tuple[Any, ...]]:
     """One worker's work, as messages: ("batch", records (`_pickled`), bytes of its range done, flows opened, flows
     evicted so far, next expiry pass after its first packet, frame, phantoms) and at the end ("end", error text or None,
     flows evicted, next expiry pass after its first packet, next expiry pass when it passed its end, whether the
@@ -391,6 +473,14 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
     new worker to take the rest (`_Splitter`): ("split", (first frame, byte offset, pcapng preamble) of the cut).
     The worker takes it while nothing at or past the cut has been read, and answers ("split", taken) at once;
     its `meter`'s bytes done are brought up to date each time it looks for an offer.
+    `window`: the far and the near window's first record or block before `start` (split.Cut's fields, see
+    `_windows`): the connections with segments from there to the range's start are in flight at the cut
+    (`in_flight_at`), another worker's as a rule. A flow this worker
+    opens on one of those 4-tuples without a SYN is made cheap: no TLS parse (its consumer wants no data) and not
+    followed past the range's end. The parent drops it as a phantom; one that turns out not to be (a connection of
+    this range after all) makes the parent analyse the file in one process (`_Placer`). Without it, on a busy link
+    (thousands of connections at once) a later worker spent most of its time parsing other workers' connections
+    again, and following them to the end of the file: `--jobs 2` was slower than one process.
     """
     from tlsflow.capture import CaptureError, open_capture
 
@@ -421,6 +511,9 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
     # the cut makes a phantom open to the end of the file) instead of keeping them all until the end.
     suspects: dict[int, Any] = {}
     position = 0  # the frame of the last packet taken
+    # Raw 4-tuples in flight at the range's start (`window`), and the flows made cheap on them (own ids).
+    in_flight = in_flight_at(path, window, first_frame) if window is not None and start else set()
+    cheap: set[int] = set()
     split_taken: bool | None = None  # the answer to the parent's offer to split, until given
     poll_at = -math.inf  # splittable: the capture time from which a counted segment makes it look for an offer
 
@@ -462,6 +555,8 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
             if tracked.get(direction) == first:
                 del tracked[direction]
         if first_frame <= first < end_frame:
+            if cheap and record["flow_id"] in cheap:
+                record["_range"] = (*record["_range"], True)  # (for `_Placer`: it must be a phantom)
             records.append(record)
 
     def take(new: Any) -> None:
@@ -519,8 +614,16 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
                     if first_clock is None:
                         first_clock = reassembler.next_expiry
                     if reassembler.flows_opened != before:
-                        tracked[(pkt.src, pkt.sport, pkt.dst, pkt.dport)] = pkt.frame
-                        tracked[(pkt.dst, pkt.dport, pkt.src, pkt.sport)] = pkt.frame
+                        if in_flight and not pkt.flags & SYN_FLAG and _in_flight(in_flight, pkt):
+                            # Most likely the rest of a connection an earlier worker follows: counted only.
+                            conn = reassembler.connection(pkt.src, pkt.sport, pkt.dst, pkt.dport)
+                            if conn is not None and conn.flow_id == before + 1:
+                                conn.wants_data = False
+                                conn.handshake = None
+                                cheap.add(before + 1)
+                        if before + 1 not in cheap:
+                            tracked[(pkt.src, pkt.sport, pkt.dst, pkt.dport)] = pkt.frame
+                            tracked[(pkt.dst, pkt.dport, pkt.src, pkt.sport)] = pkt.frame
                         if report_opened:
                             opened.append((before + 1, pkt.src, pkt.sport, pkt.dst, pkt.dport, pkt.frame))
                             if not pkt.flags & SYN_FLAG and len(suspects) < SUSPECTS_REPORTED:
@@ -641,12 +744,13 @@ def analyze_ranges(path: str, jobs: int, *, ca_bundle: str | None = None, keylog
     # Worker 0's start time and bytes done, in shared memory: how fast it analyses weighs the cuts.
     meter = ctx.Array("d", 2, lock=False)
 
-    def launch(start: tuple[int, int, bytes] | None, next_target: int | None) -> None:
+    def launch(start: tuple[int, int, bytes] | None, next_target: int | None,
+               window: Windows | None = None) -> None:
         receive, send = ctx.Pipe(duplex=False)
         # Each worker's pace, for `_Splitter` (worker 0's also weighs the cuts).
         own_meter = ctx.Array("d", 2, lock=False) if workers else meter
         worker = ctx.Process(target=_range_main, args=(path, len(workers), start, next_target, receive, ca_bundle,
-                                                       keylog_path, queue, own_meter, json_lines),
+                                                       keylog_path, queue, own_meter, json_lines, window),
                              daemon=True)
         worker.start()
         workers.append(worker)
@@ -658,8 +762,8 @@ def analyze_ranges(path: str, jobs: int, *, ca_bundle: str | None = None, keylog
         pipes[index].send(("end", _UNKNOWN if end is None else end))
         splitter.ends_at(index, end)
 
-    def launch_split(cut: Any, end: tuple[int, int, bytes] | None) -> None:
-        launch((cut.offset, cut.frames_before, cut.preamble), None if end is None else end[1])
+    def launch_split(cut: Any, end: tuple[int, int, bytes] | None, window: Any) -> None:
+        launch((cut.offset, cut.frames_before, cut.preamble), None if end is None else end[1], window)
         if end is not None:
             tell_end(len(workers) - 1, end)
 
@@ -687,13 +791,15 @@ def analyze_ranges(path: str, jobs: int, *, ca_bundle: str | None = None, keylog
                 targets = [max(int(total * (share - LAST_RANGE_RESERVE)), low)
                            for share, low in zip(cut_shares(jobs, ratio), lower)]
             for k, target in enumerate(targets):
-                cut = hop.to(target)
+                window = _windows(hop, target)
+                cut = hop.to(target) if window is not None else None
                 if cut is None:
                     tell_end(len(pipes) - 1, None)  # the last range started runs to the end (or to the damage)
                     break
                 tell_end(len(pipes) - 1, (cut.frames_before + 1, cut.offset, cut.preamble))
                 starts.append(cut.frames_before + 1)
-                launch((cut.offset, cut.frames_before, cut.preamble), lower[k + 1] if k + 1 < len(lower) else None)
+                launch((cut.offset, cut.frames_before, cut.preamble), lower[k + 1] if k + 1 < len(lower) else None,
+                       window)
 
         def tell(index: int, message: tuple[str, Any]) -> None:
             try:
@@ -744,9 +850,9 @@ class _Splitter:
                  ) -> None:
         self.path, self.total, self.jobs = path, total, jobs
         self._pipes = pipes
-        self._launch = launch  # (cut, end): start a worker from cut, its range ending at end
+        self._launch = launch  # (cut, end, window): start a worker from cut, its range ending at end
         self._ranges: list[_Range] = []  # by worker
-        self._offered: tuple[int, Any] | None = None  # (worker, cut) offered, until it answers
+        self._offered: tuple[int, Any, Any] | None = None  # (worker, cut, its window) offered, until it answers
         self._free = False  # a worker has ended: a new one may start
         self._refused = 0
         self._stopped = False
@@ -808,7 +914,8 @@ class _Splitter:
         from tlsflow.capture.split import open_hop
 
         with open_hop(self.path, known.start) as hop:
-            cut = hop.to(target)
+            window = _windows(hop, target, position)
+            cut = hop.to(target) if window is not None else None
         if cut is None or cut.offset >= end:
             self._free = False  # the end of the file or damage before the target
             return
@@ -816,7 +923,7 @@ class _Splitter:
             self._pipes[index].send(("split", (cut.frames_before + 1, cut.offset, cut.preamble)))
         except OSError:
             return  # the worker has ended meanwhile: its "end" comes next
-        self._offered = (index, cut)
+        self._offered = (index, cut, window)
 
     @staticmethod
     def _target(position: int, rate: float, end: int) -> int:
@@ -830,7 +937,7 @@ class _Splitter:
         new worker is started), else None."""
         if self._offered is None or self._offered[0] != index:
             return None
-        cut = self._offered[1]
+        cut, window = self._offered[1:]
         self._offered = None
         if not taken:  # it had read that far already: offered again further on, a few times at most
             self._refused += 1
@@ -839,7 +946,7 @@ class _Splitter:
         self._free = False
         split = self._ranges[index]
         end, split.end = split.end, (cut.frames_before + 1, cut.offset, cut.preamble)
-        self._launch(cut, end)  # (calls started and ends_at for the new worker)
+        self._launch(cut, end, window)  # (calls started and ends_at for the new worker)
         return len(self._pipes) - 1, cut.frames_before + 1
 
 
@@ -881,6 +988,26 @@ class _Inexact(Exception):
     """The records of the ranges cannot be put together into a single process's: analyse again in one."""
 
 
+def _fields(cut: Any) -> tuple[int, int, bytes] | None:
+    """A split.Cut as a range worker takes it (`start_at`'s arguments)."""
+    return None if cut is None else (cut.offset, cut.frames_before, cut.preamble)
+
+
+Windows = tuple[tuple[int, int, bytes], tuple[int, int, bytes]]
+
+
+def _windows(hop: Any, cut_target: int, at_least: int = 0) -> Windows | None:
+    """The far and near windows of the range that starts at the first record at or after `cut_target`
+    (`hop_ahead.window_targets`, none before byte `at_least`): the hop goes on to each. None when the hop finds
+    the end of the file (or damage) first."""
+    far_target, near_target = window_targets(cut_target)
+    far = hop.to(max(far_target, at_least))
+    near = hop.to(max(near_target, at_least)) if far is not None else None
+    if near is None:
+        return None
+    return _fields(far), _fields(near)  # type: ignore[return-value]
+
+
 def _stop(workers: list[Any]) -> None:
     for worker in workers:
         if worker.is_alive():
@@ -904,6 +1031,9 @@ def ranges_in_one_process(path: str, cut_targets: list[int], *, trust: Any = Non
     cuts = list(find_cuts(path, cut_targets))
     starts = [1] + [cut.frames_before + 1 for cut in cuts]
     ranges = [None] + [(cut.offset, cut.frames_before, cut.preamble) for cut in cuts]
+    fars = find_cuts(path, [window_targets(t)[0] for t in cut_targets])
+    nears = find_cuts(path, [window_targets(t)[1] for t in cut_targets])
+    windows = [None] + [(_fields(far), _fields(near)) for far, near in zip(fars, nears)]
 
     class Channel:
         """What the parent tells a worker, in this process."""
@@ -929,7 +1059,7 @@ def ranges_in_one_process(path: str, cut_targets: list[int], *, trust: Any = Non
     def worker(index: int) -> Iterator[tuple[Any, ...]]:
         next_target = None if index == last else cut_targets[index]
         return range_messages(path, ranges[index], next_target, channels[index], trust=trust, keylog=keylog,
-                              batch_packets=batch_packets)
+                              batch_packets=batch_packets, window=windows[index] if index < len(windows) else None)
 
     def messages() -> Iterator[tuple[int, tuple[Any, ...]]]:
         if interleave is not None:
@@ -1147,22 +1277,31 @@ class _Placer:
 
     def _place(self, records: list[dict[str, Any]], out: list[dict[str, Any]]) -> None:
         open_phantoms = self._open_phantoms
+        # Found once per message: a busy link has thousands of phantoms open at a time (the minimum over them for
+        # each record took the parent seconds). Phantoms that close meanwhile only raise it: a record held for a
+        # limit found before goes at the next `_release`.
+        limit = None
         for record in records:
-            key, last, reason = record.pop("_range")
+            key, last, reason, *cheap = record.pop("_range")
             own_id = record["flow_id"]
             if own_id in open_phantoms:
                 if last > open_phantoms.pop(own_id)[0]:
                     raise _Inexact  # the phantom took packets of a later connection on this 4-tuple
                 continue
+            if cheap:
+                raise _Inexact  # taken for another worker's connection (in flight at the cut), analysed as such
             if reason == "idle" and not self._same_passes:
                 raise _Inexact  # closed by an expiry pass that may not run at the same packet as in one process
             first = record["first_frame"]
             self.kept.append((key, first, last))
             record["flow_id"] = self._flows_before + own_id - bisect.bisect_left(self._phantom_ids, own_id)
-            if open_phantoms and first > self._limit():
-                heapq.heappush(self._held, (first, record))
-            else:
-                out.append(record)
+            if open_phantoms:
+                if limit is None:
+                    limit = self._limit()
+                if first > limit:
+                    heapq.heappush(self._held, (first, record))
+                    continue
+            out.append(record)
 
     def _limit(self) -> int:
         """Records with a later first frame wait (phantoms are few, and open for a short while as a rule)."""

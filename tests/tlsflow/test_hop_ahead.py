@@ -17,7 +17,7 @@ import pytest
 from tlsflow import hop_ahead, parallel_ranges
 from tlsflow.capture.split import open_hop
 from tlsflow.cli import main
-from tlsflow.hop_ahead import HopAhead, equal_cut_targets
+from tlsflow.hop_ahead import HopAhead, equal_cut_targets, hop_targets
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +67,12 @@ def _reaped(pid: int) -> bool:
 @pytest.mark.parametrize("kind", ["pcap", "pcapng"])
 def test_cuts_found_ahead_are_the_hops_own(generated_capture, as_pcapng, kind, jobs):
     path = generated_capture if kind == "pcap" else as_pcapng
-    targets = equal_cut_targets(path.stat().st_size, jobs)
-    assert len(targets) == jobs - 1 and targets == sorted(targets)
+    cut_targets = equal_cut_targets(path.stat().st_size, jobs)
+    assert len(cut_targets) == jobs - 1 and cut_targets == sorted(cut_targets)
+    # Each cut comes after its range's two windows (the connections in flight there: parallel_ranges.in_flight_at)
+    targets = hop_targets(path.stat().st_size, jobs)
+    assert targets[2::3] == cut_targets
+    assert all(far <= near <= cut for far, near, cut in zip(targets[::3], targets[1::3], cut_targets))
     with HopAhead(str(path), jobs) as hop:
         ahead = [hop.to(target) for target in targets]
         assert hop._fallback is None  # every cut came from the child
@@ -76,7 +80,9 @@ def test_cuts_found_ahead_are_the_hops_own(generated_capture, as_pcapng, kind, j
     own = _own_cuts(path, targets)
     assert ahead == own and None not in own
     if kind == "pcapng":
-        assert all(cut.preamble for cut in ahead)  # a reader starting there needs the section and interfaces
+        # A reader starting there needs the section and interfaces (a window at the start of the file has them).
+        assert all(cut.preamble or cut.frames_before == 0 for cut in ahead)
+        assert all(cut.preamble for cut in ahead[2::3])
     assert _reaped(pid)
 
 
@@ -86,14 +92,14 @@ def test_a_damaged_file_ends_the_cuts_where_the_hop_does(generated_capture, tmp_
     cut_short.write_bytes(data[:len(data) * 55 // 100 + 3])  # ends inside a record, between the 2nd and 3rd cut
     targets = equal_cut_targets(len(data), 4)  # the targets of the whole file: some past the end of this one
     with HopAhead(str(cut_short), 4) as hop:
-        hop_targets = equal_cut_targets(cut_short.stat().st_size, 4)
-        ahead = [hop.to(target) for target in hop_targets]
+        short_targets = hop_targets(cut_short.stat().st_size, 4)
+        ahead = [hop.to(target) for target in short_targets]
         assert hop._fallback is None
-    own = _own_cuts(cut_short, hop_targets)
+    own = _own_cuts(cut_short, short_targets)
     assert ahead == own
     # With the whole file's targets the later ones lie past the damage: no cut, as the parent's hop says.
     with HopAhead(str(cut_short), 4) as hop:
-        assert hop.to(hop_targets[0]) == own[0]
+        assert hop.to(short_targets[0]) == own[0]
     assert _own_cuts(cut_short, targets)[-1] is None
 
 
