@@ -52,9 +52,12 @@ LANE_HEADER_BYTES = tuple(20 + ((byte >> 4) << 2) if byte >= 0x50 else 1 << 17 f
 _PORTS = Struct("!HH").unpack_from
 # 4-tuples remembered with their addresses' text before that cache is reset. Only the packets of flows that still
 # want data are built by the walker (~8 per connection, within a few milliseconds), so the cache need only hold the
-# handshakes in progress; at 65,536 entries (~350 bytes each with wire_keys) it added ~20 MB to the peak memory of
-# a 1 GB capture (89 -> 106 MiB) for no more hits.
-_TUPLES_KEPT = 1 << 12
+# handshakes in progress: the reassembler lets a flow's entries go when its lanes open (`wire_tuples`). Before
+# that, entries stayed until the reset, and at 65,536 entries (~350 bytes each with wire_keys) the cache added
+# ~20 MB to the peak memory of a 1 GB capture (89 -> 106 MiB) for no more hits; but at 4,096 a busy link (5,000
+# connections at once, thousands of handshakes in progress) reset it before its entries were used again: 7-8 % of
+# a run went into making them again.
+_TUPLES_KEPT = 1 << 15
 LANE_FRAMES = {
     lt.ETHERNET: (Struct("!12xBH" + _LANE_IP_TCP), 14, 0x08, 0x0045),  # untagged
     lt.LINUX_SLL: (Struct("!14xBH" + _LANE_IP_TCP), 16, 0x08, 0x0045),  # tcpdump -i any
@@ -110,12 +113,15 @@ class SegmentCounter(Protocol):
     # Optional (TcpReassembler has it): the walkers note there the 4-tuples they build TcpPackets of, as text
     # (source, source port, destination, destination port) -> the 12 bytes of `lanes`' keys.
     # wire_keys: dict[tuple[str, int, str, int], bytes]
+    # And the walkers' cache of those 4-tuples' text (`four_tuple_texts`), which it prunes:
+    # wire_tuples: dict[bytes, tuple[str, str, int, int]]
 
     def count_lane(self, lane: Any, frame: int, ts: float, seq: int, ack: int, flags: int, window: int,
                    ttl: int, n: int) -> bool: ...
 
 
-def four_tuple_texts(wire_keys: dict[tuple[str, int, str, int], bytes] | None = None
+def four_tuple_texts(wire_keys: dict[tuple[str, int, str, int], bytes] | None = None,
+                     tuples: dict[bytes, tuple[str, str, int, int]] | None = None
                      ) -> tuple[Callable[[bytes], tuple[str, str, int, int] | None],
                                 Callable[[bytes], tuple[str, str, int, int]]]:
     """(get, new) of a cache: a 4-tuple as the walkers' fast lane unpacks it (source address, destination
@@ -123,8 +129,11 @@ def four_tuple_texts(wire_keys: dict[tuple[str, int, str, int], bytes] | None = 
     source port, destination port), the text as decode makes it. `get(key)` is None for a 4-tuple not seen yet:
     `new(key)` makes its entry and the other direction's, and their reverse ones in `wire_keys` ((source text,
     source port, destination text, destination port) -> key: the reassembler's SegmentCounter.wire_keys, for its
-    lanes' keys). Bounded: both are reset once the cache holds _TUPLES_KEPT 4-tuples."""
-    tuples: dict[bytes, tuple[str, str, int, int]] = {}
+    lanes' keys). Bounded: both are reset once the cache holds _TUPLES_KEPT 4-tuples. `tuples`: the cache itself,
+    when the reassembler keeps it (its SegmentCounter.wire_tuples: it drops the entries of flows whose lanes open).
+    """
+    if tuples is None:
+        tuples = {}
     texts: dict[bytes, str] = {}  # one str per address, shared by its 4-tuples
 
     def new(key: bytes) -> tuple[str, str, int, int]:
@@ -267,7 +276,7 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
     # builds the packets of the fast lane's layout itself. Raw 4-tuple (as a lane key) -> (source text,
     # destination text, source port, destination port), and raw address -> text, as decode makes them.
     build = getattr(handle, "tcp_packet_builder", None) if lanes is not None else None
-    tuples_get, new_tuple = four_tuple_texts(getattr(counter, "wire_keys", None))
+    tuples_get, new_tuple = four_tuple_texts(getattr(counter, "wire_keys", None), getattr(counter, "wire_tuples", None))
     ipv6_min, ipv6_type_at, ipv6_segment = (ipv6_lane(link_type, counter, build, tuples_get, new_tuple)
                                             if lanes is not None else (1 << 62, 0, None))
     # A record that straddles two chunks is walked from a buffer of its own (chunks.carry_over).

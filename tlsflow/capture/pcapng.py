@@ -138,7 +138,7 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
     handed = 0
     counted_ts = None  # the time of the last segment, when count_lane took it
     # For the TcpPackets built here (as in pcap.walk_records).
-    tuples_get, new_tuple = four_tuple_texts(getattr(counter, "wire_keys", None))
+    tuples_get, new_tuple = four_tuple_texts(getattr(counter, "wire_keys", None), getattr(counter, "wire_tuples", None))
     # A block that straddles two chunks is walked from a buffer of its own (chunks.carry_over).
     pending: bytes | None = None
     pending_pos = pending_base = 0

@@ -177,6 +177,9 @@ class TcpReassembler:
         # 4-tuple -> its lane key, noted by the capture reader for the TcpPackets it builds from the wire bytes
         # (pcap.four_tuple_texts): the lane keys of most flows without converting their addresses back.
         self.wire_keys: dict[FlowKey, bytes] = {}
+        # The reader's cache of those 4-tuples' text, by the lane key (pcap.four_tuple_texts), kept here so that a
+        # flow's entries in both go when its lanes open: the reader builds no TcpPacket of it then, as a rule.
+        self.wire_tuples: dict[bytes, tuple[str, str, int, int]] = {}
         # The flow whose in-order chunk `add` returned last: the next `add` looks whether the consumer stopped
         # wanting its data meanwhile (see `_stopped_early`).
         self._fed: _Flow | None = None
@@ -468,6 +471,10 @@ class TcpReassembler:
                 lanes = self.lanes
                 lanes[raw0], lanes[raw1] = flow.lanes
                 flow.lane_keys = (raw0, raw1)
+                del wire_keys[keys[0]], wire_keys[keys[1]]
+                tuples = self.wire_tuples
+                tuples.pop(raw0, None)
+                tuples.pop(raw1, None)
                 return
         wire = self._wire4 if conn.ip_version == 4 else self._wire6
         raw_keys = []
@@ -1039,8 +1046,13 @@ class TcpReassembler:
             self._close_lanes(self.lanes, flow)
         flow.lanes = None  # they hold the flow: without this, only the cyclic collector would free it
         out.append(ConnectionClosed(conn))
+        wire_keys = self.wire_keys
         for key in flow.keys:
             del self._flows[key]
+            if wire_keys:  # the reader's cache of this 4-tuple's text (a lingering flow's packets made it again)
+                raw = wire_keys.pop(key, None)
+                if raw is not None:
+                    self.wire_tuples.pop(raw, None)
         fid = conn.flow_id
         if flow.closing:
             del self._closing[fid]
