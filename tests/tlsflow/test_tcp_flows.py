@@ -57,20 +57,36 @@ def test_roles_from_syn_ack_when_the_syn_was_not_captured() -> None:
 
 
 def test_mid_stream_roles_from_client_hello_on_the_second_side() -> None:
-    """The capture starts mid-connection; the server-port side speaks first (not a ClientHello), then the other
-    side sends one: it is the client, and the first side's bytes were held until then."""
+    """The capture starts mid-connection; the side the ports take for the client (the higher one) speaks first,
+    not a ClientHello, then the other side sends one: it is the client after all, and the first side's bytes were
+    held until then."""
     r = TcpReassembler()
-    a = pkt(1, 1.0, "10.0.0.2", 40000, "10.0.0.1", 50000, seq=777, payload=b"\x17\x03\x03\x00\x01x")
-    b = pkt(2, 1.1, "10.0.0.1", 50000, "10.0.0.2", 40000, seq=9000, payload=HELLO)
+    a = pkt(1, 1.0, "10.0.0.2", 50000, "10.0.0.1", 40000, seq=777, payload=b"\x17\x03\x03\x00\x01x")
+    b = pkt(2, 1.1, "10.0.0.1", 40000, "10.0.0.2", 50000, seq=9000, payload=HELLO)
     assert r.add(a) == []
     events = r.add(b)
     assert isinstance(events[0], ConnectionOpened)
     conn = events[0].conn
     assert conn.roles_from == "client_hello"
-    assert (conn.client_ip, conn.client_port) == ("10.0.0.1", 50000)
+    assert (conn.client_ip, conn.client_port) == ("10.0.0.1", 40000)
     assert [(e.sender, e.offset, e.data) for e in events[1:]] == [
         (Sender.SERVER, 0, b"\x17\x03\x03\x00\x01x"), (Sender.CLIENT, 0, HELLO)]
     assert conn.client.first_payload_frame == 2 and conn.server.first_payload_frame == 1
+
+
+def test_mid_stream_roles_settled_once_the_guessed_server_has_spoken() -> None:
+    """Joined in the middle of a download: the server-port side sends records, the client nothing for a while.
+    Only the client's first bytes could still be a ClientHello, and that would give the same roles: they are
+    settled at once (the server's bytes are not held), and stay when the client does send a ClientHello."""
+    r = TcpReassembler()
+    record = b"\x17\x03\x03\x00\x01x"
+    events = r.add(pkt(1, 1.0, "10.0.0.1", 443, "10.0.0.2", 51000, seq=5, payload=record))
+    conn = only_conn(events)
+    assert conn.roles_from == "guess" and conn.server_port == 443 and conn.client_port == 51000
+    assert chunks(events, Sender.SERVER) == [(0, record)]
+    later = r.add(pkt(2, 1.1, "10.0.0.2", 51000, "10.0.0.1", 443, seq=70, payload=HELLO))
+    assert chunks(later, Sender.CLIENT) == [(0, HELLO)] and not opened(later)
+    assert (conn.client_ip, conn.client_port) == ("10.0.0.2", 51000)
 
 
 def test_mid_stream_client_hello_split_over_segments() -> None:
