@@ -6,7 +6,6 @@ Two time-ordered tables (open flows, flows that saw a RST or both FINs acknowled
 """
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterator
 from heapq import heapify, heappop, heappush, heapreplace
 from operator import attrgetter
@@ -348,8 +347,8 @@ class TcpReassembler:
                             chunk = stream_chunk(conn, side.sender, start, payload, 0, frame, ts)
                         side.next_offset = end
                         history = side.history
-                        if history is _NO_HISTORY:  # (a deque from the first delivery on)
-                            history = side.history = deque()
+                        if history is _NO_HISTORY:  # (a list from the first delivery on)
+                            history = side.history = []
                         history.append((start, end, payload))
                         side.history_bytes += n
                         if side.history_bytes > self._max_history_bytes:
@@ -406,9 +405,13 @@ class TcpReassembler:
                     history = peer.history
                     if history and history[0][1] <= ack_offset:
                         history_bytes = peer.history_bytes
-                        while history and history[0][1] <= ack_offset:
-                            h_start, h_end, _ = history.popleft()
+                        covered = 0
+                        for h_start, h_end, _ in history:
+                            if h_end > ack_offset:
+                                break
                             history_bytes -= h_end - h_start
+                            covered += 1
+                        del history[:covered]  # type: ignore[arg-type]
                         peer.history_bytes = history_bytes
                     if ack_offset > peer.acked_limit:  # noqa: PLR1730 (hot path)
                         peer.acked_limit = ack_offset
@@ -742,7 +745,7 @@ class TcpReassembler:
             side.next_offset = end
             history = side.history
             if history is _NO_HISTORY:
-                history = side.history = deque()
+                history = side.history = []
             history.append((start, end, buf[ip_end - n:ip_end]))
             side.history_bytes += n
             if side.history_bytes > self._max_history_bytes:
@@ -772,9 +775,13 @@ class TcpReassembler:
                 history = peer.history
                 if history and history[0][1] <= ack_offset:
                     history_bytes = peer.history_bytes
-                    while history and history[0][1] <= ack_offset:
-                        h_start, h_end, _ = history.popleft()
+                    covered = 0
+                    for h_start, h_end, _ in history:
+                        if h_end > ack_offset:
+                            break
                         history_bytes -= h_end - h_start
+                        covered += 1
+                    del history[:covered]  # type: ignore[arg-type]
                     peer.history_bytes = history_bytes
                 if ack_offset > peer.acked_limit:  # noqa: PLR1730 (hot path)
                     peer.acked_limit = ack_offset
