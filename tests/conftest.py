@@ -42,6 +42,22 @@ def public_dir() -> Path:
     return PUBLIC
 
 
+@pytest.fixture
+def fallbacks(monkeypatch) -> list[str]:
+    """Counts the times `--jobs` byte ranges were given up for one process (tlsflow.parallel_ranges)."""
+    from tlsflow import parallel_ranges
+
+    calls: list[str] = []
+    original = parallel_ranges._single_process
+
+    def counting(path, *args, **kwargs):
+        calls.append(path)
+        yield from original(path, *args, **kwargs)
+
+    monkeypatch.setattr(parallel_ranges, "_single_process", counting)
+    return calls
+
+
 @pytest.fixture(scope="session")
 def generated_capture(tmp_path_factory) -> Path:
     """A bench capture (bench.gen_capture, 3 MB, seed 3): real handshakes (TLS 1.2 and 1.3, failures, resets)

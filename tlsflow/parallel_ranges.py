@@ -437,16 +437,54 @@ def _pickled(records: list[dict[str, Any]], json_lines: bool) -> tuple[int, byte
 def _range_main(path: str, index: int, start: tuple[int, int] | None, next_target: int | None, parent: Any,
                 ca_bundle: str | None, keylog_path: str | None, queue: Any, meter: Any, json_lines: bool,
                 window: Windows | None = None) -> None:
+    import queue as queues
+
     tune_gc()
+    # The parent may write this worker more than a pipe holds (a "watch" of thousands of phantoms on a busy link)
+    # while this worker waits for it to read its own messages (the queue is full, or this process is exiting,
+    # which waits for the queue to take its last ones): each then waited for the other for ever (20,000
+    # connections at once, --jobs 2). So this worker reads the parent's messages while it waits to hand one over
+    # (they wait in `inbox` for `range_messages`), and closes its end before it exits (the parent's write then
+    # fails at once: `analyze_ranges.tell`).
+    inbox = _Inbox(parent)
     try:
         from tlsflow.api import _load_keylog, _trust_store
 
-        for message in range_messages(path, start, next_target, parent, trust=_trust_store(ca_bundle),
+        for message in range_messages(path, start, next_target, inbox, trust=_trust_store(ca_bundle),
                                       keylog=_load_keylog(keylog_path), meter=meter, json_lines=json_lines,
                                       splittable=True, window=window):
-            queue.put((index, message))
+            while True:
+                try:
+                    queue.put((index, message), timeout=HAND_OVER_POLL_SECONDS)
+                    break
+                except queues.Full:
+                    inbox.read_waiting()
     except BaseException:  # noqa: BLE001 - reported to the parent, which raises
         queue.put((index, ("crash", traceback.format_exc())))
+    finally:
+        parent.close()
+
+
+HAND_OVER_POLL_SECONDS = 0.05  # how long a worker waits for room in the queue before it reads the parent's messages
+
+
+class _Inbox:
+    """A range worker's end of the parent's pipe (`poll`, `recv`, as `range_messages` reads it), with the messages
+    read while the worker waited to hand over its own (`_range_main`) kept for it, in order."""
+
+    def __init__(self, connection: Any) -> None:
+        self._connection = connection
+        self._kept: collections.deque[Any] = collections.deque()
+
+    def poll(self) -> bool:
+        return bool(self._kept) or self._connection.poll()
+
+    def recv(self) -> Any:
+        return self._kept.popleft() if self._kept else self._connection.recv()
+
+    def read_waiting(self) -> None:
+        while self._connection.poll():
+            self._kept.append(self._connection.recv())
 
 
 def range_messages(path: str, start: tuple[int, int] | None, next_target: int | None, parent: Any, *,
@@ -753,13 +791,19 @@ def analyze_ranges(path: str, jobs: int, *, ca_bundle: str | None = None, keylog
                                                        keylog_path, queue, own_meter, json_lines, window),
                              daemon=True)
         worker.start()
+        # Only the worker reads this pipe: once it has stopped, a message to it must fail rather than wait (see
+        # `_range_main`), and workers started later must not inherit this end.
+        receive.close()
         workers.append(worker)
         pipes.append(send)
         splitter.started(start, own_meter)
 
     def tell_end(index: int, end: tuple[int, int, bytes] | None) -> None:
         """Worker `index`'s range ends where the range `end` starts (None: at the end of the file)."""
-        pipes[index].send(("end", _UNKNOWN if end is None else end))
+        try:
+            pipes[index].send(("end", _UNKNOWN if end is None else end))
+        except OSError:
+            pass  # it has ended already (damage, or a crash its messages report)
         splitter.ends_at(index, end)
 
     def launch_split(cut: Any, end: tuple[int, int, bytes] | None, window: Any) -> None:

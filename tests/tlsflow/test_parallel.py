@@ -197,20 +197,6 @@ def _single(path: Path) -> list[dict]:
     return sorted(iter_flow_records(str(path)), key=lambda r: r["flow_id"])
 
 
-@pytest.fixture
-def fallbacks(monkeypatch) -> list[str]:
-    """Counts the times the ranges were given up for one process."""
-    calls: list[str] = []
-    original = parallel_ranges._single_process
-
-    def counting(path, *args, **kwargs):
-        calls.append(path)
-        yield from original(path, *args, **kwargs)
-
-    monkeypatch.setattr(parallel_ranges, "_single_process", counting)
-    return calls
-
-
 @pytest.fixture(scope="module")
 def port_reuse(tmp_path_factory) -> tuple[Path, list[int]]:
     """One real TLS connection (ends FIN, FIN, ACK), then a second one on the same 4-tuple a second later (another

@@ -33,19 +33,6 @@ def busy(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def fallbacks(monkeypatch) -> list[str]:
-    calls: list[str] = []
-    original = parallel_ranges._single_process
-
-    def counting(path, *args, **kwargs):
-        calls.append(path)
-        yield from original(path, *args, **kwargs)
-
-    monkeypatch.setattr(parallel_ranges, "_single_process", counting)
-    return calls
-
-
-@pytest.fixture
 def cheap_records(monkeypatch) -> list[tuple]:
     """The `_range` entries of the records the parent places that a worker marked cheap."""
     seen: list[tuple] = []
@@ -152,3 +139,50 @@ def test_a_cheap_flow_of_its_own_range_falls_back_to_one_process(busy, tmp_path,
     single = _single(lost)
     assert _in_ranges(lost, [size // 2]) == single
     assert fallbacks
+
+
+def test_a_worker_waiting_for_the_parent_still_reads_what_the_parent_writes(busy):
+    """A range's worker waits for the parent to read its messages when the queue is full (and, before its process
+    exits, for its last ones to be taken); the parent may meanwhile be writing it a list of phantoms to watch
+    longer than a pipe holds (a busy link: thousands). Both then waited for ever (seen with 20,000 connections at
+    once, --jobs 2). Now the worker reads the parent's messages while it waits, and closes its end before it
+    exits: the parent's writes end, and so does the worker, with every message."""
+    import queue as queues
+    import threading
+
+    from tlsflow.parallel import start_method
+
+    ctx = start_method()
+    queue = ctx.Queue(1)  # (room for one message: the worker soon waits for the parent)
+    receive, send = ctx.Pipe(duplex=False)
+    worker = ctx.Process(target=parallel_ranges._range_main,
+                         args=(str(busy), 0, None, None, receive, None, None, queue, None, False), daemon=True)
+    worker.start()
+    receive.close()
+    messages = [queue.get(timeout=60)]  # the parent reads one message, then writes for a while
+    outcome: list[BaseException | None] = []
+
+    def write() -> None:
+        try:
+            for _ in range(40):  # ~4 MB, far more than a pipe holds
+                send.send(("watch", [(n, "127.0.0.1", 40000 + n % 20000, "127.0.10.1", 443) for n in range(4000)]))
+            outcome.append(None)
+        except OSError as exc:  # (the worker has ended: what `tell` ignores)
+            outcome.append(exc)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    writer.join(timeout=60)
+    assert not writer.is_alive(), "the parent's write waited for a worker that was waiting for the parent"
+    while True:
+        try:
+            index, message = queue.get(timeout=60)
+        except queues.Empty:
+            break
+        messages.append((index, message))
+        if message[0] in ("end", "crash"):
+            break
+    worker.join(timeout=30)
+    assert worker.exitcode == 0
+    kinds = [m[1][0] for m in messages]
+    assert kinds[-1] == "end" and "crash" not in kinds and len(kinds) >= 3
