@@ -165,16 +165,14 @@ def _follow_packets(path: str, cap: Any, reassembler: Any, tracked: dict[tuple[s
         raise
 
 
-def wire_key(src: str, sport: int, dst: str, dport: int) -> bytes:
-    """A 4-tuple (source, source port, destination, destination port) as the reader's lanes key it: the addresses
-    and ports as they sit on the wire."""
-    family = socket.AF_INET6 if ":" in src else socket.AF_INET
-    return socket.inet_pton(family, src) + socket.inet_pton(family, dst) + struct.pack("!HH", sport, dport)
-
-
 def wire_keys(tracked: Any) -> set[bytes]:
-    """`wire_key` of each 4-tuple."""
-    return {wire_key(*key) for key in tracked}
+    """The 4-tuples (source, source port, destination, destination port) as the reader's lanes key them: the
+    addresses and ports as they sit on the wire."""
+    raw = set()
+    for src, sport, dst, dport in tracked:
+        family = socket.AF_INET6 if ":" in src else socket.AF_INET
+        raw.add(socket.inet_pton(family, src) + socket.inet_pton(family, dst) + struct.pack("!HH", sport, dport))
+    return raw
 
 
 # Keys found in the near window (two per connection that sent both ways) from which the far one is read too.
@@ -193,11 +191,13 @@ def in_flight_at(path: str, windows: Windows, cut_frame: int) -> set[bytes]:
 
 def _in_flight(raw: set[bytes], pkt: Any) -> bool:
     """Whether the segment's 4-tuple, either way round, is in `raw` (`wire_keys`)."""
+    family = socket.AF_INET6 if pkt.ip_version == 6 else socket.AF_INET
     try:
-        return (wire_key(pkt.src, pkt.sport, pkt.dst, pkt.dport) in raw
-                or wire_key(pkt.dst, pkt.dport, pkt.src, pkt.sport) in raw)
+        src, dst = socket.inet_pton(family, pkt.src), socket.inet_pton(family, pkt.dst)
     except (OSError, ValueError):
         return False
+    return (src + dst + struct.pack("!HH", pkt.sport, pkt.dport) in raw
+            or dst + src + struct.pack("!HH", pkt.dport, pkt.sport) in raw)
 
 
 def follow_counter(reassembler: Any, raw: set[bytes]) -> Any:
@@ -652,24 +652,22 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
                     if first_clock is None:
                         first_clock = reassembler.next_expiry
                     if reassembler.flows_opened != before:
-                        own_id = before + 1
-                        conn = None  # the flow this segment opened, when it carries no SYN
-                        if not pkt.flags & SYN_FLAG and (in_flight or report_opened):
-                            conn = reassembler.connection(pkt.src, pkt.sport, pkt.dst, pkt.dport)
-                            if conn is not None and conn.flow_id != own_id:
-                                conn = None
-                        if conn is not None and in_flight and _in_flight(in_flight, pkt):
+                        if in_flight and not pkt.flags & SYN_FLAG and _in_flight(in_flight, pkt):
                             # Most likely the rest of a connection an earlier worker follows: counted only.
-                            conn.wants_data = False
-                            conn.handshake = None
-                            cheap.add(own_id)
-                        else:
+                            conn = reassembler.connection(pkt.src, pkt.sport, pkt.dst, pkt.dport)
+                            if conn is not None and conn.flow_id == before + 1:
+                                conn.wants_data = False
+                                conn.handshake = None
+                                cheap.add(before + 1)
+                        if before + 1 not in cheap:
                             tracked[(pkt.src, pkt.sport, pkt.dst, pkt.dport)] = pkt.frame
                             tracked[(pkt.dst, pkt.dport, pkt.src, pkt.sport)] = pkt.frame
                         if report_opened:
-                            opened.append((own_id, pkt.src, pkt.sport, pkt.dst, pkt.dport, pkt.frame))
-                            if conn is not None and len(suspects) < SUSPECTS_REPORTED:
-                                suspects[own_id] = conn
+                            opened.append((before + 1, pkt.src, pkt.sport, pkt.dst, pkt.dport, pkt.frame))
+                            if not pkt.flags & SYN_FLAG and len(suspects) < SUSPECTS_REPORTED:
+                                conn = reassembler.connection(pkt.src, pkt.sport, pkt.dst, pkt.dport)
+                                if conn is not None and conn.flow_id == before + 1:
+                                    suspects[before + 1] = conn
                     position = pkt.frame
                 n += 1
                 if meter is not None and not n & 0x3FF:

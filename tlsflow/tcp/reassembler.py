@@ -18,7 +18,7 @@ from tlsflow.tcp import anomalies
 from tlsflow.tcp.events import ConnectionClosed, ConnectionOpened, StreamChunk, stream_chunk
 from tlsflow.tcp.facts import DUPLICATE_WITHIN, RETRANSMITTED_FRAMES_KEPT, Connection, DirectionFacts
 from tlsflow.tcp.roles import guess_client, looks_like_client_hello
-from tlsflow.tcp.stream import _NO_HISTORY, HalfStream, Piece, StreamLimits, forget_acked
+from tlsflow.tcp.stream import _NO_HISTORY, HalfStream, Piece, StreamLimits
 from tlsparse.events import Sender
 
 Event = ConnectionOpened | StreamChunk | ConnectionClosed
@@ -404,7 +404,15 @@ class TcpReassembler:
                     # the history the ACK covers, raise acked_limit (ack_offset is already capped at the FIN).
                     history = peer.history
                     if history and history[0][1] <= ack_offset:
-                        peer.history_bytes -= forget_acked(history, ack_offset)
+                        history_bytes = peer.history_bytes
+                        covered = 0
+                        for h_start, h_end, _ in history:
+                            if h_end > ack_offset:
+                                break
+                            history_bytes -= h_end - h_start
+                            covered += 1
+                        del history[:covered]  # type: ignore[arg-type]
+                        peer.history_bytes = history_bytes
                     if ack_offset > peer.acked_limit:  # noqa: PLR1730 (hot path)
                         peer.acked_limit = ack_offset
                 elif ack_offset > peer.acked_limit or peer.history:
@@ -766,7 +774,15 @@ class TcpReassembler:
                 # (HalfStream.acked for a peer with nothing buffered, as in add)
                 history = peer.history
                 if history and history[0][1] <= ack_offset:
-                    peer.history_bytes -= forget_acked(history, ack_offset)
+                    history_bytes = peer.history_bytes
+                    covered = 0
+                    for h_start, h_end, _ in history:
+                        if h_end > ack_offset:
+                            break
+                        history_bytes -= h_end - h_start
+                        covered += 1
+                    del history[:covered]  # type: ignore[arg-type]
+                    peer.history_bytes = history_bytes
                 if ack_offset > peer.acked_limit:  # noqa: PLR1730 (hot path)
                     peer.acked_limit = ack_offset
         return True

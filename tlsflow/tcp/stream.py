@@ -25,20 +25,6 @@ _NEVER = float("-inf")
 _NO_HISTORY: tuple[()] = ()
 
 
-def forget_acked(history: list[tuple[int, int, bytes]] | tuple[()], ack_offset: int) -> int:
-    """Drop the oldest entries of a side's history (`HalfStream.history`) that end at or before `ack_offset` (the
-    peer has acknowledged them); returns how many bytes they held."""
-    covered = freed = 0
-    for h_start, h_end, _ in history:
-        if h_end > ack_offset:
-            break
-        freed += h_end - h_start
-        covered += 1
-    if covered:
-        del history[:covered]  # type: ignore[arg-type]
-    return freed
-
-
 @dataclass(frozen=True, slots=True)
 class StreamLimits:
     """Caps shared by every direction of one reassembler."""
@@ -279,7 +265,15 @@ class HalfStream:
         Only holes below data already seen are declared now. An ACK ahead of everything seen is also what a
         capture that reordered a segment and its ACK looks like, so that hole waits for the next segment (or the
         end of the connection) to tell a loss from a late segment."""
-        self.history_bytes -= forget_acked(self.history, ack_offset)
+        history = self.history
+        covered = 0
+        for h_start, h_end, _ in history:
+            if h_end > ack_offset:
+                break
+            self.history_bytes -= h_end - h_start
+            covered += 1
+        if covered:
+            del history[:covered]  # type: ignore[union-attr]
         if self.fin_offset is not None and ack_offset > self.fin_offset:
             ack_offset = self.fin_offset
         self.acked_limit = max(self.acked_limit, ack_offset)
