@@ -119,7 +119,7 @@ def _side(sender: Sender) -> str:
 
 class _Decider:
     __slots__ = ("_client_after", "_encrypted", "_fatal_alert", "_signature_checked", "_signature_ok", "capture_end",
-                 "certs", "s", "tcp", "tls13", "v")
+                 "certs", "missing", "s", "tcp", "tls13", "v")
 
     def __init__(self, s: HandshakeSummary, tcp: TcpFacts, certs: CertView, capture_end: float | None) -> None:
         self.s, self.tcp, self.certs, self.capture_end = s, tcp, certs, capture_end
@@ -132,6 +132,30 @@ class _Decider:
         self._fatal_alert: AlertInfo | None | object = _NOT_YET
         self._encrypted: tuple[list[EncryptedRecordSeen], list[EncryptedRecordSeen]] | None = None
         self._client_after: list[EncryptedRecordSeen] | None = None
+        self.missing = None if tcp.client.packets and tcp.server.packets else self._missing_side()
+
+    def _missing_side(self) -> Sender | None:
+        """The side whose direction the capture lacks, though the other side's packets show it was there: one
+        direction of an asymmetric route, a SPAN port that copies one way, a capture filter on one direction. Its
+        silence is then no failure, and what it sent cannot be judged. A server sends nothing without a client; a
+        client goes on past its ClientHello (or alerts, or sends data) only once it has the server's answer. (A
+        client that sent a ClientHello alone may face a silent server: that is not taken for a missing one.)"""
+        c, srv, s = self.tcp.client, self.tcp.server, self.s
+        if srv.packets and not c.packets:
+            # (A connection joined at its very end may show a last segment or two of the server's alone: without
+            # a SYN-ACK or a ServerHello, only more new segments than a server sends unacknowledged tell.)
+            if srv.synack_frame is not None or s.server_hello is not None or \
+                    srv.packets - srv.retransmissions >= ONE_WAY_SEGMENTS:
+                return _CLIENT
+        elif c.packets and not srv.packets:
+            if s.client_hellos:
+                after = s.client_hellos[0].ts
+                if (_CLIENT in s.ccs or s.client_key_exchange is not None or s.app_data_records[_CLIENT]
+                        or self.enc(_CLIENT) or any(a.sender is _CLIENT and a.ts >= after for a in s.alerts)):
+                    return _SERVER
+            elif c.packets - c.retransmissions >= ONE_WAY_SEGMENTS and s.app_data_records[_CLIENT]:
+                return _SERVER
+        return None
 
     @property
     def first_fatal_alert(self) -> AlertInfo | None:
@@ -277,6 +301,13 @@ class _Decider:
         if "flow_evicted" in self.tcp.anomalies:
             verdict.evidence.append("the flow table was full: tlsflow stopped following this connection here, "
                                     "its later packets (if any) make another record")
+        if self.missing is not None:
+            seen = _side(self.missing.peer)
+            verdict.evidence.append(f"no packet from the {_side(self.missing)} in the capture, though the {seen}'s "
+                                    f"show it was there: only the {seen}'s direction was captured (asymmetric "
+                                    "routing, a one-way SPAN port or capture filter)")
+            if verdict.outcome == "incomplete":
+                verdict.hint = ONE_WAY_HINT
         self.add_warnings(verdict)
         return verdict
 
@@ -328,7 +359,8 @@ class _Decider:
     def readable_alert(self) -> Verdict | None:
         s = self.s
         alert = self.first_fatal_alert
-        if alert is None or alert.encrypted or not (s.client_hellos or s.server_hello):
+        if alert is None or alert.encrypted or not (s.client_hellos or s.server_hello or (
+                self.missing is _CLIENT and alert.sender is _SERVER)):  # (the server refused an unseen hello)
             return None
         v = self.v
         v.alert, v.alert_sender = _alert_name(alert.description), _side(alert.sender)
@@ -336,6 +368,9 @@ class _Decider:
         ev_alert = (f"frame {alert.frame}: {_side(alert.sender)} alert {_alert_name(desc)} ({desc})"
                     + ("" if alert.level == 2 else f", level {alert.level}"))
         step = self.step_at(alert.ts, alert.sender)
+        if self.missing is _SERVER and s.server_hello is None and alert.sender is _CLIENT and \
+                desc in CERTIFICATE_ALERTS:
+            step = "server_certificate"  # (the client judged a certificate that the capture does not hold)
         reaction = self._reaction_to_close(alert)
         if reaction is not None:
             return reaction
@@ -459,6 +494,12 @@ class _Decider:
     def _client_cert_cause(self, alert: AlertInfo) -> tuple[str, str, list[str]]:
         s = self.s
         cert = s.client_certificate
+        if self.missing is _CLIENT:
+            # What the client sent is not in the capture: the alert alone tells a certificate refused from none.
+            if alert.description in CERTIFICATE_ALERTS:
+                return "client_cert_rejected", "likely", [
+                    f"frame {s.certificate_request.frame}: server CertificateRequest"]
+            return "client_cert_missing", "possible", [f"frame {s.certificate_request.frame}: server CertificateRequest"]
         if cert is None or not getattr(cert.message, "certificates", ()):
             where = f"frame {cert.frame}: client sent an empty Certificate" if cert else "client sent no Certificate"
             return "client_cert_missing", "certain", [f"frame {s.certificate_request.frame}: server CertificateRequest",
@@ -522,6 +563,10 @@ class _Decider:
         # After both Finished an encrypted alert is the close_notify of a finished handshake, not a failure.
         if self._tls12_finished(_CLIENT, before=alert.ts) and self._tls12_finished(_SERVER,
                                                                                         before=alert.ts):
+            return None
+        # Only the sender's direction is in the capture: after its own Finished, its alert tells nothing of a
+        # handshake whose other half cannot be seen (mostly it is the close_notify of a finished one).
+        if self.missing is alert.sender.peer and self._tls12_finished(alert.sender, before=alert.ts):
             return None
         cause = {"client_certificate": "client_cert_rejected", "finished": "decrypt_error"}.get(step, "alert_other")
         return self.fail(step, cause, "likely", self._ch_frame(), ev_alert, end_ts=alert.ts)
@@ -615,6 +660,8 @@ class _Decider:
                 end_ts = max(s.ccs[_CLIENT].ts, s.ccs[_SERVER].ts)
                 later = [r.ts for r in s.encrypted_records if r.content_type == 22 and r.ts >= end_ts]
                 end_ts = min(later) if later else end_ts
+            elif self.missing is _CLIENT and self._tls12_finished(_SERVER):
+                return self._established_one_way()
         if not done:
             return None
         if "cert_hostname_mismatch" in self.certs.findings:  # (the first thing _client_hung_up asks)
@@ -629,6 +676,32 @@ class _Decider:
             if not alert.encrypted and alert.description == CLOSE_NOTIFY:
                 v.evidence.append(f"frame {alert.frame}: {_side(alert.sender)} close_notify")
                 break
+        return v
+
+    def _established_one_way(self) -> Verdict | None:
+        """TLS <= 1.2 seen from the server's direction only: its Finished shows the handshake done when the
+        client's came first, as in a full handshake (the server sends its own only once the client's checks out),
+        or, in an abbreviated one, when the server then sent application data (which waits for the client's
+        Finished)."""
+        s = self.s
+        ccs_ts = s.ccs[_SERVER].ts
+        finished = s.finished.get(_SERVER)
+        if finished is None:
+            finished = next(r for r in self.enc(_SERVER) if r.content_type == 22 and r.ts >= ccs_ts)
+        data = next((r for r in self.enc(_SERVER) if r.content_type == 23 and r.ts > ccs_ts), None)
+        if s.server_certificate is not None or s.server_hello_done is not None:
+            fact = (f"frame {finished.frame}: server Finished, which a server sends only once the client's "
+                    "Finished has come in a full handshake")
+        elif data is not None:
+            fact = (f"frame {data.frame}: server application data after its Finished (frame {finished.frame}), "
+                    "which waits for the client's Finished")
+        else:
+            return None
+        v = self.v
+        v.outcome = "established"
+        v.confidence = "likely"
+        v.end_ts = finished.ts
+        v.evidence.extend([self._server_hello_evidence(), fact])
         return v
 
     def _client_hung_up(self, end_ts: float | None) -> Verdict | None:
@@ -668,8 +741,9 @@ class _Decider:
         server_tls = _SERVER in s.first_record
         step = self.step_at(max(srv.rst_ts or 0, srv.fin_ts or 0, c.fin_ts or 0, c.rst_ts or 0, ch_at.ts),
                             _SERVER)
-        # Loss first: it explains resets and silences that follow it.
-        loss = self._loss_verdict(step)
+        # Loss first: it explains resets and silences that follow it (unless the server's direction is not in the
+        # capture: then whether the retransmitted segments got through is not known).
+        loss = self._loss_verdict(step) if self.missing is None else None
         if loss is not None:
             return loss
         if srv.rst_frame is not None and (c.rst_frame is None or srv.rst_ts <= c.rst_ts):
@@ -695,8 +769,11 @@ class _Decider:
         if not server_tls and srv.payload_bytes == 0:
             if srv.packets == 0 or (srv.last_ts is not None and srv.last_ts < ch_at.ts and srv.acked_bytes == 0):
                 # The capture holds nothing of the server after the ClientHello (one-way capture, or a capture
-                # cut right there): silence cannot be told from not seeing it.
-                self.v.evidence.extend([self._ch_frame(), "no packet from the server after it in the capture"])
+                # cut right there): silence cannot be told from not seeing it. (`decide` says why when the
+                # client's packets show the server answered.)
+                self.v.evidence.append(self._ch_frame())
+                if self.missing is None:
+                    self.v.evidence.append("no packet from the server after it in the capture")
                 return None
             client_gave_up = c.fin_frame is not None or c.rst_frame is not None
             waited = ((c.fin_ts or c.rst_ts) if client_gave_up else (self.capture_end or ch_at.ts)) - ch_at.ts
@@ -811,6 +888,12 @@ class _Decider:
             seen: set[str] = set()
             v.warnings[:] = [x for x in w if not (x in seen or seen.add(x))]
 
+
+# New segments from one side, none from the other, in a connection joined after its start: more than a sender
+# sends before it must hear an acknowledgement.
+ONE_WAY_SEGMENTS = 8
+ONE_WAY_HINT = ("Only one direction of this connection is in the capture: capture where both directions pass (on "
+                "either host, or a SPAN port or TAP that copies both ways) to judge its handshake.")
 
 # The rules in the order `_Decider.decide` tries them: the first one that returns a verdict wins.
 _RULES = (_Decider.tcp_connect, _Decider.not_tls, _Decider.readable_alert, _Decider.encrypted_alert_tls12,

@@ -140,6 +140,7 @@ class _Direction:
     __slots__ = (
         "buf",
         "buf_offset",
+        "compat_ccs",
         "decryptor",
         "early_records",
         "encrypted",
@@ -172,6 +173,9 @@ class _Direction:
         self.hs_rec_off = 0  # stream offset of the record where that message began
         self.hs_skip = 0  # bytes of an over-long handshake message still to drop
         self.encrypted = False
+        # A client's ChangeCipherSpec taken for TLS 1.3's compatibility one (no ServerHello seen, TLS 1.3
+        # offered): a handshake record after it that is no ClientHello shows it was TLS 1.2's (`_record`).
+        self.compat_ccs = False
         self.finished = False  # this side's handshake is assumed finished (see the module docstring)
         self.sslv2 = False  # the stream began with SSLv2 framing
         self.sslv2_encrypted = False
@@ -213,6 +217,10 @@ class TlsConnection:
         self.hello_retry_request: m.ServerHello | None = None
         self._tls13 = False
         self._early_data = False  # the client may be sending 0-RTT data (offered, no ServerHello yet)
+        # The client sent a plaintext handshake message other than a ClientHello (a TLS 1.3 client sends none):
+        # its ChangeCipherSpec then encrypts what follows even when no ServerHello was seen (a capture of the
+        # client's direction only), however many versions its ClientHello offered.
+        self._client_past_hello = False
         self.keylog = keylog
         self._decode_context = _NO_CONTEXT
         self._cache = cache
@@ -567,6 +575,15 @@ class TlsConnection:
             events.append(UnknownRecordSeen(sender=sender, frame=frame, ts=ts, offset=offset, content_type=ct,
                                             length=length))
             return
+        if (d.compat_ccs and not encrypted and ct == _HANDSHAKE and self.version is None and body is not None
+                and not (len(body) >= 4 and body[0] == m.CLIENT_HELLO and 38 <= int.from_bytes(body[1:4]) <= 1 << 18)):
+            # A TLS 1.3 client sends no handshake record in plain text after its compatibility CCS but a second
+            # ClientHello (after a HelloRetryRequest): this one is TLS 1.2's encrypted Finished of an abbreviated
+            # handshake whose ServerHello the capture lacks (its client's direction alone was captured).
+            d.compat_ccs = False
+            d.encrypted = encrypted = True
+            d.hs_buf = bytearray()
+            d.hs_skip = 0
         if encrypted:
             decrypted = self._decrypt(d, ct, version, body, offset, frame, ts, events) if d.decryptor else None
             if decrypted is not None and ct == _ALERT and decrypted[0] == _ALERT:  # TLS <= 1.2, now readable
@@ -657,7 +674,9 @@ class TlsConnection:
             if self.hello_retry_request is not None:
                 return  # compatibility CCS around a HelloRetryRequest
             ch = self.client_hello
-            if d.sender is Sender.CLIENT and ch is not None and any(is_tls13(v) for v in ch.supported_versions):
+            if (d.sender is Sender.CLIENT and ch is not None and not self._client_past_hello
+                    and any(is_tls13(v) for v in ch.supported_versions)):
+                d.compat_ccs = True
                 return  # a TLS 1.3 client's compatibility CCS sent before the ServerHello
         if d.hs_buf or d.hs_skip:
             self._anomaly(d, frame, ts, offset, "handshake_fragment_before_ccs",
@@ -827,6 +846,8 @@ class TlsConnection:
                 d.encrypted = True
                 if d.hs_buf:  # RFC 8446 5.1: a key change must fall on a record boundary
                     d.hs_buf = bytearray()
+        elif d.sender is Sender.CLIENT and message is not None:
+            self._client_past_hello = True
 
     def _sslv2_record(self, d: _Direction, body: bytes, offset: int, frame: int, ts: float,
                       events: list[Event]) -> None:

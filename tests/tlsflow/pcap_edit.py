@@ -94,3 +94,18 @@ def as_ipv6(path: Path, out: Path, pcapng: bool = False) -> Path:
         out_records.append((seconds * 1_000_000 + micros, frame, len(frame)))
     out.write_bytes(capture_file_bytes(1, out_records, pcapng))
     return out
+
+
+def one_way(path: Path, out: Path, port: int, *, sent: bool) -> Path:
+    """Only the packets sent from `port` (`sent`), or only those sent to it (Ethernet/IPv4/TCP): one direction of
+    each connection, as a SPAN port that copies one way, or one side of an asymmetric route, records it."""
+    header, recs = records(path)
+    kept = []
+    for record in recs:
+        frame = record[16:]
+        if frame[12:14] == b"\x08\x00" and frame[23] == 6:
+            ihl = (frame[14] & 15) * 4
+            if struct.unpack_from("!H", frame, 14 + ihl + (0 if sent else 2))[0] == port:
+                kept.append(record)
+    out.write_bytes(header + b"".join(kept))
+    return out
