@@ -872,15 +872,21 @@ class _Decider:
             sh = s.server_hello.message
             w.extend(_negotiated_warnings(s.version, sh.cipher_suite))  # type: ignore[arg-type,attr-defined]
         if certs.warnings:
-            failed = v.outcome == "failed"
-            w.extend(x for x in certs.warnings if not (failed and x.endswith("_accepted")))
+            # (Accepted: not by a client that refused, nor by one whose direction the capture lacks unless the
+            # server's side shows the handshake done.)
+            unseen = v.outcome == "failed" or (self.missing is _CLIENT and v.outcome != "established")
+            w.extend(x for x in certs.warnings if not (unseen and x.endswith("_accepted")))
         if certs.interception:
             w.append("tls_interception_suspected")
         if (tcp.client.retransmissions or tcp.server.retransmissions) and v.cause not in ("packet_loss",
                                                                                           "mtu_blackhole"):
             w.append("packet_loss")
         if s.resyncs or s.gaps:
-            w.append("resync_after_gap")
+            # The bytes of a direction the capture lacks are all missing: not a gap of that stream.
+            missing = self.missing
+            if missing is None or any(e.sender is not missing for e in s.resyncs) or \
+                    any(e.sender is not missing for e in s.gaps):
+                w.append("resync_after_gap")
         server_first = s.first_handshake_ts.get(_SERVER) if hellos else None
         if server_first is not None and server_first - hellos[0].ts > 1.0:
             w.append("slow_server_hello")
