@@ -44,6 +44,9 @@ class SideFacts:
     first_payload_ts: float | None = None
     last_payload_frame: int | None = None
     last_payload_ts: float | None = None
+    # (time, bytes of the peer's acknowledged since the first ACK) at each increase, when the capture holds none
+    # of the peer's packets: one direction captured.
+    unseen_peer_acks: list[tuple[float, int]] | None = None
 
 
 @dataclass(slots=True)

@@ -6,11 +6,12 @@ says it), then inferences from record shapes and TCP endings. The first rule tha
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 from analyzers.hints import hint_for
 from analyzers.summary import AlertInfo, HandshakeSummary
-from analyzers.tcpfacts import TcpFacts
+from analyzers.tcpfacts import SideFacts, TcpFacts
 from tlsparse import registry
 from tlsparse.events import EncryptedRecordSeen, Sender
 
@@ -143,11 +144,14 @@ class _Decider:
         c, srv, s = self.tcp.client, self.tcp.server, self.s
         if srv.packets and not c.packets:
             # (A connection joined at its very end may show a last segment or two of the server's alone: without
-            # a SYN-ACK or a ServerHello, only more new segments than a server sends unacknowledged tell.)
-            if srv.synack_frame is not None or s.server_hello is not None or \
+            # a SYN-ACK, a ServerHello or bytes of the client's acknowledged, only more new segments than a
+            # server sends unacknowledged tell.)
+            if srv.synack_frame is not None or s.server_hello is not None or _unseen_acked(srv) or \
                     srv.packets - srv.retransmissions >= ONE_WAY_SEGMENTS:
                 return _CLIENT
         elif c.packets and not srv.packets:
+            if _unseen_acked(c):
+                return _SERVER
             if s.client_hellos:
                 after = s.client_hellos[0].ts
                 if (_CLIENT in s.ccs or s.client_key_exchange is not None or s.app_data_records[_CLIENT]
@@ -303,9 +307,12 @@ class _Decider:
                                     "its later packets (if any) make another record")
         if self.missing is not None:
             seen = _side(self.missing.peer)
+            acked = _unseen_acked(self.tcp.server if self.missing is _CLIENT else self.tcp.client)
+            proof = (f" (it acknowledged {acked} byte{'s' if acked > 1 else ''} of the {_side(self.missing)}'s)"
+                     if acked else "")
             verdict.evidence.append(f"no packet from the {_side(self.missing)} in the capture, though the {seen}'s "
-                                    f"show it was there: only the {seen}'s direction was captured (asymmetric "
-                                    "routing, a one-way SPAN port or capture filter)")
+                                    f"show it was there{proof}: only the {seen}'s direction was captured "
+                                    "(asymmetric routing, a one-way SPAN port or capture filter)")
             if verdict.outcome == "incomplete":
                 verdict.hint = ONE_WAY_HINT
         self.add_warnings(verdict)
@@ -360,8 +367,8 @@ class _Decider:
         s = self.s
         alert = self.first_fatal_alert
         if alert is None or alert.encrypted or not (s.client_hellos or s.server_hello or (
-                self.missing is _CLIENT and alert.sender is _SERVER)):  # (the server refused an unseen hello)
-            return None
+                self.missing is _CLIENT and alert.sender is _SERVER and self.tcp.server.synack_frame is not None)):
+            return None  # (last: the server refused a ClientHello the capture lacks, of a connection begun in it)
         v = self.v
         v.alert, v.alert_sender = _alert_name(alert.description), _side(alert.sender)
         desc = alert.description
@@ -654,6 +661,8 @@ class _Decider:
                 done, end_ts = True, client_enc[0].ts
             elif _CLIENT in s.finished:
                 done, end_ts = True, s.finished[_CLIENT].ts
+            elif self.missing is _CLIENT:
+                return self._established_one_way_tls13()
         else:
             if self._tls12_finished(_CLIENT) and self._tls12_finished(_SERVER):
                 done = True
@@ -702,6 +711,42 @@ class _Decider:
         v.confidence = "likely"
         v.end_ts = finished.ts
         v.evidence.extend([self._server_hello_evidence(), fact])
+        return v
+
+    def _established_one_way_tls13(self) -> Verdict | None:
+        """TLS 1.3 seen from the server's direction only. After its encrypted flight the server acknowledges the
+        client's second flight (Finished, or a refusal); when it then acknowledges more of the client's than an
+        alert and a FIN (application data, which a client sends only past its Finished) and answers with a record
+        larger than an alert, the handshake was done. (A session ticket alone shows that the client's Finished
+        came, not that the client accepted what it saw: curl checks the host name after the handshake and closes.)
+        """
+        server_enc = self.enc(_SERVER)
+        acks = self.tcp.server.unseen_peer_acks
+        if not server_enc or not acks:
+            return None
+        flight_ts = server_enc[0].ts
+        at_flight = 0
+        for ts, acked in acks:
+            if ts > flight_ts:
+                break
+            at_flight = acked
+        after = [(ts, acked) for ts, acked in acks if ts > flight_ts and acked > at_flight]
+        for (_, before), (data_ts, acked) in itertools.pairwise(after):
+            if acked - before > MAX_ENCRYPTED_ALERT_LENGTH + 5 + 1:  # (a whole alert record and a FIN)
+                answer = next((r for r in server_enc if r.ts >= data_ts and r.length > MAX_ENCRYPTED_ALERT_LENGTH),
+                              None)
+                if answer is not None:
+                    break
+        else:
+            return None
+        v = self.v
+        v.outcome = "established"
+        v.confidence = "likely"
+        v.end_ts = after[0][0]
+        v.evidence.extend([self._server_hello_evidence(), f"frame {server_enc[0].frame}: server encrypted flight",
+                           (f"the server then acknowledged the client's second flight and {acked - before} bytes "
+                            f"more (application data) and answered with a {answer.length}-byte record (frame "
+                            f"{answer.frame})")])
         return v
 
     def _client_hung_up(self, end_ts: float | None) -> Verdict | None:
@@ -893,6 +938,12 @@ class _Decider:
         if len(w) > 1:
             seen: set[str] = set()
             v.warnings[:] = [x for x in w if not (x in seen or seen.add(x))]
+
+
+def _unseen_acked(side: SideFacts) -> int:
+    """Bytes of its peer's that a side acknowledged though the capture holds no packet of the peer."""
+    acks = side.unseen_peer_acks
+    return acks[-1][1] if acks else 0
 
 
 # New segments from one side, none from the other, in a connection joined after its start: more than a sender

@@ -88,6 +88,24 @@ def test_tls12_handshakes_are_established_from_the_server_direction_alone(one_wa
     assert not [row for kept, label, row in one_way_rows if kept == "client" and row["outcome"] == "established"]
 
 
+def test_tls13_handshakes_are_established_from_the_server_direction_when_the_client_sent_data(one_way_rows) -> None:
+    """TLS 1.3 without keys, the server's direction alone: its acknowledgements show the client's second flight,
+    then data from the client, answered by a record larger than an alert. A session ticket alone is not enough:
+    curl finishes the handshake, then refuses the certificate's host name and closes (the full capture's
+    verdict is that failure), which from the server's side looks like a finished handshake and no request."""
+    rows = {(kept, label["scenario"]): (label, row) for kept, label, row in one_way_rows}
+    tls13 = [(label, row) for (kept, _), (label, row) in rows.items()
+             if kept == "server" and label["outcome"] == "established" and label["version"] == "TLS 1.3"]
+    established = [row for _, row in tls13 if row["outcome"] == "established"]
+    assert len(established) >= 4
+    for row in established:
+        assert row["confidence"] == "likely"
+        assert any("acknowledged the client's second flight" in e for e in row["evidence"])
+    assert all(row["outcome"] == "incomplete" for _, row in tls13 if row["outcome"] != "established")
+    _, hung_up = rows[("server", "tls13_cert_hostname_mismatch")]
+    assert hung_up["outcome"] == "incomplete"
+
+
 def test_a_refusal_the_captured_side_sent_is_still_a_failure(one_way_rows) -> None:
     """What the captured side said is still judged: the server's handshake_failure to a ClientHello the capture
     lacks, the client's unknown_ca alert to a certificate it lacks (at the certificate step)."""

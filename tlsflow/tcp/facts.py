@@ -80,6 +80,13 @@ class DirectionFacts:
     first_payload_ts: float | None = None
     last_payload_frame: int | None = None
     last_payload_ts: float | None = None
+    # Acknowledgements of a peer that the capture holds no packet of (one direction captured): the first one's
+    # number, then (time, bytes acknowledged since) at each increase, the first UNSEEN_ACKS_KEPT - 1 and the latest.
+    unseen_ack_base: int | None = None
+    unseen_peer_acks: list[tuple[float, int]] | None = None
+
+
+UNSEEN_ACKS_KEPT = 16
 
 
 @dataclass(slots=True, eq=False)

@@ -16,7 +16,13 @@ from typing import Any
 from tlsflow.packet import ACK, FIN, RST, SYN, TcpPacket
 from tlsflow.tcp import anomalies
 from tlsflow.tcp.events import ConnectionClosed, ConnectionOpened, StreamChunk, stream_chunk
-from tlsflow.tcp.facts import DUPLICATE_WITHIN, RETRANSMITTED_FRAMES_KEPT, Connection, DirectionFacts
+from tlsflow.tcp.facts import (
+    DUPLICATE_WITHIN,
+    RETRANSMITTED_FRAMES_KEPT,
+    UNSEEN_ACKS_KEPT,
+    Connection,
+    DirectionFacts,
+)
 from tlsflow.tcp.roles import guess_client, looks_like_client_hello
 from tlsflow.tcp.stream import _NO_HISTORY, HalfStream, Piece, StreamLimits
 from tlsparse.events import Sender
@@ -378,6 +384,8 @@ class TcpReassembler:
         if flags & FIN:
             self._on_fin(side, seq, n, frame, ts, previous_ts)
 
+        if flags & ACK and not peer.facts.packets and not flags & RST:
+            _unseen_ack(facts, pkt.ack, ts)  # (the peer's stream may have been started by a SYN-ACK's ack alone)
         if flags & ACK and peer.started:
             ack = pkt.ack
             ack_offset = peer.high_offset
@@ -682,6 +690,8 @@ class TcpReassembler:
                 if not peer_facts.largest_segment_acked:
                     peer_facts.largest_segment_acked = True
                 return True
+            if not peer.facts.packets:  # (as in add; an ACK of nothing new, above, changes nothing there)
+                _unseen_ack(facts, ack, ts)
             high = peer.high_offset
             distance = ack - peer.high_seq
             if not _NEG_HALF <= distance < _HALF:
@@ -703,6 +713,8 @@ class TcpReassembler:
                 peer_facts = peer.facts
                 if not peer_facts.largest_segment_acked:
                     peer_facts.largest_segment_acked = True
+        elif flags & ACK and not peer.facts.packets:
+            _unseen_ack(facts, ack, ts)
         return True
 
     def _count_skipped(self, flow: _Flow, side: HalfStream, peer: HalfStream, facts: DirectionFacts,
@@ -754,6 +766,8 @@ class TcpReassembler:
                 high_seq &= _MASK
             side.high_seq = high_seq
             side.high_offset = facts.stream_bytes = end
+        if flags & ACK and not peer.facts.packets:
+            _unseen_ack(facts, ack, ts)  # (as in add)
         if flags & ACK and peer.started:
             ack_offset = peer.high_offset
             if ack != peer.high_seq:
@@ -1142,3 +1156,21 @@ class TcpReassembler:
             out.append(stream_chunk(conn, side.sender, offset, data, gap, frame, ts))
         flow.pending = []
         flow.pending_bytes = 0
+
+
+def _unseen_ack(facts: DirectionFacts, ack: int, ts: float) -> None:
+    """An ACK of a peer that the capture holds no packet of (`DirectionFacts.unseen_peer_acks`): what it
+    acknowledged shows the peer sent, though only this direction was captured."""
+    base = facts.unseen_ack_base
+    if base is None:
+        facts.unseen_ack_base = ack
+        facts.unseen_peer_acks = [(ts, 0)]
+        return
+    acked = (ack - base) & _MASK
+    acks = facts.unseen_peer_acks
+    if acked >= _HALF or acked <= acks[-1][1]:  # type: ignore[index]
+        return  # (behind the first one: reordered)
+    if len(acks) < UNSEEN_ACKS_KEPT:  # type: ignore[arg-type]
+        acks.append((ts, acked))  # type: ignore[union-attr]
+    else:
+        acks[-1] = (ts, acked)  # type: ignore[index]
