@@ -5,6 +5,7 @@ Kept here (not imported from tlsflow) because imports point one way: tlsflow →
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 
@@ -44,9 +45,9 @@ class SideFacts:
     first_payload_ts: float | None = None
     last_payload_frame: int | None = None
     last_payload_ts: float | None = None
-    # (time, bytes of the peer's acknowledged since the first ACK) at each increase, when the capture holds none
-    # of the peer's packets: one direction captured.
-    unseen_peer_acks: list[tuple[float, int]] | None = None
+    # Time and bytes of the peer's acknowledged since the first ACK, at each increase, flat (time, bytes, time,
+    # ...), when the capture holds none of the peer's packets: one direction captured.
+    unseen_peer_acks: Sequence[float] | None = None
 
 
 @dataclass(slots=True)

@@ -726,11 +726,12 @@ class _Decider:
             return None
         flight_ts = server_enc[0].ts
         at_flight = 0
-        for ts, acked in acks:
+        pairs = list(zip(acks[0::2], map(int, acks[1::2])))
+        for ts, acked in pairs:
             if ts > flight_ts:
                 break
             at_flight = acked
-        after = [(ts, acked) for ts, acked in acks if ts > flight_ts and acked > at_flight]
+        after = [(ts, acked) for ts, acked in pairs if ts > flight_ts and acked > at_flight]
         for (_, before), (data_ts, acked) in itertools.pairwise(after):
             if acked - before > MAX_ENCRYPTED_ALERT_LENGTH + 5 + 1:  # (a whole alert record and a FIN)
                 answer = next((r for r in server_enc if r.ts >= data_ts and r.length > MAX_ENCRYPTED_ALERT_LENGTH),
@@ -943,7 +944,7 @@ class _Decider:
 def _unseen_acked(side: SideFacts) -> int:
     """Bytes of its peer's that a side acknowledged though the capture holds no packet of the peer."""
     acks = side.unseen_peer_acks
-    return acks[-1][1] if acks else 0
+    return int(acks[-1]) if acks else 0
 
 
 # New segments from one side, none from the other, in a connection joined after its start: more than a sender

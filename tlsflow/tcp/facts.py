@@ -7,6 +7,7 @@ latest packets' share of it on its side (tlsflow.tcp.stream.HalfStream), where i
 """
 from __future__ import annotations
 
+from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,12 +82,15 @@ class DirectionFacts:
     last_payload_frame: int | None = None
     last_payload_ts: float | None = None
     # Acknowledgements of a peer that the capture holds no packet of (one direction captured): the first one's
-    # number, then (time, bytes acknowledged since) at each increase, the first UNSEEN_ACKS_KEPT - 1 and the latest.
+    # number, then time and bytes acknowledged since, at each increase, the first UNSEEN_ACKS_KEPT - 1 and the
+    # latest, flat in an array of doubles (time, bytes, time, bytes, ...: ~450 bytes less a connection than
+    # tuples).
     unseen_ack_base: int | None = None
-    unseen_peer_acks: list[tuple[float, int]] | None = None
+    unseen_ack_last: int = -1  # the number of the last that increased it: the same again changes nothing
+    unseen_peer_acks: array[float] | None = None
 
 
-UNSEEN_ACKS_KEPT = 16
+UNSEEN_ACKS_KEPT = 8
 
 
 @dataclass(slots=True, eq=False)

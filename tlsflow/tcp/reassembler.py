@@ -6,6 +6,7 @@ Two time-ordered tables (open flows, flows that saw a RST or both FINs acknowled
 """
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterator
 from heapq import heapify, heappop, heappush, heapreplace
 from operator import attrgetter
@@ -384,7 +385,7 @@ class TcpReassembler:
         if flags & FIN:
             self._on_fin(side, seq, n, frame, ts, previous_ts)
 
-        if flags & ACK and not peer.facts.packets and not flags & RST:
+        if flags & ACK and pkt.ack != facts.unseen_ack_last and not peer.facts.packets and not flags & RST:
             _unseen_ack(facts, pkt.ack, ts)  # (the peer's stream may have been started by a SYN-ACK's ack alone)
         if flags & ACK and peer.started:
             ack = pkt.ack
@@ -690,7 +691,8 @@ class TcpReassembler:
                 if not peer_facts.largest_segment_acked:
                     peer_facts.largest_segment_acked = True
                 return True
-            if not peer.facts.packets:  # (as in add; an ACK of nothing new, above, changes nothing there)
+            # (As in add; an ACK of nothing new, above, changes nothing there.)
+            if ack != facts.unseen_ack_last and not peer.facts.packets:
                 _unseen_ack(facts, ack, ts)
             high = peer.high_offset
             distance = ack - peer.high_seq
@@ -713,7 +715,7 @@ class TcpReassembler:
                 peer_facts = peer.facts
                 if not peer_facts.largest_segment_acked:
                     peer_facts.largest_segment_acked = True
-        elif flags & ACK and not peer.facts.packets:
+        elif flags & ACK and ack != facts.unseen_ack_last and not peer.facts.packets:
             _unseen_ack(facts, ack, ts)
         return True
 
@@ -766,7 +768,7 @@ class TcpReassembler:
                 high_seq &= _MASK
             side.high_seq = high_seq
             side.high_offset = facts.stream_bytes = end
-        if flags & ACK and not peer.facts.packets:
+        if flags & ACK and ack != facts.unseen_ack_last and not peer.facts.packets:
             _unseen_ack(facts, ack, ts)  # (as in add)
         if flags & ACK and peer.started:
             ack_offset = peer.high_offset
@@ -1163,14 +1165,17 @@ def _unseen_ack(facts: DirectionFacts, ack: int, ts: float) -> None:
     acknowledged shows the peer sent, though only this direction was captured."""
     base = facts.unseen_ack_base
     if base is None:
-        facts.unseen_ack_base = ack
-        facts.unseen_peer_acks = [(ts, 0)]
+        facts.unseen_ack_base = facts.unseen_ack_last = ack
+        facts.unseen_peer_acks = array("d", (ts, 0.0))
         return
     acked = (ack - base) & _MASK
     acks = facts.unseen_peer_acks
-    if acked >= _HALF or acked <= acks[-1][1]:  # type: ignore[index]
+    if acked >= _HALF or acked <= acks[-1]:  # type: ignore[index]
         return  # (behind the first one: reordered)
-    if len(acks) < UNSEEN_ACKS_KEPT:  # type: ignore[arg-type]
-        acks.append((ts, acked))  # type: ignore[union-attr]
+    facts.unseen_ack_last = ack  # (only here: the fast lanes skip an ACK of nothing new without this call)
+    if len(acks) < 2 * UNSEEN_ACKS_KEPT:  # type: ignore[arg-type]
+        acks.append(ts)  # type: ignore[union-attr]
+        acks.append(acked)  # type: ignore[union-attr]
     else:
-        acks[-1] = (ts, acked)  # type: ignore[index]
+        acks[-2] = ts  # type: ignore[index]
+        acks[-1] = acked  # type: ignore[index]
