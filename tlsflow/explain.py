@@ -89,9 +89,13 @@ def render_ladder(events: list[Any], tcp: Any, record: dict[str, Any], frame_bas
             rows.append((side.fin_ts, side.fin_frame, sender, "FIN"))
         if side.rst_frame is not None:
             rows.append((side.rst_ts, side.rst_frame, sender, f"RST (TTL {side.rst_ttl})"))
+    # A side the capture holds no packet of (one direction captured): its stream is all "missing", which is no loss.
+    unseen = {sender for side, sender in ((tcp.client, Sender.CLIENT), (tcp.server, Sender.SERVER)) if not side.packets}
     for event in events:
         label = _label(event)
         if label is not None:
+            if unseen and event.__class__ is ev.GapSeen and event.sender in unseen:
+                label = f"[{event.length} bytes, not captured]"
             rows.append((event.ts, event.frame, event.sender, label))
     rows.sort(key=lambda r: (r[1], r[0]))
     start = record["start"]

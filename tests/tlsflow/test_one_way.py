@@ -148,3 +148,21 @@ def test_client_finished_of_an_abbreviated_handshake_without_its_server_hello(co
     assert not [e for e in events if isinstance(e, ParseAnomaly)]
     finished = [e for e in events if isinstance(e, EncryptedRecordSeen) and e.content_type == 22]
     assert len(finished) == 1 and finished[0].handshake_phase
+
+
+def test_explain_shows_the_missing_direction_as_not_captured(corpus_dir: Path, tmp_path: Path) -> None:
+    """`tlsflow explain` on the server's direction alone: the client's bytes the server acknowledged are not drawn
+    as a loss, and the verdict's evidence names the missing direction."""
+    import io
+
+    from tlsflow.explain import explain_flow
+
+    port = int(_labels(corpus_dir)["tls13_established_plain.pcap"][0]["server"].rsplit(":", 1)[1])
+    path = one_way(corpus_dir / "tls13_established_plain.pcap", tmp_path / "server.pcap", port, sent=True)
+    out = io.StringIO()
+    explain_flow(str(path), 1, out)
+    text = out.getvalue()
+    assert "469 bytes, not captured]" in text
+    assert "missing from the capture" not in text
+    assert "only the server's direction was captured" in text
+    assert "outcome: established" in text
