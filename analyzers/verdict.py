@@ -652,7 +652,7 @@ class _Decider:
     def established(self) -> Verdict | None:
         s = self.s
         if s.server_hello is None:
-            return None
+            return self._established_from_client() if self.missing is _SERVER else None
         done = False
         end_ts = None
         if self.tls13:
@@ -711,6 +711,37 @@ class _Decider:
         v.confidence = "likely"
         v.end_ts = finished.ts
         v.evidence.extend([self._server_hello_evidence(), fact])
+        return v
+
+    def _established_from_client(self) -> Verdict | None:
+        """Seen from the client's direction only (no ServerHello: TLS 1.2 and 1.3 alike): after its Finished (the
+        record after its ChangeCipherSpec) the client acknowledged more of the server's bytes than session tickets,
+        a Finished and an alert come to: a response, which a server sends only once the client's Finished checks
+        out (one that refuses it sends an alert and closes)."""
+        s = self.s
+        ccs = s.ccs.get(_CLIENT)
+        acks = self.tcp.client.unseen_peer_acks
+        if ccs is None or not acks or not s.client_hellos:  # (a handshake begun in the capture, as two ways)
+            return None
+        finished = next((r for r in self.enc(_CLIENT) if r.ts >= ccs.ts), None)
+        if finished is None:
+            return None
+        pairs = list(zip(acks[0::2], map(int, acks[1::2])))
+        # (Only the first increases are kept, then the latest: what the client had acknowledged at its Finished is
+        # known when one kept before the latest comes after it; and the server's Finished or tickets come first.)
+        if not any(ts > finished.ts for ts, _ in pairs[:-1]):
+            return None
+        at_finished = max((acked for ts, acked in pairs if ts <= finished.ts), default=0)
+        response = pairs[-1][1] - at_finished
+        if pairs[-1][0] <= finished.ts or response <= CLIENT_SIDE_RESPONSE_BYTES:
+            return None
+        v = self.v
+        v.outcome = "established"
+        v.confidence = "likely"
+        v.end_ts = finished.ts
+        v.evidence.extend([self._ch_frame(), f"frame {finished.frame}: client Finished (after its ChangeCipherSpec)",
+                           (f"the client then acknowledged {response} bytes of the server's: a response, which "
+                            "follows the server's acceptance of the client's Finished")])
         return v
 
     def _established_one_way_tls13(self) -> Verdict | None:
@@ -946,6 +977,10 @@ def _unseen_acked(side: SideFacts) -> int:
     acks = side.unseen_peer_acks
     return int(acks[-1]) if acks else 0
 
+
+# Server bytes a client acknowledges after its Finished, above which they are a response (session tickets, the
+# server's Finished and an alert come to less).
+CLIENT_SIDE_RESPONSE_BYTES = 3072
 
 # New segments from one side, none from the other, in a connection joined after its start: more than a sender
 # sends before it must hear an acknowledgement.
