@@ -10,6 +10,7 @@ import os
 import shutil
 import struct
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -1107,6 +1108,16 @@ def test_jobs_split_a_range_when_a_worker_ends_early(generated, tmp_path, monkey
         return original(self, index, answer)
 
     monkeypatch.setattr(parallel_ranges._Splitter, "answered", answered)
+    # The long range's worker looks for the parent's messages every 256 packets: each look takes 20 ms here, so
+    # that it is still far from its end when the parent, its pace known, offers the cut (unslowed, it read the
+    # ~25 MB in a few tenths of a second and, on a fast run, was past any cut before the offer: no split).
+    polled = parallel_ranges._Inbox.poll
+
+    def slow_poll(self):
+        time.sleep(0.02)
+        return polled(self)
+
+    monkeypatch.setattr(parallel_ranges._Inbox, "poll", slow_poll)
     recs = records(path)[1]
     # the cut: the first record after the gap (few_last: the first of the last few hundred)
     head = 24 + sum(len(record) for record in (recs[:-300] if few_last else recs[:300]))
