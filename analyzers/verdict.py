@@ -7,6 +7,7 @@ says it), then inferences from record shapes and TCP endings. The first rule tha
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from analyzers.hints import hint_for
@@ -726,12 +727,12 @@ class _Decider:
         finished = next((r for r in self.enc(_CLIENT) if r.ts >= ccs.ts), None)
         if finished is None:
             return None
-        pairs = list(zip(acks[0::2], map(int, acks[1::2])))
+        pairs = _ack_pairs(acks)
         # (Only the first increases are kept, then the latest: what the client had acknowledged at its Finished is
         # known when one kept before the latest comes after it; and the server's Finished or tickets come first.)
         if not any(ts > finished.ts for ts, _ in pairs[:-1]):
             return None
-        at_finished = max((acked for ts, acked in pairs if ts <= finished.ts), default=0)
+        at_finished = _acked_by(pairs, finished.ts)
         response = pairs[-1][1] - at_finished
         if pairs[-1][0] <= finished.ts or response <= CLIENT_SIDE_RESPONSE_BYTES:
             return None
@@ -756,12 +757,8 @@ class _Decider:
         if not server_enc or not acks:
             return None
         flight_ts = server_enc[0].ts
-        at_flight = 0
-        pairs = list(zip(acks[0::2], map(int, acks[1::2])))
-        for ts, acked in pairs:
-            if ts > flight_ts:
-                break
-            at_flight = acked
+        pairs = _ack_pairs(acks)
+        at_flight = _acked_by(pairs, flight_ts)
         after = [(ts, acked) for ts, acked in pairs if ts > flight_ts and acked > at_flight]
         for (_, before), (data_ts, acked) in itertools.pairwise(after):
             if acked - before > MAX_ENCRYPTED_ALERT_LENGTH + 5 + 1:  # (a whole alert record and a FIN)
@@ -970,6 +967,16 @@ class _Decider:
         if len(w) > 1:
             seen: set[str] = set()
             v.warnings[:] = [x for x in w if not (x in seen or seen.add(x))]
+
+
+def _ack_pairs(acks: Sequence[float]) -> list[tuple[float, int]]:
+    """`SideFacts.unseen_peer_acks` as (time, bytes acknowledged) pairs."""
+    return list(zip(acks[0::2], map(int, acks[1::2])))
+
+
+def _acked_by(pairs: list[tuple[float, int]], ts: float) -> int:
+    """Bytes acknowledged at time `ts` (the pairs increase)."""
+    return max((acked for at, acked in pairs if at <= ts), default=0)
 
 
 def _unseen_acked(side: SideFacts) -> int:

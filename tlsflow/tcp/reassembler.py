@@ -616,8 +616,7 @@ class TcpReassembler:
         flow, side, peer, facts, conn = lane
         if ts >= side.lane_until or ts < flow.last_ts:
             if flow.full:
-                return self._count_skipped(flow, side, peer, facts, conn, frame, ts, seq, ack, flags, window, ttl, n,
-                                           buf, ip_end)
+                return self._count_skipped(flow, side, peer, facts, conn, frame, ts, seq, ack, flags, window, ttl, n)
             # The full test of the segment's time, and the facts of a side's first segments (see `_lane_time`).
             if not self._lane_time(flow, side, peer, ts):
                 return False
@@ -721,7 +720,7 @@ class TcpReassembler:
 
     def _count_skipped(self, flow: _Flow, side: HalfStream, peer: HalfStream, facts: DirectionFacts,
                        conn: Connection, frame: int, ts: float, seq: int, ack: int, flags: int, window: int,
-                       ttl: int, n: int, buf: Any, ip_end: int) -> bool:
+                       ttl: int, n: int) -> bool:
         """count_lane for a flow that still wants data (reassembling, settled, not closing): `add`'s full code for a
         segment that it would deliver nothing of, which are the commonest segments of a download joined in the
         middle: in-order data inside the record body the consumer skips (`skip_until`), with nothing buffered on
