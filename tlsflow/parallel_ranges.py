@@ -211,11 +211,11 @@ def follow_counter(reassembler: Any, raw: set[bytes]) -> Any:
     count = reassembler.count_lane
 
     def count_lane(lane: Any, frame: int, ts: float, seq: int, ack: int, flags: int, window: int, ttl: int,
-                   n: int, buf: Any, ip_end: int) -> bool:
+                   n: int) -> bool:
         # Arguments spelled out: packing them (*fields) costs more than the rest of this call.
         if lane is _FOREIGN:
             return ts < reassembler.next_expiry  # type: ignore[no-any-return]
-        return count(lane, frame, ts, seq, ack, flags, window, ttl, n, buf, ip_end)  # type: ignore[no-any-return]
+        return count(lane, frame, ts, seq, ack, flags, window, ttl, n)  # type: ignore[no-any-return]
 
     return _FollowCounter(lanes, count_lane, reassembler)
 
@@ -261,7 +261,7 @@ class _WindowCounter:
         self.cut_frame = cut_frame
 
     def count_lane(self, lane: Any, frame: int, ts: float, seq: int, ack: int, flags: int, window: int, ttl: int,
-                   n: int, buf: Any = None, ip_end: int = 0) -> bool:
+                   n: int) -> bool:
         return frame < self.cut_frame
 
 
@@ -381,10 +381,8 @@ def _follow_ethernet(path: str, offset: int, frames_before: int, tracked: set[by
                             if lane is not None:
                                 ttl, seq, ack, flags, window = tcp_fields(buf, start + 22)
                                 ts = seconds + fraction / units
-                                ip_end = start + 14 + total
                                 if not flags & 0x06 and count_lane(lane, frame, ts, seq, ack, flags, window, ttl,
-                                                                   total - ((offset_byte >> 4) << 2) - 20, buf,
-                                                                   ip_end):
+                                                                   total - ((offset_byte >> 4) << 2) - 20):
                                     skipped = ts
                                     continue
                     elif ethertype == 0x8100:

@@ -167,7 +167,7 @@ def make_handlers(stats: CaptureStats, reassembler: FragmentReassembler | None,
         if lanes and not flags & 0x06 and not cut:  # (a cut segment takes add: its facts note the cut)
             lane = lanes.get(src + dst + buf[off:off + 4])
             if lane is not None and count_lane(lane, frame, ts, seq, ack, flags, window,  # type: ignore[misc]
-                                               ttl, end - data, buf, end):
+                                               ttl, end - data):
                 return ts  # type: ignore[return-value]
         if version == 4:
             src_text = text4_get(src) or new_text4(src)
@@ -346,7 +346,7 @@ def make_handlers(stats: CaptureStats, reassembler: FragmentReassembler | None,
                     if lanes and not flags & 0x06:
                         lane = lanes.get(buf[start + 26:start + 38])
                         if lane is not None and count_lane(lane, frame, ts, seq, ack,  # type: ignore[misc]
-                                                           flags, window, ttl, ip_end - data, buf, ip_end):
+                                                           flags, window, ttl, ip_end - data):
                             return ts  # type: ignore[return-value]
                     src_text = text4_get(src) or new_text4(src)
                     dst_text = text4_get(dst) or new_text4(dst)

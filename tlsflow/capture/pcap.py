@@ -200,13 +200,13 @@ def ipv6_lane(link_type: int, counter: SegmentCounter, build: Callable[..., Any]
                 and (n := plen - ((offset_byte >> 4) << 2)) >= 0):
             return None
         lane = lanes.get(key)
-        ip_end = start + headers + plen
         if lane is not None and not flags & 0x06 and count_lane(lane, frame, ts, seq, ack, flags, window,
-                                                                hop_limit, n, buf, ip_end):
+                                                                hop_limit, n):
             return COUNTED
         if build is None:
             return None
         names = tuples_get(key) or new_tuple(key)
+        ip_end = start + headers + plen
         return build(frame, ts, 6, names[0], names[1], names[2], names[3], seq, ack, flags, window,
                      buf[ip_end - n:ip_end], hop_limit, None)
 
@@ -315,13 +315,12 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
                     lane = lanes.get(key)
                     if (ipv4_1 == ipv4_first and ipv4_2 == ipv4_second and proto == 6 and not frag & 0x3FFF
                             and caplen - total >= link_length and (n := total - header_bytes[offset_byte]) >= 0):
-                        ip_end = start + link_length + total
                         if (lane is not None and not flags & 0x06
-                                and count_lane(lane, frame, ts, seq, ack, flags, window, ttl, n,  # type: ignore[misc]
-                                               buf, ip_end)):
+                                and count_lane(lane, frame, ts, seq, ack, flags, window, ttl, n)):  # type: ignore[misc]
                             counted_ts = ts
                             continue
                         if build is not None:
+                            ip_end = start + link_length + total
                             # What `handle` would give (its fast path for this very layout), without unpacking the
                             # headers again: the addresses' text and the ports come from the 4-tuple's entry.
                             names = tuples_get(key) or new_tuple(key)

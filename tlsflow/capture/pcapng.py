@@ -377,13 +377,13 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                     lane = lanes.get(key)
                     if (ipv4_1 == cur_ipv4_first and ipv4_2 == cur_ipv4_second and proto == 6 and not frag & 0x3FFF
                             and caplen - total >= cur_link_length and (n := total - header_bytes[offset_byte]) >= 0):
-                        ip_end = start + cur_link_length + total
                         if (lane is not None and not flags & 0x06
                                 and count_lane(lane, frame, last_ts, seq, ack, flags, window,  # type: ignore[misc]
-                                               ttl, n, buf, ip_end)):
+                                               ttl, n)):
                             counted_ts = last_ts
                             continue
                         if cur_build is not None:
+                            ip_end = start + cur_link_length + total
                             names = tuples_get(key) or new_tuple(key)
                             counted_ts = None
                             yield cur_build(frame, last_ts, 4, names[0], names[1], names[2], names[3], seq, ack,

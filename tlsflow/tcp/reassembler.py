@@ -12,7 +12,6 @@ from heapq import heapify, heappop, heappush, heapreplace
 from operator import attrgetter
 from socket import AF_INET, AF_INET6, inet_ntop, inet_pton
 from struct import Struct
-from typing import Any
 
 from tlsflow.packet import ACK, FIN, RST, SYN, TcpPacket
 from tlsflow.tcp import anomalies
@@ -599,7 +598,7 @@ class TcpReassembler:
             self._open_lanes(flow)
 
     def count_lane(self, lane: Lane, frame: int, ts: float, seq: int, ack: int, flags: int, window: int,
-                   ttl: int, n: int, buf: Any = None, ip_end: int = 0) -> bool:
+                   ttl: int, n: int) -> bool:
         """`add` for a segment of a direction found in `lanes` (its connection wants no more data, is settled
         and not closing), given by its header fields; the caller has checked that it carries no SYN or RST.
         Returns False, having changed nothing, when its time runs expiry or ends the flow's idle time: then `add`
@@ -610,8 +609,8 @@ class TcpReassembler:
         `next_expiry` (as every time seen so far is), so a later segment between `_now` and it runs no expiry
         either way.
 
-        `buf[ip_end - n:ip_end]` is the segment's payload, which no segment counted here needs any more (those of a
-        flow that still wants data lie inside a record body its consumer skips, whose bytes are not kept:
+        The payload is not given, only its length `n`: no segment counted here needs its bytes (those of a flow
+        that still wants data lie inside a record body its consumer skips, whose bytes are not kept:
         `skip_until`)."""
         flow, side, peer, facts, conn = lane
         if ts >= side.lane_until or ts < flow.last_ts:
