@@ -179,3 +179,44 @@ def test_explain_shows_the_missing_direction_as_not_captured(corpus_dir: Path, t
     assert "missing from the capture" not in text
     assert "only the server's direction was captured" in text
     assert "outcome: established" in text
+
+
+
+
+def test_a_connection_seen_one_way_closes_once_the_captured_side_has_sent_its_fin(corpus_dir: Path,
+                                                                                  tmp_path: Path) -> None:
+    """The acknowledgement of a FIN comes from the missing direction, so a connection seen one way never saw both
+    FINs acknowledged: it stayed open for the idle timeout (five minutes of capture time), and a busy link seen
+    one way held every connection of those five minutes (5,000 at once: 17,710 open 25 s in, 388 MiB). Now it
+    lingers from the captured side's FIN, as a connection does after the last ACK of its close: every corpus
+    connection cut one way whose captured side sent a FIN is closed ("closed", not "idle") once the linger has
+    passed since its last packet."""
+    from tlsflow.capture import open_capture
+    from tlsflow.tcp import ConnectionClosed, TcpReassembler
+
+    fins = 0
+    for file, labels in _labels(corpus_dir).items():
+        port = int(labels[0]["server"].rsplit(":", 1)[1])
+        for sent in (True, False):
+            path = one_way(corpus_dir / file, tmp_path / f"{sent}-{file}", port, sent=sent)
+            reassembler = TcpReassembler()
+            fin_seen: set[int] = set()
+            last_ts = 0.0
+            with open_capture(path) as cap:
+                for pkt in cap.packets():
+                    for event in reassembler.add(pkt):
+                        if isinstance(event, ConnectionClosed):
+                            fin_seen.discard(event.conn.flow_id)
+                    if pkt.flags & 0x01:
+                        conn = reassembler.connection(pkt.src, pkt.sport, pkt.dst, pkt.dport)
+                        if conn is not None:
+                            fin_seen.add(conn.flow_id)
+                    last_ts = pkt.ts
+            # (The corpus's connections last seconds: each is past its linger once its capture's is.)
+            closed = {e.conn.flow_id: e.conn.close_reason
+                      for e in reassembler.expire(last_ts + reassembler.linger_timeout + 1)
+                      if isinstance(e, ConnectionClosed)}
+            assert {flow_id: closed.get(flow_id) for flow_id in fin_seen} == dict.fromkeys(fin_seen, "closed"), \
+                (file, sent)
+            fins += len(fin_seen)
+    assert fins >= 130  # 135: both sides of the corpus's connections that close with a FIN
