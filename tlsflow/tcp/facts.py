@@ -88,9 +88,15 @@ class DirectionFacts:
     unseen_ack_base: int | None = None
     unseen_ack_last: int = -1  # the number of the last that increased it: the same again changes nothing
     unseen_peer_acks: array[float] | None = None
+    # The latest of them acknowledged so little more than the one before (PEER_CLOSE_BYTES at most) that it can be
+    # the peer's close: its FIN, with or without its close_notify alert (23 to 31 bytes). With this side's own FIN,
+    # the connection lingers, then closes (TcpReassembler): the acknowledgement of that FIN is in the missing
+    # direction.
+    unseen_peer_close: bool = False
 
 
 UNSEEN_ACKS_KEPT = 8
+PEER_CLOSE_BYTES = 64
 
 
 @dataclass(slots=True, eq=False)

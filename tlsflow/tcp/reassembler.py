@@ -18,6 +18,7 @@ from tlsflow.tcp import anomalies
 from tlsflow.tcp.events import ConnectionClosed, ConnectionOpened, StreamChunk, stream_chunk
 from tlsflow.tcp.facts import (
     DUPLICATE_WITHIN,
+    PEER_CLOSE_BYTES,
     RETRANSMITTED_FRAMES_KEPT,
     UNSEEN_ACKS_KEPT,
     Connection,
@@ -135,7 +136,8 @@ class TcpReassembler:
     (see `_LoneSyn`; 0: always).
     Timeouts are in capture seconds: `idle_timeout` for open connections, `linger_timeout` after a RST or once
     both FINs are acknowledged (trailing ACKs and stray retransmissions within it still count), or, one
-    direction captured, once the side whose packets are there has sent its FIN.
+    direction captured, once the side whose packets are there has sent its FIN and acknowledged what can be the
+    peer's close.
     """
 
     def __init__(self, max_flows: int = 100_000, max_buffer_per_direction: int = 1 << 20,
@@ -446,11 +448,13 @@ class TcpReassembler:
         # packets are missing from the capture (one direction captured), and its acknowledgement of this FIN never
         # comes. Such a flow stayed open for the idle timeout: a busy link seen one way held every connection of
         # the last five minutes (5,000 at once: 17,710 open 25 s in). It lingers instead, as after the last ACK
-        # of a close: a side that has sent its FIN sends only acknowledgements after it, and each one extends the
-        # linger (a half-closed peer that says nothing for longer than it, then sends again, makes the side's next
-        # ACK a connection of its own).
+        # of a close, once this side has also acknowledged what can be the peer's close (a few bytes more than its
+        # acknowledgement before: `DirectionFacts.unseen_peer_close`). Without that, the peer may still be sending (a half-closed
+        # connection: one whose peer was silent 10 s after the client's FIN, then closed, would have given the
+        # client's last ACK a connection of its own): the flow stays open.
         if not flow.closing and (flags & RST or (side.fin_acked and peer.fin_acked)
-                                 or (flags & FIN and not peer.facts.packets)):
+                                 or (facts.unseen_peer_close and side.fin_offset is not None
+                                     and not peer.facts.packets)):
             self._start_closing(flow)
         return out
 
@@ -686,7 +690,7 @@ class TcpReassembler:
                 side.largest_end = end
         if flags & FIN:
             self._on_fin(side, seq, n, frame, ts, previous_ts)
-            if not peer.facts.packets:  # (one direction captured: as in add)
+            if facts.unseen_peer_close and not peer.facts.packets:  # (one direction captured: as in add)
                 self._start_closing(flow)
         if flags & ACK and peer.started:
             if ack == peer.high_seq and peer.fin_offset is None:
@@ -703,6 +707,8 @@ class TcpReassembler:
             # (As in add; an ACK of nothing new, above, changes nothing there.)
             if ack != facts.unseen_ack_last and not peer.facts.packets:
                 _unseen_ack(facts, ack, ts)
+                if facts.unseen_peer_close and side.fin_offset is not None and not flow.closing:  # (as in add)
+                    self._start_closing(flow)
             high = peer.high_offset
             distance = ack - peer.high_seq
             if not _NEG_HALF <= distance < _HALF:
@@ -726,6 +732,8 @@ class TcpReassembler:
                     peer_facts.largest_segment_acked = True
         elif flags & ACK and ack != facts.unseen_ack_last and not peer.facts.packets:
             _unseen_ack(facts, ack, ts)
+            if facts.unseen_peer_close and side.fin_offset is not None and not flow.closing:  # (as in add)
+                self._start_closing(flow)
         return True
 
     def _count_skipped(self, flow: _Flow, side: HalfStream, peer: HalfStream, facts: DirectionFacts,
@@ -1181,6 +1189,7 @@ def _unseen_ack(facts: DirectionFacts, ack: int, ts: float) -> None:
     acks = facts.unseen_peer_acks
     if acked >= _HALF or acked <= acks[-1]:  # type: ignore[index]
         return  # (behind the first one: reordered)
+    facts.unseen_peer_close = acked - acks[-1] <= PEER_CLOSE_BYTES  # type: ignore[index]
     facts.unseen_ack_last = ack  # (only here: the fast lanes skip an ACK of nothing new without this call)
     if len(acks) < 2 * UNSEEN_ACKS_KEPT:  # type: ignore[arg-type]
         acks.append(ts)  # type: ignore[union-attr]
