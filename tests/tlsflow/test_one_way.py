@@ -181,9 +181,6 @@ def test_explain_shows_the_missing_direction_as_not_captured(corpus_dir: Path, t
     assert "outcome: established" in text
 
 
-
-
-
 def test_a_connection_seen_one_way_closes_once_the_captured_side_has_sent_its_fin(corpus_dir: Path,
                                                                                   tmp_path: Path) -> None:
     """The acknowledgement of a FIN comes from the missing direction, so a connection seen one way never saw both

@@ -448,13 +448,11 @@ class TcpReassembler:
         # packets are missing from the capture (one direction captured), and its acknowledgement of this FIN never
         # comes. Such a flow stayed open for the idle timeout: a busy link seen one way held every connection of
         # the last five minutes (5,000 at once: 17,710 open 25 s in). It lingers instead, as after the last ACK
-        # of a close, once this side has also acknowledged what can be the peer's close (a few bytes more than its
-        # acknowledgement before: `DirectionFacts.unseen_peer_close`). Without that, the peer may still be sending (a half-closed
-        # connection: one whose peer was silent 10 s after the client's FIN, then closed, would have given the
-        # client's last ACK a connection of its own): the flow stays open.
-        if not flow.closing and (flags & RST or (side.fin_acked and peer.fin_acked)
-                                 or (facts.unseen_peer_close and side.fin_offset is not None
-                                     and not peer.facts.packets)):
+        # of a close, once this side has also acknowledged what can be the peer's close (`_one_way_closed`).
+        # Without that, the peer may still be sending (a half-closed connection: one whose peer was silent 10 s
+        # after the client's FIN, then closed, would have given the client's last ACK a connection of its own):
+        # the flow stays open.
+        if not flow.closing and (flags & RST or (side.fin_acked and peer.fin_acked) or _one_way_closed(side, peer)):
             self._start_closing(flow)
         return out
 
@@ -690,7 +688,7 @@ class TcpReassembler:
                 side.largest_end = end
         if flags & FIN:
             self._on_fin(side, seq, n, frame, ts, previous_ts)
-            if facts.unseen_peer_close and not peer.facts.packets:  # (one direction captured: as in add)
+            if _one_way_closed(side, peer):  # (as in add)
                 self._start_closing(flow)
         if flags & ACK and peer.started:
             if ack == peer.high_seq and peer.fin_offset is None:
@@ -707,7 +705,7 @@ class TcpReassembler:
             # (As in add; an ACK of nothing new, above, changes nothing there.)
             if ack != facts.unseen_ack_last and not peer.facts.packets:
                 _unseen_ack(facts, ack, ts)
-                if facts.unseen_peer_close and side.fin_offset is not None and not flow.closing:  # (as in add)
+                if not flow.closing and _one_way_closed(side, peer):  # (as in add)
                     self._start_closing(flow)
             high = peer.high_offset
             distance = ack - peer.high_seq
@@ -732,7 +730,7 @@ class TcpReassembler:
                     peer_facts.largest_segment_acked = True
         elif flags & ACK and ack != facts.unseen_ack_last and not peer.facts.packets:
             _unseen_ack(facts, ack, ts)
-            if facts.unseen_peer_close and side.fin_offset is not None and not flow.closing:  # (as in add)
+            if not flow.closing and _one_way_closed(side, peer):  # (as in add)
                 self._start_closing(flow)
         return True
 
@@ -1175,6 +1173,13 @@ class TcpReassembler:
             out.append(stream_chunk(conn, side.sender, offset, data, gap, frame, ts))
         flow.pending = []
         flow.pending_bytes = 0
+
+
+def _one_way_closed(side: HalfStream, peer: HalfStream) -> bool:
+    """One direction captured (`peer` has sent nothing in the capture), `side` has sent its FIN and acknowledged
+    what can be the peer's close (`DirectionFacts.unseen_peer_close`): the connection is over, though neither
+    FIN is seen acknowledged (those acknowledgements are in the missing direction)."""
+    return side.facts.unseen_peer_close and side.fin_offset is not None and not peer.facts.packets
 
 
 def _unseen_ack(facts: DirectionFacts, ack: int, ts: float) -> None:
