@@ -492,7 +492,8 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
     """One worker's work, as messages: ("batch", records (`_pickled`), bytes of its range done, flows opened, flows
     evicted so far, next expiry pass after its first packet, frame, phantoms) and at the end ("end", error text or None,
     flows evicted, next expiry pass after its first packet, next expiry pass when it passed its end, whether the
-    error came before the range's end). Every flow's "opened" entry comes in the same message as its record or an
+    error came before the range's end, (flow id, last frame) of the flows of its range it left open: see
+    `_Placer.finish`). Every flow's "opened" entry comes in the same message as its record or an
     earlier one. `frame`: every packet up to it has been taken; `phantoms`: (flow id, last frame) of the flows
     the parent asked to watch that are open.
 
@@ -738,7 +739,11 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
     # (A range that ends at a split counts as one with a next range. An offer not answered by then is refused: the
     # parent takes this message so.)
     broke_in_range = error is not None and past is None and (next_target is not None or end_frame != _NO_END)
-    yield ("end", error, reassembler.flows_evicted, first_clock, cut_clock, broke_in_range)
+    # Stopped past its range, with none of its own connections open: the flows of its range still open give no
+    # record (phantoms kept cheap, as a rule: not followed past the range, so their last frames are final).
+    left_open = ([(flow_id, last) for flow_id, first, last in reassembler.open_flow_frames()
+                  if first_frame <= first < end_frame] if stopped else [])
+    yield ("end", error, reassembler.flows_evicted, first_clock, cut_clock, broke_in_range, left_open)
 
 
 def cut_shares(jobs: int, hop_ratio: float) -> list[float]:
@@ -1153,7 +1158,7 @@ def _merge_ranges(messages: Iterator[tuple[int, tuple[Any, ...]]], jobs: int, st
             placer = by_worker[index]
             out: list[dict[str, Any]] = []
             if kind == "end":
-                _, worker_error, evicted, first_clock, placer.at_cut, broke_in_range = message
+                _, worker_error, evicted, first_clock, placer.at_cut, broke_in_range, placer.left_open = message
                 placer.done = True
                 at = ranges.index(placer)
                 if broke_in_range and at + 1 < counted:
@@ -1250,6 +1255,9 @@ class _Placer:
         self.started = False
         self.done = False  # its worker has ended
         self.at_cut: float | None = None  # the worker's next expiry pass when it passed its end
+        # (own flow id, last frame) of the flows of its range it left open, having stopped before the end of the
+        # file: they give no record (`finish`)
+        self.left_open: list[tuple[int, int]] = []
         self.first_clock: float | None = None  # the worker's next expiry pass after its first packet
         self.kept: list[tuple[Any, int, int]] = []  # (4-tuple, first frame, last frame) of its connections
         self.to_watch: list[tuple[int, str, int, str, int]] = []  # phantoms the worker is to be asked about
@@ -1300,9 +1308,18 @@ class _Placer:
             yield
 
     def finish(self, out: list[dict[str, Any]]) -> None:
-        """The worker has ended: every record is in."""
-        if self._open_phantoms:
-            raise _Inexact  # cannot happen (every flow gives a record), but then nothing here is certain
+        """The worker has ended: every record is in, but for the flows it left open (`left_open`). A worker that
+        is not the last stops once none of the connections of its range is open any more, and the flows it leaves
+        open are phantoms as a rule (kept cheap, not followed past the range): a phantom whose last frame is not
+        after its connection's is dropped, as its record would have been. Any other flow left open is a connection
+        whose record will never come: then nothing here is certain."""
+        open_phantoms = self._open_phantoms
+        for own_id, last in self.left_open:
+            entry = open_phantoms.pop(own_id, None)
+            if entry is None or last > entry[0]:
+                raise _Inexact
+        if open_phantoms:
+            raise _Inexact  # cannot happen (every flow gives a record or is left open), but then nothing is certain
         while self._held:
             out.append(heapq.heappop(self._held)[1])
 

@@ -109,3 +109,18 @@ def one_way(path: Path, out: Path, port: int, *, sent: bool) -> Path:
                 kept.append(record)
     out.write_bytes(header + b"".join(kept))
     return out
+
+
+def slowed(path: Path, out: Path, factor: int) -> Path:
+    """The same packets `factor` times further apart in time (from the first one's time on): a slower link."""
+    header, recs = records(path)
+    parts = []
+    first = None
+    for record in recs:
+        seconds, micros, caplen, original = struct.unpack_from("<IIII", record)
+        at = seconds * 1_000_000 + micros
+        first = at if first is None else first
+        at = first + (at - first) * factor
+        parts.append(struct.pack("<IIII", at // 1_000_000, at % 1_000_000, caplen, original) + record[16:])
+    out.write_bytes(header + b"".join(parts))
+    return out

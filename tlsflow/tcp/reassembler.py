@@ -208,6 +208,19 @@ class TcpReassembler:
         self._hatch_all()
         return [flow.conn for table in (self._open, self._closing) for flow in table.values() if flow.settled]
 
+    def open_flow_frames(self) -> list[tuple[int, int, int]]:
+        """(flow id, first frame, last frame) of every connection open or lingering, lone SYNs included: what a
+        `--jobs` range worker that stops before the end of the file leaves without a record."""
+        out = []
+        for table in (self._open, self._closing):
+            for flow_id, flow in table.items():
+                if flow.__class__ is _LoneSyn:
+                    frame = flow.pkt.frame
+                    out.append((flow_id, frame, frame))
+                else:
+                    out.append((flow_id, flow.conn.first_frame, flow.conn.last_frame))
+        return out
+
     def open_flow_ids(self) -> dict[FlowKey, int]:
         """Every 4-tuple of the flow table, in both directions, with its flow's id: the connections open or
         lingering (lone SYNs included), which a `--jobs --series` worker follows into the files after its own."""
