@@ -94,7 +94,8 @@ def group_messages(timed: list[tuple[str, float | None]], first: int, end: int, 
     ("records", packed records, their Metas, bytes read), ("message", path, text) for a file that cannot be read,
     ("damage", path, error, file) for a file whose reading stopped at damage, and last ("end", next expiry pass
     after the run's first packet, next expiry pass when the run ended, flows evicted, bytes read, the time of the
-    run's last packet)."""
+    run's last packet, the Metas of the flows joined mid-stream that were not followed past the run and gave no
+    record)."""
     from tlsflow.capture.linktypes import ETHERNET
     from tlsflow.capture.pcap import HEADER_SIZE
     from tlsflow.parallel_ranges import _follow_ethernet, _range_analyzer_class, follow_counter, wire_keys
@@ -175,8 +176,29 @@ def group_messages(timed: list[tuple[str, float | None]], first: int, end: int, 
             pending.clear()
     cut_clock = reassembler.next_expiry
     cut_ts = analyzer.last_ts  # (the time its last file ends: the next run's first file should begin after it)
-    # Past the run: only its open connections, until none is left.
+    # Past the run: only its open connections, until none is left. Not those joined mid-stream (no SYN or SYN-ACK
+    # seen) in a run after the first: the rest of connections of earlier runs as a rule (phantoms), which those
+    # runs' workers follow to their end. Followed here, a connection's last ACK alone past the run's start (open
+    # until the idle timeout) made the worker read every later file of the series. What becomes of them past the
+    # run is not a record but a flow left open, which the parent checks is a phantom (`Placement.phantoms`).
     tracked = reassembler.open_flow_ids()
+    joined: set[int] = set()
+    if 0 < first and end < len(timed):
+        joined = reassembler.midstream_flow_ids()
+        tracked = {key: flow_id for key, flow_id in tracked.items() if flow_id not in joined}
+    left_open: list[Meta] = []
+
+    def past_run(record: dict[str, Any]) -> None:
+        """A record made past the run: kept, or for a flow not followed there, its Meta in `left_open`."""
+        if record["flow_id"] not in joined:
+            keep(pieces.place(record)[1])
+            return
+        placed = pieces.place(record)[1]
+        key, last_frame, reason = placed.pop("_range")
+        file = place_of[placed["capture"]]
+        if file < end:
+            left_open.append((file, placed["flow_id"], key, placed["first_frame"], position(last_frame), reason))
+
     stopped = False
     if tracked and end < len(timed):
         raw = wire_keys(tracked)
@@ -189,7 +211,7 @@ def group_messages(timed: list[tuple[str, float | None]], first: int, end: int, 
             for record in new:
                 for key in keys_of.pop(record["flow_id"], ()):
                     del tracked[key]
-                keep(pieces.place(record)[1])
+                past_run(record)
 
         for index in range(end, len(timed)):
             path = timed[index][0]
@@ -229,11 +251,11 @@ def group_messages(timed: list[tuple[str, float | None]], first: int, end: int, 
             if not tracked:
                 stopped = True
                 break
-    if not stopped:
+    if not stopped or joined:  # (the flows not followed that are still open give their Metas to `left_open`)
         for record in analyzer.finish():
-            keep(pieces.place(record)[1])
+            past_run(record)
     yield batch()
-    yield ("end", first_clock, cut_clock, reassembler.flows_evicted, read_before, cut_ts)
+    yield ("end", first_clock, cut_clock, reassembler.flows_evicted, read_before, cut_ts, left_open)
 
 
 def _returned(walker: Iterator[Any], out: list[int | None]) -> Iterator[Any]:
@@ -401,7 +423,7 @@ class Placement:
         if run == 0:
             return {}, {}
         assert group.end is not None and previous_end is not None
-        _end, first_clock, _cut, _evicted, _read, _ts = group.end
+        _end, first_clock, _cut, _evicted, _read, _ts, left_open = group.end
         cut_clock = previous_end[2]
         passes_right = self.same_passes and (first_clock is None
                                              or (cut_clock is not None and first_clock >= cut_clock))
@@ -418,6 +440,13 @@ class Placement:
                 out.setdefault(file, []).append(flow_id)
             elif idle and not passes_right:
                 raise _Inexact  # closed by an expiry pass that may not run at the same packet as in one process
+        # The flows the worker did not follow past its run (joined mid-stream) must be phantoms: a connection of
+        # this run among them would have lost its packets past the run.
+        for file, flow_id, key, first, last, _reason in left_open:
+            entry = open_across.get(hash(key))
+            if entry is None or entry[0] != key or (file, first) > entry[1] or last > entry[1]:
+                raise _Inexact
+            out.setdefault(file, []).append(flow_id)
         for ids in out.values():
             ids.sort()
         return out, open_across

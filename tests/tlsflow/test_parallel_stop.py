@@ -86,3 +86,39 @@ def test_a_flow_left_open_that_is_no_phantom_falls_back_to_one_process(slow_link
     size = slow_link.stat().st_size
     assert _in_ranges(slow_link, [size // 4, size // 2, size * 3 // 4]) == _single(slow_link)
     assert fallbacks
+
+
+@pytest.fixture(scope="module")
+def slow_series(slow_link, tmp_path_factory) -> list[str]:
+    """The slow link's capture rotated into twelve files, as a sensor writes them."""
+    from tests.conftest import pcap_frames
+    from tests.tlsflow.test_series import split
+
+    frames = len(pcap_frames(slow_link))
+    cuts = [frames * i // 12 for i in range(1, 12)]
+    names = [f"slow{n:02d}.pcap" for n in range(12)]
+    return [str(p) for p in split(slow_link, cuts, tmp_path_factory.mktemp("slow_series"), names)]
+
+
+@pytest.mark.parametrize("jobs", [3, 4])
+def test_a_series_run_leaves_the_rest_of_earlier_runs_connections_to_them(slow_series, jobs, monkeypatch):
+    # `--series`: a run's worker goes on into the later files for the connections it has open when its run ends,
+    # but no longer for those it joined mid-stream, the rest of earlier runs' connections (it followed a
+    # connection's last ACK alone past the run's start, open until the idle timeout, into every later file of the
+    # series). It gives them as flows left open, and the parent drops them as phantoms: the rows of one process.
+    import tlsflow.parallel_series as ps
+    from tests.tlsflow.test_parallel_series import by_place, no_fallback
+    from tlsflow.series import iter_series
+
+    whole = by_place(iter_series(slow_series))
+    no_fallback(monkeypatch)
+    ends: list[tuple] = []
+    original = ps.Placement.phantoms
+
+    def noting(self, run, group, previous_end):
+        ends.append(group.end)
+        return original(self, run, group, previous_end)
+
+    monkeypatch.setattr(ps.Placement, "phantoms", noting)
+    assert by_place(ps.groups_in_one_process(slow_series, jobs)) == whole
+    assert any(end[6] for end in ends), ends  # (the case this is about did happen)

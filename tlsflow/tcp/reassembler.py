@@ -221,6 +221,13 @@ class TcpReassembler:
                     out.append((flow_id, flow.conn.first_frame, flow.conn.last_frame))
         return out
 
+    def midstream_flow_ids(self) -> set[int]:
+        """The ids of the connections open or lingering of which neither a SYN nor a SYN-ACK was seen (joined
+        mid-stream), their roles settled or not (a lone ACK settles none)."""
+        return {flow_id for table in (self._open, self._closing) for flow_id, flow in table.items()
+                if flow.__class__ is not _LoneSyn and flow.conn.client.syn_frame is None
+                and flow.conn.server.synack_frame is None}
+
     def open_flow_ids(self) -> dict[FlowKey, int]:
         """Every 4-tuple of the flow table, in both directions, with its flow's id: the connections open or
         lingering (lone SYNs included), which a `--jobs --series` worker follows into the files after its own."""
