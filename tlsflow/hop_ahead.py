@@ -23,13 +23,17 @@ from typing import Any, NoReturn, Self
 _CUT = struct.Struct("<qqqq")
 _NO_CUT = -1
 
-# Every range but the last is this many bytes shorter than an equal share, so that its worker ends a little
-# first: it goes on past its cut while its connections close (the lingering ones: ~5 s of capture time, read
-# cheaply), and the parent can number the last worker's records only once every earlier worker has ended. Measured
-# with the workers starting together (1 GB bench capture, --jobs 2, three runs each): 20 MB held back, the last
-# worker ended 0.19 s after the first on average; 5 MB, 0.04 s before it; the gap grows by ~0.015 s per MB, and
-# ~0.05 s is what the parent needs to give the last worker's waiting records: 12 MB. What the first worker does
-# past its cut does not grow with the file, so neither does this (a small file: a quarter of a share at most).
+# The last range is twice this longer than each other one (two jobs: the first is this many bytes shorter than an
+# equal share, the second as much longer), so that every other worker ends a little first: it goes on past its
+# cut while its connections close (the lingering ones: ~5 s of capture time, read cheaply), and the parent can
+# number the last worker's records only once every earlier worker has ended. Measured with the workers starting
+# together (1 GB bench capture, --jobs 2, three runs each): 20 MB held back, the last worker ended 0.19 s after
+# the first on average; 5 MB, 0.04 s before it; the gap grows by ~0.015 s per MB, and ~0.05 s is what the parent
+# needs to give the last worker's waiting records: 12 MB. What a worker does past its cut does not grow with the
+# file nor with the number of jobs, so neither does this (a small file: a quarter of a share at most). (Until the
+# nineteenth session every range was this much shorter than an equal share, so that the last one was longer by
+# as many times this as there are jobs: with 8 jobs on 1 GB, 213 MB against 113 MB for each other one; with 24,
+# 282 MB against 31 MB, and the last worker took several times as long as the others.)
 RANGE_RESERVE_BYTES = 12 << 20
 
 # How far before its cut a range worker looks for the connections in flight there (parallel_ranges.
@@ -57,10 +61,10 @@ def window_targets(cut_target: int) -> tuple[int, int]:
 
 
 def equal_cut_targets(size: int, jobs: int) -> list[int]:
-    """Byte offsets to cut a file of `size` bytes at for `jobs` workers that start together: equal shares, each
-    range but the last RANGE_RESERVE_BYTES shorter."""
+    """Byte offsets to cut a file of `size` bytes at for `jobs` workers that start together: equal ranges, the
+    last one twice RANGE_RESERVE_BYTES longer."""
     reserve = min(RANGE_RESERVE_BYTES, size // (4 * jobs))
-    return [max(0, size * k // jobs - k * reserve) for k in range(1, jobs)]
+    return [max(0, (size - 2 * reserve) * k // jobs) for k in range(1, jobs)]
 
 
 def start(path: str, jobs: int) -> None:

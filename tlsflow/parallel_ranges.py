@@ -8,7 +8,7 @@ there where its range ends. As worker k starts later than worker k-1 by the time
 little shorter (`cut_shares`, with the hop's cost measured); and every range but the last is 2 % of the file
 shorter still (`LAST_RANGE_RESERVE`), so that the last worker ends last. The command line starts the hop in a
 child process before it imports the analysis (`tlsflow.hop_ahead`): the cuts are then known by the time the
-workers start, all at once, on equal shares (each but the last `hop_ahead.RANGE_RESERVE_BYTES` shorter).
+workers start, all at once, on equal ranges (the last one twice `hop_ahead.RANGE_RESERVE_BYTES` longer).
 
 Ownership: a worker owns the connections whose first packet (in a single process's view) lies in its range. It
 analyses its range as a single process would, from an empty flow table; past its end it goes on reading, but

@@ -192,11 +192,18 @@ def test_the_command_line_module_imports_no_analysis():
     assert out.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("jobs", [2, 3, 4])
-def test_equal_cuts_hold_back_the_same_bytes_from_every_range_but_the_last(jobs):
+@pytest.mark.parametrize("jobs", [2, 3, 4, 8, 24, 64])
+def test_equal_cuts_make_the_last_range_longer_by_the_same_bytes_whatever_the_jobs(jobs):
+    # Every worker but the last goes on past its cut while its connections close: the last range is longer by
+    # twice the reserve, whatever the number of jobs. (It was longer by the reserve times the number of jobs: with
+    # 24 jobs on 1 GB, 282 MB against 31 MB for each other range.)
     for size in (10 << 30, 1 << 30, 100 << 20, 1 << 20, 1000):
         cuts = equal_cut_targets(size, jobs)
         ranges = [b - a for a, b in zip([0, *cuts], [*cuts, size])]
         reserve = min(hop_ahead.RANGE_RESERVE_BYTES, size // (4 * jobs))
-        assert all(abs(r - (size / jobs - reserve)) <= 1 for r in ranges[:-1])
-        assert abs(ranges[-1] - (size / jobs + (jobs - 1) * reserve)) <= jobs
+        assert len(ranges) == jobs and all(r > 0 for r in ranges) or size < 4 * jobs
+        assert all(abs(r - (size - 2 * reserve) / jobs) <= 1 for r in ranges[:-1])
+        assert abs(ranges[-1] - ranges[0] - 2 * reserve) <= 1
+    # Two jobs: the first range an equal share less the reserve, as measured (RANGE_RESERVE_BYTES).
+    if jobs == 2:
+        assert equal_cut_targets(1 << 30, 2) == [(1 << 29) - hop_ahead.RANGE_RESERVE_BYTES]
