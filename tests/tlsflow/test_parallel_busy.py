@@ -97,6 +97,29 @@ def test_in_flight_at_finds_the_connections_open_across_the_cut(busy):
     assert sum(1 for r in across if key(r) in found) >= len(across) * 0.9
 
 
+def test_the_window_ends_before_the_packet_at_the_cut(busy):
+    # The busy capture starts with connections under way: their first packets carry no SYN. Cut right at one of
+    # them (its 4-tuple seen nowhere before): the window before that cut must not count it in flight, or the later
+    # worker keeps that connection of its own cheap and the parent has to read the file again in one process.
+    single = _single(busy)
+    first_of = {}
+    for r in single:
+        first_of.setdefault((r["client"], r["server"]), r["first_frame"])
+    joined = sorted(r["first_frame"] for r in single if r["history"] is None and r["first_frame"] > 20
+                    and first_of[(r["client"], r["server"])] == r["first_frame"])
+    assert joined
+    cut_frame = joined[0]
+    everything = (next(find_cuts(str(busy), [0])).offset, 0, b"")
+    found = parallel_ranges.flows_in_window(str(busy), everything, cut_frame)
+    at_cut = next(r for r in single if r["first_frame"] == cut_frame)
+    (a, ap), (b, bp) = (x.rsplit(":", 1) for x in (at_cut["client"], at_cut["server"]))
+    keys = {socket.inet_aton(a) + socket.inet_aton(b) + struct.pack("!HH", int(ap), int(bp)),
+            socket.inet_aton(b) + socket.inet_aton(a) + struct.pack("!HH", int(bp), int(ap))}
+    assert not keys & found
+    # ... while the packets before the cut are all in it: one more frame, and that connection is found too.
+    assert keys & parallel_ranges.flows_in_window(str(busy), everything, cut_frame + 1)
+
+
 def _records(path: Path) -> tuple[bytes, list[bytes]]:
     data = path.read_bytes()
     pos, out = 24, []

@@ -125,11 +125,12 @@ def test_a_series_run_leaves_the_rest_of_earlier_runs_connections_to_them(slow_s
 
 
 def test_public_captures_in_three_and_five_ranges_rarely_fall_back(fallbacks):
-    # Real captures from other projects, cut as the command line cuts them for 3 and 5 workers (equal shares, the
-    # cuts the hop ahead finds): the rows of one process, and nearly always without reading the file again. Before
-    # the flows left open were settled, 99 of these 148 runs fell back. What still does (5): a flow that the later
-    # worker took for the rest of an earlier connection (its 4-tuple was in flight before the cut) but that, in
-    # one process, is a connection of its own (its packets came after the earlier one had ended).
+    # Real captures from other projects, cut as the command line cuts them for 3 and 5 workers (the cuts the hop
+    # ahead finds): the rows of one process, and (nearly) always without reading the file again. Before the flows
+    # left open were settled, 99 of these 148 runs fell back; 5 more did until the window before a cut stopped
+    # counting the packet at the cut in flight (test_parallel_busy). One may still fall back where a flow that the
+    # later worker takes for the rest of an earlier connection (its 4-tuple in flight before the cut) is, in one
+    # process, a connection of its own.
     from tests.tlsflow.test_parallel import _public_pcaps
     from tlsflow.hop_ahead import equal_cut_targets
     from tlsflow.parallel_ranges import splittable
@@ -145,4 +146,4 @@ def test_public_captures_in_three_and_five_ranges_rarely_fall_back(fallbacks):
             assert sorted((r for r in ranges if isinstance(r, dict)), key=lambda r: r["flow_id"]) == single, path
             runs += 1
     assert runs > 100
-    assert len(fallbacks) <= runs // 10, (len(fallbacks), runs)
+    assert len(fallbacks) <= runs // 20, (len(fallbacks), runs)
