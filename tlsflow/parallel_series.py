@@ -121,13 +121,21 @@ def group_messages(timed: list[tuple[str, float | None]], first: int, end: int, 
         at = bisect.bisect_left(pieces.frame_bases, frame) - 1
         return file_of[at], frame - pieces.frame_bases[at]
 
-    def keep(record: dict[str, Any]) -> None:
-        """A record placed by `pieces`, kept when its connection began in the run."""
+    def meta_of(record: dict[str, Any]) -> Meta | None:
+        """The Meta of a record placed by `pieces` (its "_range" entry taken out), None when its connection
+        began after the run."""
         key, last_frame, reason = record.pop("_range")
         file = place_of[record["capture"]]
-        if file < end:
+        if file >= end:
+            return None
+        return file, record["flow_id"], key, record["first_frame"], position(last_frame), reason
+
+    def keep(record: dict[str, Any]) -> None:
+        """A record placed by `pieces`, kept when its connection began in the run."""
+        meta = meta_of(record)
+        if meta is not None:
             records.append(record)
-            metas.append((file, record["flow_id"], key, record["first_frame"], position(last_frame), reason))
+            metas.append(meta)
 
     def batch() -> tuple[Any, ...]:
         nonlocal records, metas
@@ -190,14 +198,12 @@ def group_messages(timed: list[tuple[str, float | None]], first: int, end: int, 
 
     def past_run(record: dict[str, Any]) -> None:
         """A record made past the run: kept, or for a flow not followed there, its Meta in `left_open`."""
-        if record["flow_id"] not in joined:
-            keep(pieces.place(record)[1])
-            return
+        followed = record["flow_id"] not in joined  # (the worker's own id: `place` renumbers it by file)
         placed = pieces.place(record)[1]
-        key, last_frame, reason = placed.pop("_range")
-        file = place_of[placed["capture"]]
-        if file < end:
-            left_open.append((file, placed["flow_id"], key, placed["first_frame"], position(last_frame), reason))
+        if followed:
+            keep(placed)
+        elif (meta := meta_of(placed)) is not None:
+            left_open.append(meta)
 
     stopped = False
     if tracked and end < len(timed):
