@@ -84,7 +84,8 @@ def test_the_default_counts_the_cores_this_process_may_use(tmp_path, monkeypatch
 def test_analyze_without_jobs_uses_the_cores_and_gives_the_one_process_output(
         tmp_path, capsys, monkeypatch, generated_capture, fmt):
     """A real capture (the bench generator's) above the threshold (made small here) is analysed by two processes
-    when --jobs is not given, with the output of --jobs 1, byte for byte; below it, by one."""
+    when --jobs is not given, with the output of --jobs 1 (the same lines; the report byte for byte); below it, by
+    one."""
     seen: list[int] = []
     real_analyze = cli._analyze
 
@@ -110,7 +111,13 @@ def test_analyze_without_jobs_uses_the_cores_and_gives_the_one_process_output(
     assert seen == [1, 1]
     monkeypatch.setattr(inputs, "AUTO_PARALLEL_FROM", size)
     monkeypatch.setattr(inputs, "AUTO_BYTES_PER_JOB", size // 4)
-    assert run() == one
+    if fmt == "jsonl":
+        # The same lines; the order of a few may differ: a worker that ends while its last connections linger after
+        # their close gives their records once every later worker's have come (`parallel_ranges._Placer.unsure`).
+        code, text = run()
+        assert (code, sorted(text.splitlines())) == (one[0], sorted(one[1].splitlines()))
+    else:
+        assert run() == one  # (the report is sorted)
     assert seen == [1, 1, 2]
     if fmt == "jsonl":
         records = [json.loads(line) for line in one[1].splitlines()]

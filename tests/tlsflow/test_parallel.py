@@ -843,7 +843,7 @@ def test_waiting_records_go_to_a_temporary_file_and_memory_stays_bounded(generat
 
     monkeypatch.setattr(waiting_records.Waiting, "add", add)
     monkeypatch.setattr(waiting_records.Waiting, "_write_out", lambda self: written.append(
-        sum(len(m[0]) for batches in self._in_memory.values() for m in batches)) or original_write_out(self))
+        self._records_in_memory) or original_write_out(self))
     size = generated.stat().st_size
     given = list(ranges_in_one_process(str(generated), [size // 3], batch_packets=5, interleave=_later_workers_first))
     assert written and all(count > 4 for count in written)  # each time past the bound

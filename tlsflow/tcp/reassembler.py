@@ -7,7 +7,7 @@ Two time-ordered tables (open flows, flows that saw a RST or both FINs acknowled
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterator
+from collections.abc import Collection, Iterable, Iterator
 from heapq import heapify, heappop, heappush, heapreplace
 from operator import attrgetter
 from socket import AF_INET, AF_INET6, inet_ntop, inet_pton
@@ -227,6 +227,38 @@ class TcpReassembler:
         return {flow_id for table in (self._open, self._closing) for flow_id, flow in table.items()
                 if flow.__class__ is not _LoneSyn and flow.conn.client.syn_frame is None
                 and flow.conn.server.synack_frame is None}
+
+    def open_among(self, keys: Collection[FlowKey]) -> FlowKey | None:
+        """A 4-tuple of `keys` whose connection is open and not lingering after its close (a lone SYN counts as
+        open); None when every one of them lingers or is gone."""
+        if len(self._open) < len(keys):  # (past a range most of a worker's flows linger: look at the open ones)
+            for flow in self._open.values():
+                for key in flow.keys:
+                    if key in keys:
+                        return key
+            return None
+        flows = self._flows
+        for key in keys:
+            entry = flows.get(key)
+            if entry is not None and (entry[0].__class__ is _LoneSyn or not entry[0].closing):
+                return key
+        return None
+
+    def end_lingering(self, keys: Iterable[FlowKey]) -> tuple[list[Event], dict[int, float]]:
+        """Close now the lingering connections of `keys` (`open_among` is None for them), as the end of their linger
+        would close them ("closed"), the one whose last packet came first first: (the events, and flow id -> the
+        time of its last packet, from which a packet on its 4-tuple within `linger_timeout` would have joined it).
+        Why: a `--jobs` range worker past its range follows its own connections only; once all of them linger, the
+        next `linger_timeout` of capture (5 s: on the bench capture 14 % of the file) would only be read for a
+        stray packet of theirs, which the later workers see too (`parallel_ranges._Placer` checks)."""
+        flows = {entry[0].flow_id: entry[0] for entry in map(self._flows.get, keys)
+                 if entry is not None and entry[0].__class__ is not _LoneSyn and entry[0].closing}
+        out: list[Event] = []
+        ended: dict[int, float] = {}
+        for flow in sorted(flows.values(), key=lambda f: f.conn.last_frame):
+            ended[flow.flow_id] = flow.last_ts
+            self._close(flow, "closed", out)
+        return out, ended
 
     def open_flow_ids(self) -> dict[FlowKey, int]:
         """Every 4-tuple of the flow table, in both directions, with its flow's id: the connections open or
