@@ -7,7 +7,11 @@ the rest is `parallel_ranges`' scheme at file granularity.
 
 Groups: the files, in capture order, are cut into runs of about equal bytes (`group_starts`). Worker k reads its
 run as a series from an empty flow table, then goes on into the files after it, but only for the connections it
-has open when its run ends (every other packet just moves the clock), until none is left (`group_messages`).
+has open when its run ends (every other packet just moves the clock), until none is left or all that are left
+linger after their close: those it ends there (`group_messages`), instead of reading on through their linger (5 s
+of capture, most of a 100 MB file of the bench capture). A later run's flow on one of their 4-tuples that begins
+within the linger would have been part of it in a single process (`Placement._check_linger`): the parent then
+reads the series in one process. Their records are given last, once every run's are known.
 
 Ownership: a worker owns the connections that begin in its run. Those of an earlier run still open when worker k
 starts appear in its run as flows of their own (phantoms). The earlier worker's record of such a connection
@@ -45,8 +49,10 @@ from tlsflow.waiting import Waiting
 BATCH_RECORDS = 256  # records in a worker's message at most
 Position = tuple[int, int]  # (file in the series' order, frame in that file)
 # What the parent needs of each record to place it: (file, flow_id in that file as the worker counts, 4-tuple,
-# first frame in that file, position of the last packet, why the connection closed).
-Meta = tuple[int, int, Any, int, Position, str | None]
+# first frame in that file, position of the last packet, why the connection closed, the time of its first packet,
+# and for a connection the worker ended while it lingered past the run (see `group_messages`) the time of its last
+# packet and the linger, else None).
+Meta = tuple[int, int, Any, int, Position, str | None, float, tuple[float, float] | None]
 
 
 def group_starts(sizes: list[int], jobs: int) -> list[int]:
@@ -121,18 +127,19 @@ def group_messages(timed: list[tuple[str, float | None]], first: int, end: int, 
         at = bisect.bisect_left(pieces.frame_bases, frame) - 1
         return file_of[at], frame - pieces.frame_bases[at]
 
-    def meta_of(record: dict[str, Any]) -> Meta | None:
+    def meta_of(record: dict[str, Any], lingered: tuple[float, float] | None = None) -> Meta | None:
         """The Meta of a record placed by `pieces` (its "_range" entry taken out), None when its connection
         began after the run."""
         key, last_frame, reason = record.pop("_range")
         file = place_of[record["capture"]]
         if file >= end:
             return None
-        return file, record["flow_id"], key, record["first_frame"], position(last_frame), reason
+        return (file, record["flow_id"], key, record["first_frame"], position(last_frame), reason, record["start"],
+                lingered)
 
-    def keep(record: dict[str, Any]) -> None:
+    def keep(record: dict[str, Any], lingered: tuple[float, float] | None = None) -> None:
         """A record placed by `pieces`, kept when its connection began in the run."""
-        meta = meta_of(record)
+        meta = meta_of(record, lingered)
         if meta is not None:
             records.append(record)
             metas.append(meta)
@@ -195,13 +202,18 @@ def group_messages(timed: list[tuple[str, float | None]], first: int, end: int, 
         joined = reassembler.midstream_flow_ids()
         tracked = {key: flow_id for key, flow_id in tracked.items() if flow_id not in joined}
     left_open: list[Meta] = []
+    # Flows ended while they lingered past the run (as in parallel_ranges: once every connection still followed
+    # only lingers after its close, the rest of its linger, 5 s of capture, is not read): own id -> last packet's time.
+    ended_early: dict[int, float] = {}
 
     def past_run(record: dict[str, Any]) -> None:
         """A record made past the run: kept, or for a flow not followed there, its Meta in `left_open`."""
-        followed = record["flow_id"] not in joined  # (the worker's own id: `place` renumbers it by file)
+        own_id = record["flow_id"]  # (the worker's own id: `place` renumbers it by file)
+        followed = own_id not in joined
+        lingered = ended_early.pop(own_id, None) if ended_early else None
         placed = pieces.place(record)[1]
         if followed:
-            keep(placed)
+            keep(placed, None if lingered is None else (lingered, reassembler.linger_timeout))
         elif (meta := meta_of(placed)) is not None:
             left_open.append(meta)
 
@@ -218,6 +230,20 @@ def group_messages(timed: list[tuple[str, float | None]], first: int, end: int, 
                 for key in keys_of.pop(record["flow_id"], ()):
                     del tracked[key]
                 past_run(record)
+
+        blocker: Any = None  # a followed 4-tuple whose connection was open at the last look
+
+        def end_if_lingering() -> None:
+            """Once every connection still followed lingers after its close: end them now (the parent checks that
+            no later run's flow on their 4-tuples begins within their linger: `Placement.phantoms`)."""
+            nonlocal blocker
+            if blocker is not None and reassembler.open_among((blocker,)) is not None:
+                return
+            blocker = reassembler.open_among(tracked)
+            if blocker is None:
+                events, ended = reassembler.end_lingering(tracked)
+                ended_early.update(ended)
+                take(record for record in map(analyzer._on_event, events) if record is not None)
 
         for index in range(end, len(timed)):
             path = timed[index][0]
@@ -238,7 +264,7 @@ def group_messages(timed: list[tuple[str, float | None]], first: int, end: int, 
                     walker = cap.packets(counter=counter)
                 frames_after: list[int | None] = []
                 try:
-                    for pkt in _returned(walker, frames_after):
+                    for looked, pkt in enumerate(_returned(walker, frames_after), 1):
                         ts = pkt if pkt.__class__ is float else pkt.ts  # type: ignore[union-attr]
                         if pkt.__class__ is not float and (pkt.src, pkt.sport, pkt.dst, pkt.dport) in tracked:
                             take(analyzer.feed(pkt))
@@ -246,6 +272,8 @@ def group_messages(timed: list[tuple[str, float | None]], first: int, end: int, 
                             analyzer.last_ts = ts  # type: ignore[assignment]
                             if ts >= reassembler.next_expiry:
                                 take(analyzer.tick(ts))  # type: ignore[arg-type]
+                        if tracked and (pkt.__class__ is float or not looked & 0xFF):
+                            end_if_lingering()
                         if not tracked:
                             break
                         if len(records) >= batch_records:
@@ -398,12 +426,14 @@ class _Group:
 
     def __init__(self) -> None:
         self.metas = array.array("q")
+        self.first_ts = array.array("d")  # each record's first packet's time
         self.end: tuple[Any, ...] | None = None  # its "end" message, once its worker has ended
 
     def note(self, metas: list[Meta]) -> None:
-        append = self.metas.extend
-        for file, flow_id, key, first, (last_file, last_frame), reason in metas:
+        append, times = self.metas.extend, self.first_ts.append
+        for file, flow_id, key, first, (last_file, last_frame), reason, first_ts, _lingered in metas:
             append((file, flow_id, hash(key), first, last_file, last_frame, reason == "idle"))
+            times(first_ts)
 
 
 class Placement:
@@ -420,6 +450,10 @@ class Placement:
         # Connections kept so far that go on past the start of a later run: 4-tuple's hash -> (4-tuple, position
         # of the last packet).
         self.across: dict[int, tuple[Any, Position]] = {}
+        # Connections kept so far that their worker ended while they lingered past its run: 4-tuple's hash ->
+        # (position of the last packet, its time, the linger). A packet on the 4-tuple within the linger, in a later
+        # run, would have been one of theirs in a single process.
+        self.lingered: dict[int, tuple[Position, float, float]] = {}
 
     def phantoms(self, run: int, group: _Group, previous_end: tuple[Any, ...] | None
                  ) -> tuple[dict[int, list[int]], dict[int, tuple[Any, Position]]]:
@@ -436,7 +470,7 @@ class Placement:
         start = (self.starts[run], 0)
         open_across = {hashed: entry for hashed, entry in self.across.items() if entry[1] > start}
         out: dict[int, list[int]] = {}
-        metas = group.metas
+        metas, times, lingered = group.metas, group.first_ts, self.lingered
         for at in range(0, len(metas), _Group.FIELDS):
             file, flow_id, hashed, first, last_file, last_frame, idle = metas[at:at + _Group.FIELDS]
             entry = open_across.get(hashed)
@@ -444,11 +478,14 @@ class Placement:
                 if (last_file, last_frame) > entry[1]:
                     raise _Inexact  # the phantom took packets of a later connection on this 4-tuple
                 out.setdefault(file, []).append(flow_id)
-            elif idle and not passes_right:
+                continue
+            if idle and not passes_right:
                 raise _Inexact  # closed by an expiry pass that may not run at the same packet as in one process
+            if lingered:
+                self._check_linger(hashed, (file, first), times[at // _Group.FIELDS])
         # The flows the worker did not follow past its run (joined mid-stream) must be phantoms: a connection of
         # this run among them would have lost its packets past the run.
-        for file, flow_id, key, first, last, _reason in left_open:
+        for file, flow_id, key, first, last, _reason, _first_ts, _lingered in left_open:
             entry = open_across.get(hash(key))
             if entry is None or entry[0] != key or (file, first) > entry[1] or last > entry[1]:
                 raise _Inexact
@@ -457,11 +494,18 @@ class Placement:
             ids.sort()
         return out, open_across
 
+    def _check_linger(self, hashed: int, first: Position, first_ts: float) -> None:
+        """A flow of a later run, first seen at `first`, at time `first_ts`: a single process counts that packet
+        in an earlier run's connection on its 4-tuple still lingering then, which that run's worker ended."""
+        entry = self.lingered.get(hashed)
+        if entry is not None and first > entry[0] and first_ts - entry[1] <= entry[2]:
+            raise _Inexact  # (a hash shared with another 4-tuple: read again in one process too, rare and exact)
+
     def settle(self, run: int, meta: Meta, phantoms: dict[int, list[int]],
                open_across: dict[int, tuple[Any, Position]]) -> int | None:
         """A record of run `run` (its Meta), given `phantoms(run)`: its flow id as one process numbers it, or None
         for a phantom. A kept connection that goes on past its run is noted for the later runs' phantoms."""
-        file, flow_id, key, _first, last, _reason = meta
+        file, flow_id, key, _first, last, _reason, _first_ts, lingered = meta
         ids = phantoms.get(file)
         if ids is not None:
             at = bisect.bisect_left(ids, flow_id)
@@ -470,6 +514,8 @@ class Placement:
                     raise _Inexact  # (two 4-tuples of one hash: `phantoms` cannot tell them apart)
                 return None
             flow_id -= at
+        if lingered is not None:
+            self.lingered[hash(key)] = (last, *lingered)
         if last[0] >= (self.starts[run + 1] if run + 1 < len(self.starts) else self.files):
             hashed = hash(key)
             earlier = self.across.get(hashed)
@@ -501,6 +547,7 @@ def _merge_groups(messages: Iterator[tuple[int, tuple[Any, ...]]], timed: list[t
              open_across: dict[int, tuple[Any, Position]]) -> Iterator[tuple[str, Any]]:
         kind = message[0]
         if kind == "records":
+            unsure = []
             for record, meta in zip(unpack_all(message[1]), message[2]):
                 flow_id = placement.settle(run, meta, phantoms, open_across)
                 if flow_id is None:
@@ -508,8 +555,15 @@ def _merge_groups(messages: Iterator[tuple[int, tuple[Any, ...]]], timed: list[t
                 record["flow_id"] = flow_id
                 file = meta[0]
                 kept_in_file[file] = kept_in_file.get(file, 0) + 1
+                if meta[7] is not None:
+                    # Ended while it lingered past its run: not certain until every later run's flows are known
+                    # (`Placement._check_linger`). Given at the end.
+                    unsure.append((paths[file], record))
+                    continue
                 given.add(paths[file], record)
                 yield paths[file], record
+            if unsure:
+                waiting.add(_UNSURE, ("unsure", unsure))
         elif kind == "message":
             given.add(message[1], message[2])
             yield message[1], message[2]
@@ -549,6 +603,11 @@ def _merge_groups(messages: Iterator[tuple[int, tuple[Any, ...]]], timed: list[t
                         yield from give(placed, waited, phantoms, open_across)
                     groups[placed].metas = array.array("q")
                 placed += 1
+        if placed == runs:
+            for _, unsure in waiting.take(_UNSURE):  # (every run placed: no later flow joins them)
+                for capture, record in unsure:
+                    given.add(capture, record)
+                    yield capture, record
     finally:
         waiting.close()
     if placed != runs:
@@ -556,4 +615,7 @@ def _merge_groups(messages: Iterator[tuple[int, tuple[Any, ...]]], timed: list[t
 
 
 def _records_in_message(message: tuple[Any, ...]) -> int:
-    return len(message[1]) if message[0] == "records" else 1
+    return len(message[1]) if message[0] in ("records", "unsure") else 1
+
+
+_UNSURE = -1  # the parent's `waiting` key of the records of connections ended while they lingered past their run

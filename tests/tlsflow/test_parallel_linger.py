@@ -116,7 +116,19 @@ def stops(monkeypatch) -> _Stops:
         seen.ended.update(ended)
         return out, ended
 
+    def walking(*args, **kwargs):  # (what `--series` workers follow past their run with; it returns a value)
+        walker = follow_ethernet(*args, **kwargs)
+        while True:
+            try:
+                item = next(walker)
+            except StopIteration as stop:
+                return stop.value
+            seen.read_to = item if item.__class__ is float else item.ts
+            yield item
+
+    follow_ethernet = parallel_ranges._follow_ethernet
     monkeypatch.setattr(parallel_ranges, "_follow_packets", following)
+    monkeypatch.setattr(parallel_ranges, "_follow_ethernet", walking)
     monkeypatch.setattr(TcpReassembler, "end_lingering", ending)
     return seen
 
@@ -207,3 +219,56 @@ def test_worker_processes_end_lingering_connections_with_one_process_rows(two_ru
         rows = [r for r in analyze_file_parallel(str(path), jobs) if isinstance(r, dict)]
         assert sorted(rows, key=lambda r: r["flow_id"]) == single, jobs
     assert not fallbacks
+
+
+def _series(header: bytes, records: list[bytes], folder: Path, pieces: int) -> list[str]:
+    """The capture rotated into `pieces` files of equal packet counts, as a sensor writes them."""
+    from tests.tlsflow.test_series import split
+
+    whole = _write(folder / "whole.pcap", header, records)
+    cuts = [len(records) * i // pieces for i in range(1, pieces)]
+    return [str(p) for p in split(whole, cuts, folder, [f"part{n:02d}.pcap" for n in range(pieces)])]
+
+
+def test_a_series_run_ends_its_lingering_connections_past_the_run(two_runs, tmp_path, stops, monkeypatch):
+    # `--series` runs of whole files: the worker of a run goes on into the next files for its connections still
+    # open, and now ends them once they only linger: the rows of one process, without reading it again.
+    import tlsflow.parallel_series as ps
+    from tests.tlsflow.test_parallel_series import by_place, no_fallback
+    from tlsflow.series import iter_series
+
+    header, records, _ = two_runs
+    files = _series(header, records, tmp_path, 6)
+    whole = by_place(iter_series(files))
+    no_fallback(monkeypatch)
+    for jobs in (2, 3):
+        stops.ended.clear()
+        assert by_place(ps.groups_in_one_process(files, jobs)) == whole, jobs
+        assert stops.ended  # (the case this is about did happen)
+
+
+def test_a_packet_within_the_linger_of_a_series_runs_ended_connection(two_runs, tmp_path, stops, monkeypatch):
+    # As for byte ranges: a copy of the first connections' last ACK after the first run's worker ended them, within
+    # their linger. The later run's flow on that 4-tuple begins then: the series is read again in one process, and
+    # the rows are one process's.
+    import tlsflow.parallel_series as ps
+    import tlsflow.series
+    from tests.tlsflow.test_parallel_series import by_place
+
+    header, records, second = two_runs
+    last_ack = _last_closed_of_first_run(records, second)
+    (tmp_path / "plain").mkdir()
+    by_place(ps.groups_in_one_process(_series(header, records, tmp_path / "plain", 6), 2))
+    when = int(stops.read_to * 1e6) + 50_000  # (after the first run's worker stopped)
+    assert when - _ts(last_ack) < LINGER * 1e6 and when < _ts(records[-1])
+    edited = _inserted(records, _at(last_ack, when))
+    (tmp_path / "edited").mkdir()
+    files = _series(header, edited, tmp_path / "edited", 6)
+    whole = by_place(tlsflow.series.iter_series(files))
+    again: list[int] = []
+    real = tlsflow.series.iter_series
+    monkeypatch.setattr(tlsflow.series, "iter_series", lambda *a, **k: again.append(1) or real(*a, **k))
+    stops.read_to = None
+    assert by_place(ps.groups_in_one_process(files, 2)) == whole
+    assert again  # (read again in one process)
+    assert stops.read_to < when / 1e6
