@@ -102,20 +102,43 @@ def _range_analyzer_class() -> type:
 
     class RangeAnalyzer(FlowAnalyzer):
         """A FlowAnalyzer whose records carry, under "_range", what the parent needs to place them: the 4-tuple,
-        the last frame and why the flow closed."""
+        the last frame, why the flow closed, and its first packet as `starts_anew` takes it (client address, port
+        and ISN, when that packet is the client's SYN; else None)."""
 
         def _record(self, conn: Any) -> dict[str, Any]:
             record = super()._record(conn)
+            client = conn.client
+            first_syn = ((conn.client_ip, conn.client_port, client.isn)
+                         if client.syn_frame is not None and client.syn_frame == conn.first_frame else None)
             record["_range"] = (_flow_key(conn.client_ip, conn.client_port, conn.server_ip, conn.server_port),
-                                conn.last_frame, conn.close_reason)
+                                conn.last_frame, conn.close_reason, first_syn)
             return record
 
     return RangeAnalyzer
 
 
+Sides = tuple[tuple[str, int, int | None], ...]  # a connection's (address, port, ISN or None) of each side
+
+
+def starts_anew(sides: Sides, syn: tuple[str, int, int | None] | None) -> bool:
+    """Whether a flow whose first packet is `syn` (a SYN without ACK: sender's address, port, sequence number; None
+    for any other packet) starts a new connection on the 4-tuple of a lingering one with those `sides`, rather than
+    joining it, as TcpReassembler does (`_starts_new_connection`: its sender sent no SYN yet, or another ISN). A
+    new connection there changes no row of a single process: the lingering one closes (its close reason alone is
+    "port_reuse"), the new one is the later worker's own."""
+    if syn is None:
+        return False
+    address, port, seq = syn
+    for side_address, side_port, isn in sides:
+        if side_address == address and side_port == port:
+            return isn is None or isn != seq
+    return True
+
+
 BATCH_RECORDS = 256  # records in a worker's message at most, where they come in bursts
 SUSPECTS_REPORTED = 1024  # open flows opened without a SYN that a worker reports in each message, at most
 SYN_FLAG = 0x02
+SYN_ACK = 0x12
 SPLIT_POLL_SECONDS = 0.01  # capture time between two looks for a split offer, where segments are counted
 _FOREIGN = ("another worker's connection",)  # the lane of every segment a following worker does not track
 
@@ -551,10 +574,10 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
     cut_clock: float | None = None
     records: list[dict[str, Any]] = []
     # The flows this worker opened since its last message, for the parent to number its records as they come
-    # (`_Placer`): (flow_id in this worker, src, sport, dst, dport, first frame, its time). Worker 0 numbers its
-    # flows as a single process does already.
+    # (`_Placer`): (flow_id in this worker, src, sport, dst, dport, first frame, its time, and (src, sport, seq)
+    # when it is a SYN without ACK: `starts_anew`). Worker 0 numbers its flows as a single process does already.
     report_opened = start is not None
-    opened: list[tuple[int, str, int, str, int, int, float]] = []
+    opened: list[tuple[Any, ...]] = []
     error: str | None = None
     watched: dict[int, Any] = {}  # flow id -> Connection, phantoms the parent asked about
     # Flows this worker opened without a SYN (any phantom but one opened by a retransmitted SYN), reported with the
@@ -568,8 +591,9 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
     cheap: set[int] = set()
     split_taken: bool | None = None  # the answer to the parent's offer to split, until given
     poll_at = -math.inf  # splittable: the capture time from which a counted segment makes it look for an offer
-    # Past the range: flows ended while they lingered (`end_if_lingering`): own flow id -> its last packet's time.
-    ended_early: dict[int, float] = {}
+    # Past the range: flows ended while they lingered (`end_if_lingering`): own flow id -> (its last packet's time,
+    # its sides: `starts_anew`).
+    ended_early: dict[int, tuple[float, Sides]] = {}
     blocker: tuple[str, int, str, int] | None = None  # a tracked 4-tuple whose connection was open at the last look
 
     def listen(block: bool) -> None:
@@ -614,8 +638,8 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
                 record["_range"] = (*record["_range"], True)  # (for `_Placer`: it must be a phantom)
             elif ended_early and record["flow_id"] in ended_early:
                 # (for `_Placer`: no later worker's flow on its 4-tuple may begin within its linger)
-                record["_range"] = (*record["_range"], False, ended_early.pop(record["flow_id"]),
-                                    reassembler.linger_timeout)
+                last_ts, sides = ended_early.pop(record["flow_id"])
+                record["_range"] = (*record["_range"], False, last_ts, reassembler.linger_timeout, sides)
             records.append(record)
 
     def take(new: Any) -> None:
@@ -701,7 +725,8 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
                             tracked[(pkt.src, pkt.sport, pkt.dst, pkt.dport)] = pkt.frame
                             tracked[(pkt.dst, pkt.dport, pkt.src, pkt.sport)] = pkt.frame
                         if report_opened:
-                            opened.append((before + 1, pkt.src, pkt.sport, pkt.dst, pkt.dport, pkt.frame, pkt.ts))
+                            opened.append((before + 1, pkt.src, pkt.sport, pkt.dst, pkt.dport, pkt.frame, pkt.ts,
+                                           (pkt.src, pkt.sport, pkt.seq) if pkt.flags & SYN_ACK == SYN_FLAG else None))
                             if not pkt.flags & SYN_FLAG and len(suspects) < SUSPECTS_REPORTED:
                                 conn = reassembler.connection(pkt.src, pkt.sport, pkt.dst, pkt.dport)
                                 if conn is not None and conn.flow_id == before + 1:
@@ -1307,9 +1332,9 @@ class _Placer:
         self.left_open: list[tuple[int, int]] = []
         self.first_clock: float | None = None  # the worker's next expiry pass after its first packet
         self.kept: list[tuple[Any, int, int]] = []  # (4-tuple, first frame, last frame) of its connections
-        # (4-tuple, last frame, last packet's time, linger) of its connections ended while they lingered past its
-        # range (`range_messages`' end_if_lingering)
-        self.lingered: list[tuple[Any, int, float, float]] = []
+        # (4-tuple, last frame, last packet's time, linger, sides) of its connections ended while they lingered
+        # past its range (`range_messages`' end_if_lingering)
+        self.lingered: list[tuple[Any, int, float, float, Sides]] = []
         self.unsure: list[dict[str, Any]] = []  # their records, numbered, until the end of the run
         self.to_watch: list[tuple[int, str, int, str, int]] = []  # phantoms the worker is to be asked about
         # Before `start`: the worker's messages (packed records, opened flows, position, reports of open flows),
@@ -1317,7 +1342,7 @@ class _Placer:
         self._waiting = waiting
         self._index = index
         self._across: dict[Any, int] = {}
-        self._lingered: dict[Any, tuple[int, float, float]] = {}  # earlier workers' `lingered`, by 4-tuple
+        self._lingered: dict[Any, tuple[int, float, float, Sides]] = {}  # earlier workers' `lingered`, by 4-tuple
         self._flows_before = 0
         self._same_passes = True
         self._phantom_ids: list[int] = []  # in increasing order (flows are reported in the order they open)
@@ -1325,7 +1350,7 @@ class _Placer:
         self._open_phantoms: dict[int, list[int]] = {}
         self._held: list[tuple[int, dict[str, Any]]] = []  # (first frame, record), a heap
 
-    def take(self, records: tuple[int, bytes], opened: list[tuple[int, str, int, str, int, int, float]],
+    def take(self, records: tuple[int, bytes], opened: list[tuple[Any, ...]],
              position: int, phantoms: list[tuple[int, int]], out: list[dict[str, Any]]) -> None:
         """A worker's message: its new records and flows, and at frame `position`, the last frame of each phantom
         it watches."""
@@ -1349,8 +1374,8 @@ class _Placer:
         start = self.start_frame
         self.started = True
         self._across = {key: last for placer in earlier for key, first, last in placer.kept if first < start <= last}
-        self._lingered = {key: (last, last_ts, linger) for placer in earlier
-                          for key, last, last_ts, linger in placer.lingered}
+        self._lingered = {key: (last, last_ts, linger, sides) for placer in earlier
+                          for key, last, last_ts, linger, sides in placer.lingered}
         self._flows_before = flows_before
         self._same_passes = same_passes
 
@@ -1377,11 +1402,11 @@ class _Placer:
         while self._held:
             out.append(heapq.heappop(self._held)[1])
 
-    def _classify(self, opened: list[tuple[int, str, int, str, int, int, float]]) -> None:
+    def _classify(self, opened: list[tuple[Any, ...]]) -> None:
         across, lingered = self._across, self._lingered
         if not across and not lingered:
             return
-        for own_id, src, sport, dst, dport, first, first_ts in opened:
+        for own_id, src, sport, dst, dport, first, first_ts, syn in opened:
             key = _flow_key(src, sport, dst, dport)
             before = across.get(key)
             if before is not None and first <= before:
@@ -1390,7 +1415,8 @@ class _Placer:
                 self.to_watch.append((own_id, src, sport, dst, dport))
                 continue
             ended = lingered.get(key) if lingered else None
-            if ended is not None and first > ended[0] and first_ts - ended[1] <= ended[2]:
+            if (ended is not None and first > ended[0] and first_ts - ended[1] <= ended[2]
+                    and not starts_anew(ended[3], syn)):
                 # An earlier worker ended that connection while it lingered past its range; a single process
                 # counts this packet in it (TcpReassembler.add: within linger_timeout of its last packet).
                 raise _Inexact
@@ -1402,7 +1428,7 @@ class _Placer:
         # limit found before goes at the next `_release`.
         limit = None
         for record in records:
-            key, last, reason, *more = record.pop("_range")
+            key, last, reason, _first_syn, *more = record.pop("_range")
             own_id = record["flow_id"]
             if own_id in open_phantoms:
                 if last > open_phantoms.pop(own_id)[0]:
@@ -1410,9 +1436,9 @@ class _Placer:
                 continue
             if more and more[0]:
                 raise _Inexact  # taken for another worker's connection (in flight at the cut), analysed as such
-            lingered = len(more) == 3  # ended while it lingered past the range: (False, last packet's time, linger)
+            lingered = len(more) == 4  # ended while it lingered past the range: (False, last time, linger, sides)
             if lingered:
-                self.lingered.append((key, last, more[1], more[2]))
+                self.lingered.append((key, last, more[1], more[2], more[3]))
             if reason == "idle" and not self._same_passes:
                 raise _Inexact  # closed by an expiry pass that may not run at the same packet as in one process
             first = record["first_frame"]

@@ -50,9 +50,11 @@ BATCH_RECORDS = 256  # records in a worker's message at most
 Position = tuple[int, int]  # (file in the series' order, frame in that file)
 # What the parent needs of each record to place it: (file, flow_id in that file as the worker counts, 4-tuple,
 # first frame in that file, position of the last packet, why the connection closed, the time of its first packet,
-# and for a connection the worker ended while it lingered past the run (see `group_messages`) the time of its last
-# packet and the linger, else None).
-Meta = tuple[int, int, Any, int, Position, str | None, float, tuple[float, float] | None]
+# for a connection the worker ended while it lingered past the run (see `group_messages`) the time of its last
+# packet, the linger and its sides, else None, and its first packet when that is the client's SYN (client address,
+# port, ISN; `parallel_ranges.starts_anew`), else None).
+Meta = tuple[int, int, Any, int, Position, str | None, float, tuple[float, float, Any] | None,
+             tuple[str, int, int | None] | None]
 
 
 def group_starts(sizes: list[int], jobs: int) -> list[int]:
@@ -127,17 +129,17 @@ def group_messages(timed: list[tuple[str, float | None]], first: int, end: int, 
         at = bisect.bisect_left(pieces.frame_bases, frame) - 1
         return file_of[at], frame - pieces.frame_bases[at]
 
-    def meta_of(record: dict[str, Any], lingered: tuple[float, float] | None = None) -> Meta | None:
+    def meta_of(record: dict[str, Any], lingered: tuple[float, float, Any] | None = None) -> Meta | None:
         """The Meta of a record placed by `pieces` (its "_range" entry taken out), None when its connection
         began after the run."""
-        key, last_frame, reason = record.pop("_range")
+        key, last_frame, reason, first_syn = record.pop("_range")
         file = place_of[record["capture"]]
         if file >= end:
             return None
         return (file, record["flow_id"], key, record["first_frame"], position(last_frame), reason, record["start"],
-                lingered)
+                lingered, first_syn)
 
-    def keep(record: dict[str, Any], lingered: tuple[float, float] | None = None) -> None:
+    def keep(record: dict[str, Any], lingered: tuple[float, float, Any] | None = None) -> None:
         """A record placed by `pieces`, kept when its connection began in the run."""
         meta = meta_of(record, lingered)
         if meta is not None:
@@ -203,8 +205,9 @@ def group_messages(timed: list[tuple[str, float | None]], first: int, end: int, 
         tracked = {key: flow_id for key, flow_id in tracked.items() if flow_id not in joined}
     left_open: list[Meta] = []
     # Flows ended while they lingered past the run (as in parallel_ranges: once every connection still followed
-    # only lingers after its close, the rest of its linger, 5 s of capture, is not read): own id -> last packet's time.
-    ended_early: dict[int, float] = {}
+    # only lingers after its close, the rest of its linger, 5 s of capture, is not read): own id -> (last packet's
+    # time, sides).
+    ended_early: dict[int, tuple[float, Any]] = {}
 
     def past_run(record: dict[str, Any]) -> None:
         """A record made past the run: kept, or for a flow not followed there, its Meta in `left_open`."""
@@ -213,7 +216,7 @@ def group_messages(timed: list[tuple[str, float | None]], first: int, end: int, 
         lingered = ended_early.pop(own_id, None) if ended_early else None
         placed = pieces.place(record)[1]
         if followed:
-            keep(placed, None if lingered is None else (lingered, reassembler.linger_timeout))
+            keep(placed, None if lingered is None else (lingered[0], reassembler.linger_timeout, lingered[1]))
         elif (meta := meta_of(placed)) is not None:
             left_open.append(meta)
 
@@ -427,13 +430,15 @@ class _Group:
     def __init__(self) -> None:
         self.metas = array.array("q")
         self.first_ts = array.array("d")  # each record's first packet's time
+        self.first_syn: list[Any] = []  # each record's first packet when it is the client's SYN (else None)
         self.end: tuple[Any, ...] | None = None  # its "end" message, once its worker has ended
 
     def note(self, metas: list[Meta]) -> None:
-        append, times = self.metas.extend, self.first_ts.append
-        for file, flow_id, key, first, (last_file, last_frame), reason, first_ts, _lingered in metas:
+        append, times, syns = self.metas.extend, self.first_ts.append, self.first_syn.append
+        for file, flow_id, key, first, (last_file, last_frame), reason, first_ts, _lingered, first_syn in metas:
             append((file, flow_id, hash(key), first, last_file, last_frame, reason == "idle"))
             times(first_ts)
+            syns(first_syn)
 
 
 class Placement:
@@ -451,9 +456,9 @@ class Placement:
         # of the last packet).
         self.across: dict[int, tuple[Any, Position]] = {}
         # Connections kept so far that their worker ended while they lingered past its run: 4-tuple's hash ->
-        # (position of the last packet, its time, the linger). A packet on the 4-tuple within the linger, in a later
-        # run, would have been one of theirs in a single process.
-        self.lingered: dict[int, tuple[Position, float, float]] = {}
+        # (position of the last packet, its time, the linger, its sides). A packet on the 4-tuple within the linger,
+        # in a later run, would have been one of theirs in a single process (but a SYN that `starts_anew`).
+        self.lingered: dict[int, tuple[Position, float, float, Any]] = {}
 
     def phantoms(self, run: int, group: _Group, previous_end: tuple[Any, ...] | None
                  ) -> tuple[dict[int, list[int]], dict[int, tuple[Any, Position]]]:
@@ -470,7 +475,7 @@ class Placement:
         start = (self.starts[run], 0)
         open_across = {hashed: entry for hashed, entry in self.across.items() if entry[1] > start}
         out: dict[int, list[int]] = {}
-        metas, times, lingered = group.metas, group.first_ts, self.lingered
+        metas, times, syns, lingered = group.metas, group.first_ts, group.first_syn, self.lingered
         for at in range(0, len(metas), _Group.FIELDS):
             file, flow_id, hashed, first, last_file, last_frame, idle = metas[at:at + _Group.FIELDS]
             entry = open_across.get(hashed)
@@ -482,10 +487,10 @@ class Placement:
             if idle and not passes_right:
                 raise _Inexact  # closed by an expiry pass that may not run at the same packet as in one process
             if lingered:
-                self._check_linger(hashed, (file, first), times[at // _Group.FIELDS])
+                self._check_linger(hashed, (file, first), times[at // _Group.FIELDS], syns[at // _Group.FIELDS])
         # The flows the worker did not follow past its run (joined mid-stream) must be phantoms: a connection of
         # this run among them would have lost its packets past the run.
-        for file, flow_id, key, first, last, _reason, _first_ts, _lingered in left_open:
+        for file, flow_id, key, first, last, _reason, _first_ts, _lingered, _first_syn in left_open:
             entry = open_across.get(hash(key))
             if entry is None or entry[0] != key or (file, first) > entry[1] or last > entry[1]:
                 raise _Inexact
@@ -494,18 +499,22 @@ class Placement:
             ids.sort()
         return out, open_across
 
-    def _check_linger(self, hashed: int, first: Position, first_ts: float) -> None:
+    def _check_linger(self, hashed: int, first: Position, first_ts: float, first_syn: Any) -> None:
         """A flow of a later run, first seen at `first`, at time `first_ts`: a single process counts that packet
-        in an earlier run's connection on its 4-tuple still lingering then, which that run's worker ended."""
+        in an earlier run's connection on its 4-tuple still lingering then, which that run's worker ended (unless
+        it is a SYN that starts a new connection there)."""
+        from tlsflow.parallel_ranges import starts_anew
+
         entry = self.lingered.get(hashed)
-        if entry is not None and first > entry[0] and first_ts - entry[1] <= entry[2]:
+        if (entry is not None and first > entry[0] and first_ts - entry[1] <= entry[2]
+                and not starts_anew(entry[3], first_syn)):
             raise _Inexact  # (a hash shared with another 4-tuple: read again in one process too, rare and exact)
 
     def settle(self, run: int, meta: Meta, phantoms: dict[int, list[int]],
                open_across: dict[int, tuple[Any, Position]]) -> int | None:
         """A record of run `run` (its Meta), given `phantoms(run)`: its flow id as one process numbers it, or None
         for a phantom. A kept connection that goes on past its run is noted for the later runs' phantoms."""
-        file, flow_id, key, _first, last, _reason, _first_ts, lingered = meta
+        file, flow_id, key, _first, last, _reason, _first_ts, lingered, _first_syn = meta
         ids = phantoms.get(file)
         if ids is not None:
             at = bisect.bisect_left(ids, flow_id)
@@ -601,7 +610,8 @@ def _merge_groups(messages: Iterator[tuple[int, tuple[Any, ...]]], timed: list[t
                     phantoms, open_across = placement.phantoms(placed, groups[placed], groups[placed - 1].end)
                     for waited in waiting.take(placed):
                         yield from give(placed, waited, phantoms, open_across)
-                    groups[placed].metas = array.array("q")
+                    group = groups[placed]
+                    group.metas, group.first_ts, group.first_syn = array.array("q"), array.array("d"), []
                 placed += 1
         if placed == runs:
             for _, unsure in waiting.take(_UNSURE):  # (every run placed: no later flow joins them)

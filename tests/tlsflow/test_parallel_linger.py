@@ -113,7 +113,7 @@ def stops(monkeypatch) -> _Stops:
 
     def ending(self, keys):
         out, ended = end_lingering(self, keys)
-        seen.ended.update(ended)
+        seen.ended.update((flow_id, last_ts) for flow_id, (last_ts, _sides) in ended.items())
         return out, ended
 
     def walking(*args, **kwargs):  # (what `--series` workers follow past their run with; it returns a value)
@@ -165,19 +165,30 @@ def _last_closed_of_first_run(records: list[bytes], second: int) -> bytes:
     return records[max(last.values())]
 
 
+def _new_syn(record: bytes, us: int) -> bytes:
+    """A SYN alone from the sender of `record`, on its 4-tuple, with a new initial sequence number, at `us`."""
+    frame = bytearray(record[16:])
+    frame[14 + 20 + 13] = 0x02  # SYN alone
+    frame[14 + 20 + 8:14 + 20 + 12] = bytes(4)  # no acknowledgement number
+    frame[14 + 20 + 4:14 + 20 + 8] = b"\x12\x34\x56\x78"
+    return _at(record[:16] + bytes(frame), us)
+
+
 def _inserted(records: list[bytes], record: bytes) -> list[bytes]:
     """`record` among `records` in time order (after those of the same time)."""
     at = next(i for i, r in enumerate(records) if _ts(r) > _ts(record))
     return [*records[:at], record, *records[at:]]
 
 
-@pytest.mark.parametrize("kind", ["stray_ack", "port_reuse_syn"])
+@pytest.mark.parametrize("kind", ["stray_ack", "old_syn_again", "port_reuse_syn"])
 def test_a_packet_within_the_linger_of_a_connection_ended_early(two_runs, tmp_path, fallbacks, stops, kind):
-    # After worker 0 has ended the first run's connections (within their linger of 5 s), past the cut: a copy of its last ACK (a single process counts it in that connection), or a SYN
-    # opening a new connection on its 4-tuple (a single process closes the old one as "port_reuse", which no row
-    # shows). The later worker has a flow of its own there, outside the window it scans for connections in flight
-    # at the cut: the parent cannot tell it from a connection of that range but by the time of its first packet,
-    # and reads the file in one process instead. The rows are a single process's.
+    # After worker 0 has ended the first run's connections (within their linger of 5 s), past the cut, on the
+    # 4-tuple of the last of them: a copy of its last ACK, or of its client's SYN (a single process counts either
+    # in that connection), or a SYN with another sequence number (a single process closes the old connection,
+    # which no row shows, and opens a new one). The later worker has a flow of its own there, outside the window it
+    # scans for connections in flight at the cut: the parent cannot tell whether a single process counts its first
+    # packet in the earlier connection but by its time, and for a SYN, by its sequence number. For the first two it
+    # reads the file in one process; the new connection is the later worker's own. The rows are a single process's.
     header, records, second = two_runs
     last_ack = _last_closed_of_first_run(records, second)
     cut_index = second + (len(records) - second) * 2 // 3
@@ -188,23 +199,25 @@ def test_a_packet_within_the_linger_of_a_connection_ended_early(two_runs, tmp_pa
     assert when - _ts(last_ack) < LINGER * 1e6
     if kind == "stray_ack":
         extra = _at(last_ack, when)
+    elif kind == "old_syn_again":
+        syn = next(r for r in records if _tuple(r) == _tuple(last_ack))
+        assert syn[16 + 14 + 20 + 13] == 0x02  # (the connection's first packet: its client's SYN)
+        extra = _at(syn, when)
     else:
-        frame = bytearray(last_ack[16:])
-        frame[14 + 20 + 13] = 0x02  # SYN alone
-        frame[14 + 20 + 8:14 + 20 + 12] = bytes(4)  # no acknowledgement number
-        frame[14 + 20 + 4:14 + 20 + 8] = b"\x12\x34\x56\x78"  # a new initial sequence number
-        extra = _at(last_ack[:16] + bytes(frame), when)
+        extra = _new_syn(last_ack, when)
     edited = _inserted(records, extra)
     path = _write(tmp_path / f"{kind}.pcap", header, edited)
     assert _ts(edited[cut_index]) < when < _ts(edited[-1])
     stops.read_to = None
     assert _in_two_ranges(path, _cut_target(edited, cut_index)) == _single(path)  # (the same cut, before it)
     assert stops.read_to < when / 1e6
-    assert fallbacks
-    if kind == "stray_ack":
-        # (the ACK is in the first run's connection, one packet more than without it: the rows above could not
-        # have been given from the ranges as they were cut)
+    assert bool(fallbacks) == (kind != "port_reuse_syn")
+    if kind != "port_reuse_syn":
+        # (the packet is in the first run's connection: no row more than without it; the rows above could not have
+        # been given from the ranges as they were cut)
         assert len(_single(path)) == len(_single(plain))
+    else:
+        assert len(_single(path)) == len(_single(plain)) + 1
 
 
 def test_worker_processes_end_lingering_connections_with_one_process_rows(two_runs, tmp_path, fallbacks):
@@ -247,10 +260,11 @@ def test_a_series_run_ends_its_lingering_connections_past_the_run(two_runs, tmp_
         assert stops.ended  # (the case this is about did happen)
 
 
-def test_a_packet_within_the_linger_of_a_series_runs_ended_connection(two_runs, tmp_path, stops, monkeypatch):
+@pytest.mark.parametrize("kind", ["stray_ack", "port_reuse_syn"])
+def test_a_packet_within_the_linger_of_a_series_runs_ended_connection(two_runs, tmp_path, stops, monkeypatch, kind):
     # As for byte ranges: a copy of the first connections' last ACK after the first run's worker ended them, within
-    # their linger. The later run's flow on that 4-tuple begins then: the series is read again in one process, and
-    # the rows are one process's.
+    # their linger: the later run's flow on that 4-tuple begins then, and the series is read again in one process;
+    # a SYN with a new sequence number there starts a connection of the later run's own. One process's rows.
     import tlsflow.parallel_series as ps
     import tlsflow.series
     from tests.tlsflow.test_parallel_series import by_place
@@ -261,7 +275,11 @@ def test_a_packet_within_the_linger_of_a_series_runs_ended_connection(two_runs, 
     by_place(ps.groups_in_one_process(_series(header, records, tmp_path / "plain", 6), 2))
     when = int(stops.read_to * 1e6) + 50_000  # (after the first run's worker stopped)
     assert when - _ts(last_ack) < LINGER * 1e6 and when < _ts(records[-1])
-    edited = _inserted(records, _at(last_ack, when))
+    if kind == "stray_ack":
+        extra = _at(last_ack, when)
+    else:
+        extra = _new_syn(last_ack, when)
+    edited = _inserted(records, extra)
     (tmp_path / "edited").mkdir()
     files = _series(header, edited, tmp_path / "edited", 6)
     whole = by_place(tlsflow.series.iter_series(files))
@@ -270,5 +288,5 @@ def test_a_packet_within_the_linger_of_a_series_runs_ended_connection(two_runs, 
     monkeypatch.setattr(tlsflow.series, "iter_series", lambda *a, **k: again.append(1) or real(*a, **k))
     stops.read_to = None
     assert by_place(ps.groups_in_one_process(files, 2)) == whole
-    assert again  # (read again in one process)
+    assert bool(again) == (kind == "stray_ack")  # (read again in one process)
     assert stops.read_to < when / 1e6

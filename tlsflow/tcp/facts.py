@@ -47,6 +47,7 @@ class DirectionFacts:
     first_ts: float | None = None
     last_ts: float | None = None
     syn_frame: int | None = None  # first SYN without ACK
+    isn: int | None = None  # sequence number of its SYN (or SYN-ACK): a SYN with another starts a new connection
     syn_ts: float | None = None
     synack_frame: int | None = None  # first SYN-ACK (the server's)
     synack_ts: float | None = None

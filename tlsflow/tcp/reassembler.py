@@ -244,19 +244,24 @@ class TcpReassembler:
                 return key
         return None
 
-    def end_lingering(self, keys: Iterable[FlowKey]) -> tuple[list[Event], dict[int, float]]:
+    def end_lingering(self, keys: Iterable[FlowKey]
+                      ) -> tuple[list[Event], dict[int, tuple[float, tuple[tuple[str, int, int | None], ...]]]]:
         """Close now the lingering connections of `keys` (`open_among` is None for them), as the end of their linger
-        would close them ("closed"), the one whose last packet came first first: (the events, and flow id -> the
-        time of its last packet, from which a packet on its 4-tuple within `linger_timeout` would have joined it).
+        would close them ("closed"), the one whose last packet came first first: (the events, and flow id -> (the
+        time of its last packet, from which a packet on its 4-tuple within `linger_timeout` would have joined it,
+        and the (address, port, ISN or None) of each side: a SYN without ACK with another ISN would have started a
+        new connection instead, `parallel_ranges.starts_anew`)).
         Why: a `--jobs` range worker past its range follows its own connections only; once all of them linger, the
         next `linger_timeout` of capture (5 s: on the bench capture 14 % of the file) would only be read for a
         stray packet of theirs, which the later workers see too (`parallel_ranges._Placer` checks)."""
         flows = {entry[0].flow_id: entry[0] for entry in map(self._flows.get, keys)
                  if entry is not None and entry[0].__class__ is not _LoneSyn and entry[0].closing}
         out: list[Event] = []
-        ended: dict[int, float] = {}
+        ended: dict[int, tuple[float, tuple[tuple[str, int, int | None], ...]]] = {}
         for flow in sorted(flows.values(), key=lambda f: f.conn.last_frame):
-            ended[flow.flow_id] = flow.last_ts
+            conn = flow.conn
+            ended[flow.flow_id] = (flow.last_ts, ((conn.client_ip, conn.client_port, conn.client.isn),
+                                                  (conn.server_ip, conn.server_port, conn.server.isn)))
             self._close(flow, "closed", out)
         return out, ended
 
@@ -937,6 +942,7 @@ class TcpReassembler:
         facts.packets = 1
         facts.first_ts = facts.last_ts = facts.syn_ts = ts
         facts.syn_frame = frame
+        facts.isn = pkt.seq
         facts.ttls[pkt.ttl] = 1
         if pkt.window == 0:
             facts.zero_window = True
@@ -1057,10 +1063,10 @@ class TcpReassembler:
                 facts.syn_ts = pkt.ts
         if side.isn is None:
             if not side.started:
-                side.isn = seq
+                side.isn = facts.isn = seq
                 side.start(seq + 1)
             elif side.offset_of(seq + 1) == 0:
-                side.isn = seq  # the stream was started by the peer's SYN-ACK; this SYN came late
+                side.isn = facts.isn = seq  # the stream was started by the peer's SYN-ACK; this SYN came late
             else:
                 flow.conn.note(anomalies.SYN_SEQ_MISMATCH)
         elif side.isn == seq:
