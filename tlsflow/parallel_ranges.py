@@ -56,7 +56,7 @@ import socket
 import struct
 import time
 import traceback
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Collection, Generator, Iterator
 from typing import Any
 
 from tlsflow.capture.errors import damage_message
@@ -133,6 +133,40 @@ def starts_anew(sides: Sides, syn: tuple[str, int, int | None] | None) -> bool:
         if side_address == address and side_port == port:
             return isn is None or isn != seq
     return True
+
+
+class LingerEnd:
+    """Past its range (or `--series` run), a worker follows its own connections only: once every one of them
+    lingers after its close, it ends them (`records`) instead of reading on through their linger (5 s of capture:
+    on the bench capture, 14 % of the file read for nothing by every worker but the last). A packet of one of them
+    that a single process would have counted (within its linger) lies in a later range or run: the parent sees it
+    there and reads the capture again (`_Placer._classify`, `parallel_series.Placement._check_linger`), which needs
+    what `pop` gives of each."""
+
+    __slots__ = ("_analyzer", "_blocker", "_ended")
+
+    def __init__(self, analyzer: Any) -> None:
+        self._analyzer = analyzer
+        self._blocker: Any = None  # a followed 4-tuple whose connection was open at the last look
+        self._ended: dict[int, tuple[float, Sides]] = {}  # own flow id -> (last packet's time, sides)
+
+    def records(self, tracked: Collection[Any]) -> list[dict[str, Any]]:
+        """The records of the connections of `tracked` (4-tuples), ended now if every one of them lingers; else
+        none. The one found open is looked at first the next time, not every 4-tuple again."""
+        reassembler = self._analyzer.reassembler
+        if self._blocker is not None and reassembler.open_among((self._blocker,)) is not None:
+            return []
+        self._blocker = reassembler.open_among(tracked)
+        if self._blocker is not None:
+            return []
+        events, ended = reassembler.end_lingering(tracked)
+        self._ended.update(ended)
+        return [record for record in map(self._analyzer._on_event, events) if record is not None]
+
+    def pop(self, flow_id: int) -> tuple[float, float, Sides] | None:
+        """(last packet's time, linger, sides) of the flow of this worker's id `flow_id` if it was ended so."""
+        ended = self._ended.pop(flow_id, None) if self._ended else None
+        return None if ended is None else (ended[0], self._analyzer.reassembler.linger_timeout, ended[1])
 
 
 BATCH_RECORDS = 256  # records in a worker's message at most, where they come in bursts
@@ -591,10 +625,7 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
     cheap: set[int] = set()
     split_taken: bool | None = None  # the answer to the parent's offer to split, until given
     poll_at = -math.inf  # splittable: the capture time from which a counted segment makes it look for an offer
-    # Past the range: flows ended while they lingered (`end_if_lingering`): own flow id -> (its last packet's time,
-    # its sides: `starts_anew`).
-    ended_early: dict[int, tuple[float, Sides]] = {}
-    blocker: tuple[str, int, str, int] | None = None  # a tracked 4-tuple whose connection was open at the last look
+    lingering = LingerEnd(analyzer)  # past the range
 
     def listen(block: bool) -> None:
         """The parent's messages so far; with `block`, until the end of the range is known."""
@@ -636,32 +667,14 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
         if first_frame <= first < end_frame:
             if cheap and record["flow_id"] in cheap:
                 record["_range"] = (*record["_range"], True)  # (for `_Placer`: it must be a phantom)
-            elif ended_early and record["flow_id"] in ended_early:
+            elif (lingered := lingering.pop(record["flow_id"])) is not None:
                 # (for `_Placer`: no later worker's flow on its 4-tuple may begin within its linger)
-                last_ts, sides = ended_early.pop(record["flow_id"])
-                record["_range"] = (*record["_range"], False, last_ts, reassembler.linger_timeout, sides)
+                record["_range"] = (*record["_range"], False, *lingered)
             records.append(record)
 
     def take(new: Any) -> None:
         for record in new:
             take_one(record)
-
-    def end_if_lingering() -> None:
-        """Past the range, once every connection still tracked lingers after its close: end them now instead of
-        reading on through their linger (5 s of capture: on the bench capture, 14 % of the file read for nothing by
-        every worker but the last). A packet of one of them that a single process would have counted (within its
-        linger) lies in a later range: the parent sees it there and reads the file again (`_Placer`)."""
-        nonlocal blocker
-        if blocker is not None and reassembler.open_among((blocker,)) is not None:
-            return  # (looked at once per look while it stays open, not every 4-tuple)
-        blocker = reassembler.open_among(tracked)
-        if blocker is None:
-            events, ended = reassembler.end_lingering(tracked)
-            ended_early.update(ended)
-            for event in events:
-                record = analyzer._on_event(event)
-                if record is not None:
-                    take_one(record)
 
     def clock(ts: float) -> None:
         """A segment the reassembler counted without a TcpPacket, or another worker's: only its time matters."""
@@ -772,7 +785,7 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
                             clock(pkt.ts)
                         position = pkt.frame
                     if tracked and (pkt.__class__ is float or not n & 0xFF):
-                        end_if_lingering()
+                        take(lingering.records(tracked))
                     if not tracked:
                         stopped = True
                         break
@@ -1333,7 +1346,7 @@ class _Placer:
         self.first_clock: float | None = None  # the worker's next expiry pass after its first packet
         self.kept: list[tuple[Any, int, int]] = []  # (4-tuple, first frame, last frame) of its connections
         # (4-tuple, last frame, last packet's time, linger, sides) of its connections ended while they lingered
-        # past its range (`range_messages`' end_if_lingering)
+        # past its range (`LingerEnd`)
         self.lingered: list[tuple[Any, int, float, float, Sides]] = []
         self.unsure: list[dict[str, Any]] = []  # their records, numbered, until the end of the run
         self.to_watch: list[tuple[int, str, int, str, int]] = []  # phantoms the worker is to be asked about

@@ -106,7 +106,13 @@ def group_messages(timed: list[tuple[str, float | None]], first: int, end: int, 
     record)."""
     from tlsflow.capture.linktypes import ETHERNET
     from tlsflow.capture.pcap import HEADER_SIZE
-    from tlsflow.parallel_ranges import _follow_ethernet, _range_analyzer_class, follow_counter, wire_keys
+    from tlsflow.parallel_ranges import (
+        LingerEnd,
+        _follow_ethernet,
+        _range_analyzer_class,
+        follow_counter,
+        wire_keys,
+    )
     from tlsflow.pipeline import RunCaches
     from tlsflow.series import Pieces, read_piece
 
@@ -204,19 +210,16 @@ def group_messages(timed: list[tuple[str, float | None]], first: int, end: int, 
         joined = reassembler.midstream_flow_ids()
         tracked = {key: flow_id for key, flow_id in tracked.items() if flow_id not in joined}
     left_open: list[Meta] = []
-    # Flows ended while they lingered past the run (as in parallel_ranges: once every connection still followed
-    # only lingers after its close, the rest of its linger, 5 s of capture, is not read): own id -> (last packet's
-    # time, sides).
-    ended_early: dict[int, tuple[float, Any]] = {}
+    lingering = LingerEnd(analyzer)  # past the run
 
     def past_run(record: dict[str, Any]) -> None:
         """A record made past the run: kept, or for a flow not followed there, its Meta in `left_open`."""
         own_id = record["flow_id"]  # (the worker's own id: `place` renumbers it by file)
         followed = own_id not in joined
-        lingered = ended_early.pop(own_id, None) if ended_early else None
+        lingered = lingering.pop(own_id)
         placed = pieces.place(record)[1]
         if followed:
-            keep(placed, None if lingered is None else (lingered[0], reassembler.linger_timeout, lingered[1]))
+            keep(placed, lingered)
         elif (meta := meta_of(placed)) is not None:
             left_open.append(meta)
 
@@ -233,20 +236,6 @@ def group_messages(timed: list[tuple[str, float | None]], first: int, end: int, 
                 for key in keys_of.pop(record["flow_id"], ()):
                     del tracked[key]
                 past_run(record)
-
-        blocker: Any = None  # a followed 4-tuple whose connection was open at the last look
-
-        def end_if_lingering() -> None:
-            """Once every connection still followed lingers after its close: end them now (the parent checks that
-            no later run's flow on their 4-tuples begins within their linger: `Placement.phantoms`)."""
-            nonlocal blocker
-            if blocker is not None and reassembler.open_among((blocker,)) is not None:
-                return
-            blocker = reassembler.open_among(tracked)
-            if blocker is None:
-                events, ended = reassembler.end_lingering(tracked)
-                ended_early.update(ended)
-                take(record for record in map(analyzer._on_event, events) if record is not None)
 
         for index in range(end, len(timed)):
             path = timed[index][0]
@@ -276,7 +265,7 @@ def group_messages(timed: list[tuple[str, float | None]], first: int, end: int, 
                             if ts >= reassembler.next_expiry:
                                 take(analyzer.tick(ts))  # type: ignore[arg-type]
                         if tracked and (pkt.__class__ is float or not looked & 0xFF):
-                            end_if_lingering()
+                            take(lingering.records(tracked))
                         if not tracked:
                             break
                         if len(records) >= batch_records:

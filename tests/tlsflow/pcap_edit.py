@@ -9,8 +9,12 @@ from pathlib import Path
 
 def records(path: Path) -> tuple[bytes, list[bytes]]:
     """The file's header and its records (record header and frame bytes each)."""
-    data = path.read_bytes()
-    assert data[:4] == b"\xd4\xc3\xb2\xa1", f"{path}: not a little-endian microsecond pcap"
+    return records_of(path.read_bytes(), str(path))
+
+
+def records_of(data: bytes, name: str = "capture") -> tuple[bytes, list[bytes]]:
+    """`records` of a capture's bytes."""
+    assert data[:4] == b"\xd4\xc3\xb2\xa1", f"{name}: not a little-endian microsecond pcap"
     out, pos = [], 24
     while pos < len(data):
         caplen = struct.unpack_from("<I", data, pos + 8)[0]

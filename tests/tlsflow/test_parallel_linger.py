@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from bench import gen_capture
+from tests.tlsflow import pcap_edit
 from tlsflow.parallel_ranges import ranges_in_one_process
 from tlsflow.pipeline import iter_flow_records
 from tlsflow.tcp import TcpReassembler
@@ -32,20 +33,10 @@ def _runs(seed_a: int, seed_b: int) -> tuple[bytes, list[bytes], int]:
         out = io.BytesIO()
         gen_capture.generate(out, size, seed)
         parts.append(out.getvalue())
-    header = parts[0][:24]
-    first = _records(parts[0])
-    second = _records(parts[1])
+    header, first = pcap_edit.records_of(parts[0])
+    second = pcap_edit.records_of(parts[1])[1]
     shift = _ts(first[-1]) + GAP_US - _ts(second[0])
     return header, first + [_at(record, _ts(record) + shift) for record in second], len(first)
-
-
-def _records(data: bytes) -> list[bytes]:
-    out, pos = [], 24
-    while pos < len(data):
-        caplen = struct.unpack_from("<I", data, pos + 8)[0]
-        out.append(data[pos:pos + 16 + caplen])
-        pos += 16 + caplen
-    return out
 
 
 def _ts(record: bytes) -> int:
