@@ -135,6 +135,35 @@ def test_progress_counts_the_bytes_walked(generated: Path, monkeypatch) -> None:
             assert seen == sorted(seen) and seen[-1] == cap.bytes_read == cap.total_bytes == generated.stat().st_size
 
 
+def test_resume_points_are_record_boundaries(generated: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The record boundary a pcap reader publishes at each chunk (`CaptureStats.resume_point`, where a --jobs
+    split hops from) is one, with the frames before it as a hop from the start counts them: through any window,
+    from the start of the file or from a cut, with packets or with frames. pcapng: none."""
+    size = generated.stat().st_size
+    start = next(find_cuts(str(generated), [size // 3]))
+    for window in WINDOWS:
+        monkeypatch.setattr(source, "MAP_WINDOW", window)
+        for cut in (None, start):
+            with open_capture(generated) as cap:
+                if cut is not None:
+                    cap.start_at(cut.offset, cut.frames_before, cut.preamble)
+                points = set()
+                for _ in cap.packets() if window else cap.frames():
+                    if cap.stats.resume_point is not None:
+                        points.add(cap.stats.resume_point)
+                points.add(cap.stats.resume_point)
+            if generated.suffix == ".pcapng":
+                assert points == {None}  # (a pcapng cut needs the blocks before it too: splits hop from the start)
+                continue
+            assert (size, cap.stats.frames) in points  # (the end of the file, after the last chunk)
+            if window == GRANULE:
+                assert len(points) > 10
+            offsets = sorted(points)
+            found = list(find_cuts(str(generated), [offset for offset, _ in offsets[:-1]]))
+            assert [(c.offset, c.frames_before) for c in found] == offsets[:-1], (window, cut)
+            assert all(offset >= (cut.offset if cut else 24) for offset, _ in offsets)
+
+
 def test_reading_from_unaligned_record_offsets(generated: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """`--jobs` byte ranges start at a record anywhere in the file: a plain read up to the next granule, then
     windows."""

@@ -1118,6 +1118,25 @@ def test_jobs_split_a_range_when_a_worker_ends_early(generated, tmp_path, monkey
         return polled(self)
 
     monkeypatch.setattr(parallel_ranges._Inbox, "poll", slow_poll)
+    # Where the parent hops from to the split's cut: the last record boundary the split worker published.
+    from tlsflow.capture import split
+
+    hops_from: list = []
+    open_hop = split.open_hop
+
+    def recording_open_hop(hop_path, start=None):
+        hops_from.append(start)
+        return open_hop(hop_path, start)
+
+    monkeypatch.setattr(split, "open_hop", recording_open_hop)
+    range_starts: list = []  # (offset, frames before) where each worker's range starts (None: the file's start)
+    started = parallel_ranges._Splitter.started
+
+    def recording_started(self, start, meter):
+        range_starts.append(start[:2] if start is not None else None)
+        return started(self, start, meter)
+
+    monkeypatch.setattr(parallel_ranges._Splitter, "started", recording_started)
     recs = records(path)[1]
     # the cut: the first record after the gap (few_last: the first of the last few hundred)
     head = 24 + sum(len(record) for record in (recs[:-300] if few_last else recs[:300]))
@@ -1126,6 +1145,32 @@ def test_jobs_split_a_range_when_a_worker_ends_early(generated, tmp_path, monkey
     assert sorted(rows, key=lambda r: r["flow_id"]) == _single(path)
     assert True in taken
     assert not fallbacks
+    # Each split's hop started at a record boundary its worker had passed, with the frames before it, not at the
+    # start of a range (the rows above show that the cut was right; here, that it was not hopped to from there).
+    splits_from = hops_from[1:]  # (the first: analyze_ranges' own hop to the first cut)
+    assert splits_from and None not in splits_from
+    assert not {(start.offset, start.frames_before) for start in splits_from} & set(range_starts)
+    for start in splits_from:
+        cut = next(find_cuts(str(path), [start.offset]))
+        assert (cut.offset, cut.frames_before) == (start.offset, start.frames_before)
+
+
+def test_meter_resume_point_is_never_half_written():
+    """The parent reads a worker's last record boundary from shared memory the worker may be writing: a point
+    being written (odd sequence number) or none yet reads as None, a whole one as it was written."""
+    from types import SimpleNamespace
+
+    meter = [0.0] * parallel_ranges.METER_SLOTS
+    assert parallel_ranges.resume_point(meter) is None
+    cap = SimpleNamespace(bytes_read=5000, stats=SimpleNamespace(resume_point=(4096, 37)))
+    parallel_ranges._measure(meter, cap, 1000)
+    assert meter[1] == 4000
+    assert parallel_ranges.resume_point(meter) == (4096, 37)
+    cap.stats.resume_point = (9000, 80)
+    parallel_ranges._measure(meter, cap, 1000)
+    assert parallel_ranges.resume_point(meter) == (9000, 80)
+    meter[2] += 1  # a writer between its two steps
+    assert parallel_ranges.resume_point(meter) is None
 
 
 def test_damage_before_a_split_stops_there(generated_pcapng, tmp_path, small_windows):
