@@ -972,11 +972,18 @@ def analyze_ranges(path: str, jobs: int, *, ca_bundle: str | None = None, keylog
 
 
 # A split of a range (`_Splitter`) is offered only when its worker, at its own pace so far, has at least this long
-# to go: below that, the new worker's start and the following past the cut eat up the gain. (On the bench capture
-# the first worker ends ~0.2 s before the last: no split.)
-MIN_SPLIT_SECONDS = 0.5
-SPLIT_MARGIN_BYTES = 16 << 20  # a split's cut lies at least this far past what that range's worker has read
+# to read: below that, the new worker's start and the following past the cut eat up the gain. Its end of run (the
+# connections closing, then those lingering ended at once: ~0.2-0.3 s on the 1 GB bench capture) is not in that
+# estimate; whoever ends the file has one. (0.5 s until the twenty-first session, when the split took ~0.35 s to
+# start: worker 1 of --jobs 2 then often ended 0.7-0.9 s after worker 0, unsplit.)
+MIN_SPLIT_SECONDS = 0.25
+SPLIT_ANSWER_SECONDS = 0.2  # how long the parent waits for the answer to an offer before it goes on merging
+SPLIT_MARGIN_BYTES = 12 << 20  # a split's cut lies at least this far past what that range's worker has read
 SPLIT_START_SECONDS = 0.05  # what a new worker takes to start (the hop, the fork) before it reads
+# What the split worker does once at its new cut, which the new worker at the end of the file barely has: follow its
+# connections until they only linger, then end those (its records of the last 5 s of capture). Measured on the
+# 1 GB bench capture: ~0.45 s from the cut to its end, against ~0.1 s for the new worker past its reading.
+SPLIT_FOLLOW_SECONDS = 0.3
 SPLIT_PACE_BYTES = 4 << 20  # a worker's pace is taken once it has read this much
 
 
@@ -1022,6 +1029,11 @@ class _Splitter:
     def ends_at(self, index: int, end: tuple[int, int, bytes] | None) -> None:
         """Worker `index` was told where its range ends (None: at the end of the file)."""
         self._ranges[index].end = end
+
+    @property
+    def offered_to(self) -> int | None:
+        """The worker offered a cut that has not answered yet, if any."""
+        return self._offered[0] if self._offered is not None else None
 
     @property
     def wanting(self) -> bool:
@@ -1091,9 +1103,10 @@ class _Splitter:
     @staticmethod
     def _target(position: int, rate: float, end: int) -> int:
         """Where to cut a range that ends at byte `end`, whose worker is at byte `position` and reads `rate` bytes a
-        second: both parts end together, that worker reading on to the cut while the new one starts, then reads the
-        rest."""
-        return max(int((position + end + rate * SPLIT_START_SECONDS) / 2), position + SPLIT_MARGIN_BYTES)
+        second: both parts end together, that worker reading on to the cut, then following its connections, while
+        the new one starts, then reads the rest."""
+        return max(int((position + end + rate * (SPLIT_START_SECONDS - SPLIT_FOLLOW_SECONDS)) / 2),
+                   position + SPLIT_MARGIN_BYTES)
 
     def answered(self, index: int, taken: bool) -> tuple[int, int] | None:
         """Worker `index` answered an offer: (the new worker's index, its range's first frame) when it took it (the
@@ -1121,19 +1134,23 @@ def _range_messages_with_splits(queue: Any, workers: list[Any], path: str, split
     import queue as queues
 
     done: list[bool] = []
+    early: collections.deque[tuple[int, tuple[Any, ...]]] = collections.deque()  # taken while awaiting an answer
     while True:
         done.extend([False] * (len(workers) - len(done)))
         if all(done):
             return
         if splitter.wanting:
             splitter.offer()
-        try:
-            index, message = queue.get(timeout=0.02 if splitter.wanting else 1.0)
-        except queues.Empty:
-            for i, worker in enumerate(workers):
-                if not done[i] and not worker.is_alive() and queue.empty():
-                    raise RuntimeError(f"--jobs worker {i} on {path} died (exit code {worker.exitcode})") from None
-            continue
+        if early:
+            index, message = early.popleft()
+        else:
+            try:
+                index, message = queue.get(timeout=0.02 if splitter.wanting else 1.0)
+            except queues.Empty:
+                for i, worker in enumerate(workers):
+                    if not done[i] and not worker.is_alive() and queue.empty():
+                        raise RuntimeError(f"--jobs worker {i} on {path} died (exit code {worker.exitcode})") from None
+                continue
         kind = message[0]
         if kind == "split":
             new = splitter.answered(index, message[1])
@@ -1143,10 +1160,24 @@ def _range_messages_with_splits(queue: Any, workers: list[Any], path: str, split
         if kind in ("end", "crash"):
             done[index] = True
         if kind == "end":
-            # The free worker's core is offered before the merge takes the end: then the next range's records,
-            # which waited for it, are given while the split's hop and the new worker start (~0.1 s at the end of
-            # --jobs 2 on a 1 GB capture, which the offer waited for).
+            # The free worker's core is offered before the merge takes the end, and the answer awaited (the other
+            # messages meanwhile kept in order): the merge then gives the next range's records, which waited for
+            # this end (~0.1 s at the end of --jobs 2 on a 1 GB capture), while the new worker starts, not before.
             splitter.ended(index, message, done.count(False))
+            deadline = time.monotonic() + SPLIT_ANSWER_SECONDS
+            while (offered := splitter.offered_to) is not None and (wait := deadline - time.monotonic()) > 0:
+                try:
+                    item = queue.get(timeout=wait)
+                except queues.Empty:
+                    break
+                if item[0] == offered and item[1][0] == "split":
+                    new = splitter.answered(offered, item[1][1])
+                    if new is not None:
+                        yield new[0], ("range", new[1], offered)
+                    continue
+                early.append(item)
+                if item[0] == offered and item[1][0] in ("end", "crash"):
+                    break  # it ended without answering: `ended` takes that as a refusal
         yield index, message
 
 
