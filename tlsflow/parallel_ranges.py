@@ -558,10 +558,10 @@ class _Inbox:
 
 
 # A range worker's meter, shared with the parent (doubles, no lock): when it began, the bytes of its range done, and
-# a record boundary it has passed (`CaptureStats.resume_point`: pcap only), written behind a sequence number that is
+# a record or block boundary it has passed (`CaptureStats.resume_point`), written behind a sequence number that is
 # odd meanwhile, so that the parent never pairs one point's offset with another's frames (`resume_point`).
-METER_SLOTS = 5
-_BEGAN, _DONE, _RESUME_SEQ, _RESUME_OFFSET, _RESUME_FRAMES = range(METER_SLOTS)
+METER_SLOTS = 6
+_BEGAN, _DONE, _RESUME_SEQ, _RESUME_OFFSET, _RESUME_FRAMES, _RESUME_BLOCKS = range(METER_SLOTS)
 
 
 def _measure(meter: Any, cap: Any, start_offset: int) -> None:
@@ -570,19 +570,19 @@ def _measure(meter: Any, cap: Any, start_offset: int) -> None:
     if point is not None and point[0] != meter[_RESUME_OFFSET]:
         seq = meter[_RESUME_SEQ]
         meter[_RESUME_SEQ] = seq + 1
-        meter[_RESUME_OFFSET], meter[_RESUME_FRAMES] = point
+        meter[_RESUME_OFFSET], meter[_RESUME_FRAMES], meter[_RESUME_BLOCKS] = point
         meter[_RESUME_SEQ] = seq + 2
 
 
-def resume_point(meter: Any) -> tuple[int, int] | None:
-    """The last record boundary a worker published in its meter, as (file offset, frames before it); None if none
-    yet (or the worker was writing it each time it was looked at)."""
+def resume_point(meter: Any) -> tuple[int, int, int] | None:
+    """The last boundary a worker published in its meter (`CaptureStats.resume_point`); None if none yet (or the
+    worker was writing it each time it was looked at)."""
     for _ in range(4):
         seq = meter[_RESUME_SEQ]
         if seq and not seq % 2:
-            offset, frames = meter[_RESUME_OFFSET], meter[_RESUME_FRAMES]
+            offset, frames, blocks = meter[_RESUME_OFFSET], meter[_RESUME_FRAMES], meter[_RESUME_BLOCKS]
             if meter[_RESUME_SEQ] == seq:
-                return int(offset), int(frames)
+                return int(offset), int(frames), int(blocks)
     return None
 
 
@@ -1081,13 +1081,15 @@ class _Splitter:
             return
         from tlsflow.capture.split import Cut, open_hop
 
-        # From the last record boundary that worker passed rather than from its range's start: the hop to a cut in
-        # the second half of the last range crossed a quarter of the file (0.2 s of a 1 GB capture's), while the
+        # From the last boundary that worker passed rather than from its range's start: the hop to a cut in the
+        # second half of the last range crossed a quarter of the file (0.2-0.5 s of a 1 GB capture's), while the
         # free worker waited.
         start = known.start
         point = resume_point(known.meter)
         if point is not None and point[0] > (start.offset if start is not None else 0):
-            start = Cut(point[0], point[1], b"")
+            preamble = self._preamble(start, point[2])
+            if preamble is not None:
+                start = Cut(point[0], point[1], preamble)
         with open_hop(self.path, start) as hop:
             window = _windows(hop, target, position)
             cut = hop.to(target) if window is not None else None
@@ -1099,6 +1101,25 @@ class _Splitter:
         except OSError:
             return  # the worker has ended meanwhile: its "end" comes next
         self._offered = (index, cut, window)
+
+    def _preamble(self, start: Any, blocks: int) -> bytes | None:
+        """What a hop from a boundary that the worker of the range from `start` passed, with `blocks` section
+        header, interface and secrets blocks walked before it (`CaptureStats.resume_point`), reads first: pcap,
+        nothing; pcapng, the range's own preamble (the blocks that open the file, for the first range) when the
+        worker has walked no such block since, else None (the hop goes from the range's start)."""
+        from tlsflow.capture import pcapng
+        from tlsflow.capture.split import BlockHop
+
+        with open(self.path, "rb") as file:
+            if file.read(4) != pcapng.SHB_MAGIC:
+                return b""
+        if start is None:
+            with BlockHop(self.path) as hop:
+                start = hop.opening()
+            if start is None:
+                return None
+        with BlockHop(self.path, start) as hop:
+            return start.preamble if hop.preamble_blocks == blocks else None  # type: ignore[no-any-return]
 
     @staticmethod
     def _target(position: int, rate: float, end: int) -> int:

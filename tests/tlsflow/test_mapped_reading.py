@@ -136,9 +136,12 @@ def test_progress_counts_the_bytes_walked(generated: Path, monkeypatch) -> None:
 
 
 def test_resume_points_are_record_boundaries(generated: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """The record boundary a pcap reader publishes at each chunk (`CaptureStats.resume_point`, where a --jobs
-    split hops from) is one, with the frames before it as a hop from the start counts them: through any window,
-    from the start of the file or from a cut, with packets or with frames. pcapng: none."""
+    """The record (pcap) or block (pcapng) boundary a reader publishes at each chunk (`CaptureStats.resume_point`,
+    where a --jobs split hops from) is one, with the frames before it as a hop from the start counts them, and
+    (pcapng) as many section header and interface blocks before it as a cut there carries: through any window,
+    from the start of the file or from a cut, with packets or with frames."""
+    from tlsflow.capture.split import open_hop
+
     size = generated.stat().st_size
     start = next(find_cuts(str(generated), [size // 3]))
     for window in WINDOWS:
@@ -152,16 +155,18 @@ def test_resume_points_are_record_boundaries(generated: Path, monkeypatch) -> No
                     if cap.stats.resume_point is not None:
                         points.add(cap.stats.resume_point)
                 points.add(cap.stats.resume_point)
-            if generated.suffix == ".pcapng":
-                assert points == {None}  # (a pcapng cut needs the blocks before it too: splits hop from the start)
-                continue
-            assert (size, cap.stats.frames) in points  # (the end of the file, after the last chunk)
+            assert (size, cap.stats.frames) in {point[:2] for point in points}  # (after the last chunk)
             if window == GRANULE:
                 assert len(points) > 10
-            offsets = sorted(points)
-            found = list(find_cuts(str(generated), [offset for offset, _ in offsets[:-1]]))
-            assert [(c.offset, c.frames_before) for c in found] == offsets[:-1], (window, cut)
-            assert all(offset >= (cut.offset if cut else 24) for offset, _ in offsets)
+            offsets = sorted(point for point in points if 0 < point[0] < size)
+            found = list(find_cuts(str(generated), [offset for offset, _, _ in offsets]))
+            assert [(c.offset, c.frames_before) for c in found] == [point[:2] for point in offsets], (window, cut)
+            assert all(offset >= (cut.offset if cut else 24) for offset, _, _ in offsets)
+            for found_cut, (_, _, blocks) in zip(found, offsets):
+                with open_hop(str(generated), found_cut) as hop:
+                    assert blocks == getattr(hop, "preamble_blocks", 0)
+            if generated.suffix == ".pcapng":
+                assert {blocks for _, _, blocks in offsets} == {2}  # (its section header and interface)
 
 
 def test_reading_from_unaligned_record_offsets(generated: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -1089,14 +1089,29 @@ def _gap_capture(generated: Path, out: Path, copies: int = 8, few_last: bool = F
 
 
 @pytest.mark.parametrize("few_last", [False, True])
+@pytest.mark.parametrize("pcapng", [False, True])
 def test_jobs_split_a_range_when_a_worker_ends_early(generated, tmp_path, monkeypatch, small_windows, fallbacks,
-                                                     few_last):
+                                                     few_last, pcapng):
     """Worker processes (`analyze_ranges`): one worker ends long before the other (the first, or the last), whose
     rest is then cut in two for a new worker; the rows are one process's. (The thresholds are lowered to a test
     capture's size.)"""
+    from tests.conftest import capture_file_bytes
     from tests.tlsflow.pcap_edit import records
 
     path = _gap_capture(generated, tmp_path / "gap.pcap", few_last=few_last)
+    recs = records(path)[1]
+    # the cut: the first record after the gap (few_last: the first of the last few hundred)
+    head = 24 + sum(len(record) for record in (recs[:-300] if few_last else recs[:300]))
+    if pcapng:  # the same packets in enhanced packet blocks, after a section header and an interface block
+        link_type = struct.unpack_from("<I", path.read_bytes(), 20)[0]
+        packets = []
+        for record in recs:
+            seconds, micros, _caplen, original = struct.unpack_from("<IIII", record)
+            packets.append((seconds * 1_000_000 + micros, record[16:], original))
+        data = capture_file_bytes(link_type, packets, pcapng=True)
+        path = tmp_path / "gap.pcapng"
+        path.write_bytes(data)
+        head = pcapng_block_offsets(data)[2 + (len(recs) - 300 if few_last else 300)]
     monkeypatch.setattr(parallel_ranges, "MIN_SPLIT_SECONDS", 0.0)
     monkeypatch.setattr(parallel_ranges, "SPLIT_PACE_BYTES", 64 << 10)
     monkeypatch.setattr(parallel_ranges, "SPLIT_MARGIN_BYTES", 256 << 10)
@@ -1137,9 +1152,6 @@ def test_jobs_split_a_range_when_a_worker_ends_early(generated, tmp_path, monkey
         return started(self, start, meter)
 
     monkeypatch.setattr(parallel_ranges._Splitter, "started", recording_started)
-    recs = records(path)[1]
-    # the cut: the first record after the gap (few_last: the first of the last few hundred)
-    head = 24 + sum(len(record) for record in (recs[:-300] if few_last else recs[:300]))
     rows = list(parallel_ranges.analyze_ranges(str(path), 2, cut_targets=[head]))
     assert all(isinstance(r, dict) for r in rows)
     assert sorted(rows, key=lambda r: r["flow_id"]) == _single(path)
@@ -1152,7 +1164,39 @@ def test_jobs_split_a_range_when_a_worker_ends_early(generated, tmp_path, monkey
     assert not {(start.offset, start.frames_before) for start in splits_from} & set(range_starts)
     for start in splits_from:
         cut = next(find_cuts(str(path), [start.offset]))
-        assert (cut.offset, cut.frames_before) == (start.offset, start.frames_before)
+        assert (cut.offset, cut.frames_before, cut.preamble) == (start.offset, start.frames_before, start.preamble)
+
+
+def test_split_hops_from_a_resume_point_only_with_its_preamble(generated, generated_pcapng, small_windows):
+    """A pcapng cut carries the section header, interface and secrets blocks before it: the parent hops from a
+    point a worker passed with its range's preamble (the blocks that open the file, for the first range) only when
+    the worker has walked no such block since, and that preamble is then the one a hop from the start of the file
+    finds there. pcap needs none."""
+    from tlsflow.capture.split import Cut
+
+    splitter = parallel_ranges._Splitter(str(generated_pcapng), generated_pcapng.stat().st_size, 2, [], None)
+    size = generated_pcapng.stat().st_size
+    accepted = refused = 0
+    for start in (None, *find_cuts(str(generated_pcapng), [size * 3 // 10, size * 7 // 10])):
+        with open_capture(generated_pcapng) as cap:
+            if start is not None:
+                cap.start_at(start.offset, start.frames_before, start.preamble)
+            points = set()
+            for _ in cap.packets():
+                points.add(cap.stats.resume_point)
+        for offset, frames, blocks in sorted(point for point in points if point is not None and point[0] < size):
+            if offset <= (start.offset if start is not None else 0):
+                continue
+            preamble = splitter._preamble(start, blocks)
+            if preamble is None:
+                refused += 1
+                continue
+            accepted += 1
+            assert next(find_cuts(str(generated_pcapng), [offset])) == Cut(offset, frames, preamble)
+    # (from the start: until the secrets block at a quarter; from 30 %: until the second section at 60 %)
+    assert accepted > 10 and refused > 10
+    pcap_splitter = parallel_ranges._Splitter(str(generated), generated.stat().st_size, 2, [], None)
+    assert pcap_splitter._preamble(None, 0) == b""
 
 
 def test_meter_resume_point_is_never_half_written():
@@ -1162,13 +1206,13 @@ def test_meter_resume_point_is_never_half_written():
 
     meter = [0.0] * parallel_ranges.METER_SLOTS
     assert parallel_ranges.resume_point(meter) is None
-    cap = SimpleNamespace(bytes_read=5000, stats=SimpleNamespace(resume_point=(4096, 37)))
+    cap = SimpleNamespace(bytes_read=5000, stats=SimpleNamespace(resume_point=(4096, 37, 0)))
     parallel_ranges._measure(meter, cap, 1000)
     assert meter[1] == 4000
-    assert parallel_ranges.resume_point(meter) == (4096, 37)
-    cap.stats.resume_point = (9000, 80)
+    assert parallel_ranges.resume_point(meter) == (4096, 37, 0)
+    cap.stats.resume_point = (9000, 80, 2)
     parallel_ranges._measure(meter, cap, 1000)
-    assert parallel_ranges.resume_point(meter) == (9000, 80)
+    assert parallel_ranges.resume_point(meter) == (9000, 80, 2)
     meter[2] += 1  # a writer between its two steps
     assert parallel_ranges.resume_point(meter) is None
 

@@ -354,7 +354,7 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
             stats.frames = frame
             stats.skipped = skipped
             stats.link_types[link_type] = frame
-            stats.resume_point = (base + pos, frame)  # (the next record's: a straddling one starts there too)
+            stats.resume_point = (base + pos, frame, 0)  # (the next record's: a straddling one starts there too)
             if frame - counted_from != handed:
                 stats.tcp_packets += frame - counted_from - handed
             counted_from = frame

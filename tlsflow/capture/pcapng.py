@@ -419,6 +419,7 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                 cur_iface[_IFACE_FRAMES] += cur_count
                 cur_count = 0
             fold_link_types(frame, skipped)
+            stats.resume_point = (base + pos, frame, stats.sections + stats.interfaces + stats.secrets_blocks)
             if frame - counted_from != handed:
                 stats.tcp_packets += frame - counted_from - handed
             counted_from = frame

@@ -202,6 +202,26 @@ class BlockHop(_FileHop):
             self.pos, self.frames = start.offset, start.frames_before
             self._keep_preamble(start.preamble)
 
+    @property
+    def preamble_blocks(self) -> int:
+        """The blocks a reader starting where the hop is reads first (`Cut.preamble`)."""
+        return len(self._kept)
+
+    def opening(self) -> Cut | None:
+        """From the start of the file, past the section header, interface description and decryption secrets blocks
+        that open it, up to its first other block: the cut there (None if the file opens otherwise)."""
+        pos, kept = 0, []
+        while pos + 12 <= self._size:
+            head = os.pread(self._fileno, 12, pos)
+            length = self._length(head, 0)
+            if length is None or pos + length > self._size:
+                return None
+            if _BLOCK_HEADER[self._order](head, 0)[0] not in _PREAMBLE_BLOCKS:
+                break
+            kept.append(os.pread(self._fileno, length, pos))
+            pos += length
+        return Cut(pos, 0, b"".join(kept)) if kept else None
+
     def to(self, target: int) -> Cut | None:
         """The first block at or after byte `target` (not before the last one found), or None when the end of the
         file or a block of impossible length comes first (and for every later target)."""
@@ -319,4 +339,6 @@ class BlockHop(_FileHop):
 # Blocks that take a frame number (pcapng.walk_blocks): packets, and what Wireshark frames without packet data.
 _FRAMED = frozenset((pcapng.ENHANCED_PACKET, pcapng.SIMPLE_PACKET, pcapng.PACKET)) | pcapng.FRAME_WITHOUT_PACKET
 _BLOCK_HEADER = {"<": Struct("<II").unpack_from, ">": Struct(">II").unpack_from}
+# What a cut's preamble holds (BlockHop._window keeps them; the reader counts them: CaptureStats.resume_point).
+_PREAMBLE_BLOCKS = frozenset((pcapng.SECTION_HEADER, pcapng.INTERFACE_DESCRIPTION, pcapng.DECRYPTION_SECRETS))
 _NATIVE = "<" if sys.byteorder == "little" else ">"

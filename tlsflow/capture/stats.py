@@ -34,7 +34,9 @@ class CaptureStats:
     ignored_blocks: int = 0  # known pcapng blocks that carry nothing for us (name resolution, statistics, custom)
     secrets_blocks: int = 0  # pcapng decryption secrets blocks (all types; TLS key logs are kept on the reader)
     link_types: dict[int, int] = field(default_factory=dict)  # link type -> packet frames (not custom/journal blocks)
-    # pcap: a record boundary the reader has passed, as (file offset, frames before it), brought up to date once
-    # per chunk: where a hop may start instead of the start of the file (a --jobs split of a running range,
-    # tlsflow.parallel_ranges). None until the first chunk is walked, and always for pcapng.
-    resume_point: tuple[int, int] | None = None
+    # A record (pcap) or block (pcapng) boundary the reader has passed, brought up to date once per chunk: where a
+    # hop may start instead of the start of the file (a --jobs split of a running range, tlsflow.parallel_ranges),
+    # as (file offset, frames before it, pcapng: section header, interface and secrets blocks walked before it,
+    # which tells whether a hop's preamble there is still that of where reading started; pcap: 0). None until the
+    # first chunk is walked.
+    resume_point: tuple[int, int, int] | None = None
