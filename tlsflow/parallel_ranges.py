@@ -723,7 +723,7 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
         stop_offset = next_target if next_target is not None else (cap.total_bytes or 0)
         n = 0
         if meter is not None:
-            meter[0] = time.monotonic()
+            meter[_BEGAN] = time.monotonic()
         try:
             lanes = "counter" in inspect.signature(cap.packets).parameters and isinstance(
                 getattr(reassembler, "lanes", None), dict)
@@ -940,7 +940,7 @@ def analyze_ranges(path: str, jobs: int, *, ca_bundle: str | None = None, keylog
                 began = time.monotonic()
                 hop.to(lower[0])
                 hop_rate = lower[0] / max(time.monotonic() - began, 1e-6)
-                worker_began, done = meter[0], meter[1]
+                worker_began, done = meter[_BEGAN], meter[_DONE]
                 ratio = DEFAULT_HOP_RATIO
                 if done and worker_began:
                     ratio = done / max(time.monotonic() - worker_began, 1e-6) / hop_rate
@@ -1060,7 +1060,7 @@ class _Splitter:
         for index, known in enumerate(self._ranges):
             if not known.running:
                 continue
-            began, done = known.meter[0], known.meter[1]
+            began, done = known.meter[_BEGAN], known.meter[_DONE]
             if not began or done < SPLIT_PACE_BYTES or now <= began:
                 if began and now - began < 1.0:
                     return  # a worker's pace is not known yet (`_range_messages_with_splits` asks again shortly)
@@ -1111,7 +1111,7 @@ class _Splitter:
         from tlsflow.capture.split import BlockHop
 
         with open(self.path, "rb") as file:
-            if file.read(4) != pcapng.SHB_MAGIC:
+            if not pcapng.is_pcapng_magic(file.read(4)):
                 return b""
         if start is None:
             with BlockHop(self.path) as hop:
@@ -1156,6 +1156,12 @@ def _range_messages_with_splits(queue: Any, workers: list[Any], path: str, split
 
     done: list[bool] = []
     early: collections.deque[tuple[int, tuple[Any, ...]]] = collections.deque()  # taken while awaiting an answer
+
+    def answer(index: int, taken: bool) -> Iterator[tuple[int, tuple[Any, ...]]]:
+        new = splitter.answered(index, taken)
+        if new is not None:
+            yield new[0], ("range", new[1], index)
+
     while True:
         done.extend([False] * (len(workers) - len(done)))
         if all(done):
@@ -1174,9 +1180,7 @@ def _range_messages_with_splits(queue: Any, workers: list[Any], path: str, split
                 continue
         kind = message[0]
         if kind == "split":
-            new = splitter.answered(index, message[1])
-            if new is not None:
-                yield new[0], ("range", new[1], index)
+            yield from answer(index, message[1])
             continue
         if kind in ("end", "crash"):
             done[index] = True
@@ -1192,9 +1196,7 @@ def _range_messages_with_splits(queue: Any, workers: list[Any], path: str, split
                 except queues.Empty:
                     break
                 if item[0] == offered and item[1][0] == "split":
-                    new = splitter.answered(offered, item[1][1])
-                    if new is not None:
-                        yield new[0], ("range", new[1], offered)
+                    yield from answer(offered, item[1][1])
                     continue
                 early.append(item)
                 if item[0] == offered and item[1][0] in ("end", "crash"):
