@@ -1208,12 +1208,12 @@ def test_meter_resume_point_is_never_half_written():
     assert parallel_ranges.resume_point(meter) is None
     cap = SimpleNamespace(bytes_read=5000, stats=SimpleNamespace(resume_point=(4096, 37, 0)))
     parallel_ranges._measure(meter, cap, 1000)
-    assert meter[1] == 4000
+    assert meter[parallel_ranges._DONE] == 4000
     assert parallel_ranges.resume_point(meter) == (4096, 37, 0)
     cap.stats.resume_point = (9000, 80, 2)
     parallel_ranges._measure(meter, cap, 1000)
     assert parallel_ranges.resume_point(meter) == (9000, 80, 2)
-    meter[2] += 1  # a writer between its two steps
+    meter[parallel_ranges._RESUME_SEQ] += 1  # a writer between its two steps
     assert parallel_ranges.resume_point(meter) is None
 
 
