@@ -1019,6 +1019,11 @@ class _Splitter:
         self._free = False  # a worker has ended: a new one may start
         self._refused = 0
         self._stopped = False
+        self._pcapng: bool | None = None  # the file's format, learnt at the first offer
+        # pcapng: the blocks a hop from each range's start reads first, by that start's offset (`_preamble`), and
+        # the cut past the blocks that open the file (the first range's start), once looked up.
+        self._preamble_blocks: dict[int, int] = {}
+        self._opening: Any = None
 
     def started(self, start: tuple[int, int, bytes] | None, meter: Any) -> None:
         """The next worker was started, on the range from `start` (None: the start of the file)."""
@@ -1110,16 +1115,24 @@ class _Splitter:
         from tlsflow.capture import pcapng
         from tlsflow.capture.split import BlockHop
 
-        with open(self.path, "rb") as file:
-            if not pcapng.is_pcapng_magic(file.read(4)):
-                return b""
+        # (Each looked up once per run: offers come a few times a run, each on a range offered before as a rule.)
+        if self._pcapng is None:
+            with open(self.path, "rb") as file:
+                self._pcapng = pcapng.is_pcapng_magic(file.read(4))
+        if not self._pcapng:
+            return b""
         if start is None:
-            with BlockHop(self.path) as hop:
-                start = hop.opening()
-            if start is None:
+            if self._opening is None:
+                with BlockHop(self.path) as hop:
+                    self._opening = hop.opening() or False
+            if self._opening is False:
                 return None
-        with BlockHop(self.path, start) as hop:
-            return start.preamble if hop.preamble_blocks == blocks else None  # type: ignore[no-any-return]
+            start = self._opening
+        known = self._preamble_blocks.get(start.offset)
+        if known is None:
+            with BlockHop(self.path, start) as hop:
+                known = self._preamble_blocks[start.offset] = hop.preamble_blocks
+        return start.preamble if known == blocks else None  # type: ignore[no-any-return]
 
     @staticmethod
     def _target(position: int, rate: float, end: int) -> int:
@@ -1237,13 +1250,13 @@ def _stop(workers: list[Any]) -> None:
 def ranges_in_one_process(path: str, cut_targets: list[int], *, trust: Any = None, keylog: Any = None,
                           batch_packets: int = BATCH_PACKETS,
                           interleave: Callable[[list[Iterator[tuple[Any, ...]]]],
-                                               Iterator[tuple[int, tuple[Any, ...]]]] | None = None
-                          ) -> Iterator[dict[str, Any] | str]:
+                                               Iterator[tuple[int, tuple[Any, ...]]]] | None = None,
+                          json_lines: bool = False) -> Iterator[dict[str, Any] | str]:
     """The work of `analyze_ranges`, one range after another in this process (tests: many cuts, no process
     start-up). Same cuts, same workers' messages, same merge. `interleave`: given every worker's messages (an
     iterator per worker, which runs as far as it is pulled), the order in which the parent gets them as (worker,
     message), each worker's in its own order (worker processes run at their own speeds); by default worker 0's,
-    then worker 1's, and so on."""
+    then worker 1's, and so on. `json_lines`: records come with their JSON text, as for `--format jsonl`."""
     from tlsflow.api import _trust_store
     from tlsflow.capture.split import find_cuts
 
@@ -1279,7 +1292,8 @@ def ranges_in_one_process(path: str, cut_targets: list[int], *, trust: Any = Non
     def worker(index: int) -> Iterator[tuple[Any, ...]]:
         next_target = None if index == last else cut_targets[index]
         return range_messages(path, ranges[index], next_target, channels[index], trust=trust, keylog=keylog,
-                              batch_packets=batch_packets, window=windows[index] if index < len(windows) else None)
+                              batch_packets=batch_packets, window=windows[index] if index < len(windows) else None,
+                              json_lines=json_lines)
 
     def messages() -> Iterator[tuple[int, tuple[Any, ...]]]:
         if interleave is not None:
