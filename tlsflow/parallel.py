@@ -1,9 +1,11 @@
-"""`--jobs N` on ONE capture file. A pcap or pcapng file on disk is cut into byte ranges (tlsflow.parallel_ranges);
-other input (gzip) is shared out by connection, as described here, from GZIP_SHARED_FROM jobs on (below that one
-process reads it, with a child decompressing: `api.analyze_files`): N worker processes, each reading the whole
-file but analysing only its share of the connections.
+"""`--jobs N` on ONE capture file. A pcap or pcapng file on disk is cut into byte ranges (tlsflow.parallel_ranges),
+unless thousands of connections are in flight at the first cut (`parallel_ranges.SHARDS_FROM_IN_FLIGHT`: then the
+ranges' workers would follow them through most of the file); that file and other input (gzip) are shared out by
+connection, as described here (gzip from GZIP_SHARED_FROM jobs on: below that one process reads it, with a child
+decompressing: `api.analyze_files`): N worker processes, each reading the whole file but analysing only its share
+of the connections.
 
-Sharding (for input that cannot be cut at a byte offset: gzip cannot seek): a connection belongs to shard `shard_of(addresses, ports) % N`, the
+Sharding (for input that cannot be cut at a byte offset, as gzip cannot seek, or whose connections outlive the ranges): a connection belongs to shard `shard_of(addresses, ports) % N`, the
 same for both directions. Each worker walks every record; the reader decodes a foreign segment's headers only as
 far as its 4-tuple and hands the pipeline its timestamp, so that the worker's reassembler expires idle and
 lingering flows at exactly the capture times a single process would (`FlowAnalyzer.tick`). Everything else

@@ -25,6 +25,10 @@ passes run at the first packet of each whole second of capture time (TcpReassemb
 a cut runs them at the same packets as a single process as soon as it has seen one packet (checked: its first
 pass against the previous worker's next pass at the cut; time running backwards across a cut fails the check).
 
+A busy link: when the 4-tuples in flight at the first cut (`in_flight_at`, found by the parent, which passes them
+to worker 1) are SHARDS_FROM_IN_FLIGHT or more, worker 0 is stopped before any record is given and the file is
+shared out by connection instead (`parallel.analyze_file_sharded`).
+
 Connections open across a cut: worker k starts from an empty table, so the packets after the cut of a connection
 opened before it start a flow of their own in worker k (a phantom). The earlier worker's record of that
 connection (same 4-tuple, first frame before the cut, last frame L after it) says which: a worker-k flow on that
@@ -240,6 +244,16 @@ def wire_keys(tracked: Any) -> set[bytes]:
 
 # Keys found in the near window (two per connection that sent both ways) from which the far one is read too.
 IN_FLIGHT_FAR_FROM_KEYS = 2000
+# Keys in flight at the first cut (near and far windows) from which `--jobs` shares the file out by connection
+# (`parallel.analyze_file_sharded`: every worker reads every record, but each analyses only its own connections)
+# instead of by byte ranges. Why: a range's worker follows the connections open at its end to their close; on a
+# link with thousands of long connections at once that is most of the rest of the file, which the next worker
+# reads too (skipping them as phantoms): worker 0 did nearly all the work. Measured (2 cores, --jobs 2, alternated
+# runs), keys at the middle of the file -> ranges / by connection: 20,000 connections at once (1.3 GB, most live
+# half of the capture): 31,585 keys -> 26-32 s / 15-18 s (one process 25-29 s); 5,000 at once: 12,596 -> 7.9-10.7 s
+# / 7.7-10.0 s; the same seen one way: 6,288 -> 9.3-11.1 s / 9.2-9.7 s; 2,000 at once: 6,884 -> 6.1-6.7 s /
+# 7.2-9.4 s; the 1 GB bench capture (48 at once): 463 -> 5.5-6.5 s / 7.1-11.1 s.
+SHARDS_FROM_IN_FLIGHT = 20_000
 
 
 def in_flight_at(path: str, windows: Windows, cut_frame: int) -> set[bytes]:
@@ -506,7 +520,7 @@ def _pickled(records: list[dict[str, Any]], json_lines: bool) -> tuple[int, byte
 
 def _range_main(path: str, index: int, start: tuple[int, int] | None, next_target: int | None, parent: Any,
                 ca_bundle: str | None, keylog_path: str | None, queue: Any, meter: Any, json_lines: bool,
-                window: Windows | None = None) -> None:
+                window: Windows | None = None, in_flight: set[bytes] | None = None) -> None:
     import queue as queues
 
     tune_gc()
@@ -522,7 +536,7 @@ def _range_main(path: str, index: int, start: tuple[int, int] | None, next_targe
 
         for message in range_messages(path, start, next_target, inbox, trust=_trust_store(ca_bundle),
                                       keylog=_load_keylog(keylog_path), meter=meter, json_lines=json_lines,
-                                      splittable=True, window=window):
+                                      splittable=True, window=window, in_flight=in_flight):
             while True:
                 try:
                     queue.put((index, message), timeout=HAND_OVER_POLL_SECONDS)
@@ -589,7 +603,8 @@ def resume_point(meter: Any) -> tuple[int, int, int] | None:
 def range_messages(path: str, start: tuple[int, int] | None, next_target: int | None, parent: Any, *,
                    trust: Any, keylog: Any = None, batch_packets: int = BATCH_PACKETS,
                    meter: Any = None, json_lines: bool = False, splittable: bool = False,
-                   window: Windows | None = None) -> Iterator[tuple[Any, ...]]:
+                   window: Windows | None = None, in_flight: set[bytes] | None = None
+                   ) -> Iterator[tuple[Any, ...]]:
     """One worker's work, as messages: ("batch", records (`_pickled`), bytes of its range done, flows opened, flows
     evicted so far, next expiry pass after its first packet, frame, phantoms) and at the end ("end", error text or None,
     flows evicted, next expiry pass after its first packet, next expiry pass when it passed its end, whether the
@@ -620,6 +635,7 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
     this range after all) makes the parent analyse the file in one process (`_Placer`). Without it, on a busy link
     (thousands of connections at once) a later worker spent most of its time parsing other workers' connections
     again, and following them to the end of the file: `--jobs 2` was slower than one process.
+    `in_flight`: those 4-tuples, when the parent has found them already (`in_flight_at` of `window`).
     """
     from tlsflow.capture import CaptureError, open_capture
 
@@ -651,7 +667,8 @@ def range_messages(path: str, start: tuple[int, int] | None, next_target: int | 
     suspects: dict[int, Any] = {}
     position = 0  # the frame of the last packet taken
     # Raw 4-tuples in flight at the range's start (`window`), and the flows made cheap on them (own ids).
-    in_flight = in_flight_at(path, window, first_frame) if window is not None and start else set()
+    if in_flight is None:
+        in_flight = in_flight_at(path, window, first_frame) if window is not None and start else set()
     cheap: set[int] = set()
     split_taken: bool | None = None  # the answer to the parent's offer to split, until given
     poll_at = -math.inf  # splittable: the capture time from which a counted segment makes it look for an offer
@@ -895,12 +912,12 @@ def analyze_ranges(path: str, jobs: int, *, ca_bundle: str | None = None, keylog
     meter = ctx.Array("d", METER_SLOTS, lock=False)
 
     def launch(start: tuple[int, int, bytes] | None, next_target: int | None,
-               window: Windows | None = None) -> None:
+               window: Windows | None = None, in_flight: set[bytes] | None = None) -> None:
         receive, send = ctx.Pipe(duplex=False)
         # Each worker's pace, for `_Splitter` (worker 0's also weighs the cuts).
         own_meter = ctx.Array("d", METER_SLOTS, lock=False) if workers else meter
         worker = ctx.Process(target=_range_main, args=(path, len(workers), start, next_target, receive, ca_bundle,
-                                                       keylog_path, queue, own_meter, json_lines, window),
+                                                       keylog_path, queue, own_meter, json_lines, window, in_flight),
                              daemon=True)
         worker.start()
         # Only the worker reads this pipe: once it has stopped, a message to it must fail rather than wait (see
@@ -924,6 +941,7 @@ def analyze_ranges(path: str, jobs: int, *, ca_bundle: str | None = None, keylog
             tell_end(len(workers) - 1, end)
 
     splitter = _Splitter(path, total, jobs, pipes, launch_split)
+    shards = False  # the file is shared out by connection instead (`SHARDS_FROM_IN_FLIGHT`)
 
     # The command line's hop, started while it was still importing (tlsflow.hop_ahead): then every cut is
     # known at once, the workers start together and the ranges are equal shares.
@@ -952,10 +970,27 @@ def analyze_ranges(path: str, jobs: int, *, ca_bundle: str | None = None, keylog
                 if cut is None:
                     tell_end(len(pipes) - 1, None)  # the last range started runs to the end (or to the damage)
                     break
+                in_flight = None
+                if k == 0 and cut_targets is None:
+                    # Found here rather than by worker 1 (which takes them), to choose how to share the file out.
+                    in_flight = in_flight_at(path, window, cut.frames_before + 1)  # type: ignore[arg-type]
+                    if len(in_flight) >= SHARDS_FROM_IN_FLIGHT:
+                        shards = True
+                        break
                 tell_end(len(pipes) - 1, (cut.frames_before + 1, cut.offset, cut.preamble))
                 starts.append(cut.frames_before + 1)
                 launch((cut.offset, cut.frames_before, cut.preamble), lower[k + 1] if k + 1 < len(lower) else None,
-                       window)
+                       window, in_flight)
+        if shards:
+            # No record given yet: worker 0 is stopped, and the file is shared out by connection instead.
+            _stop(workers)
+            shut_down(workers, queue)
+            workers = []
+            from tlsflow.parallel import analyze_file_sharded
+
+            yield from analyze_file_sharded(path, jobs, ca_bundle=ca_bundle, keylog_path=keylog_path,
+                                            progress=progress, json_lines=json_lines)
+            return
 
         def tell(index: int, message: tuple[str, Any]) -> None:
             try:

@@ -393,6 +393,45 @@ def test_compressed_capture_is_shared_by_connection(generated, tmp_path, monkeyp
     assert shared == [parallel.GZIP_SHARED_FROM]
 
 
+@pytest.mark.parametrize("busy", [True, False])
+def test_a_busy_link_is_shared_out_by_connection(generated, monkeypatch, busy):
+    """`--jobs` on one file looks at the connections in flight at its first cut: from SHARDS_FROM_IN_FLIGHT 4-tuples
+    on (a link with thousands of long connections at once, where worker 0 would follow most of the file), worker 0
+    is stopped before any record is given and the file is shared out by connection; below, the ranges go on, and
+    worker 1 takes the 4-tuples the parent found instead of looking for them again. The same rows either way."""
+    from tlsflow import parallel
+
+    found: list[int] = []
+    original_in_flight = parallel_ranges.in_flight_at
+    parent = os.getpid()
+
+    def in_flight_at(path, windows, cut_frame):  # type: ignore[no-untyped-def]
+        # (in a forked worker this fails the run: its crash is raised in the parent)
+        assert os.getpid() == parent, "worker 1 looked for the connections in flight at its cut again"
+        keys = original_in_flight(path, windows, cut_frame)
+        found.append(len(keys))
+        return keys
+
+    shared = []
+    original_sharded = parallel.analyze_file_sharded
+
+    def sharded(path, jobs, **kwargs):  # type: ignore[no-untyped-def]
+        shared.append(jobs)
+        return original_sharded(path, jobs, **kwargs)
+
+    monkeypatch.setattr(parallel_ranges, "in_flight_at", in_flight_at)
+    monkeypatch.setattr(parallel, "analyze_file_sharded", sharded)
+    single = _records(generated, 1)
+    with open_capture(generated) as cap:
+        segments = sum(1 for _ in cap.packets())
+    assert segments > 1000
+    # (the generated capture keeps a few dozen connections at once: the threshold is brought down to them)
+    monkeypatch.setattr(parallel_ranges, "SHARDS_FROM_IN_FLIGHT", 10 if busy else 1 << 30)
+    assert _records(generated, 2) == single
+    assert len(found) == 1 and found[0] >= 10  # the parent looked once, at the first cut
+    assert shared == ([2] if busy else [])
+
+
 def test_progress_reaches_the_file_size(generated):
     seen: list[tuple[int, int | None]] = []
     list(analyze_file_parallel(str(generated), 2, progress=lambda done, total: seen.append((done, total))))
