@@ -6,8 +6,9 @@ decompressing: `api.analyze_files`): N worker processes, each reading the whole 
 of the connections.
 
 Sharding (for input that cannot be cut at a byte offset, as gzip cannot seek, or whose connections outlive the ranges): a connection belongs to shard `shard_of(addresses, ports) % N`, the
-same for both directions. Each worker walks every record; the reader decodes a foreign segment's headers only as
-far as its 4-tuple and hands the pipeline its timestamp, so that the worker's reassembler expires idle and
+same for both directions. Each worker walks every record; the reader's fast lane takes another shard's segments
+as their time only (`_ShardCounter`: the frame handler decodes a connection's first one, or one at an expiry pass,
+as far as its 4-tuple and hands the pipeline its timestamp), so that the worker's reassembler expires idle and
 lingering flows at exactly the capture times a single process would (`FlowAnalyzer.tick`). Everything else
 (reassembly, TLS parsing, certificate checks, verdicts, records) happens once per connection, in one worker.
 
@@ -53,6 +54,47 @@ def _shard_main(path: str, index: int, count: int, ca_bundle: str | None, keylog
         queue.put((index, ("crash", traceback.format_exc())))
 
 
+_OTHER_SHARD = ("another shard's connection",)  # the lane of every 4-tuple of another worker's shard
+OTHER_SHARD_KEYS_KEPT = 1 << 16  # such lanes at most: then they are all let go, and made again as segments come
+
+
+class _ShardCounter:
+    """The reader's segment counter (pcap.SegmentCounter) for the worker of one shard: the reassembler's lanes, in
+    which the frame handler enters each 4-tuple of another shard it meets (`mark_other_shard`) with the lane
+    _OTHER_SHARD; the walker's fast lane then takes that connection's next segments as their time only, while no
+    expiry pass is due (a segment at or past it goes to the handler, whose float makes the worker run the pass).
+    Why: every worker reads every record, and most are other shards' (all but 1/N); each was decoded by the frame
+    handler, then came out as a float through the worker's loop."""
+
+    __slots__ = ("_marked", "count_lane", "lanes")
+
+    def __init__(self, reassembler: Any) -> None:
+        # The reassembler's own dict: it puts and takes its flows' lanes there (its own shard's 4-tuples only).
+        self.lanes = reassembler.lanes
+        self._marked: list[bytes] = []
+        count_own = reassembler.count_lane
+
+        def count_lane(lane: Any, frame: int, ts: float, seq: int, ack: int, flags: int, window: int, ttl: int,
+                       n: int) -> bool:
+            if lane is _OTHER_SHARD:
+                return ts < reassembler.next_expiry  # type: ignore[no-any-return]
+            return count_own(lane, frame, ts, seq, ack, flags, window, ttl, n)  # type: ignore[no-any-return]
+
+        self.count_lane = count_lane
+
+    def mark_other_shard(self, key: bytes) -> None:
+        marked = self._marked
+        if len(marked) >= OTHER_SHARD_KEYS_KEPT:
+            lanes = self.lanes
+            for old in marked:
+                if lanes.get(old) is _OTHER_SHARD:
+                    del lanes[old]
+            marked.clear()
+        if key not in self.lanes:
+            self.lanes[key] = _OTHER_SHARD
+            marked.append(key)
+
+
 def shard_messages(path: str, index: int, count: int, *, trust: Any, keylog: Any = None,
                    batch_packets: int = BATCH_PACKETS, json_lines: bool = False) -> Iterator[tuple[Any, ...]]:
     """One worker's work, as messages: ("batch", progress frame, opened first frames, records, bytes read) and at
@@ -75,7 +117,7 @@ def shard_messages(path: str, index: int, count: int, *, trust: Any, keylog: Any
             # (The reader's fast lane counts this worker's own segments of flows that want no more data, as in one
             # process: before, the frame handler decoded each and gave it to the older `count_only`; conc5000, one
             # worker of two, three alternated runs: 8.14-9.15 -> 7.73-8.23 s of CPU.)
-            for pkt in cap.packets(shard=(index, count), counter=reassembler):
+            for pkt in cap.packets(shard=(index, count), counter=_ShardCounter(reassembler)):
                 if pkt.__class__ is float:  # another shard's segment, or the time of segments its lanes counted
                     analyzer.last_ts = pkt  # type: ignore[assignment]
                     if pkt >= reassembler.next_expiry:  # type: ignore[operator]

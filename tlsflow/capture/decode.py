@@ -107,7 +107,8 @@ def shard_of(src: bytes, dst: bytes, sport: int, dport: int, count: int) -> int:
 def make_handlers(stats: CaptureStats, reassembler: FragmentReassembler | None,
                   shard: tuple[int, int] | None = None,
                   count_only: Callable[..., bool] | None = None,
-                  counter: SegmentCounter | None = None) -> Callable[[int], FrameHandler]:
+                  counter: SegmentCounter | None = None,
+                  mark_other_shard: Callable[[bytes], None] | None = None) -> Callable[[int], FrameHandler]:
     """Returns `handler_for(link_type)`; all handlers share `stats`, the reassembler and the address caches.
 
     With `shard=(index, count)`, a TCP segment whose connection belongs to another shard (`shard_of`) is not
@@ -120,6 +121,10 @@ def make_handlers(stats: CaptureStats, reassembler: FragmentReassembler | None,
     `counter` (TcpReassembler): a segment without SYN or RST whose addresses and ports are in `counter.lanes`
     is offered to `counter.count_lane` before anything else is built; when it takes the segment, the handler
     returns the timestamp. (pcap.walk_records does the same for Ethernet captures without calling the handler.)
+
+    `mark_other_shard(key)`: with `shard`, called with the 4-tuple (as the lanes key it) of each segment of another
+    shard that comes here, so that the walker's fast lane can pass that connection's next segments (see
+    `parallel.shard_messages`).
     """
     lanes = counter.lanes if counter is not None else None
     count_lane = counter.count_lane if counter is not None else None
@@ -163,6 +168,8 @@ def make_handlers(stats: CaptureStats, reassembler: FragmentReassembler | None,
             stats.truncated_payloads += 1
         stats.tcp_packets += 1
         if shard_count and (src[-1] + dst[-1] + sport + dport) % shard_count != shard_index:
+            if mark_other_shard is not None:
+                mark_other_shard(src + dst + buf[off:off + 4])
             return ts  # type: ignore[return-value]  # another shard's connection: only its time matters here
         if lanes and not flags & 0x06 and not cut:  # (a cut segment takes add: its facts note the cut)
             lane = lanes.get(src + dst + buf[off:off + 4])
@@ -342,6 +349,8 @@ def make_handlers(stats: CaptureStats, reassembler: FragmentReassembler | None,
                     stats.tcp_packets += 1
                     if shard_count and ((src[-1] + dst[-1] + sport + dport)
                                         % shard_count != shard_index):
+                        if mark_other_shard is not None:
+                            mark_other_shard(buf[start + 26:start + 38])
                         return ts  # type: ignore[return-value]
                     if lanes and not flags & 0x06:
                         lane = lanes.get(buf[start + 26:start + 38])

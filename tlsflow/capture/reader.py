@@ -81,15 +81,17 @@ class Capture:
         `shard=(index, count)`: only the connections of that shard come out as TcpPackets; every other TCP segment
         comes out as its timestamp, a float (see `decode.make_handlers`), for `--jobs` on one file.
         `count_only` (TcpReassembler.count_only): segments it takes come out as their timestamp too.
-        `counter` (the TcpReassembler the packets go to): segments of flows that want no more data go straight to
-        `counter.count_lane`. In Ethernet or Linux cooked captures (pcap, and pcapng enhanced packet blocks) they do
+        `counter` (the TcpReassembler the packets go to, or what stands for it): segments of flows that want no more
+        data go straight to `counter.count_lane`. In Ethernet or Linux cooked captures (pcap, and pcapng enhanced packet blocks) they do
         not come out at all, except that a chunk of the file whose last segment went there ends with that segment's
         timestamp (see pcap.walk_records); elsewhere each comes out as its timestamp."""
         header = self._pcap_header
         # The pcap walker offers such segments to the lanes itself: its handler need not look again.
         walker_counts = header is not None and header.link_type in pcap.LANE_FRAMES
+        # (A counter with `mark_other_shard` enters the connections of other shards in its lanes: parallel.py.)
+        mark = getattr(counter, "mark_other_shard", None) if shard is not None else None
         return self._walk(make_handlers(self.stats, self.reassembler, shard, count_only,
-                                        None if walker_counts else counter), counter)
+                                        None if walker_counts else counter, mark), counter)
 
     def start_at(self, offset: int, frames_before: int, preamble: bytes = b"") -> None:
         """Read from the record (pcap) or block (pcapng) at byte `offset`, before which the file has
