@@ -245,15 +245,17 @@ def wire_keys(tracked: Any) -> set[bytes]:
 # Keys found in the near window (two per connection that sent both ways) from which the far one is read too.
 IN_FLIGHT_FAR_FROM_KEYS = 2000
 # Keys in flight at the first cut (near and far windows) from which `--jobs` shares the file out by connection
-# (`parallel.analyze_file_sharded`: every worker reads every record, but each analyses only its own connections)
-# instead of by byte ranges. Why: a range's worker follows the connections open at its end to their close; on a
-# link with thousands of long connections at once that is most of the rest of the file, which the next worker
-# reads too (skipping them as phantoms): worker 0 did nearly all the work. Measured (2 cores, --jobs 2, alternated
-# runs), keys at the middle of the file -> ranges / by connection: 20,000 connections at once (1.3 GB, most live
-# half of the capture): 31,585 keys -> 26-32 s / 15-18 s (one process 25-29 s); 5,000 at once: 12,596 -> 7.9-10.7 s
-# / 7.7-10.0 s; the same seen one way: 6,288 -> 9.3-11.1 s / 9.2-9.7 s; 2,000 at once: 6,884 -> 6.1-6.7 s /
-# 7.2-9.4 s; the 1 GB bench capture (48 at once): 463 -> 5.5-6.5 s / 7.1-11.1 s.
-SHARDS_FROM_IN_FLIGHT = 20_000
+# (`parallel.analyze_file_sharded`: every worker reads every record, but analyses only its own connections, and
+# passes the others' segments through the reader's fast lane) instead of by byte ranges. Why: a range's worker
+# follows the connections open at its end to their close, which the next worker reads too (skipping them as
+# phantoms); on a link with thousands of connections at once that is much of the rest of the file, and with
+# 20,000 long ones worker 0 did nearly all the work. Measured (2 cores, --jobs 2, three alternated runs each, the
+# twenty-second session), keys at the middle of the file -> byte ranges / by connection: 20,000 connections at
+# once (1.3 GB, most alive for half of it): 31,585 -> 26-32 s / 15.8 s (one process 25-29 s); 5,000 at once:
+# 12,596 -> 8.8-10.0 s / 6.0-8.2 s; the same seen one way: 6,288 -> 8.2-11.8 s / 5.9-7.4 s; 2,000 at once: 6,884
+# -> 4.9-6.7 s / 4.6-6.5 s; the 1 GB bench capture (48 at once): 463 -> 5.5-7.9 s / 6.7-8.6 s (there the ranges'
+# extra work is smaller than reading every record twice).
+SHARDS_FROM_IN_FLIGHT = 6_000
 
 
 def in_flight_at(path: str, windows: Windows, cut_frame: int) -> set[bytes]:
