@@ -54,6 +54,22 @@ def _shard_main(path: str, index: int, count: int, ca_bundle: str | None, keylog
         queue.put((index, ("crash", traceback.format_exc())))
 
 
+def count_lane_but(reassembler: Any, others: Any) -> Callable[..., bool]:
+    """`reassembler.count_lane` for a worker that leaves some connections to other workers: a segment whose lane is
+    `others` is taken as its time only while no expiry pass is due at it (then it goes to the frame handler, whose
+    float makes the worker run the pass)."""
+    count = reassembler.count_lane
+
+    def count_lane(lane: Any, frame: int, ts: float, seq: int, ack: int, flags: int, window: int, ttl: int,
+                   n: int) -> bool:
+        # Arguments spelled out: packing them (*fields) costs more than the rest of this call.
+        if lane is others:
+            return ts < reassembler.next_expiry  # type: ignore[no-any-return]
+        return count(lane, frame, ts, seq, ack, flags, window, ttl, n)  # type: ignore[no-any-return]
+
+    return count_lane
+
+
 _OTHER_SHARD = ("another shard's connection",)  # the lane of every 4-tuple of another worker's shard
 OTHER_SHARD_KEYS_KEPT = 1 << 16  # such lanes at most: then they are all let go, and made again as segments come
 
@@ -72,15 +88,7 @@ class _ShardCounter:
         # The reassembler's own dict: it puts and takes its flows' lanes there (its own shard's 4-tuples only).
         self.lanes = reassembler.lanes
         self._marked: list[bytes] = []
-        count_own = reassembler.count_lane
-
-        def count_lane(lane: Any, frame: int, ts: float, seq: int, ack: int, flags: int, window: int, ttl: int,
-                       n: int) -> bool:
-            if lane is _OTHER_SHARD:
-                return ts < reassembler.next_expiry  # type: ignore[no-any-return]
-            return count_own(lane, frame, ts, seq, ack, flags, window, ttl, n)  # type: ignore[no-any-return]
-
-        self.count_lane = count_lane
+        self.count_lane = count_lane_but(reassembler, _OTHER_SHARD)
 
     def mark_other_shard(self, key: bytes) -> None:
         marked = self._marked

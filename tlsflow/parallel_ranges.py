@@ -68,7 +68,7 @@ from tlsflow.capture.linktypes import ETHERNET
 from tlsflow.gcpolicy import tune_gc
 from tlsflow.hop_ahead import equal_cut_targets, window_targets
 from tlsflow.hop_ahead import take as hop_taken_ahead
-from tlsflow.parallel import BATCH_PACKETS, QUEUE_BATCHES, shut_down, start_method
+from tlsflow.parallel import BATCH_PACKETS, QUEUE_BATCHES, count_lane_but, shut_down, start_method
 from tlsflow.shipping import pack_all, unpack_all
 from tlsflow.waiting import Waiting
 
@@ -287,16 +287,7 @@ def follow_counter(reassembler: Any, raw: set[bytes]) -> Any:
     lanes = _FollowLanes(reassembler.lanes)
     lanes.tracked = frozenset(raw)
     reassembler.lanes = lanes  # the reassembler adds and removes its lanes in this one from now on
-    count = reassembler.count_lane
-
-    def count_lane(lane: Any, frame: int, ts: float, seq: int, ack: int, flags: int, window: int, ttl: int,
-                   n: int) -> bool:
-        # Arguments spelled out: packing them (*fields) costs more than the rest of this call.
-        if lane is _FOREIGN:
-            return ts < reassembler.next_expiry  # type: ignore[no-any-return]
-        return count(lane, frame, ts, seq, ack, flags, window, ttl, n)  # type: ignore[no-any-return]
-
-    return _FollowCounter(lanes, count_lane, reassembler)
+    return _FollowCounter(lanes, count_lane_but(reassembler, _FOREIGN), reassembler)
 
 
 class _FollowCounter:

@@ -373,21 +373,29 @@ def test_damaged_capture_in_ranges(generated, tmp_path, where):
             sorted((r for r in single if isinstance(r, dict)), key=key)
 
 
-def test_compressed_capture_is_shared_by_connection(generated, tmp_path, monkeypatch):
+@pytest.fixture
+def shared(monkeypatch) -> list[int]:
+    """The jobs of each run that `parallel.analyze_file_sharded` made (shared out by connection)."""
+    from tlsflow import parallel
+
+    runs: list[int] = []
+    original = parallel.analyze_file_sharded
+
+    def sharing(path, jobs, **kwargs):  # type: ignore[no-untyped-def]
+        runs.append(jobs)
+        return original(path, jobs, **kwargs)
+
+    monkeypatch.setattr(parallel, "analyze_file_sharded", sharing)
+    return runs
+
+
+def test_compressed_capture_is_shared_by_connection(generated, tmp_path, shared):
     """From GZIP_SHARED_FROM jobs on; with fewer, one process reads it (a child decompressing for it)."""
     from tlsflow import parallel
 
     packed = tmp_path / "gen.pcap.gz"
     packed.write_bytes(gzip.compress(generated.read_bytes(), compresslevel=1))
     assert not splittable(str(packed)) and splittable(str(generated))
-    shared = []
-    original = parallel.analyze_file_sharded
-
-    def sharing(path, jobs, **kwargs):  # type: ignore[no-untyped-def]
-        shared.append(jobs)
-        return original(path, jobs, **kwargs)
-
-    monkeypatch.setattr(parallel, "analyze_file_sharded", sharing)
     single = _records(packed, 1)
     assert _records(packed, parallel.GZIP_SHARED_FROM) == single
     assert _records(packed, 2) == single
@@ -395,13 +403,11 @@ def test_compressed_capture_is_shared_by_connection(generated, tmp_path, monkeyp
 
 
 @pytest.mark.parametrize("busy", [True, False])
-def test_a_busy_link_is_shared_out_by_connection(generated, monkeypatch, busy):
+def test_a_busy_link_is_shared_out_by_connection(generated, monkeypatch, shared, busy):
     """`--jobs` on one file looks at the connections in flight at its first cut: from SHARDS_FROM_IN_FLIGHT 4-tuples
     on (a link with thousands of long connections at once, where worker 0 would follow most of the file), worker 0
     is stopped before any record is given and the file is shared out by connection; below, the ranges go on, and
     worker 1 takes the 4-tuples the parent found instead of looking for them again. The same rows either way."""
-    from tlsflow import parallel
-
     found: list[int] = []
     original_in_flight = parallel_ranges.in_flight_at
     parent = os.getpid()
@@ -413,15 +419,7 @@ def test_a_busy_link_is_shared_out_by_connection(generated, monkeypatch, busy):
         found.append(len(keys))
         return keys
 
-    shared = []
-    original_sharded = parallel.analyze_file_sharded
-
-    def sharded(path, jobs, **kwargs):  # type: ignore[no-untyped-def]
-        shared.append(jobs)
-        return original_sharded(path, jobs, **kwargs)
-
     monkeypatch.setattr(parallel_ranges, "in_flight_at", in_flight_at)
-    monkeypatch.setattr(parallel, "analyze_file_sharded", sharded)
     single = _records(generated, 1)
     with open_capture(generated) as cap:
         segments = sum(1 for _ in cap.packets())
