@@ -253,8 +253,9 @@ IN_FLIGHT_FAR_FROM_KEYS = 2000
 # twenty-second session), keys at the middle of the file -> byte ranges / by connection: 20,000 connections at
 # once (1.3 GB, most alive for half of it): 31,585 -> 26-32 s / 15.8 s (one process 25-29 s); 5,000 at once:
 # 12,596 -> 8.8-10.0 s / 6.0-8.2 s; the same seen one way: 6,288 -> 8.2-11.8 s / 5.9-7.4 s; 2,000 at once: 6,884
-# -> 4.9-6.7 s / 4.6-6.5 s; the 1 GB bench capture (48 at once): 463 -> 5.5-7.9 s / 6.7-8.6 s (there the ranges'
-# extra work is smaller than reading every record twice).
+# -> 4.9-6.7 s / 4.6-6.5 s; 1,000 at once: 4,864 -> 5.1-6.4 s / 5.8-6.4 s; 500 at once: 1,338 -> 4.6-4.9 s /
+# 5.0-5.7 s; the 1 GB bench capture (48 at once): 463 -> 5.5-7.9 s / 6.7-8.6 s (there the ranges' extra work is
+# smaller than reading every record twice).
 SHARDS_FROM_IN_FLIGHT = 6_000
 
 
