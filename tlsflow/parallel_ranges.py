@@ -244,29 +244,40 @@ def wire_keys(tracked: Any) -> set[bytes]:
 
 # Keys found in the near window (two per connection that sent both ways) from which the far one is read too.
 IN_FLIGHT_FAR_FROM_KEYS = 2000
-# Keys in flight at the first cut (near and far windows) from which `--jobs` shares the file out by connection
-# (`parallel.analyze_file_sharded`: every worker reads every record, but analyses only its own connections, and
-# passes the others' segments through the reader's fast lane) instead of by byte ranges. Why: a range's worker
-# follows the connections open at its end to their close, which the next worker reads too (skipping them as
-# phantoms); on a link with thousands of connections at once that is much of the rest of the file, and with
-# 20,000 long ones worker 0 did nearly all the work. Measured (2 cores, --jobs 2, three alternated runs each, the
-# twenty-second session), keys at the middle of the file -> byte ranges / by connection: 20,000 connections at
-# once (1.3 GB, most alive for half of it): 31,585 -> 26-32 s / 15.8 s (one process 25-29 s); 5,000 at once:
-# 12,596 -> 8.8-10.0 s / 6.0-8.2 s; the same seen one way: 6,288 -> 8.2-11.8 s / 5.9-7.4 s; 2,000 at once: 6,884
-# -> 4.9-6.7 s / 4.6-6.5 s; 1,000 at once: 4,864 -> 5.1-6.4 s / 5.8-6.4 s; 500 at once: 1,338 -> 4.6-4.9 s /
-# 5.0-5.7 s; the 1 GB bench capture (48 at once): 463 -> 5.5-7.9 s / 6.7-8.6 s (there the ranges' extra work is
-# smaller than reading every record twice).
-SHARDS_FROM_IN_FLIGHT = 6_000
+# 4-tuples exchanging segments (not SYNs or RSTs alone: `in_flight_parts`) in flight at the first cut, near and
+# far windows, from which `--jobs` shares the file out by connection (`parallel.analyze_file_sharded`: every worker
+# reads every record, but analyses only its own connections, and passes the others' segments through the reader's
+# fast lane) instead of by byte ranges. Why: a range's worker follows the connections open at its end to their
+# close, which the next worker reads too (skipping them as phantoms); on a link with thousands of connections at
+# once that is much of the rest of the file, and with 20,000 long ones worker 0 did nearly all the work. Measured
+# (2 cores, --jobs 2, three alternated runs each, the twenty-second session), 4-tuples at the middle of the file ->
+# byte ranges / by connection: 20,000 connections at once (1.3 GB, most alive for half of it): 31,565 -> 26-32 s /
+# 15.8 s (one process 25-29 s); 5,000 at once: 12,057 -> 8.8-10.0 s / 6.0-8.2 s; 2,000 at once: 6,635 -> 4.9-6.7
+# s / 4.6-6.5 s; 5,000 at once seen one way: 5,926 -> 8.2-11.8 s / 5.9-7.4 s; 1,000 at once: 4,720 -> 5.1-6.4 s
+# / 5.8-6.4 s; 500 at once: 1,279 -> 4.6-4.9 s / 5.0-5.7 s; the 1 GB bench capture (48 at once): 457 -> 5.5-7.9 s
+# / 6.7-8.6 s (there the ranges' extra work is smaller than reading every record twice). A flood of 200,000 SYNs
+# (75,000 4-tuples in the window, none exchanging) keeps the ranges: its flow table overflows, which shards, each
+# with a table of its own connections, would not see as one process does.
+SHARDS_FROM_IN_FLIGHT = 5_000
 
 
 def in_flight_at(path: str, windows: Windows, cut_frame: int) -> set[bytes]:
     """`flows_in_window` of the near window (`_windows`), and of the far one as well when the near one holds many
     connections (a busy link, whose connections send far apart)."""
+    exchanging, other = in_flight_parts(path, windows, cut_frame)
+    return exchanging | other
+
+
+def in_flight_parts(path: str, windows: Windows, cut_frame: int) -> tuple[set[bytes], set[bytes]]:
+    """`in_flight_at` in two parts: the 4-tuples of segments without SYN or RST (connections exchanging data or
+    acknowledgements), and the others' (SYNs and RSTs alone, as in a flood or a scan, and other layouts)."""
     far, near = windows
-    found = flows_in_window(path, near, cut_frame)
-    if len(found) > IN_FLIGHT_FAR_FROM_KEYS and far[0] < near[0]:
-        found |= flows_in_window(path, far, near[1] + 1)
-    return found
+    exchanging, other = _window_parts(path, near, cut_frame)
+    if len(exchanging) + len(other) > IN_FLIGHT_FAR_FROM_KEYS and far[0] < near[0]:
+        far_exchanging, far_other = _window_parts(path, far, near[1] + 1)
+        exchanging |= far_exchanging
+        other |= far_other
+    return exchanging, other
 
 
 def _in_flight(raw: set[bytes], pkt: Any) -> bool:
@@ -349,6 +360,12 @@ def flows_in_window(path: str, window: tuple[int, int, bytes], cut_frame: int) -
     """The 4-tuples (as the reader's lanes key them: `wire_keys`) of the TCP segments from the record or block
     `window` (split.Cut's fields) up to frame `cut_frame`, excluded: the connections in flight at a cut there, but
     for those silent all that while. Read through the reader's fast lane: no TcpPacket for most segments."""
+    exchanging, other = _window_parts(path, window, cut_frame)
+    return exchanging | other
+
+
+def _window_parts(path: str, window: tuple[int, int, bytes], cut_frame: int) -> tuple[set[bytes], set[bytes]]:
+    """`flows_in_window` in the two parts of `in_flight_parts`."""
     from tlsflow.capture import CaptureError, open_capture
 
     counter = _WindowCounter(cut_frame)
@@ -368,7 +385,7 @@ def flows_in_window(path: str, window: tuple[int, int, bytes], cut_frame: int) -
         pass  # damage before the cut: the worker's own reading reports it where it matters
     finally:
         cap.close()
-    return seen | wire_keys(other)
+    return seen, wire_keys(other)
 
 
 FOLLOW_CHUNK = 1 << 20
@@ -967,10 +984,13 @@ def analyze_ranges(path: str, jobs: int, *, ca_bundle: str | None = None, keylog
                 in_flight = None
                 if k == 0 and cut_targets is None:
                     # Found here rather than by worker 1 (which takes them), to choose how to share the file out.
-                    in_flight = in_flight_at(path, window, cut.frames_before + 1)  # type: ignore[arg-type]
-                    if len(in_flight) >= SHARDS_FROM_IN_FLIGHT:
+                    # Connections that exchange segments count, not SYNs alone: a flood fills the flow table, which
+                    # the ranges see and shards would not (each shard's table holds its own connections only).
+                    exchanging, other = in_flight_parts(path, window, cut.frames_before + 1)  # type: ignore[arg-type]
+                    if len(exchanging) >= SHARDS_FROM_IN_FLIGHT:
                         shards = True
                         break
+                    in_flight = exchanging | other
                 tell_end(len(pipes) - 1, (cut.frames_before + 1, cut.offset, cut.preamble))
                 starts.append(cut.frames_before + 1)
                 launch((cut.offset, cut.frames_before, cut.preamble), lower[k + 1] if k + 1 < len(lower) else None,

@@ -409,17 +409,17 @@ def test_a_busy_link_is_shared_out_by_connection(generated, monkeypatch, shared,
     is stopped before any record is given and the file is shared out by connection; below, the ranges go on, and
     worker 1 takes the 4-tuples the parent found instead of looking for them again. The same rows either way."""
     found: list[int] = []
-    original_in_flight = parallel_ranges.in_flight_at
+    original_parts = parallel_ranges.in_flight_parts
     parent = os.getpid()
 
-    def in_flight_at(path, windows, cut_frame):  # type: ignore[no-untyped-def]
+    def in_flight_parts(path, windows, cut_frame):  # type: ignore[no-untyped-def]
         # (in a forked worker this fails the run: its crash is raised in the parent)
         assert os.getpid() == parent, "worker 1 looked for the connections in flight at its cut again"
-        keys = original_in_flight(path, windows, cut_frame)
-        found.append(len(keys))
-        return keys
+        exchanging, other = original_parts(path, windows, cut_frame)
+        found.append(len(exchanging))
+        return exchanging, other
 
-    monkeypatch.setattr(parallel_ranges, "in_flight_at", in_flight_at)
+    monkeypatch.setattr(parallel_ranges, "in_flight_parts", in_flight_parts)
     single = _records(generated, 1)
     with open_capture(generated) as cap:
         segments = sum(1 for _ in cap.packets())
@@ -429,6 +429,28 @@ def test_a_busy_link_is_shared_out_by_connection(generated, monkeypatch, shared,
     assert _records(generated, 2) == single
     assert len(found) == 1 and found[0] >= 10  # the parent looked once, at the first cut
     assert shared == ([2] if busy else [])
+
+
+def test_a_syn_flood_keeps_the_byte_ranges(tmp_path, monkeypatch, shared):
+    """SYNs alone do not make a busy link: a flood's 4-tuples are not counted towards SHARDS_FROM_IN_FLIGHT (its
+    flow table overflows, which the byte ranges see as one process does, and shards would not)."""
+    from bench.gen_flood import write_flood
+
+    path = tmp_path / "flood.pcap"
+    write_flood(str(path), 20_000, 20.0, False)
+    parts: list[tuple[int, int]] = []
+    original_parts = parallel_ranges.in_flight_parts
+
+    def in_flight_parts(*args):  # type: ignore[no-untyped-def]
+        exchanging, other = original_parts(*args)
+        parts.append((len(exchanging), len(other)))
+        return exchanging, other
+
+    monkeypatch.setattr(parallel_ranges, "in_flight_parts", in_flight_parts)
+    monkeypatch.setattr(parallel_ranges, "SHARDS_FROM_IN_FLIGHT", 10)
+    assert _records(path, 2) == _records(path, 1)
+    assert len(parts) == 1 and parts[0][0] < 10 <= parts[0][1]  # (SYNs alone in the window before the cut)
+    assert shared == []
 
 
 def test_progress_reaches_the_file_size(generated):
