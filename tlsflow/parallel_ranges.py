@@ -273,7 +273,7 @@ def in_flight_parts(path: str, windows: Windows, cut_frame: int) -> tuple[set[by
     acknowledgements), and the others' (SYNs and RSTs alone, as in a flood or a scan, and other layouts)."""
     far, near = windows
     exchanging, other = _window_parts(path, near, cut_frame)
-    if len(exchanging) + len(other) > IN_FLIGHT_FAR_FROM_KEYS and far[0] < near[0]:
+    if len(exchanging | other) > IN_FLIGHT_FAR_FROM_KEYS and far[0] < near[0]:  # (a 4-tuple may be in both)
         far_exchanging, far_other = _window_parts(path, far, near[1] + 1)
         exchanging |= far_exchanging
         other |= far_other
@@ -997,9 +997,7 @@ def analyze_ranges(path: str, jobs: int, *, ca_bundle: str | None = None, keylog
                        window, in_flight)
         if shards:
             # No record given yet: worker 0 is stopped, and the file is shared out by connection instead.
-            _stop(workers)
             shut_down(workers, queue)
-            workers = []
             from tlsflow.parallel import analyze_file_sharded
 
             yield from analyze_file_sharded(path, jobs, ca_bundle=ca_bundle, keylog_path=keylog_path,
