@@ -962,6 +962,8 @@ def analyze_ranges(path: str, jobs: int, *, ca_bundle: str | None = None, keylog
         # a worker may read up to its next equal share before it must know where its range ends.
         lower = cut_targets if cut_targets is not None else equal_cut_targets(total, jobs)
         launch(None, lower[0] if lower else None)
+        if lower and ctx.get_start_method() == "fork":
+            warm_certificate_checks()
         with ahead if ahead is not None else open_hop(path) as hop:
             targets = lower
             if cut_targets is None and lower and ahead is None:
@@ -1016,6 +1018,19 @@ def analyze_ranges(path: str, jobs: int, *, ca_bundle: str | None = None, keylog
         if ahead is not None:
             ahead.close()  # (closed already, unless launching a worker failed before the hop's block)
         shut_down(workers, queue)
+
+
+def warm_certificate_checks() -> None:
+    """What checks certificate chains, imported and loaded in the parent (cryptography's X.509 code and the default
+    trust store), so that the workers it forks from now on have it. Why: a worker loads it at its first chain
+    (0.051-0.058 s of CPU, five runs, in a process with the rest of the analysis imported), and the workers after
+    the first start only once the hop has found their cut, which on the command line comes ~0.1 s after worker 0
+    has started (`tlsflow.hop_ahead`): the parent does it in that wait instead, once, and the last worker, whose
+    end the run waits for, starts without that cost (1 GB bench capture, --jobs 2, eleven and ten alternated runs:
+    medians 3.35 -> 3.24 s, within the machine's noise)."""
+    from analyzers.certchecks import TrustStore
+
+    TrustStore.default()
 
 
 # A split of a range (`_Splitter`) is offered only when its worker, at its own pace so far, has at least this long

@@ -10,6 +10,7 @@ import os
 import shutil
 import struct
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -1334,3 +1335,36 @@ def test_damage_before_a_split_stops_there(generated_pcapng, tmp_path, small_win
     key = lambda r: r["flow_id"]
     assert sorted((r for r in out if isinstance(r, dict)), key=key) == \
         sorted((r for r in single if isinstance(r, dict)), key=key)
+
+
+def test_later_range_workers_start_with_the_certificate_checks_loaded(generated, tmp_path):
+    """While the workers after the first wait for the hop to their cut, the parent loads what checks certificate
+    chains (cryptography's X.509 code, the default trust store: `warm_certificate_checks`), so that they start
+    with it rather than each loading it at its first chain. In a fresh interpreter, where nothing has loaded it
+    before worker 0 starts; the rows stay those of one process."""
+    script = f"""
+import json, sys
+from tlsflow import parallel_ranges
+from tlsflow.api import analyze_files
+
+original = parallel_ranges._range_main
+
+def spy(path, index, *args, **kwargs):
+    module = sys.modules.get("analyzers.certchecks")
+    loaded = module is not None and module._default_store.cache_info().currsize == 1
+    with open({str(tmp_path)!r} + f"/worker{{index}}", "w") as out:
+        json.dump(loaded, out)
+    return original(path, index, *args, **kwargs)
+
+parallel_ranges._range_main = spy
+rows = [r for _c, r in analyze_files([{str(generated)!r}], jobs=2)]
+print(json.dumps(sorted(rows, key=lambda r: r["flow_id"]), default=str))
+"""
+    done = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True,
+                          timeout=300, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr
+    started = {p.name: json.loads(p.read_text()) for p in tmp_path.glob("worker*")}
+    assert started == {"worker0": False, "worker1": True}
+    single = json.loads(json.dumps(_records(generated, 1), default=str))
+    assert json.loads(done.stdout) == single
+    assert any(r["cert_subject"] for r in single)  # (chains were checked)
