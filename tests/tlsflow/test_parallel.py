@@ -1368,3 +1368,47 @@ print(json.dumps(sorted(rows, key=lambda r: r["flow_id"]), default=str))
     single = json.loads(json.dumps(_records(generated, 1), default=str))
     assert json.loads(done.stdout) == single
     assert any(r["cert_subject"] for r in single)  # (chains were checked)
+
+
+def test_the_merge_keeps_only_the_connections_that_can_cross_a_later_cut(corpus_concatenated, monkeypatch,
+                                                                          small_windows, fallbacks):
+    """The parent remembers, of each range's connections, only those that may be open across a later range's first
+    frame (their last frame at or after the next range's start when placed), not every one: its memory no longer
+    grows with the file. Several cuts, and splits of the first and of the last range: the same rows."""
+    finished: list[tuple[int, list, float]] = []
+    original = parallel_ranges._Placer.finish
+
+    def finish(self, out):  # type: ignore[no-untyped-def]
+        finished.append((self.flows, list(self.kept), self.next_start))
+        return original(self, out)
+
+    monkeypatch.setattr(parallel_ranges._Placer, "finish", finish)
+    path = corpus_concatenated
+    single = _single(path)
+    size = path.stat().st_size
+    assert _in_ranges(path, [size * k // 5 for k in range(1, 5)]) == single
+    for first, second in ((0.2, 0.4), (0.4, 0.8), (0.8, 0.4)):
+        rows, taken = _split_in_one_process(path, int(size * first), int(size * second),
+                                            split_first=second < first)
+        assert taken is True and rows == single
+    assert not fallbacks
+    flows = sum(n for n, _kept, _next in finished)
+    kept = [entry for _n, entries, _next in finished for entry in entries]
+    assert flows >= len(single) > 50
+    assert all(last >= next_start for _n, entries, next_start in finished for _key, _first, last in entries)
+    assert len(kept) < flows // 10  # (every one was kept before)
+
+
+def test_frame_set_is_a_set_of_frame_numbers():
+    """`FrameSet` (the first frames the merge has given) answers as a set of ints would, with one bit a frame."""
+    import random
+
+    rng = random.Random(7)
+    frames = [rng.randrange(1, 5_000_000) for _ in range(20_000)] + [1, 8, 9, 1 << 23]
+    bits, plain = parallel_ranges.FrameSet(), set()
+    for frame in frames:
+        bits.add(frame)
+        plain.add(frame)
+        assert len(bits) == len(plain)
+    probes = frames + [rng.randrange(0, 6_000_000) for _ in range(20_000)] + [0, 1 << 30]
+    assert [f in bits for f in probes] == [f in plain for f in probes]
