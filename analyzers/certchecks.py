@@ -246,10 +246,15 @@ def _role(index: int, info: CertificateInfo) -> str:
     return "root" if info.self_issued else "intermediate"
 
 
-def _as_utc(at: dt.datetime | float) -> dt.datetime:
-    if isinstance(at, (int, float)):
+def capture_datetime(at: dt.datetime | float | None) -> dt.datetime | None:
+    """A capture time as an aware UTC datetime; None when it is not one a date can hold (a packet time of year
+    54,476 from a corrupt pcapng block, NaN): the checks against it are then skipped, not the analysis."""
+    if at is None or isinstance(at, dt.datetime):
+        return at if at is None or at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
+    try:
         return dt.datetime.fromtimestamp(at, tz=dt.UTC)
-    return at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
+    except (OverflowError, ValueError, OSError):
+        return None
 
 
 # ------------------------------------------------------------------------------------------------ hostnames
@@ -361,7 +366,8 @@ def _build_path(
 
 
 def _check_ocsp(
-    ocsp_der: bytes, leaf: x509.Certificate, issuer: x509.Certificate | None, at: dt.datetime, out: _Collector,
+    ocsp_der: bytes, leaf: x509.Certificate, issuer: x509.Certificate | None, at: dt.datetime | None,
+    out: _Collector,
 ) -> str | None:
     """Status of the leaf in a stapled OCSP response ("good", "revoked", "unknown"), None when it says nothing
     about the leaf. The response's signature and freshness become facts: a passive observer reports what the server
@@ -386,7 +392,7 @@ def _check_ocsp(
         this_update = _ocsp_time(single, "this_update")
         next_update = _ocsp_time(single, "next_update")
         assert this_update is not None
-        if at < this_update or (next_update is not None and at > next_update):
+        if at is not None and (at < this_update or (next_update is not None and at > next_update)):
             out.facts.append(f"stapled OCSP response not current at the capture's time "
                              f"(thisUpdate {_iso(this_update)}, nextUpdate "
                              f"{_iso(next_update) if next_update else 'none'})")
@@ -394,7 +400,7 @@ def _check_ocsp(
         if status == ocsp.OCSPCertStatus.REVOKED:
             when = _ocsp_time(single, "revocation_time")
             reason = single.revocation_reason.name if single.revocation_reason is not None else "unspecified"
-            if when is None or when <= at:
+            if when is None or at is None or when <= at:
                 since = f" since {_iso(when)}" if when is not None else ""
                 out.add(Finding.REVOKED, 0, f"stapled OCSP response: leaf revoked{since} (reason {reason})")
                 return "revoked"
@@ -460,16 +466,17 @@ def _verify_signature(signer: x509.Certificate, signature: bytes, data: bytes,
 def check_chain(
     ders: Sequence[bytes],
     *,
-    at: dt.datetime | float,
+    at: dt.datetime | float | None,
     server_name: str | None,
     trust: TrustStore,
     ocsp_der: bytes | None = None,
 ) -> ChainReport:
-    """Check the chain a server sent (leaf first, as on the wire) at time `at` (the capture's time).
+    """Check the chain a server sent (leaf first, as on the wire) at time `at` (the capture's time; None, or a time
+    no date can hold: the validity periods and the OCSP response's freshness are not checked, and a fact says so).
 
     Never raises on hostile certificates: what cannot be checked becomes a finding or a fact.
     """
-    at = _as_utc(at)
+    at = capture_datetime(at)
     infos = tuple(describe_certificate(der) for der in ders)
     try:
         return _check_chain(ders, infos, at, server_name, trust, ocsp_der)
@@ -482,7 +489,7 @@ def check_chain(
 def _check_chain(
     ders: Sequence[bytes],
     infos: tuple[CertificateInfo | CertificateAnomaly, ...],
-    at: dt.datetime,
+    at: dt.datetime | None,
     server_name: str | None,
     trust: TrustStore,
     ocsp_der: bytes | None,
@@ -542,7 +549,9 @@ def _check_chain(
         info = infos[index]
         assert isinstance(info, CertificateInfo)
         role = _role(index, info)
-        if at > info.not_after:
+        if at is None:
+            pass  # (said once, below)
+        elif at > info.not_after:
             out.add(Finding.EXPIRED, index, f"{role} {info.subject} expired {_iso(info.not_after)}, "
                     f"{_days(at - info.not_after)} before the capture")
         elif at < info.not_before:
@@ -563,6 +572,9 @@ def _check_chain(
         if info.signature_hash in WEAK_SIGNATURE_HASHES and not (info.self_issued and _self_signed(certs[index])):
             weak_signature = True
             out.add(Finding.WEAK, index, f"{role} {info.subject} is signed with {info.signature_algorithm}")
+
+    if at is None:
+        out.facts.append("the capture's time is not a date: the certificates' validity periods were not checked")
 
     # --- name
     if server_name:

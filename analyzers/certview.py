@@ -26,8 +26,11 @@ def _finding_name(finding: Any) -> str:
     return str(finding).removeprefix("cert_")  # Finding is a str enum whose value is the contract's name
 
 
-def assess_certificates(summary: HandshakeSummary, *, at: dt.datetime, trust: Any) -> tuple[CertView, Any, int | None]:
-    """(the view for the verdict, the leaf's CertificateInfo or None, how many certificates the server sent)."""
+def assess_certificates(summary: HandshakeSummary, *, at: dt.datetime | float | None, trust: Any
+                        ) -> tuple[CertView, Any, int | None]:
+    """(the view for the verdict, the leaf's CertificateInfo or None, how many certificates the server sent), at the
+    capture's time `at` (a datetime, or seconds since the epoch; validity is not checked for None or a time no
+    date can hold: `certchecks.capture_datetime`)."""
     cert_msg = summary.server_certificate
     if cert_msg is None:
         return CertView(), None, None
@@ -37,7 +40,9 @@ def assess_certificates(summary: HandshakeSummary, *, at: dt.datetime, trust: An
     leaf = describe_certificate(ders[0])
     if not hasattr(leaf, "subject"):
         return CertView(facts=(f"frame {cert_msg.frame}: the server's certificate does not decode",)), None, len(ders)
-    from analyzers.certchecks import check_chain, looks_like_interception
+    from analyzers.certchecks import capture_datetime, check_chain, looks_like_interception
+
+    at = capture_datetime(at)
 
     ch = summary.client_hello
     # TLS <= 1.2 staples OCSP in a CertificateStatus message, TLS 1.3 in the leaf's certificate entry.
@@ -56,7 +61,7 @@ def assess_certificates(summary: HandshakeSummary, *, at: dt.datetime, trust: An
         warnings.append("cert_sha1_signature")
     if report.weak_key:
         warnings.append("cert_weak_key")
-    valid_now = leaf.not_before <= at <= leaf.not_after
+    valid_now = None if at is None else leaf.not_before <= at <= leaf.not_after
     interception = looks_like_interception(report)
     return (CertView(findings=findings, facts=tuple(facts), valid_at_capture_time=valid_now,
                      interception=interception, warnings=tuple(warnings)), leaf, len(ders))

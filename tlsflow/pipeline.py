@@ -299,6 +299,7 @@ class _CertCache:
         # statement in `_timing` cost ~3,000 instructions each time a certificate was not plainly valid.
         self._expires_soon: Any = None
         self._days: Any = None
+        self._datetime: Any = None
         self._entries: dict[tuple[Any, ...], tuple[int, tuple[Any, Any, Any]]] = {}
         self._infos: dict[bytes, tuple[Any, float, float]] = {}
         self._leaf_fields: dict[int, tuple[Any, CertificateFields]] = {}
@@ -329,11 +330,11 @@ class _CertCache:
         if cert_msg is None:
             return _NO_CERTIFICATE  # what assess_certificates gives then, without building it again
         if summary.certificate_status is not None:
-            return assess_certificates(summary, at=_dt.datetime.fromtimestamp(start, tz=_dt.UTC), trust=self.trust)
+            return assess_certificates(summary, at=start, trust=self.trust)
         ders = tuple(getattr(cert_msg.message, "certificates", ()))
         timing = self._timing(ders, start) if ders else None
         if timing is None:
-            return assess_certificates(summary, at=_dt.datetime.fromtimestamp(start, tz=_dt.UTC), trust=self.trust)
+            return assess_certificates(summary, at=start, trust=self.trust)
         ch = summary.client_hello
         key = (ders, ch.sni if ch is not None else None, timing)
         entry = self._entries.get(key)
@@ -350,7 +351,7 @@ class _CertCache:
                 # CertView's fields spelled out: dataclasses.replace costs several microseconds per connection
                 return CertView(findings=view.findings, facts=facts, valid_at_capture_time=view.valid_at_capture_time,
                                 interception=view.interception, warnings=view.warnings), leaf, chain_len
-        result = assess_certificates(summary, at=_dt.datetime.fromtimestamp(start, tz=_dt.UTC), trust=self.trust)
+        result = assess_certificates(summary, at=start, trust=self.trust)
         if len(self._entries) >= self.MAX_ENTRIES:
             self._entries.clear()
         self._entries[key] = (frame, result)
@@ -358,7 +359,7 @@ class _CertCache:
 
     def _timing(self, ders: tuple[bytes, ...], start: float) -> tuple[Any, ...] | None:
         """How `check_chain` sees the capture time `start` against each certificate (its validity cases and their
-        texts), or None when a certificate does not decode (then nothing is cached)."""
+        texts), or None when a certificate does not decode or the time is not a date (then nothing is cached)."""
         infos = self._infos
         out = []
         at = None
@@ -368,9 +369,9 @@ class _CertCache:
                 if len(infos) >= self.MAX_ENTRIES:
                     infos.clear()
                 if self._days is None:
-                    from analyzers.certchecks import EXPIRES_SOON, _days
+                    from analyzers.certchecks import EXPIRES_SOON, _days, capture_datetime
 
-                    self._expires_soon, self._days = EXPIRES_SOON, _days
+                    self._expires_soon, self._days, self._datetime = EXPIRES_SOON, _days, capture_datetime
                 known = infos[der] = self._describe(der)
             info, plainly_valid_from, plainly_valid_until = known
             if info is None:
@@ -379,7 +380,9 @@ class _CertCache:
                 out.append(None)  # valid, and not expiring within EXPIRES_SOON: the common case, without datetimes
                 continue
             if at is None:
-                at = _dt.datetime.fromtimestamp(start, tz=_dt.UTC)
+                at = self._datetime(start)
+                if at is None:
+                    return None
             days = self._days
             not_before, not_after = info.not_before, info.not_after
             if at > not_after:

@@ -561,3 +561,20 @@ def test_check_chain_never_raises_on_damaged_chains(pki: Pki, data: st.DataObjec
     assert isinstance(report, ChainReport)
     assert all(isinstance(f, Finding) for f in report.findings)
     looks_like_interception(ders)
+
+
+@pytest.mark.parametrize("at", [None, 1e15, float("nan"), float("inf"), -1e15])
+def test_a_capture_time_that_is_not_a_date_skips_the_validity_checks_only(pki: Pki, at) -> None:
+    """A packet time no date can hold (year 54,476 from a corrupt pcapng block, NaN, infinity) or none: the chain is
+    still built and named, its validity periods are not checked (no expired or not-yet-valid finding from a
+    time that is not one), and a fact says so."""
+    leaf_info = describe_certificate(pki.leaf_rsa.der)
+    assert isinstance(leaf_info, CertificateInfo)
+    chain = [pki.leaf_rsa.der, pki.intermediate.der]
+    report = check_chain(chain, at=at, server_name="other.example.test", trust=pki.trust)
+    assert kinds(report) == {"cert_hostname_mismatch"}
+    assert report.trusted
+    assert any("not a date" in fact for fact in report.facts)
+    # (the same chain at a time past its end: expired, as before)
+    assert "cert_expired" in kinds(check_chain(chain, at=leaf_info.not_after + DAY, server_name=None,
+                                               trust=pki.trust))

@@ -3,6 +3,9 @@ arithmetic (hi * 2**32 + lo, then / units); that is the same number as the exact
 for any words and any resolution a file can declare (both round the integer to the nearest double once)."""
 from __future__ import annotations
 
+import struct
+from pathlib import Path
+
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -22,3 +25,44 @@ def test_float_timestamp_equals_the_integer_division(high: int, low: int, resolu
     option = bytes([9, 0, 1, 0, resolution, 0, 0, 0, 0, 0, 0, 0])  # if_tsresol, then opt_endofopt
     units, _ = _interface_time(_LITTLE, option, 0, len(option))
     assert (high * 4294967296.0 + low) / units + offset == ((high << 32) | low) / units + offset
+
+
+def _as_pcapng_at(pcap: Path, out: Path, seconds: float) -> Path:
+    """The pcap's packets as a little-endian pcapng (microsecond timestamps), the first one at `seconds` after the
+    epoch and the others as far apart as they were."""
+    data = pcap.read_bytes()
+    order = "<" if data[:4] == b"\xd4\xc3\xb2\xa1" else ">"
+    link = struct.unpack_from(order + "I", data, 20)[0]
+    blocks = [struct.pack("<IIIHHqI", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1, 28),
+              struct.pack("<IIHHII", 1, 20, link, 0, 0, 20)]
+    pos, first = 24, None
+    while pos + 16 <= len(data):
+        sec, usec, caplen, length = struct.unpack_from(order + "IIII", data, pos)
+        packet = data[pos + 16:pos + 16 + caplen]
+        pos += 16 + caplen
+        first = sec + usec / 1e6 if first is None else first
+        stamp = int((seconds + (sec + usec / 1e6 - first)) * 1_000_000)
+        body = packet + b"\0" * (-len(packet) % 4)
+        size = 32 + len(body)
+        blocks.append(struct.pack("<IIIIIII", 6, size, 0, stamp >> 32, stamp & 0xFFFFFFFF, caplen, length)
+                      + body + struct.pack("<I", size))
+    out.write_bytes(b"".join(blocks))
+    return out
+
+
+def test_packet_times_no_date_can_hold_do_not_stop_the_analysis(tmp_path: Path) -> None:
+    """A pcapng whose packet times lie in year 60,000 (a corrupt or hostile timestamp: the fuzzer's find): the
+    analysis gives the same connection as at the real time, its certificate named, its validity not checked
+    (said in the evidence) instead of the run ending in a ValueError at the certificate checks."""
+    from tests.conftest import CORPUS
+    from tlsflow.pipeline import iter_flow_records
+
+    pcap = CORPUS / "tls12_cert_expired.pcap"
+    real = list(iter_flow_records(str(pcap)))
+    far = list(iter_flow_records(str(_as_pcapng_at(pcap, tmp_path / "far.pcapng", 1.83e12))))
+    assert len(far) == len(real) == 1
+    assert real[0]["cause"] == "cert_expired"
+    for field in ("outcome", "failed_step", "alert", "cert_subject", "client", "server", "version"):
+        assert far[0][field] == real[0][field], field
+    assert far[0]["start"] > 1e12
+    assert any("not a date" in line for line in far[0]["evidence"])
