@@ -203,7 +203,9 @@ def to_dataframe(records: Iterable[dict[str, Any]]):
 
     frame = pd.DataFrame.from_records(list(records), columns=list(FIELDS))
     for column in ("start", "end"):
-        frame[column] = pd.to_datetime(frame[column], unit="s", utc=True)
+        # (a capture time no datetime can hold, past ~294,000 years from 1970 as pandas keeps microseconds: NaT, not
+        # an OutOfBoundsDatetime for the whole table; pcapng's 64-bit times can say so)
+        frame[column] = pd.to_datetime(frame[column], unit="s", utc=True, errors="coerce")
     for column in ("cert_not_before", "cert_not_after"):
         frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
     for column in _CATEGORIES:

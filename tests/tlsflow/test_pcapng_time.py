@@ -66,3 +66,17 @@ def test_packet_times_no_date_can_hold_do_not_stop_the_analysis(tmp_path: Path) 
         assert far[0][field] == real[0][field], field
     assert far[0]["start"] > 1e12
     assert any("not a date" in line for line in far[0]["evidence"])
+
+
+def test_the_dataframe_takes_packet_times_no_datetime_can_hold(tmp_path: Path) -> None:
+    """`tlsflow.analyze()` on packets of year ~318,000 (past what pandas' datetimes hold): the row is there, its
+    start and end are NaT (the JSON and Parquet outputs keep the seconds), not an OutOfBoundsDatetime."""
+    import tlsflow
+    from tests.conftest import CORPUS
+
+    pcap = CORPUS / "tls12_cert_expired.pcap"
+    real = tlsflow.analyze(pcap)
+    far = tlsflow.analyze(_as_pcapng_at(pcap, tmp_path / "far.pcapng", 1e13))
+    assert len(far) == len(real) == 1
+    assert far["start"].isna().all() and far["end"].isna().all() and real["start"].notna().all()
+    assert list(far["outcome"]) == list(real["outcome"]) and list(far["cert_subject"]) == list(real["cert_subject"])
