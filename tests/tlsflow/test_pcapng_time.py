@@ -28,25 +28,16 @@ def test_float_timestamp_equals_the_integer_division(high: int, low: int, resolu
 
 
 def _as_pcapng_at(pcap: Path, out: Path, seconds: float) -> Path:
-    """The pcap's packets as a little-endian pcapng (microsecond timestamps), the first one at `seconds` after the
-    epoch and the others as far apart as they were."""
-    data = pcap.read_bytes()
-    order = "<" if data[:4] == b"\xd4\xc3\xb2\xa1" else ">"
-    link = struct.unpack_from(order + "I", data, 20)[0]
-    blocks = [struct.pack("<IIIHHqI", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1, 28),
-              struct.pack("<IIHHII", 1, 20, link, 0, 0, 20)]
-    pos, first = 24, None
-    while pos + 16 <= len(data):
-        sec, usec, caplen, length = struct.unpack_from(order + "IIII", data, pos)
-        packet = data[pos + 16:pos + 16 + caplen]
-        pos += 16 + caplen
-        first = sec + usec / 1e6 if first is None else first
-        stamp = int((seconds + (sec + usec / 1e6 - first)) * 1_000_000)
-        body = packet + b"\0" * (-len(packet) % 4)
-        size = 32 + len(body)
-        blocks.append(struct.pack("<IIIIIII", 6, size, 0, stamp >> 32, stamp & 0xFFFFFFFF, caplen, length)
-                      + body + struct.pack("<I", size))
-    out.write_bytes(b"".join(blocks))
+    """The pcap's packets as a pcapng (`capture_file_bytes`), the first one at `seconds` after the epoch and the
+    others as far apart as they were."""
+    from tests.conftest import capture_file_bytes
+    from tests.tlsflow.pcap_edit import records
+
+    header, recs = records(pcap)
+    stamps = [sec * 1_000_000 + usec for sec, usec in (struct.unpack_from("<II", rec) for rec in recs)]
+    moved = [(int(seconds * 1_000_000) + stamp - stamps[0], rec[16:], struct.unpack_from("<I", rec, 12)[0])
+             for stamp, rec in zip(stamps, recs, strict=True)]
+    out.write_bytes(capture_file_bytes(struct.unpack_from("<I", header, 20)[0], moved, pcapng=True))
     return out
 
 
