@@ -249,8 +249,10 @@ def _role(index: int, info: CertificateInfo) -> str:
 def capture_datetime(at: dt.datetime | float | None) -> dt.datetime | None:
     """A capture time as an aware UTC datetime; None when it is not one a date can hold (a packet time of year
     54,476 from a corrupt pcapng block, NaN): the checks against it are then skipped, not the analysis."""
-    if at is None or isinstance(at, dt.datetime):
-        return at if at is None or at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
+    if at is None:
+        return None
+    if isinstance(at, dt.datetime):
+        return at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
     try:
         return dt.datetime.fromtimestamp(at, tz=dt.UTC)
     except (OverflowError, ValueError, OSError):
