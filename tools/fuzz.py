@@ -10,6 +10,10 @@ of a `TlsConnection`, whole, cut in two, or as a gap of lost bytes. Nothing may 
 `tls-seeds FOLDER` writes the real sessions of `bench/real_streams.json` in that form, as a starting corpus.
 `pcap`: the input is a capture file, read through `iter_flow_records`: records in the contract's field order, and
 a `CaptureError` at worst. The corpus captures (`captures/corpus/*.pcap`) make a starting corpus.
+`certs`: the input is a certificate chain (and maybe a stapled OCSP response) that a real TLS 1.2 handshake of the
+corpus carries instead of its own, the connection fed packet by packet to `FlowAnalyzer` (the certificate decoding,
+chain, name, validity and OCSP checks, the verdict and the record, with the corpus CA trusted or not): a record in
+the contract's field order, and no exception. `certs-seeds FOLDER` writes the corpus's own chains in that form.
 
 Why here and not in the test suite: a run is minutes to hours of CPU. The property tests (hypothesis) keep the
 quick version of the same rules in every test run (tests/tlsparse/test_properties.py).
@@ -109,6 +113,197 @@ def fuzz_pcap() -> None:
     atheris.Fuzz()
 
 
+# A `certs` input: a control byte (which template handshake, the corpus CA trusted or not, the last blob an OCSP
+# response or a certificate), then blobs, each a 3-byte length and its bytes.
+def blobs(data: bytes) -> list[bytes]:
+    out, pos = [], 1
+    while pos + 3 <= len(data) and len(out) < 16:
+        length = int.from_bytes(data[pos:pos + 3], "big")
+        out.append(data[pos + 3:pos + 3 + length])
+        pos += 3 + length
+    return out
+
+
+def _connection(path: Path) -> tuple[bytes, bytes, list[tuple[bool, int, int, float]]] | None:
+    """The first TCP connection of a loopback capture without loss: (client bytes, server bytes, each segment with
+    data in capture order as (from the client, start and end offsets in its direction's bytes, time))."""
+    from tlsflow.capture import open_capture
+
+    streams: dict[bool, bytearray] = {True: bytearray(), False: bytearray()}
+    first_seq: dict[bool, int] = {}
+    order = []
+    client = None
+    with open_capture(path) as cap:
+        for pkt in cap.packets():
+            if pkt.flags & 0x12 == 0x02 and client is None:
+                client = (pkt.src, pkt.sport)
+            if client is None or client not in ((pkt.src, pkt.sport), (pkt.dst, pkt.dport)) or not pkt.payload:
+                continue
+            side = (pkt.src, pkt.sport) == client
+            start = (pkt.seq - first_seq.setdefault(side, pkt.seq)) & 0xFFFFFFFF
+            if start != len(streams[side]):
+                continue  # a copy (or a loss: not in the corpus's loopback captures)
+            streams[side] += pkt.payload
+            order.append((side, start, start + len(pkt.payload), pkt.ts))
+    if client is None:
+        return None
+    return bytes(streams[True]), bytes(streams[False]), order
+
+
+def _plaintext_flight(stream: bytes) -> tuple[list[tuple[int, bytes]], int]:
+    """The handshake messages (type, body) of the server's first flight (the plaintext records that open `stream`, up
+    to the record with its ServerHelloDone), and where that flight ends."""
+    pos, handshake, messages, at = 0, b"", [], 0
+    while pos + 5 <= len(stream) and stream[pos] == 22 and 14 not in [kind for kind, _ in messages]:
+        length = int.from_bytes(stream[pos + 3:pos + 5], "big")
+        handshake += stream[pos + 5:pos + 5 + length]
+        pos += 5 + length
+        while at + 4 <= len(handshake):
+            size = int.from_bytes(handshake[at + 1:at + 4], "big")
+            if at + 4 + size > len(handshake):
+                break
+            messages.append((handshake[at], handshake[at + 4:at + 4 + size]))
+            at += 4 + size
+    return messages, pos
+
+
+def _records(messages: list[tuple[int, bytes]]) -> bytes:
+    handshake = b"".join(bytes([kind]) + len(body).to_bytes(3, "big") + body for kind, body in messages)
+    return b"".join(b"\x16\x03\x03" + len(piece).to_bytes(2, "big") + piece
+                    for piece in (handshake[at:at + 16384] for at in range(0, len(handshake), 16384)))
+
+
+def cert_templates() -> list[dict]:
+    """The corpus's TLS 1.2 handshakes with a Certificate message in the clear: both directions' bytes, the
+    server's plaintext messages and where they end, and the order of the segments."""
+    templates = []
+    for path in sorted((REPO / "captures" / "corpus").glob("tls12_*.pcap")):
+        connection = _connection(path)
+        if connection is None:
+            continue
+        client, server, order = connection
+        messages, flight_end = _plaintext_flight(server)
+        if 11 not in [kind for kind, _ in messages]:
+            continue
+        templates.append({"name": path.name, "client": client, "server": server, "messages": messages,
+                          "flight_end": flight_end, "order": order})
+    return templates
+
+
+def certificate_message(ders: list[bytes]) -> bytes:
+    body = b"".join(len(der).to_bytes(3, "big") + der for der in ders)
+    return len(body).to_bytes(3, "big") + body
+
+
+def cert_packets(template: dict, ders: list[bytes], ocsp: bytes | None) -> list:
+    """The template's connection as TcpPackets in its own order and times, the server's chain (and stapled OCSP
+    response) replaced: the server's plaintext flight goes whole where its first segment was, every later server
+    byte moves by the difference in length, and each data segment is acknowledged at once."""
+    from tlsflow.packet import TcpPacket
+
+    messages = []
+    for kind, body in template["messages"]:
+        if kind == 11:
+            messages.append((11, certificate_message(ders)))
+            if ocsp is not None:
+                messages.append((22, b"\x01" + len(ocsp).to_bytes(3, "big") + ocsp))
+        elif kind != 22 or ocsp is None:
+            messages.append((kind, body))
+    flight_end = template["flight_end"]
+    server = _records(messages) + template["server"][flight_end:]
+    shift = len(server) - len(template["server"])
+    data = {True: template["client"], False: server}
+    isn = {True: 1000, False: 5000}
+    sent = {True: 0, False: 0}
+    packets: list = []
+    first_ts = template["order"][0][3] if template["order"] else 1767225600.0
+
+    def packet(client: bool, flags: int, ts: float, payload: bytes = b"") -> None:
+        ends = (("10.0.0.1", 40000), ("10.0.0.2", 443)) if client else (("10.0.0.2", 443), ("10.0.0.1", 40000))
+        syn = 0 if flags & 0x02 else 1
+        packets.append(TcpPacket(frame=len(packets) + 1, ts=ts, ip_version=4, src=ends[0][0], dst=ends[1][0],
+                                 sport=ends[0][1], dport=ends[1][1], seq=(isn[client] + syn + sent[client]),
+                                 ack=isn[not client] + 1 + sent[not client],
+                                 flags=flags, window=65535, payload=payload, ttl=64, ip_id=len(packets) + 1))
+        sent[client] += len(payload)
+
+    packet(True, 0x02, first_ts - 0.002)
+    packet(False, 0x12, first_ts - 0.0015)
+    packet(True, 0x10, first_ts - 0.001)
+    for client, start, end, ts in template["order"]:
+        if not client:
+            if end <= flight_end:
+                if start:
+                    continue  # (the whole new flight went at the flight's first segment)
+                start, end = 0, flight_end + shift
+            else:
+                start, end = max(start, flight_end) + shift, end + shift
+        piece = data[client][start:end]
+        for at in range(0, len(piece), 16384):
+            packet(client, 0x18, ts, piece[at:at + 16384])
+        packet(not client, 0x10, ts + 0.0001)
+    last = template["order"][-1][3] if template["order"] else first_ts
+    packet(True, 0x11, last + 0.001)
+    isn[True] += 1  # (the FIN takes a sequence number)
+    packet(False, 0x11, last + 0.0015)
+    isn[False] += 1
+    packet(True, 0x10, last + 0.002)
+    return packets
+
+
+def fuzz_certs() -> None:
+    import atheris
+
+    with atheris.instrument_imports():
+        import analyzers.certchecks  # noqa: F401 - instrumented before the pipeline imports it
+        import tlsparse.certificate_decode  # noqa: F401
+        from analyzers.certchecks import TrustStore
+        from tlsflow.pipeline import FlowAnalyzer
+        from tlsflow.record import FIELDS
+    fields = list(FIELDS)
+    templates = cert_templates()
+    trusted = TrustStore.from_pem_file(REPO / "captures" / "corpus" / "ca.pem")
+
+    def one_input(data: bytes) -> None:
+        if not data:
+            return
+        parts = blobs(data)
+        control = data[0]
+        ocsp = parts.pop() if control & 0x80 and parts else None
+        template = templates[(control & 0x3F) % len(templates)]
+        analyzer = FlowAnalyzer("fuzz", trust=trusted if control & 0x40 else None)
+        records = []
+        for pkt in cert_packets(template, parts, ocsp):
+            records.extend(analyzer.feed(pkt))
+        records.extend(analyzer.finish())
+        if len(records) != 1:
+            raise AssertionError(f"{len(records)} records for one connection")
+        if list(records[0])[:len(fields)] != fields:
+            raise AssertionError(f"fields out of the contract's order: {list(records[0])}")
+
+    atheris.Setup(sys.argv[:1] + sys.argv[2:], one_input)
+    atheris.Fuzz()
+
+
+def certs_seeds(folder: str) -> None:
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    for index, template in enumerate(cert_templates()):
+        messages = dict(template["messages"])
+        body = messages[11][3:]
+        ders, at = [], 0
+        while at + 3 <= len(body):
+            length = int.from_bytes(body[at:at + 3], "big")
+            ders.append(body[at + 3:at + 3 + length])
+            at += 3 + length
+        ocsp = messages.get(22)
+        control = index | 0x40 | (0x80 if ocsp is not None else 0)
+        data = bytes([control]) + b"".join(len(der).to_bytes(3, "big") + der for der in ders)
+        if ocsp is not None:
+            data += len(ocsp[4:]).to_bytes(3, "big") + ocsp[4:]
+        (out / template["name"]).write_bytes(data)
+
+
 def main() -> None:
     sys.path.insert(0, str(REPO))
     what = sys.argv[1] if len(sys.argv) > 1 else ""
@@ -116,10 +311,15 @@ def main() -> None:
         fuzz_tls()
     elif what == "pcap":
         fuzz_pcap()
+    elif what == "certs":
+        fuzz_certs()
     elif what == "tls-seeds" and len(sys.argv) == 3:
         tls_seeds(sys.argv[2])
+    elif what == "certs-seeds" and len(sys.argv) == 3:
+        certs_seeds(sys.argv[2])
     else:
-        raise SystemExit("usage: python tools/fuzz.py tls|pcap [libFuzzer options] [corpus ...] | tls-seeds FOLDER")
+        raise SystemExit("usage: python tools/fuzz.py tls|pcap|certs [libFuzzer options] [corpus ...] | "
+                         "tls-seeds|certs-seeds FOLDER")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,86 @@
+"""`tools/fuzz.py certs` feeds a corpus TLS 1.2 handshake, its certificate chain replaced by the fuzzer's bytes, to
+FlowAnalyzer. What it finds means something only if, given the capture's own chain, it gives the verdict the capture
+itself gives: checked here for every template. Then a few hostile chains through the same path."""
+from __future__ import annotations
+
+import pytest
+
+from analyzers.certchecks import TrustStore
+from tlsflow.pipeline import FlowAnalyzer, iter_flow_records
+from tlsflow.record import FIELDS
+from tools import fuzz
+
+TEMPLATES = fuzz.cert_templates()
+
+
+def _trust(corpus_dir) -> TrustStore:
+    return TrustStore.from_pem_file(corpus_dir / "ca.pem")
+
+
+def _replayed(template: dict, ders: list[bytes], ocsp: bytes | None, trust: TrustStore) -> list[dict]:
+    analyzer = FlowAnalyzer("fuzz", trust=trust)
+    records = []
+    for pkt in fuzz.cert_packets(template, ders, ocsp):
+        records.extend(analyzer.feed(pkt))
+    records.extend(analyzer.finish())
+    return records
+
+
+def _chain(template: dict) -> tuple[list[bytes], bytes | None]:
+    messages = dict(template["messages"])
+    body = messages[11][3:]
+    ders, at = [], 0
+    while at < len(body):
+        length = int.from_bytes(body[at:at + 3], "big")
+        ders.append(body[at + 3:at + 3 + length])
+        at += 3 + length
+    status = messages.get(22)
+    return ders, (status[4:] if status is not None else None)
+
+
+def test_every_tls12_handshake_with_a_certificate_in_the_corpus_is_a_template(corpus_dir):
+    names = {template["name"] for template in TEMPLATES}
+    assert len(names) >= 20
+    assert {"tls12_cert_expired.pcap", "tls12_cert_revoked_ocsp_gnutls.pcap", "tls12_mutual_tls.pcap"} <= names
+
+
+@pytest.mark.parametrize("template", TEMPLATES, ids=[template["name"] for template in TEMPLATES])
+def test_a_template_replayed_with_its_own_chain_gives_the_captures_verdict(template, corpus_dir):
+    trust = _trust(corpus_dir)
+    ders, ocsp = _chain(template)
+    replayed = _replayed(template, ders, ocsp, trust)
+    real = next(iter_flow_records(str(corpus_dir / template["name"]), trust=trust))
+    assert len(replayed) == 1
+    keys = ("outcome", "failed_step", "cause", "history", "version", "cipher", "cert_subject", "cert_issuer",
+            "cert_chain_len", "cert_san", "sni")
+    assert {key: replayed[0][key] for key in keys} == {key: real[key] for key in keys}
+
+
+def _template(name: str) -> dict:
+    return next(template for template in TEMPLATES if template["name"] == name)
+
+
+@pytest.mark.parametrize("chain", [
+    [],  # an empty Certificate message from a server
+    [b""],  # a certificate of no bytes
+    [b"\x30\x82\xff\xff" + b"\x00" * 64],  # a DER header that claims more than there is
+    [b"\x30\x03\x02\x01\x00"],  # a SEQUENCE that holds only an INTEGER
+], ids=["empty", "zero-length", "overlong-header", "not-a-certificate"])
+def test_hostile_chains_give_a_record_not_an_exception(chain, corpus_dir):
+    template = _template("tls12_cert_expired.pcap")
+    records = _replayed(template, chain, None, _trust(corpus_dir))
+    assert len(records) == 1
+    assert list(records[0])[:len(FIELDS)] == list(FIELDS)
+    assert records[0]["outcome"] == "failed"
+
+
+def test_a_leaf_cut_short_leaves_the_cause_to_the_alert_and_says_why(corpus_dir):
+    template = _template("tls12_cert_expired.pcap")
+    ders, _ = _chain(template)
+    records = _replayed(template, [ders[0][:len(ders[0]) // 2], *ders[1:]], None, _trust(corpus_dir))
+    assert len(records) == 1
+    record = records[0]
+    assert record["outcome"] == "failed" and record["cert_subject"] is None
+    # The client's certificate_expired alert still names the cause, but the dates could not be read: not certain.
+    assert record["cause"] == "cert_expired" and record["confidence"] != "certain"
+    assert any("does not decode" in line for line in record["evidence"])
