@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509 import ocsp
 
+from tlsparse.certificate_decode import quiet_name_warnings
 from tlsparse.certificates import CertificateAnomaly, CertificateInfo, describe_certificate, load_certificate
 
 __all__ = [
@@ -112,12 +113,14 @@ class TrustStore:
         self._by_subject: dict[x509.Name, list[x509.Certificate]] = {}
         self._keys: set[tuple[bytes, bytes]] = set()
         self._sources = sources
-        for cert in anchors:
-            identity = (cert.subject.public_bytes(), _key_der(cert))
-            if identity in self._keys:
-                continue
-            self._keys.add(identity)
-            self._by_subject.setdefault(cert.subject, []).append(cert)
+        with warnings.catch_warnings():
+            quiet_name_warnings()  # (a CA file's own odd names: not the capture's business)
+            for cert in anchors:
+                identity = (cert.subject.public_bytes(), _key_der(cert))
+                if identity in self._keys:
+                    continue
+                self._keys.add(identity)
+                self._by_subject.setdefault(cert.subject, []).append(cert)
 
     @classmethod
     def default(cls) -> TrustStore:
@@ -481,7 +484,9 @@ def check_chain(
     at = capture_datetime(at)
     infos = tuple(describe_certificate(der) for der in ders)
     try:
-        return _check_chain(ders, infos, at, server_name, trust, ocsp_der)
+        with warnings.catch_warnings():
+            quiet_name_warnings()  # (describe_certificate has kept it in the certificate's problems)
+            return _check_chain(ders, infos, at, server_name, trust, ocsp_der)
     except Exception as exc:  # noqa: BLE001 - cryptography decodes lazily; one odd certificate must not stop a run
         stopped = f"certificate checks stopped: {type(exc).__name__}: {exc}"
         return ChainReport(findings=(), details=(), facts=(stopped,), certificates=infos, path=(), anchor=None,

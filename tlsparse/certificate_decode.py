@@ -1,6 +1,7 @@
 """`tlsparse.certificates`' decoding, with cryptography (imported with this module, at the first certificate)."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import warnings
@@ -13,7 +14,19 @@ from cryptography.x509.oid import AuthorityInformationAccessOID
 
 from tlsparse.certificates import CertificateAnomaly, CertificateInfo
 
-__all__ = ["describe_certificate", "load_certificate"]
+__all__ = ["NAME_LENGTH_WARNING", "describe_certificate", "load_certificate", "quiet_name_warnings"]
+
+# cryptography warns (a UserWarning, per line of its caller) each time it reads a name attribute longer or shorter
+# than RFC 5280 allows: a countryName that is not two letters, a commonName over 64 bytes. Such certificates are
+# real (private PKIs, appliances), and the warning reached the user's terminal with a line of tlsflow's source, once
+# for each place that reads a name. It says something about the certificate: `describe_certificate` keeps it in the
+# certificate's `problems`; the checks that read names again ignore it (`quiet_name_warnings`).
+NAME_LENGTH_WARNING = "Attribute's length must be"
+
+
+def quiet_name_warnings() -> None:
+    """Inside `warnings.catch_warnings()`: cryptography's name length warning is not shown."""
+    warnings.filterwarnings("ignore", message=NAME_LENGTH_WARNING, category=UserWarning)
 
 
 def load_certificate(der: bytes) -> x509.Certificate | None:
@@ -84,11 +97,18 @@ def describe_certificate(der: bytes) -> CertificateInfo | CertificateAnomaly:
     if cert is None:
         return CertificateAnomaly(der=der, error="not a decodable X.509 certificate", sha256=fingerprint)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(record=True) as shown:
             warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-            return _describe(cert, der, fingerprint)
+            warnings.filterwarnings("always", message=NAME_LENGTH_WARNING, category=UserWarning)
+            info = _describe(cert, der, fingerprint)
     except Exception as exc:  # noqa: BLE001 - lazy decoding: a broken name or field surfaces only here
         return CertificateAnomaly(der=der, error=f"{type(exc).__name__}: {exc}", sha256=fingerprint)
+    for warning in shown:  # (none as a rule: names within RFC 5280's bounds)
+        text = str(warning.message)
+        problem = f"name attribute: {text}" if text.startswith(NAME_LENGTH_WARNING) else text
+        if problem not in info.problems:
+            info = dataclasses.replace(info, problems=(*info.problems, problem))
+    return info
 
 
 def _describe(cert: x509.Certificate, der: bytes, fingerprint: str) -> CertificateInfo:

@@ -14,6 +14,11 @@ a `CaptureError` at worst. The corpus captures (`captures/corpus/*.pcap`) make a
 corpus carries instead of its own, the connection fed packet by packet to `FlowAnalyzer` (the certificate decoding,
 chain, name, validity and OCSP checks, the verdict and the record, with the corpus CA trusted or not): a record in
 the contract's field order, and no exception. `certs-seeds FOLDER` writes the corpus's own chains in that form.
+`cert-fields`: the same handshakes, with chains that the input's bytes describe field by field and cryptography
+builds and signs (names, SANs, validity dates from year 1950 to 9999, serials, key types and sizes, signature
+hashes, extensions, chain shapes, stapled OCSP responses of every status): well-formed certificates with odd values,
+which random bytes seldom reach. Besides the `certs` rules, the checks may not stop on them ("certificate checks
+stopped": an exception caught in the checks).
 
 Why here and not in the test suite: a run is minutes to hours of CPU. The property tests (hypothesis) keep the
 quick version of the same rules in every test run (tests/tlsparse/test_properties.py).
@@ -285,6 +290,220 @@ def fuzz_certs() -> None:
     atheris.Fuzz()
 
 
+class _Keys:
+    """Keys made once per run (RSA key generation takes ~0.1 s each), picked by the input."""
+
+    def __init__(self) -> None:
+        from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+
+        self.choices = [
+            ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP384R1()),
+            ec.generate_private_key(ec.SECP521R1()), ec.generate_private_key(ec.SECP256K1()),
+            rsa.generate_private_key(65537, 2048), rsa.generate_private_key(65537, 1024),
+            rsa.generate_private_key(3, 2048), ed25519.Ed25519PrivateKey.generate(),
+            ed448.Ed448PrivateKey.generate(), dsa.generate_private_key(2048),
+        ]
+        self.root = ec.generate_private_key(ec.SECP256R1())
+        self.intermediate = ec.generate_private_key(ec.SECP256R1())
+
+
+def _text(fdp, most: int = 40) -> str:
+    """Mostly plausible DNS-like names, sometimes any Unicode."""
+    if fdp.ConsumeIntInRange(0, 3) == 0:
+        return fdp.ConsumeUnicodeNoSurrogates(fdp.ConsumeIntInRange(0, most))
+    labels = ["server", "tlsflow", "test", "*", "xn--nxasmq6b", "a*b", "", "WWW", "localhost", "192.0.2.1", "*.test"]
+    return ".".join(labels[fdp.ConsumeIntInRange(0, len(labels) - 1)] for _ in range(fdp.ConsumeIntInRange(1, 4)))
+
+
+def built_chain(fdp, keys: _Keys, capture_time: float) -> tuple[list[bytes], bytes | None, list]:
+    """(DER chain as sent, stapled OCSP response or None, root certificates to trust) described by `fdp`."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+    from cryptography.x509 import ocsp
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    def name(common: str) -> x509.Name:
+        attributes = [x509.NameAttribute(NameOID.COMMON_NAME, common)] if common else []
+        if fdp.ConsumeBool():
+            attributes.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, fdp.ConsumeUnicodeNoSurrogates(12) or "o"))
+        return x509.Name(attributes)
+
+    def when(base: float) -> dt.datetime:
+        choice = fdp.ConsumeIntInRange(0, 4)
+        if choice == 0:
+            year = fdp.ConsumeIntInRange(1950, 9999)
+            return dt.datetime(year, 1 + fdp.ConsumeIntInRange(0, 11), 1 + fdp.ConsumeIntInRange(0, 27),
+                               tzinfo=dt.UTC)
+        seconds = fdp.ConsumeIntInRange(-40 * 86400, 40 * 86400) if choice < 4 else fdp.ConsumeIntInRange(-2, 2)
+        return dt.datetime.fromtimestamp(base + seconds, dt.UTC)
+
+    def hash_for(key) -> hashes.HashAlgorithm | None:  # type: ignore[no-untyped-def]
+        if isinstance(key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)):
+            return None
+        options = [hashes.SHA256(), hashes.SHA384(), hashes.SHA512(), hashes.SHA1(), hashes.SHA224()]
+        if isinstance(key, rsa.RSAPrivateKey):
+            options.append(hashes.MD5())
+        if isinstance(key, dsa.DSAPrivateKey):
+            options = options[:1] + options[3:4]
+        return options[fdp.ConsumeIntInRange(0, len(options) - 1)]
+
+    def certificate(subject: x509.Name, issuer: x509.Name, public, signer, leaf: bool):  # type: ignore[no-untyped-def]
+        not_before, not_after = when(capture_time - 86400), when(capture_time + 86400 * 30)
+        serial = fdp.ConsumeIntInRange(1, (1 << 159) - 1) if fdp.ConsumeBool() else fdp.ConsumeIntInRange(1, 3)
+        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(public)
+                   .serial_number(serial).not_valid_before(not_before).not_valid_after(not_after))
+        if fdp.ConsumeBool():
+            builder = builder.add_extension(x509.BasicConstraints(
+                ca=not leaf if fdp.ConsumeIntInRange(0, 3) else leaf,
+                path_length=fdp.ConsumeIntInRange(0, 3) if fdp.ConsumeBool() and not leaf else None),
+                critical=fdp.ConsumeBool())
+        if leaf and fdp.ConsumeIntInRange(0, 4):
+            names: list[x509.GeneralName] = []
+            for _ in range(fdp.ConsumeIntInRange(0, 6)):
+                kind = fdp.ConsumeIntInRange(0, 5)
+                try:
+                    if kind <= 2:
+                        names.append(x509.DNSName(_text(fdp)))
+                    elif kind == 3:
+                        names.append(x509.IPAddress(ipaddress.ip_address(fdp.ConsumeBytes(4 if fdp.ConsumeBool()
+                                                                                            else 16).ljust(4, b"\0"))))
+                    elif kind == 4:
+                        names.append(x509.RFC822Name(_text(fdp)))
+                    else:
+                        names.append(x509.UniformResourceIdentifier(_text(fdp)))
+                except ValueError:
+                    pass
+            if names:
+                builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=fdp.ConsumeBool())
+        if fdp.ConsumeBool():
+            bits = [fdp.ConsumeBool() for _ in range(9)]
+            builder = builder.add_extension(x509.KeyUsage(
+                digital_signature=bits[0], content_commitment=bits[1], key_encipherment=bits[2],
+                data_encipherment=bits[3], key_agreement=bits[4], key_cert_sign=bits[5], crl_sign=bits[6],
+                encipher_only=bits[4] and bits[7], decipher_only=bits[4] and bits[8] and not bits[7]),
+                critical=fdp.ConsumeBool())
+        if fdp.ConsumeBool():
+            usages = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH,
+                      ExtendedKeyUsageOID.CODE_SIGNING, x509.ObjectIdentifier("1.2.3.4.5")]
+            chosen = [usage for usage in usages if fdp.ConsumeBool()]
+            if chosen:
+                builder = builder.add_extension(x509.ExtendedKeyUsage(chosen), critical=fdp.ConsumeBool())
+        if fdp.ConsumeBool():
+            builder = builder.add_extension(x509.AuthorityInformationAccess([
+                x509.AccessDescription(x509.oid.AuthorityInformationAccessOID.OCSP,
+                                       x509.UniformResourceIdentifier(_text(fdp) or "http://ocsp")),
+                x509.AccessDescription(x509.oid.AuthorityInformationAccessOID.CA_ISSUERS,
+                                       x509.UniformResourceIdentifier(_text(fdp) or "http://ca"))]), critical=False)
+        if fdp.ConsumeBool():
+            builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        if fdp.ConsumeBool():
+            builder = builder.add_extension(x509.UnrecognizedExtension(
+                x509.ObjectIdentifier("1.3.6.1.4.1.99999." + str(fdp.ConsumeIntInRange(1, 9))),
+                fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 40))), critical=fdp.ConsumeBool())
+        return builder.sign(signer, hash_for(signer))
+
+    root_name = name("tlsflow fuzz root")
+    root = certificate(root_name, root_name, keys.root.public_key(), keys.root, leaf=False)
+    middle_name = name("tlsflow fuzz intermediate")
+    middle = certificate(middle_name, root_name if fdp.ConsumeIntInRange(0, 5) else name("someone else"),
+                         keys.intermediate.public_key(), keys.root, leaf=False)
+    leaf_key = keys.choices[fdp.ConsumeIntInRange(0, len(keys.choices) - 1)]
+    leaf_name = name(_text(fdp) if fdp.ConsumeIntInRange(0, 2) else "server.tlsflow.test")
+    shape = fdp.ConsumeIntInRange(0, 5)
+    if shape == 0:  # self-signed
+        leaf = certificate(leaf_name, leaf_name, leaf_key.public_key(), leaf_key, leaf=True)
+    else:
+        signer = keys.intermediate if shape != 5 else keys.root  # (5: signed by a key that is not its issuer's)
+        leaf = certificate(leaf_name, middle_name, leaf_key.public_key(), signer, leaf=True)
+    chain = [leaf] + ([middle] if shape in (1, 3, 5) else []) + ([root] if shape == 3 else [])
+    if fdp.ConsumeIntInRange(0, 7) == 0:
+        chain.reverse()
+    ders = [cert.public_bytes(serialization.Encoding.DER) for cert in chain]
+    ocsp_der = None
+    if fdp.ConsumeIntInRange(0, 2) == 0:
+        if fdp.ConsumeIntInRange(0, 5) == 0:
+            ocsp_der = ocsp.OCSPResponseBuilder.build_unsuccessful(
+                [ocsp.OCSPResponseStatus.MALFORMED_REQUEST, ocsp.OCSPResponseStatus.TRY_LATER,
+                 ocsp.OCSPResponseStatus.UNAUTHORIZED][fdp.ConsumeIntInRange(0, 2)]).public_bytes(
+                serialization.Encoding.DER)
+        else:
+            status = [ocsp.OCSPCertStatus.GOOD, ocsp.OCSPCertStatus.REVOKED,
+                      ocsp.OCSPCertStatus.UNKNOWN][fdp.ConsumeIntInRange(0, 2)]
+            revoked = status == ocsp.OCSPCertStatus.REVOKED
+            this_update = when(capture_time - 3600)
+            builder = ocsp.OCSPResponseBuilder().add_response(
+                cert=leaf, issuer=middle, algorithm=[hashes.SHA1(), hashes.SHA256()][fdp.ConsumeIntInRange(0, 1)],
+                cert_status=status, this_update=this_update,
+                next_update=when(capture_time + 86400) if fdp.ConsumeBool() else None,
+                revocation_time=when(capture_time - 86400) if revoked else None,
+                revocation_reason=(x509.ReasonFlags.key_compromise if revoked and fdp.ConsumeBool() else None))
+            responder = keys.intermediate if fdp.ConsumeIntInRange(0, 3) else leaf_key
+            responder_cert = middle if responder is keys.intermediate else leaf
+            builder = builder.responder_id(ocsp.OCSPResponderEncoding.HASH if fdp.ConsumeBool()
+                                           else ocsp.OCSPResponderEncoding.NAME, responder_cert)
+            if isinstance(responder, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey, dsa.DSAPrivateKey)):
+                ocsp_der = builder.sign(responder, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+            else:
+                ocsp_der = builder.sign(responder, None).public_bytes(serialization.Encoding.DER)
+    return ders, ocsp_der, [root]
+
+
+def fuzz_cert_fields() -> None:
+    import atheris
+
+    with atheris.instrument_imports():
+        import analyzers.certchecks
+        import tlsparse.certificate_decode  # noqa: F401
+        from analyzers.certchecks import TrustStore
+        from tlsflow.pipeline import FlowAnalyzer
+        from tlsflow.record import FIELDS
+    fields = list(FIELDS)
+    templates = cert_templates()
+    keys = _Keys()
+    # check_chain turns an exception in the checks into a fact ("certificate checks stopped"), so that one odd
+    # certificate does not stop a run; on certificates cryptography built itself, that is a bug to see.
+    stopped: list[BaseException] = []
+    checks = analyzers.certchecks._check_chain
+
+    def keeping(*args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return checks(*args, **kwargs)
+        except Exception as exc:
+            stopped.append(exc)
+            raise
+
+    analyzers.certchecks._check_chain = keeping
+
+    def one_input(data: bytes) -> None:
+        fdp = atheris.FuzzedDataProvider(data)
+        template = templates[fdp.ConsumeIntInRange(0, len(templates) - 1)]
+        capture_time = template["order"][0][3]
+        try:
+            ders, ocsp_der, roots = built_chain(fdp, keys, capture_time)
+        except (ValueError, TypeError, OverflowError):
+            return  # a combination cryptography refuses to build (not what is under test)
+        trust = TrustStore(roots) if fdp.ConsumeIntInRange(0, 3) else None
+        analyzer = FlowAnalyzer("fuzz", trust=trust)
+        records = []
+        for pkt in cert_packets(template, ders, ocsp_der):
+            records.extend(analyzer.feed(pkt))
+        records.extend(analyzer.finish())
+        if len(records) != 1:
+            raise AssertionError(f"{len(records)} records for one connection")
+        record = records[0]
+        if list(record)[:len(fields)] != fields:
+            raise AssertionError(f"fields out of the contract's order: {list(record)}")
+        if stopped:
+            raise stopped.pop()
+
+    atheris.Setup(sys.argv[:1] + sys.argv[2:], one_input)
+    atheris.Fuzz()
+
+
 def certs_seeds(folder: str) -> None:
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
@@ -313,12 +532,14 @@ def main() -> None:
         fuzz_pcap()
     elif what == "certs":
         fuzz_certs()
+    elif what == "cert-fields":
+        fuzz_cert_fields()
     elif what == "tls-seeds" and len(sys.argv) == 3:
         tls_seeds(sys.argv[2])
     elif what == "certs-seeds" and len(sys.argv) == 3:
         certs_seeds(sys.argv[2])
     else:
-        raise SystemExit("usage: python tools/fuzz.py tls|pcap|certs [libFuzzer options] [corpus ...] | "
+        raise SystemExit("usage: python tools/fuzz.py tls|pcap|certs|cert-fields [libFuzzer options] [corpus ...] | "
                          "tls-seeds|certs-seeds FOLDER")
 
 
