@@ -421,10 +421,11 @@ def _check_ocsp(
 
 
 def _ocsp_time(single: object, attr: str) -> dt.datetime | None:
-    """cryptography >= 43 has aware `*_utc` accessors; older ones only naive UTC datetimes."""
-    aware = getattr(single, attr + "_utc", None)
-    if aware is not None:
-        return aware
+    """cryptography >= 43 has aware `*_utc` accessors; older ones only naive UTC datetimes. (Where the aware one
+    exists, its None is the answer: a response without nextUpdate. The naive one, read then, printed cryptography's
+    deprecation warning on the user's terminal; found by `tools/fuzz.py cert-fields`.)"""
+    if hasattr(single, attr + "_utc"):
+        return getattr(single, attr + "_utc")  # type: ignore[no-any-return]
     naive = getattr(single, attr)
     return naive.replace(tzinfo=dt.UTC) if naive is not None else None
 

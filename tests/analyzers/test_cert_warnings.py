@@ -1,7 +1,10 @@
-"""A certificate whose names break RFC 5280's length bounds (a three-letter countryName, a commonName over 64
-bytes: private PKIs and appliances issue them) made cryptography print a UserWarning, with a line of tlsflow's
-source, at each place that read the names: fourteen lines on the terminal for one connection, found by
-`tools/fuzz.py certs`. Now the certificate's description keeps it as a problem and nothing is printed."""
+"""Python warnings that certificates and stapled OCSP responses from the wire made cryptography print on the user's
+terminal, with lines of tlsflow's source, found by `tools/fuzz.py certs` and `cert-fields`:
+- names outside RFC 5280's length bounds (a three-letter countryName, a commonName over 64 bytes: private PKIs and
+  appliances issue them): a UserWarning at each place that read the names, fourteen lines for one connection. Now
+  the certificate's description keeps it as a problem;
+- an OCSP response without nextUpdate (RFC 6960 allows it: newer status is always available): the deprecated
+  naive-datetime accessor was read, and its CryptographyDeprecationWarning printed."""
 from __future__ import annotations
 
 import datetime as dt
@@ -10,6 +13,7 @@ import warnings
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 
 from analyzers.certchecks import TrustStore, check_chain
@@ -84,3 +88,25 @@ def test_a_connection_with_such_a_certificate_is_analysed_without_a_warning():
     assert len(records) == 1
     assert records[0]["cause"] == "cert_self_signed"
     assert records[0]["cert_subject"] == f"CN={LONG_CN},C=USA"
+
+
+def test_an_ocsp_response_without_next_update_is_read_without_a_warning():
+    when = dt.datetime(2026, 11, 27, tzinfo=dt.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "server.tlsflow.test")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(9).not_valid_before(when - dt.timedelta(days=1)).not_valid_after(when + dt.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("server.tlsflow.test")]), critical=False)
+            .sign(key, hashes.SHA256()))
+    response = (ocsp.OCSPResponseBuilder()
+                .add_response(cert=cert, issuer=cert, algorithm=hashes.SHA256(), cert_status=ocsp.OCSPCertStatus.GOOD,
+                              this_update=when - dt.timedelta(hours=1), next_update=None, revocation_time=None,
+                              revocation_reason=None)
+                .responder_id(ocsp.OCSPResponderEncoding.HASH, cert).sign(key, hashes.SHA256()))
+    der = cert.public_bytes(serialization.Encoding.DER)
+    reports: list = []
+    assert _shown(lambda: reports.append(check_chain(
+        [der], at=when, server_name="server.tlsflow.test", trust=TrustStore([cert]),
+        ocsp_der=response.public_bytes(serialization.Encoding.DER)))) == []
+    assert "stapled OCSP response: leaf good" in reports[0].facts
+    assert not any("not current" in fact for fact in reports[0].facts)  # no nextUpdate: not stale
