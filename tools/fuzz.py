@@ -10,6 +10,7 @@ of a `TlsConnection`, whole, cut in two, or as a gap of lost bytes. Nothing may 
 `tls-seeds FOLDER` writes the real sessions of `bench/real_streams.json` in that form, as a starting corpus.
 `pcap`: the input is a capture file, read through `iter_flow_records`: records in the contract's field order, and
 a `CaptureError` at worst. The corpus captures (`captures/corpus/*.pcap`) make a starting corpus.
+In these and the modes below, a Python warning let through (one that would reach the user's terminal) is a finding.
 `certs`: the input is a certificate chain (and maybe a stapled OCSP response) that a real TLS 1.2 handshake of the
 corpus carries instead of its own, the connection fed packet by packet to `FlowAnalyzer` (the certificate decoding,
 chain, name, validity and OCSP checks, the verdict and the record, with the corpus CA trusted or not): a record in
@@ -34,6 +35,22 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def shown_warnings(run):  # type: ignore[no-untyped-def]
+    """Run `run()`; raise if it let a Python warning through other than tlsflow's own ("tlsflow: ..."): such a
+    warning reaches the user's terminal with a line of tlsflow's source (two were found so, in cryptography's
+    certificate and OCSP code)."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        result = run()
+    for warning in shown:
+        if not str(warning.message).startswith("tlsflow:"):
+            raise AssertionError(f"a warning shown: {warning.category.__name__}: {warning.message} "
+                                 f"({warning.filename}:{warning.lineno})")
+    return result
 
 
 def chunks(data: bytes):  # type: ignore[no-untyped-def]
@@ -107,12 +124,15 @@ def fuzz_pcap() -> None:
     def one_input(data: bytes) -> None:
         with open(path, "wb") as f:
             f.write(data)
-        try:
-            for record in iter_flow_records(path):
-                if list(record)[:len(fields)] != fields:
-                    raise AssertionError(f"fields out of the contract's order: {list(record)}")
-        except CaptureError:
-            pass
+        def run() -> None:
+            try:
+                for record in iter_flow_records(path):
+                    if list(record)[:len(fields)] != fields:
+                        raise AssertionError(f"fields out of the contract's order: {list(record)}")
+            except CaptureError:
+                pass
+
+        shown_warnings(run)
 
     atheris.Setup(sys.argv[:1] + sys.argv[2:], one_input)
     atheris.Fuzz()
@@ -277,10 +297,14 @@ def fuzz_certs() -> None:
         ocsp = parts.pop() if control & 0x80 and parts else None
         template = templates[(control & 0x3F) % len(templates)]
         analyzer = FlowAnalyzer("fuzz", trust=trusted if control & 0x40 else None)
-        records = []
-        for pkt in cert_packets(template, parts, ocsp):
-            records.extend(analyzer.feed(pkt))
-        records.extend(analyzer.finish())
+        records: list = []
+
+        def run() -> None:
+            for pkt in cert_packets(template, parts, ocsp):
+                records.extend(analyzer.feed(pkt))
+            records.extend(analyzer.finish())
+
+        shown_warnings(run)
         if len(records) != 1:
             raise AssertionError(f"{len(records)} records for one connection")
         if list(records[0])[:len(fields)] != fields:
@@ -490,10 +514,14 @@ def fuzz_cert_fields() -> None:
             return  # a combination cryptography refuses to build (not what is under test)
         trust = TrustStore(roots) if fdp.ConsumeIntInRange(0, 3) else None
         analyzer = FlowAnalyzer("fuzz", trust=trust)
-        records = []
-        for pkt in cert_packets(template, ders, ocsp_der):
-            records.extend(analyzer.feed(pkt))
-        records.extend(analyzer.finish())
+        records: list = []
+
+        def run() -> None:
+            for pkt in cert_packets(template, ders, ocsp_der):
+                records.extend(analyzer.feed(pkt))
+            records.extend(analyzer.finish())
+
+        shown_warnings(run)
         if len(records) != 1:
             raise AssertionError(f"{len(records)} records for one connection")
         record = records[0]
