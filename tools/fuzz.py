@@ -20,6 +20,11 @@ builds and signs (names, SANs, validity dates from year 1950 to 9999, serials, k
 hashes, extensions, chain shapes, stapled OCSP responses of every status): well-formed certificates with odd values,
 which random bytes seldom reach. Besides the `certs` rules, the checks may not stop on them ("certificate checks
 stopped": an exception caught in the checks).
+`tls13-keys`: the input is the plaintext of a TLS 1.3 server's encrypted flight (EncryptedExtensions, Certificate,
+CertificateVerify, Finished, ... as the key log lets tlsflow read them), encrypted with the handshake keys of a real
+handshake of the corpus (whose key log is given to FlowAnalyzer) in place of the server's own: the decrypted path's
+decoders, the CertificateVerify check and the certificate checks, under the `certs` rules.
+`tls13-keys-seeds FOLDER` writes the corpus's own flights in that form.
 
 Why here and not in the test suite: a run is minutes to hours of CPU. The property tests (hypothesis) keep the
 quick version of the same rules in every test run (tests/tlsparse/test_properties.py).
@@ -221,11 +226,7 @@ def certificate_message(ders: list[bytes]) -> bytes:
 
 
 def cert_packets(template: dict, ders: list[bytes], ocsp: bytes | None) -> list:
-    """The template's connection as TcpPackets in its own order and times, the server's chain (and stapled OCSP
-    response) replaced: the server's plaintext flight goes whole where its first segment was, every later server
-    byte moves by the difference in length, and each data segment is acknowledged at once."""
-    from tlsflow.packet import TcpPacket
-
+    """The template's connection as TcpPackets, the server's chain (and stapled OCSP response) replaced."""
     messages = []
     for kind, body in template["messages"]:
         if kind == 11:
@@ -234,14 +235,25 @@ def cert_packets(template: dict, ders: list[bytes], ocsp: bytes | None) -> list:
                 messages.append((22, b"\x01" + len(ocsp).to_bytes(3, "big") + ocsp))
         elif kind != 22 or ocsp is None:
             messages.append((kind, body))
-    flight_end = template["flight_end"]
-    server = _records(messages) + template["server"][flight_end:]
-    shift = len(server) - len(template["server"])
+    return replayed_packets(template, 0, template["flight_end"], _records(messages))
+
+
+def replayed_packets(template: dict, start: int, end: int, replacement: bytes) -> list:
+    """The template's connection as TcpPackets in its own order and times, the server's bytes from `start` to `end`
+    replaced: the replacement goes whole with the last segment that held those bytes, every later server byte moves
+    by the difference in length, and each data segment is acknowledged at once."""
+    from tlsflow.packet import TcpPacket
+
+    server = template["server"][:start] + replacement + template["server"][end:]
+    shift = len(replacement) - (end - start)
     data = {True: template["client"], False: server}
     isn = {True: 1000, False: 5000}
     sent = {True: 0, False: 0}
     packets: list = []
     first_ts = template["order"][0][3] if template["order"] else 1767225600.0
+
+    def moved(offset: int) -> int:
+        return offset if offset <= start else (start if offset < end else offset + shift)
 
     def packet(client: bool, flags: int, ts: float, payload: bytes = b"") -> None:
         ends = (("10.0.0.1", 40000), ("10.0.0.2", 443)) if client else (("10.0.0.2", 443), ("10.0.0.1", 40000))
@@ -255,24 +267,21 @@ def cert_packets(template: dict, ders: list[bytes], ocsp: bytes | None) -> list:
     packet(True, 0x02, first_ts - 0.002)
     packet(False, 0x12, first_ts - 0.0015)
     packet(True, 0x10, first_ts - 0.001)
-    for client, start, end, ts in template["order"]:
+    for client, first, last, ts in template["order"]:
         if not client:
-            if end <= flight_end:
-                if start:
-                    continue  # (the whole new flight went at the flight's first segment)
-                start, end = 0, flight_end + shift
-            else:
-                start, end = max(start, flight_end) + shift, end + shift
-        piece = data[client][start:end]
+            first, last = moved(first), moved(last)
+        piece = data[client][first:last]
+        if not piece:
+            continue  # (inside the replaced bytes: they go with the last segment that held them)
         for at in range(0, len(piece), 16384):
             packet(client, 0x18, ts, piece[at:at + 16384])
         packet(not client, 0x10, ts + 0.0001)
-    last = template["order"][-1][3] if template["order"] else first_ts
-    packet(True, 0x11, last + 0.001)
+    last_ts = template["order"][-1][3] if template["order"] else first_ts
+    packet(True, 0x11, last_ts + 0.001)
     isn[True] += 1  # (the FIN takes a sequence number)
-    packet(False, 0x11, last + 0.0015)
+    packet(False, 0x11, last_ts + 0.0015)
     isn[False] += 1
-    packet(True, 0x10, last + 0.002)
+    packet(True, 0x10, last_ts + 0.002)
     return packets
 
 
@@ -534,6 +543,113 @@ def fuzz_cert_fields() -> None:
     atheris.Fuzz()
 
 
+def tls13_templates() -> list[dict]:
+    """The corpus's TLS 1.3 handshakes with a key log (but the HelloRetryRequest one): the `cert_templates`
+    fields, the server's handshake keys, where its encrypted flight lies in its bytes and that flight's plaintext."""
+    from cryptography.hazmat.primitives import hashes
+
+    from tlsparse.decrypt import _TrafficKeys, _xor_nonce, cipher_spec
+    from tlsparse.keylog import KeyLog
+
+    templates = []
+    for path in sorted((REPO / "captures" / "corpus").glob("tls13_*.pcap")):
+        keylog_path = path.with_suffix(".keylog")
+        connection = _connection(path) if keylog_path.exists() and "retry" not in path.name else None
+        if connection is None:
+            continue
+        client, server, order = connection
+        secrets = KeyLog.from_file(keylog_path).secrets_for(client[11:43])
+        hello = server[5:5 + int.from_bytes(server[3:5], "big")]
+        if secrets is None or secrets.server_handshake_traffic_secret is None or hello[:1] != b"\x02":
+            continue
+        at = 4 + 2 + 32
+        suite = int.from_bytes(hello[at + 1 + hello[at]:at + 3 + hello[at]], "big")
+        spec = cipher_spec(suite)
+        if spec is None:
+            continue
+        keys = _TrafficKeys(spec, hashes.SHA384() if spec.prf_hash == "SHA384" else hashes.SHA256(),
+                            secrets.server_handshake_traffic_secret)
+        pos = 5 + len(hello)
+        while pos + 5 <= len(server) and server[pos] == 20:  # the compatibility ChangeCipherSpec
+            pos += 5 + int.from_bytes(server[pos + 3:pos + 5], "big")
+        start, plaintext, sequence = pos, b"", 0
+        while pos + 5 <= len(server) and server[pos] == 23 and not _finished_in(plaintext):
+            length = int.from_bytes(server[pos + 3:pos + 5], "big")
+            inner = keys.aead.decrypt(_xor_nonce(keys.iv, sequence), server[pos + 5:pos + 5 + length], server[pos:pos + 5])
+            plaintext += inner.rstrip(b"\0")[:-1]
+            sequence += 1
+            pos += 5 + length
+        templates.append({"name": path.name, "client": client, "server": server, "order": order,
+                          "keylog": keylog_path, "keys": (keys.aead, keys.iv, _xor_nonce), "start": start, "end": pos,
+                          "plaintext": plaintext})
+    return templates
+
+
+def _finished_in(handshake: bytes) -> bool:
+    at = 0
+    while at + 4 <= len(handshake):
+        if handshake[at] == 20:
+            return True
+        at += 4 + int.from_bytes(handshake[at + 1:at + 4], "big")
+    return False
+
+
+def tls13_flight(template: dict, plaintext: bytes) -> bytes:
+    """`plaintext` (handshake messages) as the server's records under its handshake keys, 16 KiB a record."""
+    aead, iv, xor_nonce = template["keys"]
+    out = b""
+    for sequence, at in enumerate(range(0, len(plaintext), 16384)):
+        inner = plaintext[at:at + 16384] + b"\x16"
+        header = b"\x17\x03\x03" + (len(inner) + 16).to_bytes(2, "big")
+        out += header + aead.encrypt(xor_nonce(iv, sequence), inner, header)
+    return out
+
+
+def fuzz_tls13_keys() -> None:
+    import atheris
+
+    with atheris.instrument_imports():
+        import analyzers.certchecks  # noqa: F401 - instrumented before the pipeline imports it
+        import tlsparse.certificate_decode  # noqa: F401
+        from analyzers.certchecks import TrustStore
+        from tlsflow.pipeline import FlowAnalyzer
+        from tlsflow.record import FIELDS
+        from tlsparse.keylog import KeyLog
+    fields = list(FIELDS)
+    templates = tls13_templates()
+    keylogs = {template["name"]: KeyLog.from_file(template["keylog"]) for template in templates}
+    trusted = TrustStore.from_pem_file(REPO / "captures" / "corpus" / "ca.pem")
+
+    def one_input(data: bytes) -> None:
+        if not data:
+            return
+        template = templates[(data[0] & 0x3F) % len(templates)]
+        packets = replayed_packets(template, template["start"], template["end"], tls13_flight(template, data[1:]))
+        analyzer = FlowAnalyzer("fuzz", trust=trusted if data[0] & 0x40 else None, keylog=keylogs[template["name"]])
+        records: list = []
+
+        def run() -> None:
+            for pkt in packets:
+                records.extend(analyzer.feed(pkt))
+            records.extend(analyzer.finish())
+
+        shown_warnings(run)
+        if len(records) != 1:
+            raise AssertionError(f"{len(records)} records for one connection")
+        if list(records[0])[:len(fields)] != fields:
+            raise AssertionError(f"fields out of the contract's order: {list(records[0])}")
+
+    atheris.Setup(sys.argv[:1] + sys.argv[2:], one_input)
+    atheris.Fuzz()
+
+
+def tls13_keys_seeds(folder: str) -> None:
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    for index, template in enumerate(tls13_templates()):
+        (out / template["name"]).write_bytes(bytes([index | 0x40]) + template["plaintext"])
+
+
 def certs_seeds(folder: str) -> None:
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
@@ -564,13 +680,17 @@ def main() -> None:
         fuzz_certs()
     elif what == "cert-fields":
         fuzz_cert_fields()
+    elif what == "tls13-keys":
+        fuzz_tls13_keys()
+    elif what == "tls13-keys-seeds" and len(sys.argv) == 3:
+        tls13_keys_seeds(sys.argv[2])
     elif what == "tls-seeds" and len(sys.argv) == 3:
         tls_seeds(sys.argv[2])
     elif what == "certs-seeds" and len(sys.argv) == 3:
         certs_seeds(sys.argv[2])
     else:
-        raise SystemExit("usage: python tools/fuzz.py tls|pcap|certs|cert-fields [libFuzzer options] [corpus ...] | "
-                         "tls-seeds|certs-seeds FOLDER")
+        raise SystemExit("usage: python tools/fuzz.py tls|pcap|certs|cert-fields|tls13-keys [libFuzzer options] "
+                         "[corpus ...] | tls-seeds|certs-seeds|tls13-keys-seeds FOLDER")
 
 
 if __name__ == "__main__":

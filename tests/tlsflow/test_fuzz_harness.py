@@ -1,16 +1,22 @@
 """`tools/fuzz.py certs` feeds a corpus TLS 1.2 handshake, its certificate chain replaced by the fuzzer's bytes, to
-FlowAnalyzer. What it finds means something only if, given the capture's own chain, it gives the verdict the capture
-itself gives: checked here for every template. Then a few hostile chains through the same path."""
+FlowAnalyzer; `tls13-keys` a corpus TLS 1.3 handshake whose server flight is the fuzzer's plaintext, encrypted with
+the handshake's own keys (the key log given). What they find means something only if, given the capture's own chain
+or flight, they give the verdict the capture itself gives: checked here for every template. Then a few hostile
+chains and flights through the same paths."""
 from __future__ import annotations
+
+import re
 
 import pytest
 
 from analyzers.certchecks import TrustStore
 from tlsflow.pipeline import FlowAnalyzer, iter_flow_records
 from tlsflow.record import FIELDS
+from tlsparse.keylog import KeyLog
 from tools import fuzz
 
 TEMPLATES = fuzz.cert_templates()
+TLS13 = fuzz.tls13_templates()
 
 
 def _trust(corpus_dir) -> TrustStore:
@@ -54,6 +60,7 @@ def test_a_template_replayed_with_its_own_chain_gives_the_captures_verdict(templ
     keys = ("outcome", "failed_step", "cause", "history", "version", "cipher", "cert_subject", "cert_issuer",
             "cert_chain_len", "cert_san", "sni")
     assert {key: replayed[0][key] for key in keys} == {key: real[key] for key in keys}
+    assert _unnumbered(replayed[0]["evidence"]) == _unnumbered(real["evidence"])
 
 
 def _template(name: str) -> dict:
@@ -84,3 +91,53 @@ def test_a_leaf_cut_short_leaves_the_cause_to_the_alert_and_says_why(corpus_dir)
     # The client's certificate_expired alert still names the cause, but the dates could not be read: not certain.
     assert record["cause"] == "cert_expired" and record["confidence"] != "certain"
     assert any("does not decode" in line for line in record["evidence"])
+
+
+def _replayed_tls13(template: dict, plaintext: bytes, trust: TrustStore) -> list[dict]:
+    keylog = KeyLog.from_file(template["keylog"])
+    analyzer = FlowAnalyzer("fuzz", trust=trust, keylog=keylog)
+    records = []
+    flight = fuzz.tls13_flight(template, plaintext)
+    for pkt in fuzz.replayed_packets(template, template["start"], template["end"], flight):
+        records.extend(analyzer.feed(pkt))
+    records.extend(analyzer.finish())
+    return records
+
+
+def test_every_tls13_handshake_with_a_key_log_but_the_retry_is_a_template():
+    names = {template["name"] for template in TLS13}
+    assert len(names) >= 20
+    assert {"tls13_cert_expired.pcap", "tls13_mutual_tls.pcap", "tls13_established_plain.pcap"} <= names
+
+
+@pytest.mark.parametrize("template", TLS13, ids=[template["name"] for template in TLS13])
+def test_a_tls13_flight_encrypted_again_gives_the_captures_verdict(template, corpus_dir):
+    trust = _trust(corpus_dir)
+    replayed = _replayed_tls13(template, template["plaintext"], trust)
+    real = next(iter_flow_records(str(corpus_dir / template["name"]), trust=trust,
+                                  keylog=KeyLog.from_file(template["keylog"])))
+    assert len(replayed) == 1
+    keys = ("outcome", "failed_step", "cause", "history", "version", "cipher", "cert_subject", "cert_issuer",
+            "cert_chain_len", "cert_san", "sni")
+    assert {key: replayed[0][key] for key in keys} == {key: real[key] for key in keys}
+    # The evidence too, but for the frame numbers (the replay has a packet per segment and an ACK after each).
+    assert _unnumbered(replayed[0]["evidence"]) == _unnumbered(real["evidence"])
+
+
+def _unnumbered(evidence: list[str] | None) -> list[str]:
+    return [re.sub(r"\bframe \d+", "frame N", line) for line in evidence or []]
+
+
+@pytest.mark.parametrize("flight", [
+    b"",  # nothing in the flight
+    b"\x08\x00\x00\x02\x00\x00",  # EncryptedExtensions alone, no Finished
+    b"\x0b\xff\xff\xff" + b"\x00" * 100,  # a Certificate that claims 16 MB
+    b"\x08\x00\x00\x02\x00\x00\x0b\x00\x00\x04\x00\x00\x00\x00\x0f\x00\x00\x04\x08\x04\x00\x00"
+    b"\x14\x00\x00\x20" + b"\x00" * 32,  # an empty chain, an empty RSA-PSS signature, a wrong Finished
+], ids=["empty", "no-finished", "oversized-certificate", "empty-chain-and-signature"])
+def test_hostile_tls13_flights_give_a_record_not_an_exception(flight, corpus_dir):
+    template = next(t for t in TLS13 if t["name"] == "tls13_established_plain.pcap")
+    records = _replayed_tls13(template, flight, _trust(corpus_dir))
+    assert len(records) == 1
+    assert list(records[0])[:len(FIELDS)] == list(FIELDS)
+    assert records[0]["version"] == "TLS 1.3"
