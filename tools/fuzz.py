@@ -58,6 +58,24 @@ def shown_warnings(run):  # type: ignore[no-untyped-def]
     return result
 
 
+def analysed(analyzer, packets: list, fields: list[str]) -> dict:  # type: ignore[no-untyped-def]
+    """The record FlowAnalyzer gives for `packets` (one connection), checked: no warning shown, one record, its
+    fields in the contract's order."""
+    records: list = []
+
+    def run() -> None:
+        for pkt in packets:
+            records.extend(analyzer.feed(pkt))
+        records.extend(analyzer.finish())
+
+    shown_warnings(run)
+    if len(records) != 1:
+        raise AssertionError(f"{len(records)} records for one connection")
+    if list(records[0])[:len(fields)] != fields:
+        raise AssertionError(f"fields out of the contract's order: {list(records[0])}")
+    return records[0]
+
+
 def chunks(data: bytes):  # type: ignore[no-untyped-def]
     """(control byte, bytes) of each chunk of a `tls` input."""
     pos = 0
@@ -305,19 +323,8 @@ def fuzz_certs() -> None:
         control = data[0]
         ocsp = parts.pop() if control & 0x80 and parts else None
         template = templates[(control & 0x3F) % len(templates)]
-        analyzer = FlowAnalyzer("fuzz", trust=trusted if control & 0x40 else None)
-        records: list = []
-
-        def run() -> None:
-            for pkt in cert_packets(template, parts, ocsp):
-                records.extend(analyzer.feed(pkt))
-            records.extend(analyzer.finish())
-
-        shown_warnings(run)
-        if len(records) != 1:
-            raise AssertionError(f"{len(records)} records for one connection")
-        if list(records[0])[:len(fields)] != fields:
-            raise AssertionError(f"fields out of the contract's order: {list(records[0])}")
+        analysed(FlowAnalyzer("fuzz", trust=trusted if control & 0x40 else None), cert_packets(template, parts, ocsp),
+                 fields)
 
     atheris.Setup(sys.argv[:1] + sys.argv[2:], one_input)
     atheris.Fuzz()
@@ -522,20 +529,7 @@ def fuzz_cert_fields() -> None:
         except (ValueError, TypeError, OverflowError, UnsupportedAlgorithm):
             return  # a combination cryptography refuses to build (not what is under test)
         trust = TrustStore(roots) if fdp.ConsumeIntInRange(0, 3) else None
-        analyzer = FlowAnalyzer("fuzz", trust=trust)
-        records: list = []
-
-        def run() -> None:
-            for pkt in cert_packets(template, ders, ocsp_der):
-                records.extend(analyzer.feed(pkt))
-            records.extend(analyzer.finish())
-
-        shown_warnings(run)
-        if len(records) != 1:
-            raise AssertionError(f"{len(records)} records for one connection")
-        record = records[0]
-        if list(record)[:len(fields)] != fields:
-            raise AssertionError(f"fields out of the contract's order: {list(record)}")
+        analysed(FlowAnalyzer("fuzz", trust=trust), cert_packets(template, ders, ocsp_der), fields)
         if stopped:
             raise stopped.pop()
 
@@ -626,18 +620,7 @@ def fuzz_tls13_keys() -> None:
         template = templates[(data[0] & 0x3F) % len(templates)]
         packets = replayed_packets(template, template["start"], template["end"], tls13_flight(template, data[1:]))
         analyzer = FlowAnalyzer("fuzz", trust=trusted if data[0] & 0x40 else None, keylog=keylogs[template["name"]])
-        records: list = []
-
-        def run() -> None:
-            for pkt in packets:
-                records.extend(analyzer.feed(pkt))
-            records.extend(analyzer.finish())
-
-        shown_warnings(run)
-        if len(records) != 1:
-            raise AssertionError(f"{len(records)} records for one connection")
-        if list(records[0])[:len(fields)] != fields:
-            raise AssertionError(f"fields out of the contract's order: {list(records[0])}")
+        analysed(analyzer, packets, fields)
 
     atheris.Setup(sys.argv[:1] + sys.argv[2:], one_input)
     atheris.Fuzz()

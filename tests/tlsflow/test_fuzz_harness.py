@@ -23,13 +23,16 @@ def _trust(corpus_dir) -> TrustStore:
     return TrustStore.from_pem_file(corpus_dir / "ca.pem")
 
 
-def _replayed(template: dict, ders: list[bytes], ocsp: bytes | None, trust: TrustStore) -> list[dict]:
-    analyzer = FlowAnalyzer("fuzz", trust=trust)
+def _records(analyzer: FlowAnalyzer, packets: list) -> list[dict]:
     records = []
-    for pkt in fuzz.cert_packets(template, ders, ocsp):
+    for pkt in packets:
         records.extend(analyzer.feed(pkt))
     records.extend(analyzer.finish())
     return records
+
+
+def _replayed(template: dict, ders: list[bytes], ocsp: bytes | None, trust: TrustStore) -> list[dict]:
+    return _records(FlowAnalyzer("fuzz", trust=trust), fuzz.cert_packets(template, ders, ocsp))
 
 
 def _chain(template: dict) -> tuple[list[bytes], bytes | None]:
@@ -44,22 +47,31 @@ def _chain(template: dict) -> tuple[list[bytes], bytes | None]:
     return ders, (status[4:] if status is not None else None)
 
 
-def test_every_tls12_handshake_with_a_certificate_in_the_corpus_is_a_template(corpus_dir):
-    names = {template["name"] for template in TEMPLATES}
+@pytest.mark.parametrize(("templates", "some"), [
+    (TEMPLATES, {"tls12_cert_expired.pcap", "tls12_cert_revoked_ocsp_gnutls.pcap", "tls12_mutual_tls.pcap"}),
+    (TLS13, {"tls13_cert_expired.pcap", "tls13_mutual_tls.pcap", "tls13_established_plain.pcap"}),
+], ids=["tls12-with-a-certificate-in-the-clear", "tls13-with-a-key-log-but-the-retry"])
+def test_every_such_handshake_of_the_corpus_is_a_template(templates, some):
+    names = {template["name"] for template in templates}
     assert len(names) >= 20
-    assert {"tls12_cert_expired.pcap", "tls12_cert_revoked_ocsp_gnutls.pcap", "tls12_mutual_tls.pcap"} <= names
+    assert some <= names
 
 
-@pytest.mark.parametrize("template", TEMPLATES, ids=[template["name"] for template in TEMPLATES])
-def test_a_template_replayed_with_its_own_chain_gives_the_captures_verdict(template, corpus_dir):
+@pytest.mark.parametrize("template", TEMPLATES + TLS13, ids=[template["name"] for template in TEMPLATES + TLS13])
+def test_a_template_replayed_with_its_own_chain_or_flight_gives_the_captures_verdict(template, corpus_dir):
     trust = _trust(corpus_dir)
-    ders, ocsp = _chain(template)
-    replayed = _replayed(template, ders, ocsp, trust)
-    real = next(iter_flow_records(str(corpus_dir / template["name"]), trust=trust))
+    if "keylog" in template:
+        keylog = KeyLog.from_file(template["keylog"])
+        replayed = _replayed_tls13(template, template["plaintext"], trust)
+    else:
+        keylog = None
+        replayed = _replayed(template, *_chain(template), trust)
+    real = next(iter_flow_records(str(corpus_dir / template["name"]), trust=trust, keylog=keylog))
     assert len(replayed) == 1
     keys = ("outcome", "failed_step", "cause", "history", "version", "cipher", "cert_subject", "cert_issuer",
             "cert_chain_len", "cert_san", "sni")
     assert {key: replayed[0][key] for key in keys} == {key: real[key] for key in keys}
+    # The evidence too, but for the frame numbers (the replay has a packet per segment and an ACK after each).
     assert _unnumbered(replayed[0]["evidence"]) == _unnumbered(real["evidence"])
 
 
@@ -94,34 +106,9 @@ def test_a_leaf_cut_short_leaves_the_cause_to_the_alert_and_says_why(corpus_dir)
 
 
 def _replayed_tls13(template: dict, plaintext: bytes, trust: TrustStore) -> list[dict]:
-    keylog = KeyLog.from_file(template["keylog"])
-    analyzer = FlowAnalyzer("fuzz", trust=trust, keylog=keylog)
-    records = []
     flight = fuzz.tls13_flight(template, plaintext)
-    for pkt in fuzz.replayed_packets(template, template["start"], template["end"], flight):
-        records.extend(analyzer.feed(pkt))
-    records.extend(analyzer.finish())
-    return records
-
-
-def test_every_tls13_handshake_with_a_key_log_but_the_retry_is_a_template():
-    names = {template["name"] for template in TLS13}
-    assert len(names) >= 20
-    assert {"tls13_cert_expired.pcap", "tls13_mutual_tls.pcap", "tls13_established_plain.pcap"} <= names
-
-
-@pytest.mark.parametrize("template", TLS13, ids=[template["name"] for template in TLS13])
-def test_a_tls13_flight_encrypted_again_gives_the_captures_verdict(template, corpus_dir):
-    trust = _trust(corpus_dir)
-    replayed = _replayed_tls13(template, template["plaintext"], trust)
-    real = next(iter_flow_records(str(corpus_dir / template["name"]), trust=trust,
-                                  keylog=KeyLog.from_file(template["keylog"])))
-    assert len(replayed) == 1
-    keys = ("outcome", "failed_step", "cause", "history", "version", "cipher", "cert_subject", "cert_issuer",
-            "cert_chain_len", "cert_san", "sni")
-    assert {key: replayed[0][key] for key in keys} == {key: real[key] for key in keys}
-    # The evidence too, but for the frame numbers (the replay has a packet per segment and an ACK after each).
-    assert _unnumbered(replayed[0]["evidence"]) == _unnumbered(real["evidence"])
+    return _records(FlowAnalyzer("fuzz", trust=trust, keylog=KeyLog.from_file(template["keylog"])),
+                    fuzz.replayed_packets(template, template["start"], template["end"], flight))
 
 
 def _unnumbered(evidence: list[str] | None) -> list[str]:
