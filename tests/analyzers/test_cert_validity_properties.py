@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -96,11 +97,16 @@ def test_each_connection_gets_its_own_times_findings_though_the_chain_is_cached(
     packets.sort(key=lambda pkt: pkt.ts)  # (the capture's order: the second connection may come first)
     analyzer = FlowAnalyzer("validity", trust=TRUST)
     records = []
+    frames_of: dict[int, set[int]] = {}  # client port -> its connection's frames
     for frame, pkt in enumerate(packets, 1):
+        frames_of.setdefault(pkt.sport if pkt.sport != 443 else pkt.dport, set()).add(frame)
         records.extend(analyzer.feed(dataclasses.replace(pkt, frame=frame)))
     records.extend(analyzer.finish())
     assert len(records) == 2
     for record in records:
+        # Evidence from a cached report names this connection's frames, not those of the one it was cached for.
+        own = frames_of[int(record["client"].rsplit(":", 1)[1])]
+        assert {int(n) for line in record["evidence"] or () for n in re.findall(r"\bframe (\d+)", line)} <= own
         expected = _model(not_before, not_after, record["start"])
         direct = check_chain([der], at=record["start"], server_name="server.tlsflow.test", trust=TRUST)
         assert set(direct.findings) & VALIDITY_FINDINGS == expected
