@@ -25,6 +25,9 @@ CertificateVerify, Finished, ... as the key log lets tlsflow read them), encrypt
 handshake of the corpus (whose key log is given to FlowAnalyzer) in place of the server's own: the decrypted path's
 decoders, the CertificateVerify check and the certificate checks, under the `certs` rules.
 `tls13-keys-seeds FOLDER` writes the corpus's own flights in that form.
+`keylog`: the input is key log text (SSLKEYLOGFILE, or a pcapng Decryption Secrets Block), read with a small entry
+cap: nothing raises, the entries stay within the cap, every line is counted once, and each secret looked up is one
+of the text's own. The corpus's `.keylog` files make a starting corpus.
 
 Why here and not in the test suite: a run is minutes to hours of CPU. The property tests (hypothesis) keep the
 quick version of the same rules in every test run (tests/tlsparse/test_properties.py).
@@ -626,6 +629,34 @@ def fuzz_tls13_keys() -> None:
     atheris.Fuzz()
 
 
+def fuzz_keylog() -> None:
+    import atheris
+
+    with atheris.instrument_imports():
+        from tlsparse.keylog import KeyLog
+
+    def one_input(data: bytes) -> None:
+        cap = 1 + data[0] % 8 if data else 1
+        keylog = KeyLog.from_blocks([data[1:]], max_entries=cap)
+        if len(keylog) > cap:
+            raise AssertionError(f"{len(keylog)} entries over the cap of {cap}")
+        lines = [line for line in data[1:].splitlines() if line.strip() and not line.lstrip().startswith(b"#")]
+        if keylog.lines != len(lines):
+            raise AssertionError(f"{keylog.lines} lines counted of {len(lines)}")
+        for line in lines:
+            fields = line.split()
+            if len(fields) == 3:
+                try:
+                    secrets = keylog.secrets_for(bytes.fromhex(fields[1].decode("ascii")))
+                except (ValueError, UnicodeDecodeError):
+                    continue
+                if secrets is not None and secrets.client_random != bytes.fromhex(fields[1].decode("ascii")):
+                    raise AssertionError("secrets filed under another client random")
+
+    atheris.Setup(sys.argv[:1] + sys.argv[2:], one_input)
+    atheris.Fuzz()
+
+
 def tls13_keys_seeds(folder: str) -> None:
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
@@ -665,6 +696,8 @@ def main() -> None:
         fuzz_cert_fields()
     elif what == "tls13-keys":
         fuzz_tls13_keys()
+    elif what == "keylog":
+        fuzz_keylog()
     elif what == "tls13-keys-seeds" and len(sys.argv) == 3:
         tls13_keys_seeds(sys.argv[2])
     elif what == "tls-seeds" and len(sys.argv) == 3:
@@ -672,7 +705,7 @@ def main() -> None:
     elif what == "certs-seeds" and len(sys.argv) == 3:
         certs_seeds(sys.argv[2])
     else:
-        raise SystemExit("usage: python tools/fuzz.py tls|pcap|certs|cert-fields|tls13-keys [libFuzzer options] "
+        raise SystemExit("usage: python tools/fuzz.py tls|pcap|certs|cert-fields|tls13-keys|keylog [libFuzzer options] "
                          "[corpus ...] | tls-seeds|certs-seeds|tls13-keys-seeds FOLDER")
 
 
