@@ -295,6 +295,11 @@ def _analyze(args: argparse.Namespace, inputs: list[str], jobs: int) -> int:
                 raise _WriteFailed from exc
     except _WriteFailed as failure:
         results.close()  # (stops --jobs workers)
+        if to_close is not None:
+            try:
+                to_close.close()  # (what it holds cannot be written either; the file is closed all the same)
+            except OSError:
+                pass
         sys.stderr.write(f"tlsflow: cannot write {output_name(args.output)}: {os_reason(failure.__cause__)} "
                          f"(stopped after {written} connection(s))\n")
         return EXIT_USAGE
