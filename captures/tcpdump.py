@@ -68,6 +68,8 @@ class Tcpdump:
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait(timeout=5)
+        if self._proc.stderr is not None:
+            self._proc.stderr.close()  # (the pipe read for "listening on")
         self._proc = None
 
     def __exit__(self, *exc: object) -> None:
