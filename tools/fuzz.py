@@ -685,28 +685,17 @@ def certs_seeds(folder: str) -> None:
 
 def main() -> None:
     sys.path.insert(0, str(REPO))
+    modes = {"tls": fuzz_tls, "pcap": fuzz_pcap, "certs": fuzz_certs, "cert-fields": fuzz_cert_fields,
+             "tls13-keys": fuzz_tls13_keys, "keylog": fuzz_keylog}
+    seeds = {"tls-seeds": tls_seeds, "certs-seeds": certs_seeds, "tls13-keys-seeds": tls13_keys_seeds}
     what = sys.argv[1] if len(sys.argv) > 1 else ""
-    if what == "tls":
-        fuzz_tls()
-    elif what == "pcap":
-        fuzz_pcap()
-    elif what == "certs":
-        fuzz_certs()
-    elif what == "cert-fields":
-        fuzz_cert_fields()
-    elif what == "tls13-keys":
-        fuzz_tls13_keys()
-    elif what == "keylog":
-        fuzz_keylog()
-    elif what == "tls13-keys-seeds" and len(sys.argv) == 3:
-        tls13_keys_seeds(sys.argv[2])
-    elif what == "tls-seeds" and len(sys.argv) == 3:
-        tls_seeds(sys.argv[2])
-    elif what == "certs-seeds" and len(sys.argv) == 3:
-        certs_seeds(sys.argv[2])
+    if what in modes:
+        modes[what]()
+    elif what in seeds and len(sys.argv) == 3:
+        seeds[what](sys.argv[2])
     else:
-        raise SystemExit("usage: python tools/fuzz.py tls|pcap|certs|cert-fields|tls13-keys|keylog [libFuzzer options] "
-                         "[corpus ...] | tls-seeds|certs-seeds|tls13-keys-seeds FOLDER")
+        raise SystemExit(f"usage: python tools/fuzz.py {'|'.join(modes)} [libFuzzer options] [corpus ...] | "
+                         f"{'|'.join(seeds)} FOLDER")
 
 
 if __name__ == "__main__":
