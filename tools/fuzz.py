@@ -150,6 +150,7 @@ def fuzz_pcap() -> None:
     def one_input(data: bytes) -> None:
         with open(path, "wb") as f:
             f.write(data)
+
         def run() -> None:
             try:
                 for record in iter_flow_records(path):
@@ -244,6 +245,20 @@ def cert_templates() -> list[dict]:
 def certificate_message(ders: list[bytes]) -> bytes:
     body = b"".join(len(der).to_bytes(3, "big") + der for der in ders)
     return len(body).to_bytes(3, "big") + body
+
+
+def template_chain(template: dict) -> tuple[list[bytes], bytes | None]:
+    """The chain a template's server sent (DER, leaf first) and its stapled OCSP response, if any: what
+    `cert_packets` puts back."""
+    messages = dict(template["messages"])
+    body = messages[11][3:]
+    ders, at = [], 0
+    while at + 3 <= len(body):
+        length = int.from_bytes(body[at:at + 3], "big")
+        ders.append(body[at + 3:at + 3 + length])
+        at += 3 + length
+    status = messages.get(22)  # (status type, 3-byte length, the response)
+    return ders, (status[4:] if status is not None else None)
 
 
 def cert_packets(template: dict, ders: list[bytes], ocsp: bytes | None) -> list:
@@ -668,18 +683,10 @@ def certs_seeds(folder: str) -> None:
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     for index, template in enumerate(cert_templates()):
-        messages = dict(template["messages"])
-        body = messages[11][3:]
-        ders, at = [], 0
-        while at + 3 <= len(body):
-            length = int.from_bytes(body[at:at + 3], "big")
-            ders.append(body[at + 3:at + 3 + length])
-            at += 3 + length
-        ocsp = messages.get(22)
+        ders, ocsp = template_chain(template)
         control = index | 0x40 | (0x80 if ocsp is not None else 0)
-        data = bytes([control]) + b"".join(len(der).to_bytes(3, "big") + der for der in ders)
-        if ocsp is not None:
-            data += len(ocsp[4:]).to_bytes(3, "big") + ocsp[4:]
+        blobs_out = ders + ([ocsp] if ocsp is not None else [])
+        data = bytes([control]) + b"".join(len(blob).to_bytes(3, "big") + blob for blob in blobs_out)
         (out / template["name"]).write_bytes(data)
 
 

@@ -35,18 +35,6 @@ def _replayed(template: dict, ders: list[bytes], ocsp: bytes | None, trust: Trus
     return _records(FlowAnalyzer("fuzz", trust=trust), fuzz.cert_packets(template, ders, ocsp))
 
 
-def _chain(template: dict) -> tuple[list[bytes], bytes | None]:
-    messages = dict(template["messages"])
-    body = messages[11][3:]
-    ders, at = [], 0
-    while at < len(body):
-        length = int.from_bytes(body[at:at + 3], "big")
-        ders.append(body[at + 3:at + 3 + length])
-        at += 3 + length
-    status = messages.get(22)
-    return ders, (status[4:] if status is not None else None)
-
-
 @pytest.mark.parametrize(("templates", "some"), [
     (TEMPLATES, {"tls12_cert_expired.pcap", "tls12_cert_revoked_ocsp_gnutls.pcap", "tls12_mutual_tls.pcap"}),
     (TLS13, {"tls13_cert_expired.pcap", "tls13_mutual_tls.pcap", "tls13_established_plain.pcap"}),
@@ -65,7 +53,7 @@ def test_a_template_replayed_with_its_own_chain_or_flight_gives_the_captures_ver
         replayed = _replayed_tls13(template, template["plaintext"], trust)
     else:
         keylog = None
-        replayed = _replayed(template, *_chain(template), trust)
+        replayed = _replayed(template, *fuzz.template_chain(template), trust)
     real = next(iter_flow_records(str(corpus_dir / template["name"]), trust=trust, keylog=keylog))
     assert len(replayed) == 1
     keys = ("outcome", "failed_step", "cause", "history", "version", "cipher", "cert_subject", "cert_issuer",
@@ -95,7 +83,7 @@ def test_hostile_chains_give_a_record_not_an_exception(chain, corpus_dir):
 
 def test_a_leaf_cut_short_leaves_the_cause_to_the_alert_and_says_why(corpus_dir):
     template = _template("tls12_cert_expired.pcap")
-    ders, _ = _chain(template)
+    ders, _ = fuzz.template_chain(template)
     records = _replayed(template, [ders[0][:len(ders[0]) // 2], *ders[1:]], None, _trust(corpus_dir))
     assert len(records) == 1
     record = records[0]
