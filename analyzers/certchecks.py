@@ -113,8 +113,7 @@ class TrustStore:
         self._by_subject: dict[x509.Name, list[x509.Certificate]] = {}
         self._keys: set[tuple[bytes, bytes]] = set()
         self._sources = sources
-        with warnings.catch_warnings():
-            quiet_name_warnings()  # (a CA file's own odd names: not the capture's business)
+        with quiet_name_warnings():  # (a CA file's own odd names: not the capture's business)
             for cert in anchors:
                 identity = (cert.subject.public_bytes(), _key_der(cert))
                 if identity in self._keys:
@@ -420,12 +419,16 @@ def _check_ocsp(
     return None
 
 
+_NO_ACCESSOR = object()
+
+
 def _ocsp_time(single: object, attr: str) -> dt.datetime | None:
     """cryptography >= 43 has aware `*_utc` accessors; older ones only naive UTC datetimes. (Where the aware one
     exists, its None is the answer: a response without nextUpdate. The naive one, read then, printed cryptography's
     deprecation warning on the user's terminal; found by `tools/fuzz.py cert-fields`.)"""
-    if hasattr(single, attr + "_utc"):
-        return getattr(single, attr + "_utc")  # type: ignore[no-any-return]
+    aware = getattr(single, attr + "_utc", _NO_ACCESSOR)
+    if aware is not _NO_ACCESSOR:
+        return aware  # type: ignore[no-any-return]
     naive = getattr(single, attr)
     return naive.replace(tzinfo=dt.UTC) if naive is not None else None
 
@@ -485,8 +488,7 @@ def check_chain(
     at = capture_datetime(at)
     infos = tuple(describe_certificate(der) for der in ders)
     try:
-        with warnings.catch_warnings():
-            quiet_name_warnings()  # (describe_certificate has kept it in the certificate's problems)
+        with quiet_name_warnings():  # (describe_certificate has kept it in the certificate's problems)
             return _check_chain(ders, infos, at, server_name, trust, ocsp_der)
     except Exception as exc:  # noqa: BLE001 - cryptography decodes lazily; one odd certificate must not stop a run
         stopped = f"certificate checks stopped: {type(exc).__name__}: {exc}"

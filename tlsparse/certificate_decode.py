@@ -1,10 +1,12 @@
 """`tlsparse.certificates`' decoding, with cryptography (imported with this module, at the first certificate)."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
 import warnings
+from collections.abc import Iterator
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -24,9 +26,12 @@ __all__ = ["NAME_LENGTH_WARNING", "describe_certificate", "load_certificate", "q
 NAME_LENGTH_WARNING = "Attribute's length must be"
 
 
-def quiet_name_warnings() -> None:
-    """Inside `warnings.catch_warnings()`: cryptography's name length warning is not shown."""
-    warnings.filterwarnings("ignore", message=NAME_LENGTH_WARNING, category=UserWarning)
+@contextlib.contextmanager
+def quiet_name_warnings() -> Iterator[None]:
+    """Within it, cryptography's name length warning is not shown (the filters are put back after)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=NAME_LENGTH_WARNING, category=UserWarning)
+        yield
 
 
 def load_certificate(der: bytes) -> x509.Certificate | None:
