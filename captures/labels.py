@@ -133,11 +133,13 @@ def _server_ports(pcap: Path) -> set[int]:
 
 
 def _endpoint(row: dict[str, list[str]], side: str) -> str:
+    # The last address tshark gives is the innermost: in a tunnel (VXLAN, GRE) the outer headers come first, and
+    # the connection is the inner one. (Tunnels of the corpus keep one IP version inside and out.)
     v4 = row[f"ip.{side}"]
     port = row["tcp.srcport" if side == "src" else "tcp.dstport"][0]
     if v4:
-        return f"{v4[0]}:{port}"
-    return f"[{row[f'ipv6.{side}'][0]}]:{port}"
+        return f"{v4[-1]}:{port}"
+    return f"[{row[f'ipv6.{side}'][-1]}]:{port}"
 
 
 def _int(value: str) -> int:

@@ -23,7 +23,7 @@ from captures.labels import check_label, fill_label, read_labels, read_wire, wri
 from captures.pki import build_pki
 from captures.scenario import Label, Pki, Scenario
 
-SCENARIO_MODULES = ("captures.scenarios_tls", "captures.scenarios_network")
+SCENARIO_MODULES = ("captures.scenarios_tls", "captures.scenarios_network", "captures.scenarios_tunnel")
 CORPUS = Path(__file__).resolve().parent / "corpus"
 BASE_PORT = 24000
 PORTS_PER_SCENARIO = 10  # a scenario owns port .. port+9 (helpers such as a relay may use the extra ones)

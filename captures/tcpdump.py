@@ -21,11 +21,13 @@ class TcpdumpError(RuntimeError):
 class Tcpdump:
     """`with Tcpdump(path, "tcp port 4433"):` records loopback traffic matching the filter into `path`."""
 
-    def __init__(self, path: Path | str, bpf: str, *, interface: str = "lo", snaplen: int = 65535) -> None:
+    def __init__(self, path: Path | str, bpf: str, *, interface: str = "lo", snaplen: int = 65535,
+                 netns: str | None = None) -> None:
         self.path = Path(path)
         self.bpf = bpf
         self.interface = interface
         self.snaplen = snaplen
+        self.netns = netns  # a network namespace to record in (`ip netns exec`), instead of this process's
         self._proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Self:
@@ -36,7 +38,8 @@ class Tcpdump:
         # -U: write each packet as it arrives, so that stopping loses nothing; -Z root: keep ownership simple.
         # --immediate-mode: libpcap otherwise hands packets over in blocks that can wait up to a second, and a
         # scenario's last packets would be lost when tcpdump is stopped.
-        cmd = [exe, "-i", self.interface, "-s", str(self.snaplen), "-U", "--immediate-mode", "-n", "-Z", "root",
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
+        cmd = [*prefix, exe, "-i", self.interface, "-s", str(self.snaplen), "-U", "--immediate-mode", "-n", "-Z", "root",
                "-w", str(self.path), self.bpf]
         self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         # tcpdump says "listening on" on stderr once the capture is open; wait for it (bounded).

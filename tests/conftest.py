@@ -28,6 +28,15 @@ def corpus_labels() -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def loopback_captures(corpus: Path = CORPUS) -> list[Path]:
+    """The corpus captures of TCP on loopback as tcpdump wrote them (Ethernet frames of IPv4 and TCP): inputs of
+    the tests that rewrite a capture's IP or TCP headers or cut its frames. Not the tunnel_* ones: their TLS rides
+    inside VXLAN (tests/tlsflow/test_tunnels.py)."""
+    from tests.tlsflow.pcap_edit import link_type
+
+    return [p for p in sorted(corpus.glob("*.pcap")) if link_type(p) == 1 and not p.name.startswith("tunnel_")]
+
+
 @pytest.fixture(scope="session")
 def corpus_dir() -> Path:
     if not (CORPUS / "labels.jsonl").exists():

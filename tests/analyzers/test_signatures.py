@@ -16,7 +16,8 @@ def _summaries(path, keylog=None):
     original = analyzer._record
 
     def record(conn):
-        kept[conn.flow_id] = conn.handshake.summary
+        if conn.handshake is not None:  # (a connection refused at the SYN carries no byte: no summary)
+            kept[conn.flow_id] = conn.handshake.summary
         return original(conn)
 
     analyzer._record = record

@@ -128,3 +128,102 @@ def slowed(path: Path, out: Path, factor: int) -> Path:
         parts.append(struct.pack("<IIII", at // 1_000_000, at % 1_000_000, caplen, original) + record[16:])
     out.write_bytes(header + b"".join(parts))
     return out
+
+
+# The encapsulations `tunnelled` makes: how mirrored or overlay traffic reaches a capturing host.
+TUNNELS = ("vxlan", "vxlan-ipv6", "vxlan-linux-port", "vxlan-gpe", "geneve", "gretap", "gre-ip", "erspan1", "erspan2",
+           "erspan3", "vxlan-in-gre")
+
+
+def _ipv4_header(protocol: int, payload_length: int, ident: int) -> bytes:
+    header = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + payload_length, ident & 0xFFFF, 0x4000, 64,
+                                   protocol, 0, bytes((192, 0, 2, 1)), bytes((192, 0, 2, 2))))
+    total = sum(struct.unpack("!10H", header))
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    header[10:12] = struct.pack("!H", ~total & 0xFFFF)
+    return bytes(header)
+
+
+def encapsulated(kind: str, frame: bytes, index: int) -> bytes:
+    """`frame` (Ethernet) as one packet of tunnel `kind`, in an outer Ethernet frame between two other hosts."""
+    outer_mac = bytes.fromhex("02000000000a02000000000b")
+    if kind == "gre-ip":
+        inner, protocol, gre_flags, extra = frame[14:], 0x0800, 0, b""  # the IP packet alone
+    elif kind == "vxlan-in-gre":
+        inner, protocol, gre_flags, extra = (outer_mac + b"\x08\x00" + encapsulated("vxlan", frame, index)[14:],
+                                             0x6558, 0, b"")
+    elif kind == "erspan1":
+        inner, protocol, gre_flags, extra = frame, 0x88BE, 0, b""
+    elif kind == "erspan2":
+        # GRE sequence number; ERSPAN II header: version 1, VLAN 0, session 7, index 0.
+        inner, protocol, gre_flags = frame, 0x88BE, 0x1000
+        extra = struct.pack("!I", index) + struct.pack("!HHI", 0x1000, 7, 0)
+    elif kind == "erspan3":
+        # ERSPAN III header (version 2, session 7, a timestamp, frame type 0, O flag) and its 8-byte subheader.
+        inner, protocol, gre_flags = frame, 0x22EB, 0x1000
+        extra = struct.pack("!I", index) + struct.pack("!HHIHH", 0x2000, 7, index * 1000, 0, 0x0001) + bytes(8)
+    elif kind == "gretap":
+        inner, protocol, gre_flags, extra = frame, 0x6558, 0x2000, struct.pack("!I", 42)  # with a key
+    else:
+        inner = protocol = gre_flags = extra = None  # type: ignore[assignment]
+    if inner is not None:
+        gre = struct.pack("!HH", gre_flags, protocol) + extra + inner
+        return outer_mac + b"\x08\x00" + _ipv4_header(47, len(gre), index) + gre
+    if kind in ("vxlan", "vxlan-ipv6", "vxlan-linux-port"):
+        port, shim = (8472 if kind == "vxlan-linux-port" else 4789), struct.pack("!II", 0x08000000, 4242 << 8)
+    elif kind == "vxlan-gpe":
+        port, shim = 4790, struct.pack("!II", 0x0C000003, 4242 << 8)  # P flag, next protocol Ethernet
+    elif kind == "geneve":
+        # Version 0, one 8-byte option (class 0x0103, type 0x80, a 4-byte body), protocol Ethernet, VNI 4242.
+        port, shim = 6081, struct.pack("!BBHI", 2, 0, 0x6558, 4242 << 8) + struct.pack("!HBBI", 0x0103, 0x80, 1, 0)
+    else:
+        raise ValueError(f"unknown tunnel {kind!r}")
+    datagram = struct.pack("!HHHH", 49152 + index % 16000, port, 8 + len(shim) + len(frame), 0) + shim + frame
+    if kind == "vxlan-ipv6":
+        ip6 = struct.pack("!IHBB", 6 << 28, len(datagram), 17, 64) + bytes.fromhex("20010db8" + "00" * 11 + "01"
+                                                                                     "20010db8" + "00" * 11 + "02")
+        return outer_mac + b"\x86\xdd" + ip6 + datagram
+    return outer_mac + b"\x08\x00" + _ipv4_header(17, len(datagram), index) + datagram
+
+
+def ipv4_fragments(frame: bytes, mtu: int) -> list[bytes]:
+    """An Ethernet/IPv4 frame whose IP packet is longer than `mtu`, as the IP fragments a sender makes of it (in
+    order, the DF flag cleared); any other frame as it is."""
+    if frame[12:14] != b"\x08\x00" or len(frame) - 14 <= mtu:
+        return [frame]
+    ip = frame[14:]
+    ihl = (ip[0] & 15) * 4
+    total = struct.unpack_from("!H", ip, 2)[0]
+    payload = ip[ihl:total]
+    step = (mtu - ihl) // 8 * 8
+    pieces = []
+    for offset in range(0, len(payload), step):
+        chunk = payload[offset:offset + step]
+        more = offset + step < len(payload)
+        header = bytearray(ip[:ihl])
+        header[2:4] = struct.pack("!H", ihl + len(chunk))
+        header[6:8] = struct.pack("!H", (0x2000 if more else 0) | offset // 8)
+        header[10:12] = b"\x00\x00"
+        checksum = sum(struct.unpack(f"!{ihl // 2}H", header))
+        while checksum > 0xFFFF:
+            checksum = (checksum & 0xFFFF) + (checksum >> 16)
+        header[10:12] = struct.pack("!H", ~checksum & 0xFFFF)
+        pieces.append(frame[:14] + bytes(header) + chunk)
+    return pieces
+
+
+def tunnelled(path: Path, out: Path, kind: str, mtu: int | None = None) -> Path:
+    """Every frame of an Ethernet capture inside tunnel `kind` (TUNNELS), as a mirror or an overlay delivers it to
+    the host that captures: the same packets, frame for frame, with their tunnel's headers around them. `mtu`: the
+    underlay's (IPv4 only): the longer packets go as IP fragments, one frame each (then frame numbers move)."""
+    header, recs = records(path)
+    assert link_type(path) == 1, f"{path}: not an Ethernet capture"
+    parts = [header[:16] + struct.pack("<I", 262144) + header[20:]]
+    for index, record in enumerate(recs):
+        seconds, micros, _, _ = struct.unpack_from("<IIII", record)
+        frame = encapsulated(kind, record[16:], index)
+        for piece in ipv4_fragments(frame, mtu) if mtu else [frame]:
+            parts.append(struct.pack("<IIII", seconds, micros, len(piece), len(piece)) + piece)
+    out.write_bytes(b"".join(parts))
+    return out

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import loopback_captures
 from tlsflow.pipeline import iter_flow_records
 
-from .pcap_edit import as_ipv6, link_type, tagged
+from .pcap_edit import as_ipv6, tagged
 
 TAGGINGS = {
     "every frame": None,
@@ -32,7 +33,7 @@ def _same(path: Path) -> list[dict]:
 def test_tagged_corpus_gives_the_same_records(corpus_dir: Path, tmp_path: Path, tagging: str, pcapng: bool) -> None:
     """Real clients and servers (tcpdump on loopback), their frames re-tagged: the records of each capture are
     those of the untagged one."""
-    captures = [p for p in sorted(corpus_dir.glob("*.pcap")) if link_type(p) == 1]
+    captures = loopback_captures(corpus_dir)
     assert len(captures) >= 70
     for capture in captures:
         copy = tagged(capture, tmp_path / (capture.stem + (".pcapng" if pcapng else ".pcap")),
@@ -91,7 +92,7 @@ def test_ipv6_fast_lane_gives_the_decoders_records(corpus_dir: Path, tmp_path: P
                                                     pcapng: bool) -> None:
     """Real clients and servers (tcpdump on loopback), their segments carried over IPv6: the records with the
     readers' IPv6 fast lane are those of the full decoder, and they are IPv6 endpoints."""
-    captures = [p for p in sorted(corpus_dir.glob("*.pcap")) if link_type(p) == 1]
+    captures = loopback_captures(corpus_dir)
     copies = [as_ipv6(p, tmp_path / (p.stem + (".pcapng" if pcapng else ".pcap")), pcapng=pcapng) for p in captures]
     fast = [_same(copy) for copy in copies]
     with monkeypatch.context() as patch:

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.conftest import loopback_captures
 from tlsflow.capture import open_capture
 from tlsflow.pipeline import iter_flow_records
 from tlsflow.tcp import TcpReassembler
 
-from .pcap_edit import link_type, snapped
+from .pcap_edit import snapped
 
 SNAP = "the capture's snap length cut"
 
 
 def _corpus(corpus_dir: Path) -> list[Path]:
-    return [p for p in sorted(corpus_dir.glob("*.pcap")) if link_type(p) == 1]
+    return loopback_captures(corpus_dir)
 
 
 def test_records_name_the_snap_length(corpus_dir: Path, tmp_path: Path) -> None:

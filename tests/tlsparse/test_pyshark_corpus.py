@@ -246,6 +246,23 @@ def _tshark_view_retrying(path: Path, ports: set[int]) -> dict[tuple[str, str, i
     return tshark_view(path, ports)
 
 
+TUNNEL_LAYERS = frozenset(("vxlan", "gre", "erspan", "geneve"))
+
+
+def _innermost_addresses(path: Path) -> dict[int, tuple[str, str]]:
+    """Frame number -> the innermost IP source and destination of each TCP packet, as tshark reads them."""
+    import subprocess
+
+    out = subprocess.run([shutil.which("tshark") or "tshark", "-r", str(path), "-n", "-Y", "tcp", "-T", "fields",
+                          "-E", "occurrence=l", "-e", "frame.number", "-e", "ip.src", "-e", "ip.dst", "-e",
+                          "ipv6.src", "-e", "ipv6.dst"], capture_output=True, text=True, timeout=120, check=True)
+    addresses = {}
+    for line in out.stdout.splitlines():
+        frame, v4_src, v4_dst, v6_src, v6_dst = line.split("\t")
+        addresses[int(frame)] = (v4_src or v6_src, v4_dst or v6_dst)
+    return addresses
+
+
 def tshark_view(path: Path, ports: set[int]) -> dict[tuple[str, str, int], Side]:
     """Per (sender endpoint, receiver endpoint, tcp.stream): the fields compared, as tshark dissects them."""
     import pyshark
@@ -254,11 +271,20 @@ def tshark_view(path: Path, ports: set[int]) -> dict[tuple[str, str, int], Side]
                               decode_as={f"tcp.port=={port}": "tls" for port in sorted(ports)},
                               override_prefs=TSHARK_PREFS)
     views: dict[tuple[str, str, int], Side] = defaultdict(_new_side)
+    inner: dict[int, tuple[str, str]] | None = None
     try:
         for packet in cap:
-            ip = packet.ip if hasattr(packet, "ip") else packet.ipv6
-            src = endpoint_text(ip.src, int(packet.tcp.srcport))
-            dst = endpoint_text(ip.dst, int(packet.tcp.dstport))
+            if any(layer.layer_name in TUNNEL_LAYERS for layer in packet.layers):
+                # pyshark's JSON mode keeps one layer per name: the outer IP header, which only carries the
+                # connection (tunnel_vxlan). tshark's own fields give the innermost addresses.
+                if inner is None:
+                    inner = _innermost_addresses(path)
+                ip_src, ip_dst = inner[int(packet.number)]
+            else:
+                ip = packet.ip if hasattr(packet, "ip") else packet.ipv6
+                ip_src, ip_dst = ip.src, ip.dst
+            src = endpoint_text(ip_src, int(packet.tcp.srcport))
+            dst = endpoint_text(ip_dst, int(packet.tcp.dstport))
             side = views[(src, dst, int(packet.tcp.stream))]
             frame = int(packet.number)
             for layer in packet.layers:

@@ -32,7 +32,9 @@ U16 = Struct("!H").unpack_from
 
 IP_PROTO_TCP = 6
 IP_PROTO_IPIP = 4
+IP_PROTO_UDP = 17
 IP_PROTO_IPV6 = 41
+IP_PROTO_GRE = 47
 IPV6_FRAGMENT_HEADER = 44
 IPV6_AUTH_HEADER = 51
 # Extension headers sized in 8-octet units after the first 8: hop-by-hop, routing, destination options,
@@ -40,7 +42,23 @@ IPV6_AUTH_HEADER = 51
 IPV6_EXTENSIONS = frozenset((0, 43, 60, 135, 139, 140, 253, 254))
 IPV4_MF = 0x2000
 IPV4_FRAGMENT_BITS = 0x3FFF  # MF flag and fragment offset: non-zero means this is a fragment
-MAX_NESTING = 8  # VLAN tags, IP-in-IP tunnels, extension headers: real traffic stays far below
+MAX_NESTING = 8  # VLAN tags, tunnels inside tunnels, extension headers: real traffic stays far below
+# Tunnels that carry the traffic of another network, as a mirror delivers it to the host that captures: AWS VPC
+# Traffic Mirroring and Azure's virtual network TAP send each mirrored frame in VXLAN, AWS Gateway Load Balancer in
+# Geneve, a Cisco or Arista SPAN session to a remote collector in ERSPAN (GRE); overlays (Linux vxlan and gretap
+# devices, Kubernetes networks) do the same between hosts. The connection is the inner one: its addresses, ports
+# and TTL; the outer headers only carry it. By UDP destination port (IANA; 8472 is the Linux kernel's default
+# for VXLAN when none is given): what the first bytes after the UDP header are.
+UDP_HEADER = Struct("!HHHH")
+UDP_VXLAN_PORTS = frozenset((4789, 8472))
+UDP_VXLAN_GPE_PORT = 4790
+UDP_GENEVE_PORT = 6081
+TUNNEL_UDP_PORTS = UDP_VXLAN_PORTS | {UDP_VXLAN_GPE_PORT, UDP_GENEVE_PORT}
+VXLAN_I_FLAG = 0x08  # "a valid VNI": set by every sender (RFC 7348)
+VXLAN_GPE_NEXT = {1: lt.ETHERTYPE_IPV4, 2: lt.ETHERTYPE_IPV6, 3: lt.ETHERTYPE_TEB}  # draft-ietf-nvo3-vxlan-gpe
+GENEVE_HEADER = Struct("!BxH")  # version and options length (4-byte words), flags, protocol type (an EtherType)
+GRE_HEADER = Struct("!HH")  # flags and version, protocol type (an EtherType)
+GRE_CHECKSUM, GRE_ROUTING, GRE_KEY, GRE_SEQUENCE = 0x8000, 0x4000, 0x2000, 0x1000
 ADDRESS_CACHE_SIZE = 1 << 16  # distinct addresses remembered as text before the cache is reset
 
 
@@ -206,23 +224,30 @@ def make_handlers(stats: CaptureStats, reassembler: FragmentReassembler | None,
             return malformed()
         if frag & IPV4_FRAGMENT_BITS:
             stats.fragments += 1
-            if proto != IP_PROTO_TCP:
+            key = (4, src, dst, ident, proto)
+            if proto != IP_PROTO_TCP and not (depth < MAX_NESTING
+                                              and tunnel_fragment(proto, frag & 0x1FFF, buf, l4, end, key)):
                 stats.non_tcp += 1
                 return None
             if cut or reassembler is None:
                 stats.fragments_dropped += 1
                 return None
-            whole = reassembler.add((4, src, dst, ident, proto), (frag & 0x1FFF) << 3, bool(frag & IPV4_MF),
-                                    buf[l4:end], ts)
+            whole = reassembler.add(key, (frag & 0x1FFF) << 3, bool(frag & IPV4_MF), buf[l4:end], ts)
             if whole is None:
                 return None
             buf, l4, end = whole, 0, len(whole)
         if proto == IP_PROTO_TCP:
             return tcp(buf, l4, end, frame, ts, 4, src, dst, ttl, ident, cut)
-        if depth < MAX_NESTING and not cut:
-            if proto == IP_PROTO_IPIP:
+        if depth < MAX_NESTING:
+            # (A tunnel's packet cut by the snap length is read as far as it goes: the inner IP header's length
+            # tells the inner decoder how much is missing.)
+            if proto == IP_PROTO_UDP:
+                return udp(buf, l4, end, frame, ts, depth + 1)
+            if proto == IP_PROTO_GRE:
+                return gre(buf, l4, end, frame, ts, depth + 1)
+            if proto == IP_PROTO_IPIP and not cut:
                 return ipv4(buf, l4, end, frame, ts, depth + 1)
-            if proto == IP_PROTO_IPV6:
+            if proto == IP_PROTO_IPV6 and not cut:
                 return ipv6(buf, l4, end, frame, ts, depth + 1)
         stats.non_tcp += 1
         return None
@@ -263,14 +288,15 @@ def make_handlers(stats: CaptureStats, reassembler: FragmentReassembler | None,
                 if not offset_flags & 0xFFF9:
                     continue  # atomic fragment (RFC 6946): offset 0 and no more fragments
                 stats.fragments += 1
-                if nh != IP_PROTO_TCP and nh not in IPV6_EXTENSIONS:
+                key = (6, src, dst, ident)
+                if nh != IP_PROTO_TCP and nh not in IPV6_EXTENSIONS and not (
+                        depth < MAX_NESTING and tunnel_fragment(nh, offset_flags >> 3, buf, p, end, key)):
                     stats.non_tcp += 1
                     return None
                 if cut or reassembler is None:
                     stats.fragments_dropped += 1
                     return None
-                whole = reassembler.add((6, src, dst, ident), offset_flags & 0xFFF8, bool(offset_flags & 1),
-                                        buf[p:end], ts)
+                whole = reassembler.add(key, offset_flags & 0xFFF8, bool(offset_flags & 1), buf[p:end], ts)
                 if whole is None:
                     return None
                 buf, p, end = whole, 0, len(whole)
@@ -279,22 +305,110 @@ def make_handlers(stats: CaptureStats, reassembler: FragmentReassembler | None,
                 return ipv4(buf, p, end, frame, ts, depth + 1)
             elif nh == IP_PROTO_IPV6 and depth < MAX_NESTING and not cut:
                 return ipv6(buf, p, end, frame, ts, depth + 1)
+            elif nh == IP_PROTO_UDP and depth < MAX_NESTING:
+                return udp(buf, p, end, frame, ts, depth + 1)
+            elif nh == IP_PROTO_GRE and depth < MAX_NESTING:
+                return gre(buf, p, end, frame, ts, depth + 1)
             else:
-                stats.non_tcp += 1  # UDP, ICMPv6, ESP, no next header, ...
+                stats.non_tcp += 1  # ICMPv6, ESP, no next header, ...
                 return None
         return malformed()
 
     def non_ip() -> None:
         stats.non_ip += 1
 
-    def network(ethertype: int, buf: bytes, p: int, end: int, frame: int, ts: float) -> TcpPacket | None:
-        """What follows a link header that names its payload by EtherType (Ethernet, SLL, SLL2)."""
+    def not_tcp() -> None:
+        stats.non_tcp += 1
+
+    def tunnel_fragment(protocol: int, offset: int, buf: bytes, p: int, end: int, key: tuple[object, ...]) -> bool:
+        """A fragment of a tunnel's packet, worth reassembling: GRE, or UDP to a tunnel's port (its first fragment
+        says which; a later one belongs to a set its first fragment started). A mirror or an overlay whose MTU
+        leaves no room for the tunnel's headers sends the large packets of a handshake so. Other fragmented UDP
+        (large DNS answers, ...) is not held."""
+        if protocol == IP_PROTO_GRE:
+            return True
+        if protocol != IP_PROTO_UDP or reassembler is None:
+            return False
+        if offset:
+            return reassembler.holds(key)
+        return end - p >= 4 and U16(buf, p + 2)[0] in TUNNEL_UDP_PORTS
+
+    def udp(buf: bytes, off: int, end: int, frame: int, ts: float, depth: int) -> TcpPacket | None:
+        """A UDP datagram: the inner packet of a tunnel that carries frames or packets (see UDP_VXLAN_PORTS), or
+        nothing (DNS, QUIC, ...). `depth`: tunnels around this one, plus one."""
+        if end - off < 8:
+            return malformed()
+        _sport, dport, length, _checksum = UDP_HEADER.unpack_from(buf, off)
+        if 8 <= length < end - off:
+            end = off + length
+        p = off + 8
+        if dport in UDP_VXLAN_PORTS:
+            if end - p < 8 or not buf[p] & VXLAN_I_FLAG:
+                return not_tcp()
+            return network(lt.ETHERTYPE_TEB, buf, p + 8, end, frame, ts, depth)
+        if dport == UDP_GENEVE_PORT:
+            if end - p < 8:
+                return malformed()
+            version_options, protocol = GENEVE_HEADER.unpack_from(buf, p)
+            if version_options >> 6:  # only version 0 exists
+                return not_tcp()
+            return network(protocol, buf, p + 8 + ((version_options & 0x3F) << 2), end, frame, ts, depth)
+        if dport == UDP_VXLAN_GPE_PORT:
+            if end - p < 8:
+                return malformed()
+            # Without the P flag the next protocol is not given: Ethernet, as in VXLAN.
+            ethertype = VXLAN_GPE_NEXT.get(buf[p + 3]) if buf[p] & 0x04 else lt.ETHERTYPE_TEB
+            if ethertype is None:
+                return not_tcp()  # NSH, MPLS, ...
+            return network(ethertype, buf, p + 8, end, frame, ts, depth)
+        return not_tcp()
+
+    def gre(buf: bytes, off: int, end: int, frame: int, ts: float, depth: int) -> TcpPacket | None:
+        """A GRE packet (RFC 2784/2890): IP or Ethernet inside, ERSPAN types I-III included."""
+        if end - off < 4:
+            return malformed()
+        flags, protocol = GRE_HEADER.unpack_from(buf, off)
+        if flags & 0x0007 or flags & GRE_ROUTING:
+            return not_tcp()  # version 1 (PPTP: PPP inside), or RFC 1701 source routing (obsolete)
+        p = off + 4
+        if flags & GRE_CHECKSUM:
+            p += 4
+        if flags & GRE_KEY:
+            p += 4
+        if flags & GRE_SEQUENCE:
+            p += 4
+        if protocol == lt.ETHERTYPE_ERSPAN_II:
+            # Type II has a header of its own (version 1) and a GRE sequence number; type I has neither.
+            if flags & GRE_SEQUENCE:
+                if end - p < 8 or buf[p] >> 4 != 1:
+                    return malformed()
+                p += 8
+            protocol = lt.ETHERTYPE_TEB
+        elif protocol == lt.ETHERTYPE_ERSPAN_III:
+            if end - p < 12 or buf[p] >> 4 != 2:
+                return malformed()
+            last = U16(buf, p + 10)[0]  # ... frame type (5 bits), hardware id, direction, granularity, O flag
+            if (last >> 10) & 0x1F:
+                return not_tcp()  # a frame type other than Ethernet
+            p += 20 if last & 1 else 12  # O: an 8-byte platform-specific subheader follows
+            protocol = lt.ETHERTYPE_TEB
+        return network(protocol, buf, p, end, frame, ts, depth)
+
+    def network(ethertype: int, buf: bytes, p: int, end: int, frame: int, ts: float,
+                depth: int = 0) -> TcpPacket | None:
+        """What follows a link header that names its payload by EtherType (Ethernet, SLL, SLL2, and inside a
+        tunnel). `depth`: the tunnels around it."""
         for _ in range(MAX_NESTING):
             if ethertype == lt.ETHERTYPE_IPV4:
-                return ipv4(buf, p, end, frame, ts)
+                return ipv4(buf, p, end, frame, ts, depth)
             if ethertype == lt.ETHERTYPE_IPV6:
-                return ipv6(buf, p, end, frame, ts)
-            if ethertype in lt.VLAN_TPIDS:  # 802.1Q / QinQ: 2-byte tag control, then the inner EtherType
+                return ipv6(buf, p, end, frame, ts, depth)
+            if ethertype == lt.ETHERTYPE_TEB:  # an Ethernet frame inside a tunnel
+                if end - p < 14:
+                    return malformed()
+                ethertype = U16(buf, p + 12)[0]
+                p += 14
+            elif ethertype in lt.VLAN_TPIDS:  # 802.1Q / QinQ: 2-byte tag control, then the inner EtherType
                 if p + 4 > end:
                     return malformed()
                 ethertype = U16(buf, p + 2)[0]

@@ -40,6 +40,10 @@ class FragmentReassembler:
     def pending_bytes(self) -> int:
         return self._bytes
 
+    def holds(self, key: tuple[object, ...]) -> bool:
+        """A set is being reassembled under `key` (its first fragment was taken)."""
+        return key in self._sets
+
     def add(self, key: tuple[object, ...], offset: int, more: bool, data: bytes, ts: float) -> bytes | None:
         sets = self._sets
         self._expire(ts)

@@ -1,0 +1,171 @@
+"""Tunnel scenarios of the labelled corpus: TLS connections recorded inside the tunnel that carries them.
+
+A traffic mirror delivers what it copies inside a tunnel to the host that captures (AWS VPC Traffic Mirroring and
+Azure's virtual network TAP use VXLAN), and overlay networks carry their hosts' traffic between machines the same
+way: a capture taken there holds each TLS connection inside UDP packets between two other addresses. Here two
+network namespaces joined by a veth pair run a Linux VXLAN overlay (VNI 42, UDP port 4789); the servers listen in
+one on its overlay address, the clients connect from the other, and tcpdump records the veth of the client's side
+(the underlay), where only the encapsulated packets pass. The labels are those of the inner connections.
+
+Needs root, iproute2 with the kernel's vxlan and veth devices, openssl and tcpdump.
+`python -m captures.record --only tunnel_vxlan` records it.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from captures.scenario import Label, Pki, Scenario
+from captures.tcpdump import Tcpdump
+
+S_CLIENT = "openssl s_client (OpenSSL 3.0)"
+S_SERVER = "openssl s_server (OpenSSL 3.0)"
+GET = b"GET / HTTP/1.0\r\nHost: server.tlsflow.test\r\n\r\n"
+# Documentation ranges (RFC 5737), so that nothing here can meet a real network: the underlay (the veth pair)
+# and the overlay (the vxlan devices).
+UNDERLAY = ("198.51.100.1", "198.51.100.2")
+OVERLAY = ("203.0.113.1", "203.0.113.2")
+VXLAN_PORT = 4789
+VNI = 42
+CLIENT_TIMEOUT = 20.0
+SERVER_START_TIMEOUT = 10.0
+CAPTURE_DRAIN = 1.2  # (as in captures.scenarios_network: the last packets reach tcpdump's file)
+
+
+class ScenarioError(RuntimeError):
+    """The scenario could not run as designed, or the wire does not show what its label claims."""
+
+
+def _ip(*args: str) -> None:
+    proc = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=20, check=False)
+    if proc.returncode != 0:
+        raise ScenarioError(f"ip {' '.join(args)}: {proc.stderr.strip()}")
+
+
+@contextlib.contextmanager
+def vxlan_overlay(tag: str) -> Iterator[tuple[str, str]]:
+    """Two namespaces (client side, server side) joined by a veth pair and a VXLAN overlay over it; both are
+    deleted (with their devices) however the block ends. Yields their names."""
+    client_ns, server_ns = f"tlsflow-{tag}-c", f"tlsflow-{tag}-s"
+    made: list[str] = []
+    try:
+        for ns in (client_ns, server_ns):
+            _ip("netns", "add", ns)
+            made.append(ns)
+        _ip("-n", client_ns, "link", "add", "under0", "type", "veth", "peer", "name", "under1", "netns", server_ns)
+        for ns, device, address, peer in ((client_ns, "under0", UNDERLAY[0], UNDERLAY[1]),
+                                          (server_ns, "under1", UNDERLAY[1], UNDERLAY[0])):
+            _ip("-n", ns, "link", "set", "lo", "up")
+            _ip("-n", ns, "addr", "add", f"{address}/24", "dev", device)
+            _ip("-n", ns, "link", "set", device, "up")
+            _ip("-n", ns, "link", "add", "vx0", "type", "vxlan", "id", str(VNI), "dstport", str(VXLAN_PORT),
+                "local", address, "remote", peer, "dev", device)
+        for ns, address in ((client_ns, OVERLAY[0]), (server_ns, OVERLAY[1])):
+            _ip("-n", ns, "addr", "add", f"{address}/24", "dev", "vx0")
+            _ip("-n", ns, "link", "set", "vx0", "up")
+        yield client_ns, server_ns
+    finally:
+        for ns in made:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20, check=False)
+
+
+def vxlan_available() -> bool:
+    """Whether this machine can make the overlay (root, iproute2, the vxlan and veth devices)."""
+    try:
+        with vxlan_overlay(f"probe{os.getpid()}"):
+            return True
+    except (ScenarioError, OSError, subprocess.SubprocessError):
+        return False
+
+
+def _listening(pid: int, port: int) -> bool:
+    """Whether process `pid` (in its own namespace) has a socket listening on `port` (no packet on the wire)."""
+    try:
+        lines = Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    return any(parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port
+               for parts in (line.split() for line in lines))
+
+
+@contextlib.contextmanager
+def _server(ns: str, argv: list[str], port: int, log: Path) -> Iterator[None]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, *argv], stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT
+        while not _listening(proc.pid, port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise ScenarioError(f"server did not listen on {port}: {log.read_text(errors='replace')[-2000:]}")
+            time.sleep(0.02)
+        yield
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+
+
+def _s_client(ns: str, port: int, pki: Pki, keylog: Path, *extra: str) -> int:
+    argv = ["ip", "netns", "exec", ns, "openssl", "s_client", "-connect", f"{OVERLAY[1]}:{port}", "-ign_eof",
+            "-servername", pki.hostname, "-CAfile", str(pki.ca_cert), "-verify_return_error", "-verify_hostname",
+            pki.hostname, "-keylogfile", str(keylog), *extra]
+    try:
+        return subprocess.run(argv, input=GET, capture_output=True, timeout=CLIENT_TIMEOUT, check=False).returncode
+    except subprocess.TimeoutExpired as exc:
+        raise ScenarioError(f"s_client to port {port} did not finish in {CLIENT_TIMEOUT} s") from exc
+
+
+def _s_server(pki: Pki, port: int, version: str, cert: str, chain: str | None) -> list[str]:
+    argv = ["openssl", "s_server", "-accept", f"{OVERLAY[1]}:{port}", version, "-cert", str(pki.file(cert)),
+            "-key", str(pki.file("server.key")), "-www", "-naccept", "1"]
+    return argv + (["-cert_chain", str(pki.file(chain))] if chain else [])
+
+
+def tunnel_vxlan(workdir: Path, port: int, pki: Pki) -> list[Label]:
+    """Three connections through the overlay: a TLS 1.3 handshake that succeeds, a closed port, and a TLS 1.2
+    server whose certificate chains to a root the client does not trust."""
+    name = "tunnel_vxlan"
+    workdir.mkdir(parents=True, exist_ok=True)
+    keylog = workdir / f"{name}.keylog"
+    keylog.unlink(missing_ok=True)
+    tmp = workdir / f".{name}.server.log"
+    with (vxlan_overlay(f"vx{os.getpid() % 100000}") as (client_ns, server_ns),
+          Tcpdump(workdir / f"{name}.pcap", f"udp port {VXLAN_PORT}", interface="under0", netns=client_ns)):
+        with _server(server_ns, _s_server(pki, port, "-tls1_3", "server-leaf.pem", "intermediate.pem"), port, tmp):
+            if _s_client(client_ns, port, pki, keylog) != 0:
+                raise ScenarioError(f"{name}: the TLS 1.3 client failed where it should succeed")
+        time.sleep(0.1)
+        if _s_client(client_ns, port + 1, pki, keylog) == 0:
+            raise ScenarioError(f"{name}: the client reached port {port + 1}, where nothing listens")
+        time.sleep(0.1)
+        with _server(server_ns, _s_server(pki, port + 2, "-tls1_2", "otherca.pem", None), port + 2, tmp):
+            if _s_client(client_ns, port + 2, pki, keylog) == 0:
+                raise ScenarioError(f"{name}: the client accepted a certificate from an unknown root")
+        time.sleep(CAPTURE_DRAIN)
+    tmp.unlink(missing_ok=True)
+    note = "recorded on the underlay: every packet inside VXLAN (UDP 4789, VNI 42) between 198.51.100.1 and .2"
+    return [
+        Label(scenario=name, file=f"{name}.pcap", flow=1, outcome="established", version="TLS 1.3", resumed=False,
+              client_impl=S_CLIENT, server_impl=S_SERVER, note=note),
+        Label(scenario=name, file=f"{name}.pcap", flow=2, outcome="failed", failed_step="tcp_connect",
+              cause="tcp_refused", client_impl=S_CLIENT, server_impl="none (no listener)", note=note),
+        Label(scenario=name, file=f"{name}.pcap", flow=3, outcome="failed", failed_step="server_certificate",
+              cause="cert_unknown_ca", alert="unknown_ca", alert_sender="client", version="TLS 1.2",
+              client_impl=S_CLIENT, server_impl=S_SERVER, note=note),
+    ]
+
+
+SCENARIOS: list[Scenario] = [
+    Scenario("tunnel_vxlan", "TLS inside a VXLAN overlay, recorded on the underlay (as a VXLAN traffic mirror "
+             "delivers it): one success, a closed port, an unknown CA", tunnel_vxlan, tags=("tunnel",)),
+]
