@@ -132,7 +132,7 @@ def slowed(path: Path, out: Path, factor: int) -> Path:
 
 # The encapsulations `tunnelled` makes: how mirrored or overlay traffic reaches a capturing host.
 TUNNELS = ("vxlan", "vxlan-ipv6", "vxlan-linux-port", "vxlan-gpe", "geneve", "gretap", "gre-ip", "erspan1", "erspan2",
-           "erspan3", "vxlan-in-gre")
+           "erspan3", "vxlan-in-gre", "gtpu", "gtpu-extension")
 
 
 def _ipv4_header(protocol: int, payload_length: int, ident: int) -> bytes:
@@ -174,6 +174,18 @@ def encapsulated(kind: str, frame: bytes, index: int) -> bytes:
         port, shim = (8472 if kind == "vxlan-linux-port" else 4789), struct.pack("!II", 0x08000000, 4242 << 8)
     elif kind == "vxlan-gpe":
         port, shim = 4790, struct.pack("!II", 0x0C000003, 4242 << 8)  # P flag, next protocol Ethernet
+    elif kind in ("gtpu", "gtpu-extension"):
+        # GTP-U G-PDU: the IP packet alone (no Ethernet), TEID 0x1234; with a PDU session container extension
+        # header (as 5G's N3 interface sends) and a sequence number in the second kind.
+        packet = frame[14:]
+        if kind == "gtpu":
+            shim = struct.pack("!BBHI", 0x30, 0xFF, len(packet), 0x1234)
+        else:
+            extension = struct.pack("!BBBB", 1, 0x10, 0x01, 0)  # length 1 (4 bytes), QFI 1, no next extension
+            shim = (struct.pack("!BBHI", 0x36, 0xFF, 4 + len(extension) + len(packet), 0x1234)
+                    + struct.pack("!HBB", index & 0xFFFF, 0, 0x85) + extension)
+        datagram = struct.pack("!HHHH", 2152, 2152, 8 + len(shim) + len(packet), 0) + shim + packet
+        return outer_mac + b"\x08\x00" + _ipv4_header(17, len(datagram), index) + datagram
     elif kind == "geneve":
         # Version 0, one 8-byte option (class 0x0103, type 0x80, a 4-byte body), protocol Ethernet, VNI 4242.
         port, shim = 6081, struct.pack("!BBHI", 2, 0, 0x6558, 4242 << 8) + struct.pack("!HBBI", 0x0103, 0x80, 1, 0)

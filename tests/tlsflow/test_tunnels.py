@@ -1,5 +1,6 @@
 """TLS inside tunnels: VXLAN (and its Linux port, VXLAN-GPE), Geneve, GRE with IP or Ethernet inside, ERSPAN types
-I-III, over IPv4 and IPv6, as a traffic mirror or an overlay delivers connections to the host that captures.
+I-III, GTP-U, over IPv4 and IPv6, as a traffic mirror, an overlay or a mobile core delivers connections to the host
+that captures.
 
 The real proof is `captures/corpus/tunnel_vxlan.pcap` (a Linux VXLAN overlay between two network namespaces,
 recorded on its underlay: checked against its labels by tests/analyzers/test_corpus.py, and here against a
@@ -285,3 +286,20 @@ def test_live_on_the_underlay_reports_the_connections_inside_the_tunnel(tmp_path
     assert (good["outcome"], good["version"], good["sni"]) == ("established", "TLS 1.3", pki.hostname)
     assert good["client"].startswith(f"{OVERLAY[0]}:") and good["capture"] == "live:under0"
     assert (refused["outcome"], refused["failed_step"], refused["cause"]) == ("failed", "tcp_connect", "tcp_refused")
+
+
+def test_gtp_signalling_and_broken_extension_headers_are_not_read_as_packets(tmp_path):
+    syn = _one_tcp_frame()
+    user = _wrap_again(syn, "gtpu-extension", 1)
+    gtp_at = 14 + 20 + 8
+    echo = bytearray(user)
+    echo[gtp_at + 1] = 1  # an echo request: signalling, no user packet
+    version2 = bytearray(user)
+    version2[gtp_at] = 0x48  # GTPv2-C
+    no_length = bytearray(user)
+    no_length[gtp_at + 12] = 0  # an extension header of length 0 (no progress: refused)
+    too_long = bytearray(user)
+    too_long[gtp_at + 12] = 255  # an extension header past the datagram's end
+    packets, stats = _read(_frames(tmp_path, [user, bytes(echo), bytes(version2), bytes(no_length), bytes(too_long)]))
+    assert len(packets) == 1 and packets[0].flags == 0x02
+    assert stats.non_tcp == 2 and stats.malformed == 2

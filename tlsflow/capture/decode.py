@@ -46,14 +46,16 @@ MAX_NESTING = 8  # VLAN tags, tunnels inside tunnels, extension headers: real tr
 # Tunnels that carry the traffic of another network, as a mirror delivers it to the host that captures: AWS VPC
 # Traffic Mirroring and Azure's virtual network TAP send each mirrored frame in VXLAN, AWS Gateway Load Balancer in
 # Geneve, a Cisco or Arista SPAN session to a remote collector in ERSPAN (GRE); overlays (Linux vxlan and gretap
-# devices, Kubernetes networks) do the same between hosts. The connection is the inner one: its addresses, ports
-# and TTL; the outer headers only carry it. By UDP destination port (IANA; 8472 is the Linux kernel's default
+# devices, Kubernetes networks) do the same between hosts, and a mobile core carries each subscriber's packets in
+# GTP-U. The connection is the inner one: its addresses, ports and TTL; the outer headers only carry it. By UDP destination port (IANA; 8472 is the Linux kernel's default
 # for VXLAN when none is given): what the first bytes after the UDP header are.
 UDP_HEADER = Struct("!HHHH")
 UDP_VXLAN_PORTS = frozenset((4789, 8472))
 UDP_VXLAN_GPE_PORT = 4790
 UDP_GENEVE_PORT = 6081
-TUNNEL_UDP_PORTS = UDP_VXLAN_PORTS | {UDP_VXLAN_GPE_PORT, UDP_GENEVE_PORT}
+UDP_GTPU_PORT = 2152  # GTP-U: a mobile core's user plane (3GPP TS 29.281), each subscriber's IP packets
+TUNNEL_UDP_PORTS = UDP_VXLAN_PORTS | {UDP_VXLAN_GPE_PORT, UDP_GENEVE_PORT, UDP_GTPU_PORT}
+GTPU_G_PDU = 0xFF  # the message type that carries a user's packet (the others are signalling: echo, errors)
 VXLAN_I_FLAG = 0x08  # "a valid VNI": set by every sender (RFC 7348)
 VXLAN_GPE_NEXT = {1: lt.ETHERTYPE_IPV4, 2: lt.ETHERTYPE_IPV6, 3: lt.ETHERTYPE_TEB}  # draft-ietf-nvo3-vxlan-gpe
 GENEVE_HEADER = Struct("!BxH")  # version and options length (4-byte words), flags, protocol type (an EtherType)
@@ -353,6 +355,33 @@ def make_handlers(stats: CaptureStats, reassembler: FragmentReassembler | None,
             if version_options >> 6:  # only version 0 exists
                 return not_tcp()
             return network(protocol, buf, p + 8 + ((version_options & 0x3F) << 2), end, frame, ts, depth)
+        if dport == UDP_GTPU_PORT:
+            if end - p < 8:
+                return malformed()
+            flags = buf[p]
+            if flags >> 5 != 1 or not flags & 0x10 or buf[p + 1] != GTPU_G_PDU:
+                return not_tcp()  # GTP' or GTPv2, or a signalling message
+            p += 8
+            if flags & 0x07:  # sequence number, N-PDU number, next extension header type: 4 bytes
+                if end - p < 4:
+                    return malformed()
+                next_type = buf[p + 3]
+                p += 4
+                while next_type:  # extension headers: a length in 4-byte units, ..., the next one's type
+                    if end - p < 4 or not buf[p]:
+                        return malformed()
+                    p += buf[p] << 2
+                    if p > end:
+                        return malformed()
+                    next_type = buf[p - 1]
+            if p >= end:
+                return malformed()
+            version = buf[p] >> 4  # no protocol field: the IP version nibble says it
+            if version == 4:
+                return ipv4(buf, p, end, frame, ts, depth)
+            if version == 6:
+                return ipv6(buf, p, end, frame, ts, depth)
+            return not_tcp()
         if dport == UDP_VXLAN_GPE_PORT:
             if end - p < 8:
                 return malformed()
