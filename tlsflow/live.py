@@ -25,6 +25,7 @@ from typing import IO, Any
 from tlsflow.capture import CaptureStats, linktypes
 from tlsflow.capture.decode import make_handlers
 from tlsflow.capture.fragments import FragmentReassembler
+from tlsflow.cli import LIVE_BPF
 from tlsflow.formats import open_writer
 from tlsflow.pipeline import FlowAnalyzer
 from tlsflow.terminal import os_reason, output_name, safe_text, write_summary
@@ -482,7 +483,10 @@ def run_live(args: argparse.Namespace, *, trust: Any = None,
                           keylog=_keylog(args))
     flag = _StopFlag()
     flag.install()
-    filter_text = f" (filter: {safe_text(args.bpf)})" if args.bpf else ""
+    if args.bpf == LIVE_BPF:
+        filter_text = " (TCP, and tunnels that carry it)"
+    else:
+        filter_text = f" (filter: {safe_text(args.bpf)})" if args.bpf else ""
     stderr.write(f"tlsflow live: capturing on {safe_text(args.interface)}{filter_text}; Ctrl-C to stop\n")
     stderr.flush()
     lost = False

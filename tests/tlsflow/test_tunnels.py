@@ -126,8 +126,8 @@ def test_a_tunnel_fragmented_by_a_small_underlay_mtu_is_reassembled(kind, tmp_pa
 
 # --------------------------------------------------------------------------------------------------- edge cases
 
-def _frames(tmp_path: Path, frames: list[bytes]) -> Path:
-    path = tmp_path / "edge.pcap"
+def _frames(tmp_path: Path, frames: list[bytes], name: str = "edge.pcap") -> Path:
+    path = tmp_path / name
     header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1)
     path.write_bytes(header + b"".join(struct.pack("<IIII", 1, i, len(f), len(f)) + f
                                        for i, f in enumerate(frames)))
@@ -246,8 +246,8 @@ def test_live_on_the_underlay_reports_the_connections_inside_the_tunnel(tmp_path
     with vxlan_overlay(f"lt{os.getpid() % 100000}") as (client_ns, server_ns):
         live = subprocess.Popen(
             ["ip", "netns", "exec", client_ns, sys.executable, "-c",
-             "import sys; from tlsflow.cli import main; sys.exit(main())", "live", "-i", "under0", "--bpf",
-             "udp port 4789", "--format", "jsonl", "-o", str(out), "--timeout", "10"],
+             "import sys; from tlsflow.cli import main; sys.exit(main())", "live", "-i", "under0", "--format",
+             "jsonl", "-o", str(out), "--timeout", "10"],  # (the default filter lets tunnels through)
             cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
             env=dict(os.environ, PYTHONWARNINGS="ignore"))
         server = None
@@ -255,7 +255,7 @@ def test_live_on_the_underlay_reports_the_connections_inside_the_tunnel(tmp_path
             assert live.stderr is not None
             deadline = time.monotonic() + 60
             seen = ""
-            while "capturing on under0" not in seen:
+            while "capturing on under0 (TCP, and tunnels that carry it)" not in seen:
                 assert time.monotonic() < deadline and live.poll() is None, seen
                 seen += live.stderr.readline()
             server = subprocess.Popen(
@@ -303,3 +303,57 @@ def test_gtp_signalling_and_broken_extension_headers_are_not_read_as_packets(tmp
     packets, stats = _read(_frames(tmp_path, [user, bytes(echo), bytes(version2), bytes(no_length), bytes(too_long)]))
     assert len(packets) == 1 and packets[0].flags == 0x02
     assert stats.non_tcp == 2 and stats.malformed == 2
+
+
+def _packets_and_stats(path: Path) -> tuple[list[tuple], tuple]:
+    with open_capture(path) as cap:
+        packets = [(p.frame, p.ts, p.src, p.sport, p.dst, p.dport, p.seq, p.ack, p.flags, p.window, p.payload,
+                    p.ttl, p.ip_id, p.cut) for p in cap.packets()]
+        stats = cap.stats
+        return packets, (stats.tcp_packets, stats.skipped, stats.non_ip, stats.non_tcp, stats.malformed,
+                         stats.truncated_payloads)
+
+
+def test_the_vxlan_fast_path_reads_what_the_general_decoder_reads(tmp_path):
+    """VXLAN over IPv4 without options takes the Ethernet handler's fast path; over IPv6 the general decoder
+    (`udp`): the same inner frames give the same packets and the same counts, whole, cut by a snap length, and
+    for inner frames that carry no TCP or are broken."""
+    for name in ("tls12_cert_expired", "net_mtu_blackhole", "tls13_hello_retry_request"):
+        original = _corpus(name)
+        for snap in (None, 120, 300):
+            fast = tunnelled(original, tmp_path / "fast.pcap", "vxlan")
+            general = tunnelled(original, tmp_path / "general.pcap", "vxlan-ipv6")
+            if snap:
+                fast = snapped(fast, tmp_path / "fast-cut.pcap", snap + 50)
+                general = snapped(general, tmp_path / "general-cut.pcap", snap + 70)
+            assert _packets_and_stats(fast) == _packets_and_stats(general), (name, snap)
+    syn = _one_tcp_frame()
+    odd_inner = [
+        syn[:12] + b"\x08\x06" + bytes(28),  # ARP
+        syn[:10],  # shorter than an Ethernet header
+        syn[:30],  # an IPv4 header cut short
+        syn[:14] + b"\x45\x00\x00\x0a" + syn[18:],  # an IP total length shorter than its header
+        syn[:23] + b"\x11" + syn[24:],  # UDP inside
+        syn[:12] + b"\x81\x00\x00\x07\x08\x00" + syn[14:],  # an 802.1Q tag inside
+    ]
+    for index, inner in enumerate(odd_inner):
+        fast = _frames(tmp_path, [encapsulated("vxlan", inner, 0)], "fast-odd.pcap")
+        general = _frames(tmp_path, [encapsulated("vxlan-ipv6", inner, 0)], "general-odd.pcap")
+        assert _packets_and_stats(fast) == _packets_and_stats(general), index
+    # Bytes after the datagram (an Ethernet trailer, an FCS) with an inner IP length of 0 (segmentation offload
+    # on the host the mirror copied): the UDP length bounds the inner frame. And a UDP length that leaves no room
+    # for a frame: no packet, whatever follows it.
+    tso = syn[:16] + b"\x00\x00" + syn[18:]
+    udp_length_at = {"vxlan": 14 + 20 + 4, "vxlan-ipv6": 14 + 40 + 4}
+    for kind_fast, kind_general in (("vxlan", "vxlan-ipv6"),):
+        frames = {}
+        for kind in (kind_fast, kind_general):
+            trailer = encapsulated(kind, tso, 0) + b"\xde\xad\xbe\xef"
+            short = bytearray(encapsulated(kind, syn, 0))
+            short[udp_length_at[kind]:udp_length_at[kind] + 2] = struct.pack("!H", 12)  # (UDP, half a VXLAN header)
+            frames[kind] = [trailer, bytes(short)]
+        fast = _frames(tmp_path, frames[kind_fast], "fast-trailer.pcap")
+        general = _frames(tmp_path, frames[kind_general], "general-trailer.pcap")
+        packets, stats = _packets_and_stats(fast)
+        assert len(packets) == 1 and packets[0][10] == b""  # (a SYN: no payload, and not the trailer)
+        assert (packets, stats) == _packets_and_stats(general)

@@ -412,6 +412,8 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                 out = cur_handler(buf, start, start + caplen, frame, last_ts)  # type: ignore[misc]
                 if out is None:
                     skipped += 1
+                elif out.__class__ is float and cur_build is not None:
+                    counted_ts = out  # the handler's count_lane took it (as pcap.walk_records)
                 else:
                     counted_ts = None
                     yield out
