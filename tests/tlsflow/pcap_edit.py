@@ -225,17 +225,41 @@ def ipv4_fragments(frame: bytes, mtu: int) -> list[bytes]:
     return pieces
 
 
+def ipv6_fragments(frame: bytes, mtu: int) -> list[bytes]:
+    """An Ethernet/IPv6 frame (no extension headers) whose packet is longer than `mtu`, as the fragments its
+    sender makes of it (a fragment header each, identification 0x4242); any other frame as it is."""
+    if frame[12:14] != b"\x86\xdd" or len(frame) - 14 <= mtu:
+        return [frame]
+    header, payload = frame[14:54], frame[54:]
+    next_header = header[6]
+    step = (mtu - 48) // 8 * 8
+    pieces = []
+    for offset in range(0, len(payload), step):
+        chunk = payload[offset:offset + step]
+        more = offset + step < len(payload)
+        fixed = bytearray(header)
+        fixed[4:6] = struct.pack("!H", 8 + len(chunk))
+        fixed[6] = 44  # a fragment header follows
+        fragment = struct.pack("!BBHI", next_header, 0, offset | more, 0x4242)
+        pieces.append(frame[:14] + bytes(fixed) + fragment + chunk)
+    return pieces
+
+
 def tunnelled(path: Path, out: Path, kind: str, mtu: int | None = None) -> Path:
     """Every frame of an Ethernet capture inside tunnel `kind` (TUNNELS), as a mirror or an overlay delivers it to
     the host that captures: the same packets, frame for frame, with their tunnel's headers around them. `mtu`: the
-    underlay's (IPv4 only): the longer packets go as IP fragments, one frame each (then frame numbers move)."""
+    underlay's: the longer packets go as IP fragments, one frame each (then frame numbers move)."""
     header, recs = records(path)
     assert link_type(path) == 1, f"{path}: not an Ethernet capture"
     parts = [header[:16] + struct.pack("<I", 262144) + header[20:]]
     for index, record in enumerate(recs):
         seconds, micros, _, _ = struct.unpack_from("<IIII", record)
         frame = encapsulated(kind, record[16:], index)
-        for piece in ipv4_fragments(frame, mtu) if mtu else [frame]:
+        if not mtu:
+            pieces = [frame]
+        else:
+            pieces = ipv6_fragments(frame, mtu) if kind == "vxlan-ipv6" else ipv4_fragments(frame, mtu)
+        for piece in pieces:
             parts.append(struct.pack("<IIII", seconds, micros, len(piece), len(piece)) + piece)
     out.write_bytes(b"".join(parts))
     return out

@@ -107,7 +107,7 @@ def test_two_jobs_on_a_tunnelled_capture_equal_one(generated_capture, tmp_path):
     assert [{**r, "capture": None} for r in one] == [{**r, "capture": None} for r in plain]
 
 
-@pytest.mark.parametrize("kind", ["vxlan", "geneve", "gretap", "erspan2", "gre-ip"])
+@pytest.mark.parametrize("kind", ["vxlan", "vxlan-ipv6", "geneve", "gretap", "erspan2", "gre-ip", "gtpu"])
 def test_a_tunnel_fragmented_by_a_small_underlay_mtu_is_reassembled(kind, tmp_path):
     """An underlay whose MTU leaves no room for the tunnel's headers (a mirror session, an overlay set up with
     the inner MTU of the outer link) sends the large packets of a handshake as IP fragments: the same verdicts
