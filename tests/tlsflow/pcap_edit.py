@@ -132,7 +132,7 @@ def slowed(path: Path, out: Path, factor: int) -> Path:
 
 # The encapsulations `tunnelled` makes: how mirrored or overlay traffic reaches a capturing host.
 TUNNELS = ("vxlan", "vxlan-ipv6", "vxlan-linux-port", "vxlan-gpe", "geneve", "gretap", "gre-ip", "erspan1", "erspan2",
-           "erspan3", "vxlan-in-gre", "gtpu", "gtpu-extension")
+           "erspan3", "vxlan-in-gre", "gtpu", "gtpu-extension", "gretap-ipv6", "mpls-in-gre")
 
 
 def _ipv4_header(protocol: int, payload_length: int, ident: int) -> bytes:
@@ -143,6 +143,11 @@ def _ipv4_header(protocol: int, payload_length: int, ident: int) -> bytes:
         total = (total & 0xFFFF) + (total >> 16)
     header[10:12] = struct.pack("!H", ~total & 0xFFFF)
     return bytes(header)
+
+
+def _ipv6_header(next_header: int, payload_length: int) -> bytes:
+    return struct.pack("!IHBB", 6 << 28, payload_length, next_header, 64) + bytes.fromhex(
+        "20010db8" + "00" * 11 + "01" + "20010db8" + "00" * 11 + "02")
 
 
 def encapsulated(kind: str, frame: bytes, index: int) -> bytes:
@@ -163,12 +168,17 @@ def encapsulated(kind: str, frame: bytes, index: int) -> bytes:
         # ERSPAN III header (version 2, session 7, a timestamp, frame type 0, O flag) and its 8-byte subheader.
         inner, protocol, gre_flags = frame, 0x22EB, 0x1000
         extra = struct.pack("!I", index) + struct.pack("!HHIHH", 0x2000, 7, index * 1000, 0, 0x0001) + bytes(8)
-    elif kind == "gretap":
+    elif kind in ("gretap", "gretap-ipv6"):
         inner, protocol, gre_flags, extra = frame, 0x6558, 0x2000, struct.pack("!I", 42)  # with a key
+    elif kind == "mpls-in-gre":
+        # One MPLS label (16, bottom of stack, TTL 64), then the IP packet.
+        inner, protocol, gre_flags, extra = struct.pack("!I", (16 << 12) | 0x100 | 64) + frame[14:], 0x8847, 0, b""
     else:
         inner = protocol = gre_flags = extra = None  # type: ignore[assignment]
     if inner is not None:
         gre = struct.pack("!HH", gre_flags, protocol) + extra + inner
+        if kind == "gretap-ipv6":
+            return outer_mac + b"\x86\xdd" + _ipv6_header(47, len(gre)) + gre
         return outer_mac + b"\x08\x00" + _ipv4_header(47, len(gre), index) + gre
     if kind in ("vxlan", "vxlan-ipv6", "vxlan-linux-port"):
         port, shim = (8472 if kind == "vxlan-linux-port" else 4789), struct.pack("!II", 0x08000000, 4242 << 8)
@@ -193,9 +203,7 @@ def encapsulated(kind: str, frame: bytes, index: int) -> bytes:
         raise ValueError(f"unknown tunnel {kind!r}")
     datagram = struct.pack("!HHHH", 49152 + index % 16000, port, 8 + len(shim) + len(frame), 0) + shim + frame
     if kind == "vxlan-ipv6":
-        ip6 = struct.pack("!IHBB", 6 << 28, len(datagram), 17, 64) + bytes.fromhex("20010db8" + "00" * 11 + "01"
-                                                                                     "20010db8" + "00" * 11 + "02")
-        return outer_mac + b"\x86\xdd" + ip6 + datagram
+        return outer_mac + b"\x86\xdd" + _ipv6_header(17, len(datagram)) + datagram
     return outer_mac + b"\x08\x00" + _ipv4_header(17, len(datagram), index) + datagram
 
 
