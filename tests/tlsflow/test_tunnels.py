@@ -95,6 +95,23 @@ def test_tshark_reads_the_same_handshakes_out_of_the_wrapped_capture(kind, tmp_p
         assert _tshark_handshakes(wrapped, *decode_as) == expected, (kind, name)
 
 
+@pytest.mark.parametrize("kind", ["vxlan", "gretap"])
+def test_a_tunnelled_capture_as_pcapng_gives_the_same_rows(kind, tmp_path):
+    """The pcapng walker hands tunnelled frames to the same handlers (and keeps the times of the segments their
+    lanes counted, as the pcap walker does)."""
+    from tests.conftest import capture_file_bytes
+    from tests.tlsflow.pcap_edit import records
+
+    for name in ("tls12_cert_expired", "net_mtu_blackhole"):
+        wrapped = tunnelled(_corpus(name), tmp_path / f"{name}.pcap", kind)
+        _, recs = records(wrapped)
+        frames = [(struct.unpack_from("<I", r)[0] * 1_000_000 + struct.unpack_from("<I", r, 4)[0], r[16:],
+                   len(r) - 16) for r in recs]
+        as_pcapng = tmp_path / f"{name}.pcapng"
+        as_pcapng.write_bytes(capture_file_bytes(1, frames, pcapng=True))
+        assert _rows(as_pcapng) == _original_rows(_corpus(name)), (kind, name)
+
+
 def test_two_jobs_on_a_tunnelled_capture_equal_one(generated_capture, tmp_path):
     """`--jobs 2` cuts a capture by byte ranges and follows the connections in flight at the cut by their
     4-tuples: through a tunnel those are the inner ones."""
