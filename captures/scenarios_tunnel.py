@@ -1,14 +1,19 @@
 """Tunnel scenarios of the labelled corpus: TLS connections recorded inside the tunnel that carries them.
 
 A traffic mirror delivers what it copies inside a tunnel to the host that captures (AWS VPC Traffic Mirroring and
-Azure's virtual network TAP use VXLAN), and overlay networks carry their hosts' traffic between machines the same
-way: a capture taken there holds each TLS connection inside UDP packets between two other addresses. Here two
-network namespaces joined by a veth pair run a Linux VXLAN overlay (VNI 42, UDP port 4789); the servers listen in
-one on its overlay address, the clients connect from the other, and tcpdump records the veth of the client's side
-(the underlay), where only the encapsulated packets pass. The labels are those of the inner connections.
+Azure's virtual network TAP use VXLAN), overlay networks carry their hosts' traffic between machines the same way,
+and sites are joined by GRE tunnels: a capture taken there holds each TLS connection inside packets between two
+other addresses. Here two network namespaces are joined by a veth pair (the underlay), and a tunnel over it:
+- `tunnel_vxlan`: a Linux VXLAN overlay (vxlan devices, VNI 42, UDP port 4789);
+- `tunnel_gre`: a GRE tunnel (RFC 2784, IPv4 inside) made by a small relay in each namespace between a TUN device
+  and a raw IP socket of protocol 47, for kernels without the ip_gre module (containers, as on this project's
+  machines): the kernel's own TCP stacks talk through it, the relay only adds and strips the 4-byte GRE header,
+  and the kernel writes the outer IP header.
+The servers listen in one namespace on its overlay address, the clients connect from the other, and tcpdump records
+the client side's veth, where only the tunnel's packets pass. The labels are those of the inner connections.
 
-Needs root, iproute2 with the kernel's vxlan and veth devices, openssl and tcpdump.
-`python -m captures.record --only tunnel_vxlan` records it.
+Needs root, iproute2 with the kernel's veth device, and the vxlan device or /dev/net/tun; openssl and tcpdump.
+`python -m captures.record --only tunnel_vxlan tunnel_gre` records them.
 """
 from __future__ import annotations
 
@@ -16,9 +21,11 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from captures.scenario import Label, Pki, Scenario
 from captures.tcpdump import Tcpdump
@@ -48,9 +55,9 @@ def _ip(*args: str) -> None:
 
 
 @contextlib.contextmanager
-def vxlan_overlay(tag: str) -> Iterator[tuple[str, str]]:
-    """Two namespaces (client side, server side) joined by a veth pair and a VXLAN overlay over it; both are
-    deleted (with their devices) however the block ends. Yields their names."""
+def _underlay(tag: str) -> Iterator[tuple[str, str]]:
+    """Two namespaces (client side, server side) joined by a veth pair (under0, under1) with the UNDERLAY
+    addresses; both are deleted (with their devices) however the block ends. Yields their names."""
     client_ns, server_ns = f"tlsflow-{tag}-c", f"tlsflow-{tag}-s"
     made: list[str] = []
     try:
@@ -58,26 +65,94 @@ def vxlan_overlay(tag: str) -> Iterator[tuple[str, str]]:
             _ip("netns", "add", ns)
             made.append(ns)
         _ip("-n", client_ns, "link", "add", "under0", "type", "veth", "peer", "name", "under1", "netns", server_ns)
-        for ns, device, address, peer in ((client_ns, "under0", UNDERLAY[0], UNDERLAY[1]),
-                                          (server_ns, "under1", UNDERLAY[1], UNDERLAY[0])):
+        for ns, device, address in ((client_ns, "under0", UNDERLAY[0]), (server_ns, "under1", UNDERLAY[1])):
             _ip("-n", ns, "link", "set", "lo", "up")
             _ip("-n", ns, "addr", "add", f"{address}/24", "dev", device)
             _ip("-n", ns, "link", "set", device, "up")
-            _ip("-n", ns, "link", "add", "vx0", "type", "vxlan", "id", str(VNI), "dstport", str(VXLAN_PORT),
-                "local", address, "remote", peer, "dev", device)
-        for ns, address in ((client_ns, OVERLAY[0]), (server_ns, OVERLAY[1])):
-            _ip("-n", ns, "addr", "add", f"{address}/24", "dev", "vx0")
-            _ip("-n", ns, "link", "set", "vx0", "up")
         yield client_ns, server_ns
     finally:
         for ns in made:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20, check=False)
 
 
+@contextlib.contextmanager
+def vxlan_overlay(tag: str) -> Iterator[tuple[str, str]]:
+    """`_underlay` with a VXLAN overlay over it (the OVERLAY addresses on vx0 in each namespace)."""
+    with _underlay(tag) as (client_ns, server_ns):
+        for ns, device, address, peer in ((client_ns, "under0", UNDERLAY[0], UNDERLAY[1]),
+                                          (server_ns, "under1", UNDERLAY[1], UNDERLAY[0])):
+            _ip("-n", ns, "link", "add", "vx0", "type", "vxlan", "id", str(VNI), "dstport", str(VXLAN_PORT),
+                "local", address, "remote", peer, "dev", device)
+        for ns, address in ((client_ns, OVERLAY[0]), (server_ns, OVERLAY[1])):
+            _ip("-n", ns, "addr", "add", f"{address}/24", "dev", "vx0")
+            _ip("-n", ns, "link", "set", "vx0", "up")
+        yield client_ns, server_ns
+
+
+# The GRE relay of one namespace: a TUN device (gre0) whose IP packets go to the peer inside GRE over a raw socket
+# of protocol 47 (the kernel adds the outer IPv4 header), and the GRE packets from the peer back into the TUN
+# device. Prints "ready" once gre0 exists; runs until killed.
+GRE_RELAY = r"""
+import fcntl, os, select, socket, struct, sys
+tun = os.open("/dev/net/tun", os.O_RDWR)
+fcntl.ioctl(tun, 0x400454CA, struct.pack("16sH", b"gre0", 0x0001 | 0x1000))  # TUNSETIFF: IFF_TUN, IFF_NO_PI
+raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, 47)
+peer = sys.argv[1]
+print("ready", flush=True)
+while True:
+    ready, _, _ = select.select([tun, raw], [], [])
+    if tun in ready:
+        packet = os.read(tun, 65535)
+        if packet[:1] and packet[0] >> 4 == 4:
+            raw.sendto(b"\x00\x00\x08\x00" + packet, (peer, 0))  # GRE: no flags, version 0, IPv4 inside
+    if raw in ready:
+        data, (source, _) = raw.recvfrom(65535)
+        gre = data[(data[0] & 15) * 4:]
+        if source == peer and gre[:4] == b"\x00\x00\x08\x00":
+            os.write(tun, gre[4:])
+"""
+GRE_MTU = 1476  # the veth's 1500 less the outer IPv4 header and GRE's 4 bytes: no packet is fragmented
+
+
+@contextlib.contextmanager
+def gre_overlay(tag: str) -> Iterator[tuple[str, str]]:
+    """`_underlay` with a GRE tunnel over it (the OVERLAY addresses on gre0 in each namespace, see GRE_RELAY)."""
+    relays: list[subprocess.Popen[str]] = []
+    with _underlay(tag) as (client_ns, server_ns):
+        try:
+            for ns, address, peer in ((client_ns, OVERLAY[0], UNDERLAY[1]), (server_ns, OVERLAY[1], UNDERLAY[0])):
+                relay = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", GRE_RELAY, peer],
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         text=True)
+                relays.append(relay)
+                assert relay.stdout is not None
+                if relay.stdout.readline().strip() != "ready":
+                    raise ScenarioError(f"GRE relay in {ns} did not start: {relay.stderr.read() if relay.stderr else ''}")
+                _ip("-n", ns, "addr", "add", f"{address}/24", "dev", "gre0")
+                _ip("-n", ns, "link", "set", "gre0", "mtu", str(GRE_MTU), "up")
+            yield client_ns, server_ns
+        finally:
+            for relay in relays:
+                relay.kill()
+                relay.wait(timeout=10)
+                for stream in (relay.stdout, relay.stderr):
+                    if stream is not None:
+                        stream.close()
+
+
 def vxlan_available() -> bool:
     """Whether this machine can make the overlay (root, iproute2, the vxlan and veth devices)."""
+    return _available(vxlan_overlay)
+
+
+def gre_available() -> bool:
+    """Whether this machine can make the GRE tunnel (root, iproute2, veth, /dev/net/tun, raw sockets)."""
+    return _available(gre_overlay)
+
+
+def _available(overlay: Any) -> bool:
     try:
-        with vxlan_overlay(f"probe{os.getpid()}"):
+        with overlay(f"probe{os.getpid() % 100000}"):
             return True
     except (ScenarioError, OSError, subprocess.SubprocessError):
         return False
@@ -165,7 +240,39 @@ def tunnel_vxlan(workdir: Path, port: int, pki: Pki) -> list[Label]:
     ]
 
 
+def tunnel_gre(workdir: Path, port: int, pki: Pki) -> list[Label]:
+    """Two connections through a GRE tunnel: a TLS 1.2 handshake that succeeds, and a TLS 1.3 server whose
+    certificate has expired."""
+    name = "tunnel_gre"
+    workdir.mkdir(parents=True, exist_ok=True)
+    keylog = workdir / f"{name}.keylog"
+    keylog.unlink(missing_ok=True)
+    tmp = workdir / f".{name}.server.log"
+    with (gre_overlay(f"gr{os.getpid() % 100000}") as (client_ns, server_ns),
+          Tcpdump(workdir / f"{name}.pcap", "ip proto 47", interface="under0", netns=client_ns)):
+        with _server(server_ns, _s_server(pki, port, "-tls1_2", "server-leaf.pem", "intermediate.pem"), port, tmp):
+            if _s_client(client_ns, port, pki, keylog) != 0:
+                raise ScenarioError(f"{name}: the TLS 1.2 client failed where it should succeed")
+        time.sleep(0.1)
+        with _server(server_ns, _s_server(pki, port + 1, "-tls1_3", "expired.pem", "intermediate.pem"), port + 1, tmp):
+            if _s_client(client_ns, port + 1, pki, keylog) == 0:
+                raise ScenarioError(f"{name}: the client accepted an expired certificate")
+        time.sleep(CAPTURE_DRAIN)
+    tmp.unlink(missing_ok=True)
+    note = ("recorded on the underlay: every packet inside GRE (IP protocol 47, IPv4 inside) between 198.51.100.1 "
+            "and .2")
+    return [
+        Label(scenario=name, file=f"{name}.pcap", flow=1, outcome="established", version="TLS 1.2", resumed=False,
+              client_impl=S_CLIENT, server_impl=S_SERVER, note=note),
+        Label(scenario=name, file=f"{name}.pcap", flow=2, outcome="failed", failed_step="server_certificate",
+              cause="cert_expired", alert="certificate_expired", alert_sender="client", version="TLS 1.3",
+              client_impl=S_CLIENT, server_impl=S_SERVER, note=note),
+    ]
+
+
 SCENARIOS: list[Scenario] = [
     Scenario("tunnel_vxlan", "TLS inside a VXLAN overlay, recorded on the underlay (as a VXLAN traffic mirror "
              "delivers it): one success, a closed port, an unknown CA", tunnel_vxlan, tags=("tunnel",)),
+    Scenario("tunnel_gre", "TLS inside a GRE tunnel (a relay between TUN devices and raw sockets), recorded on the "
+             "underlay: one success, an expired certificate", tunnel_gre, tags=("tunnel",)),
 ]
