@@ -271,3 +271,22 @@ def tunnelled(path: Path, out: Path, kind: str, mtu: int | None = None) -> Path:
             parts.append(struct.pack("<IIII", seconds, micros, len(piece), len(piece)) + piece)
     out.write_bytes(b"".join(parts))
     return out
+
+
+def pktapped(path: Path, out: Path) -> Path:
+    """Every Ethernet frame behind an Apple PKTAP header (link type 258, as macOS `tcpdump -i pktap` writes: the
+    interface, the process's id and name, then the frame), the header laid out as xnu's bsd/net/pktap.h."""
+    header, recs = records(path)
+    assert link_type(path) == 1, f"{path}: not an Ethernet capture"
+    parts = [header[:20] + struct.pack("<I", 258)]
+    for index, record in enumerate(recs):
+        seconds, micros, _, _ = struct.unpack_from("<IIII", record)
+        outgoing = index % 2 == 0
+        pktap = bytearray(156)
+        struct.pack_into("<III24sIIIIi", pktap, 0, len(pktap), 1, 1, b"en0", 0x2 if outgoing else 0x1, 2, 14, 0,
+                         4242)
+        struct.pack_into("<17s", pktap, 56, b"curl")
+        frame = bytes(pktap) + record[16:]
+        parts.append(struct.pack("<IIII", seconds, micros, len(frame), len(frame)) + frame)
+    out.write_bytes(b"".join(parts))
+    return out

@@ -376,3 +376,25 @@ def test_the_vxlan_fast_path_reads_what_the_general_decoder_reads(tmp_path):
         packets, stats = _packets_and_stats(fast)
         assert len(packets) == 1 and packets[0][10] == b""  # (a SYN: no payload, and not the trailer)
         assert (packets, stats) == _packets_and_stats(general)
+
+
+def test_apple_pktap_captures_give_the_rows_of_the_frames_inside(tmp_path):
+    """macOS `tcpdump -i pktap` (or `-k`) writes link type 258: a PKTAP header with the interface and the process
+    before each frame. The rows are those of the frames alone, and tshark reads the same handshakes."""
+    from tests.tlsflow.pcap_edit import pktapped
+
+    for name in ("tls12_cert_expired", "tls13_established_plain", "net_reset_injected"):
+        original = _corpus(name)
+        wrapped = pktapped(original, tmp_path / f"{name}.pcap")
+        assert _rows(wrapped) == _original_rows(original), name
+        assert _tshark_handshakes(wrapped) == _tshark_handshakes(original), name
+    # A record of another type, a header longer than the frame, a link type inside that is PKTAP again.
+    frame = pktapped(_corpus("tls13_established_plain"), tmp_path / "one.pcap").read_bytes()
+    first = frame[24 + 16:24 + 16 + struct.unpack_from("<I", frame, 24 + 8)[0]]
+    odd = [first[:4] + struct.pack("<I", 0) + first[8:], struct.pack("<I", 5000) + first[4:],
+           first[:8] + struct.pack("<I", 258) + first[12:]]
+    path = tmp_path / "odd.pcap"
+    path.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 258) + b"".join(
+        struct.pack("<IIII", 1, i, len(f), len(f)) + f for i, f in enumerate([first, *odd])))
+    packets, stats = _read(path)
+    assert len(packets) == 1 and stats.non_ip == 2 and stats.malformed == 1

@@ -59,6 +59,8 @@ GTPU_G_PDU = 0xFF  # the message type that carries a user's packet (the others a
 VXLAN_I_FLAG = 0x08  # "a valid VNI": set by every sender (RFC 7348)
 VXLAN_GPE_NEXT = {1: lt.ETHERTYPE_IPV4, 2: lt.ETHERTYPE_IPV6, 3: lt.ETHERTYPE_TEB}  # draft-ietf-nvo3-vxlan-gpe
 GENEVE_HEADER = Struct("!BxH")  # version and options length (4-byte words), flags, protocol type (an EtherType)
+PKTAP_HEADER = Struct("<III")  # header length, record type, link type of the frame (xnu's bsd/net/pktap.h)
+PKTAP_PACKET = 1
 GRE_HEADER = Struct("!HH")  # flags and version, protocol type (an EtherType)
 GRE_CHECKSUM, GRE_ROUTING, GRE_KEY, GRE_SEQUENCE = 0x8000, 0x4000, 0x2000, 0x1000
 ADDRESS_CACHE_SIZE = 1 << 16  # distinct addresses remembered as text before the cache is reset
@@ -558,6 +560,21 @@ def make_handlers(stats: CaptureStats, reassembler: FragmentReassembler | None,
     def unsupported(buf: bytes, start: int, end: int, frame: int, ts: float) -> None:
         stats.non_ip += 1
 
+    def pktap(buf: bytes, start: int, end: int, frame: int, ts: float) -> TcpPacket | None:
+        """Apple's PKTAP: a little-endian header (its length, the record type, the link type of the frame that
+        follows it, then the interface and the process that sent or received the frame), then the frame."""
+        if end - start < 12:
+            return malformed()
+        length, record_type, inner_link_type = PKTAP_HEADER.unpack_from(buf, start)
+        if record_type != PKTAP_PACKET:
+            return non_ip()
+        if length < 12 or length > end - start:
+            return malformed()
+        inner = handlers.get(inner_link_type)
+        if inner is None or inner is pktap:
+            return non_ip()
+        return inner(buf, start + length, end, frame, ts)
+
     if shard is None and count_only is None:
         # The walkers build the TcpPackets of plain IPv4/TCP frames of these link types themselves, from the fields
         # of their fast lane's unpack (see pcap.walk_records), with this builder: as these handlers would.
@@ -575,6 +592,7 @@ def make_handlers(stats: CaptureStats, reassembler: FragmentReassembler | None,
         lt.RAW_OPENBSD: raw_ip,
         lt.IPV4: ipv4,
         lt.IPV6: ipv6,
+        lt.PKTAP: pktap,
     }
 
     def handler_for(link_type: int) -> FrameHandler:

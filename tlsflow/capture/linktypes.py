@@ -10,11 +10,12 @@ LOOP = 108  # OpenBSD loopback: address family in network byte order
 LINUX_SLL = 113
 IPV4 = 228
 IPV6 = 229
+PKTAP = 258  # Apple's PKTAP (macOS `tcpdump -i pktap` or `-k`): a header with the process, then the frame
 LINUX_SLL2 = 276
 
 NAMES = {
     NULL: "NULL", ETHERNET: "ETHERNET", RAW_BSD: "RAW(12)", RAW_OPENBSD: "RAW(14)", RAW: "RAW", LOOP: "LOOP",
-    LINUX_SLL: "LINUX_SLL", IPV4: "IPV4", IPV6: "IPV6", LINUX_SLL2: "LINUX_SLL2",
+    LINUX_SLL: "LINUX_SLL", IPV4: "IPV4", IPV6: "IPV6", LINUX_SLL2: "LINUX_SLL2", PKTAP: "PKTAP",
 }
 SUPPORTED = frozenset(NAMES)
 
