@@ -7,7 +7,8 @@ tunnel made by a relay between TUN devices and raw sockets, between two network 
 underlay: checked against their labels by tests/analyzers/test_corpus.py, and here against captures of the same
 kind made now, when the machine can). The other tunnels cannot be made on every kernel (ERSPAN and Geneve devices
 are modules that containers often lack), so the real corpus captures are wrapped in them frame by frame (tests/tlsflow/pcap_edit.tunnelled): the rows must be those of the capture as it was, and tshark,
-which decodes every one of these tunnels itself, must read the same handshake messages out of the wrapped file."""
+which decodes every one of these tunnels itself, must read the same handshake messages out of the wrapped file.
+Apple's PKTAP header (macOS captures) is tested the same way at the end."""
 from __future__ import annotations
 
 import functools
