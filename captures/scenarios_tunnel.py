@@ -23,7 +23,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -206,28 +206,39 @@ def _s_server(pki: Pki, port: int, version: str, cert: str, chain: str | None) -
     return argv + (["-cert_chain", str(pki.file(chain))] if chain else [])
 
 
+@contextlib.contextmanager
+def _recording(name: str, workdir: Path, pki: Pki, overlay: Any, bpf: str) -> Iterator[Callable[..., None]]:
+    """Record `workdir/NAME.pcap` on the client side's underlay while the block runs. Yields `connect(port, server,
+    succeeds, why)`: start `server` (s_server's arguments, or None: nothing listens) on the server side, run
+    s_client from the client side, and raise `why` unless the client succeeded exactly when `succeeds`."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    keylog = workdir / f"{name}.keylog"
+    keylog.unlink(missing_ok=True)
+    log = workdir / f".{name}.server.log"
+    with (overlay(f"{name[7:10]}{os.getpid() % 100000}") as (client_ns, server_ns),
+          Tcpdump(workdir / f"{name}.pcap", bpf, interface="under0", netns=client_ns)):
+
+        def connect(port: int, server: list[str] | None, succeeds: bool, why: str) -> None:
+            with _server(server_ns, server, port, log) if server else contextlib.nullcontext():
+                if (_s_client(client_ns, port, pki, keylog) == 0) != succeeds:
+                    raise ScenarioError(f"{name}: {why}")
+            time.sleep(0.1)
+
+        yield connect
+        time.sleep(CAPTURE_DRAIN)
+    log.unlink(missing_ok=True)
+
+
 def tunnel_vxlan(workdir: Path, port: int, pki: Pki) -> list[Label]:
     """Three connections through the overlay: a TLS 1.3 handshake that succeeds, a closed port, and a TLS 1.2
     server whose certificate chains to a root the client does not trust."""
     name = "tunnel_vxlan"
-    workdir.mkdir(parents=True, exist_ok=True)
-    keylog = workdir / f"{name}.keylog"
-    keylog.unlink(missing_ok=True)
-    tmp = workdir / f".{name}.server.log"
-    with (vxlan_overlay(f"vx{os.getpid() % 100000}") as (client_ns, server_ns),
-          Tcpdump(workdir / f"{name}.pcap", f"udp port {VXLAN_PORT}", interface="under0", netns=client_ns)):
-        with _server(server_ns, _s_server(pki, port, "-tls1_3", "server-leaf.pem", "intermediate.pem"), port, tmp):
-            if _s_client(client_ns, port, pki, keylog) != 0:
-                raise ScenarioError(f"{name}: the TLS 1.3 client failed where it should succeed")
-        time.sleep(0.1)
-        if _s_client(client_ns, port + 1, pki, keylog) == 0:
-            raise ScenarioError(f"{name}: the client reached port {port + 1}, where nothing listens")
-        time.sleep(0.1)
-        with _server(server_ns, _s_server(pki, port + 2, "-tls1_2", "otherca.pem", None), port + 2, tmp):
-            if _s_client(client_ns, port + 2, pki, keylog) == 0:
-                raise ScenarioError(f"{name}: the client accepted a certificate from an unknown root")
-        time.sleep(CAPTURE_DRAIN)
-    tmp.unlink(missing_ok=True)
+    with _recording(name, workdir, pki, vxlan_overlay, f"udp port {VXLAN_PORT}") as connect:
+        connect(port, _s_server(pki, port, "-tls1_3", "server-leaf.pem", "intermediate.pem"), True,
+                "the TLS 1.3 client failed where it should succeed")
+        connect(port + 1, None, False, f"the client reached port {port + 1}, where nothing listens")
+        connect(port + 2, _s_server(pki, port + 2, "-tls1_2", "otherca.pem", None), False,
+                "the client accepted a certificate from an unknown root")
     note = "recorded on the underlay: every packet inside VXLAN (UDP 4789, VNI 42) between 198.51.100.1 and .2"
     return [
         Label(scenario=name, file=f"{name}.pcap", flow=1, outcome="established", version="TLS 1.3", resumed=False,
@@ -244,21 +255,11 @@ def tunnel_gre(workdir: Path, port: int, pki: Pki) -> list[Label]:
     """Two connections through a GRE tunnel: a TLS 1.2 handshake that succeeds, and a TLS 1.3 server whose
     certificate has expired."""
     name = "tunnel_gre"
-    workdir.mkdir(parents=True, exist_ok=True)
-    keylog = workdir / f"{name}.keylog"
-    keylog.unlink(missing_ok=True)
-    tmp = workdir / f".{name}.server.log"
-    with (gre_overlay(f"gr{os.getpid() % 100000}") as (client_ns, server_ns),
-          Tcpdump(workdir / f"{name}.pcap", "ip proto 47", interface="under0", netns=client_ns)):
-        with _server(server_ns, _s_server(pki, port, "-tls1_2", "server-leaf.pem", "intermediate.pem"), port, tmp):
-            if _s_client(client_ns, port, pki, keylog) != 0:
-                raise ScenarioError(f"{name}: the TLS 1.2 client failed where it should succeed")
-        time.sleep(0.1)
-        with _server(server_ns, _s_server(pki, port + 1, "-tls1_3", "expired.pem", "intermediate.pem"), port + 1, tmp):
-            if _s_client(client_ns, port + 1, pki, keylog) == 0:
-                raise ScenarioError(f"{name}: the client accepted an expired certificate")
-        time.sleep(CAPTURE_DRAIN)
-    tmp.unlink(missing_ok=True)
+    with _recording(name, workdir, pki, gre_overlay, "ip proto 47") as connect:
+        connect(port, _s_server(pki, port, "-tls1_2", "server-leaf.pem", "intermediate.pem"), True,
+                "the TLS 1.2 client failed where it should succeed")
+        connect(port + 1, _s_server(pki, port + 1, "-tls1_3", "expired.pem", "intermediate.pem"), False,
+                "the client accepted an expired certificate")
     note = ("recorded on the underlay: every packet inside GRE (IP protocol 47, IPv4 inside) between 198.51.100.1 "
             "and .2")
     return [
