@@ -47,8 +47,9 @@ MAX_NESTING = 8  # VLAN tags, tunnels inside tunnels, extension headers: real tr
 # Traffic Mirroring and Azure's virtual network TAP send each mirrored frame in VXLAN, AWS Gateway Load Balancer in
 # Geneve, a Cisco or Arista SPAN session to a remote collector in ERSPAN (GRE); overlays (Linux vxlan and gretap
 # devices, Kubernetes networks) do the same between hosts, and a mobile core carries each subscriber's packets in
-# GTP-U. The connection is the inner one: its addresses, ports and TTL; the outer headers only carry it. By UDP destination port (IANA; 8472 is the Linux kernel's default
-# for VXLAN when none is given): what the first bytes after the UDP header are.
+# GTP-U. The connection is the inner one: its addresses, ports and TTL; the outer headers only carry it. By UDP
+# destination port (IANA; 8472 is the Linux kernel's default for VXLAN when none is given): what the first bytes
+# after the UDP header are.
 UDP_HEADER = Struct("!HHHH")
 UDP_VXLAN_PORTS = frozenset((4789, 8472))
 UDP_VXLAN_GPE_PORT = 4790
