@@ -127,7 +127,8 @@ def gre_overlay(tag: str) -> Iterator[tuple[str, str]]:
                 relays.append(relay)
                 assert relay.stdout is not None
                 if relay.stdout.readline().strip() != "ready":
-                    raise ScenarioError(f"GRE relay in {ns} did not start: {relay.stderr.read() if relay.stderr else ''}")
+                    error = relay.stderr.read() if relay.stderr else ""
+                    raise ScenarioError(f"GRE relay in {ns} did not start: {error}")
                 _ip("-n", ns, "addr", "add", f"{address}/24", "dev", "gre0")
                 _ip("-n", ns, "link", "set", "gre0", "mtu", str(GRE_MTU), "up")
             yield client_ns, server_ns

@@ -39,8 +39,8 @@ class Tcpdump:
         # --immediate-mode: libpcap otherwise hands packets over in blocks that can wait up to a second, and a
         # scenario's last packets would be lost when tcpdump is stopped.
         prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
-        cmd = [*prefix, exe, "-i", self.interface, "-s", str(self.snaplen), "-U", "--immediate-mode", "-n", "-Z", "root",
-               "-w", str(self.path), self.bpf]
+        cmd = [*prefix, exe, "-i", self.interface, "-s", str(self.snaplen), "-U", "--immediate-mode", "-n", "-Z",
+               "root", "-w", str(self.path), self.bpf]
         self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         # tcpdump says "listening on" on stderr once the capture is open; wait for it (bounded).
         deadline = time.monotonic() + 10
