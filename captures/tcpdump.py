@@ -19,7 +19,8 @@ class TcpdumpError(RuntimeError):
 
 
 class Tcpdump:
-    """`with Tcpdump(path, "tcp port 4433"):` records loopback traffic matching the filter into `path`."""
+    """`with Tcpdump(path, "tcp port 4433"):` records the traffic matching the filter into `path`: on loopback, or
+    on `interface` (inside network namespace `netns` when given)."""
 
     def __init__(self, path: Path | str, bpf: str, *, interface: str = "lo", snaplen: int = 65535,
                  netns: str | None = None) -> None:
