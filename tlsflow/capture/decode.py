@@ -350,14 +350,17 @@ def make_handlers(stats: CaptureStats, reassembler: FragmentReassembler | None,
         if dport in UDP_VXLAN_PORTS:
             if end - p < 8 or not buf[p] & VXLAN_I_FLAG:
                 return not_tcp()
-            return network(lt.ETHERTYPE_TEB, buf, p + 8, end, frame, ts, depth)
+            return ethernet(buf, p + 8, end, frame, ts, depth)
         if dport == UDP_GENEVE_PORT:
             if end - p < 8:
                 return malformed()
             version_options, protocol = GENEVE_HEADER.unpack_from(buf, p)
             if version_options >> 6:  # only version 0 exists
                 return not_tcp()
-            return network(protocol, buf, p + 8 + ((version_options & 0x3F) << 2), end, frame, ts, depth)
+            p += 8 + ((version_options & 0x3F) << 2)
+            if protocol == lt.ETHERTYPE_TEB:
+                return ethernet(buf, p, end, frame, ts, depth)
+            return network(protocol, buf, p, end, frame, ts, depth)
         if dport == UDP_GTPU_PORT:
             if end - p < 8:
                 return malformed()
@@ -392,6 +395,8 @@ def make_handlers(stats: CaptureStats, reassembler: FragmentReassembler | None,
             ethertype = VXLAN_GPE_NEXT.get(buf[p + 3]) if buf[p] & 0x04 else lt.ETHERTYPE_TEB
             if ethertype is None:
                 return not_tcp()  # NSH, MPLS, ...
+            if ethertype == lt.ETHERTYPE_TEB:
+                return ethernet(buf, p + 8, end, frame, ts, depth)
             return network(ethertype, buf, p + 8, end, frame, ts, depth)
         return not_tcp()
 
@@ -424,6 +429,8 @@ def make_handlers(stats: CaptureStats, reassembler: FragmentReassembler | None,
                 return not_tcp()  # a frame type other than Ethernet
             p += 20 if last & 1 else 12  # O: an 8-byte platform-specific subheader follows
             protocol = lt.ETHERTYPE_TEB
+        if protocol == lt.ETHERTYPE_TEB:
+            return ethernet(buf, p, end, frame, ts, depth)
         return network(protocol, buf, p, end, frame, ts, depth)
 
     def network(ethertype: int, buf: bytes, p: int, end: int, frame: int, ts: float,
