@@ -506,6 +506,15 @@ def make_handlers(stats: CaptureStats, reassembler: FragmentReassembler | None,
                 if udp_end < inner_end:  # noqa: PLR1730 (per packet: min() costs a call)
                     inner_end = udp_end
                 return ethernet(buf, start + 50, inner_end, frame, ts, 1)
+            if ((proto == IP_PROTO_GRE or (proto == IP_PROTO_UDP and dport in TUNNEL_UDP_PORTS)) and total >= 28
+                    and ethertype == 0x0800 and version_ihl == 0x45 and not frag & IPV4_FRAGMENT_BITS and not depth):
+                # Another tunnel in IPv4 without options (GRE, ERSPAN, Geneve, GTP-U): straight to its decoder, as
+                # `network` and `ipv4` would hand it over (the 50 MB bench capture in ERSPAN II: 4,595 -> 4,147 M
+                # instructions, callgrind; the capture itself: 2,516 M).
+                inner_end = start + 14 + total
+                if inner_end > end:  # noqa: PLR1730 (per packet: min() costs a call)
+                    inner_end = end  # (cut by the snap length)
+                return (gre if proto == IP_PROTO_GRE else udp)(buf, start + 34, inner_end, frame, ts, 1)
             if (ethertype == 0x0800 and version_ihl == 0x45 and proto == 6 and not frag & IPV4_FRAGMENT_BITS
                     and total >= 40):
                 ip_start = start + 14
