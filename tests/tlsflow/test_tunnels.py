@@ -326,18 +326,25 @@ def test_gtp_signalling_and_broken_extension_headers_are_not_read_as_packets(tmp
 
 
 def _packets_and_stats(path: Path) -> tuple[list[tuple], tuple]:
+    """Every segment as a TcpPacket and the reader's counts, with the walkers' lanes on: a reassembler fed nothing,
+    but for one lane no segment has (the walkers try their lanes only while some are open), so that every segment
+    of a lane's layout is built by the walker, the others by the handlers."""
+    from tlsflow.tcp import TcpReassembler
+
+    counter = TcpReassembler()
+    counter.lanes[bytes(12)] = None
     with open_capture(path) as cap:
         packets = [(p.frame, p.ts, p.src, p.sport, p.dst, p.dport, p.seq, p.ack, p.flags, p.window, p.payload,
-                    p.ttl, p.ip_id, p.cut) for p in cap.packets()]
+                    p.ttl, p.ip_id, p.cut) for p in cap.packets(counter=counter)]
         stats = cap.stats
         return packets, (stats.tcp_packets, stats.skipped, stats.non_ip, stats.non_tcp, stats.malformed,
                          stats.truncated_payloads)
 
 
 def test_the_vxlan_fast_path_reads_what_the_general_decoder_reads(tmp_path):
-    """VXLAN over IPv4 without options takes the Ethernet handler's fast path; over IPv6 the general decoder
-    (`udp`): the same inner frames give the same packets and the same counts, whole, cut by a snap length, and
-    for inner frames that carry no TCP or are broken."""
+    """VXLAN over IPv4 without options takes the walkers' VXLAN lane and the Ethernet handler's fast path; over
+    IPv6 the general decoder (`udp`): the same inner frames give the same packets, counts and rows, whole, cut by a
+    snap length, and for inner frames that carry no TCP or are broken."""
     # (GRE in IPv4 takes the Ethernet handler's shortcut to `gre`; in IPv6, `network` and `ipv6` first.)
     for fast_kind, general_kind, extra in (("vxlan", "vxlan-ipv6", 20), ("gretap", "gretap-ipv6", 20)):
         for name in ("tls12_cert_expired", "net_mtu_blackhole", "tls13_hello_retry_request"):
@@ -350,6 +357,9 @@ def test_the_vxlan_fast_path_reads_what_the_general_decoder_reads(tmp_path):
                     fast = snapped(fast, tmp_path / "fast-cut.pcap", snap + outer)
                     general = snapped(general, tmp_path / "general-cut.pcap", snap + outer + extra)
                 assert _packets_and_stats(fast) == _packets_and_stats(general), (fast_kind, name, snap)
+                # And through the analysis, where the walkers' VXLAN lane (pcap.vxlan_lane) counts or builds the
+                # segments of VXLAN in IPv4 before any handler sees them.
+                assert _rows(fast) == _rows(general), (fast_kind, name, snap)
     syn = _one_tcp_frame()
     odd_inner = [
         syn[:12] + b"\x08\x06" + bytes(28),  # ARP
@@ -375,7 +385,9 @@ def test_the_vxlan_fast_path_reads_what_the_general_decoder_reads(tmp_path):
             trailer = encapsulated(kind, tso, 0) + b"\xde\xad\xbe\xef"
             short = bytearray(encapsulated(kind, syn, 0))
             short[udp_length_at[kind]:udp_length_at[kind] + 2] = struct.pack("!H", 12)  # (UDP, half a VXLAN header)
-            frames[kind] = [trailer, bytes(short)]
+            no_vni = bytearray(encapsulated(kind, syn, 0))
+            no_vni[udp_length_at[kind] + 4] = 0  # VXLAN without its I flag
+            frames[kind] = [trailer, bytes(short), bytes(no_vni)]
         fast = _frames(tmp_path, frames[kind_fast], "fast-trailer.pcap")
         general = _frames(tmp_path, frames[kind_general], "general-trailer.pcap")
         packets, stats = _packets_and_stats(fast)

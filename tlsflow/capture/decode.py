@@ -15,7 +15,7 @@ from struct import Struct
 from ..packet import TcpPacket
 from . import linktypes as lt
 from .fragments import FragmentReassembler
-from .pcap import LANE_HEADER_BYTES, SegmentCounter
+from .pcap import LANE_HEADER_BYTES, UDP_VXLAN_PORTS, SegmentCounter
 from .stats import CaptureStats
 
 # handler(buf, start, end, frame, ts): the frame is buf[start:end]
@@ -51,7 +51,6 @@ MAX_NESTING = 8  # VLAN tags, tunnels inside tunnels, extension headers: real tr
 # destination port (IANA; 8472 is the Linux kernel's default for VXLAN when none is given): what the first bytes
 # after the UDP header are.
 UDP_HEADER = Struct("!HHHH")
-UDP_VXLAN_PORTS = frozenset((4789, 8472))
 UDP_VXLAN_GPE_PORT = 4790
 UDP_GENEVE_PORT = 6081
 UDP_GTPU_PORT = 2152  # GTP-U: a mobile core's user plane (3GPP TS 29.281), each subscriber's IP packets

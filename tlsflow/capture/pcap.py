@@ -83,6 +83,16 @@ LANE_FRAMES_IPV6 = {  # (layout, link header length, where the EtherType or prot
     lt.LINUX_SLL2: (Struct("!H18x" + _LANE_IPV6_TCP), 20, 0),
 }
 ETHERTYPE_IPV6 = lt.ETHERTYPE_IPV6  # (read by `ipv6_lane` at each call: tests turn the lane off through it)
+# VXLAN's UDP ports (IANA's 4789; 8472, the Linux kernel's default when none is given): see tlsflow.capture.decode.
+UDP_VXLAN_PORTS = frozenset((4789, 8472))
+# Ethernet/IPv4 without options, UDP to VXLAN, and inside an Ethernet/IPv4/TCP frame without IP options: every frame
+# of a VXLAN traffic mirror's or overlay's capture. What the outer headers must show and the inner segment's fields,
+# in one unpack from the start of the frame: outer EtherType, version/IHL, total length, flags/fragment offset,
+# protocol, UDP destination port and length, VXLAN flags; inner EtherType, version/IHL, total length,
+# identification, flags/fragment offset, TTL, protocol, the 12 bytes of addresses and ports (a lane key),
+# sequence and acknowledgement numbers, data offset byte, flags byte, window (`vxlan_lane`).
+VXLAN_IPV4_TCP = Struct("!12xHBxH2xHxB12xHH2xB19xHBxHHHBB2x12sIIBBH")
+VXLAN_INNER_IP_AT = 64  # where the inner IPv4 header starts
 # Where a frame shows which Ethernet layout it may fit: the high byte of its first EtherType or TPID.
 LAYOUT_SIGNATURE_AT = 12
 
@@ -213,6 +223,47 @@ def ipv6_lane(link_type: int, counter: SegmentCounter, build: Callable[..., Any]
     return headers + 20, type_at, segment
 
 
+def vxlan_lane(counter: SegmentCounter, build: Callable[..., Any] | None,
+               tuples_get: Callable[[bytes], Any], new_tuple: Callable[[bytes], Any]
+               ) -> Callable[[bytes, int, int, int, float], Any]:
+    """The walkers' fast lane for Ethernet frames that carry a segment in VXLAN (VXLAN_IPV4_TCP): `segment(buf,
+    start, caplen, frame, ts)` gives COUNTED when `counter.count_lane` took the inner segment, the TcpPacket the
+    Ethernet handler would give when `build` is there, or None: then the frame is the handler's (which reads any
+    other tunnel, and this one in other shapes). Before, each such frame went through the handler's two Ethernet
+    fast paths (the outer frame's, then the inner one's): two unpacks, two calls and the lane's key sliced out."""
+    unpack = VXLAN_IPV4_TCP.unpack_from
+    shortest = VXLAN_IPV4_TCP.size
+    lanes, count_lane = counter.lanes, counter.count_lane
+    header_bytes = LANE_HEADER_BYTES
+    ports = UDP_VXLAN_PORTS
+
+    def segment(buf: Any, start: int, caplen: int, frame: int, ts: float) -> Any:
+        if caplen < shortest:
+            return None
+        (ethertype, version_ihl, total, frag, proto, dport, udp_length, vxlan_flags, inner_type, inner_version_ihl,
+         inner_total, ident, inner_frag, ttl, inner_proto, key, seq, ack, offset_byte, flags,
+         window) = unpack(buf, start)
+        # The inner packet lies within the UDP datagram, the datagram within the outer packet, the packet within
+        # the frame: then the handler's two fast paths would read what this reads.
+        if not (ethertype == 0x0800 and version_ihl == 0x45 and proto == 17 and dport in ports and vxlan_flags & 0x08
+                and not frag & 0x3FFF and inner_type == 0x0800 and inner_version_ihl == 0x45 and inner_proto == 6
+                and not inner_frag & 0x3FFF
+                and VXLAN_INNER_IP_AT + inner_total <= 34 + udp_length <= 14 + total <= caplen
+                and (n := inner_total - header_bytes[offset_byte]) >= 0):
+            return None
+        lane = lanes.get(key)
+        if lane is not None and not flags & 0x06 and count_lane(lane, frame, ts, seq, ack, flags, window, ttl, n):
+            return COUNTED
+        if build is None:
+            return None
+        names = tuples_get(key) or new_tuple(key)
+        ip_end = start + VXLAN_INNER_IP_AT + inner_total
+        return build(frame, ts, 4, names[0], names[1], names[2], names[3], seq, ack, flags, window,
+                     buf[ip_end - n:ip_end], ttl, ident)
+
+    return segment
+
+
 def is_pcap_magic(head: bytes) -> bool:
     return len(head) >= 4 and _MAGIC.unpack_from(head)[0] in MAGICS
 
@@ -279,6 +330,8 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
     tuples_get, new_tuple = four_tuple_texts(getattr(counter, "wire_keys", None), getattr(counter, "wire_tuples", None))
     ipv6_min, ipv6_type_at, ipv6_segment = (ipv6_lane(link_type, counter, build, tuples_get, new_tuple)
                                             if lanes is not None else (1 << 62, 0, None))
+    vxlan_segment = (vxlan_lane(counter, build, tuples_get, new_tuple)  # type: ignore[arg-type]
+                     if lanes is not None and link_type == lt.ETHERNET else None)
     # A record that straddles two chunks is walked from a buffer of its own (chunks.carry_over).
     pending: bytes | None = None  # the next chunk, while the straddling record is walked
     pending_pos = pending_base = 0
@@ -328,8 +381,13 @@ def walk_records(read_chunk: Callable[[int], bytes], buf: bytes, base: int, head
                             yield build(frame, ts, 4, names[0], names[1], names[2], names[3], seq, ack, flags,
                                         window, buf[ip_end - n:ip_end], ttl, ident)
                             continue
-                if caplen >= ipv6_min and buf[start + ipv6_type_at] == 0x86 and lanes:  # (0x86DD: IPv6)
-                    packet = ipv6_segment(buf, start, caplen, frame, ts)  # type: ignore[misc]
+                if caplen >= ipv6_min and lanes:
+                    if buf[start + ipv6_type_at] == 0x86:  # (0x86DD: IPv6)
+                        packet = ipv6_segment(buf, start, caplen, frame, ts)  # type: ignore[misc]
+                    elif buf[start + 23] == 17 and vxlan_segment is not None:  # (IPv4/UDP: maybe VXLAN)
+                        packet = vxlan_segment(buf, start, caplen, frame, ts)
+                    else:
+                        packet = None
                     if packet is not None:
                         if packet is COUNTED:
                             counted_ts = ts

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from struct import Struct
 from typing import TypeVar
 
+from . import linktypes as lt
 from .chunks import carry_over
 from .errors import CaptureError, CorruptCaptureError, NotACaptureError, TruncatedCaptureError
 from .pcap import (
@@ -22,6 +23,7 @@ from .pcap import (
     ipv6_lane,
     lane_layouts,
     layout_fits,
+    vxlan_lane,
 )
 from .source import SourceReadError
 from .stats import CaptureStats
@@ -190,8 +192,9 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
     cur_offset = 0.0
     cur_link_length = cur_lane_min = cur_ipv4_first = cur_ipv4_second = 0
     cur_other_signature = -1  # the signature byte of the interface's other layout (pcap.lane_layouts), -1: none
-    # The interface's IPv6 lane (pcap.ipv6_lane): shortest frame, where the EtherType is, the segment's function.
-    cur_ipv6_min, cur_ipv6_at, cur_ipv6_segment = 1 << 62, 0, None
+    # The interface's IPv6 lane (pcap.ipv6_lane): shortest frame, where the EtherType is, the segment's function;
+    # and its VXLAN lane (pcap.vxlan_lane, Ethernet interfaces) or None.
+    cur_ipv6_min, cur_ipv6_at, cur_ipv6_segment, cur_vxlan_segment = 1 << 62, 0, None, None
     last_high, high_part = 0, 0.0  # an EPB time's high word, and it times 2**32 as a float
 
     try:
@@ -292,8 +295,10 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                                 if lanes is not None and link_type in LANE_FRAMES:
                                     build = getattr(handler, "tcp_packet_builder", None)
                                     start_layout, other_layout = lane_layouts(link_type)
-                                    ipv6 = ipv6_lane(link_type, counter, build,  # type: ignore[arg-type]
-                                                     tuples_get, new_tuple)
+                                    ipv6 = (*ipv6_lane(link_type, counter, build,  # type: ignore[arg-type]
+                                                       tuples_get, new_tuple),
+                                            vxlan_lane(counter, build, tuples_get, new_tuple)  # type: ignore[arg-type]
+                                            if link_type == lt.ETHERNET else None)
                                     lane_spec = (*start_layout, build, ipv6)
                                     other_spec = (*other_layout, build, ipv6) if other_layout is not None else None
                                 interfaces.append([handler, units, offset, link_type, snaplen, 0, lane_spec,
@@ -356,7 +361,7 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                         cur_ipv6_min = 1 << 62  # (no IPv6 lane either)
                     else:
                         (cur_lane, cur_link_length, cur_lane_min, cur_ipv4_first, cur_ipv4_second, _,
-                         cur_build, (cur_ipv6_min, cur_ipv6_at, cur_ipv6_segment)) = lane_spec
+                         cur_build, (cur_ipv6_min, cur_ipv6_at, cur_ipv6_segment, cur_vxlan_segment)) = lane_spec
                         other_spec = cur_iface[_IFACE_OTHER_LANE]
                         cur_other_signature = other_spec[5] if other_spec is not None else -1
                 # An enhanced packet block of the current interface.
@@ -389,8 +394,13 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                             yield cur_build(frame, last_ts, 4, names[0], names[1], names[2], names[3], seq, ack,
                                             flags, window, buf[ip_end - n:ip_end], ttl, ident)
                             continue
-                if caplen >= cur_ipv6_min and buf[start + cur_ipv6_at] == 0x86 and lanes:  # (0x86DD: IPv6)
-                    packet = cur_ipv6_segment(buf, start, caplen, frame, last_ts)  # (pcap.ipv6_lane)
+                if caplen >= cur_ipv6_min and lanes:
+                    if buf[start + cur_ipv6_at] == 0x86:  # (0x86DD: IPv6)
+                        packet = cur_ipv6_segment(buf, start, caplen, frame, last_ts)  # (pcap.ipv6_lane)
+                    elif buf[start + 23] == 17 and cur_vxlan_segment is not None:  # (IPv4/UDP: maybe VXLAN)
+                        packet = cur_vxlan_segment(buf, start, caplen, frame, last_ts)
+                    else:
+                        packet = None
                     if packet is not None:
                         if packet is COUNTED:
                             counted_ts = last_ts
