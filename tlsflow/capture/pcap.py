@@ -251,8 +251,9 @@ def vxlan_lane(counter: SegmentCounter, build: Callable[..., Any] | None,
                 and VXLAN_INNER_IP_AT + inner_total <= 34 + udp_length <= 14 + total <= caplen
                 and (n := inner_total - header_bytes[offset_byte]) >= 0):
             return None
-        # (What follows is `ipv6_lane`'s ending, IPv4's fields aside: repeated, not shared, as a call of its own
-        # would cost every segment of such a capture ~7 % more.)
+        # (What follows is `ipv6_lane`'s ending, IPv4's fields aside: repeated, not shared, as a call of its own for
+        # every segment cost the 50 MB bench capture in VXLAN 1.8 % more instructions in all: 3,073 M against
+        # 3,019 M, callgrind.)
         lane = lanes.get(key)
         if lane is not None and not flags & 0x06 and count_lane(lane, frame, ts, seq, ack, flags, window, ttl, n):
             return COUNTED

@@ -295,12 +295,14 @@ def walk_blocks(read_chunk: Callable[[int], bytes], buf: bytes, base: int,
                                 if lanes is not None and link_type in LANE_FRAMES:
                                     build = getattr(handler, "tcp_packet_builder", None)
                                     start_layout, other_layout = lane_layouts(link_type)
-                                    ipv6 = (*ipv6_lane(link_type, counter, build,  # type: ignore[arg-type]
-                                                       tuples_get, new_tuple),
-                                            vxlan_lane(counter, build, tuples_get, new_tuple)  # type: ignore[arg-type]
-                                            if link_type == lt.ETHERNET else None)
-                                    lane_spec = (*start_layout, build, ipv6)
-                                    other_spec = (*other_layout, build, ipv6) if other_layout is not None else None
+                                    ipv6_and_vxlan = (
+                                        *ipv6_lane(link_type, counter, build,  # type: ignore[arg-type]
+                                                   tuples_get, new_tuple),
+                                        vxlan_lane(counter, build, tuples_get, new_tuple)  # type: ignore[arg-type]
+                                        if link_type == lt.ETHERNET else None)
+                                    lane_spec = (*start_layout, build, ipv6_and_vxlan)
+                                    other_spec = ((*other_layout, build, ipv6_and_vxlan) if other_layout is not None
+                                                  else None)
                                 interfaces.append([handler, units, offset, link_type, snaplen, 0, lane_spec,
                                                    other_spec])
                                 stats.interfaces += 1
