@@ -76,9 +76,10 @@ Builder = Callable[[Ctx], Command]
 # ---------------------------------------------------------------- processes
 
 
-def _listening(port: int) -> bool:
-    """Whether something listens on `port`, read from /proc so that probing makes no packet on the wire."""
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+def listening(port: int, net: str = "/proc/net") -> bool:
+    """Whether something listens on `port`, read from /proc so that probing makes no packet on the wire. `net`:
+    another network namespace's tables (`/proc/PID/net` of a process inside it)."""
+    for table in (f"{net}/tcp", f"{net}/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
         except OSError:
@@ -106,7 +107,7 @@ class _Server:
                                          stderr=subprocess.STDOUT, env={**os.environ, **self.command.env},
                                          cwd=self.ctx.tmp)
         deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while not _listening(self.ctx.port):
+        while not listening(self.ctx.port):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise ScenarioError(f"{self.ctx.name}: server did not listen on {self.ctx.port}: "

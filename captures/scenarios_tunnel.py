@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from captures.scenario import Label, Pki, Scenario
+from captures.scenarios_tls import listening
 from captures.tcpdump import Tcpdump
 
 S_CLIENT = "openssl s_client (OpenSSL 3.0)"
@@ -159,16 +160,6 @@ def _available(overlay: Any) -> bool:
         return False
 
 
-def _listening(pid: int, port: int) -> bool:
-    """Whether process `pid` (in its own namespace) has a socket listening on `port` (no packet on the wire)."""
-    try:
-        lines = Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]
-    except OSError:
-        return False
-    return any(parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port
-               for parts in (line.split() for line in lines))
-
-
 @contextlib.contextmanager
 def _server(ns: str, argv: list[str], port: int, log: Path) -> Iterator[None]:
     with log.open("wb") as out:
@@ -176,7 +167,7 @@ def _server(ns: str, argv: list[str], port: int, log: Path) -> Iterator[None]:
                                 stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while not _listening(proc.pid, port):
+        while not listening(port, f"/proc/{proc.pid}/net"):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise ScenarioError(f"server did not listen on {port}: {log.read_text(errors='replace')[-2000:]}")
             time.sleep(0.02)

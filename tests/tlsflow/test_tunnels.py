@@ -283,8 +283,8 @@ def test_live_on_the_underlay_reports_the_connections_inside_the_tunnel(tmp_path
                  "-cert", str(pki.server_cert), "-cert_chain", str(pki.file("intermediate.pem")), "-key",
                  str(pki.server_key), "-naccept", "1", "-www"],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            from captures.scenarios_tunnel import _listening
-            while not _listening(server.pid, port):
+            from captures.scenarios_tls import listening
+            while not listening(port, f"/proc/{server.pid}/net"):
                 assert time.monotonic() < deadline and server.poll() is None
                 time.sleep(0.02)
             for target, succeeds in ((port, True), (port + 1, False)):
