@@ -35,13 +35,6 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-# `tlsflow live`'s capture filter unless given one: TCP, and the tunnels the decoder reads TCP out of
-# (tlsflow.capture.decode: GRE and ERSPAN, VXLAN and Linux's port, VXLAN-GPE, Geneve, GTP-U), so that a mirror's
-# receiving interface or an overlay's underlay shows its connections without a filter of the user's own.
-LIVE_BPF = ("tcp or ip proto 47 or ip6 proto 47 or udp dst port 4789 or udp dst port 8472 or udp dst port 4790 "
-            "or udp dst port 6081 or udp dst port 2152")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tlsflow", description="Passive TLS handshake analyzer: for every failed handshake, the "
                      "step, the cause, the evidence and the fix.", epilog=EXIT_CODES_HELP,
@@ -90,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     live = sub.add_parser("live", help="sniff an interface and report each handshake as it ends")
     live.add_argument("-i", "--interface", required=True)
-    live.add_argument("--bpf", default=LIVE_BPF, metavar="FILTER",
+    live.add_argument("--bpf", metavar="FILTER",
                       help="capture filter (default: TCP, and the tunnels that carry it: GRE and ERSPAN, VXLAN, "
                            "Geneve, GTP-U)")
     live.add_argument("-f", "--format", choices=("text", "jsonl", "json", "csv"), default="text")

@@ -23,9 +23,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 from tlsflow.capture import CaptureStats, linktypes
-from tlsflow.capture.decode import make_handlers
+from tlsflow.capture.decode import TCP_AND_TUNNELS_BPF, make_handlers
 from tlsflow.capture.fragments import FragmentReassembler
-from tlsflow.cli import LIVE_BPF
 from tlsflow.formats import open_writer
 from tlsflow.pipeline import FlowAnalyzer
 from tlsflow.terminal import os_reason, output_name, safe_text, write_summary
@@ -467,7 +466,8 @@ def run_live(args: argparse.Namespace, *, trust: Any = None,
     stdout = stdout if stdout is not None else sys.stdout
     stderr = stderr if stderr is not None else sys.stderr
     fmt = args.format or "text"
-    sniffer = _open_sniffer(args.interface, args.bpf, stderr)
+    # (No --bpf: TCP and the tunnels the decoders read; an empty one: no filter.)
+    sniffer = _open_sniffer(args.interface, TCP_AND_TUNNELS_BPF if args.bpf is None else args.bpf, stderr)
     if isinstance(sniffer, int):
         return sniffer
     try:
@@ -483,7 +483,7 @@ def run_live(args: argparse.Namespace, *, trust: Any = None,
                           keylog=_keylog(args))
     flag = _StopFlag()
     flag.install()
-    if args.bpf == LIVE_BPF:
+    if args.bpf is None:
         filter_text = " (TCP, and tunnels that carry it)"
     else:
         filter_text = f" (filter: {safe_text(args.bpf)})" if args.bpf else ""

@@ -55,6 +55,10 @@ UDP_VXLAN_GPE_PORT = 4790
 UDP_GENEVE_PORT = 6081
 UDP_GTPU_PORT = 2152  # GTP-U: a mobile core's user plane (3GPP TS 29.281), each subscriber's IP packets
 TUNNEL_UDP_PORTS = UDP_VXLAN_PORTS | {UDP_VXLAN_GPE_PORT, UDP_GENEVE_PORT, UDP_GTPU_PORT}
+# A capture filter (BPF) that lets through TCP and every tunnel these decoders read TCP out of: `tlsflow live`'s
+# default, so that a mirror's receiving interface or an overlay's underlay shows its connections as they are.
+TCP_AND_TUNNELS_BPF = " or ".join(["tcp", f"ip proto {IP_PROTO_GRE}", f"ip6 proto {IP_PROTO_GRE}",
+                                   *(f"udp dst port {port}" for port in sorted(TUNNEL_UDP_PORTS))])
 GTPU_G_PDU = 0xFF  # the message type that carries a user's packet (the others are signalling: echo, errors)
 VXLAN_I_FLAG = 0x08  # "a valid VNI": set by every sender (RFC 7348)
 VXLAN_GPE_NEXT = {1: lt.ETHERTYPE_IPV4, 2: lt.ETHERTYPE_IPV6, 3: lt.ETHERTYPE_TEB}  # draft-ietf-nvo3-vxlan-gpe
