@@ -342,8 +342,8 @@ def _packets_and_stats(path: Path) -> tuple[list[tuple], tuple]:
 
 
 def test_the_vxlan_fast_path_reads_what_the_general_decoder_reads(tmp_path):
-    """VXLAN over IPv4 without options takes the walkers' VXLAN lane and the Ethernet handler's fast path; over
-    IPv6 the general decoder (`udp`): the same inner frames give the same packets, counts and rows, whole, cut by a
+    """VXLAN over IPv4 without options takes the walkers' VXLAN lane (or the Ethernet handler's shortcut to `udp`);
+    over IPv6 the general decoder (`network`, `ipv6`, then `udp`): the same inner frames give the same packets, counts and rows, whole, cut by a
     snap length, and for inner frames that carry no TCP or are broken."""
     # (GRE in IPv4 takes the Ethernet handler's shortcut to `gre`; in IPv6, `network` and `ipv6` first.)
     for fast_kind, general_kind, extra in (("vxlan", "vxlan-ipv6", 20), ("gretap", "gretap-ipv6", 20)):

@@ -496,24 +496,12 @@ def make_handlers(stats: CaptureStats, reassembler: FragmentReassembler | None,
         if end - start >= ETHERNET_IPV4_TCP_MIN:
             (ethertype, version_ihl, total, ident, frag, ttl, proto, src, dst, sport, dport, seq, ack, offset_byte,
              flags, window) = fast_unpack(buf, start)
-            if (proto == IP_PROTO_UDP and dport in UDP_VXLAN_PORTS and ethertype == 0x0800 and version_ihl == 0x45
-                    and not frag & IPV4_FRAGMENT_BITS and ack & 0x08000000 and seq >> 16 >= 30 and not depth):
-                # A VXLAN frame (a traffic mirror's, an overlay's: every frame of such a capture), Ethernet inside
-                # IPv4/UDP without options: the inner frame is read as a frame of its own, through this fast path
-                # (`seq` and `ack` unpacked the UDP length and checksum, then the VXLAN flags), as `udp` would read
-                # it. The 200 MB bench capture in VXLAN: 1.8x the time of the capture itself before, 1.4x now.
-                inner_end = start + 14 + total
-                if inner_end > end or not total:
-                    inner_end = end  # (cut by the snap length: the inner headers tell what is missing)
-                udp_end = start + 34 + (seq >> 16)
-                if udp_end < inner_end:  # noqa: PLR1730 (per packet: min() costs a call)
-                    inner_end = udp_end
-                return ethernet(buf, start + 50, inner_end, frame, ts, 1)
             if ((proto == IP_PROTO_GRE or (proto == IP_PROTO_UDP and dport in TUNNEL_UDP_PORTS)) and total >= 28
                     and ethertype == 0x0800 and version_ihl == 0x45 and not frag & IPV4_FRAGMENT_BITS and not depth):
-                # Another tunnel in IPv4 without options (GRE, ERSPAN, Geneve, GTP-U): straight to its decoder, as
+                # A tunnel in IPv4 without options (VXLAN, GRE, ERSPAN, Geneve, GTP-U): straight to its decoder, as
                 # `network` and `ipv4` would hand it over (the 50 MB bench capture in ERSPAN II: 4,595 -> 4,147 M
-                # instructions, callgrind; the capture itself: 2,516 M).
+                # instructions, callgrind; the capture itself: 2,516 M). VXLAN's usual frames take the walkers'
+                # lane before this (pcap.vxlan_lane); these are the others, and those of readers without lanes.
                 inner_end = start + 14 + total
                 if inner_end > end:  # noqa: PLR1730 (per packet: min() costs a call)
                     inner_end = end  # (cut by the snap length)
