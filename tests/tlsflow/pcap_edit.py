@@ -138,7 +138,12 @@ TUNNELS = ("vxlan", "vxlan-ipv6", "vxlan-linux-port", "vxlan-gpe", "geneve", "gr
 def _ipv4_header(protocol: int, payload_length: int, ident: int) -> bytes:
     header = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + payload_length, ident & 0xFFFF, 0x4000, 64,
                                    protocol, 0, bytes((192, 0, 2, 1)), bytes((192, 0, 2, 2))))
-    total = sum(struct.unpack("!10H", header))
+    return _with_checksum(header)
+
+
+def _with_checksum(header: bytearray) -> bytes:
+    """An IPv4 header (its checksum field zero) with its checksum filled in."""
+    total = sum(struct.unpack(f"!{len(header) // 2}H", header))
     while total > 0xFFFF:
         total = (total & 0xFFFF) + (total >> 16)
     header[10:12] = struct.pack("!H", ~total & 0xFFFF)
@@ -225,11 +230,7 @@ def ipv4_fragments(frame: bytes, mtu: int) -> list[bytes]:
         header[2:4] = struct.pack("!H", ihl + len(chunk))
         header[6:8] = struct.pack("!H", (0x2000 if more else 0) | offset // 8)
         header[10:12] = b"\x00\x00"
-        checksum = sum(struct.unpack(f"!{ihl // 2}H", header))
-        while checksum > 0xFFFF:
-            checksum = (checksum & 0xFFFF) + (checksum >> 16)
-        header[10:12] = struct.pack("!H", ~checksum & 0xFFFF)
-        pieces.append(frame[:14] + bytes(header) + chunk)
+        pieces.append(frame[:14] + _with_checksum(header) + chunk)
     return pieces
 
 
