@@ -31,6 +31,7 @@ class SideFacts:
     retransmissions: int = 0
     retransmitted_frames: list[int] = field(default_factory=list)
     retransmitted_bytes: int = 0
+    lowest_retransmitted_offset: int | None = None  # stream offset; None: not known (counted as the handshake's)
     duplicates: int = 0  # packets the capture holds twice (not retransmissions)
     cut_segments: int = 0  # segments the capture's snap length cut short
     cut_frame: int | None = None

@@ -20,6 +20,8 @@ from tlsparse.events import EncryptedRecordSeen, Sender
 # connection.
 _CLIENT, _SERVER = Sender.CLIENT, Sender.SERVER
 
+_APPLICATION_DATA = 23  # record content type
+
 # Alert descriptions (IANA TLS Alerts).
 CLOSE_NOTIFY = 0
 UNEXPECTED_MESSAGE = 10
@@ -933,6 +935,19 @@ class _Decider:
             return "server_certificate"
         return None
 
+    def _handshake_retransmitted(self, side: SideFacts, sender: Sender, v: Verdict) -> bool:
+        """The side retransmitted some of its handshake (the contract's packet_loss warning): of an established
+        connection, bytes before the side's first application data record; of any other, whatever it resent."""
+        if not side.retransmissions:
+            return False
+        lowest = side.lowest_retransmitted_offset
+        if v.outcome != "established" or lowest is None:
+            return True
+        for r in self.enc(sender):
+            if r.content_type == _APPLICATION_DATA and not r.handshake_phase:
+                return lowest < r.offset
+        return True  # (no application data record kept: its handshake may be all it sent)
+
     # -- warnings on every flow ------------------------------------------------------------------------------------
     def add_warnings(self, v: Verdict) -> None:
         s, tcp, certs = self.s, self.tcp, self.certs
@@ -952,8 +967,9 @@ class _Decider:
             w.extend(x for x in certs.warnings if not (unseen and x.endswith("_accepted")))
         if certs.interception:
             w.append("tls_interception_suspected")
-        if (tcp.client.retransmissions or tcp.server.retransmissions) and v.cause not in ("packet_loss",
-                                                                                          "mtu_blackhole"):
+        if v.cause not in ("packet_loss", "mtu_blackhole") and (
+                self._handshake_retransmitted(tcp.client, _CLIENT, v) or
+                self._handshake_retransmitted(tcp.server, _SERVER, v)):
             w.append("packet_loss")
         if s.resyncs or s.gaps:
             # The bytes of a direction the capture lacks are all missing: not a gap of that stream.

@@ -835,6 +835,84 @@ def packet_loss_recovered(workdir: Path, port: int, pki: Pki) -> list[Label]:
                         f"(retransmissions in frames {[p.frame for p in lost_client + lost_server]})")]
 
 
+# The response of packet_loss_after_handshake, and the IP packets of it that iptables drops (every other one of
+# this length or more, once): the server's handshake flight (its certificate chain, ~3 kB) is shorter.
+BULK_RESPONSE_BYTES = 64 * 1024
+BULK_SEGMENT_MIN = 8000
+
+
+@contextlib.contextmanager
+def bulk_tls_server(port: int, pki: Pki, nbytes: int) -> Iterator[threading.Thread]:
+    """A Python TLS server (the valid chain) that answers one request with `nbytes` bytes, then closes."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(pki.server_chain), str(pki.server_key))
+    listener = socket.create_server((HOST, port))
+    listener.settimeout(10)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError), listener.accept()[0] as raw, \
+                ctx.wrap_socket(raw, server_side=True) as tls:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                more = tls.recv(4096)
+                if not more:
+                    return
+                request += more
+            tls.sendall(b"HTTP/1.0 200 OK\r\n\r\n" + bytes(nbytes))
+            tls.unwrap()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield thread
+    finally:
+        thread.join(timeout=15)
+        listener.close()
+
+
+def python_tls_download(port: int, pki: Pki, *, timeout: float = 15) -> tuple[ClientResult, int]:
+    """A Python TLS client that sends one HTTP/1.0 request and reads the response to its end: (result, bytes)."""
+    ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
+    received = 0
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout) as sock, \
+                ctx.wrap_socket(sock, server_hostname=pki.hostname) as tls:
+            result = ClientResult(version=tls.version())
+            tls.sendall(b"GET /bulk HTTP/1.0\r\nHost: " + pki.hostname.encode() + b"\r\n\r\n")
+            while chunk := tls.recv(65536):
+                received += len(chunk)
+            with contextlib.suppress(OSError):
+                tls.unwrap()
+            return result, received
+    except (OSError, ssl.SSLError) as exc:
+        return ClientResult(error=repr(exc)), received
+
+
+def packet_loss_after_handshake(workdir: Path, port: int, pki: Pki) -> list[Label]:
+    """The handshake goes through untouched; then every other large segment of the server's response is lost once
+    and retransmitted: loss in the data, not in the handshake (no packet_loss warning)."""
+    name = "net_packet_loss_after_handshake"
+    pcap = workdir / f"{name}.pcap"
+    rule = ["-p", "tcp", "--sport", str(port), "-m", "length", "--length", f"{BULK_SEGMENT_MIN}:65535",
+            "-m", "statistic", "--mode", "nth", "--every", "2", "--packet", "0"]
+    with bulk_tls_server(port, pki, BULK_RESPONSE_BYTES), iptables_rules(rule), capture(pcap, port):
+        result, received = python_tls_download(port, pki)
+    _expect(result.error is None, name, f"the download completed (client: {result.error})")
+    _expect(received >= BULK_RESPONSE_BYTES, name, f"the whole response ({received} bytes)")
+    flow = _single_flow(name, pcap)
+    _expect_client_hello(name, flow)
+    lost = [p for p in flow.sent_by_server() if p.retransmission]
+    _expect(lost, name, "retransmitted server segments")
+    _expect(all(p.ip_len >= BULK_SEGMENT_MIN for p in lost), name, "only segments of the response retransmitted")
+    _expect(not any(p.retransmission for p in flow.sent_by_client()), name, "no client retransmission")
+    _expect(flow.server_data()[:1] == bytes([HANDSHAKE_RECORD]), name, "the server's flight")
+    return [_label(name, flow, pcap, outcome="established", version=_version_name(result.version), sni=pki.hostname,
+                   alpn=None, resumed=False, client_impl=_python_client_impl(),
+                   server_impl=_python_client_impl(), note="no packet_loss warning (the contract's is for handshake segments): iptables dropped every "
+                        f"other server segment of {BULK_SEGMENT_MIN} bytes or more, the response after the handshake, "
+                        f"once (retransmissions in frames {[p.frame for p in lost]})")]
+
+
 def packet_loss_fatal(workdir: Path, port: int, pki: Pki) -> list[Label]:
     """Every copy of the ClientHello is lost on the way: the client retransmits it, then gives up."""
     name = "net_packet_loss_fatal"
@@ -974,6 +1052,8 @@ SCENARIOS: list[Scenario] = [
              "the Certificate vanishes", mtu_blackhole_after_server_hello, ("network", "iptables")),
     Scenario("net_relay_control", "a normal TLS 1.3 handshake through the relay", relay_control,
              ("network", "fast")),
+    Scenario("net_packet_loss_after_handshake", "a clean handshake, then segments of the response lost and "
+             "retransmitted", packet_loss_after_handshake, ("network", "iptables")),
 ]
 
 

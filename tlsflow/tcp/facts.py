@@ -62,6 +62,9 @@ class DirectionFacts:
     retransmissions: int = 0  # segments carrying bytes (or a SYN/FIN) already seen
     retransmitted_frames: list[int] = field(default_factory=list)  # the first RETRANSMITTED_FRAMES_KEPT
     retransmitted_bytes: int = 0
+    # Where in this side's stream the earliest retransmitted bytes start: the verdict's packet_loss warning is for
+    # a handshake's segments, and those of an established connection's data (a download's) come after them.
+    lowest_retransmitted_offset: int | None = None
     # Copies of a packet the capture holds twice (tcpdump -i any over a bridge and its ports, a SPAN session
     # mirroring both directions): the bytes (or SYN, FIN) this side sent last, again within DUPLICATE_WITHIN.
     # Not retransmissions: nothing was lost.

@@ -439,7 +439,7 @@ class TcpReassembler:
                             and ts - previous_ts <= DUPLICATE_WITHIN):
                         facts.duplicates += 1  # the latest bytes again, at once: a second copy in the capture
                     else:
-                        self._retransmitted(facts, frame, seen)
+                        self._retransmitted(facts, frame, start, seen)
 
         if flags & FIN:
             self._on_fin(side, seq, n, frame, ts, previous_ts)
@@ -737,7 +737,7 @@ class TcpReassembler:
                     if end == high and previous_ts is not None and ts - previous_ts <= DUPLICATE_WITHIN:  # (`add`)
                         facts.duplicates += 1
                     else:
-                        self._retransmitted(facts, frame, min(end, high) - start)
+                        self._retransmitted(facts, frame, start, min(end, high) - start)
             if n > facts.largest_segment:
                 facts.largest_segment = n
                 facts.largest_segment_frame = frame
@@ -1075,7 +1075,7 @@ class TcpReassembler:
                 if sent is not None and pkt.ts - sent <= DUPLICATE_WITHIN:
                     facts.duplicates += 1  # a copy in the capture: SYNs are resent after a second at the soonest
                 else:
-                    self._retransmitted(facts, pkt.frame, 0)
+                    self._retransmitted(facts, pkt.frame, 0, 0)
         else:
             flow.conn.note(anomalies.SYN_SEQ_MISMATCH)
         if not flow.settled:
@@ -1101,10 +1101,14 @@ class TcpReassembler:
             if previous_ts is not None and ts - previous_ts <= DUPLICATE_WITHIN:
                 facts.duplicates += 1
             else:
-                cls._retransmitted(facts, frame, 0)
+                cls._retransmitted(facts, frame, fin_offset, 0)
 
     @staticmethod
-    def _retransmitted(facts, frame: int, nbytes: int) -> None:  # type: ignore[no-untyped-def]
+    def _retransmitted(facts, frame: int, offset: int, nbytes: int) -> None:  # type: ignore[no-untyped-def]
+        """A segment of `nbytes` already seen from stream `offset` on (a SYN: 0; a FIN: where the stream ends)."""
+        lowest = facts.lowest_retransmitted_offset
+        if lowest is None or offset < lowest:
+            facts.lowest_retransmitted_offset = offset
         facts.retransmissions += 1
         facts.retransmitted_bytes += nbytes
         if len(facts.retransmitted_frames) < RETRANSMITTED_FRAMES_KEPT:
