@@ -107,6 +107,8 @@ class HandshakeSummary:
     starttls: dict[Sender, ev.TlsStartSeen] = field(default_factory=dict)
     # Directions the capture joined after their stream began (no SYN seen): where their records were found.
     joined: dict[Sender, ev.MidstreamJoinSeen] = field(default_factory=dict)
+    # A record each direction left cut short when its stream ended (rare: made only then).
+    truncated: dict[Sender, ev.TruncatedRecordSeen] | None = None
     gaps: list[ev.GapSeen] = field(default_factory=list)
     resyncs: list[ev.ResyncSeen] = field(default_factory=list)
     anomalies: list[ev.ParseAnomaly] = field(default_factory=list)
@@ -263,6 +265,11 @@ class HandshakeSummary:
 
     def _add_application_data(self, event: ev.ApplicationDataSeen) -> None:
         self.app_data_records[event.sender] += 1
+
+    def _add_truncated(self, event: ev.TruncatedRecordSeen) -> None:
+        if self.truncated is None:
+            self.truncated = {}
+        self.truncated.setdefault(event.sender, event)
 
     def _add_heartbeat(self, event: ev.HeartbeatSeen) -> None:
         self._letter(event.sender, "b")
@@ -452,6 +459,7 @@ _FOLD_BY_EVENT: dict[type, Any] = {
     ev.MidstreamJoinSeen: HandshakeSummary._add_midstream_join,
     ev.ResyncSeen: HandshakeSummary._add_resync,
     ev.ParseAnomaly: HandshakeSummary._add_anomaly,
+    ev.TruncatedRecordSeen: HandshakeSummary._add_truncated,
 }
 # Which handshake messages the summary keeps, and where.
 _KEEP_BY_MESSAGE: dict[type, Any] = {

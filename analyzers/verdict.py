@@ -14,13 +14,23 @@ from analyzers.hints import hint_for
 from analyzers.summary import AlertInfo, HandshakeSummary
 from analyzers.tcpfacts import SideFacts, TcpFacts
 from tlsparse import registry
-from tlsparse.events import EncryptedRecordSeen, Sender
+from tlsparse.events import EncryptedRecordSeen, Sender, TruncatedRecordSeen
+from tlsparse.messages import EXT_KEY_SHARE, KeyShareEntry
 
 # Members as module constants: `Sender.CLIENT` is a metaclass lookup (~85 ns), read many times per
 # connection.
 _CLIENT, _SERVER = Sender.CLIENT, Sender.SERVER
 
 _APPLICATION_DATA = 23  # record content type
+CLIENT_HELLO = 1  # handshake message type
+# Failures where the server (or what stands before it) gave up on the ClientHello without a word; when that
+# ClientHello did not fit in one packet, the verdict says so (`_hello_beyond_one_packet`).
+_GAVE_UP_AT_HELLO = frozenset({"reset_after_client_hello", "reset_injected", "closed_without_alert", "server_silent"})
+LARGE_KEY_SHARE = 800  # bytes: post-quantum key shares (ML-KEM-768: 1,184; X25519MLKEM768: 1,216), not classical
+SPLIT_HELLO_HINT = ("This ClientHello did not fit in one packet: servers and middleboxes that read it from the first "
+                    "packet only fail on such hellos, which post-quantum key shares make common (https://tldr.fail). "
+                    "To confirm, retry with a client limited to classical groups (e.g. X25519 only); then update or "
+                    "bypass the failing device.")
 
 # Alert descriptions (IANA TLS Alerts).
 CLOSE_NOTIFY = 0
@@ -318,6 +328,9 @@ class _Decider:
                                     "(asymmetric routing, a one-way SPAN port or capture filter)")
             if verdict.outcome == "incomplete":
                 verdict.hint = ONE_WAY_HINT
+        if verdict.outcome == "failed" and verdict.cause in _GAVE_UP_AT_HELLO and \
+                verdict.failed_step in ("client_hello", "server_hello"):
+            self._hello_beyond_one_packet(verdict)
         self.add_warnings(verdict)
         return verdict
 
@@ -808,6 +821,9 @@ class _Decider:
         s, tcp = self.s, self.tcp
         c, srv = tcp.client, tcp.server
         if not s.client_hellos:
+            cut_hello = s.truncated.get(_CLIENT) if s.truncated else None
+            if cut_hello is not None and cut_hello.handshake_type == CLIENT_HELLO and _SERVER not in s.first_record:
+                return self._client_hello_cut_off(cut_hello)
             if srv.rst_frame is not None and c.payload_bytes == 0 and srv.payload_bytes == 0 and \
                     srv.synack_frame is not None:
                 return self.fail("client_hello", "reset_during_handshake", "likely",
@@ -839,7 +855,9 @@ class _Decider:
                 return self.fail(step, "reset_injected", "likely", self._ch_frame(), *injected, end_ts=srv.rst_ts)
             return self.fail(step, "reset_during_handshake", "likely", self._ch_frame(),
                              f"frame {srv.rst_frame}: server RST during the handshake", end_ts=srv.rst_ts)
-        if srv.fin_frame is not None and not server_tls:
+        # A server FIN that only answers the client's own close (the client gave up waiting first) is silence.
+        answered_close = c.fin_ts is not None and srv.fin_ts is not None and c.fin_ts < srv.fin_ts
+        if srv.fin_frame is not None and not server_tls and not answered_close:
             return self.fail("server_hello", "closed_without_alert", "certain", self._ch_frame(),
                              f"frame {srv.fin_frame}: server closed (FIN) without a TLS answer", end_ts=srv.fin_ts)
         if not server_tls and srv.payload_bytes == 0:
@@ -876,6 +894,50 @@ class _Decider:
                              f"frame {frame}: client closed ({kind}) without an alert",
                              end_ts=c.rst_ts if kind == "RST" else c.fin_ts)
         return None
+
+    def _client_hello_cut_off(self, cut: TruncatedRecordSeen) -> Verdict | None:
+        """The server reset or closed while the client was still sending its ClientHello (its stream ends inside
+        that record): the step it broke is the ClientHello itself."""
+        c, srv = self.tcp.client, self.tcp.server
+        first = c.first_payload_frame if c.first_payload_frame is not None else cut.frame
+        began = c.first_payload_ts if c.first_payload_ts is not None else cut.ts
+        where = f"frame {first}" if first == cut.frame else f"frames {first}-{cut.frame}"
+        partial = (f"{where}: the first {cut.received + 5:,} of the {cut.length + 5:,} bytes of a ClientHello record; "
+                   "the rest never came")
+        if srv.rst_frame is not None and (c.rst_frame is None or srv.rst_ts <= c.rst_ts):
+            injected = self._rst_injected()
+            if injected:
+                return self.fail("client_hello", "reset_injected", "likely", partial, *injected, end_ts=srv.rst_ts)
+            return self.fail("client_hello", "reset_after_client_hello", "certain", partial,
+                             f"frame {srv.rst_frame}: server RST {(srv.rst_ts - began) * 1000:.1f} ms after the "
+                             "ClientHello's first bytes", end_ts=srv.rst_ts)
+        if srv.fin_frame is not None:
+            return self.fail("client_hello", "closed_without_alert", "certain", partial,
+                             f"frame {srv.fin_frame}: server closed (FIN) before the whole ClientHello came",
+                             end_ts=srv.fin_ts)
+        return None
+
+    def _hello_beyond_one_packet(self, v: Verdict) -> None:
+        """A server (or a middlebox before it) that gave up right after a ClientHello too long for one packet: say
+        so, and what to try. Servers that read the ClientHello from the first packet only fail on such hellos, which
+        post-quantum key shares (X25519MLKEM768: ~1.2 kB) now make common (https://tldr.fail)."""
+        s, c = self.s, self.tcp.client
+        if s.starttls or s.joined or c.first_payload_frame is None:
+            return
+        if s.client_hellos:
+            last = s.client_hellos[0].frame
+            first_record = s.first_record.get(_CLIENT)
+            if last <= c.first_payload_frame or first_record is None:
+                return  # one segment carried all of it
+            large = [f"{registry.group_name(e.group)} ({e.key_exchange_length:,} bytes)"
+                     for e in _key_shares(s.client_hello) if e.key_exchange_length >= LARGE_KEY_SHARE]
+            with_shares = f", with key share {', '.join(large)}" if large else ""
+            v.evidence.append(f"frames {c.first_payload_frame}-{last}: the ClientHello "
+                              f"({first_record.length + 5:,} bytes{with_shares}) came in more than one TCP segment")
+        elif not (s.truncated and (cut := s.truncated.get(_CLIENT)) is not None
+                  and cut.handshake_type == CLIENT_HELLO):  # (cut short: its evidence says how much came)
+            return
+        v.hint = (v.hint + " " if v.hint else "") + SPLIT_HELLO_HINT
 
     def _rst_injected(self) -> list[str]:
         """Evidence that the server-side RST was forged: its TTL differs from every TTL of the server's own packets
@@ -983,6 +1045,14 @@ class _Decider:
         if len(w) > 1:
             seen: set[str] = set()
             v.warnings[:] = [x for x in w if not (x in seen or seen.add(x))]
+
+
+def _key_shares(ch: object) -> tuple[KeyShareEntry, ...]:
+    """The key shares a ClientHello offers (none when it has no readable key_share extension)."""
+    for ext in getattr(ch, "extensions", ()):
+        if ext.type == EXT_KEY_SHARE and isinstance(ext.parsed, tuple):
+            return tuple(e for e in ext.parsed if isinstance(e, KeyShareEntry))
+    return ()
 
 
 def _ack_pairs(acks: Sequence[float]) -> list[tuple[float, int]]:

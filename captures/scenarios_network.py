@@ -553,6 +553,102 @@ def reset_after_client_hello(workdir: Path, port: int, pki: Pki) -> list[Label]:
                    note=f"RST in frame {server_rsts[0].frame}; s_client exit {result.returncode}")]
 
 
+# A ClientHello too long for one Ethernet packet, as post-quantum key shares make them (X25519MLKEM768: ~1.8 kB
+# in all): here made as long by ALPN names, with the same effect on the wire. The client sends the first
+# ETHERNET_SEGMENT bytes, then the rest SPLIT_PAUSE later (as a second packet of a real path would come).
+SPLIT_HELLO_ALPN = ["h2", "http/1.1", *(f"x-tlsflow-padding-{i:03d}" for i in range(70))]
+SPLIT_PAUSE = 0.05
+
+
+def split_hello_client(port: int, pki: Pki, *, timeout: float = CLIENT_TIMEOUT) -> tuple[ClientResult, int]:
+    """Python ssl (through memory BIOs) whose ClientHello goes out as two TCP segments: (result, hello length)."""
+    ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
+    ctx.set_alpn_protocols(SPLIT_HELLO_ALPN)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing, server_hostname=pki.hostname)
+    with contextlib.suppress(ssl.SSLWantReadError):
+        tls.do_handshake()
+    hello = outgoing.read()
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.sendall(hello[:ETHERNET_SEGMENT])
+            time.sleep(SPLIT_PAUSE)
+            sock.sendall(hello[ETHERNET_SEGMENT:])
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    return ClientResult(error="closed by the server"), len(hello)
+                incoming.write(data)
+                try:
+                    tls.do_handshake()
+                except ssl.SSLWantReadError:
+                    continue
+                sock.sendall(outgoing.read())
+                return ClientResult(version=tls.version(), alpn=tls.selected_alpn_protocol()), len(hello)
+    except (OSError, ssl.SSLError) as exc:
+        return ClientResult(error=repr(exc)), len(hello)
+
+
+def split_client_hello_reset(workdir: Path, port: int, pki: Pki) -> list[Label]:
+    """A ClientHello that does not fit in one packet, to a server that reads it from the first packet only
+    (the failure https://tldr.fail describes): it gives up at once, with a RST."""
+    name = "net_split_client_hello_reset"
+    pcap = workdir / f"{name}.pcap"
+
+    def one_read(conn: socket.socket) -> None:
+        first = conn.recv(65536)
+        if len(first) < 5 or len(first) < 5 + int.from_bytes(first[3:5], "big"):
+            set_linger_reset(conn)  # "bad ClientHello": the close() in ScriptedServer._run aborts with RST
+
+    with ScriptedServer(port, one_read), capture(pcap, port):
+        result, hello_length = split_hello_client(port, pki)
+    flow = _single_flow(name, pcap)
+    _expect_client_hello(name, flow)
+    _expect(hello_length > ETHERNET_SEGMENT, name, f"a ClientHello longer than one segment ({hello_length} bytes)")
+    hello_segments = [p for p in flow.sent_by_client() if p.tcp_len]
+    _expect(hello_segments and hello_segments[0].tcp_len == ETHERNET_SEGMENT, name,
+            "the ClientHello's first segment")
+    _expect(not flow.server_data(), name, "no data from the server")
+    server_rsts = [p for p in flow.sent_by_server() if p.rst]
+    _expect(server_rsts and all(p.frame < server_rsts[0].frame for p in hello_segments), name,
+            "the server's RST after the ClientHello's first segment")
+    _expect(len(flow.client_data()) < hello_length, name, "the rest of the ClientHello never sent (the RST came first)")
+    return [_label(name, flow, pcap, outcome="failed", failed_step="client_hello", cause="reset_after_client_hello",
+                   client_impl=_python_client_impl() + f", a ClientHello of {hello_length} bytes written in two parts",
+                   server_impl="python socket: reads once, resets when the ClientHello is not all there",
+                   note=f"the first {len(flow.client_data())} bytes of the ClientHello in frame "
+                        f"{hello_segments[0].frame}, server RST in frame {server_rsts[0].frame}; client: {result.error}")]
+
+
+def split_client_hello_silent(workdir: Path, port: int, pki: Pki) -> list[Label]:
+    """A ClientHello in two segments, to a server that reads only the first and then waits for more of what it
+    took for the whole message (the other failure https://tldr.fail describes): the client times out."""
+    name = "net_split_client_hello_silent"
+    pcap = workdir / f"{name}.pcap"
+
+    def one_read_then_wait(conn: socket.socket) -> None:
+        conn.recv(65536)
+        wait_for_eof(conn)  # nothing more is read as a ClientHello: no answer ever comes
+
+    with ScriptedServer(port, one_read_then_wait), capture(pcap, port):
+        result, hello_length = split_hello_client(port, pki)
+    flow = _single_flow(name, pcap)
+    _expect_client_hello(name, flow)
+    _expect_client_hello_acked(name, flow)
+    hello_segments = [p for p in flow.sent_by_client() if p.tcp_len]
+    _expect(len(hello_segments) == 2 and sum(p.tcp_len for p in hello_segments) == hello_length, name,
+            f"the whole ClientHello ({hello_length} bytes) in two segments")
+    _expect(not flow.server_data(), name, "no data from the server")
+    _expect(result.error is not None and any(p.fin for p in flow.sent_by_client()), name,
+            "the client gave up and closed")
+    return [_label(name, flow, pcap, outcome="failed", failed_step="server_hello", cause="server_silent",
+                   client_impl=_python_client_impl() + f", a ClientHello of {hello_length} bytes written in two parts",
+                   server_impl="python socket: reads once, then waits without answering",
+                   note=f"ClientHello in frames {[p.frame for p in hello_segments]}, no answer in {CLIENT_TIMEOUT} s; "
+                        f"client: {result.error}")]
+
+
 def reset_injected(workdir: Path, port: int, pki: Pki) -> list[Label]:
     """A middlebox forges the server's RST right after the ClientHello; the real answer arrives too late."""
     from scapy.all import IP, TCP, AsyncSniffer, send  # scapy only for live sniffing and sending
@@ -1054,6 +1150,10 @@ SCENARIOS: list[Scenario] = [
              ("network", "fast")),
     Scenario("net_packet_loss_after_handshake", "a clean handshake, then segments of the response lost and "
              "retransmitted", packet_loss_after_handshake, ("network", "iptables")),
+    Scenario("net_split_client_hello_reset", "a ClientHello too long for one packet, to a server that reads "
+             "only the first (tldr.fail): RST", split_client_hello_reset, ("network", "fast")),
+    Scenario("net_split_client_hello_silent", "a ClientHello in two segments, to a server that reads only the "
+             "first and waits (tldr.fail): no answer", split_client_hello_silent, ("network",)),
 ]
 
 

@@ -60,6 +60,10 @@ def _label(event: Any) -> str | None:
         return f"[joined mid-stream: TLS records from here{skipped}]"
     if isinstance(event, ev.ParseAnomaly):
         return f"[malformed: {event.name}]"
+    if isinstance(event, ev.TruncatedRecordSeen):
+        what = (_MESSAGE_NAMES.get(event.handshake_type) or registry.handshake_type_name(event.handshake_type)
+                if event.handshake_type is not None else registry.content_type_name(event.content_type) + " record")
+        return f"{what} cut at {event.received + 5:,}/{event.length + 5:,} B"  # (the stream ended there)
     return None
 
 

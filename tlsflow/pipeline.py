@@ -247,11 +247,24 @@ class FlowAnalyzer:
         return TlsConnection(max_handshake=1 << 19, keylog=self.keylog, cache=self._parse_cache,
                              every_record=every_record)
 
+    def _end_of_streams(self, conn: Any, state: FlowState) -> None:
+        """The connection is over while its parser still read it: a record either side left cut short."""
+        tls = state.tls
+        for sender, facts in ((_CLIENT, conn.client), (_SERVER, conn.server)):
+            frame = facts.last_payload_frame
+            events = tls.end_of_stream(sender, frame, facts.last_payload_ts) if frame is not None else ()  # type: ignore[union-attr]
+            if events:
+                state.summary.add_all(events)
+                if conn.flow_id == self.keep_events_for:
+                    self.kept_events.extend(events)
+
     def _record(self, conn: Any) -> dict[str, Any]:
         state: FlowState | None = conn.handshake
         # No byte came: nothing to summarise. One empty summary serves every such connection (scans, SYN floods):
         # nothing that reads a summary for a record changes it.
         summary = state.summary if state is not None else _NO_BYTES
+        if state is not None and state.tls is not None:
+            self._end_of_streams(conn, state)
         tcp = _tcp_facts(conn)
         if conn.flow_id == self.keep_events_for:
             self.kept_tcp = tcp

@@ -18,6 +18,7 @@ from tlsparse.events import (
     ResyncSeen,
     Sender,
     Sslv2RecordSeen,
+    TruncatedRecordSeen,
     UnknownRecordSeen,
 )
 from tlsparse.messages import (
@@ -50,5 +51,5 @@ __all__ = [
     "HandshakeSeen", "HeartbeatSeen", "HelloRequest", "KeyShareEntry", "KeyUpdate", "NewSessionTicket",
     "NotTlsSeen", "ParseAnomaly", "ParseCache", "RawHandshake", "RecordSeen", "ResyncSeen", "Sender", "ServerHello",
     "ServerHelloDone", "ServerKeyExchange", "Sslv2RecordSeen", "TlsConnection", "TlsParseError",
-    "UnknownRecordSeen", "is_grease",
+    "TruncatedRecordSeen", "UnknownRecordSeen", "is_grease",
 ]

@@ -63,6 +63,7 @@ from tlsparse.events import (
     Sender,
     Sslv2RecordSeen,
     TlsStartSeen,
+    TruncatedRecordSeen,
     UnknownRecordSeen,
 )
 from tlsparse.fastinit import positional_factory
@@ -293,6 +294,30 @@ class TlsConnection:
             events.append(ParseAnomaly(sender=sender, frame=frame, ts=ts, offset=d.buf_offset,
                                        name="internal_error", detail=f"{type(exc).__name__}: {exc}"))
         return events
+
+    def end_of_stream(self, sender: Sender, frame: int, ts: float) -> list[Event]:
+        """That direction's stream is over (the connection closed, or the capture ended): a record it left cut short
+        is reported (TruncatedRecordSeen, at `frame` and `ts`: where its last bytes came), nothing else. Why: a peer
+        reset while the other was still sending its first record (a ClientHello too long for one packet, read from
+        the first one only) leaves only that partial record to tell what was under way. Nothing changes here."""
+        d = self._client if sender is _CLIENT else self._server
+        if d.mode is not _RECORDS:
+            return []
+        if d.skip_left:  # a body being skipped (opaque, not looked at)
+            content_type, _, length, offset, _ = d.skip_record
+            return [TruncatedRecordSeen(sender=sender, frame=frame, ts=ts, offset=offset, content_type=content_type,
+                                        length=length, received=length - d.skip_left)]
+        buf = d.buf
+        if len(buf) < HEADER_LEN or d.sslv2:
+            return []
+        content_type, _, length = _unpack_header(buf, 0)
+        received = len(buf) - HEADER_LEN
+        if received >= length:
+            return []
+        readable = content_type == _HANDSHAKE and (self._tls13 or not d.encrypted) and d.decryptor is None
+        return [TruncatedRecordSeen(sender=sender, frame=frame, ts=ts, offset=d.buf_offset, content_type=content_type,
+                                    length=length, received=received,
+                                    handshake_type=buf[HEADER_LEN] if readable and received and not d.hs_buf else None)]
 
     def join_midstream(self, sender: Sender) -> None:
         """The bytes of `sender` given from now on do not start its stream: the capture began after the

@@ -172,3 +172,16 @@ class Sslv2RecordSeen(Event):
 
     msg_type: int | None
     length: int
+
+
+@fast_frozen_init
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TruncatedRecordSeen(Event):
+    """The direction's stream ended inside a record (`TlsConnection.end_of_stream`): its header announced `length`
+    bytes of body and `received` came. `handshake_type` is the type of the message the record begins with, when it
+    is a readable handshake record and that byte came (1: a ClientHello cut short), else None."""
+
+    content_type: int
+    length: int
+    received: int
+    handshake_type: int | None = None

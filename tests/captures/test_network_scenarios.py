@@ -247,6 +247,28 @@ def test_packet_loss_after_handshake_loses_only_the_response(tmp_path: Path, pki
     assert "tlsflow-capture" not in rules
 
 
+@pytest.mark.tools
+def test_split_client_hello_reset_before_the_rest(tmp_path: Path, pki: Pki) -> None:
+    _need_recording_tools()
+    label, pcap, port = _rerecord("net_split_client_hello_reset", tmp_path, pki)
+    assert (label.outcome, label.failed_step, label.cause) == ("failed", "client_hello", "reset_after_client_hello")
+    assert _tshark_count(pcap, port, f"tcp.dstport=={port} && tcp.len == {net.ETHERNET_SEGMENT}") == 1
+    assert _tshark_count(pcap, port, f"tcp.dstport=={port} && tcp.len > 0") == 1  # the rest never went out
+    assert _tshark_count(pcap, port, f"tcp.srcport=={port} && tcp.flags.reset==1") == 1
+    assert _tshark_count(pcap, port, "tls.handshake.type==1") == 0  # tshark cannot read a ClientHello cut short
+
+
+@pytest.mark.tools
+@pytest.mark.slow
+def test_split_client_hello_silent(tmp_path: Path, pki: Pki) -> None:
+    _need_recording_tools()
+    label, pcap, port = _rerecord("net_split_client_hello_silent", tmp_path, pki)
+    assert (label.outcome, label.failed_step, label.cause) == ("failed", "server_hello", "server_silent")
+    assert _tshark_count(pcap, port, f"tcp.dstport=={port} && tcp.len > 0") == 2
+    assert _tshark_count(pcap, port, "tls.handshake.type==1") == 1  # reassembled from the two
+    assert _tshark_count(pcap, port, f"tcp.srcport=={port} && tcp.len > 0") == 0
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The committed corpus
 # ---------------------------------------------------------------------------------------------------------------
