@@ -13,7 +13,7 @@ from tlsflow.packet import endpoint_text
 from tlsparse import registry
 from tlsparse.events import Sender
 from tlsparse.fingerprints import HelloFingerprints
-from tlsparse.messages import ClientHello
+from tlsparse.messages import ClientHello, is_grease
 
 # Members as module constants: `Sender.CLIENT` is a metaclass lookup (~85 ns), read many times per
 # connection.
@@ -122,6 +122,13 @@ def build_record(capture: str, flow_id: int, client: tuple[str, int], server: tu
         alpn_offered = list(offered_alpn) if offered_alpn else None
     else:
         ch_ts = sni = alpn_offered = version_offered = None
+        cut = s.truncated.get(_CLIENT) if s.truncated else None
+        if cut is not None and cut.hello is not None:  # a ClientHello cut short: what came whole of it
+            hello: Any = cut.hello
+            sni = hello.sni
+            alpn_offered = list(hello.alpn) if hello.alpn else None
+            versions = [v for v in hello.supported_versions if not is_grease(v)]  # (legacy_version says little)
+            version_offered = _VERSION_NAMES[max(versions)] if versions else None
     sh_at = s.server_hello
     if sh_at is not None:
         sh: Any = sh_at.message

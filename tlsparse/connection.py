@@ -67,7 +67,7 @@ from tlsparse.events import (
     UnknownRecordSeen,
 )
 from tlsparse.fastinit import positional_factory
-from tlsparse.handshake import DecodeContext, decode_message, is_tls13
+from tlsparse.handshake import DecodeContext, client_hello_prefix, decode_message, is_tls13
 from tlsparse.keylog import KeyLog, SessionSecrets
 from tlsparse.records import (
     HEADER_LEN,
@@ -315,9 +315,15 @@ class TlsConnection:
         if received >= length:
             return []
         readable = content_type == _HANDSHAKE and (self._tls13 or not d.encrypted) and d.decryptor is None
+        handshake_type = buf[HEADER_LEN] if readable and received and not d.hs_buf else None
+        hello = None
+        if handshake_type == m.CLIENT_HELLO:
+            try:
+                hello = client_hello_prefix(bytes(buf[HEADER_LEN + 4:]))
+            except Exception:  # noqa: BLE001 - as in `receive`: a parser bug must not kill the flow
+                hello = None
         return [TruncatedRecordSeen(sender=sender, frame=frame, ts=ts, offset=d.buf_offset, content_type=content_type,
-                                    length=length, received=received,
-                                    handshake_type=buf[HEADER_LEN] if readable and received and not d.hs_buf else None)]
+                                    length=length, received=received, handshake_type=handshake_type, hello=hello)]
 
     def join_midstream(self, sender: Sender) -> None:
         """The bytes of `sender` given from now on do not start its stream: the capture began after the

@@ -185,3 +185,6 @@ class TruncatedRecordSeen(Event):
     length: int
     received: int
     handshake_type: int | None = None
+    # A ClientHello cut short: its fixed fields and the extensions that came whole (`client_hello_prefix`), so
+    # that the server name it was for is known.
+    hello: HandshakeBody | None = None

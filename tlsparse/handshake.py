@@ -120,6 +120,33 @@ def fast_client_hello(body: bytes, cache: ParseCache | None = None) -> m.ClientH
                              extensions, False, ())
 
 
+def client_hello_prefix(body: bytes) -> m.ClientHello | None:
+    """What came whole of a ClientHello cut short (the stream ended before its end: `TlsConnection.end_of_stream`):
+    the fixed fields and each extension that came entire, or None when the fixed fields did not all come. Its
+    SNI, ALPN and supported versions are the client's own when those extensions came; its lengths do not add up."""
+    n = len(body)
+    if n < 35:
+        return None
+    p = 35 + body[34]
+    if p + 2 > n:
+        return None
+    suites_len = (body[p] << 8) | body[p + 1]
+    q = p + 2 + suites_len
+    if q + 1 > n or suites_len & 1 or suites_len > 2 * MAX_LIST_ITEMS:
+        return None
+    r = q + 1 + body[q]
+    if r + 2 > n:
+        return None
+    end = r + 2
+    while end + 4 <= n and end + 4 + ((body[end + 2] << 8) | body[end + 3]) <= n:
+        end += 4 + ((body[end + 2] << 8) | body[end + 3])
+    extensions = split_extensions(body, r + 2, end, _CH_CONTEXT) if end > r + 2 else ()
+    if extensions is None:
+        return None
+    return _new_client_hello((body[0] << 8) | body[1], body[2:34], body[35:p], u16_values(body, p + 2, suites_len >> 1),
+                             tuple(body[q + 1:r]), extensions, False, ())
+
+
 def fast_server_hello(body: bytes, cache: ParseCache | None = None) -> m.ServerHello | None:
     """The ServerHello counterpart of `fast_client_hello` (TLS 1.3 drafts before -22 go the Reader way)."""
     n = len(body)

@@ -117,6 +117,11 @@ def fuzz_tls() -> None:
                 record_buffer, handshake_buffer = conn.buffer_sizes(sender)
                 if record_buffer > conn.max_buffer or handshake_buffer > conn.max_handshake + 4:
                     raise AssertionError(f"buffers over their caps: {record_buffer}, {handshake_buffer}")
+        for sender in (Sender.CLIENT, Sender.SERVER):  # the streams end: a record cut short, a ClientHello's prefix
+            for event in conn.end_of_stream(sender, 0, 0.0):
+                hello = event.hello  # type: ignore[attr-defined]
+                if hello is not None:
+                    (hello.sni, hello.alpn, hello.supported_versions)  # noqa: B018 - what the record reads of it
 
     atheris.Setup(sys.argv[:1] + sys.argv[2:], one_input)
     atheris.Fuzz()

@@ -16,6 +16,7 @@ from tlsflow.capture import open_capture
 from tlsflow.explain import render_ladder
 from tlsflow.pipeline import FlowAnalyzer
 from tlsparse import ClientHello, HandshakeSeen, KeyShareEntry, Sender, TlsConnection, TruncatedRecordSeen
+from tlsparse.handshake import client_hello_prefix
 from tlsparse.messages import EXT_KEY_SHARE
 
 RESET = CORPUS / "net_split_client_hello_reset.pcap"
@@ -40,9 +41,14 @@ def test_reset_before_the_rest_of_the_client_hello() -> None:
                                     "the rest never came"
     assert record["evidence"][1].startswith("frame 6: server RST ")
     assert record["hint"].endswith(SPLIT_HELLO_HINT)
+    # What came whole of the ClientHello: the server name (its ALPN list, 1.4 kB, and supported_versions after it
+    # did not all come: not reported).
+    assert (record["sni"], record["alpn_offered"], record["version_offered"]) == ("server.tlsflow.test", None, None)
+    assert record["ja3"] is None and record["ja4"] is None  # (no fingerprint of a hello not all seen)
     cut = [e for e in analyzer.kept_events if isinstance(e, TruncatedRecordSeen)]
     assert [(e.sender, e.content_type, e.received, e.length, e.handshake_type) for e in cut] == [
         (Sender.CLIENT, 22, 1443, 1848, 1)]
+    assert cut[0].hello.sni == "server.tlsflow.test" and len(cut[0].hello.cipher_suites) > 10
     ladder = "\n".join(render_ladder(analyzer.kept_events, analyzer.kept_tcp, record))
     assert "ClientHello cut at 1,448/1,853 B" in ladder
 
@@ -114,3 +120,27 @@ def test_end_of_stream_inside_a_header_or_an_unreadable_record() -> None:
     other.receive(Sender.SERVER, bytes([23, 3, 3, 0x40, 0]) + bytes(100), 9, 2.0)  # application data, skipped
     [cut] = other.end_of_stream(Sender.SERVER, 9, 2.0)
     assert (cut.content_type, cut.length, cut.received, cut.handshake_type) == (23, 0x4000, 100, None)
+
+
+def test_the_prefix_of_a_client_hello() -> None:
+    """A whole ClientHello of the corpus cut at every length: the prefix decodes what came whole, never more,
+    and never fails on what is missing."""
+    record, analyzer = _analysed(SILENT)
+    [hello] = [e for e in analyzer.kept_events if isinstance(e, HandshakeSeen)]
+    body = hello.raw[4:]
+    suites_at = 35 + body[34]
+    compression_at = suites_at + 2 + int.from_bytes(body[suites_at:suites_at + 2], "big")
+    extensions_at = compression_at + 1 + body[compression_at] + 2
+    names = []
+    for length in range(len(body) + 1):
+        prefix = client_hello_prefix(body[:length])
+        if length < extensions_at:  # the fixed fields not all there
+            assert prefix is None
+            continue
+        assert prefix is not None
+        assert prefix.random == hello.message.random
+        assert prefix.extensions == hello.message.extensions[:len(prefix.extensions)]
+        names.append(prefix.sni)
+    assert names[-1] == record["sni"] == "server.tlsflow.test"
+    assert names[0] is None  # (the server_name extension had not come yet)
+    assert client_hello_prefix(body) == hello.message
