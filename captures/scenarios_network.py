@@ -590,6 +590,22 @@ def split_hello_client(port: int, pki: Pki, *, timeout: float = CLIENT_TIMEOUT) 
         return ClientResult(error=repr(exc)), len(hello)
 
 
+def _split_hello_flow(name: str, pcap: Path, hello_length: int) -> tuple[WireFlow, list[WirePacket]]:
+    """The one connection of a split-ClientHello scenario, checked as far as both have it in common, and its
+    client segments that carry bytes."""
+    flow = _single_flow(name, pcap)
+    _expect_client_hello(name, flow)
+    _expect(hello_length > ETHERNET_SEGMENT, name, f"a ClientHello longer than one segment ({hello_length} bytes)")
+    hello_segments = [p for p in flow.sent_by_client() if p.tcp_len]
+    _expect(hello_segments and hello_segments[0].tcp_len == ETHERNET_SEGMENT, name, "the ClientHello's first segment")
+    _expect(not flow.server_data(), name, "no data from the server")
+    return flow, hello_segments
+
+
+def _split_client_impl(hello_length: int) -> str:
+    return _python_client_impl() + f", a ClientHello of {hello_length} bytes written in two parts"
+
+
 def split_client_hello_reset(workdir: Path, port: int, pki: Pki) -> list[Label]:
     """A ClientHello that does not fit in one packet, to a server that reads it from the first packet only
     (the failure https://tldr.fail describes): it gives up at once, with a RST."""
@@ -603,19 +619,13 @@ def split_client_hello_reset(workdir: Path, port: int, pki: Pki) -> list[Label]:
 
     with ScriptedServer(port, one_read), capture(pcap, port):
         result, hello_length = split_hello_client(port, pki)
-    flow = _single_flow(name, pcap)
-    _expect_client_hello(name, flow)
-    _expect(hello_length > ETHERNET_SEGMENT, name, f"a ClientHello longer than one segment ({hello_length} bytes)")
-    hello_segments = [p for p in flow.sent_by_client() if p.tcp_len]
-    _expect(hello_segments and hello_segments[0].tcp_len == ETHERNET_SEGMENT, name,
-            "the ClientHello's first segment")
-    _expect(not flow.server_data(), name, "no data from the server")
+    flow, hello_segments = _split_hello_flow(name, pcap, hello_length)
     server_rsts = [p for p in flow.sent_by_server() if p.rst]
     _expect(server_rsts and all(p.frame < server_rsts[0].frame for p in hello_segments), name,
             "the server's RST after the ClientHello's first segment")
     _expect(len(flow.client_data()) < hello_length, name, "the rest of the ClientHello never sent (the RST came first)")
     return [_label(name, flow, pcap, outcome="failed", failed_step="client_hello", cause="reset_after_client_hello",
-                   client_impl=_python_client_impl() + f", a ClientHello of {hello_length} bytes written in two parts",
+                   client_impl=_split_client_impl(hello_length),
                    server_impl="python socket: reads once, resets when the ClientHello is not all there",
                    note=f"the first {len(flow.client_data())} bytes of the ClientHello in frame "
                         f"{hello_segments[0].frame}, server RST in frame {server_rsts[0].frame}; client: {result.error}")]
@@ -633,17 +643,14 @@ def split_client_hello_silent(workdir: Path, port: int, pki: Pki) -> list[Label]
 
     with ScriptedServer(port, one_read_then_wait), capture(pcap, port):
         result, hello_length = split_hello_client(port, pki)
-    flow = _single_flow(name, pcap)
-    _expect_client_hello(name, flow)
+    flow, hello_segments = _split_hello_flow(name, pcap, hello_length)
     _expect_client_hello_acked(name, flow)
-    hello_segments = [p for p in flow.sent_by_client() if p.tcp_len]
     _expect(len(hello_segments) == 2 and sum(p.tcp_len for p in hello_segments) == hello_length, name,
             f"the whole ClientHello ({hello_length} bytes) in two segments")
-    _expect(not flow.server_data(), name, "no data from the server")
     _expect(result.error is not None and any(p.fin for p in flow.sent_by_client()), name,
             "the client gave up and closed")
     return [_label(name, flow, pcap, outcome="failed", failed_step="server_hello", cause="server_silent",
-                   client_impl=_python_client_impl() + f", a ClientHello of {hello_length} bytes written in two parts",
+                   client_impl=_split_client_impl(hello_length),
                    server_impl="python socket: reads once, then waits without answering",
                    note=f"ClientHello in frames {[p.frame for p in hello_segments]}, no answer in {CLIENT_TIMEOUT} s; "
                         f"client: {result.error}")]

@@ -86,18 +86,11 @@ def fast_client_hello(body: bytes, cache: ParseCache | None = None) -> m.ClientH
     """A well-formed ClientHello decoded by plain indexing (why: it is the largest message every connection
     has); None when any length does not add up, and `decode_client_hello` then reports what is wrong."""
     n = len(body)
-    if n < 35:
+    at = _client_hello_layout(body, n)
+    if at is None:
         return None
-    p = 35 + body[34]
-    if p + 2 > n:
-        return None
-    suites_len = (body[p] << 8) | body[p + 1]
-    q = p + 2 + suites_len
-    if q + 1 > n or suites_len & 1 or suites_len > 2 * MAX_LIST_ITEMS:
-        return None
-    r = q + 1 + body[q]
-    if r > n:
-        return None
+    p, q, r = at
+    suites_len = q - p - 2
     if r == n:  # SSL 3.0 / early TLS: no extension block at all
         extensions: tuple[m.Extension, ...] | None = ()
     elif r + 2 > n or r + 2 + ((body[r] << 8) | body[r + 1]) != n:
@@ -120,11 +113,9 @@ def fast_client_hello(body: bytes, cache: ParseCache | None = None) -> m.ClientH
                              extensions, False, ())
 
 
-def client_hello_prefix(body: bytes) -> m.ClientHello | None:
-    """What came whole of a ClientHello cut short (the stream ended before its end: `TlsConnection.end_of_stream`):
-    the fixed fields and each extension that came entire, or None when the fixed fields did not all come. Its
-    SNI, ALPN and supported versions are the client's own when those extensions came; its lengths do not add up."""
-    n = len(body)
+def _client_hello_layout(body: bytes, n: int) -> tuple[int, int, int] | None:
+    """Where a ClientHello body's cipher suites (their length), compression methods and extensions (their block's
+    length) start, or None when what comes before its extensions does not add up within `n` bytes."""
     if n < 35:
         return None
     p = 35 + body[34]
@@ -135,16 +126,23 @@ def client_hello_prefix(body: bytes) -> m.ClientHello | None:
     if q + 1 > n or suites_len & 1 or suites_len > 2 * MAX_LIST_ITEMS:
         return None
     r = q + 1 + body[q]
-    if r + 2 > n:
+    return (p, q, r) if r <= n else None
+
+
+def client_hello_prefix(body: bytes) -> m.ClientHello | None:
+    """What came whole of a ClientHello cut short (the stream ended before its end: `TlsConnection.end_of_stream`):
+    the fixed fields and each extension that came entire, or None when the fixed fields did not all come. Its
+    SNI, ALPN and supported versions are the client's own when those extensions came."""
+    n = len(body)
+    at = _client_hello_layout(body, n)
+    if at is None or at[2] + 2 > n:
         return None
+    r = at[2]
     end = r + 2
     while end + 4 <= n and end + 4 + ((body[end + 2] << 8) | body[end + 3]) <= n:
         end += 4 + ((body[end + 2] << 8) | body[end + 3])
-    extensions = split_extensions(body, r + 2, end, _CH_CONTEXT) if end > r + 2 else ()
-    if extensions is None:
-        return None
-    return _new_client_hello((body[0] << 8) | body[1], body[2:34], body[35:p], u16_values(body, p + 2, suites_len >> 1),
-                             tuple(body[q + 1:r]), extensions, False, ())
+    # The same body with its extension block's length made that of the extensions that came: a whole ClientHello.
+    return fast_client_hello(body[:r] + (end - r - 2).to_bytes(2, "big") + body[r + 2:end])
 
 
 def fast_server_hello(body: bytes, cache: ParseCache | None = None) -> m.ServerHello | None:

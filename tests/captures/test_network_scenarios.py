@@ -217,16 +217,24 @@ def test_closed_without_alert(tmp_path: Path, pki: Pki) -> None:
 @pytest.mark.tools
 @pytest.mark.slow
 def test_packet_loss_recovered_retransmits_and_cleans_its_rules(tmp_path: Path, pki: Pki) -> None:
-    _need_recording_tools()
-    if not net.iptables_available():
-        pytest.skip("iptables is not installed or netfilter is unavailable")
-    label, pcap, port = _rerecord("net_packet_loss_recovered", tmp_path, pki)
+    label, pcap, port = _rerecord_with_iptables("net_packet_loss_recovered", tmp_path, pki)
     assert label.outcome == "established" and label.cause is None
     assert label.version == "TLS 1.3"
     assert "packet_loss" in (label.note or "")
     assert _tshark_count(pcap, port, f"tcp.srcport=={port} && tcp.analysis.retransmission") >= 1
     assert _tshark_count(pcap, port, f"tcp.dstport=={port} && tcp.analysis.retransmission") >= 1
     assert _tshark_count(pcap, port, "tls.handshake.type==2") == 1
+    _assert_no_rules_left()
+
+
+def _rerecord_with_iptables(name: str, tmp_path: Path, pki: Pki) -> tuple[Label, Path, int]:
+    _need_recording_tools()
+    if not net.iptables_available():
+        pytest.skip("iptables is not installed or netfilter is unavailable")
+    return _rerecord(name, tmp_path, pki)
+
+
+def _assert_no_rules_left() -> None:
     rules = subprocess.run(["iptables", "-S", "INPUT"], check=False, capture_output=True, text=True, timeout=10).stdout
     assert "tlsflow-capture" not in rules
 
@@ -234,17 +242,13 @@ def test_packet_loss_recovered_retransmits_and_cleans_its_rules(tmp_path: Path, 
 @pytest.mark.tools
 @pytest.mark.slow
 def test_packet_loss_after_handshake_loses_only_the_response(tmp_path: Path, pki: Pki) -> None:
-    _need_recording_tools()
-    if not net.iptables_available():
-        pytest.skip("iptables is not installed or netfilter is unavailable")
-    label, pcap, port = _rerecord("net_packet_loss_after_handshake", tmp_path, pki)
+    label, pcap, port = _rerecord_with_iptables("net_packet_loss_after_handshake", tmp_path, pki)
     assert label.outcome == "established" and label.cause is None
     retransmitted = f"tcp.srcport=={port} && tcp.analysis.retransmission"
     assert _tshark_count(pcap, port, retransmitted) >= 1
     assert _tshark_count(pcap, port, f"{retransmitted} && ip.len < {net.BULK_SEGMENT_MIN}") == 0
     assert _tshark_count(pcap, port, f"tcp.dstport=={port} && tcp.analysis.retransmission") == 0
-    rules = subprocess.run(["iptables", "-S", "INPUT"], check=False, capture_output=True, text=True, timeout=10).stdout
-    assert "tlsflow-capture" not in rules
+    _assert_no_rules_left()
 
 
 @pytest.mark.tools
