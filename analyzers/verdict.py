@@ -855,8 +855,10 @@ class _Decider:
                 return self.fail(step, "reset_injected", "likely", self._ch_frame(), *injected, end_ts=srv.rst_ts)
             return self.fail(step, "reset_during_handshake", "likely", self._ch_frame(),
                              f"frame {srv.rst_frame}: server RST during the handshake", end_ts=srv.rst_ts)
-        # A server FIN that only answers the client's own close (the client gave up waiting first) is silence.
-        answered_close = c.fin_ts is not None and srv.fin_ts is not None and c.fin_ts < srv.fin_ts
+        # A server FIN that only answers the close of a client that gave up waiting first is silence (a client that
+        # half-closes right after its ClientHello has not waited for anything: the server's FIN is its own).
+        answered_close = (c.fin_ts is not None and srv.fin_ts is not None and c.fin_ts < srv.fin_ts
+                          and c.fin_ts - ch_at.ts >= HANG_UP_SECONDS)
         if srv.fin_frame is not None and not server_tls and not answered_close:
             return self.fail("server_hello", "closed_without_alert", "certain", self._ch_frame(),
                              f"frame {srv.fin_frame}: server closed (FIN) without a TLS answer", end_ts=srv.fin_ts)

@@ -5,6 +5,7 @@ reads once), the parser's end-of-stream report, and the hint and evidence that s
 from __future__ import annotations
 
 import dataclasses
+import struct
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from analyzers.summary import new_summary
 from analyzers.verdict import SPLIT_HELLO_HINT, decide
 from tests.conftest import CORPUS
+from tests.tlsflow.pcap_edit import records
 from tlsflow.capture import open_capture
 from tlsflow.explain import render_ladder
 from tlsflow.pipeline import FlowAnalyzer
@@ -144,3 +146,23 @@ def test_the_prefix_of_a_client_hello() -> None:
     assert names[-1] == record["sni"] == "server.tlsflow.test"
     assert names[0] is None  # (the server_name extension had not come yet)
     assert client_hello_prefix(body) == hello.message
+
+
+def test_a_server_fin_after_an_immediate_half_close_is_the_server_closing(tmp_path: Path) -> None:
+    """The silent capture with the client's FIN (and what follows it) moved to 1 ms after the ClientHello: a
+    client that half-closed at once waited for nothing, so the server's FIN after it is the server closing
+    without a TLS answer, not an answer to a client that gave up."""
+    header, recs = records(SILENT)
+    _, analyzer = _analysed(SILENT)
+    fin = analyzer.kept_tcp.client.fin_frame
+    seconds, micros = struct.unpack_from("<II", recs[fin - 2])  # the frame before the FIN: the ClientHello's ACK
+    moved = []
+    for k, record in enumerate(recs[fin - 1:], 1):
+        later = micros + 1000 * k
+        moved.append(struct.pack("<II", seconds + later // 1_000_000, later % 1_000_000) + record[8:])
+    edited = tmp_path / "half_closed.pcap"
+    edited.write_bytes(header + b"".join(recs[:fin - 1] + moved))
+    record, _ = _analysed(edited)
+    assert (record["failed_step"], record["cause"]) == ("server_hello", "closed_without_alert")
+    original, _ = _analysed(SILENT)
+    assert original["cause"] == "server_silent"
