@@ -1031,7 +1031,8 @@ class _Decider:
             w.extend(x for x in certs.warnings if not (unseen and x.endswith("_accepted")))
         if certs.interception:
             w.append("tls_interception_suspected")
-        if v.cause not in ("packet_loss", "mtu_blackhole") and (
+        # (A SYN sent again and again is what tcp_no_answer says: the same fact, not a warning besides.)
+        if v.cause not in ("packet_loss", "mtu_blackhole", "tcp_no_answer") and (
                 self._handshake_retransmitted(tcp.client, _CLIENT, v) or
                 self._handshake_retransmitted(tcp.server, _SERVER, v)):
             w.append("packet_loss")

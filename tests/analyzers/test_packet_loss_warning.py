@@ -88,3 +88,11 @@ def test_a_segment_resent_later(tmp_path: Path, pick: int, warned: bool) -> None
     assert record["outcome"] == "established"
     assert analyzer.kept_tcp.client.retransmissions + analyzer.kept_tcp.server.retransmissions == 1
     assert ("packet_loss" in (record["warnings"] or [])) == warned
+
+
+def test_an_unanswered_syn_is_no_warning_besides_its_cause() -> None:
+    """The client's SYN sent again and again is the tcp_no_answer failure itself, not packet loss besides it."""
+    record, analyzer = _analysed(CORPUS / "net_syn_unanswered.pcap")
+    assert record["cause"] == "tcp_no_answer"
+    assert analyzer.kept_tcp.client.retransmissions >= 1
+    assert "packet_loss" not in (record["warnings"] or [])
