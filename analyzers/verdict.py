@@ -1032,7 +1032,8 @@ class _Decider:
         if certs.interception:
             w.append("tls_interception_suspected")
         # (A SYN sent again and again is what tcp_no_answer says: the same fact, not a warning besides.)
-        if v.cause not in ("packet_loss", "mtu_blackhole", "tcp_no_answer") and (
+        if (tcp.client.retransmissions or tcp.server.retransmissions) and v.cause not in (
+                "packet_loss", "mtu_blackhole", "tcp_no_answer") and (
                 self._handshake_retransmitted(tcp.client, _CLIENT, v) or
                 self._handshake_retransmitted(tcp.server, _SERVER, v)):
             w.append("packet_loss")
