@@ -308,7 +308,10 @@ class _Decider:
         if verdict.outcome == "incomplete" and not s.client_hellos:
             if self.tcp.client.syn_frame is None and self.tcp.server.synack_frame is None:
                 verdict.evidence.extend(self._joined_evidence())
-            if not s.first_record and not s.not_tls and not cut:
+            cut_hello = s.truncated.get(_CLIENT) if s.truncated else None
+            if cut_hello is not None and cut_hello.handshake_type == CLIENT_HELLO:
+                verdict.evidence.append(self._cut_hello_fact(cut_hello, "the rest is not in the capture"))
+            elif not s.first_record and not s.not_tls and not cut:
                 verdict.evidence.append("no TLS bytes on this connection")
         if cut and verdict.outcome != "established":
             first = min(f for f in (self.tcp.client.cut_frame, self.tcp.server.cut_frame) if f is not None)
@@ -901,11 +904,8 @@ class _Decider:
         """The server reset or closed while the client was still sending its ClientHello (its stream ends inside
         that record): the step it broke is the ClientHello itself."""
         c, srv = self.tcp.client, self.tcp.server
-        first = c.first_payload_frame if c.first_payload_frame is not None else cut.frame
         began = c.first_payload_ts if c.first_payload_ts is not None else cut.ts
-        where = f"frame {first}" if first == cut.frame else f"frames {first}-{cut.frame}"
-        partial = (f"{where}: the first {cut.received + 5:,} of the {cut.length + 5:,} bytes of a ClientHello record; "
-                   "the rest never came")
+        partial = self._cut_hello_fact(cut, "the rest never came")
         if srv.rst_frame is not None and (c.rst_frame is None or srv.rst_ts <= c.rst_ts):
             injected = self._rst_injected()
             if injected:
@@ -918,6 +918,11 @@ class _Decider:
                              f"frame {srv.fin_frame}: server closed (FIN) before the whole ClientHello came",
                              end_ts=srv.fin_ts)
         return None
+
+    def _cut_hello_fact(self, cut: TruncatedRecordSeen, then: str) -> str:
+        first = self.tcp.client.first_payload_frame
+        where = f"frame {cut.frame}" if first is None or first == cut.frame else f"frames {first}-{cut.frame}"
+        return f"{where}: the first {cut.received + 5:,} of the {cut.length + 5:,} bytes of a ClientHello record; {then}"
 
     def _hello_beyond_one_packet(self, v: Verdict) -> None:
         """A server (or a middlebox before it) that gave up right after a ClientHello too long for one packet: say

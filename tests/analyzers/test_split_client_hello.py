@@ -166,3 +166,15 @@ def test_a_server_fin_after_an_immediate_half_close_is_the_server_closing(tmp_pa
     assert (record["failed_step"], record["cause"]) == ("server_hello", "closed_without_alert")
     original, _ = _analysed(SILENT)
     assert original["cause"] == "server_silent"
+
+
+def test_a_capture_that_ends_inside_the_client_hello(tmp_path: Path) -> None:
+    """The silent capture cut after the ClientHello's first segment (and the server's ACK of it): incomplete, and
+    the evidence says what came of the ClientHello, not that there were no TLS bytes."""
+    header, recs = records(SILENT)
+    cut = tmp_path / "ends_mid_hello.pcap"
+    cut.write_bytes(header + b"".join(recs[:5]))
+    record, _ = _analysed(cut)
+    assert (record["outcome"], record["cause"], record["sni"]) == ("incomplete", None, "server.tlsflow.test")
+    assert record["evidence"] == [
+        "frame 4: the first 1,448 of the 1,853 bytes of a ClientHello record; the rest is not in the capture"]
