@@ -132,6 +132,12 @@ class HandshakeSummary:
         return self.client_hellos[0].message if self.client_hellos else None  # type: ignore[return-value]
 
     @property
+    def cut_client_hello(self) -> ev.TruncatedRecordSeen | None:
+        """The client's ClientHello record, cut short when its stream ended (None when there was none)."""
+        cut = self.truncated.get(_CLIENT) if self.truncated else None
+        return cut if cut is not None and cut.handshake_type == m.CLIENT_HELLO else None
+
+    @property
     def last_client_hello(self) -> m.ClientHello | None:
         return self.client_hellos[-1].message if self.client_hellos else None  # type: ignore[return-value]
 

@@ -15,14 +15,12 @@ from analyzers.summary import AlertInfo, HandshakeSummary
 from analyzers.tcpfacts import SideFacts, TcpFacts
 from tlsparse import registry
 from tlsparse.events import EncryptedRecordSeen, Sender, TruncatedRecordSeen
-from tlsparse.messages import EXT_KEY_SHARE, KeyShareEntry
+from tlsparse.messages import APPLICATION_DATA
 
 # Members as module constants: `Sender.CLIENT` is a metaclass lookup (~85 ns), read many times per
 # connection.
 _CLIENT, _SERVER = Sender.CLIENT, Sender.SERVER
 
-_APPLICATION_DATA = 23  # record content type
-CLIENT_HELLO = 1  # handshake message type
 # Failures where the server (or what stands before it) gave up on the ClientHello without a word; when that
 # ClientHello did not fit in one packet, the verdict says so (`_hello_beyond_one_packet`).
 _GAVE_UP_AT_HELLO = frozenset({"reset_after_client_hello", "reset_injected", "closed_without_alert", "server_silent"})
@@ -308,8 +306,8 @@ class _Decider:
         if verdict.outcome == "incomplete" and not s.client_hellos:
             if self.tcp.client.syn_frame is None and self.tcp.server.synack_frame is None:
                 verdict.evidence.extend(self._joined_evidence())
-            cut_hello = s.truncated.get(_CLIENT) if s.truncated else None
-            if cut_hello is not None and cut_hello.handshake_type == CLIENT_HELLO:
+            cut_hello = s.cut_client_hello
+            if cut_hello is not None:
                 verdict.evidence.append(self._cut_hello_fact(cut_hello, "the rest is not in the capture"))
             elif not s.first_record and not s.not_tls and not cut:
                 verdict.evidence.append("no TLS bytes on this connection")
@@ -824,8 +822,8 @@ class _Decider:
         s, tcp = self.s, self.tcp
         c, srv = tcp.client, tcp.server
         if not s.client_hellos:
-            cut_hello = s.truncated.get(_CLIENT) if s.truncated else None
-            if cut_hello is not None and cut_hello.handshake_type == CLIENT_HELLO and _SERVER not in s.first_record:
+            cut_hello = s.cut_client_hello
+            if cut_hello is not None and _SERVER not in s.first_record:
                 return self._client_hello_cut_off(cut_hello)
             if srv.rst_frame is not None and c.payload_bytes == 0 and srv.payload_bytes == 0 and \
                     srv.synack_frame is not None:
@@ -937,12 +935,11 @@ class _Decider:
             if last <= c.first_payload_frame or first_record is None:
                 return  # one segment carried all of it
             large = [f"{registry.group_name(e.group)} ({e.key_exchange_length:,} bytes)"
-                     for e in _key_shares(s.client_hello) if e.key_exchange_length >= LARGE_KEY_SHARE]
+                     for e in s.client_hello.key_shares if e.key_exchange_length >= LARGE_KEY_SHARE]
             with_shares = f", with key share {', '.join(large)}" if large else ""
             v.evidence.append(f"frames {c.first_payload_frame}-{last}: the ClientHello "
                               f"({first_record.length + 5:,} bytes{with_shares}) came in more than one TCP segment")
-        elif not (s.truncated and (cut := s.truncated.get(_CLIENT)) is not None
-                  and cut.handshake_type == CLIENT_HELLO):  # (cut short: its evidence says how much came)
+        elif s.cut_client_hello is None:  # (cut short: its evidence says how much came)
             return
         v.hint = (v.hint + " " if v.hint else "") + SPLIT_HELLO_HINT
 
@@ -1013,7 +1010,7 @@ class _Decider:
         if v.outcome != "established" or lowest is None:
             return True
         for r in self.enc(sender):
-            if r.content_type == _APPLICATION_DATA and not r.handshake_phase:
+            if r.content_type == APPLICATION_DATA and not r.handshake_phase:
                 return lowest < r.offset
         return True  # (no application data record kept: its handshake may be all it sent)
 
@@ -1054,14 +1051,6 @@ class _Decider:
         if len(w) > 1:
             seen: set[str] = set()
             v.warnings[:] = [x for x in w if not (x in seen or seen.add(x))]
-
-
-def _key_shares(ch: object) -> tuple[KeyShareEntry, ...]:
-    """The key shares a ClientHello offers (none when it has no readable key_share extension)."""
-    for ext in getattr(ch, "extensions", ()):
-        if ext.type == EXT_KEY_SHARE and isinstance(ext.parsed, tuple):
-            return tuple(e for e in ext.parsed if isinstance(e, KeyShareEntry))
-    return ()
 
 
 def _ack_pairs(acks: Sequence[float]) -> list[tuple[float, int]]:

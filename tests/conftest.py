@@ -195,3 +195,15 @@ def capture_error(path: Path, start: object = None) -> tuple[str, int | None, in
         except CaptureError as exc:
             return exc.message, exc.offset, exc.frame, n
     raise AssertionError("no error")
+
+
+def analysed_first_flow(path: Path) -> tuple[dict, object]:
+    """The record of a capture's first connection, and the FlowAnalyzer that kept its parser events and TCP facts
+    (`kept_events`, `kept_tcp`), fed as `tlsflow explain` feeds it."""
+    from tlsflow.capture import open_capture
+    from tlsflow.pipeline import FlowAnalyzer
+
+    analyzer = FlowAnalyzer(str(path), keep_events_for=1)
+    with open_capture(path) as cap:
+        found = [r for pkt in cap.packets() for r in analyzer.feed(pkt)] + list(analyzer.finish())
+    return next(r for r in found if r["flow_id"] == 1), analyzer

@@ -122,7 +122,7 @@ def build_record(capture: str, flow_id: int, client: tuple[str, int], server: tu
         alpn_offered = list(offered_alpn) if offered_alpn else None
     else:
         ch_ts = sni = alpn_offered = version_offered = None
-        cut = s.truncated.get(_CLIENT) if s.truncated else None
+        cut = s.cut_client_hello
         if cut is not None and cut.hello is not None:  # a ClientHello cut short: what came whole of it
             hello: Any = cut.hello
             sni = hello.sni

@@ -151,11 +151,15 @@ class ClientHello(_HasExtensions):
         return tuple(ext.parsed) if ext is not None and ext.parsed is not None else ()
 
     @property
-    def key_share_groups(self) -> tuple[int, ...]:
+    def key_shares(self) -> tuple[KeyShareEntry, ...]:
         ext = _ext(self.extensions, EXT_KEY_SHARE)
         if ext is None or ext.parsed is None:
             return ()
-        return tuple(entry.group for entry in ext.parsed)
+        return tuple(ext.parsed)  # type: ignore[call-overload]
+
+    @property
+    def key_share_groups(self) -> tuple[int, ...]:
+        return tuple(entry.group for entry in self.key_shares)
 
     @property
     def highest_version(self) -> int:

@@ -11,23 +11,12 @@ import pytest
 
 from analyzers.summary import new_summary
 from analyzers.verdict import decide
-from tests.conftest import CORPUS
+from tests.conftest import CORPUS, analysed_first_flow
 from tests.tlsflow.pcap_edit import records
-from tlsflow.capture import open_capture
-from tlsflow.pipeline import FlowAnalyzer
 
 DATA_LOSS = CORPUS / "net_packet_loss_after_handshake.pcap"
 HANDSHAKE_LOSS = CORPUS / "net_packet_loss_recovered.pcap"
 ESTABLISHED = CORPUS / "tls12_established_alpn_h2.pcap"
-
-
-def _analysed(path: Path) -> tuple[dict, FlowAnalyzer]:
-    """The first connection's record, and the analyzer that kept its parser events and TCP facts."""
-    analyzer = FlowAnalyzer(str(path), keep_events_for=1)
-    with open_capture(path) as cap:
-        found = [r for pkt in cap.packets() for r in analyzer.feed(pkt)] + list(analyzer.finish())
-    record = next(r for r in found if r["flow_id"] == 1)
-    return record, analyzer
 
 
 def _payload_length(record: bytes) -> int:
@@ -52,7 +41,7 @@ def _resent(path: Path, out: Path, pick: int, later_us: int = 200_000) -> Path:
 
 
 def test_segments_lost_after_the_handshake_give_no_warning() -> None:
-    record, analyzer = _analysed(DATA_LOSS)
+    record, analyzer = analysed_first_flow(DATA_LOSS)
     assert record["outcome"] == "established" and record["version"] == "TLS 1.3"
     server = analyzer.kept_tcp.server
     assert server.retransmissions >= 1  # the capture does hold the loss
@@ -61,7 +50,7 @@ def test_segments_lost_after_the_handshake_give_no_warning() -> None:
 
 
 def test_segments_lost_in_the_handshake_still_warn() -> None:
-    record, analyzer = _analysed(HANDSHAKE_LOSS)
+    record, analyzer = analysed_first_flow(HANDSHAKE_LOSS)
     assert record["outcome"] == "established"
     assert analyzer.kept_tcp.client.retransmissions and analyzer.kept_tcp.server.retransmissions
     assert "packet_loss" in record["warnings"]
@@ -69,7 +58,7 @@ def test_segments_lost_in_the_handshake_still_warn() -> None:
 
 def test_facts_without_offsets_count_every_retransmission() -> None:
     """Facts from elsewhere (no offset known): every retransmission is taken as the handshake's, as before."""
-    _, analyzer = _analysed(DATA_LOSS)
+    _, analyzer = analysed_first_flow(DATA_LOSS)
     summary = new_summary()
     summary.add_all(analyzer.kept_events)
     tcp = analyzer.kept_tcp
@@ -82,9 +71,9 @@ def test_facts_without_offsets_count_every_retransmission() -> None:
 def test_a_segment_resent_later(tmp_path: Path, pick: int, warned: bool) -> None:
     """An established TLS 1.2 capture with one data segment sent again 200 ms later: its last one (application
     data, after the handshake) gives no warning, its ClientHello does."""
-    before, _ = _analysed(ESTABLISHED)
+    before, _ = analysed_first_flow(ESTABLISHED)
     assert "packet_loss" not in (before["warnings"] or [])
-    record, analyzer = _analysed(_resent(ESTABLISHED, tmp_path / "resent.pcap", pick))
+    record, analyzer = analysed_first_flow(_resent(ESTABLISHED, tmp_path / "resent.pcap", pick))
     assert record["outcome"] == "established"
     assert analyzer.kept_tcp.client.retransmissions + analyzer.kept_tcp.server.retransmissions == 1
     assert ("packet_loss" in (record["warnings"] or [])) == warned
@@ -92,7 +81,7 @@ def test_a_segment_resent_later(tmp_path: Path, pick: int, warned: bool) -> None
 
 def test_an_unanswered_syn_is_no_warning_besides_its_cause() -> None:
     """The client's SYN sent again and again is the tcp_no_answer failure itself, not packet loss besides it."""
-    record, analyzer = _analysed(CORPUS / "net_syn_unanswered.pcap")
+    record, analyzer = analysed_first_flow(CORPUS / "net_syn_unanswered.pcap")
     assert record["cause"] == "tcp_no_answer"
     assert analyzer.kept_tcp.client.retransmissions >= 1
     assert "packet_loss" not in (record["warnings"] or [])

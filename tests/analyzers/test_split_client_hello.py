@@ -12,11 +12,9 @@ import pytest
 
 from analyzers.summary import new_summary
 from analyzers.verdict import SPLIT_HELLO_HINT, decide
-from tests.conftest import CORPUS
+from tests.conftest import CORPUS, analysed_first_flow
 from tests.tlsflow.pcap_edit import records
-from tlsflow.capture import open_capture
 from tlsflow.explain import render_ladder
-from tlsflow.pipeline import FlowAnalyzer
 from tlsparse import ClientHello, HandshakeSeen, KeyShareEntry, Sender, TlsConnection, TruncatedRecordSeen
 from tlsparse.handshake import client_hello_prefix
 from tlsparse.messages import EXT_KEY_SHARE
@@ -26,17 +24,10 @@ SILENT = CORPUS / "net_split_client_hello_silent.pcap"
 X25519MLKEM768 = 0x11EC
 
 
-def _analysed(path: Path) -> tuple[dict, FlowAnalyzer]:
-    analyzer = FlowAnalyzer(str(path), keep_events_for=1)
-    with open_capture(path) as cap:
-        found = [r for pkt in cap.packets() for r in analyzer.feed(pkt)] + list(analyzer.finish())
-    return next(r for r in found if r["flow_id"] == 1), analyzer
-
-
 def test_reset_before_the_rest_of_the_client_hello() -> None:
     """Before: "incomplete, no TLS bytes on this connection". The ClientHello's first segment is the only TLS the
     capture holds, and it is what the server reset."""
-    record, analyzer = _analysed(RESET)
+    record, analyzer = analysed_first_flow(RESET)
     assert (record["outcome"], record["failed_step"], record["cause"]) == (
         "failed", "client_hello", "reset_after_client_hello")
     assert record["evidence"][0] == "frame 4: the first 1,448 of the 1,853 bytes of a ClientHello record; " \
@@ -56,7 +47,7 @@ def test_reset_before_the_rest_of_the_client_hello() -> None:
 
 
 def test_server_silent_after_a_client_hello_in_two_segments() -> None:
-    record, _ = _analysed(SILENT)
+    record, _ = analysed_first_flow(SILENT)
     assert (record["outcome"], record["failed_step"], record["cause"]) == ("failed", "server_hello", "server_silent")
     assert "frames 4-6: the ClientHello (1,853 bytes) came in more than one TCP segment" in record["evidence"]
     assert record["hint"].endswith(SPLIT_HELLO_HINT)
@@ -64,7 +55,7 @@ def test_server_silent_after_a_client_hello_in_two_segments() -> None:
 
 @pytest.mark.parametrize("name", ["net_reset_after_client_hello", "net_server_silent", "net_closed_without_alert"])
 def test_a_client_hello_in_one_segment_gets_no_such_hint(name: str) -> None:
-    record, _ = _analysed(CORPUS / f"{name}.pcap")
+    record, _ = analysed_first_flow(CORPUS / f"{name}.pcap")
     assert record["outcome"] == "failed"
     assert SPLIT_HELLO_HINT not in record["hint"]
     assert not any("more than one TCP segment" in fact for fact in record["evidence"])
@@ -73,7 +64,7 @@ def test_a_client_hello_in_one_segment_gets_no_such_hint(name: str) -> None:
 def test_a_post_quantum_key_share_is_named() -> None:
     """The same capture with the ClientHello's key share made an X25519MLKEM768 one (as Chrome and OpenSSL 3.5
     send): the evidence names it, since it is what made the hello that long."""
-    _, analyzer = _analysed(SILENT)
+    _, analyzer = analysed_first_flow(SILENT)
 
     def with_pq_share(event: object) -> object:
         if isinstance(event, HandshakeSeen) and isinstance(event.message, ClientHello):
@@ -127,7 +118,7 @@ def test_end_of_stream_inside_a_header_or_an_unreadable_record() -> None:
 def test_the_prefix_of_a_client_hello() -> None:
     """A whole ClientHello of the corpus cut at every length: the prefix decodes what came whole, never more,
     and never fails on what is missing."""
-    record, analyzer = _analysed(SILENT)
+    record, analyzer = analysed_first_flow(SILENT)
     [hello] = [e for e in analyzer.kept_events if isinstance(e, HandshakeSeen)]
     body = hello.raw[4:]
     suites_at = 35 + body[34]
@@ -153,7 +144,7 @@ def test_a_server_fin_after_an_immediate_half_close_is_the_server_closing(tmp_pa
     client that half-closed at once waited for nothing, so the server's FIN after it is the server closing
     without a TLS answer, not an answer to a client that gave up."""
     header, recs = records(SILENT)
-    _, analyzer = _analysed(SILENT)
+    _, analyzer = analysed_first_flow(SILENT)
     fin = analyzer.kept_tcp.client.fin_frame
     seconds, micros = struct.unpack_from("<II", recs[fin - 2])  # the frame before the FIN: the ClientHello's ACK
     moved = []
@@ -162,9 +153,9 @@ def test_a_server_fin_after_an_immediate_half_close_is_the_server_closing(tmp_pa
         moved.append(struct.pack("<II", seconds + later // 1_000_000, later % 1_000_000) + record[8:])
     edited = tmp_path / "half_closed.pcap"
     edited.write_bytes(header + b"".join(recs[:fin - 1] + moved))
-    record, _ = _analysed(edited)
+    record, _ = analysed_first_flow(edited)
     assert (record["failed_step"], record["cause"]) == ("server_hello", "closed_without_alert")
-    original, _ = _analysed(SILENT)
+    original, _ = analysed_first_flow(SILENT)
     assert original["cause"] == "server_silent"
 
 
@@ -174,7 +165,7 @@ def test_a_capture_that_ends_inside_the_client_hello(tmp_path: Path) -> None:
     header, recs = records(SILENT)
     cut = tmp_path / "ends_mid_hello.pcap"
     cut.write_bytes(header + b"".join(recs[:5]))
-    record, _ = _analysed(cut)
+    record, _ = analysed_first_flow(cut)
     assert (record["outcome"], record["cause"], record["sni"]) == ("incomplete", None, "server.tlsflow.test")
     assert record["evidence"] == [
         "frame 4: the first 1,448 of the 1,853 bytes of a ClientHello record; the rest is not in the capture"]
