@@ -22,9 +22,16 @@ from tlsparse.messages import APPLICATION_DATA
 _CLIENT, _SERVER = Sender.CLIENT, Sender.SERVER
 
 # Failures where the server (or what stands before it) gave up on the ClientHello without a word; when that
-# ClientHello did not fit in one packet, the verdict says so (`_hello_beyond_one_packet`).
+# ClientHello did not fit in one packet or one TLS record, the verdict says so (`_hello_cut_up`).
 _GAVE_UP_AT_HELLO = frozenset({"reset_after_client_hello", "reset_injected", "closed_without_alert", "server_silent"})
 LARGE_KEY_SHARE = 800  # bytes: post-quantum key shares (ML-KEM-768: 1,184; X25519MLKEM768: 1,216), not classical
+# Alerts a server sends when it cannot read a ClientHello: with one that came in several TLS records, the verdict
+# says so too.
+_REFUSED_HELLO = frozenset({"alert_other", "handshake_failure"})
+RECORD_SPLIT_HINT = ("This ClientHello came in more than one TLS record, as tools that get past SNI filtering send it "
+                     "(RFC 8446 allows it): servers and middleboxes that read the ClientHello from its first record "
+                     "only fail on it. To confirm, retry without the record splitting (a plain client, or the tool's "
+                     "fragmentation turned off); then fix or bypass the failing device.")
 SPLIT_HELLO_HINT = ("This ClientHello did not fit in one packet: servers and middleboxes that read it from the first "
                     "packet only fail on such hellos, which post-quantum key shares make common (https://tldr.fail). "
                     "To confirm, retry with a client limited to classical groups (e.g. X25519 only); then update or "
@@ -329,9 +336,9 @@ class _Decider:
                                     "(asymmetric routing, a one-way SPAN port or capture filter)")
             if verdict.outcome == "incomplete":
                 verdict.hint = ONE_WAY_HINT
-        if verdict.outcome == "failed" and verdict.cause in _GAVE_UP_AT_HELLO and \
-                verdict.failed_step in ("client_hello", "server_hello"):
-            self._hello_beyond_one_packet(verdict)
+        if verdict.outcome == "failed" and verdict.failed_step in ("client_hello", "server_hello") and \
+                (verdict.cause in _GAVE_UP_AT_HELLO or verdict.cause in _REFUSED_HELLO):
+            self._hello_cut_up(verdict)
         self.add_warnings(verdict)
         return verdict
 
@@ -922,26 +929,40 @@ class _Decider:
         where = f"frame {cut.frame}" if first is None or first == cut.frame else f"frames {first}-{cut.frame}"
         return f"{where}: the first {cut.received + 5:,} of the {cut.length + 5:,} bytes of a ClientHello record; {then}"
 
-    def _hello_beyond_one_packet(self, v: Verdict) -> None:
-        """A server (or a middlebox before it) that gave up right after a ClientHello too long for one packet: say
-        so, and what to try. Servers that read the ClientHello from the first packet only fail on such hellos, which
-        post-quantum key shares (X25519MLKEM768: ~1.2 kB) now make common (https://tldr.fail)."""
+    def _hello_cut_up(self, v: Verdict) -> None:
+        """A server (or a middlebox before it) that gave up right after a ClientHello too long for one packet, or
+        one that came in several TLS records: say so, and what to try. Servers that read the ClientHello from the
+        first packet only fail on long hellos, which post-quantum key shares (X25519MLKEM768: ~1.2 kB) now make
+        common (https://tldr.fail); those that read it from the first record fail on hellos split into records, as
+        tools that get past SNI filters send them. A server's alert comes after it read what it could: only the
+        record split is then said."""
         s, c = self.s, self.tcp.client
         if s.starttls or s.joined or c.first_payload_frame is None:
             return
+        hints = []
         if s.client_hellos:
-            last = s.client_hellos[0].frame
+            at = s.client_hellos[0]
             first_record = s.first_record.get(_CLIENT)
-            if last <= c.first_payload_frame or first_record is None:
-                return  # one segment carried all of it
-            large = [f"{registry.group_name(e.group)} ({e.key_exchange_length:,} bytes)"
-                     for e in s.client_hello.key_shares if e.key_exchange_length >= LARGE_KEY_SHARE]
-            with_shares = f", with key share {', '.join(large)}" if large else ""
-            v.evidence.append(f"frames {c.first_payload_frame}-{last}: the ClientHello "
-                              f"({first_record.length + 5:,} bytes{with_shares}) came in more than one TCP segment")
-        elif s.cut_client_hello is None:  # (cut short: its evidence says how much came)
-            return
-        v.hint = (v.hint + " " if v.hint else "") + SPLIT_HELLO_HINT
+            if first_record is None or at.message.sslv2:
+                return
+            size = at.message.message_length
+            in_records = first_record.length < size
+            if at.frame > c.first_payload_frame and v.cause in _GAVE_UP_AT_HELLO:
+                large = [f"{registry.group_name(e.group)} ({e.key_exchange_length:,} bytes)"
+                         for e in at.message.key_shares if e.key_exchange_length >= LARGE_KEY_SHARE]
+                with_shares = f", with key share {', '.join(large)}" if large else ""
+                length = f"{size:,}-byte message" if in_records else f"{first_record.length + 5:,} bytes"
+                v.evidence.append(f"frames {c.first_payload_frame}-{at.frame}: the ClientHello "
+                                  f"({length}{with_shares}) came in more than one TCP segment")
+                hints.append(SPLIT_HELLO_HINT)
+            if in_records:
+                v.evidence.append(f"frame {first_record.frame}: the ClientHello ({size:,}-byte message) came in more "
+                                  f"than one TLS record, the first one carrying {first_record.length:,} bytes of it")
+                hints.append(RECORD_SPLIT_HINT)
+        elif s.cut_client_hello is not None and v.cause in _GAVE_UP_AT_HELLO:
+            hints.append(SPLIT_HELLO_HINT)  # (cut short: its evidence says how much came)
+        if hints:
+            v.hint = " ".join(([v.hint] if v.hint else []) + hints)
 
     def _rst_injected(self) -> list[str]:
         """Evidence that the server-side RST was forged: its TTL differs from every TTL of the server's own packets

@@ -562,8 +562,22 @@ SPLIT_PAUSE = 0.05
 
 def split_hello_client(port: int, pki: Pki, *, timeout: float = CLIENT_TIMEOUT) -> tuple[ClientResult, int]:
     """Python ssl (through memory BIOs) whose ClientHello goes out as two TCP segments: (result, hello length)."""
+
+    def two_segments(sock: socket.socket, hello: bytes) -> None:
+        sock.sendall(hello[:ETHERNET_SEGMENT])
+        time.sleep(SPLIT_PAUSE)
+        sock.sendall(hello[ETHERNET_SEGMENT:])
+
+    return hello_client(port, pki, two_segments, alpn=SPLIT_HELLO_ALPN, timeout=timeout)
+
+
+def hello_client(port: int, pki: Pki, send_hello: Callable[[socket.socket, bytes], None], *,
+                 alpn: list[str] | None = None, timeout: float = CLIENT_TIMEOUT) -> tuple[ClientResult, int]:
+    """Python ssl through memory BIOs, its ClientHello record written by `send_hello(sock, record)`, the rest of the
+    handshake as usual, then close_notify: (result, hello length)."""
     ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
-    ctx.set_alpn_protocols(SPLIT_HELLO_ALPN)
+    if alpn:
+        ctx.set_alpn_protocols(alpn)
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     tls = ctx.wrap_bio(incoming, outgoing, server_hostname=pki.hostname)
     with contextlib.suppress(ssl.SSLWantReadError):
@@ -572,9 +586,7 @@ def split_hello_client(port: int, pki: Pki, *, timeout: float = CLIENT_TIMEOUT) 
     try:
         with socket.create_connection((HOST, port), timeout=timeout) as sock:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.sendall(hello[:ETHERNET_SEGMENT])
-            time.sleep(SPLIT_PAUSE)
-            sock.sendall(hello[ETHERNET_SEGMENT:])
+            send_hello(sock, hello)
             while True:
                 data = sock.recv(65536)
                 if not data:
@@ -585,9 +597,36 @@ def split_hello_client(port: int, pki: Pki, *, timeout: float = CLIENT_TIMEOUT) 
                 except ssl.SSLWantReadError:
                     continue
                 sock.sendall(outgoing.read())
-                return ClientResult(version=tls.version(), alpn=tls.selected_alpn_protocol()), len(hello)
+                result = ClientResult(version=tls.version(), alpn=tls.selected_alpn_protocol())
+                with contextlib.suppress(ssl.SSLError):
+                    tls.unwrap()  # close_notify (it then waits for the server's, which is not read)
+                sock.sendall(outgoing.read())
+                return result, len(hello)
     except (OSError, ssl.SSLError) as exc:
         return ClientResult(error=repr(exc)), len(hello)
+
+
+# Where a record-split ClientHello is cut: inside the fixed fields, before the extensions (server_name among them),
+# as tools that split the ClientHello to get past SNI filters cut it.
+RECORD_SPLIT_AT = 50
+
+
+def in_two_records(hello: bytes, at: int = RECORD_SPLIT_AT) -> bytes:
+    """The one-record ClientHello `hello` as two TLS records, its handshake message cut `at` bytes in (RFC 8446
+    section 5.1 allows a handshake message to span records; every record keeps the first one's header fields)."""
+    if len(hello) != 5 + int.from_bytes(hello[3:5], "big"):
+        raise ScenarioError(f"the client's first write is not one TLS record ({len(hello)} bytes)")
+    message = hello[5:]
+    return b"".join(hello[:3] + len(part).to_bytes(2, "big") + part for part in (message[:at], message[at:]))
+
+
+def first_record_cuts_message(data: bytes) -> bool:
+    """The first TLS record of `data` holds only part of the handshake message it begins (a device that takes the
+    ClientHello from its first record finds it incomplete)."""
+    if len(data) < 9:
+        return True
+    body = int.from_bytes(data[3:5], "big")
+    return body < 4 + int.from_bytes(data[6:9], "big")
 
 
 def _split_hello_flow(name: str, pcap: Path, hello_length: int) -> tuple[WireFlow, list[WirePacket]]:
@@ -654,6 +693,65 @@ def split_client_hello_silent(workdir: Path, port: int, pki: Pki) -> list[Label]
                    server_impl="python socket: reads once, then waits without answering",
                    note=f"ClientHello in frames {[p.frame for p in hello_segments]}, no answer in {CLIENT_TIMEOUT} s; "
                         f"client: {result.error}")]
+
+
+def _record_split_client_impl() -> str:
+    return _python_client_impl() + f", its ClientHello in two TLS records (cut {RECORD_SPLIT_AT} bytes in)"
+
+
+def _record_split_flow(name: str, pcap: Path) -> tuple[WireFlow, int]:
+    """The one connection of a record-split scenario (its ClientHello, in two records, in one segment) and the
+    frame of that segment."""
+    flow = _single_flow(name, pcap)
+    _expect_client_hello(name, flow)
+    hello_segments = [p for p in flow.sent_by_client() if p.tcp_len]
+    _expect(first_record_cuts_message(hello_segments[0].payload), name,
+            "the client's first record holds only part of the ClientHello")
+    first = hello_segments[0].payload
+    second_at = 5 + int.from_bytes(first[3:5], "big")
+    _expect(len(first) > second_at + 5 and first[second_at] == 22, name,
+            "the ClientHello's second record in the same segment")
+    return flow, hello_segments[0].frame
+
+
+def record_split_client_hello_reset(workdir: Path, port: int, pki: Pki) -> list[Label]:
+    """A ClientHello in two TLS records (one TCP segment), to a server (or a middlebox before it) that takes the
+    ClientHello from the first record only: finding it incomplete, it resets."""
+    name = "net_record_split_client_hello_reset"
+    pcap = workdir / f"{name}.pcap"
+
+    def first_record_only(conn: socket.socket) -> None:
+        if first_record_cuts_message(read_tls_record(conn)):
+            set_linger_reset(conn)  # "bad ClientHello": the close() in ScriptedServer._run aborts with RST
+
+    with ScriptedServer(port, first_record_only), capture(pcap, port):
+        result, _ = hello_client(port, pki, lambda sock, hello: sock.sendall(in_two_records(hello)))
+    flow, hello_frame = _record_split_flow(name, pcap)
+    _expect_client_hello_acked(name, flow)
+    _expect(not flow.server_data(), name, "no data from the server")
+    server_rsts = [p for p in flow.sent_by_server() if p.rst]
+    _expect(server_rsts, name, "a RST from the server")
+    return [_label(name, flow, pcap, outcome="failed", failed_step="server_hello", cause="reset_after_client_hello",
+                   client_impl=_record_split_client_impl(),
+                   server_impl="python socket: reads one TLS record, resets when it holds only part of the "
+                               "ClientHello",
+                   note=f"the whole ClientHello in frame {hello_frame}, server RST in frame {server_rsts[0].frame}; "
+                        f"client: {result.error}")]
+
+
+def record_split_client_hello_accepted(workdir: Path, port: int, pki: Pki) -> list[Label]:
+    """The same two-record ClientHello to `openssl s_server`, which reassembles it: a normal TLS 1.3 handshake
+    (the control: a split ClientHello is not a failure in itself)."""
+    name = "net_record_split_client_hello_accepted"
+    pcap = workdir / f"{name}.pcap"
+    with openssl_server(port, pki), capture(pcap, port):
+        result, _ = hello_client(port, pki, lambda sock, hello: sock.sendall(in_two_records(hello)))
+    flow, _ = _record_split_flow(name, pcap)
+    _expect(result.error is None and result.version is not None, name, f"the client's handshake completed ({result})")
+    return [_label(name, flow, pcap, outcome="established", version=_version_name(result.version), sni=pki.hostname,
+                   alpn=None, resumed=False, client_impl=_record_split_client_impl(),
+                   server_impl=f"openssl s_server {_openssl_version()}",
+                   note="the client closes with close_notify right after its Finished")]
 
 
 def reset_injected(workdir: Path, port: int, pki: Pki) -> list[Label]:
@@ -1161,6 +1259,10 @@ SCENARIOS: list[Scenario] = [
              "only the first (tldr.fail): RST", split_client_hello_reset, ("network", "fast")),
     Scenario("net_split_client_hello_silent", "a ClientHello in two segments, to a server that reads only the "
              "first and waits (tldr.fail): no answer", split_client_hello_silent, ("network",)),
+    Scenario("net_record_split_client_hello_reset", "a ClientHello in two TLS records, to a server that reads only "
+             "the first: RST", record_split_client_hello_reset, ("network", "fast")),
+    Scenario("net_record_split_client_hello_accepted", "a ClientHello in two TLS records, to openssl s_server: "
+             "established", record_split_client_hello_accepted, ("network", "fast")),
 ]
 
 

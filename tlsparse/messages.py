@@ -162,6 +162,17 @@ class ClientHello(_HasExtensions):
         return tuple(entry.group for entry in self.key_shares)
 
     @property
+    def message_length(self) -> int:
+        """The handshake message's length on the wire, its 4-byte header included, as its fields give it (not kept
+        from the parse: only a verdict about how the ClientHello was cut up asks, rarely). An empty extensions
+        block is not counted: a hello that sent one is 2 bytes longer than this."""
+        body = (2 + 32 + 1 + len(self.session_id) + 2 + 2 * len(self.cipher_suites) + 1
+                + len(self.compression_methods))
+        if self.extensions:
+            body += 2 + sum(4 + len(ext.data) for ext in self.extensions)
+        return 4 + body
+
+    @property
     def highest_version(self) -> int:
         """The highest non-GREASE version offered: supported_versions wins over legacy_version."""
         offered = [v for v in self.supported_versions if not is_grease(v)]

@@ -273,6 +273,38 @@ def test_split_client_hello_silent(tmp_path: Path, pki: Pki) -> None:
     assert _tshark_count(pcap, port, f"tcp.srcport=={port} && tcp.len > 0") == 0
 
 
+@pytest.mark.tools
+def test_record_split_client_hello_reset(tmp_path: Path, pki: Pki) -> None:
+    _need_recording_tools()
+    label, pcap, port = _rerecord("net_record_split_client_hello_reset", tmp_path, pki)
+    assert (label.outcome, label.failed_step, label.cause) == ("failed", "server_hello", "reset_after_client_hello")
+    assert _tshark_count(pcap, port, f"tcp.dstport=={port} && tcp.len > 0") == 1  # both records in one segment
+    assert _tshark_count(pcap, port, f"tcp.dstport=={port} && tls.record.length == {net.RECORD_SPLIT_AT}") == 1
+    assert _tshark_count(pcap, port, "tls.handshake.type==1") == 1  # reassembled from the two records
+    assert _tshark_count(pcap, port, f"tcp.srcport=={port} && tcp.flags.reset==1") >= 1
+
+
+@pytest.mark.tools
+def test_record_split_client_hello_accepted(tmp_path: Path, pki: Pki) -> None:
+    _need_recording_tools()
+    label, pcap, port = _rerecord("net_record_split_client_hello_accepted", tmp_path, pki)
+    assert (label.outcome, label.version, label.sni) == ("established", "TLS 1.3", pki.hostname)
+    assert _tshark_count(pcap, port, f"tcp.dstport=={port} && tls.record.length == {net.RECORD_SPLIT_AT}") == 1
+    assert _tshark_count(pcap, port, "tls.handshake.type==2") == 1
+
+
+def test_in_two_records_keeps_the_message_and_cuts_the_record() -> None:
+    """The re-framing the two scenarios use, on a hand-built record: the same handshake bytes, two headers."""
+    message = bytes([1, 0, 0, 96]) + bytes(range(96))
+    hello = bytes([22, 3, 1, 0, 100]) + message
+    split = net.in_two_records(hello, 50)
+    assert split[:5] == bytes([22, 3, 1, 0, 50]) and split[55:60] == bytes([22, 3, 1, 0, 50])
+    assert split[5:55] + split[60:] == message
+    assert net.first_record_cuts_message(split) and not net.first_record_cuts_message(hello)
+    with pytest.raises(net.ScenarioError):
+        net.in_two_records(hello + b"\x17")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The committed corpus
 # ---------------------------------------------------------------------------------------------------------------
