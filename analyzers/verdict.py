@@ -25,6 +25,11 @@ _CLIENT, _SERVER = Sender.CLIENT, Sender.SERVER
 # ClientHello did not fit in one packet or one TLS record, the verdict says so (`_hello_cut_up`).
 _GAVE_UP_AT_HELLO = frozenset({"reset_after_client_hello", "reset_injected", "closed_without_alert", "server_silent"})
 LARGE_KEY_SHARE = 800  # bytes: post-quantum key shares (ML-KEM-768: 1,184; X25519MLKEM768: 1,216), not classical
+CLIENT_HALF_CLOSE_HINT = ("The client shut down its sending side right after its ClientHello, so it could not finish "
+                          "the handshake: a script that pipes a fixed ClientHello into nc or socat, or a scanner or "
+                          "health check that only wants the server's answer, does that. If that is what it is, the "
+                          "server is fine; otherwise fix the client so that it keeps sending until the handshake "
+                          "ends.")
 # Alerts a server sends when it cannot read a ClientHello: with one that came in several TLS records, the verdict
 # says so too.
 _REFUSED_HELLO = frozenset({"alert_other", "handshake_failure"})
@@ -418,6 +423,57 @@ class _Decider:
         evidence.append(ev_alert)
         evidence.extend(extra)
         return self.fail(step, cause, confidence, *evidence, end_ts=alert.ts)
+
+    def client_half_closed(self) -> Verdict | None:
+        """A client that shut down its sending side (FIN) right after its ClientHello, before the server's answer
+        came: whatever the server then sent (its whole flight, then an alert or a close when it found the stream
+        ended) cannot be answered. The failure is the client's: the step after the server's flight."""
+        c = self.tcp.client
+        fin_ts = c.fin_ts
+        if fin_ts is None:
+            return None
+        s = self.s
+        sh = s.server_hello
+        if sh is None or sh.ts < fin_ts or not s.client_hellos or self.missing is not None or \
+                c.rst_ts is not None and c.rst_ts < sh.ts:
+            return None
+        ch_at = s.client_hellos[0]
+        if not 0 <= fin_ts - ch_at.ts < HANG_UP_SECONDS or ch_at.ts > sh.ts:
+            return None  # (a client that gave up waiting: the server was slow, not the client's close)
+        srv = self.tcp.server
+        v = self.v
+        facts = [self._ch_frame(),
+                 (f"frame {c.fin_frame}: client shut down its sending side (FIN) "
+                  f"{(fin_ts - ch_at.ts) * 1000:.1f} ms after its ClientHello, before any answer: it could send "
+                  "nothing more"),
+                 self._server_hello_evidence()]
+        end_ts = fin_ts
+        if self.tls13:
+            step = "client_certificate" if self._certificate_request_seen(sh.ts + 1e9) else "finished"
+        elif s.resumed:
+            step = "finished"
+        elif s.server_hello_done is None:
+            step = self.step_at(max(t for t in (srv.fin_ts, srv.rst_ts, srv.last_ts, sh.ts) if t is not None), _SERVER)
+        else:
+            step = "client_certificate" if s.certificate_request is not None else "client_key_exchange"
+        alert = self.first_fatal_alert
+        if alert is not None and alert.sender is _SERVER:
+            v.alert, v.alert_sender = _alert_name(alert.description), "server"
+            facts.append(f"frame {alert.frame}: server alert {v.alert} in reaction")
+        elif self.tls13:
+            last = self.enc(_SERVER)[-1:]
+            if last and last[0].length <= MAX_ENCRYPTED_ALERT_LENGTH and self._closed_after(_SERVER, last[0].ts):
+                v.alert, v.alert_sender = "encrypted", "server"
+                facts.append(f"frame {last[0].frame}: server answered the end of the stream with one encrypted "
+                             f"record of {last[0].length} bytes (alert-sized)")
+        closed = [(t, frame, kind) for t, frame, kind in ((srv.fin_ts, srv.fin_frame, "FIN"),
+                                                          (srv.rst_ts, srv.rst_frame, "RST")) if t is not None]
+        if closed:
+            _, frame, kind = min(closed)
+            facts.append(f"frame {frame}: server closed ({kind})")
+        self.fail(step, "closed_without_alert", "certain", *facts, end_ts=end_ts)
+        v.hint = CLIENT_HALF_CLOSE_HINT
+        return v
 
     def _reaction_to_close(self, alert: AlertInfo) -> Verdict | None:
         """An alert sent after the peer had already closed or reset without a word of TLS is the sender's reaction
@@ -1101,7 +1157,8 @@ ONE_WAY_HINT = ("Only one direction of this connection is in the capture: captur
                 "either host, or a SPAN port or TAP that copies both ways) to judge its handshake.")
 
 # The rules in the order `_Decider.decide` tries them: the first one that returns a verdict wins.
-_RULES = (_Decider.tcp_connect, _Decider.not_tls, _Decider.readable_alert, _Decider.encrypted_alert_tls12,
+_RULES = (_Decider.tcp_connect, _Decider.not_tls, _Decider.client_half_closed, _Decider.readable_alert,
+          _Decider.encrypted_alert_tls12,
           _Decider.tls13_record_shapes, _Decider.established, _Decider.tcp_ending)
 
 _NEGOTIATED_WARNINGS: dict[tuple[int, int], tuple[str, ...]] = {}

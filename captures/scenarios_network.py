@@ -754,6 +754,52 @@ def record_split_client_hello_accepted(workdir: Path, port: int, pki: Pki) -> li
                    note="the client closes with close_notify right after its Finished")]
 
 
+def client_half_close_after_hello(workdir: Path, port: int, pki: Pki) -> list[Label]:
+    """A client that shuts down its sending side (FIN) right after its ClientHello, as a script piping a canned
+    hello into `nc` does, to `openssl s_server`: the server sends its whole flight, then finds the connection
+    closed where the client's Finished should be. OpenSSL answers the end of the stream with an alert, encrypted
+    under TLS 1.3 (its record shape says so; tshark cannot name it)."""
+    return _client_half_close("net_client_half_close_after_hello", workdir, port, pki, (), "finished",
+                              alert="encrypted", alert_sender="server")
+
+
+def client_half_close_after_hello_tls12(workdir: Path, port: int, pki: Pki) -> list[Label]:
+    """The same client to a TLS 1.2 `openssl s_server`: what the client could not send is its key exchange."""
+    return _client_half_close("net_client_half_close_after_hello_tls12", workdir, port, pki, ("-tls1_2",),
+                              "client_key_exchange")
+
+
+def _client_half_close(name: str, workdir: Path, port: int, pki: Pki, server_args: tuple[str, ...], step: str,
+                       **alert: str) -> list[Label]:
+    pcap = workdir / f"{name}.pcap"
+    received = bytearray()
+
+    def hello_then_fin(sock: socket.socket, hello: bytes) -> None:
+        sock.sendall(hello)
+        sock.shutdown(socket.SHUT_WR)
+        with contextlib.suppress(OSError):
+            while data := sock.recv(65536):
+                received.extend(data)
+        raise ConnectionAbortedError("the client read the server's answer to the end, and sent nothing more")
+
+    with openssl_server(port, pki, *server_args), capture(pcap, port):
+        result, _ = hello_client(port, pki, hello_then_fin)
+    flow = _single_flow(name, pcap)
+    _expect_client_hello(name, flow)
+    client_fin = next((p for p in flow.sent_by_client() if p.fin), None)
+    _expect(client_fin is not None and not any(p.tcp_len for p in flow.sent_by_client() if p.frame > client_fin.frame),
+            name, "the client's FIN, and no byte from it after")
+    server_data = [p for p in flow.sent_by_server() if p.tcp_len]
+    _expect(server_data and server_data[0].frame > client_fin.frame, name, "the server's flight after the client's FIN")
+    _expect(received[:1] == b"\x16" and any(p.fin for p in flow.sent_by_server()), name,
+            "a ServerHello, then the server's FIN")
+    return [_label(name, flow, pcap, outcome="failed", failed_step=step, cause="closed_without_alert", **alert,
+                   client_impl=_python_client_impl() + ", its ClientHello written then shutdown(SHUT_WR)",
+                   server_impl=f"openssl s_server {_openssl_version()}" + (f" {' '.join(server_args)}" if server_args else ""),
+                   note=f"client FIN in frame {client_fin.frame}, before any answer; the server's flight from frame "
+                        f"{server_data[0].frame} ({len(received)} bytes); client: {result.error}")]
+
+
 def reset_injected(workdir: Path, port: int, pki: Pki) -> list[Label]:
     """A middlebox forges the server's RST right after the ClientHello; the real answer arrives too late."""
     from scapy.all import IP, TCP, AsyncSniffer, send  # scapy only for live sniffing and sending
@@ -1263,6 +1309,11 @@ SCENARIOS: list[Scenario] = [
              "the first: RST", record_split_client_hello_reset, ("network", "fast")),
     Scenario("net_record_split_client_hello_accepted", "a ClientHello in two TLS records, to openssl s_server: "
              "established", record_split_client_hello_accepted, ("network", "fast")),
+    Scenario("net_client_half_close_after_hello", "the client sends its ClientHello and at once shuts down its "
+             "sending side (FIN), as `nc` does: openssl s_server answers, then closes", client_half_close_after_hello,
+             ("network", "fast")),
+    Scenario("net_client_half_close_after_hello_tls12", "the same client to a TLS 1.2 openssl s_server",
+             client_half_close_after_hello_tls12, ("network", "fast")),
 ]
 
 

@@ -293,6 +293,22 @@ def test_record_split_client_hello_accepted(tmp_path: Path, pki: Pki) -> None:
     assert _tshark_count(pcap, port, "tls.handshake.type==2") == 1
 
 
+@pytest.mark.tools
+@pytest.mark.parametrize(("name", "server_first"), [("net_client_half_close_after_hello", "tls.handshake.type==2"),
+                                                    ("net_client_half_close_after_hello_tls12", "tls.handshake.type==14")])
+def test_client_half_close_after_hello(tmp_path: Path, pki: Pki, name: str, server_first: str) -> None:
+    _need_recording_tools()
+    label, pcap, port = _rerecord(name, tmp_path, pki)
+    assert (label.outcome, label.cause, label.alert_sender) == ("failed", "closed_without_alert", "server")
+    assert _tshark_count(pcap, port, f"tcp.dstport=={port} && tcp.len > 0") == 1  # the ClientHello, nothing more
+    fin = subprocess.run(["tshark", "-r", str(pcap), "-Y", f"tcp.dstport=={port} && tcp.flags.fin==1", "-T", "fields",
+                          "-e", "frame.number"], capture_output=True, text=True, timeout=60, check=True).stdout.split()
+    answer = subprocess.run(["tshark", "-r", str(pcap), "-n", "-d", f"tcp.port=={port},tls", "-Y", server_first,
+                             "-T", "fields", "-e", "frame.number"],
+                            capture_output=True, text=True, timeout=60, check=True).stdout.split()
+    assert fin and answer and int(fin[0]) < int(answer[0])  # the client's FIN before the server's answer
+
+
 def test_in_two_records_keeps_the_message_and_cuts_the_record() -> None:
     """The re-framing the two scenarios use, on a hand-built record: the same handshake bytes, two headers."""
     message = bytes([1, 0, 0, 96]) + bytes(range(96))
@@ -344,6 +360,12 @@ def test_committed_network_label_matches_its_pcap(label: dict) -> None:
         assert rst.ttl == next(p for p in server if p.syn).ttl
         assert any(p.tcp_len for p in server if p.frame < rst.frame)  # the server's flight came first
         assert any(p.tcp_len and p.seq > 1 for p in client if p.frame < rst.frame)  # and the client answered it
+    elif label["cause"] == "closed_without_alert" and label["failed_step"] not in ("client_hello", "server_hello"):
+        # The client closed right after its hello: the server's flight came after the client's FIN.
+        fin = next(p for p in client if p.fin)
+        assert net.is_client_hello(flow.client_data())
+        assert not any(p.tcp_len for p in client if p.frame > fin.frame)
+        assert all(p.frame > fin.frame for p in server if p.tcp_len) and flow.server_data()[:1] == b"\x16"
     elif label["cause"] in ("server_silent", "closed_without_alert"):
         assert net.is_client_hello(flow.client_data()) and not flow.server_data()
     elif label["cause"] == "packet_loss" or "packet_loss" in (label["note"] or ""):
