@@ -15,7 +15,7 @@ from analyzers.summary import AlertInfo, HandshakeSummary
 from analyzers.tcpfacts import SideFacts, TcpFacts
 from tlsparse import registry
 from tlsparse.events import EncryptedRecordSeen, Sender, TruncatedRecordSeen
-from tlsparse.messages import APPLICATION_DATA
+from tlsparse.messages import APPLICATION_DATA, EXT_ENCRYPTED_CLIENT_HELLO
 
 # Members as module constants: `Sender.CLIENT` is a metaclass lookup (~85 ns), read many times per
 # connection.
@@ -25,6 +25,16 @@ _CLIENT, _SERVER = Sender.CLIENT, Sender.SERVER
 # ClientHello did not fit in one packet or one TLS record, the verdict says so (`_hello_cut_up`).
 _GAVE_UP_AT_HELLO = frozenset({"reset_after_client_hello", "reset_injected", "closed_without_alert", "server_silent"})
 LARGE_KEY_SHARE = 800  # bytes: post-quantum key shares (ML-KEM-768: 1,184; X25519MLKEM768: 1,216), not classical
+ECH_REQUIRED = 121
+ECH_DECLINED_HINT = ("The client offered Encrypted Client Hello (ECH) and the server did not take it: the ECH keys "
+                     "the client had (from the name's DNS HTTPS record) are not the server's. Browsers retry at once "
+                     "with the keys the server sent back; if the retry fails too, or a client without that retry "
+                     "fails, bring the DNS HTTPS record's ech= value in line with the server's ECH keys.")
+ECH_OR_CERT_HINT = ("The client offered Encrypted Client Hello (ECH): a client whose ECH the server declined ends the "
+                    "handshake the same way (an encrypted ech_required alert) before it retries with the server's "
+                    "new ECH keys, so this may be no certificate problem. Without the key log the wire cannot tell "
+                    "the two apart; look for a retry from the same client right after, or capture with "
+                    "SSLKEYLOGFILE. (Chrome also sends a decoy ECH extension to servers without ECH.)")
 CLIENT_HALF_CLOSE_HINT = ("The client shut down its sending side right after its ClientHello, so it could not finish "
                           "the handshake: a script that pipes a fixed ClientHello into nc or socat, or a scanner or "
                           "health check that only wants the server's answer, does that. If that is what it is, the "
@@ -422,7 +432,20 @@ class _Decider:
             evidence.append(self._server_hello_evidence())
         evidence.append(ev_alert)
         evidence.extend(extra)
-        return self.fail(step, cause, confidence, *evidence, end_ts=alert.ts)
+        verdict = self.fail(step, cause, confidence, *evidence, end_ts=alert.ts)
+        if desc == ECH_REQUIRED and alert.sender is _CLIENT:
+            verdict.hint = ECH_DECLINED_HINT
+        return verdict
+
+    def _ech_offered_fact(self) -> str | None:
+        """The evidence that the first ClientHello carries an outer Encrypted Client Hello extension, or None."""
+        at = self.s.client_hellos[0] if self.s.client_hellos else None
+        if at is None:
+            return None
+        for ext in at.message.extensions:
+            if ext.type == EXT_ENCRYPTED_CLIENT_HELLO and ext.parsed == 0:  # (0: the outer ClientHello)
+                return f"frame {at.frame}: the ClientHello offers Encrypted Client Hello (its sni is the outer name)"
+        return None
 
     def client_half_closed(self) -> Verdict | None:
         """A client that shut down its sending side (FIN) right after its ClientHello, before the server's answer
@@ -515,6 +538,8 @@ class _Decider:
             return "alpn_mismatch", "certain", [f"client offered ALPN: {offered}"]
         if desc == CERTIFICATE_REQUIRED:
             return "client_cert_missing", "certain", []
+        if desc == ECH_REQUIRED and not from_server:
+            return "alert_other", "certain", [self._ech_offered_fact() or "the client's ECH was declined"]
         if from_server and step in ("client_certificate", "client_key_exchange", "change_cipher_spec", "finished",
                                     "certificate_verify") and self._certificate_request_seen(alert.ts) \
                 and (desc in CERTIFICATE_ALERTS or desc in (HANDSHAKE_FAILURE, DECRYPT_ERROR)):
@@ -689,6 +714,12 @@ class _Decider:
                          f"frame {server_enc[0].frame}: server encrypted flight",
                          (f"frame {first.frame}: client answered with one encrypted record of {first.length} bytes "
                           "(alert-sized) and closed")]
+                ech = self._ech_offered_fact()
+                if ech is not None:
+                    verdict = self.fail("server_certificate", "cert_rejected", "possible", *facts, ech,
+                                        end_ts=first.ts)
+                    verdict.hint = f"{verdict.hint} {ECH_OR_CERT_HINT}"
+                    return verdict
                 return self.fail("server_certificate", "cert_rejected", "likely", *facts, end_ts=first.ts)
             # The client's flight went out; did the server answer it with nothing but an alert and a close (no
             # session tickets, no data)?
