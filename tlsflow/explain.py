@@ -95,8 +95,21 @@ def render_ladder(events: list[Any], tcp: Any, record: dict[str, Any], frame_bas
             rows.append((side.rst_ts, side.rst_frame, sender, f"RST (TTL {side.rst_ttl})"))
     # A side the capture holds no packet of (one direction captured): its stream is all "missing", which is no loss.
     unseen = {sender for side, sender in ((tcp.client, Sender.CLIENT), (tcp.server, Sender.SERVER)) if not side.packets}
+    # A ClientHello that came in several TLS records (some servers and middleboxes fail on it): says how many.
+    hello_records = 0
+    for event in events:
+        if event.sender is not Sender.CLIENT:
+            continue
+        if event.__class__ is ev.RecordSeen and event.content_type == m.HANDSHAKE:
+            hello_records += 1
+        elif event.__class__ is ev.HandshakeSeen or event.__class__ is not ev.RecordSeen:
+            break
     for event in events:
         label = _label(event)
+        if hello_records > 1 and label is not None and label.startswith("ClientHello (") and \
+                event.sender is Sender.CLIENT:
+            label = f"ClientHello in {hello_records} records {label[len('ClientHello '):]}"
+            hello_records = 0
         if label is not None:
             if unseen and event.__class__ is ev.GapSeen and event.sender in unseen:
                 label = f"[{event.length} bytes, not captured]"

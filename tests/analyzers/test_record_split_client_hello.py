@@ -11,6 +11,7 @@ import pytest
 from analyzers.summary import new_summary
 from analyzers.verdict import RECORD_SPLIT_HINT, SPLIT_HELLO_HINT, decide
 from tests.conftest import CORPUS, analysed_first_flow
+from tlsflow.explain import render_ladder
 from tlsparse import AlertSeen, ClientHello, HandshakeSeen, RecordSeen, Sender
 
 RESET = CORPUS / "net_record_split_client_hello_reset.pcap"
@@ -79,3 +80,13 @@ def test_message_length_is_the_wire_length() -> None:
         _, analyzer = analysed_first_flow(CORPUS / f"{name}.pcap")
         hello = _client_hello(analyzer.kept_events)
         assert hello.message.message_length == hello.length + 4
+
+
+def test_the_ladder_says_how_many_records() -> None:
+    for path in (RESET, ACCEPTED):
+        record, analyzer = analysed_first_flow(path)
+        ladder = "\n".join(render_ladder(analyzer.kept_events, analyzer.kept_tcp, record))
+        assert "ClientHello in 2 records (TLS 1.3" in ladder
+    record, analyzer = analysed_first_flow(CORPUS / "tls13_established_plain.pcap")
+    ladder = "\n".join(render_ladder(analyzer.kept_events, analyzer.kept_tcp, record))
+    assert "ClientHello (TLS 1.3" in ladder and "records (" not in ladder
