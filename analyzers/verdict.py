@@ -470,9 +470,8 @@ class _Decider:
                   f"{(fin_ts - ch_at.ts) * 1000:.1f} ms after its ClientHello, before any answer: it could send "
                   "nothing more"),
                  self._server_hello_evidence()]
-        end_ts = fin_ts
-        if self.tls13:
-            step = "client_certificate" if self._certificate_request_seen(sh.ts + 1e9) else "finished"
+        if self.tls13:  # (a CertificateRequest is seen only with a key log)
+            step = "client_certificate" if s.certificate_request is not None else "finished"
         elif s.resumed:
             step = "finished"
         elif s.server_hello_done is None:
@@ -494,7 +493,7 @@ class _Decider:
         if closed:
             _, frame, kind = min(closed)
             facts.append(f"frame {frame}: server closed ({kind})")
-        self.fail(step, "closed_without_alert", "certain", *facts, end_ts=end_ts)
+        self.fail(step, "closed_without_alert", "certain", *facts, end_ts=fin_ts)
         v.hint = CLIENT_HALF_CLOSE_HINT
         return v
 
