@@ -25,6 +25,19 @@ _CLIENT, _SERVER = Sender.CLIENT, Sender.SERVER
 # ClientHello did not fit in one packet or one TLS record, the verdict says so (`_hello_cut_up`).
 _GAVE_UP_AT_HELLO = frozenset({"reset_after_client_hello", "reset_injected", "closed_without_alert", "server_silent"})
 LARGE_KEY_SHARE = 800  # bytes: post-quantum key shares (ML-KEM-768: 1,184; X25519MLKEM768: 1,216), not classical
+# A server's DHE group below this many bits is refused by current clients (OpenSSL at its default security level 2
+# and up; Java, browsers that still do DHE at all, ask 1024 to 2048).
+MIN_DH_PRIME_BITS = 2048
+WEAK_DH_HINT = ("Server side: its DHE key exchange uses a {bits}-bit group, which current clients refuse ('dh key too "
+                "small'): configure DH parameters of 2048 bits or more (nginx ssl_dhparam, Apache SSLOpenSSLConfCmd "
+                "DHParameters, or the RFC 7919 ffdhe2048 group), or offer ECDHE suites, which every current client "
+                "prefers.")
+EXT_RENEGOTIATION_INFO = 0xFF01
+RENEGOTIATION_SCSV = 0x00FF
+LEGACY_RENEGOTIATION_HINT = ("Server side: update the server (or the device that ends TLS for it) to one that supports "
+                             "secure renegotiation (RFC 5746, every TLS library since 2010). Until then, OpenSSL 3 "
+                             "clients connect only with UnsafeLegacyServerConnect set in their openssl.cnf (Options "
+                             "line of the system_default section), at the risk RFC 5746 fixed.")
 ECH_REQUIRED = 121
 ECH_DECLINED_HINT = ("The client offered Encrypted Client Hello (ECH) and the server did not take it: the ECH keys "
                      "the client had (from the name's DNS HTTPS record) are not the server's. Browsers retry at once "
@@ -35,6 +48,33 @@ ECH_OR_CERT_HINT = ("The client offered Encrypted Client Hello (ECH): a client w
                     "new ECH keys, so this may be no certificate problem. Without the key log the wire cannot tell "
                     "the two apart; look for a retry from the same client right after, or capture with "
                     "SSLKEYLOGFILE. (Chrome also sends a decoy ECH extension to servers without ECH.)")
+# What an HTTP proxy's refusal of a CONNECT means, by status (then by class; 0: any other).
+_PROXY_HINTS = {
+    407: "The proxy wants the client to authenticate (407 Proxy Authentication Required): give the client the "
+         "proxy's credentials (curl --proxy-user, HTTPS_PROXY=http://user:password@proxy:port, the JVM's "
+         "https.proxyUser), or have the destination allowed without authentication.",
+    403: "The proxy's policy forbids a tunnel to this destination (403 Forbidden): ask its administrators to allow "
+         "the host and port, or bypass the proxy for it (NO_PROXY).",
+    502: "The proxy could not reach the server (502 Bad Gateway): check the destination's name and port from the "
+         "proxy's side (DNS, firewall, the server being up).",
+    504: "The proxy gave up reaching the server (504 Gateway Timeout): check the path from the proxy to the server.",
+    500: "The proxy failed to open the tunnel (a 5xx status): see the proxy's log for this request.",
+    400: "The proxy refused the tunnel request (a 4xx status): check the CONNECT target (host:port) the client "
+         "sends and the proxy's rules for it.",
+    0: "The proxy did not open the tunnel the client asked for: see the proxy's answer and log.",
+}
+NO_SNI_HINT = ("The client sent no server name (SNI), and the server needs one to choose its site and certificate: "
+               "connect by host name rather than by address (or pass the name: curl --resolve or --connect-to, "
+               "openssl s_client -servername), or give the server a default site for clients without SNI.")
+CLIENT_SENT_NOTHING_HINT = ("The client opened the TCP connection and closed it without a ClientHello: a TCP-only "
+                            "check (a load balancer's or monitor's health check, a port scan) does that, and so does a "
+                            "client that failed before TLS began (a Java client with no protocol or suite in common: "
+                            "'No appropriate protocol'). If it is a health check, nothing is wrong; otherwise the "
+                            "client's own log says why.")
+SERVER_WAITED_HINT = ("The client connected but never sent a ClientHello, and the server gave up waiting: a plain-TCP "
+                      "client that waits for the server to speak first (an SMTP, IMAP or FTP client on an implicit-TLS "
+                      "port such as 465, 993 or 990 instead of its STARTTLS port) does that; check the client's port "
+                      "and TLS mode.")
 CLIENT_HALF_CLOSE_HINT = ("The client shut down its sending side right after its ClientHello, so it could not finish "
                           "the handshake: a script that pipes a fixed ClientHello into nc or socat, or a scanner or "
                           "health check that only wants the server's answer, does that. If that is what it is, the "
@@ -149,6 +189,11 @@ _SIDE_NAMES = {_CLIENT: _CLIENT.value, _SERVER: _SERVER.value}  # (an Enum's .va
 
 def _side(sender: Sender) -> str:
     return _SIDE_NAMES[sender]
+
+
+def _duration(seconds: float) -> str:
+    """A time span for evidence: milliseconds below a second, seconds above."""
+    return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.1f} s"
 
 
 class _Decider:
@@ -331,8 +376,12 @@ class _Decider:
             cut_hello = s.cut_client_hello
             if cut_hello is not None:
                 verdict.evidence.append(self._cut_hello_fact(cut_hello, "the rest is not in the capture"))
+            elif self._nothing_from_client(verdict):
+                pass
             elif not s.first_record and not s.not_tls and not cut:
                 verdict.evidence.append("no TLS bytes on this connection")
+        elif verdict.outcome == "incomplete" and not verdict.evidence:
+            verdict.evidence.extend(self._where_the_capture_stops())
         if cut and verdict.outcome != "established":
             first = min(f for f in (self.tcp.client.cut_frame, self.tcp.server.cut_frame) if f is not None)
             verdict.evidence.append(f"frame {first}: the capture's snap length cut {cut} segment(s) of this "
@@ -356,6 +405,62 @@ class _Decider:
             self._hello_cut_up(verdict)
         self.add_warnings(verdict)
         return verdict
+
+    def _where_the_capture_stops(self) -> list[str]:
+        """An unfinished handshake with no failure in sight: where this connection's bytes stop in the capture (a
+        capture ended, filtered or cut by a packet count, or a connection still waiting)."""
+        s, c, srv = self.s, self.tcp.client, self.tcp.server
+        facts = [self._ch_frame()]
+        for sender, side in ((_SERVER, srv), (_CLIENT, c)):
+            cut = (s.truncated or {}).get(sender)
+            if cut is not None:
+                facts.append(f"frame {cut.frame}: the {_side(sender)}'s bytes stop inside a record "
+                             f"({cut.received + 5:,} of its {cut.length + 5:,} bytes): the rest is not in the capture")
+                return facts
+        frames = [(side.last_payload_ts, side.last_payload_frame, sender) for sender, side in ((_CLIENT, c),
+                                                                                             (_SERVER, srv))
+                  if side.last_payload_frame is not None]
+        if frames and s.client_hellos:
+            ts, frame, sender = max(frames)
+            hello = s.client_hellos[-1]
+            if frame <= hello.frame:
+                facts.append("no TLS bytes of this connection in the capture after the ClientHello: the server's "
+                             "answer is not in it")
+            else:
+                facts.append(f"frame {frame}: the last bytes of this connection in the capture (the {_side(sender)}'s, "
+                             f"{_duration(max(0.0, ts - hello.ts))} after the ClientHello): the rest of the handshake "
+                             "is not in it")
+        return facts
+
+    def _nothing_from_client(self, v: Verdict) -> bool:
+        """A connection opened in the capture on which the client sent no byte before one side closed: no TLS
+        handshake was tried. Says who closed, after how long, and what that usually is (a TCP-only health check,
+        a client that failed before TLS, or one that waits for the server to speak first)."""
+        c, srv = self.tcp.client, self.tcp.server
+        if c.payload_bytes or c.syn_frame is None or srv.synack_frame is None or self.missing is not None:
+            return False
+        closes = [(t, frame, kind, side) for t, frame, kind, side in (
+            (c.fin_ts, c.fin_frame, "FIN", "client"), (c.rst_ts, c.rst_frame, "RST", "client"),
+            (srv.fin_ts, srv.fin_frame, "FIN", "server"), (srv.rst_ts, srv.rst_frame, "RST", "server"))
+            if t is not None]
+        if not closes:
+            return False
+        ts, frame, kind, side = min(closes)
+        after = ts - (c.syn_ts if c.syn_ts is not None else ts)
+        if side == "client":
+            v.evidence.append(f"frame {frame}: the client closed ({kind}) {_duration(after)} after the connection "
+                              "opened, without sending a byte: no TLS handshake was tried")
+            v.hint = CLIENT_SENT_NOTHING_HINT
+        else:
+            v.evidence.append(f"frame {frame}: the server closed ({kind}) {_duration(after)} after the connection "
+                              "opened, the client having sent nothing: it waited for a ClientHello that never came")
+            v.hint = SERVER_WAITED_HINT
+        for alert in self.s.alerts:
+            if alert.sender is _SERVER and not alert.encrypted and alert.ts >= ts:
+                v.alert, v.alert_sender = _alert_name(alert.description), "server"
+                v.evidence.append(f"frame {alert.frame}: server alert {v.alert} in reaction")
+                break
+        return True
 
     def _joined_evidence(self) -> list[str]:
         """A connection the capture joined after it began: why there is no handshake to judge."""
@@ -400,14 +505,36 @@ class _Decider:
             v.evidence.insert(0, self._ch_frame())
         v.hint = hint_for("not_tls")
         v.confidence = "certain"
+        self._proxy_refused(v)
         return v
+
+    def _proxy_refused(self, v: Verdict) -> None:
+        """The client asked an HTTP proxy for a tunnel (CONNECT) and the proxy answered with an error status instead
+        of "200": TLS never began. Says what the status means (a CONNECT that succeeded is followed through to its
+        TLS, as a STARTTLS upgrade is)."""
+        s = self.s
+        asked, answer = s.not_tls.get(_CLIENT), s.not_tls.get(_SERVER)
+        if asked is None or answer is None or not asked.preview.startswith(b"CONNECT "):
+            return
+        head = answer.preview
+        if not (head.startswith(b"HTTP/1.") and len(head) >= 12 and head[9:12].isdigit()):
+            return
+        status = int(head[9:12])
+        if 200 <= status < 300:
+            return
+        v.evidence.insert(0, f"frame {answer.frame}: the HTTP proxy refused the tunnel the client asked for "
+                             f"(CONNECT) with status {status}: no TLS began")
+        v.hint = _PROXY_HINTS.get(status) or _PROXY_HINTS.get(status // 100 * 100) or _PROXY_HINTS[0]
 
     def readable_alert(self) -> Verdict | None:
         s = self.s
         alert = self.first_fatal_alert
         if alert is None or alert.encrypted or not (s.client_hellos or s.server_hello or (
-                self.missing is _CLIENT and alert.sender is _SERVER and self.tcp.server.synack_frame is not None)):
-            return None  # (last: the server refused a ClientHello the capture lacks, of a connection begun in it)
+                self.missing is _CLIENT and alert.sender is _SERVER and self.tcp.server.synack_frame is not None
+                and _unseen_acked(self.tcp.server) > 1)):
+            # (last: the server refused a ClientHello the capture lacks, of a connection begun in it; its
+            # acknowledgements show the client sent more than a FIN)
+            return None
         v = self.v
         v.alert, v.alert_sender = _alert_name(alert.description), _side(alert.sender)
         desc = alert.description
@@ -420,22 +547,48 @@ class _Decider:
         reaction = self._reaction_to_close(alert)
         if reaction is not None:
             return reaction
-        cause, confidence, extra = self.cause_for_alert(alert, step)
-        if step == "server_certificate" and cause.startswith("client_cert"):
-            step = "client_certificate"
-        if cause == "cert_key_mismatch":
-            step = "certificate_verify" if self.tls13 else "server_key_exchange"
-        if cause in ("client_cert_missing", "client_cert_rejected"):
-            step = "client_certificate"
+        hint = None
+        refusal = self._client_refusal(alert) if alert.sender is _CLIENT else None
+        if refusal is not None:
+            step, cause, confidence, extra, hint = refusal
+        else:
+            cause, confidence, extra = self.cause_for_alert(alert, step)
+            if step == "server_certificate" and cause.startswith("client_cert"):
+                step = "client_certificate"
+            if cause == "cert_key_mismatch":
+                step = "certificate_verify" if self.tls13 else "server_key_exchange"
+            if cause in ("client_cert_missing", "client_cert_rejected"):
+                step = "client_certificate"
+            if desc == ECH_REQUIRED and alert.sender is _CLIENT:
+                hint = ECH_DECLINED_HINT
+            elif cause == "sni_unrecognized" and s.client_hello is not None and not s.client_hello.sni:
+                hint = NO_SNI_HINT
         evidence = [self._ch_frame()]
         if s.server_hello is not None and s.server_hello.ts <= alert.ts:
             evidence.append(self._server_hello_evidence())
         evidence.append(ev_alert)
         evidence.extend(extra)
         verdict = self.fail(step, cause, confidence, *evidence, end_ts=alert.ts)
-        if desc == ECH_REQUIRED and alert.sender is _CLIENT:
-            verdict.hint = ECH_DECLINED_HINT
+        if hint is not None:
+            verdict.hint = hint
         return verdict
+
+    def _client_refusal(self, alert: AlertInfo) -> tuple[str, str, str, list[str], str] | None:
+        """A client's bare handshake_failure (or insufficient_security) that what the server had just sent explains,
+        as OpenSSL 3 clients refuse a server without secure renegotiation or with a small DHE group: (step, cause,
+        confidence, evidence, hint), or None. Such a client checks these before the certificate, so they come
+        first."""
+        desc = alert.description
+        if desc == HANDSHAKE_FAILURE:
+            facts = self._legacy_renegotiation_facts(alert)
+            if facts:
+                return "server_hello", "handshake_failure", "likely", facts, LEGACY_RENEGOTIATION_HINT
+        if desc in (HANDSHAKE_FAILURE, INSUFFICIENT_SECURITY):
+            facts = self._weak_dh_facts(alert)
+            if facts:
+                bits = self.s.server_key_exchange.message.dh_prime_bits  # type: ignore[union-attr]
+                return "server_key_exchange", "no_common_group", "likely", facts, WEAK_DH_HINT.format(bits=bits)
+        return None
 
     def _ech_offered_fact(self) -> str | None:
         """The evidence that the first ClientHello carries an outer Encrypted Client Hello extension, or None."""
@@ -569,6 +722,38 @@ class _Decider:
             return "no_common_group", "likely", [f"frame {s.hello_retry.frame}: HelloRetryRequest"]
         return "alert_other", "certain", []
 
+    def _legacy_renegotiation_facts(self, alert: AlertInfo) -> list[str]:
+        """A client that offered secure renegotiation (RFC 5746) and refused, at once, a TLS <= 1.2 ServerHello
+        without it: OpenSSL 3 does so by default ("unsafe legacy renegotiation disabled"). The evidence, or
+        nothing."""
+        s = self.s
+        sh, ch = s.server_hello_msg, s.client_hello
+        if sh is None or ch is None or s.server_hello.ts > alert.ts or sh.selected_version >= 0x0304 or \
+                (s.client_key_exchange is not None and s.client_key_exchange.ts <= alert.ts):
+            return []
+        if any(e.type == EXT_RENEGOTIATION_INFO for e in sh.extensions):
+            return []
+        if RENEGOTIATION_SCSV not in ch.cipher_suites and \
+                not any(e.type == EXT_RENEGOTIATION_INFO for e in ch.extensions):
+            return []
+        return [(f"frame {s.server_hello.frame}: the ServerHello has no renegotiation_info: the server does not do "
+                 "secure renegotiation (RFC 5746), which the client asked for; OpenSSL 3 clients refuse such servers "
+                 "('unsafe legacy renegotiation disabled')")]
+
+    def _weak_dh_facts(self, alert: AlertInfo) -> list[str]:
+        """A client that refused the server's ServerKeyExchange as soon as it came, whose DHE group is smaller than
+        current clients accept (OpenSSL's "dh key too small"): the evidence, or nothing."""
+        s = self.s
+        ske = s.server_key_exchange
+        if ske is None or ske.ts > alert.ts or (s.client_key_exchange is not None
+                                                and s.client_key_exchange.ts <= alert.ts):
+            return []
+        bits = ske.message.dh_prime_bits
+        if ske.message.kind != "dhe" or bits is None or bits >= MIN_DH_PRIME_BITS:
+            return []
+        return [(f"frame {ske.frame}: ServerKeyExchange: DHE with a {bits}-bit group; current clients want "
+                 f"{MIN_DH_PRIME_BITS} bits or more (OpenSSL: 'dh key too small')")]
+
     def _version_facts(self) -> list[str]:
         s = self.s
         facts = []
@@ -645,6 +830,12 @@ class _Decider:
             narrow = ((ch.highest_version >= 0x0304 and len(tls13_suites) < 3)
                       or (legacy_suites and len(legacy_suites) <= 4))
             common = [c for c in suites if c in _WIDELY_SUPPORTED_SUITES]
+            if not narrow and len(common) >= 3 and not ch.sni and not s.starttls:
+                # A broad modern offer without a server name: what such a server refuses is the missing name (CDNs
+                # and servers of several sites need it to pick a certificate), not the suites.
+                facts.append("the client sent no server name (SNI), as clients do when given an address instead "
+                             "of a host name")
+                return "sni_unrecognized", "likely", facts
             if not narrow and len(common) >= 3:
                 facts.append(f"the server shares none of the {len(common)} widely supported suites the client "
                              "offered: it accepts only weak or unusual suites")

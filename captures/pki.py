@@ -158,6 +158,17 @@ def _ocsp_response(path: Path, cert: x509.Certificate, issuer: _Issuer, now: dt.
     return path
 
 
+# The 1024-bit MODP group of RFC 2409 (Oakley group 2, generator 2) as PKCS#3 DH parameters: the DH group of many
+# old servers, which current clients refuse ("dh key too small"). A published group: nothing to generate, the same
+# file every time (and no finite-field DH in `cryptography`, which deprecates it).
+RFC2409_GROUP2_PEM = b"""-----BEGIN DH PARAMETERS-----
+MIGHAoGBAP//////////yQ/aoiFowjTExmKLgNwc0SkCTgiKZ8x0Agu+pjsTmyJR
+Sgh5jjQE3e+VGbPNOkMbMCsKbfJfFDdP4TVtbVHCReSFtXZiXn7G9ExC6aY37WsL
+/1y29Aa37e44a/taiZ+lrp8kEXxLH+ZJKGZR7OZTgf//////////AgEC
+-----END DH PARAMETERS-----
+"""
+
+
 def build_pki(root: Path, *, now: dt.datetime | None = None) -> Pki:
     """Write every certificate, key and OCSP response into `root` and return the Pki describing it.
 
@@ -167,7 +178,7 @@ def build_pki(root: Path, *, now: dt.datetime | None = None) -> Pki:
     clients do not know, + ``otherca-root.pem``), ``leaf-only.pem`` (valid leaf without its intermediate),
     ``revoked.pem`` + ``revoked.ocsp`` (stapled OCSP saying revoked), ``good.ocsp`` (for server.pem),
     ``weak1024.pem`` + ``weak1024.key``, ``sha1.pem``, ``untrusted-client.pem`` + ``untrusted-client.key``,
-    ``intermediate.pem``, ``other.key`` (an RSA key), ``mismatch-leaf.pem`` (server-leaf.pem's twin for other.key:
+    ``intermediate.pem``, ``dh1024.pem`` (DH parameters: RFC 2409's 1024-bit group), ``other.key`` (an RSA key), ``mismatch-leaf.pem`` (server-leaf.pem's twin for other.key:
     same serial, names and DER length, another public key).
     Every leaf except selfsigned/weak1024 uses ``server.key``.
     """
@@ -224,6 +235,7 @@ def build_pki(root: Path, *, now: dt.datetime | None = None) -> Pki:
     _write_cert(root / "untrusted-client.pem", _build("untrusted test client", client_key, other_root, ca=False,
                                                       client=True, **valid))
     _write_key(root / "untrusted-client.key", client_key)
+    (root / "dh1024.pem").write_bytes(RFC2409_GROUP2_PEM)
     other_key = _key()
     _write_key(root / "other.key", other_key)
     _write_cert(root / "mismatch-leaf.pem", _twin(server, other_key, inter))

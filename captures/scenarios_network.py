@@ -800,6 +800,80 @@ def _client_half_close(name: str, workdir: Path, port: int, pki: Pki, server_arg
                         f"{server_data[0].frame} ({len(received)} bytes); client: {result.error}")]
 
 
+def connect_proxy(upstream: int, refuse: bytes | None = None) -> Callable[[socket.socket], None]:
+    """An HTTP proxy's CONNECT, for ScriptedServer: read the request, then either answer `refuse` (a whole HTTP
+    response) and close, or open a connection to 127.0.0.1:`upstream` (whatever host was asked: the test names
+    resolve nowhere), answer "200 Connection established" and pass the bytes both ways until both sides close."""
+    def behave(conn: socket.socket) -> None:
+        request = b""
+        while b"\r\n\r\n" not in request:
+            data = conn.recv(4096)
+            if not data:
+                return
+            request += data
+        if not request.startswith(b"CONNECT ") or refuse is not None:
+            conn.sendall(refuse or b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
+            return
+        with socket.create_connection((HOST, upstream), timeout=CLIENT_TIMEOUT) as up:
+            conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+            def copy(src: socket.socket, dst: socket.socket) -> None:
+                with contextlib.suppress(OSError):
+                    while data := src.recv(65536):
+                        dst.sendall(data)
+                    dst.shutdown(socket.SHUT_WR)
+
+            back = threading.Thread(target=copy, args=(up, conn), daemon=True)
+            back.start()
+            copy(conn, up)
+            back.join(timeout=CLIENT_TIMEOUT)
+    return behave
+
+
+PROXY_AUTH_REQUIRED = (b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"corp\"\r\n"
+                       b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+
+
+def _curl_through_proxy(port: int, upstream: int, pki: Pki) -> subprocess.CompletedProcess[str]:
+    url = f"https://{pki.hostname}:{upstream}/"
+    return subprocess.run(["curl", "-sS", "-o", "/dev/null", "--max-time", "10", "--cacert", str(pki.ca_cert),
+                           "--proxy", f"http://{HOST}:{port}", url], capture_output=True, text=True, timeout=30,
+                          check=False)
+
+
+def proxy_connect(workdir: Path, port: int, pki: Pki) -> list[Label]:
+    """curl through an HTTP proxy (CONNECT) to openssl s_server: the client's leg carries the CONNECT exchange in
+    plain text, then the TLS handshake, which goes through."""
+    name = "net_proxy_connect"
+    pcap = workdir / f"{name}.pcap"
+    upstream = port + 1  # captures.record gives each scenario port .. port+9
+    with openssl_server(upstream, pki, "-www"), ScriptedServer(port, connect_proxy(upstream)), capture(pcap, port):
+        result = _curl_through_proxy(port, upstream, pki)
+    flow = _single_flow(name, pcap)
+    _expect(result.returncode == 0, name, f"curl succeeded through the proxy ({result.stderr.strip()})")
+    _expect(flow.client_data().startswith(b"CONNECT ") and flow.server_data().startswith(b"HTTP/1.1 200"), name,
+            "the CONNECT exchange first")
+    return [_label(name, flow, pcap, outcome="established", version="TLS 1.3", sni=pki.hostname, alpn=None,
+                   resumed=False, client_impl="curl --proxy (OpenSSL 3.0)",
+                   server_impl=f"a Python HTTP CONNECT proxy before openssl s_server {_openssl_version()}",
+                   note="only the client's leg (client to proxy) is captured")]
+
+
+def proxy_connect_refused(workdir: Path, port: int, pki: Pki) -> list[Label]:
+    """curl through an HTTP proxy that wants credentials: it answers the CONNECT with 407 and closes; no TLS."""
+    name = "net_proxy_connect_refused"
+    pcap = workdir / f"{name}.pcap"
+    upstream = port + 1
+    with ScriptedServer(port, connect_proxy(upstream, refuse=PROXY_AUTH_REQUIRED)), capture(pcap, port):
+        result = _curl_through_proxy(port, upstream, pki)
+    flow = _single_flow(name, pcap)
+    _expect(result.returncode != 0 and "407" in result.stderr, name, f"curl refused by the proxy ({result.stderr})")
+    _expect(flow.server_data().startswith(b"HTTP/1.1 407"), name, "the proxy's 407")
+    return [_label(name, flow, pcap, outcome="not_tls", client_impl="curl --proxy (OpenSSL 3.0)",
+                   server_impl="a Python HTTP CONNECT proxy that asks for credentials (407)",
+                   note=f"curl: {result.stderr.strip()}")]
+
+
 def reset_injected(workdir: Path, port: int, pki: Pki) -> list[Label]:
     """A middlebox forges the server's RST right after the ClientHello; the real answer arrives too late."""
     from scapy.all import IP, TCP, AsyncSniffer, send  # scapy only for live sniffing and sending
@@ -1314,6 +1388,10 @@ SCENARIOS: list[Scenario] = [
              ("network", "fast")),
     Scenario("net_client_half_close_after_hello_tls12", "the same client to a TLS 1.2 openssl s_server",
              client_half_close_after_hello_tls12, ("network", "fast")),
+    Scenario("net_proxy_connect", "curl through an HTTP proxy (CONNECT), then TLS to openssl s_server",
+             proxy_connect, ("network", "fast")),
+    Scenario("net_proxy_connect_refused", "curl through an HTTP proxy that answers the CONNECT with 407 (credentials "
+             "wanted): no TLS", proxy_connect_refused, ("network", "fast")),
 ]
 
 

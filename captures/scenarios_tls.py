@@ -37,6 +37,7 @@ S_SERVER = "openssl s_server (OpenSSL 3.0)"
 CURL = "curl 7.88 (OpenSSL 3.0)"
 NGINX = "nginx 1.22 (OpenSSL 3.0)"
 GNUTLS = "gnutls-cli 3.7"
+G_SERVER = "gnutls-serv 3.7, %DISABLE_SAFE_RENEGOTIATION"
 PY_CLIENT = "python 3.11 ssl client (OpenSSL 3.0)"
 PY_SERVER = "python 3.11 ssl server (OpenSSL 3.0)"
 
@@ -214,6 +215,11 @@ if cfg.get("sni_only"):
     def on_sni(sock, name, context):
         # The server knows exactly one name: anything else gets a fatal unrecognized_name alert.
         return None if name == cfg["sni_only"] else ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
+    ctx.sni_callback = on_sni
+if cfg.get("sni_required"):
+    def on_sni(sock, name, context):
+        # As CDNs and multi-site servers do: a ClientHello without a server name is refused outright.
+        return None if name else ssl.ALERT_DESCRIPTION_HANDSHAKE_FAILURE
     ctx.sni_callback = on_sni
 srv = socket.create_server(("127.0.0.1", cfg["port"]))
 srv.settimeout(20)
@@ -410,12 +416,37 @@ def s_client(*extra: str, sni: bool = True, verify: bool = True, keylog: bool = 
     return build
 
 
-def curl(*extra: str, path: str = "/") -> Builder:
+def curl(*extra: str, path: str = "/", by_address: bool = False) -> Builder:
+    """curl verifying the server; `by_address`: to https://127.0.0.1 (no SNI: curl sends none for an address)."""
     def build(ctx: Ctx) -> Command:
-        url = f"https://{ctx.pki.hostname}:{ctx.port}{path}"
+        url = f"https://{'127.0.0.1' if by_address else ctx.pki.hostname}:{ctx.port}{path}"
         argv = ["curl", "-sS", "-o", "/dev/null", "--max-time", "10", "--cacert", str(ctx.pki.ca_cert),
                 "--resolve", f"{ctx.pki.hostname}:{ctx.port}:127.0.0.1", url]
         return Command(argv + [a.format(**_vars(ctx), url=url) for a in extra], env={"SSLKEYLOGFILE": str(ctx.keylog)})
+    return build
+
+
+def plain_tcp_client(*, wait: float, speak_first: bool = False) -> Builder:
+    """A client that opens a TCP connection and sends nothing: it closes after `wait` seconds (a TCP-only health
+    check), or, `speak_first`, waits up to `wait` seconds for the server to speak first (an SMTP client on an
+    implicit-TLS port) and exits 1 when the server closes instead."""
+    def build(ctx: Ctx) -> Command:
+        if speak_first:
+            code = (f"import socket, sys; s = socket.create_connection(('127.0.0.1', {ctx.port})); "
+                    f"s.settimeout({wait}); sys.exit(0 if s.recv(1) else 1)")
+        else:
+            code = (f"import socket, time; s = socket.create_connection(('127.0.0.1', {ctx.port})); "
+                    f"time.sleep({wait}); s.close()")
+        return Command([sys.executable, "-c", code])
+    return build
+
+
+def gnutls_serv(*extra: str, cert: str = "server.pem", key: str = "server.key") -> Builder:
+    """gnutls-serv answering HTTP (its status page), with the valid chain unless told otherwise."""
+    def build(ctx: Ctx) -> Command:
+        argv = ["gnutls-serv", "-p", str(ctx.port), "--http", "--x509certfile", ctx.file(cert), "--x509keyfile",
+                ctx.file(key)]
+        return Command(argv + [a.format(**_vars(ctx)) for a in extra])
     return build
 
 
@@ -908,3 +939,35 @@ _add(_relayed_scenario(
     fail("finished", "decrypt_error", "encrypted", "server", S_CLIENT, S_SERVER + " behind a corrupting relay",
          version=V13, note="the relay flipped the last bit of the AEAD tag of the client's Finished record"),
     ("tls13",)))
+_add(_tls_scenario(
+    "tls12_dh_key_too_small", "TLS 1.2, the server offers only DHE with the 1024-bit group of RFC 2409 (SECLEVEL 0); "
+    "curl refuses it at its ServerKeyExchange ('dh key too small')",
+    s_server(T12, "-cipher", "DHE-RSA-AES128-GCM-SHA256:@SECLEVEL=0", "-dhparam", "{pki}/dh1024.pem"), [curl()],
+    [fail("server_key_exchange", "no_common_group", "handshake_failure", "client", CURL, S_SERVER, version=V12,
+          note="OpenSSL: tls_process_ske_dhe: dh key too small (security level 2 wants 2048 bits)")],
+    tags=("tls12",)))
+_add(_tls_scenario(
+    "tls12_unsafe_legacy_renegotiation", "TLS 1.2, a server without secure renegotiation (RFC 5746: no "
+    "renegotiation_info in its ServerHello); curl (OpenSSL 3) refuses it ('unsafe legacy renegotiation disabled')",
+    gnutls_serv("--priority", "NORMAL:-VERS-TLS1.3:%DISABLE_SAFE_RENEGOTIATION"), [curl()],
+    [fail("server_hello", "handshake_failure", "handshake_failure", "client", CURL, G_SERVER, version=V12,
+          note="OpenSSL: final_renegotiate: unsafe legacy renegotiation disabled")],
+    tags=("tls12",)))
+_add(_tls_scenario(
+    "tcp_connect_only", "a TCP-only health check: the client connects and closes 0.2 s later without a byte; "
+    "s_server answers the end of the stream with a decode_error alert",
+    s_server(T12), [plain_tcp_client(wait=0.2)],
+    [{"outcome": "incomplete", "ok": True, "alert": "decode_error", "alert_sender": "server",
+      "client_impl": "python socket: connect, wait 0.2 s, close", "server_impl": S_SERVER}], tags=("fast",)))
+_add(_tls_scenario(
+    "tcp_client_waits_for_server", "a client that waits for the server to speak first (an SMTP client on an "
+    "implicit-TLS port): nginx gives up on the ClientHello after its 1 s header timeout",
+    nginx(extra="client_header_timeout 1s;"), [plain_tcp_client(wait=5, speak_first=True)],
+    [{"outcome": "incomplete", "client_impl": "python socket: connect, wait for a banner", "server_impl": NGINX}],
+    tags=("fast",)))
+_add(_tls_scenario(
+    "tls13_sni_missing_refused", "TLS 1.3, curl to the server's address (so no SNI), a Python server that refuses a "
+    "ClientHello without a server name (handshake_failure), as CDNs and multi-site servers do",
+    py_server(sni_required=True), [curl(by_address=True)],
+    [fail("server_hello", "sni_unrecognized", "handshake_failure", "server", CURL, PY_SERVER)],
+    tags=("tls13",)))
