@@ -41,6 +41,8 @@ MIN_RSA_BITS = 2048
 MIN_DSA_BITS = 2048
 MIN_EC_BITS = 224
 WEAK_SIGNATURE_HASHES = frozenset({"md5", "sha1", "md2", "md4"})
+# anyExtendedKeyUsage, by name or (where the X.509 library has no name for it) by its OID.
+_ANY_USAGE = frozenset({"anyExtendedKeyUsage", "2.5.29.37.0"})
 
 
 class Finding(str, enum.Enum):
@@ -58,6 +60,7 @@ class Finding(str, enum.Enum):
     # Not causes in the contract; the verdict rules may fold them into `cert_rejected` or keep them as facts.
     OUT_OF_ORDER = "cert_chain_out_of_order"
     BAD_SIGNATURE = "cert_bad_signature"  # a certificate's issuer is in the chain but the signature does not verify
+    WRONG_PURPOSE = "cert_wrong_purpose"  # the leaf's extended key usage leaves out TLS servers (serverAuth)
     UNDECODABLE = "cert_undecodable"  # the leaf (or a certificate on the path) is not decodable DER
 
     def __str__(self) -> str:
@@ -337,8 +340,11 @@ def _build_path(
             return path, current, _self_signed(current)
         if _self_signed(current):
             return path, None, True
-        # The issuer among the certificates the server sent (any position: servers send them out of order).
+        # The issuer among the certificates the server sent (any position: servers send them out of order). Several
+        # may bear the issuer's name (a CA renewed under the same name, with a new key): a signature that does not
+        # verify with one of them is a finding only when none verifies it.
         next_index = None
+        wrong_keys: list[str] = []
         for index, candidate in enumerate(certs):
             if candidate is None or index in path:
                 continue
@@ -350,9 +356,8 @@ def _build_path(
                 next_index = index
                 break
             if verdict is _Signed.BAD:
-                out.add(Finding.BAD_SIGNATURE, path[-1],
-                        f"certificate {path[-1]}'s signature does not verify with the key of certificate {index} "
-                        f"({candidate.subject.rfc4514_string()})")
+                wrong_keys.append(f"certificate {path[-1]}'s signature does not verify with the key of certificate "
+                                  f"{index} ({candidate.subject.rfc4514_string()})")
         if next_index is not None:
             path.append(next_index)
             current = certs[next_index]
@@ -363,9 +368,10 @@ def _build_path(
             if verdict in (_Signed.VERIFIED, _Signed.UNCHECKED):
                 return path, anchor, False
             if verdict is _Signed.BAD:
-                out.add(Finding.BAD_SIGNATURE, path[-1],
-                        f"certificate {path[-1]}'s signature does not verify with trust anchor "
-                        f"{anchor.subject.rfc4514_string()}")
+                wrong_keys.append(f"certificate {path[-1]}'s signature does not verify with trust anchor "
+                                  f"{anchor.subject.rfc4514_string()}")
+        for text in dict.fromkeys(wrong_keys):  # (the same name, said once)
+            out.add(Finding.BAD_SIGNATURE, path[-1], text)
         return path, None, False
 
 
@@ -593,6 +599,13 @@ def _check_chain(
         else:
             names = ", ".join((*leaf_info.san_dns, *leaf_info.san_ip)) or f"CN {', '.join(leaf_info.common_names)}"
             out.add(Finding.HOSTNAME_MISMATCH, 0, f"leaf is for {names or 'no name'}, not {server_name}")
+
+    # --- purpose: clients refuse a server certificate whose extended key usage leaves out serverAuth (OpenSSL:
+    # "unsuitable certificate purpose"), as a client certificate used by a server has it.
+    usages = leaf_info.extended_key_usage
+    if usages and "serverAuth" not in usages and not _ANY_USAGE & set(usages):
+        out.add(Finding.WRONG_PURPOSE, 0, f"leaf {leaf_info.subject} is not for TLS servers: its extended key usage "
+                f"is {', '.join(usages)}, without serverAuth")
 
     # --- revocation (stapled OCSP only: a passive observer sees nothing else)
     ocsp_status = None

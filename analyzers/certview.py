@@ -14,6 +14,7 @@ _CAUSE_OF_FINDING = {
     "expired": "cert_expired", "not_yet_valid": "cert_not_yet_valid", "hostname_mismatch": "cert_hostname_mismatch",
     "self_signed": "cert_self_signed", "unknown_ca": "cert_unknown_ca", "incomplete_chain": "cert_incomplete_chain",
     "revoked": "cert_revoked", "weak": "cert_weak",
+    "wrong_purpose": "cert_wrong_purpose",  # (no cause of its own in the contract: a `cert_rejected` says it)
 }
 # The same findings on a connection that went through: the client accepted them.
 _WARNING_OF_FINDING = {

@@ -63,6 +63,15 @@ _PROXY_HINTS = {
          "sends and the proxy's rules for it.",
     0: "The proxy did not open the tunnel the client asked for: see the proxy's answer and log.",
 }
+WRONG_PURPOSE_HINT = ("Server side: the certificate is not issued for TLS servers (its extended key usage lacks "
+                      "serverAuth, as a client certificate's does): reissue it with serverAuth in its extended key "
+                      "usage.")
+CERT_REJECTED_READABLE_HINT = ("Client side refused the server certificate (see the alert): check the client's trust "
+                               "store, the name it connects to, and the certificate's validity and extensions against "
+                               "the client's rules.")
+CERT_REJECTED_UNSEEN_HINT = ("Client side refused the server certificate (see the alert); TLS 1.3 encrypts the "
+                             "certificate: a key log (SSLKEYLOGFILE) lets tlsflow read it and name the reason. Check "
+                             "the client's trust store, the name it connects to, and the certificate's validity.")
 NO_SNI_HINT = ("The client sent no server name (SNI), and the server needs one to choose its site and certificate: "
                "connect by host name rather than by address (or pass the name: curl --resolve or --connect-to, "
                "openssl s_client -servername), or give the server a default site for clients without SNI.")
@@ -563,6 +572,14 @@ class _Decider:
                 hint = ECH_DECLINED_HINT
             elif cause == "sni_unrecognized" and s.client_hello is not None and not s.client_hello.sni:
                 hint = NO_SNI_HINT
+            elif cause == "cert_rejected":
+                # The alert is readable: a key log would only show the certificate, when TLS 1.3 encrypted it.
+                if "cert_wrong_purpose" in self.certs.findings:
+                    hint = WRONG_PURPOSE_HINT
+                elif s.server_certificate is None and self.tls13:
+                    hint = CERT_REJECTED_UNSEEN_HINT
+                else:
+                    hint = CERT_REJECTED_READABLE_HINT
         evidence = [self._ch_frame()]
         if s.server_hello is not None and s.server_hello.ts <= alert.ts:
             evidence.append(self._server_hello_evidence())
@@ -768,6 +785,10 @@ class _Decider:
     def _server_cert_cause(self, desc: int | None) -> tuple[str, str, list[str]]:
         certs = self.certs
         extra = list(certs.facts)
+        if desc == UNSUPPORTED_CERTIFICATE and "cert_wrong_purpose" in certs.findings:
+            # The alert for a certificate of the wrong kind or purpose: whatever our trust store says of its chain,
+            # the client refused what the leaf is for (the contract has no cause of its own for it).
+            return "cert_rejected", "certain", extra
         if desc in (CERTIFICATE_EXPIRED, BAD_CERTIFICATE) and certs.valid_at_capture_time and not certs.findings:
             # OpenSSL sends certificate_expired for an expired certificate and bad_certificate for a not yet valid
             # one; a certificate that passes every check at the capture's time was judged with a wrong clock.

@@ -178,7 +178,8 @@ def build_pki(root: Path, *, now: dt.datetime | None = None) -> Pki:
     clients do not know, + ``otherca-root.pem``), ``leaf-only.pem`` (valid leaf without its intermediate),
     ``revoked.pem`` + ``revoked.ocsp`` (stapled OCSP saying revoked), ``good.ocsp`` (for server.pem),
     ``weak1024.pem`` + ``weak1024.key``, ``sha1.pem``, ``untrusted-client.pem`` + ``untrusted-client.key``,
-    ``intermediate.pem``, ``dh1024.pem`` (DH parameters: RFC 2409's 1024-bit group), ``other.key`` (an RSA key), ``mismatch-leaf.pem`` (server-leaf.pem's twin for other.key:
+    ``intermediate.pem``, ``dh1024.pem`` (DH parameters: RFC 2409's 1024-bit group), ``clientpurpose.pem`` (the
+    server's name and key, but an extended key usage of clientAuth only), ``other.key`` (an RSA key), ``mismatch-leaf.pem`` (server-leaf.pem's twin for other.key:
     same serial, names and DER length, another public key).
     Every leaf except selfsigned/weak1024 uses ``server.key``.
     """
@@ -236,6 +237,8 @@ def build_pki(root: Path, *, now: dt.datetime | None = None) -> Pki:
                                                       client=True, **valid))
     _write_key(root / "untrusted-client.key", client_key)
     (root / "dh1024.pem").write_bytes(RFC2409_GROUP2_PEM)
+    _write_cert(root / "clientpurpose.pem", _build(HOSTNAME, server_key, inter, ca=False, san=san, client=True,
+                                                   **valid), inter.cert)
     other_key = _key()
     _write_key(root / "other.key", other_key)
     _write_cert(root / "mismatch-leaf.pem", _twin(server, other_key, inter))

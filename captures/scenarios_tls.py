@@ -971,3 +971,9 @@ _add(_tls_scenario(
     py_server(sni_required=True), [curl(by_address=True)],
     [fail("server_hello", "sni_unrecognized", "handshake_failure", "server", CURL, PY_SERVER)],
     tags=("tls13",)))
+_add(_tls_scenario(
+    "tls12_cert_wrong_purpose", "TLS 1.2, the server's certificate has the right name and chain but an extended key "
+    "usage of clientAuth only; curl refuses it ('unsuitable certificate purpose')",
+    s_server(T12, cert="clientpurpose.pem"), [curl()],
+    [fail("server_certificate", "cert_rejected", "unsupported_certificate", "client", CURL, S_SERVER, version=V12,
+          note="OpenSSL verification error 26: unsuitable certificate purpose")], tags=("tls12",)))

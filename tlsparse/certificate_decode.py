@@ -95,6 +95,13 @@ def _extension(cert: x509.Certificate, cls: type, errors: list[str]):
         return None
 
 
+def _oid_name(oid: x509.ObjectIdentifier) -> str:
+    """The OID's short name where the X.509 library has one ("serverAuth"), else its dotted form (the library names
+    the others "Unknown OID", which would make every such usage look alike)."""
+    name = getattr(oid, "_name", None)
+    return name if name and name != "Unknown OID" else oid.dotted_string
+
+
 def describe_certificate(der: bytes) -> CertificateInfo | CertificateAnomaly:
     """Everything tlsflow reports about one certificate; a CertificateAnomaly when the DER does not decode."""
     fingerprint = hashlib.sha256(der).hexdigest()
@@ -178,7 +185,7 @@ def _describe(cert: x509.Certificate, der: bytes, fingerprint: str) -> Certifica
         version=cert.version.value + 1,
         path_length=basic.path_length if basic is not None else None,
         key_usage=tuple(usages),
-        extended_key_usage=tuple(getattr(oid, "_name", oid.dotted_string) for oid in eku) if eku else (),
+        extended_key_usage=tuple(_oid_name(oid) for oid in eku) if eku else (),
         subject_key_id=ski.digest.hex() if ski is not None else None,
         authority_key_id=aki.key_identifier.hex() if aki is not None and aki.key_identifier else None,
         common_names=common_names,

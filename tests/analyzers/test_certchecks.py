@@ -270,6 +270,51 @@ def test_forged_signature(pki: Pki) -> None:
     assert report.has(Finding.BAD_SIGNATURE) and not report.trusted
 
 
+def test_a_ca_renewed_under_the_same_name(pki: Pki) -> None:
+    """Two roots of the same name in the trust store (a CA renewed with a new key; the corpus's own CA file holds one
+    per recording): the one whose key verifies anchors the chain, and the other's failed check is no finding. Before,
+    each root tried first added a "signature does not verify" finding, and the chain was not trusted."""
+    old_root = issue(pki.root.cert.subject, rsa.generate_private_key(65537, 2048), None, ca=True,
+                     not_before=T0 - 3000 * DAY, not_after=T0 + 100 * DAY)
+    for roots in ([old_root.cert, pki.root.cert], [pki.root.cert, old_root.cert]):
+        report = check_chain([pki.leaf_rsa.der, pki.intermediate.der], at=T0, server_name="www.example.test",
+                             trust=TrustStore(roots, sources=("test",)))
+        assert report.findings == () and report.trusted, report.facts
+        assert not any("does not verify" in fact for fact in report.facts)
+    # Only the wrong one: the chain's issuer is there by name, not by key.
+    report = check_chain([pki.leaf_rsa.der, pki.intermediate.der], at=T0, server_name="www.example.test",
+                         trust=TrustStore([old_root.cert, old_root.cert], sources=("test",)))
+    assert report.has(Finding.BAD_SIGNATURE) and not report.trusted
+    assert sum("does not verify with trust anchor" in fact for fact in report.facts) == 1
+
+
+def test_a_leaf_not_for_servers(pki: Pki) -> None:
+    """A leaf whose extended key usage is clientAuth only: clients refuse it as a server's ('unsuitable certificate
+    purpose'). serverAuth, anyExtendedKeyUsage, or no extension at all are fine."""
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    def leaf_with(*usages) -> bytes:
+        key = ec_key()
+        builder = (x509.CertificateBuilder().subject_name(name("www.example.test"))
+                   .issuer_name(pki.intermediate.cert.subject).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(T0 - 10 * DAY)
+                   .not_valid_after(T0 + 100 * DAY)
+                   .add_extension(x509.SubjectAlternativeName([x509.DNSName("www.example.test")]), critical=False))
+        if usages:
+            builder = builder.add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
+        return builder.sign(pki.intermediate.key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+    def check(der: bytes) -> ChainReport:
+        return check_chain([der, pki.intermediate.der], at=T0, server_name="www.example.test", trust=pki.trust)
+
+    report = check(leaf_with(ExtendedKeyUsageOID.CLIENT_AUTH))
+    assert kinds(report) == {"cert_wrong_purpose"} and report.trusted
+    assert "its extended key usage is clientAuth, without serverAuth" in report.facts[-1]
+    for usages in ((ExtendedKeyUsageOID.SERVER_AUTH,), (ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH),
+                   (ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE,), ()):
+        assert check(leaf_with(*usages)).findings == (), usages
+
+
 def test_undecodable_leaf(pki: Pki) -> None:
     report = check_chain([b"\x30\x03\x02\x01\x00", pki.intermediate.der], at=T0, server_name=None, trust=pki.trust)
     assert kinds(report) == {"cert_undecodable"}
