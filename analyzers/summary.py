@@ -109,6 +109,9 @@ class HandshakeSummary:
     joined: dict[Sender, ev.MidstreamJoinSeen] = field(default_factory=dict)
     # A record each direction left cut short when its stream ended (rare: made only then).
     truncated: dict[Sender, ev.TruncatedRecordSeen] | None = None
+    # A plaintext prelude in which the client asked to start TLS (STARTTLS, ...), and the server's answer.
+    upgrade_asked: ev.UpgradeAskedSeen | None = None
+    upgrade_reply: ev.UpgradeReplySeen | None = None
     gaps: list[ev.GapSeen] = field(default_factory=list)
     resyncs: list[ev.ResyncSeen] = field(default_factory=list)
     anomalies: list[ev.ParseAnomaly] = field(default_factory=list)
@@ -291,6 +294,12 @@ class HandshakeSummary:
         self.not_tls.pop(event.sender, None)
         self.starttls[event.sender] = event
 
+    def _add_upgrade_asked(self, event: ev.UpgradeAskedSeen) -> None:
+        self.upgrade_asked = event
+
+    def _add_upgrade_reply(self, event: ev.UpgradeReplySeen) -> None:
+        self.upgrade_reply = event
+
     def _add_midstream_join(self, event: ev.MidstreamJoinSeen) -> None:
         self.joined[event.sender] = event
 
@@ -466,6 +475,8 @@ _FOLD_BY_EVENT: dict[type, Any] = {
     ev.ResyncSeen: HandshakeSummary._add_resync,
     ev.ParseAnomaly: HandshakeSummary._add_anomaly,
     ev.TruncatedRecordSeen: HandshakeSummary._add_truncated,
+    ev.UpgradeAskedSeen: HandshakeSummary._add_upgrade_asked,
+    ev.UpgradeReplySeen: HandshakeSummary._add_upgrade_reply,
 }
 # Which handshake messages the summary keeps, and where.
 _KEEP_BY_MESSAGE: dict[type, Any] = {

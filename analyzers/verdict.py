@@ -75,6 +75,12 @@ CERT_REJECTED_UNSEEN_HINT = ("Client side refused the server certificate (see th
 NO_SNI_HINT = ("The client sent no server name (SNI), and the server needs one to choose its site and certificate: "
                "connect by host name rather than by address (or pass the name: curl --resolve or --connect-to, "
                "openssl s_client -servername), or give the server a default site for clients without SNI.")
+UPGRADE_REFUSED_HINT = ("The server refused to start TLS: its TLS is off or broken (a mail server's '454 TLS not "
+                        "available' mostly means it cannot read its certificate or key: see its log). Fix TLS on the "
+                        "server, or use its implicit-TLS port if it has one.")
+POSTGRES_NO_SSL_HINT = ("The PostgreSQL server does not accept SSL ('N' to the client's SSLRequest): turn ssl on in "
+                        "postgresql.conf with a certificate and key, or let the client connect without SSL "
+                        "(sslmode=prefer or disable) if the network allows it.")
 CLIENT_SENT_NOTHING_HINT = ("The client opened the TCP connection and closed it without a ClientHello: a TCP-only "
                             "check (a load balancer's or monitor's health check, a port scan) does that, and so does a "
                             "client that failed before TLS began (a Java client with no protocol or suite in common: "
@@ -198,6 +204,17 @@ _SIDE_NAMES = {_CLIENT: _CLIENT.value, _SERVER: _SERVER.value}  # (an Enum's .va
 
 def _side(sender: Sender) -> str:
     return _SIDE_NAMES[sender]
+
+
+def _refusal(reply: bytes) -> bool:
+    """A server's answer to a request to start TLS that says no: a 4xx/5xx code, -ERR, NO or BAD, XMPP's
+    <failure/>, PostgreSQL's N."""
+    head = reply.split(b" ", 2)
+    if reply[:1] in (b"4", b"5") and reply[:3].isdigit():
+        return True
+    if reply in (b"N",) or reply.startswith((b"-ERR", b"<failure")):
+        return True
+    return any(word in (b"NO", b"BAD") for word in head[:2])
 
 
 def _duration(seconds: float) -> str:
@@ -503,9 +520,11 @@ class _Decider:
         v = self.v
         if _SERVER in s.not_tls and s.client_hellos and _CLIENT not in s.not_tls:
             seen = s.not_tls[_SERVER]
-            return self.fail("server_hello", "not_tls", "certain", self._ch_frame(),
-                             f"frame {seen.frame}: server answered with non-TLS bytes {seen.preview[:16]!r}",
-                             end_ts=seen.ts)
+            verdict = self.fail("server_hello", "not_tls", "certain", self._ch_frame(),
+                                f"frame {seen.frame}: server answered with non-TLS bytes {seen.preview[:16]!r}",
+                                end_ts=seen.ts)
+            self._upgrade_refused(verdict)  # (a client that sent its ClientHello though the server said no)
+            return verdict
         v.outcome = "not_tls"
         for sender, seen in s.not_tls.items():
             preview = seen.preview[:16]
@@ -515,7 +534,23 @@ class _Decider:
         v.hint = hint_for("not_tls")
         v.confidence = "certain"
         self._proxy_refused(v)
+        self._upgrade_refused(v)
         return v
+
+    def _upgrade_refused(self, v: Verdict) -> None:
+        """The client asked to start TLS in a plaintext protocol (STARTTLS, STLS, AUTH TLS, PostgreSQL's SSLRequest,
+        ...) and the server said no: TLS never began. Says what was asked and answered (the server's own words)."""
+        s = self.s
+        asked, reply = s.upgrade_asked, s.upgrade_reply
+        if asked is None or reply is None or _SERVER in s.starttls or not _refusal(reply.reply):
+            return
+        command = asked.command.decode("latin-1")
+        if command.startswith("\x00"):
+            command = "SSLRequest"
+        answer = reply.reply.decode("latin-1")
+        v.evidence.insert(0, f"frame {reply.frame}: the server refused the client's request to start TLS "
+                             f"({command!r}, frame {asked.frame}): {answer!r}; no TLS began")
+        v.hint = POSTGRES_NO_SSL_HINT if command == "SSLRequest" else UPGRADE_REFUSED_HINT
 
     def _proxy_refused(self, v: Verdict) -> None:
         """The client asked an HTTP proxy for a tunnel (CONNECT) and the proxy answered with an error status instead

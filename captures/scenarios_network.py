@@ -874,6 +874,64 @@ def proxy_connect_refused(workdir: Path, port: int, pki: Pki) -> list[Label]:
                    note=f"curl: {result.stderr.strip()}")]
 
 
+@contextlib.contextmanager
+def smtp_server(port: int, pki: Pki | None) -> Iterator[None]:
+    """aiosmtpd (a real SMTP server, in this process): with the valid chain when `pki` is given (it then offers
+    STARTTLS), without TLS otherwise (it answers STARTTLS with "454 TLS not available")."""
+    from aiosmtpd.controller import Controller
+
+    class Sink:
+        async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+            return "250 OK"
+
+    tls = None
+    if pki is not None:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(str(pki.server_chain), str(pki.server_key))
+    controller = Controller(Sink(), hostname=HOST, port=port, tls_context=tls)
+    controller.start()
+    try:
+        yield
+    finally:
+        controller.stop()
+
+
+def _s_client_starttls(port: int, pki: Pki) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["openssl", "s_client", "-connect", f"{HOST}:{port}", "-starttls", "smtp", "-servername",
+                           pki.hostname, "-CAfile", str(pki.ca_cert)], stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=20, check=False)
+
+
+def smtp_starttls(workdir: Path, port: int, pki: Pki) -> list[Label]:
+    """openssl s_client -starttls smtp to aiosmtpd with TLS: EHLO, STARTTLS, "220 Ready to start TLS", TLS 1.3."""
+    name = "smtp_starttls"
+    pcap = workdir / f"{name}.pcap"
+    with smtp_server(port, pki), capture(pcap, port):
+        result = _s_client_starttls(port, pki)
+    flow = _single_flow(name, pcap)
+    _expect("Verify return code: 0 (ok)" in result.stdout, name, "s_client completed the handshake after STARTTLS")
+    _expect(flow.server_data().startswith(b"220 ") and b"STARTTLS" in flow.client_data(), name,
+            "an SMTP prelude with STARTTLS")
+    return [_label(name, flow, pcap, outcome="established", version="TLS 1.3", sni=pki.hostname, alpn=None,
+                   resumed=False, client_impl=f"openssl s_client -starttls smtp {_openssl_version()}",
+                   server_impl="aiosmtpd (Python SMTP server) with a TLS context")]
+
+
+def smtp_starttls_refused(workdir: Path, port: int, pki: Pki) -> list[Label]:
+    """openssl s_client -starttls smtp to aiosmtpd without TLS: the server answers STARTTLS with 454; s_client
+    sends its ClientHello all the same, and the server answers that with an SMTP error."""
+    name = "smtp_starttls_refused"
+    pcap = workdir / f"{name}.pcap"
+    with smtp_server(port, None), capture(pcap, port):
+        result = _s_client_starttls(port, pki)
+    flow = _single_flow(name, pcap)
+    _expect(b"454 " in flow.server_data(), name, f"the server's 454 to STARTTLS (s_client exit {result.returncode})")
+    return [_label(name, flow, pcap, outcome="failed", failed_step="server_hello", cause="not_tls",
+                   client_impl=f"openssl s_client -starttls smtp {_openssl_version()}",
+                   server_impl="aiosmtpd (Python SMTP server) without TLS: '454 TLS not available'",
+                   note="s_client sends its ClientHello after the 454 anyway; the server answers it in SMTP")]
+
+
 def reset_injected(workdir: Path, port: int, pki: Pki) -> list[Label]:
     """A middlebox forges the server's RST right after the ClientHello; the real answer arrives too late."""
     from scapy.all import IP, TCP, AsyncSniffer, send  # scapy only for live sniffing and sending
@@ -1392,6 +1450,10 @@ SCENARIOS: list[Scenario] = [
              proxy_connect, ("network", "fast")),
     Scenario("net_proxy_connect_refused", "curl through an HTTP proxy that answers the CONNECT with 407 (credentials "
              "wanted): no TLS", proxy_connect_refused, ("network", "fast")),
+    Scenario("smtp_starttls", "SMTP: openssl s_client -starttls smtp to aiosmtpd with TLS", smtp_starttls,
+             ("network", "fast")),
+    Scenario("smtp_starttls_refused", "SMTP: the server (aiosmtpd without TLS) answers STARTTLS with '454 TLS not "
+             "available'", smtp_starttls_refused, ("network", "fast")),
 ]
 
 

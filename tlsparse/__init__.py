@@ -20,6 +20,8 @@ from tlsparse.events import (
     Sslv2RecordSeen,
     TruncatedRecordSeen,
     UnknownRecordSeen,
+    UpgradeAskedSeen,
+    UpgradeReplySeen,
 )
 from tlsparse.messages import (
     Certificate,
@@ -51,5 +53,5 @@ __all__ = [
     "HandshakeSeen", "HeartbeatSeen", "HelloRequest", "KeyShareEntry", "KeyUpdate", "NewSessionTicket",
     "NotTlsSeen", "ParseAnomaly", "ParseCache", "RawHandshake", "RecordSeen", "ResyncSeen", "Sender", "ServerHello",
     "ServerHelloDone", "ServerKeyExchange", "Sslv2RecordSeen", "TlsConnection", "TlsParseError",
-    "TruncatedRecordSeen", "UnknownRecordSeen", "is_grease",
+    "TruncatedRecordSeen", "UnknownRecordSeen", "UpgradeAskedSeen", "UpgradeReplySeen", "is_grease",
 ]

@@ -65,6 +65,8 @@ from tlsparse.events import (
     TlsStartSeen,
     TruncatedRecordSeen,
     UnknownRecordSeen,
+    UpgradeAskedSeen,
+    UpgradeReplySeen,
 )
 from tlsparse.fastinit import positional_factory
 from tlsparse.handshake import DecodeContext, client_hello_prefix, decode_message, is_tls13
@@ -98,6 +100,19 @@ _EXT_ENCRYPT_THEN_MAC = 0x0016  # RFC 7366
 # How much plaintext may precede TLS on one direction (STARTTLS banners, EHLO/CAPABILITY exchanges, MySQL's
 # greeting): beyond it the stream is taken as not TLS for good and no longer scanned.
 MAX_PRELUDE = 64 * 1024
+# A client's request to start TLS in a plaintext prelude: SMTP/IMAP/LMTP/NNTP/ManageSieve STARTTLS (IMAP's with its
+# tag), POP3 STLS, FTP AUTH TLS/SSL, XMPP <starttls/>, LDAP's StartTLS extended operation (its OID), PostgreSQL's
+# SSLRequest (8 bytes at the stream's start).
+_UPGRADE_REQUEST = re.compile(
+    rb"(?im)^(?:[A-Za-z0-9.]+ )?STARTTLS\r?$|^STLS\r?$|^AUTH (?:TLS|SSL)\r?$"
+    rb"|<starttls xmlns=['\"]urn:ietf:params:xml:ns:xmpp-tls['\"]|1\.3\.6\.1\.4\.1\.1466\.20037"
+    rb"|\A\x00\x00\x00\x08\x04\xd2\x16\x2f")
+# The server's answer to it: a text protocol's reply line (SMTP/FTP/NNTP codes, POP3 +OK/-ERR, IMAP's tagged
+# OK/NO/BAD, ManageSieve OK/NO), or XMPP's <proceed/>/<failure/>.
+_UPGRADE_REPLY = re.compile(
+    rb"(?m)^(?:[2-5]\d\d[ -][^\r\n]*|[+-](?:OK|ERR)\b[^\r\n]*|(?:[A-Za-z0-9.]+ )?(?:OK|NO|BAD)\b[^\r\n]*)"
+    rb"|<(?:proceed|failure) xmlns=['\"]urn:ietf:params:xml:ns:xmpp-tls['\"][^>]*>")
+_ASKED, _ANSWERED = "asked", "answered"  # TlsConnection._upgrade: where a STARTTLS exchange stands
 # A direction joined mid-stream whose first this-many bytes are all text (printable ASCII, tab, CR, LF) and hold no
 # record header is plain text, not TLS: encrypted records never look like that (for random bytes, (98/256)^64 is
 # about 1e-27), and the plaintext parts of a handshake (certificates) have no such run of text.
@@ -203,6 +218,10 @@ class TlsConnection:
     of a handshake, and a caller that only wants to know when each side's first record came (as the pipeline's
     summary) need not have the others built.
     """
+
+    # Where a STARTTLS exchange stands (None, _ASKED, _ANSWERED): a class default, set on the few connections with a
+    # plaintext prelude (no per-connection cost for the others).
+    _upgrade: str | None = None
 
     def __init__(self, *, max_record: int = 2**14 + 2048, max_handshake: int = 1 << 18,
                  max_buffer: int | None = None, keylog: KeyLog | None = None,
@@ -527,6 +546,8 @@ class TlsConnection:
                 d.mode = _RECORDS
                 pos = found
             elif mode is _PRELUDE:
+                if self._upgrade is not _ANSWERED:
+                    self._watch_upgrade(d, b, pos, frame, ts, base, events)
                 found = self._find_hello(d, b, pos)
                 if found < 0:
                     if base + n - d.resync_start > MAX_PRELUDE:
@@ -541,6 +562,32 @@ class TlsConnection:
             else:
                 return n
         return pos
+
+    def _watch_upgrade(self, d: _Direction, b: bytes | bytearray, pos: int, frame: int, ts: float, base: int,
+                       events: list[Event]) -> None:
+        """A plaintext prelude: the client's request to start TLS, then the server's first answer after it (a
+        refusal explains why no TLS came; an agreement is followed by the hello)."""
+        if d.sender is Sender.CLIENT:
+            if self._upgrade is None:
+                found = _UPGRADE_REQUEST.search(bytes(b[pos:pos + MAX_PRELUDE]))
+                if found is not None:
+                    self._upgrade = _ASKED
+                    events.append(UpgradeAskedSeen(sender=d.sender, frame=frame, ts=ts, offset=base + pos + found.start(),
+                                                   command=found.group().strip()[:64]))
+            return
+        if self._upgrade is not _ASKED:
+            return
+        text = bytes(b[pos:pos + 4096])
+        if text[:1] in (b"S", b"N") and len(text) == 1:  # (PostgreSQL's one-byte answer to its SSLRequest)
+            reply = text
+            at = 0
+        else:
+            found = _UPGRADE_REPLY.search(text)
+            if found is None:
+                return  # (the tail of earlier talk: the answer comes with later bytes)
+            reply, at = found.group().rstrip()[:120], found.start()
+        self._upgrade = _ANSWERED
+        events.append(UpgradeReplySeen(sender=d.sender, frame=frame, ts=ts, offset=base + pos + at, reply=reply))
 
     def _find_hello(self, d: _Direction, b: bytes | bytearray, pos: int) -> int:
         """In a plaintext prelude: the first handshake record header (16 03 0x len len) whose body starts with the

@@ -155,6 +155,25 @@ class TlsStartSeen(Event):
 
 @fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
+class UpgradeAskedSeen(Event):
+    """In a plaintext prelude, the client asked to start TLS: `command` as sent ("STARTTLS", "STLS", "AUTH TLS",
+    an XMPP <starttls/>, PostgreSQL's SSLRequest, LDAP's StartTLS), at most 64 bytes."""
+
+    command: bytes
+
+
+@fast_frozen_init
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpgradeReplySeen(Event):
+    """The server's first answer after the client asked to start TLS (`UpgradeAskedSeen`): its first line (a text
+    protocol's reply: "220 2.0.0 Ready to start TLS", "454 4.7.0 TLS not available"), or its first byte (PostgreSQL:
+    S or N), at most 120 bytes. Whether it agreed is the reader's to say; TLS that follows gives TlsStartSeen."""
+
+    reply: bytes
+
+
+@fast_frozen_init
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ParseAnomaly(Event):
     """Malformed input: a record over 2^14+256 bytes, a message that does not decode, a cap exceeded.
     Named strings in the manner of Zeek's weirds (`record_too_long`, `handshake_too_long`, `bad_extension`, ...)."""

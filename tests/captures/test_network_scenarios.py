@@ -309,6 +309,15 @@ def test_client_half_close_after_hello(tmp_path: Path, pki: Pki, name: str, serv
     assert fin and answer and int(fin[0]) < int(answer[0])  # the client's FIN before the server's answer
 
 
+@pytest.mark.tools
+def test_smtp_starttls_refused(tmp_path: Path, pki: Pki) -> None:
+    _need_recording_tools()
+    label, pcap, port = _rerecord("smtp_starttls_refused", tmp_path, pki)
+    assert (label.outcome, label.failed_step, label.cause) == ("failed", "server_hello", "not_tls")
+    assert _tshark_count(pcap, port, f"tcp.dstport=={port} && tcp.payload contains \"STARTTLS\"") == 1
+    assert _tshark_count(pcap, port, f"tcp.srcport=={port} && tcp.payload contains \"454 \"") == 1
+
+
 def test_in_two_records_keeps_the_message_and_cuts_the_record() -> None:
     """The re-framing the two scenarios use, on a hand-built record: the same handshake bytes, two headers."""
     message = bytes([1, 0, 0, 96]) + bytes(range(96))
@@ -324,6 +333,15 @@ def test_in_two_records_keeps_the_message_and_cuts_the_record() -> None:
 # ---------------------------------------------------------------------------------------------------------------
 # The committed corpus
 # ---------------------------------------------------------------------------------------------------------------
+def _tls_part(data: bytes) -> bytes:
+    """A direction's bytes from its first TLS handshake record on: past a plaintext prelude (an HTTP proxy's
+    CONNECT exchange, SMTP up to STARTTLS)."""
+    if data.startswith(b"\x16\x03"):
+        return data
+    at = data.find(b"\x16\x03")
+    return data[at:] if at >= 0 else data
+
+
 def _network_labels() -> list[dict]:
     return [label for label in corpus_labels() if label["scenario"] in NETWORK_NAMES]
 
@@ -373,14 +391,10 @@ def test_committed_network_label_matches_its_pcap(label: dict) -> None:
     elif label["cause"] == "mtu_blackhole":
         assert any(p.retransmission and p.ip_len >= net.SMALLEST_LOST for p in server)
     elif label["cause"] == "not_tls":
-        assert net.is_client_hello(flow.client_data()) and flow.server_data()[:1] != b"\x16"
+        assert net.is_client_hello(_tls_part(flow.client_data())) and flow.server_data()[:1] != b"\x16"
     elif label["outcome"] == "not_tls":
         assert not net.is_client_hello(flow.client_data())
     if label["outcome"] == "incomplete":
         assert not any(p.fin or p.rst for p in flow.packets)
     if label["outcome"] == "established":
-        client_data, server_data = flow.client_data(), flow.server_data()
-        if client_data.startswith(b"CONNECT "):  # through an HTTP proxy: its exchange comes first
-            client_data = client_data[client_data.index(b"\r\n\r\n") + 4:]
-            server_data = server_data[server_data.index(b"\r\n\r\n") + 4:]
-        assert net.is_client_hello(client_data) and server_data[:1] == b"\x16"
+        assert net.is_client_hello(_tls_part(flow.client_data())) and _tls_part(flow.server_data())[:1] == b"\x16"

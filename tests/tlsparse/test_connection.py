@@ -265,14 +265,15 @@ def test_starttls_prelude_then_tls(tls12_exchange=None) -> None:
     """SMTP STARTTLS: plaintext commands first, then a ClientHello on the same connection; a plain-text stream
     that never starts TLS is given up after MAX_PRELUDE bytes."""
     from tlsparse.connection import MAX_PRELUDE
-    from tlsparse.events import TlsStartSeen
+    from tlsparse.events import TlsStartSeen, UpgradeAskedSeen
 
     hello = bytes.fromhex("16030100") + bytes([45]) + bytes.fromhex("01000029" "0303") + bytes(32) + bytes.fromhex(
         "00" "0002c02f" "0100")
     conn = TlsConnection()
     prelude = b"EHLO client.example\r\nSTARTTLS\r\n"
     events = conn.receive(C, prelude, 1, 1.0)
-    assert [type(e) for e in events] == [NotTlsSeen]
+    assert [type(e) for e in events] == [NotTlsSeen, UpgradeAskedSeen]  # (what the client asked is said)
+    assert events[1].command == b"STARTTLS" and events[1].offset == len(b"EHLO client.example\r\n")
     events = conn.receive(C, hello[:3], 2, 2.0) + conn.receive(C, hello[3:], 3, 3.0)
     start = [e for e in events if isinstance(e, TlsStartSeen)]
     assert start and start[0].skipped == len(prelude) and start[0].offset == len(prelude)
