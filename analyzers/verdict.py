@@ -212,7 +212,7 @@ def _refusal(reply: bytes) -> bool:
     head = reply.split(b" ", 2)
     if reply[:1] in (b"4", b"5") and reply[:3].isdigit():
         return True
-    if reply in (b"N",) or reply.startswith((b"-ERR", b"<failure")):
+    if reply == b"N" or reply.startswith((b"-ERR", b"<failure")):
         return True
     return any(word in (b"NO", b"BAD") for word in head[:2])
 
