@@ -32,6 +32,9 @@ WEAK_DH_HINT = ("Server side: its DHE key exchange uses a {bits}-bit group, whic
                 "small'): configure DH parameters of 2048 bits or more (nginx ssl_dhparam, Apache SSLOpenSSLConfCmd "
                 "DHParameters, or the RFC 7919 ffdhe2048 group), or offer ECDHE suites, which every current client "
                 "prefers.")
+OLD_VERSION_HINT = ("Server side: enable TLS 1.2 (and 1.3) on the server or the device that ends TLS for it; TLS 1.0 "
+                    "and 1.1 are deprecated (RFC 8996) and current clients no longer complete them. A client can be "
+                    "made to accept them (OpenSSL: CipherString = DEFAULT@SECLEVEL=0) only as a stopgap.")
 EXT_RENEGOTIATION_INFO = 0xFF01
 RENEGOTIATION_SCSV = 0x00FF
 LEGACY_RENEGOTIATION_HINT = ("Server side: update the server (or the device that ends TLS for it) to one that supports "
@@ -631,6 +634,10 @@ class _Decider:
         confidence, evidence, hint), or None. Such a client checks these before the certificate, so they come
         first."""
         desc = alert.description
+        if desc in (HANDSHAKE_FAILURE, INSUFFICIENT_SECURITY, INTERNAL_ERROR):
+            facts = self._old_version_facts(alert)
+            if facts:
+                return "server_hello", "no_common_version", "likely", facts, OLD_VERSION_HINT
         if desc == HANDSHAKE_FAILURE:
             facts = self._legacy_renegotiation_facts(alert)
             if facts:
@@ -773,6 +780,20 @@ class _Decider:
         if desc == ILLEGAL_PARAMETER and s.hello_retry is not None and not from_server:
             return "no_common_group", "likely", [f"frame {s.hello_retry.frame}: HelloRetryRequest"]
         return "alert_other", "certain", []
+
+    def _old_version_facts(self, alert: AlertInfo) -> list[str]:
+        """A client that refused, before its key exchange, a server that chose TLS 1.0 or 1.1 (or SSL 3.0): their
+        handshake signatures use MD5 and SHA-1, which current clients refuse even where they still offer the
+        version (OpenSSL 3: 'legacy sigalg disallowed or unsupported', sent as internal_error). The evidence, or
+        nothing."""
+        s = self.s
+        sh = s.server_hello_msg
+        if sh is None or s.server_hello.ts > alert.ts or not 0x0300 <= sh.selected_version < 0x0303 or \
+                (s.client_key_exchange is not None and s.client_key_exchange.ts <= alert.ts):
+            return []
+        return [(f"frame {s.server_hello.frame}: the server chose {registry.version_name(sh.selected_version)}, "
+                 "deprecated (RFC 8996): its handshake signatures use MD5 and SHA-1, which current clients refuse "
+                 "(OpenSSL 3: 'legacy sigalg disallowed or unsupported')")]
 
     def _legacy_renegotiation_facts(self, alert: AlertInfo) -> list[str]:
         """A client that offered secure renegotiation (RFC 5746) and refused, at once, a TLS <= 1.2 ServerHello

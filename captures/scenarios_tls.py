@@ -977,3 +977,9 @@ _add(_tls_scenario(
     s_server(T12, cert="clientpurpose.pem"), [curl()],
     [fail("server_certificate", "cert_rejected", "unsupported_certificate", "client", CURL, S_SERVER, version=V12,
           note="OpenSSL verification error 26: unsuitable certificate purpose")], tags=("tls12",)))
+_add(_tls_scenario(
+    "tls10_server_refused", "a TLS 1.0-only server (SECLEVEL 0); curl (OpenSSL 3) accepts the version but refuses its "
+    "MD5/SHA-1 signed key exchange ('legacy sigalg disallowed or unsupported', internal_error)",
+    s_server("-tls1", "-cipher", "DEFAULT:@SECLEVEL=0"), [curl()],
+    [fail("server_hello", "no_common_version", "internal_error", "client", CURL, S_SERVER, version="TLS 1.0",
+          note="OpenSSL: legacy sigalg disallowed or unsupported")], tags=("tls12",)))
