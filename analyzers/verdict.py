@@ -15,7 +15,7 @@ from analyzers.summary import AlertInfo, HandshakeSummary
 from analyzers.tcpfacts import SideFacts, TcpFacts
 from tlsparse import registry
 from tlsparse.events import EncryptedRecordSeen, Sender, TruncatedRecordSeen
-from tlsparse.messages import APPLICATION_DATA, EXT_ENCRYPTED_CLIENT_HELLO
+from tlsparse.messages import APPLICATION_DATA, EXT_ENCRYPTED_CLIENT_HELLO, EXT_RENEGOTIATION_INFO
 
 # Members as module constants: `Sender.CLIENT` is a metaclass lookup (~85 ns), read many times per
 # connection.
@@ -35,8 +35,7 @@ WEAK_DH_HINT = ("Server side: its DHE key exchange uses a {bits}-bit group, whic
 OLD_VERSION_HINT = ("Server side: enable TLS 1.2 (and 1.3) on the server or the device that ends TLS for it; TLS 1.0 "
                     "and 1.1 are deprecated (RFC 8996) and current clients no longer complete them. A client can be "
                     "made to accept them (OpenSSL: CipherString = DEFAULT@SECLEVEL=0) only as a stopgap.")
-EXT_RENEGOTIATION_INFO = 0xFF01
-RENEGOTIATION_SCSV = 0x00FF
+RENEGOTIATION_SCSV = 0x00FF  # TLS_EMPTY_RENEGOTIATION_INFO_SCSV: a client's way to ask for RFC 5746 in its suites
 LEGACY_RENEGOTIATION_HINT = ("Server side: update the server (or the device that ends TLS for it) to one that supports "
                              "secure renegotiation (RFC 5746, every TLS library since 2010). Until then, OpenSSL 3 "
                              "clients connect only with UnsafeLegacyServerConnect set in their openssl.cnf (Options "
@@ -149,7 +148,7 @@ TLS13_FINISHED_RECORD_LENGTHS = frozenset({32 + 4 + 1 + 16, 48 + 4 + 1 + 16})
 # Client's encrypted handshake bytes above which its TLS 1.3 flight must hold a (non-empty) Certificate.
 TLS13_CLIENT_FLIGHT_WITH_CERT = 200
 # Signalling values in the cipher-suite list that are not suites: renegotiation SCSV and fallback SCSV.
-_SIGNALLING_SUITES = frozenset({0x00FF, 0x5600})
+_SIGNALLING_SUITES = frozenset({RENEGOTIATION_SCSV, 0x5600})
 # Suites every maintained TLS server enables: a server that refuses all of them offers only weak/exotic suites.
 _WIDELY_SUPPORTED_SUITES = frozenset({0x1301, 0x1302, 0x1303, 0xC02B, 0xC02F, 0xC02C, 0xC030, 0xCCA8, 0xCCA9,
                                       0x009C, 0x009D, 0x002F, 0x0035, 0xC013, 0xC014})
@@ -207,6 +206,13 @@ _SIDE_NAMES = {_CLIENT: _CLIENT.value, _SERVER: _SERVER.value}  # (an Enum's .va
 
 def _side(sender: Sender) -> str:
     return _SIDE_NAMES[sender]
+
+
+def _first_close(side: SideFacts) -> tuple[float, int, str] | None:
+    """(time, frame, "FIN" or "RST") of the side's first close (by time, then frame), or None."""
+    closes = [(ts, frame, kind) for ts, frame, kind in ((side.fin_ts, side.fin_frame, "FIN"),
+                                                        (side.rst_ts, side.rst_frame, "RST")) if ts is not None]
+    return min(closes) if closes else None  # type: ignore[return-value,type-var]
 
 
 def _refusal(reply: bytes) -> bool:
@@ -440,7 +446,7 @@ class _Decider:
         capture ended, filtered or cut by a packet count, or a connection still waiting)."""
         s, c, srv = self.s, self.tcp.client, self.tcp.server
         facts = [self._ch_frame()]
-        for sender, side in ((_SERVER, srv), (_CLIENT, c)):
+        for sender in (_SERVER, _CLIENT):
             cut = (s.truncated or {}).get(sender)
             if cut is not None:
                 facts.append(f"frame {cut.frame}: the {_side(sender)}'s bytes stop inside a record "
@@ -468,10 +474,8 @@ class _Decider:
         c, srv = self.tcp.client, self.tcp.server
         if c.payload_bytes or c.syn_frame is None or srv.synack_frame is None or self.missing is not None:
             return False
-        closes = [(t, frame, kind, side) for t, frame, kind, side in (
-            (c.fin_ts, c.fin_frame, "FIN", "client"), (c.rst_ts, c.rst_frame, "RST", "client"),
-            (srv.fin_ts, srv.fin_frame, "FIN", "server"), (srv.rst_ts, srv.rst_frame, "RST", "server"))
-            if t is not None]
+        closes = [(*closed, side) for closed, side in ((_first_close(c), "client"), (_first_close(srv), "server"))
+                  if closed is not None]
         if not closes:
             return False
         ts, frame, kind, side = min(closes)
@@ -634,6 +638,9 @@ class _Decider:
         confidence, evidence, hint), or None. Such a client checks these before the certificate, so they come
         first."""
         desc = alert.description
+        kx = self.s.client_key_exchange
+        if kx is not None and kx.ts <= alert.ts:
+            return None  # (the client went on past what the server sent first: none of these)
         if desc in (HANDSHAKE_FAILURE, INSUFFICIENT_SECURITY, INTERNAL_ERROR):
             facts = self._old_version_facts(alert)
             if facts:
@@ -652,12 +659,10 @@ class _Decider:
     def _ech_offered_fact(self) -> str | None:
         """The evidence that the first ClientHello carries an outer Encrypted Client Hello extension, or None."""
         at = self.s.client_hellos[0] if self.s.client_hellos else None
-        if at is None:
+        ech = at.message.extension(EXT_ENCRYPTED_CLIENT_HELLO) if at is not None else None
+        if ech is None or ech.parsed != 0:  # (0: the outer ClientHello)
             return None
-        for ext in at.message.extensions:
-            if ext.type == EXT_ENCRYPTED_CLIENT_HELLO and ext.parsed == 0:  # (0: the outer ClientHello)
-                return f"frame {at.frame}: the ClientHello offers Encrypted Client Hello (its sni is the outer name)"
-        return None
+        return f"frame {at.frame}: the ClientHello offers Encrypted Client Hello (its sni is the outer name)"
 
     def client_half_closed(self) -> Verdict | None:
         """A client that shut down its sending side (FIN) right after its ClientHello, before the server's answer
@@ -700,11 +705,9 @@ class _Decider:
                 v.alert, v.alert_sender = "encrypted", "server"
                 facts.append(f"frame {last[0].frame}: server answered the end of the stream with one encrypted "
                              f"record of {last[0].length} bytes (alert-sized)")
-        closed = [(t, frame, kind) for t, frame, kind in ((srv.fin_ts, srv.fin_frame, "FIN"),
-                                                          (srv.rst_ts, srv.rst_frame, "RST")) if t is not None]
-        if closed:
-            _, frame, kind = min(closed)
-            facts.append(f"frame {frame}: server closed ({kind})")
+        closed = _first_close(srv)
+        if closed is not None:
+            facts.append(f"frame {closed[1]}: server closed ({closed[2]})")
         self.fail(step, "closed_without_alert", "certain", *facts, end_ts=fin_ts)
         v.hint = CLIENT_HALF_CLOSE_HINT
         return v
@@ -715,11 +718,10 @@ class _Decider:
         tcp = self.tcp
         peer = tcp.server if alert.sender is _CLIENT else tcp.client
         peer_sender = alert.sender.peer
-        closed_ts = min((t for t in (peer.fin_ts, peer.rst_ts) if t is not None), default=None)
-        if closed_ts is None or closed_ts > alert.ts or peer_sender in self.s.first_record:
+        closed = _first_close(peer)
+        if closed is None or closed[0] > alert.ts or peer_sender in self.s.first_record:
             return None
-        frame = peer.fin_frame if peer.fin_ts == closed_ts else peer.rst_frame
-        kind = "FIN" if peer.fin_ts == closed_ts else "RST"
+        closed_ts, frame, kind = closed
         cause = "closed_without_alert" if kind == "FIN" else "reset_after_client_hello"
         step = self.step_at(closed_ts, peer_sender)
         return self.fail(step, cause, "certain", self._ch_frame(),
@@ -782,44 +784,39 @@ class _Decider:
         return "alert_other", "certain", []
 
     def _old_version_facts(self, alert: AlertInfo) -> list[str]:
-        """A client that refused, before its key exchange, a server that chose TLS 1.0 or 1.1 (or SSL 3.0): their
-        handshake signatures use MD5 and SHA-1, which current clients refuse even where they still offer the
-        version (OpenSSL 3: 'legacy sigalg disallowed or unsupported', sent as internal_error). The evidence, or
-        nothing."""
+        """A client that refused (before its key exchange: `_client_refusal`) a server that chose TLS 1.0 or 1.1 (or
+        SSL 3.0): their handshake signatures use MD5 and SHA-1, which current clients refuse even where they still
+        offer the version (OpenSSL 3: 'legacy sigalg disallowed or unsupported', sent as internal_error). The
+        evidence, or nothing."""
         s = self.s
         sh = s.server_hello_msg
-        if sh is None or s.server_hello.ts > alert.ts or not 0x0300 <= sh.selected_version < 0x0303 or \
-                (s.client_key_exchange is not None and s.client_key_exchange.ts <= alert.ts):
+        if sh is None or s.server_hello.ts > alert.ts or not 0x0300 <= sh.selected_version < 0x0303:
             return []
         return [(f"frame {s.server_hello.frame}: the server chose {registry.version_name(sh.selected_version)}, "
                  "deprecated (RFC 8996): its handshake signatures use MD5 and SHA-1, which current clients refuse "
                  "(OpenSSL 3: 'legacy sigalg disallowed or unsupported')")]
 
     def _legacy_renegotiation_facts(self, alert: AlertInfo) -> list[str]:
-        """A client that offered secure renegotiation (RFC 5746) and refused, at once, a TLS <= 1.2 ServerHello
-        without it: OpenSSL 3 does so by default ("unsafe legacy renegotiation disabled"). The evidence, or
-        nothing."""
+        """A client that offered secure renegotiation (RFC 5746) and refused, at once (`_client_refusal`), a TLS <=
+        1.2 ServerHello without it: OpenSSL 3 does so by default ("unsafe legacy renegotiation disabled"). The
+        evidence, or nothing."""
         s = self.s
         sh, ch = s.server_hello_msg, s.client_hello
-        if sh is None or ch is None or s.server_hello.ts > alert.ts or sh.selected_version >= 0x0304 or \
-                (s.client_key_exchange is not None and s.client_key_exchange.ts <= alert.ts):
+        if sh is None or ch is None or s.server_hello.ts > alert.ts or sh.selected_version >= 0x0304:
             return []
-        if any(e.type == EXT_RENEGOTIATION_INFO for e in sh.extensions):
+        if sh.has_extension(EXT_RENEGOTIATION_INFO):
             return []
-        if RENEGOTIATION_SCSV not in ch.cipher_suites and \
-                not any(e.type == EXT_RENEGOTIATION_INFO for e in ch.extensions):
+        if RENEGOTIATION_SCSV not in ch.cipher_suites and not ch.has_extension(EXT_RENEGOTIATION_INFO):
             return []
         return [(f"frame {s.server_hello.frame}: the ServerHello has no renegotiation_info: the server does not do "
                  "secure renegotiation (RFC 5746), which the client asked for; OpenSSL 3 clients refuse such servers "
                  "('unsafe legacy renegotiation disabled')")]
 
     def _weak_dh_facts(self, alert: AlertInfo) -> list[str]:
-        """A client that refused the server's ServerKeyExchange as soon as it came, whose DHE group is smaller than
-        current clients accept (OpenSSL's "dh key too small"): the evidence, or nothing."""
-        s = self.s
-        ske = s.server_key_exchange
-        if ske is None or ske.ts > alert.ts or (s.client_key_exchange is not None
-                                                and s.client_key_exchange.ts <= alert.ts):
+        """A client that refused the server's ServerKeyExchange as soon as it came (`_client_refusal`), whose DHE
+        group is smaller than current clients accept (OpenSSL's "dh key too small"): the evidence, or nothing."""
+        ske = self.s.server_key_exchange
+        if ske is None or ske.ts > alert.ts:
             return []
         bits = ske.message.dh_prime_bits
         if ske.message.kind != "dhe" or bits is None or bits >= MIN_DH_PRIME_BITS:

@@ -578,7 +578,7 @@ class TlsConnection:
         if self._upgrade is not _ASKED:
             return
         text = bytes(b[pos:pos + 4096])
-        if text[:1] in (b"S", b"N") and len(text) == 1:  # (PostgreSQL's one-byte answer to its SSLRequest)
+        if text in (b"S", b"N"):  # (PostgreSQL's one-byte answer to its SSLRequest)
             reply = text
             at = 0
         else:

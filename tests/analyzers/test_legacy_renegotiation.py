@@ -7,10 +7,10 @@ from __future__ import annotations
 import dataclasses
 
 from analyzers.summary import new_summary
-from analyzers.verdict import EXT_RENEGOTIATION_INFO, LEGACY_RENEGOTIATION_HINT, decide
+from analyzers.verdict import LEGACY_RENEGOTIATION_HINT, decide
 from tests.conftest import CORPUS, analysed_first_flow
 from tlsparse import HandshakeSeen, ServerHello
-from tlsparse.messages import Extension
+from tlsparse.messages import EXT_RENEGOTIATION_INFO, Extension
 
 LEGACY = CORPUS / "tls12_unsafe_legacy_renegotiation.pcap"
 
